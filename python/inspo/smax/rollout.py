@@ -1,0 +1,250 @@
+"""Recording SMAX episodes in the episode-buffer layout (spec: environments.md).
+
+Layout of one episode of L steps, padded to T+1 = episode_limit + 1 slots: slots 0..L-1 hold the
+observation, state and mask the agents acted on, their actions, the reward and ``terminated`` (1 on
+slot L-1 when a team died, 0 after a time limit); ``filled`` is 1 exactly there. Slot L holds the
+final observation, state and mask (not filled, action 0). Later slots are zeros.
+
+Two sources:
+* ``play_episodes``: a policy plays exactly one episode per battle, a batch of battles inside one
+  jitted ``lax.scan`` (expert, medium, mixed, scripted tiers);
+* ``EpisodeStitcher``: cuts the continuing, auto-reset rollouts of PPO training into episodes
+  (the medium-replay tier).
+"""
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ._runtime import import_smax
+
+import_smax()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from numpy.lib.format import open_memmap  # noqa: E402
+
+from .env import SmaxCore, SmaxSpec  # noqa: E402
+from .policies import RolloutPolicy  # noqa: E402
+
+BUFFER_DTYPES = {
+    "obs": np.float32,
+    "state": np.float32,
+    "actions": np.int64,
+    "reward": np.float32,
+    "terminated": np.uint8,
+    "filled": np.int64,
+    "avail_actions": np.int32,
+}
+
+
+def buffer_shapes(spec: SmaxSpec, episodes: int) -> dict:
+    length = spec.episode_limit + 1
+    n = spec.n_agents
+    return {
+        "obs": (episodes, length, n, spec.obs_dim),
+        "state": (episodes, length, spec.state_dim),
+        "actions": (episodes, length, n, 1),
+        "reward": (episodes, length, 1),
+        "terminated": (episodes, length, 1),
+        "filled": (episodes, length, 1),
+        "avail_actions": (episodes, length, n, spec.n_actions),
+    }
+
+
+def buffer_bytes(spec: SmaxSpec, episodes: int) -> int:
+    return sum(
+        math.prod(shape) * np.dtype(BUFFER_DTYPES[name]).itemsize
+        for name, shape in buffer_shapes(spec, episodes).items()
+    )
+
+
+class EpisodeSink:
+    """Preallocated episode-major arrays that chunks of episodes are copied into.
+
+    In memory, or, when ``staging`` is given, as memory-mapped .npy files in that directory (for
+    datasets too big to hold twice in RAM). Also keeps each episode's return, win and length.
+    """
+
+    def __init__(self, spec: SmaxSpec, capacity: int, staging: Optional[Path] = None):
+        self.spec = spec
+        self.capacity = capacity
+        self.count = 0
+        self.arrays = {}
+        for name, shape in buffer_shapes(spec, capacity).items():
+            dtype = BUFFER_DTYPES[name]
+            if staging is None:
+                self.arrays[name] = np.zeros(shape, dtype)
+            else:
+                Path(staging).mkdir(parents=True, exist_ok=True)
+                self.arrays[name] = open_memmap(Path(staging) / f"{name}.npy", "w+", dtype, shape)
+        self.returns = np.zeros(capacity, np.float64)
+        self.wins = np.zeros(capacity, bool)
+        self.lengths = np.zeros(capacity, np.int64)
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.capacity
+
+    def add(self, chunk: dict, wins: np.ndarray) -> int:
+        """Copy episodes (buffer-layout arrays [B, T+1, ...]) in; returns how many fitted."""
+        take = min(len(wins), self.capacity - self.count)
+        rows = slice(self.count, self.count + take)
+        for name, array in self.arrays.items():
+            array[rows] = chunk[name][:take]
+        filled = chunk["filled"][:take, :, 0].astype(bool)
+        self.returns[rows] = (chunk["reward"][:take, :, 0] * filled).sum(axis=1)
+        self.wins[rows] = wins[:take]
+        self.lengths[rows] = filled.sum(axis=1)
+        self.count += take
+        return take
+
+    def result(self) -> dict:
+        """The arrays holding the episodes added so far (views, no copy)."""
+        return {name: array[: self.count] for name, array in self.arrays.items()}
+
+
+def _episode_scan(core: SmaxCore, policy: RolloutPolicy):
+    """One battle, one episode: (params, key) -> buffer-layout arrays of that episode (JAX)."""
+    limit = core.spec.episode_limit
+
+    def play(params, key):
+        reset_key, policy_key, loop_key = jax.random.split(key, 3)
+        env_state, first = core.reset(reset_key)
+
+        def body(carry, _):
+            env_state, current, finished, policy_carry, key = carry
+            key, act_key, step_key = jax.random.split(key, 3)
+            actions, policy_carry = policy.act(params, act_key, policy_carry, current)
+            env_state, out, now_finished = core.step_frozen(step_key, env_state, finished, actions)
+            record = (current, actions, out.reward, out.terminated, ~finished, out.won)
+            return (env_state, out.next, now_finished, policy_carry, key), record
+
+        init = (env_state, first, jnp.array(False), policy.init(policy_key), loop_key)
+        (_, last, _, _, _), (seen, actions, reward, terminated, filled, won) = jax.lax.scan(
+            body, init, None, length=limit
+        )
+        # slot t holds a real observation for t <= L (the final one at L); zero the padding after it
+        valid = jnp.concatenate([jnp.array([True]), filled])
+        pad1 = lambda x: jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)])  # noqa: E731
+
+        def slots(seen_x, last_x):
+            x = jnp.concatenate([seen_x, last_x[None]])
+            return jnp.where(valid.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.zeros_like(x))
+
+        return {
+            "obs": slots(seen.obs, last.obs),
+            "state": slots(seen.state, last.state),
+            "avail_actions": slots(seen.avail, last.avail),
+            "actions": pad1(jnp.where(filled[:, None], actions, 0)),
+            "reward": pad1(reward),
+            "terminated": pad1(terminated & filled),
+            "filled": pad1(filled),
+            "won": jnp.any(won),
+        }
+
+    return play
+
+
+def to_buffer_layout(episodes: dict) -> tuple[dict, np.ndarray]:
+    """JAX episode arrays [B, T+1, ...] -> (numpy arrays with the buffer's shapes and dtypes, wins [B])."""
+    arrays = {}
+    for name, dtype in BUFFER_DTYPES.items():
+        array = np.asarray(episodes[name]).astype(dtype)
+        if name in ("actions", "reward", "terminated", "filled"):
+            array = array[..., None]
+        arrays[name] = array
+    return arrays, np.asarray(episodes["won"]).astype(bool)
+
+
+class EpisodePlayer:
+    """Plays batches of one-episode battles with a fixed policy; one compile per (map, policy, batch)."""
+
+    def __init__(self, core: SmaxCore, policy: RolloutPolicy, batch: int = 256):
+        self.core = core
+        self.batch = batch
+        self._play = jax.jit(jax.vmap(_episode_scan(core, policy), in_axes=(None, 0)))
+
+    def play(self, params, key) -> tuple[dict, np.ndarray]:
+        """``batch`` episodes -> (buffer-layout numpy arrays, wins)."""
+        return to_buffer_layout(self._play(params, jax.random.split(key, self.batch)))
+
+    def fill(self, sink: EpisodeSink, params, key, episodes: int) -> None:
+        """Add ``episodes`` episodes to ``sink``."""
+        added = 0
+        while added < episodes:
+            key, batch_key = jax.random.split(key)
+            chunk, wins = self.play(params, batch_key)
+            take = min(episodes - added, len(wins))
+            added += sink.add({k: v[:take] for k, v in chunk.items()}, wins[:take])
+
+    def summary(self, params, key, episodes: int) -> dict:
+        """Mean return and win rate of ``episodes`` episodes (rounded up to whole batches)."""
+        returns, wins = [], []
+        for _ in range(max(1, math.ceil(episodes / self.batch))):
+            key, batch_key = jax.random.split(key)
+            chunk, won = self.play(params, batch_key)
+            returns.append((chunk["reward"][..., 0] * chunk["filled"][..., 0]).sum(axis=1))
+            wins.append(won)
+        returns, wins = np.concatenate(returns), np.concatenate(wins)
+        return {
+            "return_mean": float(returns.mean()),
+            "return_std": float(returns.std()),
+            "win_rate": float(wins.mean()),
+            "episodes": int(len(returns)),
+        }
+
+
+class EpisodeStitcher:
+    """Cuts auto-reset rollouts [T, E, ...] (training data of PPO) into whole episodes for a sink.
+
+    Each rollout step provides the observation acted on, the actions, reward, done, terminated and
+    won, and the final observation of an episode that ended at that step. Episodes still running
+    when recording stops are dropped.
+    """
+
+    def __init__(self, spec: SmaxSpec, num_envs: int, sink: EpisodeSink):
+        self.spec = spec
+        self.sink = sink
+        self.open = [[] for _ in range(num_envs)]  # per env: list of step-slices of the running episode
+
+    def add(self, steps: dict) -> None:
+        """``steps``: numpy arrays [T, E, ...]: obs, state, avail, actions, reward, done,
+        terminated, won, final_obs, final_state, final_avail."""
+        horizon, num_envs = steps["done"].shape
+        for env in range(num_envs):
+            start = 0
+            for end in np.flatnonzero(steps["done"][:, env]):
+                self.open[env].append(_slice_env(steps, env, start, end + 1))
+                self._finish(self.open[env])
+                self.open[env] = []
+                start = end + 1
+            if start < horizon:
+                self.open[env].append(_slice_env(steps, env, start, horizon))
+
+    def _finish(self, pieces: list) -> None:
+        if self.sink.full:
+            return
+        part = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+        length = len(part["reward"])
+        if length > self.spec.episode_limit:
+            raise AssertionError(f"stitched an episode of {length} steps > limit {self.spec.episode_limit}")
+        one = {name: np.zeros((1,) + shape[1:], BUFFER_DTYPES[name])
+               for name, shape in buffer_shapes(self.spec, 1).items()}
+        one["obs"][0, :length] = part["obs"]
+        one["state"][0, :length] = part["state"]
+        one["avail_actions"][0, :length] = part["avail"]
+        one["obs"][0, length] = part["final_obs"][-1]
+        one["state"][0, length] = part["final_state"][-1]
+        one["avail_actions"][0, length] = part["final_avail"][-1]
+        one["actions"][0, :length, :, 0] = part["actions"]
+        one["reward"][0, :length, 0] = part["reward"]
+        one["terminated"][0, length - 1, 0] = part["terminated"][-1]
+        one["filled"][0, :length, 0] = 1
+        self.sink.add(one, np.array([part["won"][-1]]))
+
+
+def _slice_env(steps: dict, env: int, start: int, end: int) -> dict:
+    return {name: steps[name][start:end, env] for name in steps if name != "done"}

@@ -1,0 +1,227 @@
+"""Quality-tier datasets for SMAX maps, following CFCQL's recipe for its SMAC datasets.
+
+A behaviour policy is trained online here (MAPPO by default, IPPO as an option; checkpoints kept).
+With its checkpoints evaluated along the way, the tiers are defined by the return they achieve:
+
+* expert: episodes of the final policy (never the best checkpoint);
+* medium: episodes of the first checkpoint that reaches about half of the expert return (the one
+  closest to half, among the checkpoints up to the first that reaches it);
+* medium-replay: every rollout of training until the medium checkpoint, recorded by replaying the
+  (deterministic) training run up to that checkpoint;
+* mixed: half medium, half expert episodes (medium first);
+* scripted: no training at all, JaxMARL's scripted micro for our team with eps-random actions (for
+  fast tests; it wins sometimes on 3m and 2s3z, never on the harder maps).
+
+Behaviour policies act stochastically (sampling their softmax), as during training. Each dataset
+is written in the episode-buffer format with a card in meta.json (see ``inspo.smax.card``).
+
+Layout under the data root (default ~/.cache/inspo/smax):
+    <root>/<map>/seed<seed>/behaviour-<algorithm>/   config.json, ckpt_*.npz, progress.jsonl, final.json
+    <root>/<map>/seed<seed>/<tier>/                  the episode buffer (+ meta.json with the card)
+"""
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ._runtime import import_smax
+
+import_smax()
+
+import jax  # noqa: E402
+
+from inspo.data.buffer import save_episode_buffer  # noqa: E402
+
+from . import card as cards  # noqa: E402
+from .env import SmaxCore  # noqa: E402
+from .ippo import PPOConfig, checkpoint_name, is_complete, read_config, read_progress, train  # noqa: E402
+from .policies import actor_critic_policy, heuristic_policy, load_params, save_json  # noqa: E402
+from .rollout import EpisodePlayer, EpisodeSink, EpisodeStitcher, buffer_bytes  # noqa: E402
+
+TIERS = ("expert", "medium", "medium-replay", "mixed", "scripted")
+TRAINED_TIERS = ("expert", "medium", "medium-replay", "mixed")
+DEFAULT_ROOT = Path(os.environ.get("INSPO_DATA", Path.home() / ".cache" / "inspo")) / "smax"
+IN_MEMORY_LIMIT = 1 << 30  # bytes; bigger datasets are assembled in memory-mapped files
+_TIER_STREAM = {tier: i for i, tier in enumerate(TIERS)}  # separate random streams per tier
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    map_name: str = "3m"
+    tier: str = "expert"
+    seed: int = 0
+    episodes: int = 1000  # per dataset (medium-replay: all recorded episodes, capped by this if set)
+    root: Path = DEFAULT_ROOT
+    out: Optional[Path] = None  # the dataset directory; default <root>/<map>/seed<seed>/<tier>
+    eps: float = 0.2  # scripted tier: probability of a uniformly random available action
+    medium_fraction: float = 0.5  # medium = about this fraction of the expert return
+    replay_episodes: Optional[int] = None  # cap on medium-replay episodes (None: all of them)
+    behaviour: PPOConfig = PPOConfig()
+    overwrite: bool = False
+
+    def validate(self) -> "DataConfig":
+        if self.tier not in TIERS:
+            raise ValueError(f"tier: expected one of {TIERS}, got {self.tier!r}")
+        if self.episodes < 1:
+            raise ValueError(f"episodes: must be >= 1, got {self.episodes}")
+        if not 0.0 <= self.eps <= 1.0:
+            raise ValueError(f"eps: must be in [0, 1], got {self.eps}")
+        if not 0.0 < self.medium_fraction < 1.0:
+            raise ValueError(f"medium_fraction: must be in (0, 1), got {self.medium_fraction}")
+        if self.behaviour.map_name != self.map_name or self.behaviour.seed != self.seed:
+            raise ValueError("behaviour config must have the dataset's map_name and seed")
+        self.behaviour.validate()
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.root).expanduser() / self.map_name / f"seed{self.seed}"
+
+    @property
+    def behaviour_dir(self) -> Path:
+        return self.run_dir / f"behaviour-{self.behaviour.algorithm}"
+
+    @property
+    def dataset_dir(self) -> Path:
+        return Path(self.out).expanduser() if self.out is not None else self.run_dir / self.tier
+
+
+def ensure_behaviour(config: DataConfig, log: Callable[[str], None] = print) -> Path:
+    """Train the behaviour policy unless a finished run with the same config is there."""
+    directory = config.behaviour_dir
+    if is_complete(directory):
+        found = read_config(directory)
+        if found != config.behaviour:
+            raise ValueError(f"{directory} holds a behaviour run with a different config:\n  found    {found}\n"
+                             f"  expected {config.behaviour}\nuse another --root or remove it")
+        log(f"behaviour policy: reusing {directory}")
+        return directory
+    log(f"behaviour policy: training {config.behaviour.algorithm} on {config.map_name} -> {directory}")
+    train(config.behaviour, directory, log=log)
+    return directory
+
+
+def pick_medium(progress: list, fraction: float) -> dict:
+    """The checkpoint at about ``fraction`` of the final (expert) return: among the checkpoints up
+    to the first that reaches it, the one whose stochastic return is closest to it."""
+    target = fraction * progress[-1]["stochastic_return"]
+    reached = [i for i, row in enumerate(progress) if row["stochastic_return"] >= target]
+    candidates = progress[: reached[0] + 1] if reached else progress
+    return min(candidates, key=lambda row: abs(row["stochastic_return"] - target))
+
+
+def _checkpoint_card(directory: Path, row: dict, algorithm: str) -> dict:
+    path = directory / row["checkpoint"]
+    return dict(kind=algorithm, checkpoint=str(path), checkpoint_sha256=cards.file_digest(path),
+                update=row["update"], env_steps=row["env_steps"],
+                eval_stochastic_return=row["stochastic_return"], eval_stochastic_win_rate=row["stochastic_win_rate"],
+                eval_greedy_return=row["greedy_return"], eval_greedy_win_rate=row["greedy_win_rate"])
+
+
+def _sink(core: SmaxCore, capacity: int, dataset_dir: Path) -> EpisodeSink:
+    staging = None
+    if buffer_bytes(core.spec, capacity) > IN_MEMORY_LIMIT:
+        staging = dataset_dir.parent / f".{dataset_dir.name}.staging"
+    return EpisodeSink(core.spec, capacity, staging)
+
+
+def _record_replay(config: DataConfig, core: SmaxCore, medium: dict, progress: list, log) -> EpisodeSink:
+    """Re-run behaviour training up to the medium checkpoint, keeping every finished episode."""
+    behaviour = config.behaviour
+    episodes = sum(row["training_episodes"] for row in progress if row["update"] <= medium["update"])
+    if config.replay_episodes is not None:
+        episodes = min(episodes, config.replay_episodes)
+    sink = _sink(core, episodes, config.dataset_dir)
+    stitcher = EpisodeStitcher(core.spec, behaviour.num_envs, sink)
+    log(f"medium-replay: replaying {medium['update']} updates of training, recording {episodes} episodes")
+    result = train(behaviour, None, stop_after_update=medium["update"], on_rollout=stitcher.add, log=log)
+    saved = load_params(config.behaviour_dir / medium["checkpoint"])
+    mismatch = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                   for a, b in zip(jax.tree.leaves(result["params"]), jax.tree.leaves(saved)))
+    if mismatch > 1e-5:
+        raise RuntimeError(f"the replay of behaviour training did not reproduce {medium['checkpoint']} "
+                           f"(max parameter difference {mismatch:.3g}); was it trained with other code?")
+    if not sink.full:
+        raise RuntimeError(f"medium-replay recorded {sink.count} episodes, expected {sink.capacity}")
+    return sink
+
+
+def make_dataset(config: DataConfig, log: Callable[[str], None] = print) -> Path:
+    """Generate one tier; returns its directory. An existing complete dataset is an error unless
+    ``overwrite``."""
+    config.validate()
+    target = config.dataset_dir
+    if (target / "meta.json").exists() and not config.overwrite:
+        raise FileExistsError(f"{target} already holds a dataset (pass --overwrite to replace it)")
+    started = time.time()
+    core = SmaxCore(config.map_name, config.behaviour.episode_limit)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1000 + _TIER_STREAM[config.tier])
+    behaviour_card: dict
+    if config.tier == "scripted":
+        sink = _sink(core, config.episodes, target)
+        EpisodePlayer(core, heuristic_policy(core)).fill(sink, np.float32(config.eps), key, config.episodes)
+        behaviour_card = dict(kind="jaxmarl-heuristic", eps=config.eps, attack_mode="closest")
+    else:
+        directory = ensure_behaviour(config, log)
+        progress = read_progress(directory)
+        algorithm = config.behaviour.algorithm
+        expert_row, medium_row = progress[-1], pick_medium(progress, config.medium_fraction)
+        log(f"expert = {expert_row['checkpoint']} (eval return {expert_row['stochastic_return']:.3f}), "
+            f"medium = {medium_row['checkpoint']} (eval return {medium_row['stochastic_return']:.3f})")
+        player = EpisodePlayer(core, actor_critic_policy(greedy=False))
+        parts = {"expert": [(expert_row, config.episodes)], "medium": [(medium_row, config.episodes)],
+                 "mixed": [(medium_row, config.episodes // 2), (expert_row, config.episodes - config.episodes // 2)]}
+        if config.tier == "medium-replay":
+            sink = _record_replay(config, core, medium_row, progress, log)
+            behaviour_card = dict(kind=f"{algorithm}-training-replay", until=_checkpoint_card(directory, medium_row,
+                                                                                           algorithm),
+                                  behaviour_dir=str(directory))
+        else:
+            sink = _sink(core, config.episodes, target)
+            for i, (row, count) in enumerate(parts[config.tier]):
+                params = load_params(directory / row["checkpoint"])
+                player.fill(sink, params, jax.random.fold_in(key, i), count)
+            behaviour_card = dict(kind=algorithm, parts=[dict(_checkpoint_card(directory, row, algorithm),
+                                                              episodes=count) for row, count in parts[config.tier]],
+                                  behaviour_dir=str(directory))
+    arrays = sink.result()
+    statistics = cards.episode_statistics(arrays)
+    if not np.array_equal(statistics["wins"], sink.wins[: sink.count]):
+        raise AssertionError("the reward-based win rule disagrees with the environment's win flag")
+    summary = cards.summarize(**statistics)
+    spec = core.spec
+    card = dict(version=cards.CARD_VERSION, generator=cards.GENERATOR, env=spec.env_name, map=spec.map_name,
+                tier=config.tier, seed=config.seed, n_agents=spec.n_agents, obs_dim=spec.obs_dim,
+                state_dim=spec.state_dim, n_actions=spec.n_actions, episode_limit=spec.episode_limit,
+                behaviour=behaviour_card, behaviour_config=asdict(config.behaviour), **summary,
+                versions={name: metadata.version(name) for name in ("jaxmarl", "jax", "jaxlib", "numpy")},
+                note="SMAX returns lie in [0, ~2] (damage + 1 for a win); not comparable with SMAC numbers")
+    meta = dict(env=spec.env_name, dataset=config.tier, seed=config.seed, n_agents=spec.n_agents,
+                n_actions=spec.n_actions, episode_limit=spec.episode_limit, card=card)
+    log(f"{spec.env_name} {config.tier}: {summary['episodes']} episodes, {summary['transitions']} transitions, "
+        f"return {summary['return_mean']:.3f} +- {summary['return_std']:.3f}, win rate {summary['win_rate']:.3f}")
+    save_episode_buffer(target, arrays, meta)
+    # the card also lists each array file's size and digest, known only once they are written
+    written = json.loads((target / "meta.json").read_text())
+    written["card"]["files"] = cards.file_table(target, arrays)
+    written["card"]["seconds"] = round(time.time() - started, 1)
+    save_json(target / "meta.json", written)
+    if isinstance(sink.arrays["obs"], np.memmap):
+        staging = Path(sink.arrays["obs"].filename).parent
+        del arrays, sink
+        shutil.rmtree(staging, ignore_errors=True)
+    cards.load_dataset(target)  # what a reader will see must pass the card check
+    log(f"wrote {target} in {written['card']['seconds']} s")
+    return target
+
+
+def make_tiers(config: DataConfig, tiers=TRAINED_TIERS, log: Callable[[str], None] = print) -> list:
+    """Several tiers from one behaviour run (trained once)."""
+    return [make_dataset(replace(config, tier=tier, out=None), log) for tier in tiers]
