@@ -1,0 +1,225 @@
+// Argument structs of the InSPO ops and the error status they report; shared by both backends.
+//
+// Conventions for every struct:
+//   * T is the floating type of every float tensor (float or double; all the same dtype).
+//   * Every pointer is to C-contiguous (row-major) memory on the backend's device, checked by the
+//     bindings; shapes are in the comments ([B, N, A] = samples, agents, actions).
+//   * Inputs are `const`; outputs are fully written by the op (no need to zero them first), except
+//     where a comment says otherwise.
+//   * Scalars are double (cast to T inside the kernels, as PyTorch does for Python scalars).
+//   * `num_threads` is for the CPU backend (OpenMP threads); the CUDA backend ignores it.
+//   * `workspace` / `workspace_bytes`: scratch memory for the CUDA backend, allocated by the Python
+//     layer with torch (never cudaMalloc per call) with at least OP_cuda_workspace_bytes<T>(B, N, A)
+//     bytes (declared in backends.h, defined by the CUDA backend next to its kernels), 256-byte
+//     aligned (torch's allocator guarantees it). Its content on entry is undefined: a kernel that needs
+//     zeros must clear it on the stream. The CPU backend ignores it (null / 0 there): it allocates its
+//     own small per-call scratch outside its loops.
+//
+// Error status: each op reports the FIRST invalid input as one int64, `pack_status(index, code)`,
+// where `index` is a flat index (below) and `code` a StatusCode. Packing puts the index in the high
+// bits, so the smallest packed value is the smallest index (ties: the smallest code). The CPU backend
+// returns the minimum over all errors; the CUDA backend atomicMin's each error into a device int64
+// initialised to kStatusOk (= INT64_MAX, "no error") by the Python layer. Both therefore report the
+// same error. A kernel must never read out of bounds because of an invalid input (an action out of
+// range is not used as an index); the outputs of an invalid row are unspecified.
+//
+// Flat indices:
+//   * row errors (a [B, N, A] row or a [B, N] entry): index = b * N + i;
+//   * per-sample errors of soft_bellman_target (done / reward / q_next of sample b): index = b * N,
+//     so they are reported before the row errors of the same sample (smaller code);
+//   * kOrderNotPermutation: index = 0 with the smallest code, so it is always the one reported;
+//   * kNoPositiveWeight (resample, agent i): index = B * N + i (after every element error).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+namespace inspo {
+
+enum StatusCode : int64_t {
+  kOrderNotPermutation = 1,      // order is not a permutation of 0..N-1
+  kDoneNotBinary = 2,            // done[b] is not 0 or 1
+  kRewardNonFinite = 3,          // reward[b] is not finite
+  kQNextNonFinite = 4,           // q_next[b] is not finite (only checked where done[b] == 0)
+  kNoAvailableAction = 5,        // avail[b, i] has no true entry
+  kActionOutOfRange = 6,         // actions[b, i] not in [0, A)
+  kActionUnavailable = 7,        // avail[b, i, actions[b, i]] is false
+  kLogitsNonFinite = 8,          // logits[b, i, j] not finite at an available j
+  kLogMuNonFinite = 9,           // log_mu[b, i, j] not finite at an available j
+  kQNonFinite = 10,              // q_local[b, i, j] not finite at an available j
+  kUpdatedLogProbNonFinite = 11, // updated_log_probs[b, i] not finite
+  kLogRhoInvalid = 12,           // log_rho[b, i] is NaN or +inf (-inf is a zero weight, allowed)
+  kNoPositiveWeight = 13,        // every log_rho[:, i] is -inf
+};
+
+constexpr int kStatusCodeBits = 6;  // codes < 64
+constexpr int64_t kStatusOk = std::numeric_limits<int64_t>::max();
+
+// Host-and-device qualifier of the shared inline functions.
+#if defined(__CUDACC__)
+#define INSPO_HD __host__ __device__
+#else
+#define INSPO_HD
+#endif
+
+INSPO_HD inline int64_t pack_status(int64_t flat_index, int64_t code) {
+  return (flat_index << kStatusCodeBits) | code;
+}
+INSPO_HD inline int64_t status_code(int64_t status) { return status & ((int64_t(1) << kStatusCodeBits) - 1); }
+INSPO_HD inline int64_t status_index(int64_t status) { return status >> kStatusCodeBits; }
+
+// Predecessor modes of teammate_log_ratios / sequential_policy_loss (reference.PREDECESSOR_MODES).
+enum Predecessors : int {
+  kPredecessorsTarget = 0,  // eta-lookahead toward the closed-form target (reads q_local)
+  kPredecessorsPolicy = 1,  // given updated_log_probs [B, N]
+};
+
+// Ratio modes of sequential_policy_loss (reference.RATIO_MODES).
+enum RatioMode : int {
+  kRatioImportance = 0,      // c = rho,  norm = B
+  kRatioSelfNormalized = 1,  // c = rho,  norm = sum_b rho
+  kRatioNone = 2,            // c = 1,    norm = B (rho is not computed; ess = B)
+};
+
+// Resampling methods (reference.RESAMPLE_METHODS).
+enum ResampleMethod : int {
+  kResampleMultinomial = 0,  // uniforms [B, N]: draw k of agent i at u[k, i] * total_i
+  kResampleSystematic = 1,   // uniforms [1, N]: draw k of agent i at (k + u[0, i]) / B * total_i
+};
+
+// ---------------------------------------------------------------------------------------------------
+// reference.soft_bellman_target. Per sample b (live = done[b] == 0):
+//   kl[b, i], entropy[b, i] = KL(pi^i || mu^i), H(pi^i) of softmax(next_logits[b, i]) over next_avail
+//   target[b] = reward[b] + gamma (1 - done[b]) [q_next[b] - alpha sum_i kl + beta sum_i entropy]
+//   log_ratio[b] = min(sum_i log pi^i(a'^i) - log mu^i(a'^i), log_rho_max)
+// Terminal samples (done[b] == 1) read none of the next-step inputs (q_next, next_*), write
+// kl = entropy = 0, log_ratio = 0, target = reward. Validated: done in {0, 1}, reward finite; for live
+// samples q_next finite and every row (kNoAvailableAction .. kLogMuNonFinite).
+template <typename T>
+struct SoftBellmanTargetArgs {
+  const T* reward;               // [B]
+  const T* done;                 // [B], 0 or 1
+  const T* q_next;               // [B]  Q_target(s', a')
+  const T* next_logits;          // [B, N, A]
+  const T* next_log_mu;          // [B, N, A]
+  const bool* next_avail;        // [B, N, A]
+  const int64_t* next_actions;   // [B, N]
+  T* target;                     // out [B]
+  T* kl;                         // out [B, N]
+  T* entropy;                    // out [B, N]
+  T* log_ratio;                  // out [B]
+  int64_t B, N, A;
+  double gamma, alpha, beta, log_rho_max;
+  int num_threads;
+  void* workspace;
+  int64_t workspace_bytes;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// reference.in_sample_weights, per row (b, i):
+//   value = tau logsumexp_avail(kappa log_mu + q / tau)
+//   log_weight = -(beta / tau) log_mu[a] + (q[a] - value) / tau,  weight = exp(min(log_weight, log_w_max))
+// Validated per row: kNoAvailableAction .. kActionUnavailable, kLogMuNonFinite, kQNonFinite.
+template <typename T>
+struct InSampleWeightsArgs {
+  const T* q_local;         // [B, N, A]
+  const T* log_mu;          // [B, N, A]
+  const bool* avail;        // [B, N, A]
+  const int64_t* actions;   // [B, N]
+  T* weight;                // out [B, N]
+  T* log_weight;            // out [B, N]
+  T* value;                 // out [B, N]
+  int64_t B, N, A;
+  double alpha, beta, log_w_max;
+  int num_threads;
+  void* workspace;
+  int64_t workspace_bytes;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// reference.teammate_log_ratios. Per sample b, with d_cur[i] = log pi^i(a^i) - log mu^i(a^i) and
+// d_upd[i] = log pi_hat^i(a^i) - log mu^i(a^i) (target: eta-lookahead of logits toward the closed form;
+// policy: updated_log_probs[b, i]):
+//   log_rho[b, order[m]] = min(sum_{k < m} d_upd[order[k]] + sum_{k > m} d_cur[order[k]], log_rho_max)
+// Validated: order (kOrderNotPermutation), every row (kNoAvailableAction .. kLogMuNonFinite, plus
+// kQNonFinite in target mode, kUpdatedLogProbNonFinite in policy mode).
+template <typename T>
+struct TeammateLogRatiosArgs {
+  const T* logits;             // [B, N, A]
+  const T* log_mu;             // [B, N, A]
+  const bool* avail;           // [B, N, A]
+  const int64_t* actions;      // [B, N]
+  const int64_t* order;        // [N], order[m] = agent updated m-th
+  const T* q_local;            // [B, N, A], read only when predecessors == kPredecessorsTarget (else may be null)
+  const T* updated_log_probs;  // [B, N], read only when predecessors == kPredecessorsPolicy (else may be null)
+  T* log_rho;                  // out [B, N]
+  int64_t B, N, A;
+  int predecessors;            // Predecessors
+  double alpha, beta, eta, log_rho_max;
+  int num_threads;
+  void* workspace;
+  int64_t workspace_bytes;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// reference.resample. Per agent i: w_b = (double) exp(log_rho[b, i] - max_b log_rho[:, i]) (the exp in
+// T, then widened, as the reference does), cdf = inclusive cumulative sum in double (sequential order
+// b = 0..B-1 on the CPU), total = cdf[B-1]; draw k at v = u[k, i] * total (multinomial) or
+// v = (k + u[0, i]) / B * total (systematic); indices[k, i] = min(first b with cdf[b] > v, B - 1).
+// ess[i] = (sum rho)^2 / sum rho^2 (computed in double from the shifted weights, stored as T).
+// Validated: kLogRhoInvalid (NaN / +inf), kNoPositiveWeight (a column of -inf).
+template <typename T>
+struct ResampleArgs {
+  const T* log_rho;         // [B, N]
+  const double* uniforms;   // [B, N] (multinomial) or [1, N] (systematic), each in [0, 1)
+  int64_t* indices;         // out [B, N]: agent i's resampled batch is rows indices[:, i]
+  T* ess;                   // out [N]
+  int64_t B, N;
+  int method;               // ResampleMethod
+  int num_threads;
+  void* workspace;
+  int64_t workspace_bytes;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// reference.sequential_policy_loss, forward and (optionally) the logits gradient in one pass.
+// Per row (b, i): log pi(a) (log-softmax of logits), w = clipped in-sample weight (as in_sample_weights),
+// H, KL; per sample the teammate log-ratios log_rho[b, i] as in teammate_log_ratios (not computed when
+// ratio == kRatioNone: log_rho = 0), c = exp(log_rho) (1 for kRatioNone). Per agent i over b:
+//   norm[i]        = sum_b rho (kRatioSelfNormalized) or B
+//   loss[i]        = -sum_b c w log pi(a) / norm[i]
+//   mean_weight[i] = sum_b w / B;  entropy[i] = sum_b H / B;  kl[i] = sum_b KL / B
+//   ess[i]         = (sum_b rho)^2 / sum_b rho^2 (B for kRatioNone)
+// grad (only when compute_grad): the UNNORMALIZED gradient of loss[i] * norm[i] w.r.t. logits:
+//   grad[b, i, j] = c w (softmax_j - [j == a])  at available j,  0 at unavailable j.
+// The backward is then d logits = grad * (d loss[i] / norm[i]) (one multiply, in Python).
+// Validated: order; every row (kNoAvailableAction .. kQNonFinite); updated_log_probs when read.
+// Per-agent sums over b are accumulated in double.
+template <typename T>
+struct SequentialPolicyLossArgs {
+  const T* logits;             // [B, N, A]
+  const T* log_mu;             // [B, N, A]
+  const bool* avail;           // [B, N, A]
+  const int64_t* actions;      // [B, N]
+  const T* q_local;            // [B, N, A]
+  const int64_t* order;        // [N]
+  const T* updated_log_probs;  // [B, N], read only when predecessors == kPredecessorsPolicy and
+                               //   ratio != kRatioNone (else may be null)
+  T* loss;                     // out [N]
+  T* mean_weight;              // out [N]
+  T* ess;                      // out [N]
+  T* entropy;                  // out [N]
+  T* kl;                       // out [N]
+  T* norm;                     // out [N]   (saved for the backward)
+  T* grad;                     // out [B, N, A] when compute_grad, else may be null
+  int64_t B, N, A;
+  int predecessors;            // Predecessors
+  int ratio;                   // RatioMode
+  bool compute_grad;
+  double alpha, beta, eta, log_rho_max, log_w_max;
+  int num_threads;
+  void* workspace;
+  int64_t workspace_bytes;
+};
+
+}  // namespace inspo

@@ -1,0 +1,403 @@
+// Per-row math of the InSPO ops, shared by the CPU (csrc/cpu) and CUDA (csrc/cuda) backends.
+//
+// The definition of every formula is python/inspo_ext/reference.py; this header is its per-row twin.
+// A "row" is one agent of one sample: A entries of logits / log_mu / q / avail, plus the taken action.
+// Values at unavailable entries are never used (they may be NaN or +-inf): every read of them goes
+// through a select, never through arithmetic whose result is later masked by multiplication.
+//
+// Two levels are provided so that any parallel layout computes the same numbers:
+//   * element / merge / finalize helpers (RowMax, RowSums, add_*, merge, *_from_sums): for layouts
+//     where several threads share one row (a CUDA warp per row): each thread runs pass 1 on its
+//     entries, the maxima are merged, then pass 2 (sums of exp shifted by the merged maxima), the sums
+//     are merged (plain addition), and the finalizers turn them into log-probs, entropy, KL, V, w.
+//   * contiguous-row drivers (row_max, row_sums, row_validate): one thread walks the whole row; on
+//     the host the loops carry `omp simd` reductions so they vectorize without -ffast-math.
+// Stability: every log-sum-exp is shifted by the row maximum over the available entries, so logits
+// of +-1e4 give exact softmaxes (exp(-2e4) underflows to 0, never to NaN).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "common/args.h"  // INSPO_HD, StatusCode
+
+// `omp simd` on the host (OpenMP builds), nothing under nvcc or without OpenMP.
+#define INSPO_STRINGIFY_(x) #x
+#if !defined(__CUDACC__) && defined(_OPENMP)
+#define INSPO_SIMD(clauses) _Pragma(INSPO_STRINGIFY_(omp simd clauses))
+#else
+#define INSPO_SIMD(clauses)
+#endif
+
+namespace inspo {
+
+// ---- scalar helpers -------------------------------------------------------------------------------
+
+template <typename T>
+INSPO_HD inline T neg_inf() {
+  return -std::numeric_limits<T>::infinity();
+}
+
+// True for finite x; false for +-inf and NaN (inf - inf and NaN - NaN are NaN). No <cmath> call, so
+// it vectorizes and compiles identically on host and device. (Never build with -ffinite-math-only.)
+template <typename T>
+INSPO_HD inline bool is_finite(T x) {
+  return x - x == T(0);
+}
+
+INSPO_HD inline float exp_(float x) {
+#if defined(__CUDA_ARCH__)
+  return expf(x);
+#else
+  return std::exp(x);
+#endif
+}
+INSPO_HD inline double exp_(double x) {
+#if defined(__CUDA_ARCH__)
+  return ::exp(x);
+#else
+  return std::exp(x);
+#endif
+}
+INSPO_HD inline float log_(float x) {
+#if defined(__CUDA_ARCH__)
+  return logf(x);
+#else
+  return std::log(x);
+#endif
+}
+INSPO_HD inline double log_(double x) {
+#if defined(__CUDA_ARCH__)
+  return ::log(x);
+#else
+  return std::log(x);
+#endif
+}
+
+template <typename T>
+INSPO_HD inline T max_(T a, T b) {
+  return a > b ? a : b;
+}
+template <typename T>
+INSPO_HD inline T min_(T a, T b) {
+  return a < b ? a : b;
+}
+
+// ---- temperatures -----------------------------------------------------------------------------------
+
+// tau = alpha + beta, kappa = alpha / tau (spec section 3). Built once per call from the double
+// scalars of the args struct, then cast to the compute type T (as PyTorch does for a Python scalar).
+template <typename T>
+struct Temperatures {
+  T tau;            // alpha + beta  (> 0, checked in Python)
+  T inv_tau;        // 1 / tau
+  T kappa;          // alpha / tau
+  T beta_over_tau;  // beta / tau
+  T eta;            // lookahead step (0 <= eta <= 1)
+  T one_minus_eta;  // 1 - eta
+};
+
+template <typename T>
+INSPO_HD inline Temperatures<T> make_temperatures(double alpha, double beta, double eta) {
+  const double tau = alpha + beta;
+  return Temperatures<T>{T(tau), T(1.0 / tau), T(alpha / tau), T(beta / tau), T(eta), T(1.0 - eta)};
+}
+
+// ---- element-level formulas --------------------------------------------------------------------------
+
+// Unnormalized closed-form target log pi*(a) = kappa log mu(a) + q(a) / tau (reference.closed_form_logits).
+template <typename T>
+INSPO_HD inline T closed_form_logit(T log_mu, T q, const Temperatures<T>& t) {
+  return t.kappa * log_mu + q * t.inv_tau;
+}
+
+// Unnormalized eta-lookahead z = (1 - eta) logits + eta (kappa log mu + q / tau)
+// (reference.lookahead_log_probs before its log-softmax).
+template <typename T>
+INSPO_HD inline T lookahead_logit(T logit, T log_mu, T q, const Temperatures<T>& t) {
+  return t.one_minus_eta * logit + t.eta * closed_form_logit(log_mu, q, t);
+}
+
+// ---- pass 1: validation flags and maxima over the available entries ----------------------------------
+
+// What pass 1 learns about a row. Start from RowMax<T>::empty(); `logits` / `target` / `lookahead`
+// are maxima over the available entries of the logits, the closed-form target logits and the lookahead
+// logits (-inf when the row has no available entry, or when that quantity is not computed).
+template <typename T>
+struct RowMax {
+  int64_t n_avail;  // number of available entries
+  bool bad_logits;  // a non-finite logit at an available entry
+  bool bad_log_mu;  // a non-finite log_mu at an available entry
+  bool bad_q;       // a non-finite q at an available entry
+  T logits;
+  T target;
+  T lookahead;
+
+  INSPO_HD static RowMax empty() { return RowMax{0, false, false, false, neg_inf<T>(), neg_inf<T>(), neg_inf<T>()}; }
+
+  // Merge another thread's pass-1 result over a disjoint part of the same row.
+  INSPO_HD void merge(const RowMax& o) {
+    n_avail += o.n_avail;
+    bad_logits = bad_logits || o.bad_logits;
+    bad_log_mu = bad_log_mu || o.bad_log_mu;
+    bad_q = bad_q || o.bad_q;
+    logits = max_(logits, o.logits);
+    target = max_(target, o.target);
+    lookahead = max_(lookahead, o.lookahead);
+  }
+};
+
+// Which per-row quantities an op needs; a flag that is off skips the reads and the exps it costs.
+struct RowNeeds {
+  bool logits;     // log-softmax of the logits (log pi(a), entropy, KL, softmax for the gradient)
+  bool kl;         // KL(pi || mu) (needs logits)
+  bool target;     // closed-form target: V and the in-sample weight (needs q)
+  bool lookahead;  // eta-lookahead log pi_hat(a) (needs logits and q)
+  bool q;          // q is read (target or lookahead); log_mu is always read
+};
+
+// Pass 1 on one entry. `logits` / `q` may be ignored (pass any value) when `needs` says so.
+template <typename T>
+INSPO_HD inline void add_max(RowMax<T>& r, bool avail, T logit, T log_mu, T q, const RowNeeds& needs,
+                             const Temperatures<T>& t) {
+  if (!avail) return;
+  r.n_avail += 1;
+  if (needs.logits) {
+    r.bad_logits = r.bad_logits || !is_finite(logit);
+    r.logits = max_(r.logits, logit);
+  }
+  r.bad_log_mu = r.bad_log_mu || !is_finite(log_mu);
+  if (needs.q) r.bad_q = r.bad_q || !is_finite(q);
+  if (needs.target) r.target = max_(r.target, closed_form_logit(log_mu, q, t));
+  if (needs.lookahead) r.lookahead = max_(r.lookahead, lookahead_logit(logit, log_mu, q, t));
+}
+
+// ---- pass 2: sums of exponentials shifted by the pass-1 maxima ---------------------------------------
+
+template <typename T>
+struct RowSums {
+  T exp_logits;         // S   = sum exp(l - max_l)
+  T exp_logits_shift;   // S_l = sum exp(l - max_l) * (l - max_l)
+  T exp_logits_log_mu;  // S_m = sum exp(l - max_l) * log_mu
+  T exp_target;         // sum exp(z* - max_z*)   (z* = closed_form_logit)
+  T exp_lookahead;      // sum exp(zh - max_zh)   (zh = lookahead_logit)
+
+  INSPO_HD static RowSums zero() { return RowSums{T(0), T(0), T(0), T(0), T(0)}; }
+
+  INSPO_HD void merge(const RowSums& o) {
+    exp_logits += o.exp_logits;
+    exp_logits_shift += o.exp_logits_shift;
+    exp_logits_log_mu += o.exp_logits_log_mu;
+    exp_target += o.exp_target;
+    exp_lookahead += o.exp_lookahead;
+  }
+};
+
+// Pass 2 on one entry; returns exp(l - max_l) (0 at an unavailable entry, or when logits are not
+// needed): the unnormalized softmax, which the policy-loss gradient stores.
+template <typename T>
+INSPO_HD inline T add_sums(RowSums<T>& s, const RowMax<T>& m, bool avail, T logit, T log_mu, T q,
+                           const RowNeeds& needs, const Temperatures<T>& t) {
+  if (!avail) return T(0);
+  T e = T(0);
+  if (needs.logits) {
+    const T shifted = logit - m.logits;
+    e = exp_(shifted);
+    s.exp_logits += e;
+    s.exp_logits_shift += e * shifted;
+    if (needs.kl) s.exp_logits_log_mu += e * log_mu;
+  }
+  if (needs.target) s.exp_target += exp_(closed_form_logit(log_mu, q, t) - m.target);
+  if (needs.lookahead) s.exp_lookahead += exp_(lookahead_logit(logit, log_mu, q, t) - m.lookahead);
+  return e;
+}
+
+// ---- finalizers: from merged maxima and sums to the per-row results -----------------------------------
+
+// log-sum-exp over the available entries of the logits: max_l + log S.
+template <typename T>
+INSPO_HD inline T logits_lse(const RowMax<T>& m, const RowSums<T>& s) {
+  return m.logits + log_(s.exp_logits);
+}
+
+// H(pi) = -sum p log p = log S - S_l / S  (p = exp(l - max_l) / S; stable for logits of +-1e4).
+template <typename T>
+INSPO_HD inline T entropy_from_sums(const RowSums<T>& s) {
+  return log_(s.exp_logits) - s.exp_logits_shift / s.exp_logits;
+}
+
+// KL(pi || mu) = sum p (log p - log mu) = S_l / S - log S - S_m / S.
+template <typename T>
+INSPO_HD inline T kl_from_sums(const RowSums<T>& s) {
+  return (s.exp_logits_shift - s.exp_logits_log_mu) / s.exp_logits - log_(s.exp_logits);
+}
+
+// Soft value V = tau * logsumexp_avail(kappa log mu + q / tau) (reference.in_sample_weights).
+template <typename T>
+INSPO_HD inline T soft_value(const RowMax<T>& m, const RowSums<T>& s, const Temperatures<T>& t) {
+  return t.tau * (m.target + log_(s.exp_target));
+}
+
+// log-sum-exp of the lookahead logits (normalizer of log pi_hat).
+template <typename T>
+INSPO_HD inline T lookahead_lse(const RowMax<T>& m, const RowSums<T>& s) {
+  return m.lookahead + log_(s.exp_lookahead);
+}
+
+// log w = -(beta / tau) log mu(a) + (q(a) - V) / tau (unclipped; spec section 4).
+template <typename T>
+INSPO_HD inline T in_sample_log_weight(T log_mu_taken, T q_taken, T value, const Temperatures<T>& t) {
+  return -t.beta_over_tau * log_mu_taken + (q_taken - value) * t.inv_tau;
+}
+
+// w = exp(min(log w, log w_max)).
+template <typename T>
+INSPO_HD inline T clipped_weight(T log_weight, T log_w_max) {
+  return exp_(min_(log_weight, log_w_max));
+}
+
+// ---- validation --------------------------------------------------------------------------------------
+
+// Validate one row from its merged pass-1 result and the taken action: 0 when valid, else the
+// StatusCode of the first failing check (checks run in code order, so it is the smallest failing code).
+// `avail_row` is read only at the action, and only when the action is in range.
+template <typename T>
+INSPO_HD inline int64_t row_error(const RowMax<T>& m, int64_t action, int64_t A, const bool* avail_row) {
+  if (m.n_avail == 0) return kNoAvailableAction;
+  if (action < 0 || action >= A) return kActionOutOfRange;
+  if (!avail_row[action]) return kActionUnavailable;
+  if (m.bad_logits) return kLogitsNonFinite;
+  if (m.bad_log_mu) return kLogMuNonFinite;
+  if (m.bad_q) return kQNonFinite;
+  return 0;
+}
+
+// ---- contiguous-row drivers (one thread walks the whole row) -----------------------------------------
+// Pointers not needed by `needs` may be null. Same math as add_max / add_sums, written with scalar
+// accumulators so the host compiler vectorizes the loops (`omp simd` reductions).
+
+template <typename T>
+INSPO_HD inline RowMax<T> row_max(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t A,
+                                  const RowNeeds& needs, const Temperatures<T>& t) {
+  int64_t n_avail = 0;
+  int bad_logits = 0, bad_log_mu = 0, bad_q = 0;
+  T max_logits = neg_inf<T>(), max_target = neg_inf<T>(), max_lookahead = neg_inf<T>();
+  const T ninf = neg_inf<T>();
+  if (needs.logits) {
+    INSPO_SIMD(reduction(max : max_logits) reduction(| : bad_logits))
+    for (int64_t j = 0; j < A; ++j) {
+      const bool av = avail[j];
+      const T l = logits[j];
+      bad_logits |= int(av && !is_finite(l));
+      max_logits = max_(max_logits, av ? l : ninf);
+    }
+  }
+  INSPO_SIMD(reduction(+ : n_avail) reduction(| : bad_log_mu))
+  for (int64_t j = 0; j < A; ++j) {
+    const bool av = avail[j];
+    n_avail += int64_t(av);
+    bad_log_mu |= int(av && !is_finite(log_mu[j]));
+  }
+  if (needs.q) {
+    INSPO_SIMD(reduction(| : bad_q))
+    for (int64_t j = 0; j < A; ++j) bad_q |= int(avail[j] && !is_finite(q[j]));
+  }
+  if (needs.target) {
+    INSPO_SIMD(reduction(max : max_target))
+    for (int64_t j = 0; j < A; ++j) {
+      const T z = closed_form_logit(log_mu[j], q[j], t);
+      max_target = max_(max_target, avail[j] ? z : ninf);
+    }
+  }
+  if (needs.lookahead) {
+    INSPO_SIMD(reduction(max : max_lookahead))
+    for (int64_t j = 0; j < A; ++j) {
+      const T z = lookahead_logit(logits[j], log_mu[j], q[j], t);
+      max_lookahead = max_(max_lookahead, avail[j] ? z : ninf);
+    }
+  }
+  return RowMax<T>{n_avail, bad_logits != 0, bad_log_mu != 0, bad_q != 0, max_logits, max_target, max_lookahead};
+}
+
+// Pass 2 over a whole row. When `softmax_out` is not null it receives exp(l - max_l) (0 at the
+// unavailable entries): the unnormalized softmax (divide by exp_logits to normalize).
+template <typename T>
+INSPO_HD inline RowSums<T> row_sums(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t A,
+                                    const RowMax<T>& m, const RowNeeds& needs, const Temperatures<T>& t,
+                                    T* softmax_out) {
+  T s = T(0), s_shift = T(0), s_log_mu = T(0), s_target = T(0), s_lookahead = T(0);
+  if (needs.logits) {
+    const T max_l = m.logits;
+    const bool kl = needs.kl, store = softmax_out != nullptr;  // loop-invariant: the compiler unswitches
+    INSPO_SIMD(reduction(+ : s, s_shift, s_log_mu))
+    for (int64_t j = 0; j < A; ++j) {
+      const bool av = avail[j];
+      const T shifted = av ? logits[j] - max_l : neg_inf<T>();
+      const T e = exp_(shifted);  // exactly 0 at unavailable entries
+      if (store) softmax_out[j] = e;
+      s += e;
+      s_shift += av ? e * shifted : T(0);
+      if (kl) s_log_mu += av ? e * log_mu[j] : T(0);
+    }
+  }
+  if (needs.target) {
+    const T max_z = m.target;
+    INSPO_SIMD(reduction(+ : s_target))
+    for (int64_t j = 0; j < A; ++j) {
+      const T z = avail[j] ? closed_form_logit(log_mu[j], q[j], t) - max_z : neg_inf<T>();
+      s_target += exp_(z);
+    }
+  }
+  if (needs.lookahead) {
+    const T max_h = m.lookahead;
+    INSPO_SIMD(reduction(+ : s_lookahead))
+    for (int64_t j = 0; j < A; ++j) {
+      const T z = avail[j] ? lookahead_logit(logits[j], log_mu[j], q[j], t) - max_h : neg_inf<T>();
+      s_lookahead += exp_(z);
+    }
+  }
+  return RowSums<T>{s, s_shift, s_log_mu, s_target, s_lookahead};
+}
+
+// ---- online log-sum-exp for per-agent reductions over samples (ESS) -----------------------------------
+
+// Running (max, sum exp(x - max), sum exp(2 (x - max))) of a stream of log-ratios x; merges exactly
+// (up to rounding) in any grouping. ESS = (sum rho)^2 / sum rho^2 = sum1^2 / sum2 (the max cancels).
+// -inf entries (rho = 0) contribute nothing.
+struct EssAccumulator {
+  double max = -std::numeric_limits<double>::infinity();
+  double sum1 = 0.0;
+  double sum2 = 0.0;
+
+  INSPO_HD void add(double x) {
+    if (!(x > -std::numeric_limits<double>::infinity())) return;
+    if (x > max) {
+      const double scale = exp_(max - x);  // 0 when max was -inf
+      sum1 *= scale;
+      sum2 *= scale * scale;
+      max = x;
+    }
+    const double e = exp_(x - max);
+    sum1 += e;
+    sum2 += e * e;
+  }
+
+  INSPO_HD void merge(const EssAccumulator& o) {
+    if (!(o.max > -std::numeric_limits<double>::infinity())) return;
+    if (!(max > -std::numeric_limits<double>::infinity())) {
+      *this = o;
+      return;
+    }
+    const double m = max_(max, o.max);
+    const double a = exp_(max - m), b = exp_(o.max - m);
+    sum1 = sum1 * a + o.sum1 * b;
+    sum2 = sum2 * a * a + o.sum2 * b * b;
+    max = m;
+  }
+
+  // NaN when every x was -inf (0 / 0), as the reference gives.
+  INSPO_HD double ess() const { return sum1 * sum1 / sum2; }
+};
+
+}  // namespace inspo
