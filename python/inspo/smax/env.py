@@ -291,3 +291,12 @@ class SmaxVecEnv:
             raise ValueError(
                 f"actions: action {actions[env, agent]} of agent {agent} in env {env} is not available"
             )
+
+
+def make_env(config, arg):
+    """Factory of the trainer's environment registry: ``smax:<map>`` -> ``inspo.smax.task.SmaxTask``."""
+    from .task import SmaxTask  # torch-facing side; imports the trainer's Env base
+
+    if not arg:
+        raise ValueError(f"env: expected 'smax:<map>' (e.g. smax:3m), got {config.env!r}")
+    return SmaxTask(arg)

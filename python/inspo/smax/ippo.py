@@ -105,6 +105,16 @@ def checkpoint_name(update: int) -> str:
     return f"ckpt_{update:06d}.npz"
 
 
+_COMPILED_UPDATES: dict = {}
+
+
+def compiled_update(config: PPOConfig, core: SmaxCore, optimizer):
+    """``build_update`` cached per config in the process (a replay of a run compiles nothing)."""
+    if config not in _COMPILED_UPDATES:
+        _COMPILED_UPDATES[config] = build_update(config, core, optimizer)
+    return _COMPILED_UPDATES[config]
+
+
 def build_update(config: PPOConfig, core: SmaxCore, optimizer):
     """The jitted PPO iteration: rollout + GAE + epochs of minibatch steps. Returns (runner, stats, steps)."""
     net = config.network
@@ -230,7 +240,7 @@ def train(
     env_state, current = jax.vmap(core.reset)(jax.random.split(reset_key, config.num_envs))
     runner = Runner(params, optimizer.init(params), env_state, current,
                     jnp.zeros((config.num_envs,), jnp.float32), key)
-    update = build_update(config, core, optimizer)
+    update = compiled_update(config, core, optimizer)
     evaluators = {kind: EpisodePlayer(core, actor_critic_policy(greedy=kind == "greedy"),
                                       batch=min(config.eval_episodes, 256))
                   for kind in ("stochastic", "greedy")}

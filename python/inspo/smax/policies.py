@@ -98,6 +98,7 @@ def values(params, observation: Observation, net: NetworkConfig) -> jax.Array:
 
 
 class RolloutPolicy(NamedTuple):
+    name: str  # identifies the policy's code (compiled rollouts are cached by it)
     init: Callable  # key -> carry, for one battle
     act: Callable  # (params, key, carry, Observation) -> (actions [N] int32, carry)
 
@@ -113,7 +114,7 @@ def actor_critic_policy(greedy: bool = False) -> RolloutPolicy:
             actions = jax.random.categorical(key, logits, axis=-1)
         return actions.astype(jnp.int32), carry
 
-    return RolloutPolicy(init=lambda key: (), act=act)
+    return RolloutPolicy(name="actor-greedy" if greedy else "actor-stochastic", init=lambda key: (), act=act)
 
 
 def uniform_available(key, avail: jax.Array) -> jax.Array:
@@ -146,7 +147,7 @@ def heuristic_policy(core: SmaxCore) -> RolloutPolicy:
         actions = jnp.where(explore | ~legal, random_actions, scripted)
         return actions, carry
 
-    return RolloutPolicy(init=init, act=act)
+    return RolloutPolicy(name="heuristic", init=init, act=act)
 
 
 # --- checkpoints ----------------------------------------------------------------------------------

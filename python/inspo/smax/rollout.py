@@ -160,12 +160,18 @@ def to_buffer_layout(episodes: dict) -> tuple[dict, np.ndarray]:
 
 
 class EpisodePlayer:
-    """Plays batches of one-episode battles with a fixed policy; one compile per (map, policy, batch)."""
+    """Plays batches of one-episode battles with a fixed policy; one compile per (map, episode limit,
+    policy, batch) in a process."""
+
+    _compiled: dict = {}
 
     def __init__(self, core: SmaxCore, policy: RolloutPolicy, batch: int = 256):
         self.core = core
         self.batch = batch
-        self._play = jax.jit(jax.vmap(_episode_scan(core, policy), in_axes=(None, 0)))
+        cache_key = (core.spec, policy.name)
+        if cache_key not in EpisodePlayer._compiled:
+            EpisodePlayer._compiled[cache_key] = jax.jit(jax.vmap(_episode_scan(core, policy), in_axes=(None, 0)))
+        self._play = EpisodePlayer._compiled[cache_key]
 
     def play(self, params, key) -> tuple[dict, np.ndarray]:
         """``batch`` episodes -> (buffer-layout numpy arrays, wins)."""
@@ -205,9 +211,11 @@ class EpisodeStitcher:
     when recording stops are dropped.
     """
 
-    def __init__(self, spec: SmaxSpec, num_envs: int, sink: EpisodeSink):
+    def __init__(self, spec: SmaxSpec, num_envs: int, sink: EpisodeSink, keep: Optional[np.ndarray] = None):
         self.spec = spec
         self.sink = sink
+        self.keep = keep  # bool per finished episode (in finishing order): record it; None = all
+        self.finished = 0
         self.open = [[] for _ in range(num_envs)]  # per env: list of step-slices of the running episode
 
     def add(self, steps: dict) -> None:
@@ -225,7 +233,9 @@ class EpisodeStitcher:
                 self.open[env].append(_slice_env(steps, env, start, horizon))
 
     def _finish(self, pieces: list) -> None:
-        if self.sink.full:
+        index = self.finished
+        self.finished += 1
+        if self.sink.full or (self.keep is not None and (index >= len(self.keep) or not self.keep[index])):
             return
         part = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
         length = len(part["reward"])

@@ -37,7 +37,7 @@ import_smax()
 
 import jax  # noqa: E402
 
-from inspo.data.buffer import save_episode_buffer  # noqa: E402
+from inspo.data.buffer import REQUIRED_ARRAYS, save_episode_buffer  # noqa: E402
 
 from . import card as cards  # noqa: E402
 from .env import SmaxCore  # noqa: E402
@@ -52,19 +52,37 @@ IN_MEMORY_LIMIT = 1 << 30  # bytes; bigger datasets are assembled in memory-mapp
 _TIER_STREAM = {tier: i for i, tier in enumerate(TIERS)}  # separate random streams per tier
 
 
+# Behaviour training per map (ours): budgets that finish in minutes on 2 CPU cores.
+BEHAVIOUR_PRESETS = {
+    "3m": dict(total_env_steps=2_000_000),
+    "2s3z": dict(total_env_steps=3_000_000),
+}
+
+
+def behaviour_config(map_name: str, seed: int, **overrides) -> PPOConfig:
+    """PPOConfig of the behaviour policy of a map: the defaults, the map preset, then overrides."""
+    values = dict(BEHAVIOUR_PRESETS.get(map_name, {}))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return PPOConfig(map_name=map_name, seed=seed, **values).validate()
+
+
 @dataclass(frozen=True)
 class DataConfig:
     map_name: str = "3m"
     tier: str = "expert"
     seed: int = 0
-    episodes: int = 1000  # per dataset (medium-replay: all recorded episodes, capped by this if set)
+    episodes: int = 1000  # per dataset (medium-replay: all recorded episodes, capped by replay_episodes)
     root: Path = DEFAULT_ROOT
     out: Optional[Path] = None  # the dataset directory; default <root>/<map>/seed<seed>/<tier>
     eps: float = 0.2  # scripted tier: probability of a uniformly random available action
     medium_fraction: float = 0.5  # medium = about this fraction of the expert return
     replay_episodes: Optional[int] = None  # cap on medium-replay episodes (None: all of them)
-    behaviour: PPOConfig = PPOConfig()
+    behaviour: Optional[PPOConfig] = None  # None: behaviour_config(map_name, seed)
     overwrite: bool = False
+
+    def __post_init__(self):
+        if self.behaviour is None:
+            object.__setattr__(self, "behaviour", behaviour_config(self.map_name, self.seed))
 
     def validate(self) -> "DataConfig":
         if self.tier not in TIERS:
@@ -75,6 +93,8 @@ class DataConfig:
             raise ValueError(f"eps: must be in [0, 1], got {self.eps}")
         if not 0.0 < self.medium_fraction < 1.0:
             raise ValueError(f"medium_fraction: must be in (0, 1), got {self.medium_fraction}")
+        if self.replay_episodes is not None and self.replay_episodes < 1:
+            raise ValueError(f"replay_episodes: must be >= 1 or None, got {self.replay_episodes}")
         if self.behaviour.map_name != self.map_name or self.behaviour.seed != self.seed:
             raise ValueError("behaviour config must have the dataset's map_name and seed")
         self.behaviour.validate()
@@ -125,23 +145,17 @@ def _checkpoint_card(directory: Path, row: dict, algorithm: str) -> dict:
                 eval_greedy_return=row["greedy_return"], eval_greedy_win_rate=row["greedy_win_rate"])
 
 
-def _sink(core: SmaxCore, capacity: int, dataset_dir: Path) -> EpisodeSink:
-    staging = None
-    if buffer_bytes(core.spec, capacity) > IN_MEMORY_LIMIT:
-        staging = dataset_dir.parent / f".{dataset_dir.name}.staging"
-    return EpisodeSink(core.spec, capacity, staging)
-
-
-def _record_replay(config: DataConfig, core: SmaxCore, medium: dict, progress: list, log) -> EpisodeSink:
-    """Re-run behaviour training up to the medium checkpoint, keeping every finished episode."""
-    behaviour = config.behaviour
-    episodes = sum(row["training_episodes"] for row in progress if row["update"] <= medium["update"])
-    if config.replay_episodes is not None:
-        episodes = min(episodes, config.replay_episodes)
-    sink = _sink(core, episodes, config.dataset_dir)
-    stitcher = EpisodeStitcher(core.spec, behaviour.num_envs, sink)
-    log(f"medium-replay: replaying {medium['update']} updates of training, recording {episodes} episodes")
-    result = train(behaviour, None, stop_after_update=medium["update"], on_rollout=stitcher.add, log=log)
+def _record_replay(config: DataConfig, core: SmaxCore, medium: dict, sink: EpisodeSink, total: int, log) -> None:
+    """Re-run behaviour training up to the medium checkpoint, keeping its ``total`` finished episodes
+    (or, when the sink is smaller, a uniformly drawn subset of them, in training order)."""
+    keep = None
+    if sink.capacity < total:
+        rng = np.random.default_rng(config.seed)
+        keep = np.zeros(total, bool)
+        keep[rng.choice(total, size=sink.capacity, replace=False)] = True
+    stitcher = EpisodeStitcher(core.spec, config.behaviour.num_envs, sink, keep)
+    log(f"medium-replay: replaying {medium['update']} updates of training, recording {sink.capacity} episodes")
+    result = train(config.behaviour, None, stop_after_update=medium["update"], on_rollout=stitcher.add, log=log)
     saved = load_params(config.behaviour_dir / medium["checkpoint"])
     mismatch = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                    for a, b in zip(jax.tree.leaves(result["params"]), jax.tree.leaves(saved)))
@@ -150,22 +164,22 @@ def _record_replay(config: DataConfig, core: SmaxCore, medium: dict, progress: l
                            f"(max parameter difference {mismatch:.3g}); was it trained with other code?")
     if not sink.full:
         raise RuntimeError(f"medium-replay recorded {sink.count} episodes, expected {sink.capacity}")
-    return sink
 
 
-def make_dataset(config: DataConfig, log: Callable[[str], None] = print) -> Path:
-    """Generate one tier; returns its directory. An existing complete dataset is an error unless
-    ``overwrite``."""
+def build_dataset(config: DataConfig, log: Callable[[str], None] = print, staging: Optional[Path] = None):
+    """Generate one tier -> (arrays, meta with the card). Big datasets are assembled in
+    memory-mapped files under ``staging`` (arrays are then np.memmap views of them)."""
     config.validate()
-    target = config.dataset_dir
-    if (target / "meta.json").exists() and not config.overwrite:
-        raise FileExistsError(f"{target} already holds a dataset (pass --overwrite to replace it)")
     started = time.time()
     core = SmaxCore(config.map_name, config.behaviour.episode_limit)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1000 + _TIER_STREAM[config.tier])
-    behaviour_card: dict
+
+    def new_sink(capacity: int) -> EpisodeSink:
+        big = buffer_bytes(core.spec, capacity) > IN_MEMORY_LIMIT
+        return EpisodeSink(core.spec, capacity, staging if big else None)
+
     if config.tier == "scripted":
-        sink = _sink(core, config.episodes, target)
+        sink = new_sink(config.episodes)
         EpisodePlayer(core, heuristic_policy(core)).fill(sink, np.float32(config.eps), key, config.episodes)
         behaviour_card = dict(kind="jaxmarl-heuristic", eps=config.eps, attack_mode="closest")
     else:
@@ -175,22 +189,24 @@ def make_dataset(config: DataConfig, log: Callable[[str], None] = print) -> Path
         expert_row, medium_row = progress[-1], pick_medium(progress, config.medium_fraction)
         log(f"expert = {expert_row['checkpoint']} (eval return {expert_row['stochastic_return']:.3f}), "
             f"medium = {medium_row['checkpoint']} (eval return {medium_row['stochastic_return']:.3f})")
-        player = EpisodePlayer(core, actor_critic_policy(greedy=False))
-        parts = {"expert": [(expert_row, config.episodes)], "medium": [(medium_row, config.episodes)],
-                 "mixed": [(medium_row, config.episodes // 2), (expert_row, config.episodes - config.episodes // 2)]}
         if config.tier == "medium-replay":
-            sink = _record_replay(config, core, medium_row, progress, log)
-            behaviour_card = dict(kind=f"{algorithm}-training-replay", until=_checkpoint_card(directory, medium_row,
-                                                                                           algorithm),
-                                  behaviour_dir=str(directory))
+            episodes = sum(row["training_episodes"] for row in progress if row["update"] <= medium_row["update"])
+            sink = new_sink(min(episodes, config.replay_episodes or episodes))
+            _record_replay(config, core, medium_row, sink, episodes, log)
+            behaviour_card = dict(kind=f"{algorithm}-training-replay", behaviour_dir=str(directory),
+                                  until=_checkpoint_card(directory, medium_row, algorithm),
+                                  recorded_of_total=[sink.count, episodes])
         else:
-            sink = _sink(core, config.episodes, target)
-            for i, (row, count) in enumerate(parts[config.tier]):
-                params = load_params(directory / row["checkpoint"])
-                player.fill(sink, params, jax.random.fold_in(key, i), count)
-            behaviour_card = dict(kind=algorithm, parts=[dict(_checkpoint_card(directory, row, algorithm),
-                                                              episodes=count) for row, count in parts[config.tier]],
-                                  behaviour_dir=str(directory))
+            half = config.episodes // 2
+            parts = {"expert": [(expert_row, config.episodes)], "medium": [(medium_row, config.episodes)],
+                     "mixed": [(medium_row, half), (expert_row, config.episodes - half)]}[config.tier]
+            sink = new_sink(config.episodes)
+            player = EpisodePlayer(core, actor_critic_policy(greedy=False))
+            for i, (row, count) in enumerate(parts):
+                player.fill(sink, load_params(directory / row["checkpoint"]), jax.random.fold_in(key, i), count)
+            behaviour_card = dict(kind=algorithm, behaviour_dir=str(directory),
+                                  parts=[dict(_checkpoint_card(directory, row, algorithm), episodes=count)
+                                         for row, count in parts])
     arrays = sink.result()
     statistics = cards.episode_statistics(arrays)
     if not np.array_equal(statistics["wins"], sink.wins[: sink.count]):
@@ -202,23 +218,35 @@ def make_dataset(config: DataConfig, log: Callable[[str], None] = print) -> Path
                 state_dim=spec.state_dim, n_actions=spec.n_actions, episode_limit=spec.episode_limit,
                 behaviour=behaviour_card, behaviour_config=asdict(config.behaviour), **summary,
                 versions={name: metadata.version(name) for name in ("jaxmarl", "jax", "jaxlib", "numpy")},
+                seconds=round(time.time() - started, 1),
                 note="SMAX returns lie in [0, ~2] (damage + 1 for a win); not comparable with SMAC numbers")
     meta = dict(env=spec.env_name, dataset=config.tier, seed=config.seed, n_agents=spec.n_agents,
                 n_actions=spec.n_actions, episode_limit=spec.episode_limit, card=card)
     log(f"{spec.env_name} {config.tier}: {summary['episodes']} episodes, {summary['transitions']} transitions, "
-        f"return {summary['return_mean']:.3f} +- {summary['return_std']:.3f}, win rate {summary['win_rate']:.3f}")
-    save_episode_buffer(target, arrays, meta)
+        f"return {summary['return_mean']:.3f} +- {summary['return_std']:.3f}, win rate {summary['win_rate']:.3f} "
+        f"({card['seconds']} s)")
+    return arrays, meta
+
+
+def make_dataset(config: DataConfig, log: Callable[[str], None] = print) -> Path:
+    """Generate one tier and write it to ``config.dataset_dir``; returns that directory. An existing
+    dataset there is an error unless ``overwrite``."""
+    target = config.dataset_dir
+    if (target / "meta.json").exists() and not config.overwrite:
+        raise FileExistsError(f"{target} already holds a dataset (pass --overwrite to replace it)")
+    staging = target.parent / f".{target.name}.staging"
+    try:
+        arrays, meta = build_dataset(config, log, staging)
+        save_episode_buffer(target, arrays, meta)
+        del arrays
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     # the card also lists each array file's size and digest, known only once they are written
     written = json.loads((target / "meta.json").read_text())
-    written["card"]["files"] = cards.file_table(target, arrays)
-    written["card"]["seconds"] = round(time.time() - started, 1)
+    written["card"]["files"] = cards.file_table(target, REQUIRED_ARRAYS)
     save_json(target / "meta.json", written)
-    if isinstance(sink.arrays["obs"], np.memmap):
-        staging = Path(sink.arrays["obs"].filename).parent
-        del arrays, sink
-        shutil.rmtree(staging, ignore_errors=True)
     cards.load_dataset(target)  # what a reader will see must pass the card check
-    log(f"wrote {target} in {written['card']['seconds']} s")
+    log(f"wrote {target}")
     return target
 
 

@@ -1,0 +1,111 @@
+"""``inspo data``: make and check SMAX datasets.
+
+    inspo data make --env smax:3m --tier expert            # trains the behaviour policy first if needed
+    inspo data make --env smax:3m --tier all               # expert, medium, medium-replay, mixed (one training)
+    inspo data make --env smax:3m --tier scripted --eps 0.2 --episodes 500
+    inspo data behaviour --env smax:2s3z --seed 1          # only train (and checkpoint) the behaviour policy
+    inspo data check ~/.cache/inspo/smax/3m/seed0/expert  # verify a dataset against its card
+
+The registering CLI calls ``add_arguments(parser)`` on its ``data`` subparser and ``run(args)``.
+This module imports no JAX until ``run``.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="data_command", metavar="{make,behaviour,check}", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--env", required=True, help="smax:<map>, e.g. smax:3m, smax:2s3z, smax:5m_vs_6m")
+        sub.add_argument("--seed", type=int, default=0, help="seed of the behaviour training and the rollouts")
+        sub.add_argument("--root", type=Path, default=None,
+                         help="data root (default $INSPO_DATA/smax or ~/.cache/inspo/smax)")
+        sub.add_argument("--algorithm", choices=("mappo", "ippo"), default="mappo",
+                         help="behaviour learner: MAPPO (critic sees the state) or IPPO (critic sees the obs)")
+        sub.add_argument("--behaviour-steps", type=int, default=None,
+                         help="environment steps of behaviour training (default: the map preset)")
+        sub.add_argument("--num-envs", type=int, default=None, help="battles per PPO rollout")
+        sub.add_argument("--checkpoint-every", type=int, default=None, help="PPO updates between checkpoints")
+
+    make = commands.add_parser("make", help="generate a dataset tier (episode-buffer directory + card)")
+    common(make)
+    make.add_argument("--tier", required=True,
+                      help="expert, medium, medium-replay, mixed, scripted, or all (the four trained tiers)")
+    make.add_argument("--episodes", type=int, default=1000, help="episodes per dataset (default 1000)")
+    make.add_argument("--replay-episodes", type=int, default=None,
+                      help="cap on medium-replay episodes, drawn uniformly (default: all)")
+    make.add_argument("--eps", type=float, default=0.2, help="scripted tier: random-action probability")
+    make.add_argument("--out", type=Path, default=None, help="dataset directory (default <root>/<map>/seed<S>/<tier>)")
+    make.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+
+    behaviour = commands.add_parser("behaviour", help="train and checkpoint the behaviour policy only")
+    common(behaviour)
+
+    check = commands.add_parser("check", help="verify a dataset against its card; print the card summary")
+    check.add_argument("path", type=Path)
+    check.add_argument("--hashes", action="store_true", help="also compare the sha256 of every array file")
+
+
+def _data_config(args, tier: str):
+    from inspo.smax import map_from_env_name
+    from inspo.smax.tiers import DEFAULT_ROOT, DataConfig, behaviour_config
+
+    map_name = map_from_env_name(args.env)
+    behaviour = behaviour_config(map_name, args.seed, total_env_steps=args.behaviour_steps,
+                                 num_envs=args.num_envs, checkpoint_every=args.checkpoint_every,
+                                 critic="global" if args.algorithm == "mappo" else "local")
+    extra = {}
+    if args.data_command == "make":
+        extra = dict(episodes=args.episodes, replay_episodes=args.replay_episodes, eps=args.eps,
+                     out=args.out, overwrite=args.overwrite)
+    return DataConfig(map_name=map_name, tier=tier, seed=args.seed, root=args.root or DEFAULT_ROOT,
+                      behaviour=behaviour, **extra).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    if args.data_command == "check":
+        from inspo.data.buffer import DatasetError
+        from inspo.smax.card import load_dataset
+
+        try:
+            _, meta = load_dataset(args.path, hashes=args.hashes)
+        except DatasetError as error:
+            log(f"dataset check failed: {error}")
+            return 1
+        card = meta["card"]
+        keys = ("env", "tier", "seed", "episodes", "transitions", "return_mean", "return_std", "win_rate",
+                "generator")
+        print(json.dumps({key: card[key] for key in keys}, indent=2))
+        return 0
+
+    from inspo.smax.tiers import TIERS, TRAINED_TIERS, ensure_behaviour, make_dataset
+
+    if args.data_command == "behaviour":
+        ensure_behaviour(_data_config(args, "expert"), log)
+        return 0
+    tiers = TRAINED_TIERS if args.tier == "all" else (args.tier,)
+    if any(tier not in TIERS for tier in tiers):
+        raise SystemExit(f"--tier: expected one of {TIERS} or all, got {args.tier!r}")
+    if args.out is not None and len(tiers) > 1:
+        raise SystemExit("--out names one dataset directory; use --root with --tier all")
+    for tier in tiers:
+        print(make_dataset(_data_config(args, tier), log))
+    return 0
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry point (``python -m inspo.smax.cli``), same as ``inspo data``."""
+    parser = argparse.ArgumentParser(prog="inspo data", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
