@@ -93,10 +93,17 @@ class ReferenceOps:
                                             updated_log_probs, alpha, beta, eta, log_rho_max, log_w_max, ratio)
 
 
+OP_NAMES = ("soft_bellman_target", "in_sample_weights", "teammate_log_ratios", "resample", "sequential_policy_loss")
+
+
+def _exports_ops() -> bool:
+    return all(hasattr(inspo_ext, name) for name in OP_NAMES)
+
+
 def make_implementations(names: tuple[str, ...], dynamic: bool = True) -> dict[str, Any]:
     """name -> an object with the five public op functions."""
     makers = {
-        "ours": lambda: inspo_ext,
+        "ours": lambda: inspo_ext if _exports_ops() else ReferenceOps(),
         "eager": lambda: ReferenceOps(),
         "compiled": lambda: ReferenceOps(compiled=True, dynamic=dynamic),
     }
@@ -105,6 +112,8 @@ def make_implementations(names: tuple[str, ...], dynamic: bool = True) -> dict[s
 
 def ours_backend() -> str:
     """What `ours` runs: the compiled kernels, or the reference fallback (then ours == eager)."""
+    if not _exports_ops():
+        return "eager reference (this inspo_ext does not export the ops: 'ours' runs the PyTorch reference)"
     info = getattr(inspo_ext, "build_info", None)
     if info is None:
         return "unknown (inspo_ext has no build_info)"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity, profile, record_function
 
 Prepare = Callable[[], Any]
 Region = Callable[[Any], Any]
@@ -92,16 +92,16 @@ def first_call_seconds(region: Region, prepare: Prepare, device: torch.device) -
 
 
 def peak_memory_bytes(region: Region, prepare: Prepare, device: torch.device) -> int:
-    """Peak of the memory allocated inside the region, beyond what existed before it.
+    """Peak of the memory allocated inside the region, above the level when the region started.
 
     CUDA: the caching allocator's peak statistic. CPU: the profiler's allocation records (every
     tensor allocation, including those of compiled code and of our ops, whose outputs are torch
-    tensors); a running sum of allocations and frees inside the region, maximized. Frees of tensors
-    allocated before the region are not counted, so this is the peak of new allocations. Memory a
-    C++ kernel allocates outside torch (a std::vector scratch) is invisible to it.
+    tensors), replayed as a running sum and maximized over the region; `prepare` runs under the
+    profiler too, so frees of what it allocated (a forward's saved tensors) count. Memory a C++
+    kernel allocates outside torch (a std::vector scratch) is invisible to it.
     """
-    state = prepare()
     if device.type == "cuda":
+        state = prepare()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
@@ -109,17 +109,27 @@ def peak_memory_bytes(region: Region, prepare: Prepare, device: torch.device) ->
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated(device) - before
     with _quiet_profiler(profile(activities=[ProfilerActivity.CPU], profile_memory=True)) as prof:
-        region(state)
-    records = sorted(
-        (event.start_ns(), event.nbytes())
-        for event in prof.profiler.kineto_results.events()
-        if event.name() == "[memory]"
-    )
-    allocated = peak = 0
-    for _, nbytes in records:
+        state = prepare()
+        with record_function(_REGION_MARKER):
+            region(state)
+        del state
+    events = prof.profiler.kineto_results.events()
+    marker = next(e for e in events if e.name() == _REGION_MARKER)
+    start, end = marker.start_ns(), marker.start_ns() + marker.duration_ns()
+    allocated = level_at_start = peak = 0
+    for when, nbytes in sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]"):
+        if when > end:
+            break
+        if when < start:
+            allocated += nbytes
+            level_at_start = peak = allocated
+            continue
         allocated += nbytes
         peak = max(peak, allocated)
-    return peak
+    return peak - level_at_start
+
+
+_REGION_MARKER = "inspo_bench_region"
 
 
 @contextlib.contextmanager

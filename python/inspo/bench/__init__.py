@@ -1,0 +1,1 @@
+"""Benchmarks of the fused ops and of a training iteration: `inspo bench` or `python -m inspo.bench`."""
