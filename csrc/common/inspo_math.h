@@ -360,6 +360,30 @@ INSPO_HD inline RowSums<T> row_sums(const T* logits, const T* log_mu, const T* q
   return RowSums<T>{s, s_shift, s_log_mu, s_target, s_lookahead};
 }
 
+// ---- teammate log-ratios of one sample --------------------------------------------------------------
+
+// log_rho[i] = min(sum of d_upd over the agents before i in `order` + sum of d_cur over the agents after
+// i, log_rho_max) for every agent i (reference._ordered_log_ratios), where d_cur[i] / d_upd[i] =
+// log pi^i(a^i) / log pi_hat^i(a^i) minus log mu^i(a^i). Arrays are indexed by agent; `order` must be a
+// permutation (validated before). Suffix sums then prefix sums: no subtraction, so one large d cannot
+// cancel the others' precision.
+template <typename T>
+INSPO_HD inline void ordered_log_ratios(const T* d_cur, const T* d_upd, const int64_t* order, int64_t N,
+                                        T log_rho_max, T* log_rho) {
+  T after = T(0);
+  for (int64_t m = N - 1; m >= 0; --m) {
+    const int64_t i = order[m];
+    log_rho[i] = after;
+    after += d_cur[i];
+  }
+  T before = T(0);
+  for (int64_t m = 0; m < N; ++m) {
+    const int64_t i = order[m];
+    log_rho[i] = min_(before + log_rho[i], log_rho_max);
+    before += d_upd[i];
+  }
+}
+
 // ---- online log-sum-exp for per-agent reductions over samples (ESS) -----------------------------------
 
 // Running (max, sum exp(x - max), sum exp(2 (x - max))) of a stream of log-ratios x; merges exactly

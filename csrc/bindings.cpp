@@ -1,0 +1,399 @@
+// nanobind module inspo_ext._C: zero-copy DLPack views of torch tensors, one function per op.
+//
+// Every op is bound twice (T = float, double) under one name; every array argument is `.noconvert()`,
+// so a wrong dtype, a non-contiguous layout or another device raises TypeError instead of making a
+// hidden copy (an output written into a hidden copy would be lost). The Python layer checks shapes,
+// dtypes, devices and contiguity first with messages naming the argument; the checks here are a
+// second line of defence (they raise ValueError).
+//
+// Calling convention (Python layer: python/inspo_ext/_backend.py):
+//   CPU tensors:  status = _C.OP(inputs..., outputs..., scalars..., num_threads=n)
+//                 -> the packed status (common/args.h); kStatusOk = 2**63 - 1 when the inputs are valid.
+//   CUDA tensors: _C.OP(..., stream=torch.cuda.current_stream().cuda_stream, status=<int64 [1] tensor
+//                 on the device, filled with 2**63 - 1>, workspace=<uint8 tensor of
+//                 _C.cuda_workspace_bytes(OP, B, N, A, dtype_is_double) bytes>) -> returns immediately;
+//                 errors are atomicMin'ed into `status` on the stream.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "common/args.h"
+#include "common/backends.h"
+
+#if defined(INSPO_WITH_OPENMP)
+#include <omp.h>
+#endif
+#if defined(INSPO_WITH_CUDA)
+#include <cuda_runtime_api.h>
+#endif
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+template <typename T>
+using In = nb::ndarray<const T, nb::c_contig>;
+template <typename T>
+using Out = nb::ndarray<T, nb::c_contig>;
+using Status = std::optional<Out<int64_t>>;
+using Workspace = std::optional<Out<uint8_t>>;
+
+// All arrays of one call must live on one device (CPU, or one CUDA device); shapes are checked here.
+class Call {
+ public:
+  template <typename Array>
+  void check(const Array& a, const char* name, std::initializer_list<int64_t> shape) {
+    if (!have_device_) {
+      device_type_ = a.device_type();
+      device_id_ = a.device_id();
+      first_ = name;
+      have_device_ = true;
+    } else if (a.device_type() != device_type_ || a.device_id() != device_id_) {
+      throw std::invalid_argument(std::string(name) + " is on another device than " + first_);
+    }
+    bool ok = a.ndim() == shape.size();
+    size_t d = 0;
+    for (int64_t expected : shape) {
+      ok = ok && int64_t(a.shape(d)) == expected;
+      ++d;
+    }
+    if (!ok) throw std::invalid_argument(std::string(name) + " has the wrong shape");
+  }
+  template <typename Array>
+  void check(const std::optional<Array>& a, const char* name, std::initializer_list<int64_t> shape) {
+    if (a) check(*a, name, shape);
+  }
+
+  bool cuda() const {
+    if (device_type_ == nb::device::cpu::value) return false;
+    if (device_type_ == nb::device::cuda::value) {
+#if defined(INSPO_WITH_CUDA)
+      return true;
+#else
+      throw std::invalid_argument("this build of inspo_ext has no CUDA backend");
+#endif
+    }
+    throw std::invalid_argument("inspo_ext supports CPU and CUDA tensors only");
+  }
+
+  // CUDA status pointer (a device int64 [1]) and workspace of a CUDA call.
+  int64_t* status_pointer(Status& status) {
+    if (!status) throw std::invalid_argument("a CUDA call needs `status` (a device int64 tensor of shape [1])");
+    check(*status, "status", {1});
+    return status->data();
+  }
+  template <typename T>
+  void workspace(Workspace& ws, T& args) {
+    if (ws) {
+      check(*ws, "workspace", {int64_t(ws->shape(0))});
+      args.workspace = ws->data();
+      args.workspace_bytes = int64_t(ws->shape(0));
+    } else {
+      args.workspace = nullptr;
+      args.workspace_bytes = 0;
+    }
+  }
+
+ private:
+  bool have_device_ = false;
+  int32_t device_type_ = 0, device_id_ = 0;
+  const char* first_ = "";
+};
+
+template <typename T>
+const T* optional_data(const std::optional<In<T>>& a) {
+  return a ? a->data() : nullptr;
+}
+
+#if defined(INSPO_WITH_CUDA)
+#define INSPO_CUDA_OR_THROW(call) call
+#else
+// Unreachable (Call::cuda() throws first in a CPU-only build); keeps the arguments used.
+#define INSPO_CUDA_OR_THROW(call) \
+  ((void)stream, (void)status_device, throw std::invalid_argument("this build of inspo_ext has no CUDA backend"))
+#endif
+
+// ---- ops --------------------------------------------------------------------------------------------
+
+template <typename T>
+int64_t soft_bellman_target(In<T> reward, In<T> done, In<T> q_next, In<T> next_logits, In<T> next_log_mu,
+                            In<bool> next_avail, In<int64_t> next_actions, Out<T> target, Out<T> kl,
+                            Out<T> entropy, Out<T> log_ratio, double gamma, double alpha, double beta,
+                            double log_rho_max, int num_threads, uintptr_t stream, Status status,
+                            Workspace workspace) {
+  const int64_t B = next_logits.ndim() == 3 ? next_logits.shape(0) : -1;
+  const int64_t N = next_logits.ndim() == 3 ? next_logits.shape(1) : -1;
+  const int64_t A = next_logits.ndim() == 3 ? next_logits.shape(2) : -1;
+  Call c;
+  c.check(next_logits, "next_logits", {B, N, A});
+  c.check(reward, "reward", {B});
+  c.check(done, "done", {B});
+  c.check(q_next, "q_next", {B});
+  c.check(next_log_mu, "next_log_mu", {B, N, A});
+  c.check(next_avail, "next_avail", {B, N, A});
+  c.check(next_actions, "next_actions", {B, N});
+  c.check(target, "target", {B});
+  c.check(kl, "kl", {B, N});
+  c.check(entropy, "entropy", {B, N});
+  c.check(log_ratio, "log_ratio", {B});
+  inspo::SoftBellmanTargetArgs<T> args{reward.data(), done.data(), q_next.data(), next_logits.data(),
+                                       next_log_mu.data(), next_avail.data(), next_actions.data(),
+                                       target.data(), kl.data(), entropy.data(), log_ratio.data(),
+                                       B, N, A, gamma, alpha, beta, log_rho_max, num_threads, nullptr, 0};
+  c.workspace(workspace, args);
+  if (c.cuda()) {
+    int64_t* status_device = c.status_pointer(status);
+    nb::gil_scoped_release release;
+    INSPO_CUDA_OR_THROW(inspo::soft_bellman_target_cuda<T>(args, reinterpret_cast<void*>(stream), status_device));
+    return inspo::kStatusOk;
+  }
+  nb::gil_scoped_release release;
+  return inspo::soft_bellman_target_cpu<T>(args);
+}
+
+template <typename T>
+int64_t in_sample_weights(In<T> q_local, In<T> log_mu, In<bool> avail, In<int64_t> actions, Out<T> weight,
+                          Out<T> log_weight, Out<T> value, double alpha, double beta, double log_w_max,
+                          int num_threads, uintptr_t stream, Status status, Workspace workspace) {
+  const int64_t B = q_local.ndim() == 3 ? q_local.shape(0) : -1;
+  const int64_t N = q_local.ndim() == 3 ? q_local.shape(1) : -1;
+  const int64_t A = q_local.ndim() == 3 ? q_local.shape(2) : -1;
+  Call c;
+  c.check(q_local, "q_local", {B, N, A});
+  c.check(log_mu, "log_mu", {B, N, A});
+  c.check(avail, "avail", {B, N, A});
+  c.check(actions, "actions", {B, N});
+  c.check(weight, "weight", {B, N});
+  c.check(log_weight, "log_weight", {B, N});
+  c.check(value, "value", {B, N});
+  inspo::InSampleWeightsArgs<T> args{q_local.data(), log_mu.data(), avail.data(), actions.data(), weight.data(),
+                                     log_weight.data(), value.data(), B, N, A, alpha, beta, log_w_max,
+                                     num_threads, nullptr, 0};
+  c.workspace(workspace, args);
+  if (c.cuda()) {
+    int64_t* status_device = c.status_pointer(status);
+    nb::gil_scoped_release release;
+    INSPO_CUDA_OR_THROW(inspo::in_sample_weights_cuda<T>(args, reinterpret_cast<void*>(stream), status_device));
+    return inspo::kStatusOk;
+  }
+  nb::gil_scoped_release release;
+  return inspo::in_sample_weights_cpu<T>(args);
+}
+
+template <typename T>
+int64_t teammate_log_ratios(In<T> logits, In<T> log_mu, In<bool> avail, In<int64_t> actions, In<int64_t> order,
+                            std::optional<In<T>> q_local, std::optional<In<T>> updated_log_probs, Out<T> log_rho,
+                            int predecessors, double alpha, double beta, double eta, double log_rho_max,
+                            int num_threads, uintptr_t stream, Status status, Workspace workspace) {
+  const int64_t B = logits.ndim() == 3 ? logits.shape(0) : -1;
+  const int64_t N = logits.ndim() == 3 ? logits.shape(1) : -1;
+  const int64_t A = logits.ndim() == 3 ? logits.shape(2) : -1;
+  Call c;
+  c.check(logits, "logits", {B, N, A});
+  c.check(log_mu, "log_mu", {B, N, A});
+  c.check(avail, "avail", {B, N, A});
+  c.check(actions, "actions", {B, N});
+  c.check(order, "order", {N});
+  c.check(q_local, "q_local", {B, N, A});
+  c.check(updated_log_probs, "updated_log_probs", {B, N});
+  c.check(log_rho, "log_rho", {B, N});
+  if (predecessors == inspo::kPredecessorsTarget && !q_local)
+    throw std::invalid_argument("predecessors='target' needs q_local");
+  if (predecessors == inspo::kPredecessorsPolicy && !updated_log_probs)
+    throw std::invalid_argument("predecessors='policy' needs updated_log_probs");
+  if (predecessors != inspo::kPredecessorsTarget && predecessors != inspo::kPredecessorsPolicy)
+    throw std::invalid_argument("unknown predecessors mode");
+  inspo::TeammateLogRatiosArgs<T> args{logits.data(), log_mu.data(), avail.data(), actions.data(), order.data(),
+                                       optional_data(q_local), optional_data(updated_log_probs), log_rho.data(),
+                                       B, N, A, predecessors, alpha, beta, eta, log_rho_max, num_threads,
+                                       nullptr, 0};
+  c.workspace(workspace, args);
+  if (c.cuda()) {
+    int64_t* status_device = c.status_pointer(status);
+    nb::gil_scoped_release release;
+    INSPO_CUDA_OR_THROW(inspo::teammate_log_ratios_cuda<T>(args, reinterpret_cast<void*>(stream), status_device));
+    return inspo::kStatusOk;
+  }
+  nb::gil_scoped_release release;
+  return inspo::teammate_log_ratios_cpu<T>(args);
+}
+
+template <typename T>
+int64_t resample(In<T> log_rho, In<double> uniforms, Out<int64_t> indices, Out<T> ess, int method,
+                 int num_threads, uintptr_t stream, Status status, Workspace workspace) {
+  const int64_t B = log_rho.ndim() == 2 ? log_rho.shape(0) : -1;
+  const int64_t N = log_rho.ndim() == 2 ? log_rho.shape(1) : -1;
+  if (method != inspo::kResampleMultinomial && method != inspo::kResampleSystematic)
+    throw std::invalid_argument("unknown resampling method");
+  Call c;
+  c.check(log_rho, "log_rho", {B, N});
+  c.check(uniforms, "uniforms", {method == inspo::kResampleMultinomial ? B : 1, N});
+  c.check(indices, "indices", {B, N});
+  c.check(ess, "ess", {N});
+  if (B < 1) throw std::invalid_argument("log_rho needs at least one sample");
+  inspo::ResampleArgs<T> args{log_rho.data(), uniforms.data(), indices.data(), ess.data(), B, N, method,
+                              num_threads, nullptr, 0};
+  c.workspace(workspace, args);
+  if (c.cuda()) {
+    int64_t* status_device = c.status_pointer(status);
+    nb::gil_scoped_release release;
+    INSPO_CUDA_OR_THROW(inspo::resample_cuda<T>(args, reinterpret_cast<void*>(stream), status_device));
+    return inspo::kStatusOk;
+  }
+  nb::gil_scoped_release release;
+  return inspo::resample_cpu<T>(args);
+}
+
+template <typename T>
+int64_t sequential_policy_loss(In<T> logits, In<T> log_mu, In<bool> avail, In<int64_t> actions, In<T> q_local,
+                               In<int64_t> order, std::optional<In<T>> updated_log_probs, Out<T> loss,
+                               Out<T> mean_weight, Out<T> ess, Out<T> entropy, Out<T> kl, Out<T> norm,
+                               std::optional<Out<T>> grad, int predecessors, int ratio, double alpha, double beta,
+                               double eta, double log_rho_max, double log_w_max, int num_threads, uintptr_t stream,
+                               Status status, Workspace workspace) {
+  const int64_t B = logits.ndim() == 3 ? logits.shape(0) : -1;
+  const int64_t N = logits.ndim() == 3 ? logits.shape(1) : -1;
+  const int64_t A = logits.ndim() == 3 ? logits.shape(2) : -1;
+  Call c;
+  c.check(logits, "logits", {B, N, A});
+  c.check(log_mu, "log_mu", {B, N, A});
+  c.check(avail, "avail", {B, N, A});
+  c.check(actions, "actions", {B, N});
+  c.check(q_local, "q_local", {B, N, A});
+  c.check(order, "order", {N});
+  c.check(updated_log_probs, "updated_log_probs", {B, N});
+  for (auto [out, name] : {std::pair{&loss, "loss"}, {&mean_weight, "mean_weight"}, {&ess, "ess"},
+                           {&entropy, "entropy"}, {&kl, "kl"}, {&norm, "norm"}})
+    c.check(*out, name, {N});
+  c.check(grad, "grad", {B, N, A});
+  if (B < 1) throw std::invalid_argument("logits needs at least one sample");
+  if (ratio != inspo::kRatioImportance && ratio != inspo::kRatioSelfNormalized && ratio != inspo::kRatioNone)
+    throw std::invalid_argument("unknown ratio mode");
+  if (predecessors != inspo::kPredecessorsTarget && predecessors != inspo::kPredecessorsPolicy)
+    throw std::invalid_argument("unknown predecessors mode");
+  if (ratio != inspo::kRatioNone && predecessors == inspo::kPredecessorsPolicy && !updated_log_probs)
+    throw std::invalid_argument("predecessors='policy' needs updated_log_probs");
+  inspo::SequentialPolicyLossArgs<T> args{logits.data(), log_mu.data(), avail.data(), actions.data(),
+                                          q_local.data(), order.data(), optional_data(updated_log_probs),
+                                          loss.data(), mean_weight.data(), ess.data(), entropy.data(), kl.data(),
+                                          norm.data(), grad ? grad->data() : nullptr, B, N, A, predecessors, ratio,
+                                          grad.has_value(), alpha, beta, eta, log_rho_max, log_w_max, num_threads,
+                                          nullptr, 0};
+  c.workspace(workspace, args);
+  if (c.cuda()) {
+    int64_t* status_device = c.status_pointer(status);
+    nb::gil_scoped_release release;
+    INSPO_CUDA_OR_THROW(
+        inspo::sequential_policy_loss_cuda<T>(args, reinterpret_cast<void*>(stream), status_device));
+    return inspo::kStatusOk;
+  }
+  nb::gil_scoped_release release;
+  return inspo::sequential_policy_loss_cpu<T>(args);
+}
+
+// Bytes of CUDA workspace an op needs (see backends.h); 0 in a build without CUDA.
+int64_t cuda_workspace_bytes(const std::string& op, int64_t B, int64_t N, int64_t A, bool is_double) {
+#if defined(INSPO_WITH_CUDA)
+#define INSPO_WS(name)                                                                              \
+  if (op == #name)                                                                                  \
+    return is_double ? inspo::name##_cuda_workspace_bytes<double>(B, N, A)                          \
+                     : inspo::name##_cuda_workspace_bytes<float>(B, N, A);
+  INSPO_WS(soft_bellman_target)
+  INSPO_WS(in_sample_weights)
+  INSPO_WS(teammate_log_ratios)
+  INSPO_WS(resample)
+  INSPO_WS(sequential_policy_loss)
+#undef INSPO_WS
+  throw std::invalid_argument("unknown op " + op);
+#else
+  (void)op, (void)B, (void)N, (void)A, (void)is_double;
+  return 0;
+#endif
+}
+
+nb::dict build_info() {
+  nb::dict info;
+  info["compiler"] = INSPO_CXX_COMPILER;
+  info["build_type"] = INSPO_BUILD_TYPE;
+#if defined(INSPO_WITH_OPENMP)
+  info["openmp"] = true;
+  info["openmp_max_threads"] = omp_get_max_threads();
+#else
+  info["openmp"] = false;
+  info["openmp_max_threads"] = 1;
+#endif
+#if defined(INSPO_WITH_CUDA)
+  info["cuda"] = true;
+  info["cuda_version"] = INSPO_CUDA_VERSION;
+  info["cuda_architectures"] = INSPO_CUDA_ARCHS;
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err == cudaSuccess) {
+    info["cuda_device_available"] = count > 0;
+    info["cuda_device_count"] = count;
+    info["cuda_device_error"] = nb::none();
+  } else {
+    info["cuda_device_available"] = false;
+    info["cuda_device_count"] = 0;
+    info["cuda_device_error"] = std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
+    (void)cudaGetLastError();  // reset the runtime error state for later calls
+  }
+#else
+  info["cuda"] = false;
+  info["cuda_version"] = nb::none();
+  info["cuda_architectures"] = nb::none();
+  info["cuda_device_available"] = false;
+  info["cuda_device_count"] = 0;
+  info["cuda_device_error"] = "this build has no CUDA backend";
+#endif
+  return info;
+}
+
+template <typename T>
+void bind_ops(nb::module_& m) {
+  m.def("soft_bellman_target", &soft_bellman_target<T>, "reward"_a.noconvert(), "done"_a.noconvert(),
+        "q_next"_a.noconvert(), "next_logits"_a.noconvert(), "next_log_mu"_a.noconvert(),
+        "next_avail"_a.noconvert(), "next_actions"_a.noconvert(), "target"_a.noconvert(), "kl"_a.noconvert(),
+        "entropy"_a.noconvert(), "log_ratio"_a.noconvert(), "gamma"_a, "alpha"_a, "beta"_a, "log_rho_max"_a,
+        "num_threads"_a = 1, "stream"_a = 0, "status"_a.noconvert().none() = nb::none(),
+        "workspace"_a.noconvert().none() = nb::none());
+  m.def("in_sample_weights", &in_sample_weights<T>, "q_local"_a.noconvert(), "log_mu"_a.noconvert(),
+        "avail"_a.noconvert(), "actions"_a.noconvert(), "weight"_a.noconvert(), "log_weight"_a.noconvert(),
+        "value"_a.noconvert(), "alpha"_a, "beta"_a, "log_w_max"_a, "num_threads"_a = 1, "stream"_a = 0,
+        "status"_a.noconvert().none() = nb::none(), "workspace"_a.noconvert().none() = nb::none());
+  m.def("teammate_log_ratios", &teammate_log_ratios<T>, "logits"_a.noconvert(), "log_mu"_a.noconvert(),
+        "avail"_a.noconvert(), "actions"_a.noconvert(), "order"_a.noconvert(), "q_local"_a.noconvert().none(),
+        "updated_log_probs"_a.noconvert().none(), "log_rho"_a.noconvert(), "predecessors"_a, "alpha"_a,
+        "beta"_a, "eta"_a, "log_rho_max"_a, "num_threads"_a = 1, "stream"_a = 0,
+        "status"_a.noconvert().none() = nb::none(), "workspace"_a.noconvert().none() = nb::none());
+  m.def("resample", &resample<T>, "log_rho"_a.noconvert(), "uniforms"_a.noconvert(), "indices"_a.noconvert(),
+        "ess"_a.noconvert(), "method"_a, "num_threads"_a = 1, "stream"_a = 0,
+        "status"_a.noconvert().none() = nb::none(), "workspace"_a.noconvert().none() = nb::none());
+  m.def("sequential_policy_loss", &sequential_policy_loss<T>, "logits"_a.noconvert(), "log_mu"_a.noconvert(),
+        "avail"_a.noconvert(), "actions"_a.noconvert(), "q_local"_a.noconvert(), "order"_a.noconvert(),
+        "updated_log_probs"_a.noconvert().none(), "loss"_a.noconvert(), "mean_weight"_a.noconvert(),
+        "ess"_a.noconvert(), "entropy"_a.noconvert(), "kl"_a.noconvert(), "norm"_a.noconvert(),
+        "grad"_a.noconvert().none(), "predecessors"_a, "ratio"_a, "alpha"_a, "beta"_a, "eta"_a,
+        "log_rho_max"_a, "log_w_max"_a, "num_threads"_a = 1, "stream"_a = 0,
+        "status"_a.noconvert().none() = nb::none(), "workspace"_a.noconvert().none() = nb::none());
+}
+
+}  // namespace
+
+NB_MODULE(_C, m) {
+  m.doc() = "inspo_ext compiled backends (CPU OpenMP; CUDA when built with it). Use the inspo_ext functions.";
+  bind_ops<float>(m);
+  bind_ops<double>(m);
+  m.def("cuda_workspace_bytes", &cuda_workspace_bytes, "op"_a, "B"_a, "N"_a, "A"_a, "is_double"_a);
+  m.def("build_info", &build_info);
+  m.attr("STATUS_OK") = inspo::kStatusOk;
+  m.attr("STATUS_CODE_BITS") = inspo::kStatusCodeBits;
+}

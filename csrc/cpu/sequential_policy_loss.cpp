@@ -1,0 +1,139 @@
+// CPU backend of sequential_policy_loss (reference.sequential_policy_loss; contract in common/args.h).
+//
+// One pass over [B, N, A]: parallel over fixed chunks of samples; per sample, each agent's row gives
+// log pi(a), H, KL, the clipped weight w and d_cur / d_upd (two sweeps over A: maxima, then sums of
+// exp, which also store the unnormalized softmax in the gradient buffer); then the ordered teammate
+// log-ratios; then each row's gradient is finished in place (still in L1). Per-agent sums over the
+// chunk's samples go to a per-chunk slot (double), and the slots are added in chunk order at the end,
+// so the result does not depend on the thread count.
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "common/backends.h"
+#include "common/cpu_parallel.h"
+#include "common/inspo_math.h"
+
+namespace inspo {
+namespace {
+
+// Per-agent sums over one chunk of samples.
+struct AgentSums {
+  double loss = 0.0;     // sum_b c w log pi(a)
+  double weight = 0.0;   // sum_b w
+  double rho = 0.0;      // sum_b rho
+  double entropy = 0.0;  // sum_b H
+  double kl = 0.0;       // sum_b KL
+  EssAccumulator ess;    // of log rho
+
+  void merge(const AgentSums& o) {
+    loss += o.loss;
+    weight += o.weight;
+    rho += o.rho;
+    entropy += o.entropy;
+    kl += o.kl;
+    ess.merge(o.ess);
+  }
+};
+
+constexpr int64_t kSamplesPerChunk = 256;  // fixes the summation grouping (thread-count independent)
+
+}  // namespace
+
+template <typename T>
+int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& a) {
+  const int64_t B = a.B, N = a.N, A = a.A;
+  {
+    std::unique_ptr<bool[]> seen(new bool[N]);
+    if (!is_permutation(a.order, N, seen.get())) return pack_status(0, kOrderNotPermutation);
+  }
+  const bool use_ratio = a.ratio != kRatioNone;
+  const bool target_mode = a.predecessors == kPredecessorsTarget;
+  const bool read_updated = use_ratio && !target_mode;
+  const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, a.eta);
+  const RowNeeds needs{/*logits=*/true, /*kl=*/true, /*target=*/true, /*lookahead=*/use_ratio && target_mode,
+                       /*q=*/true};
+  const T log_rho_max = T(a.log_rho_max), log_w_max = T(a.log_w_max);
+
+  const int64_t n_chunks = (B + kSamplesPerChunk - 1) / kSamplesPerChunk;
+  std::vector<AgentSums> partials(n_chunks * N);
+
+  const int64_t status = parallel_chunks(B, kSamplesPerChunk, a.num_threads, [&](int64_t c, int64_t begin, int64_t end) {
+    int64_t status = kStatusOk;
+    AgentSums* sums = partials.data() + c * N;
+    // Per-agent values of the current sample (reused by every sample of the chunk).
+    std::vector<T> d_cur(N), d_upd(N), log_rho(N, T(0)), log_pi_taken(N), weight(N), inv_sum_exp(N);
+    for (int64_t b = begin; b < end; ++b) {
+      for (int64_t i = 0; i < N; ++i) {
+        const int64_t row = b * N + i;
+        const T* logits = a.logits + row * A;
+        const T* log_mu = a.log_mu + row * A;
+        const T* q = a.q_local + row * A;
+        const bool* avail = a.avail + row * A;
+        const int64_t action = a.actions[row];
+        const RowMax<T> m = row_max<T>(logits, log_mu, q, avail, A, needs, temps);
+        int64_t code = row_error(m, action, A, avail);
+        if (code == 0 && read_updated && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+        if (code != 0) {
+          status = std::min(status, pack_status(row, code));
+          d_cur[i] = d_upd[i] = log_pi_taken[i] = weight[i] = inv_sum_exp[i] = T(0);
+          continue;
+        }
+        T* grad = a.compute_grad ? a.grad + row * A : nullptr;  // receives exp(l - max_l)
+        const RowSums<T> s = row_sums<T>(logits, log_mu, q, avail, A, m, needs, temps, grad);
+        log_pi_taken[i] = logits[action] - logits_lse(m, s);
+        inv_sum_exp[i] = T(1) / s.exp_logits;
+        const T value = soft_value(m, s, temps);
+        weight[i] = clipped_weight(in_sample_log_weight(log_mu[action], q[action], value, temps), log_w_max);
+        sums[i].entropy += double(entropy_from_sums(s));
+        sums[i].kl += double(kl_from_sums(s));
+        if (use_ratio) {
+          d_cur[i] = log_pi_taken[i] - log_mu[action];
+          const T log_hat = target_mode
+              ? lookahead_logit(logits[action], log_mu[action], q[action], temps) - lookahead_lse(m, s)
+              : a.updated_log_probs[row];
+          d_upd[i] = log_hat - log_mu[action];
+        }
+      }
+      if (use_ratio) ordered_log_ratios(d_cur.data(), d_upd.data(), a.order, N, log_rho_max, log_rho.data());
+      for (int64_t i = 0; i < N; ++i) {
+        const T rho = use_ratio ? exp_(log_rho[i]) : T(1);
+        const T cw = rho * weight[i];  // c w (c = rho, or 1 without ratios)
+        sums[i].loss += double(cw * log_pi_taken[i]);
+        sums[i].weight += double(weight[i]);
+        sums[i].rho += double(rho);
+        sums[i].ess.add(double(log_rho[i]));
+        if (a.compute_grad) {  // grad = c w (softmax - onehot(a)); 0 at unavailable entries
+          const int64_t row = b * N + i;
+          T* grad = a.grad + row * A;
+          const T scale = cw * inv_sum_exp[i];
+          INSPO_SIMD()
+          for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
+          const int64_t action = a.actions[row];
+          if (action >= 0 && action < A) grad[action] -= cw;
+        }
+      }
+    }
+    return status;
+  });
+  if (status != kStatusOk) return status;
+
+  const double inv_batch = 1.0 / double(B);
+  for (int64_t i = 0; i < N; ++i) {
+    AgentSums total;
+    for (int64_t c = 0; c < n_chunks; ++c) total.merge(partials[c * N + i]);
+    const double norm = a.ratio == kRatioSelfNormalized ? total.rho : double(B);
+    a.loss[i] = T(-total.loss / norm);
+    a.norm[i] = T(norm);
+    a.mean_weight[i] = T(total.weight * inv_batch);
+    a.entropy[i] = T(total.entropy * inv_batch);
+    a.kl[i] = T(total.kl * inv_batch);
+    a.ess[i] = T(total.ess.ess());
+  }
+  return kStatusOk;
+}
+
+template int64_t sequential_policy_loss_cpu<float>(const SequentialPolicyLossArgs<float>&);
+template int64_t sequential_policy_loss_cpu<double>(const SequentialPolicyLossArgs<double>&);
+
+}  // namespace inspo
