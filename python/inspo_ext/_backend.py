@@ -1,0 +1,71 @@
+"""The compiled module, which device it serves, and how a kernel is launched.
+
+CPU tensors call `_C.OP(..., num_threads=torch.get_num_threads())`, which returns the packed status.
+CUDA tensors call `_C.OP(..., stream=<current stream>, status=<device int64>, workspace=<uint8 buffer>)`
+on the tensors' device; the status is then read back with `.item()`, which synchronizes the stream (the
+price of raising a ValueError for bad inputs at the call that had them).
+When `_C` is missing, or the build lacks the tensors' device (a CUDA tensor in a CPU-only build), the
+public functions use `inspo_ext.reference` instead and warn once.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from ._validation import STATUS_OK, RowNames, raise_for_status
+
+try:  # torch first (done above), then the extension: both then share one libgomp
+    from . import _C
+except ImportError as error:  # no compiled module: every op runs the reference
+    _C = None
+    _IMPORT_ERROR: str = str(error)
+else:
+    _IMPORT_ERROR = ""
+
+COMPILED = _C is not None
+
+
+def has_kernels(device: torch.device) -> bool:
+    """True when the compiled module serves tensors on `device`."""
+    if _C is None:
+        return False
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return bool(_C.WITH_CUDA)
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def warn_fallback(device_type: str) -> None:
+    """Warn (once per device type) that the reference ops run instead of the compiled kernels."""
+    if _C is None:
+        reason = f"the compiled module inspo_ext._C could not be imported ({_IMPORT_ERROR})"
+    else:
+        reason = f"this build of inspo_ext._C has no {device_type} backend"
+    warnings.warn(f"inspo_ext: {reason}; using the pure-PyTorch reference ops for {device_type} tensors "
+                  "(same results, slower).", RuntimeWarning, stacklevel=3)
+
+
+def launch(op: str, tensors: dict[str, Any], scalars: dict[str, Any], names: RowNames,
+           shape: tuple[int, int, int]) -> None:
+    """Run kernel `op` of `_C` on `tensors` (inputs and preallocated outputs, keyword names of the binding)
+    and raise the ValueError of the first invalid input. `shape` = (B, N, A) sizes the CUDA workspace."""
+    first = next(t for t in tensors.values() if isinstance(t, Tensor) and t.is_floating_point())  # a T tensor
+    fn: Callable = getattr(_C, op)
+    if first.device.type == "cpu":
+        status = fn(**tensors, **scalars, num_threads=torch.get_num_threads())
+    else:
+        batch, agents, actions = shape
+        with torch.cuda.device(first.device):
+            status_tensor = torch.full((1,), STATUS_OK, dtype=torch.int64, device=first.device)
+            nbytes = _C.cuda_workspace_bytes(op, batch, agents, actions, first.dtype == torch.float64)
+            workspace = torch.empty(nbytes, dtype=torch.uint8, device=first.device) if nbytes > 0 else None
+            stream = torch.cuda.current_stream(first.device).cuda_stream
+            fn(**tensors, **scalars, stream=stream, status=status_tensor, workspace=workspace)
+            status = int(status_tensor.item())  # synchronizes
+    raise_for_status(status, names, {k: v for k, v in tensors.items() if isinstance(v, Tensor)})

@@ -1,0 +1,228 @@
+"""Shared argument checks and the decoding of the kernels' error status into Python exceptions.
+
+Checks before a call (here, in Python, naming the argument): type (TypeError), dtype (TypeError), shape
+(ValueError), device (ValueError naming both arguments), contiguity (ValueError: inputs are never copied
+silently), hyperparameters and mode strings (ValueError). Value errors (an action out of range or
+unavailable, a row without available actions, non-finite values at available entries, done not 0/1,
+a bad `order`) are found by the kernels in the same pass as the math and come back as one packed int64
+(csrc/common/args.h): `decode_status` turns it into a ValueError naming the argument and the index.
+For the reference fallback, `reference_status` computes the same packed status with torch ops.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+# ---- status codes: mirror of csrc/common/args.h ---------------------------------------------------
+STATUS_OK = 2**63 - 1
+CODE_BITS = 6
+ORDER_NOT_PERMUTATION = 1
+DONE_NOT_BINARY = 2
+REWARD_NON_FINITE = 3
+Q_NEXT_NON_FINITE = 4
+NO_AVAILABLE_ACTION = 5
+ACTION_OUT_OF_RANGE = 6
+ACTION_UNAVAILABLE = 7
+LOGITS_NON_FINITE = 8
+LOG_MU_NON_FINITE = 9
+Q_NON_FINITE = 10
+UPDATED_LOG_PROB_NON_FINITE = 11
+LOG_RHO_INVALID = 12
+NO_POSITIVE_WEIGHT = 13
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+# ---- tensor checks ---------------------------------------------------------------------------------
+def _shape_str(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+
+
+class TensorChecker:
+    """Checks the tensors of one call against a reference device and float dtype (the first float tensor)."""
+
+    def __init__(self, first_name: str, first: Tensor, ndim: int, dims: str):
+        _check_is_tensor(first_name, first)
+        if first.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{first_name} must be float32 or float64, got {first.dtype}")
+        if first.dim() != ndim:
+            raise ValueError(f"{first_name} must be {ndim}-D {dims}, got shape {_shape_str(first.shape)}")
+        if any(s == 0 for s in first.shape):
+            raise ValueError(f"{first_name} must be non-empty {dims}, got shape {_shape_str(first.shape)}")
+        _check_contiguous(first_name, first)
+        self.first_name = first_name
+        self.device = first.device
+        self.dtype = first.dtype
+
+    def float(self, name: str, t: Tensor, shape: Sequence[int], dims: str) -> None:
+        self._check(name, t, self.dtype, shape, dims)
+
+    def exact(self, name: str, t: Tensor, dtype: torch.dtype, shape: Sequence[int], dims: str) -> None:
+        self._check(name, t, dtype, shape, dims)
+
+    def _check(self, name: str, t: Tensor, dtype: torch.dtype, shape: Sequence[int], dims: str) -> None:
+        _check_is_tensor(name, t)
+        if t.dtype != dtype:
+            what = f"the dtype of {self.first_name} ({dtype})" if dtype == self.dtype else str(dtype)
+            raise TypeError(f"{name} must have {what}, got {t.dtype}")
+        if tuple(t.shape) != tuple(shape):
+            raise ValueError(f"{name} must have shape {dims} = {_shape_str(shape)}, got {_shape_str(t.shape)}")
+        if t.device != self.device:
+            raise ValueError(f"{name} is on {t.device} but {self.first_name} is on {self.device}: "
+                             "every tensor of the call must be on one device")
+        _check_contiguous(name, t)
+
+
+def _check_is_tensor(name: str, t: object) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def _check_contiguous(name: str, t: Tensor) -> None:
+    if not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous (inputs are never copied implicitly: pass {name}.contiguous())")
+
+
+# ---- hyperparameters and modes -----------------------------------------------------------------------
+def check_temperatures(alpha: float, beta: float) -> None:
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if alpha + beta <= 0:
+        raise ValueError(f"alpha + beta must be > 0 (tau = alpha + beta is a temperature), got {alpha} + {beta}")
+
+
+def check_unit_interval(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+
+
+def check_clip(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise ValueError(f"{name} must be a number (inf disables the clip), got {value!r}")
+
+
+def check_mode(name: str, value: str, allowed: Sequence[str]) -> int:
+    """The index of `value` in `allowed` (the kernels' enum value)."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+    return list(allowed).index(value)
+
+
+# ---- status decoding -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RowNames:
+    """The argument names an op uses for the row roles of the error messages."""
+
+    logits: str = "logits"
+    log_mu: str = "log_mu"
+    q: str = "q_local"
+    avail: str = "avail"
+    actions: str = "actions"
+
+
+def _item(t: Tensor, index: tuple) -> object:
+    return t[index].item()
+
+
+def decode_status(status: int, names: RowNames, tensors: dict[str, Optional[Tensor]]) -> Optional[ValueError]:
+    """The ValueError of a packed kernel status (None when it is STATUS_OK).
+
+    `tensors` maps argument names to the call's tensors (read here, on the error path only)."""
+    if status == STATUS_OK:
+        return None
+    code = status & ((1 << CODE_BITS) - 1)
+    index = status >> CODE_BITS
+    n = _agents(names, tensors)
+    b, i = divmod(index, n)
+    if code == ORDER_NOT_PERMUTATION:
+        order = tensors["order"]
+        return ValueError(f"order must be a permutation of 0..{n - 1}, got {order.tolist()}")
+    if code == DONE_NOT_BINARY:
+        return ValueError(f"done[{b}] = {_item(tensors['done'], (b,))} must be 0 or 1")
+    if code == REWARD_NON_FINITE:
+        return ValueError(f"reward[{b}] = {_item(tensors['reward'], (b,))} is not finite")
+    if code == Q_NEXT_NON_FINITE:
+        return ValueError(f"q_next[{b}] = {_item(tensors['q_next'], (b,))} is not finite (done[{b}] is 0)")
+    if code == NO_AVAILABLE_ACTION:
+        return ValueError(f"{names.avail}[{b}, {i}] has no available action")
+    if code == ACTION_OUT_OF_RANGE:
+        a = tensors[names.actions]
+        n_actions = tensors[names.avail].shape[-1]
+        return ValueError(f"{names.actions}[{b}, {i}] = {_item(a, (b, i))} is out of range [0, {n_actions})")
+    if code == ACTION_UNAVAILABLE:
+        action = _item(tensors[names.actions], (b, i))
+        return ValueError(f"{names.actions}[{b}, {i}] = {action} is not available "
+                          f"({names.avail}[{b}, {i}, {action}] is False)")
+    if code in (LOGITS_NON_FINITE, LOG_MU_NON_FINITE, Q_NON_FINITE):
+        name = {LOGITS_NON_FINITE: names.logits, LOG_MU_NON_FINITE: names.log_mu, Q_NON_FINITE: names.q}[code]
+        return ValueError(f"{name}[{b}, {i}] has a non-finite value at an available action")
+    if code == UPDATED_LOG_PROB_NON_FINITE:
+        value = _item(tensors["updated_log_probs"], (b, i))
+        return ValueError(f"updated_log_probs[{b}, {i}] = {value} is not finite")
+    if code == LOG_RHO_INVALID:
+        return ValueError(f"log_rho[{b}, {i}] = {_item(tensors['log_rho'], (b, i))} must be finite or -inf")
+    if code == NO_POSITIVE_WEIGHT:
+        agent = index - tensors["log_rho"].numel()
+        return ValueError(f"log_rho[:, {agent}] has no positive weight (every entry is -inf)")
+    return ValueError(f"invalid input (kernel status {status}: code {code}, index {index})")
+
+
+def _agents(names: RowNames, tensors: dict[str, Optional[Tensor]]) -> int:
+    for key in (names.actions, "log_rho"):
+        t = tensors.get(key)
+        if t is not None:
+            return t.shape[1]
+    raise KeyError("no [B, N] tensor to decode the status with")
+
+
+def raise_for_status(status: int, names: RowNames, tensors: dict[str, Optional[Tensor]]) -> None:
+    error = decode_status(status, names, tensors)
+    if error is not None:
+        raise error
+
+
+# ---- the same status from torch ops (reference fallback) ------------------------------------------------
+def first_status(codes: Tensor, flat_index: Tensor) -> int:
+    """Smallest packed (index, code) over the entries with a non-zero code, or STATUS_OK."""
+    bad = codes != 0
+    if not bool(bad.any()):
+        return STATUS_OK
+    packed = (flat_index[bad] << CODE_BITS) | codes[bad]
+    return int(packed.min())
+
+
+def row_codes(avail: Tensor, actions: Tensor, checked: Sequence[tuple[int, Tensor]]) -> Tensor:
+    """Per-row error code [B, N] (0 when valid), in the kernels' order of checks.
+
+    `checked` lists (code, values [B, N, A]) whose available entries must be finite."""
+    n_actions = avail.shape[-1]
+    out_of_range = (actions < 0) | (actions >= n_actions)
+    taken = avail.gather(-1, actions.clamp(0, n_actions - 1).unsqueeze(-1)).squeeze(-1)
+    codes = torch.zeros_like(actions)
+    # Assign from the last check to the first so that the first failing check wins.
+    for code, values in reversed(list(checked)):
+        codes = torch.where((avail & ~torch.isfinite(values)).any(-1), code, codes)
+    codes = torch.where(~taken, ACTION_UNAVAILABLE, codes)
+    codes = torch.where(out_of_range, ACTION_OUT_OF_RANGE, codes)
+    codes = torch.where(~avail.any(-1), NO_AVAILABLE_ACTION, codes)
+    return codes
+
+
+def rows_status(codes: Tensor) -> int:
+    flat = torch.arange(codes.numel(), device=codes.device).view_as(codes)
+    return first_status(codes, flat)
+
+
+def order_status(order: Tensor) -> int:
+    n = order.numel()
+    valid = bool(((order >= 0) & (order < n)).all()) and torch.unique(order).numel() == n
+    return STATUS_OK if valid else ORDER_NOT_PERMUTATION  # index 0
+
+
+def combine(*statuses: int) -> int:
+    return min(statuses)

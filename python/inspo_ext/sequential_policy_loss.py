@@ -1,0 +1,159 @@
+"""sequential_policy_loss: every agent's InSPO policy loss over a joint batch in one fused pass (spec 4-5),
+and InSPOPolicyLoss, its nn.Module.
+
+The forward kernel also writes, when logits require grad, the UNNORMALIZED logit gradient
+G[b, i, :] = c w (softmax - onehot(a)) (0 at unavailable actions) and the per-agent normalizer; the
+backward is one multiply, d logits = G * (d loss_i / norm_i). The loss is differentiable w.r.t. logits
+only (rho, w, norm carry no gradient, as in the reference); double backward is not supported.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from . import _backend, reference
+from . import _validation as v
+from .reference import RATIO_MODES, PolicyLoss
+from .teammate_log_ratios import check_order, check_predecessor_inputs
+from .teammate_log_ratios import reference_status as _ratio_status
+
+_NAMES = v.RowNames()
+
+
+@torch.library.custom_op("inspo_ext::sequential_policy_loss", mutates_args=())
+def sequential_policy_loss_op(
+    logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, q_local: Tensor, order: Tensor,
+    updated_log_probs: Optional[Tensor], predecessors: int, ratio: int, alpha: float, beta: float, eta: float,
+    log_rho_max: float, log_w_max: float, compute_grad: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """-> loss, mean_weight, ess, entropy, kl, norm [N] and the unnormalized logit gradient G [B, N, A]
+    ([0] when not compute_grad)."""
+    batch, agents, n_actions = logits.shape
+    loss, mean_weight, ess, entropy, kl, norm = (logits.new_empty((agents,)) for _ in range(6))
+    grad = logits.new_empty((batch, agents, n_actions) if compute_grad else (0,))
+    _backend.launch(
+        "sequential_policy_loss",
+        dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, q_local=q_local, order=order,
+             updated_log_probs=updated_log_probs, loss=loss, mean_weight=mean_weight, ess=ess, entropy=entropy,
+             kl=kl, norm=norm, grad=grad if compute_grad else None),
+        dict(predecessors=predecessors, ratio=ratio, alpha=alpha, beta=beta, eta=eta, log_rho_max=log_rho_max,
+             log_w_max=log_w_max),
+        _NAMES, (batch, agents, n_actions))
+    return loss, mean_weight, ess, entropy, kl, norm, grad
+
+
+@sequential_policy_loss_op.register_fake
+def _(logits, log_mu, avail, actions, q_local, order, updated_log_probs, predecessors, ratio, alpha, beta, eta,
+      log_rho_max, log_w_max, compute_grad):
+    agents = logits.shape[1]
+    outputs = tuple(logits.new_empty((agents,)) for _ in range(6))
+    return (*outputs, logits.new_empty(tuple(logits.shape) if compute_grad else (0,)))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    grad, norm = output[6], output[5]
+    ctx.save_for_backward(grad, norm)
+    ctx.mark_non_differentiable(*output[1:])  # diagnostics, norm and G: constants, as in the reference
+
+
+def _backward(ctx, grad_loss, *_unused):
+    grad, norm = ctx.saved_tensors
+    if grad.dim() != 3:
+        raise RuntimeError("sequential_policy_loss: backward without a saved gradient (the op ran with "
+                           "compute_grad=False; logits must require grad when the loss is computed)")
+    grad_logits = grad * (grad_loss / norm).view(1, -1, 1)
+    return (grad_logits,) + (None,) * 14
+
+
+sequential_policy_loss_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def sequential_policy_loss(
+    logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, q_local: Tensor, order: Tensor, *,
+    predecessors: str = "target", updated_log_probs: Optional[Tensor] = None, alpha: float, beta: float,
+    eta: float = 0.3, log_rho_max: float = math.log(100.0), log_w_max: float = 10.0, ratio: str = "importance",
+) -> PolicyLoss:
+    """Per-agent InSPO policy loss, as reference.sequential_policy_loss:
+    loss_i = -sum_b c_i(b) w_i(b) log pi^i(a^i_b) / norm_i with, by `ratio`,
+    "importance" (c = rho_i, norm = B), "self_normalized" (c = rho_i, norm = sum_b rho_i), "none" (c = 1).
+    rho_i: teammate ratios (see teammate_log_ratios; `predecessors`, `updated_log_probs`, `eta`), clipped at
+    log_rho_max; w_i: the in-sample weight clipped at log_w_max (see in_sample_weights).
+
+    logits, log_mu, q_local: [B, N, A] float32/float64; avail: bool [B, N, A]; actions: int64 [B, N];
+    order: int64 [N] permutation; updated_log_probs: [B, N] (predecessors="policy" with a ratio).
+    Returns PolicyLoss(loss, mean_weight, ess, entropy, kl), each [N]; only loss has a gradient, and only
+    w.r.t. logits (computed in the same fused pass when logits require grad).
+    """
+    check = v.TensorChecker("logits", logits, 3, "[B, N, A]")
+    shape = tuple(logits.shape)
+    check.float("log_mu", log_mu, shape, "[B, N, A]")
+    check.exact("avail", avail, torch.bool, shape, "[B, N, A]")
+    check.exact("actions", actions, torch.int64, shape[:2], "[B, N]")
+    check.float("q_local", q_local, shape, "[B, N, A]")
+    check_order(check, order, shape[1])
+    ratio_mode = v.check_mode("ratio", ratio, RATIO_MODES)
+    if ratio == "none":  # no teammate ratio: updated_log_probs is not read
+        predecessor_mode = v.check_mode("predecessors", predecessors, reference.PREDECESSOR_MODES)
+        updated_log_probs = None
+    else:
+        predecessor_mode, _, updated_log_probs = check_predecessor_inputs(
+            check, predecessors, q_local, updated_log_probs, shape, needs_q=True)
+    v.check_temperatures(alpha, beta)
+    v.check_unit_interval("eta", eta)
+    v.check_clip("log_rho_max", log_rho_max)
+    v.check_clip("log_w_max", log_w_max)
+    log_mu, avail, actions, q_local, order = (t.detach() for t in (log_mu, avail, actions, q_local, order))
+    if updated_log_probs is not None:
+        updated_log_probs = updated_log_probs.detach()
+
+    if _backend.has_kernels(logits.device):
+        compute_grad = logits.requires_grad and torch.is_grad_enabled()
+        loss, mean_weight, ess, entropy, kl, _, _ = sequential_policy_loss_op(
+            logits, log_mu, avail, actions, q_local, order, updated_log_probs, predecessor_mode, ratio_mode,
+            alpha, beta, eta, log_rho_max, log_w_max, compute_grad)
+        return PolicyLoss(loss, mean_weight, ess, entropy, kl)
+    _backend.warn_fallback(logits.device.type)
+    detached = logits.detach()
+    status = _ratio_status(detached, log_mu, avail, actions, order, q_local, updated_log_probs)
+    v.raise_for_status(status, _NAMES, dict(logits=detached, log_mu=log_mu, avail=avail, actions=actions,
+                                            order=order, q_local=q_local, updated_log_probs=updated_log_probs))
+    return reference.sequential_policy_loss(logits, log_mu, avail, actions, q_local, order, predecessors,
+                                            updated_log_probs, alpha, beta, eta, log_rho_max, log_w_max, ratio)
+
+
+class InSPOPolicyLoss(nn.Module):
+    """The InSPO policy loss as a module: forward(...) -> the sum over agents of sequential_policy_loss.
+
+    The hyperparameters are fixed at construction (validated there); `last` holds the PolicyLoss of the
+    latest forward (its loss detached), for logging.
+    """
+
+    def __init__(self, alpha: float, beta: float, eta: float = 0.3, log_rho_max: float = math.log(100.0),
+                 log_w_max: float = 10.0, ratio: str = "importance", predecessors: str = "target"):
+        super().__init__()
+        v.check_temperatures(alpha, beta)
+        v.check_unit_interval("eta", eta)
+        v.check_clip("log_rho_max", log_rho_max)
+        v.check_clip("log_w_max", log_w_max)
+        v.check_mode("ratio", ratio, RATIO_MODES)
+        v.check_mode("predecessors", predecessors, reference.PREDECESSOR_MODES)
+        self.alpha, self.beta, self.eta = alpha, beta, eta
+        self.log_rho_max, self.log_w_max = log_rho_max, log_w_max
+        self.ratio, self.predecessors = ratio, predecessors
+        self.last: Optional[PolicyLoss] = None
+
+    def forward(self, logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, q_local: Tensor,
+                order: Tensor, updated_log_probs: Optional[Tensor] = None) -> Tensor:
+        out = sequential_policy_loss(
+            logits, log_mu, avail, actions, q_local, order, predecessors=self.predecessors,
+            updated_log_probs=updated_log_probs, alpha=self.alpha, beta=self.beta, eta=self.eta,
+            log_rho_max=self.log_rho_max, log_w_max=self.log_w_max, ratio=self.ratio)
+        self.last = out._replace(loss=out.loss.detach())
+        return out.loss.sum()
+
+    def extra_repr(self) -> str:
+        return (f"alpha={self.alpha}, beta={self.beta}, eta={self.eta}, log_rho_max={self.log_rho_max:.4g}, "
+                f"log_w_max={self.log_w_max}, ratio={self.ratio!r}, predecessors={self.predecessors!r}")

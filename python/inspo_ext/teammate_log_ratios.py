@@ -1,0 +1,116 @@
+"""teammate_log_ratios: agent i's importance log-ratio over its teammates' actions (spec sections 4-5).
+
+Forward-only: rho carries no gradient by design, so the op runs on detached inputs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import _backend, reference
+from . import _validation as v
+from .reference import PREDECESSOR_MODES
+
+_NAMES = v.RowNames()
+
+
+@torch.library.custom_op("inspo_ext::teammate_log_ratios", mutates_args=())
+def teammate_log_ratios_op(
+    logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, order: Tensor, q_local: Optional[Tensor],
+    updated_log_probs: Optional[Tensor], predecessors: int, alpha: float, beta: float, eta: float,
+    log_rho_max: float,
+) -> Tensor:
+    batch, agents, n_actions = logits.shape
+    log_rho = logits.new_empty((batch, agents))
+    _backend.launch(
+        "teammate_log_ratios",
+        dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, order=order, q_local=q_local,
+             updated_log_probs=updated_log_probs, log_rho=log_rho),
+        dict(predecessors=predecessors, alpha=alpha, beta=beta, eta=eta, log_rho_max=log_rho_max), _NAMES,
+        (batch, agents, n_actions))
+    return log_rho
+
+
+@teammate_log_ratios_op.register_fake
+def _(logits, log_mu, avail, actions, order, q_local, updated_log_probs, predecessors, alpha, beta, eta,
+      log_rho_max):
+    return logits.new_empty(logits.shape[:2])
+
+
+def check_predecessor_inputs(check: v.TensorChecker, predecessors: str, q_local: Optional[Tensor],
+                             updated_log_probs: Optional[Tensor], shape: tuple[int, int, int],
+                             needs_q: bool) -> tuple[int, Optional[Tensor], Optional[Tensor]]:
+    """Mode index, and the q_local / updated_log_probs the mode reads (None for the one it ignores)."""
+    mode = v.check_mode("predecessors", predecessors, PREDECESSOR_MODES)
+    batch, agents, n_actions = shape
+    if needs_q or predecessors == "target":
+        if q_local is None:
+            raise ValueError("q_local is required (predecessors='target' steps toward the closed-form target)")
+        check.float("q_local", q_local, shape, "[B, N, A]")
+    else:
+        q_local = None
+    if predecessors == "policy":
+        if updated_log_probs is None:
+            raise ValueError("predecessors='policy' needs updated_log_probs [B, N]")
+        check.float("updated_log_probs", updated_log_probs, (batch, agents), "[B, N]")
+    else:
+        updated_log_probs = None
+    return mode, q_local, updated_log_probs
+
+
+def check_order(check: v.TensorChecker, order: Tensor, agents: int) -> None:
+    check.exact("order", order, torch.int64, (agents,), "[N]")
+
+
+def teammate_log_ratios(
+    logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, order: Tensor, *, predecessors: str = "target",
+    q_local: Optional[Tensor] = None, updated_log_probs: Optional[Tensor] = None, alpha: float, beta: float,
+    eta: float = 0.3, log_rho_max: float = math.log(100.0),
+) -> Tensor:
+    """log rho_i(b) = sum_{l != i} [log pi_hat^l(a^l_b) - log mu^l(a^l_b)], clipped at log_rho_max, as
+    reference.teammate_log_ratios: pi_hat^l is the updated policy for the agents before i in `order`
+    (predecessors="target": the eta-lookahead toward the closed-form target, needs q_local;
+    predecessors="policy": given as updated_log_probs [B, N]) and the current softmax(logits) after i.
+
+    logits, log_mu (and q_local): [B, N, A] float32/float64; avail: bool [B, N, A]; actions: int64 [B, N];
+    order: int64 [N], a permutation (order[m] = the agent updated m-th). Returns [B, N]; no gradient.
+    """
+    check = v.TensorChecker("logits", logits, 3, "[B, N, A]")
+    shape = tuple(logits.shape)
+    check.float("log_mu", log_mu, shape, "[B, N, A]")
+    check.exact("avail", avail, torch.bool, shape, "[B, N, A]")
+    check.exact("actions", actions, torch.int64, shape[:2], "[B, N]")
+    check_order(check, order, shape[1])
+    mode, q_local, updated_log_probs = check_predecessor_inputs(check, predecessors, q_local, updated_log_probs,
+                                                                shape, needs_q=False)
+    v.check_temperatures(alpha, beta)
+    v.check_unit_interval("eta", eta)
+    v.check_clip("log_rho_max", log_rho_max)
+    detach = lambda t: None if t is None else t.detach()  # noqa: E731
+    logits, log_mu, avail, actions, order, q_local, updated_log_probs = map(
+        detach, (logits, log_mu, avail, actions, order, q_local, updated_log_probs))
+    if _backend.has_kernels(logits.device):
+        return teammate_log_ratios_op(logits, log_mu, avail, actions, order, q_local, updated_log_probs, mode,
+                                      alpha, beta, eta, log_rho_max)
+    _backend.warn_fallback(logits.device.type)
+    v.raise_for_status(
+        reference_status(logits, log_mu, avail, actions, order, q_local, updated_log_probs),
+        _NAMES, dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, order=order, q_local=q_local,
+                     updated_log_probs=updated_log_probs))
+    return reference.teammate_log_ratios(logits, log_mu, avail, actions, order, predecessors, q_local,
+                                         updated_log_probs, alpha, beta, eta, log_rho_max)
+
+
+def reference_status(logits, log_mu, avail, actions, order, q_local, updated_log_probs) -> int:
+    """The kernels' status computed with torch ops (for the reference fallback). q_local /
+    updated_log_probs: the ones the call reads (None otherwise)."""
+    checked = [(v.LOGITS_NON_FINITE, logits), (v.LOG_MU_NON_FINITE, log_mu)]
+    if q_local is not None:
+        checked.append((v.Q_NON_FINITE, q_local))
+    codes = v.row_codes(avail, actions, checked)
+    if updated_log_probs is not None:
+        codes = torch.where((codes == 0) & ~torch.isfinite(updated_log_probs), v.UPDATED_LOG_PROB_NON_FINITE, codes)
+    return min(v.order_status(order), v.rows_status(codes))
