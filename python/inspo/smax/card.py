@@ -92,7 +92,7 @@ def verify_card(arrays: dict, meta: dict, directory: Optional[Path] = None, *, h
                 raise DatasetError(f"{path} does not match the sha256 in the dataset card")
     expected_dims = dict(n_agents=arrays["obs"].shape[2], obs_dim=arrays["obs"].shape[3],
                          state_dim=arrays["state"].shape[2], n_actions=arrays["avail_actions"].shape[3],
-                         episode_limit=arrays["obs"].shape[1] - 1)
+                         padded_length=arrays["obs"].shape[1])
     for name, actual in expected_dims.items():
         if card.get(name) != actual:
             raise DatasetError(f"dataset card says {name} = {card.get(name)}, the arrays have {actual}")

@@ -50,12 +50,12 @@ class PPOConfig:
     rollout_steps: int = 128
     epochs: int = 4
     minibatches: int = 4
-    lr: float = 5e-4
+    lr: float = 1e-3  # with entropy_coef 0.03: 75% wins on 3m at 0.65M steps (5e-4 / 0.01: 62%)
     anneal_lr: bool = True
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip: float = 0.2
-    entropy_coef: float = 0.01
+    entropy_coef: float = 0.03
     value_coef: float = 0.5
     max_grad_norm: float = 0.5
     hidden: int = 128

@@ -139,7 +139,8 @@ def marl_eval_json(grid: GridConfig) -> dict:
                         continue
                     run: dict = {}
                     eval_log = run_dir / "eval.jsonl"
-                    rows = [json.loads(line) for line in eval_log.read_text().splitlines()] if eval_log.is_file() else []
+                    lines = eval_log.read_text().splitlines() if eval_log.is_file() else []
+                    rows = [json.loads(line) for line in lines if line.strip()]
                     for k, row in enumerate(rows):
                         run[f"step_{k}"] = {"step_count": row["step"], **{
                             metric: [row[metric]] for metric in
@@ -185,8 +186,9 @@ def markdown(grid: GridConfig) -> str:
                 data = "not made"
             cells = []
             for algorithm in grid.algorithms:
-                finals = [json.loads(p.read_text()) for seed in grid.seeds
-                          if (p := grid.out / map_name / tier / algorithm / f"seed{seed}" / "final_eval.json").is_file()]
+                runs = grid.out / map_name / tier / algorithm
+                paths = [runs / f"seed{seed}" / "final_eval.json" for seed in grid.seeds]
+                finals = [json.loads(path.read_text()) for path in paths if path.is_file()]
                 for kind in ("greedy", "stochastic"):
                     wins = [float(np.mean(f[f"{kind}_win_rate"])) for f in finals]
                     returns = [float(np.mean(f[f"{kind}_return"])) for f in finals]

@@ -1,6 +1,7 @@
 """Recording SMAX episodes in the episode-buffer layout (spec: environments.md).
 
-Layout of one episode of L steps, padded to T+1 = episode_limit + 1 slots: slots 0..L-1 hold the
+Layout of one episode of L steps, padded to T+1 >= L + 1 slots (the tiers cut T+1 to the longest
+episode + 1 when they save): slots 0..L-1 hold the
 observation, state and mask the agents acted on, their actions, the reward and ``terminated`` (1 on
 slot L-1 when a team died, 0 after a time limit); ``filled`` is 1 exactly there. Slot L holds the
 final observation, state and mask (not filled, action 0). Later slots are zeros.

@@ -13,7 +13,8 @@ With its checkpoints evaluated along the way, the tiers are defined by the retur
   fast tests; it wins sometimes on 3m and 2s3z, never on the harder maps).
 
 Behaviour policies act stochastically (sampling their softmax), as during training. Each dataset
-is written in the episode-buffer format with a card in meta.json (see ``inspo.smax.card``).
+is written in the episode-buffer format with a card in meta.json (see ``inspo.smax.card``), padded
+to the longest episode of the dataset (T+1 = its length + 1; the time limit stays in the card).
 
 Layout under the data root (default ~/.cache/inspo/smax):
     <root>/<map>/seed<seed>/behaviour-<algorithm>/   config.json, ckpt_*.npz, progress.jsonl, final.json
@@ -207,7 +208,9 @@ def build_dataset(config: DataConfig, log: Callable[[str], None] = print, stagin
             behaviour_card = dict(kind=algorithm, behaviour_dir=str(directory),
                                   parts=[dict(_checkpoint_card(directory, row, algorithm), episodes=count)
                                          for row, count in parts])
-    arrays = sink.result()
+    # pad to the longest episode, not to the time limit: SMAX battles are often far shorter
+    padded_length = int(sink.lengths[: sink.count].max()) + 1
+    arrays = {name: array[:, :padded_length] for name, array in sink.result().items()}
     statistics = cards.episode_statistics(arrays)
     if not np.array_equal(statistics["wins"], sink.wins[: sink.count]):
         raise AssertionError("the reward-based win rule disagrees with the environment's win flag")
@@ -216,7 +219,8 @@ def build_dataset(config: DataConfig, log: Callable[[str], None] = print, stagin
     card = dict(version=cards.CARD_VERSION, generator=cards.GENERATOR, env=spec.env_name, map=spec.map_name,
                 tier=config.tier, seed=config.seed, n_agents=spec.n_agents, obs_dim=spec.obs_dim,
                 state_dim=spec.state_dim, n_actions=spec.n_actions, episode_limit=spec.episode_limit,
-                behaviour=behaviour_card, behaviour_config=asdict(config.behaviour), **summary,
+                padded_length=padded_length, behaviour=behaviour_card, behaviour_config=asdict(config.behaviour),
+                **summary,
                 versions={name: metadata.version(name) for name in ("jaxmarl", "jax", "jaxlib", "numpy")},
                 seconds=round(time.time() - started, 1),
                 note="SMAX returns lie in [0, ~2] (damage + 1 for a win); not comparable with SMAC numbers")
