@@ -17,8 +17,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "common/args.h"
 #include "common/inspo_math.h"
