@@ -29,7 +29,7 @@ def fit_behaviour(mu: AgentMLP, store: TransitionStore, config: TrainConfig, gen
 
     Returns the final mean negative log-likelihood per agent over the whole dataset.
     """
-    optimizer = torch.optim.Adam(mu.parameters(), lr=config.bc_lr)
+    optimizer = torch.optim.Adam(mu.parameters(), lr=config.bc_lr, fused=True)
     batch_size = min(config.bc_batch_size, len(store))
     groups = list(mu.parameter_groups())
     for _ in range(config.bc_steps):

@@ -38,23 +38,25 @@ class AgentMLP(nn.Module):
             weights, biases = _init_linear(n_nets, fan_in, fan_out)
             self.weights.append(nn.ParameterList(weights))
             self.biases.append(nn.ParameterList(biases))
+        # plain lists of the same Parameter objects: indexing a ParameterList costs more than the math
+        self.layers = [(list(w), list(b)) for w, b in zip(self.weights, self.biases)]
 
     def forward(self, x: Tensor) -> Tensor:
         batch = x.shape[0]
         if self.share_parameters:
             agent_id = torch.eye(self.n_agents, dtype=x.dtype, device=x.device).expand(batch, -1, -1)
             h = torch.cat([x, agent_id], dim=-1).reshape(batch * self.n_agents, -1)
-            for layer, (weights, biases) in enumerate(zip(self.weights, self.biases)):
+            for layer, (weights, biases) in enumerate(self.layers):
                 h = torch.addmm(biases[0], h, weights[0])
-                if layer < len(self.weights) - 1:
+                if layer < len(self.layers) - 1:
                     h = torch.relu(h)
             return h.reshape(batch, self.n_agents, -1)
         h = x.transpose(0, 1)  # [N, B, in]
-        for layer, (weights, biases) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(torch.stack(list(biases)).unsqueeze(1), h, torch.stack(list(weights)))
-            if layer < len(self.weights) - 1:
+        for layer, (weights, biases) in enumerate(self.layers):
+            h = torch.baddbmm(torch.stack(biases).unsqueeze(1), h, torch.stack(weights))
+            if layer < len(self.layers) - 1:
                 h = torch.relu(h)
-        return h.transpose(0, 1)
+        return h.transpose(0, 1).contiguous()  # the fused ops take contiguous [B, N, A] inputs
 
     def forward_agent(self, agent: int, x: Tensor) -> Tensor:
         """x [B, in] -> [B, out] through agent `agent`'s network only (gradients reach only it)."""
@@ -64,16 +66,16 @@ class AgentMLP(nn.Module):
             agent_id = torch.zeros(x.shape[0], self.n_agents, dtype=x.dtype, device=x.device)
             agent_id[:, agent] = 1.0
             h = torch.cat([x, agent_id], dim=-1)
-        for layer, (weights, biases) in enumerate(zip(self.weights, self.biases)):
+        for layer, (weights, biases) in enumerate(self.layers):
             h = torch.addmm(biases[net], h, weights[net])
-            if layer < len(self.weights) - 1:
+            if layer < len(self.layers) - 1:
                 h = torch.relu(h)
         return h
 
     def agent_parameters(self, agent: int) -> list[nn.Parameter]:
         """The parameters agent `agent`'s output depends on (all of them when shared)."""
         net = 0 if self.share_parameters else agent
-        return [p for layer in (*self.weights, *self.biases) for k, p in enumerate(layer) if k == net]
+        return [p for weights, biases in self.layers for p in (weights[net], biases[net])]
 
     def parameter_groups(self) -> Iterator[list[nn.Parameter]]:
         """One list of parameters per independent network (one group when shared)."""

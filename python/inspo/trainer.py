@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from inspo import _ops as ops
+import inspo_ext as ops
 from inspo.bc import fit_behaviour, make_policy_net, masked_log_softmax, policy_fn
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
@@ -65,9 +65,9 @@ def build_learner(config: TrainConfig, n_agents: int, obs_dim: int, state_dim: i
     critic_target.load_state_dict(critic.state_dict())
     critic_target.requires_grad_(False)
     return Learner(actor, mu, local_critic, critic, critic_target,
-                   actor_opt=torch.optim.Adam(actor.parameters(), lr=config.lr),
-                   local_opt=torch.optim.Adam(local_critic.parameters(), lr=config.critic_lr),
-                   critic_opt=torch.optim.Adam(critic.parameters(), lr=config.critic_lr))
+                   actor_opt=torch.optim.Adam(actor.parameters(), lr=config.lr, fused=True),
+                   local_opt=torch.optim.Adam(local_critic.parameters(), lr=config.critic_lr, fused=True),
+                   critic_opt=torch.optim.Adam(critic.parameters(), lr=config.critic_lr, fused=True))
 
 
 @dataclass
@@ -166,7 +166,7 @@ class InspoStep:
                     logits, batch.log_mu, batch.avail, batch.actions, order, predecessors="policy",
                     updated_log_probs=log_pi_taken.squeeze(-1), eta=0.0, **self.temperatures(beta))
             if cfg.weighting == "resample":
-                indices, ess = ops.resample(log_rho[:, agent:agent + 1], method=cfg.resample_method,
+                indices, ess = ops.resample(log_rho[:, agent:agent + 1].contiguous(), method=cfg.resample_method,
                                             generator=self.generator)
                 rows = self.gather_rows(batch, indices, agents=[agent])
                 local_loss = self.fit_local_critics(rows, None, agent)

@@ -22,6 +22,7 @@ Observation of each agent = state = [r1, c1, g1r, g1c, r2, c2, g2r, g2c].
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -79,7 +80,7 @@ def step(positions: Sequence[Position], done: Sequence[bool], actions: Sequence[
          ) -> tuple[list[Position], float, list[bool]]:
     """(next positions, shared reward, next done flags) of one step."""
     nxt = resolve_moves(positions, done, actions)
-    penalty = sum(-0.1 * float(np.hypot(cell[0] - goal[0], cell[1] - goal[1]))
+    penalty = sum(-0.1 * math.hypot(cell[0] - goal[0], cell[1] - goal[1])
                   for cell, goal, was_done in zip(nxt, GOALS, done) if not was_done)
     new_done = [was_done or cell == goal for cell, goal, was_done in zip(nxt, GOALS, done)]
     return nxt, penalty / len(positions), new_done
@@ -162,7 +163,8 @@ class Bridge(Env):
             if plan is not None:
                 actions = plan[t]
             else:
-                actions = tuple(int(rng.choice(np.flatnonzero(avail[i]))) for i in range(N_AGENTS))
+                # uniform over the available actions: all five, or only "stay" once done
+                actions = tuple(STAY if done[i] else int(rng.integers(N_ACTIONS)) for i in range(N_AGENTS))
             state = state_vector(positions)
             positions, reward, done = step(positions, done, actions)
             steps.append((state, avail, actions, reward, all(done)))

@@ -1,0 +1,5 @@
+import sys
+
+from inspo.cli import main
+
+sys.exit(main())

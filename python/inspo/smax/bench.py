@@ -1,0 +1,144 @@
+"""Training throughput of InSPO's fused and exact modes on a SMAX dataset read from memory-mapped files.
+
+    python -m inspo.smax.bench --dataset ~/.cache/inspo/smax/2s3z/seed0/expert-1m --batch 256 1024
+
+One timed iteration = draw a minibatch of rows, gather them from the mapped episode arrays
+(``MappedTransitions.index``) and run the trainer's ``InspoStep`` (critic step + the agents' pass),
+exactly what ``inspo train`` does per step apart from logging. The behaviour policy mu is fitted
+briefly by BC on the same store first and its log-probs cached for the whole dataset (one pass over
+the files, timed separately). Medians over repeats; ratios from the same run. torch threads are set
+by --threads (the machine's cores are shared with JAX only in other processes).
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _fit_mu(learner, store, config, steps: int, generator) -> None:
+    from inspo.bc import masked_log_softmax
+
+    optimizer = torch.optim.Adam(learner.mu.parameters(), lr=config.bc_lr)
+    for _ in range(steps):
+        batch = store.index(torch.randint(len(store), (config.bc_batch_size,), generator=generator))
+        log_probs = masked_log_softmax(learner.mu(batch.obs), batch.avail)
+        loss = -log_probs.gather(-1, batch.actions.unsqueeze(-1)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: int, overrides: dict, log) -> dict:
+    from inspo import trainer
+    from inspo.bc import masked_log_softmax
+    from inspo.config import make_config
+    from inspo.smax.card import load_dataset
+    from inspo.smax.store import MappedTransitions
+
+    started = time.perf_counter()
+    arrays, meta = load_dataset(dataset)  # memory-mapped, checked against its card
+    store = MappedTransitions(arrays)
+    card = meta["card"]
+    result = dict(dataset=str(dataset), env=card["env"], tier=card["tier"], transitions=len(store),
+                  dataset_bytes=sum(f["bytes"] for f in card["files"].values()),
+                  index_seconds=round(time.perf_counter() - started, 2), threads=torch.get_num_threads(), rows=[])
+    log(f"{card['env']} {card['tier']}: {len(store)} transitions, {result['dataset_bytes'] / 2**30:.2f} GiB mapped")
+    config = make_config(card["env"], dataset_path=str(dataset), **overrides)
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    learner = trainer.build_learner(config, store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
+    _fit_mu(learner, store, config, bc_steps, generator)
+    learner.mu.requires_grad_(False)
+    cache_started = time.perf_counter()
+    store.cache_behaviour(lambda obs, avail: masked_log_softmax(learner.mu(obs), avail))
+    result["behaviour_cache_seconds"] = round(time.perf_counter() - cache_started, 1)
+    log(f"behaviour cache over the whole dataset: {result['behaviour_cache_seconds']} s")
+    mu_state = learner.mu.state_dict()
+    for batch_size in batches:
+        for mode in modes:
+            mode_config = make_config(card["env"], dataset_path=str(dataset), **{**overrides, "mode": mode,
+                                                                                 "batch_size": batch_size})
+            torch.manual_seed(0)  # every case starts from the same networks and fresh optimizers
+            learner = trainer.build_learner(mode_config, store.n_agents, store.obs_dim, store.state_dim,
+                                            store.n_actions)
+            learner.mu.load_state_dict(mu_state)
+            learner.mu.requires_grad_(False)
+            learner.actor.load_state_dict(mu_state)  # pi starts as mu, as in training
+            step = trainer.InspoStep(mode_config, learner, torch.Generator().manual_seed(1))
+            first = mode_config.critic_warmup_steps
+            draw = torch.Generator().manual_seed(2)
+            gather_times, step_times = [], []
+            for repeat in range(repeats + 1):  # the first repeat warms up
+                gather, compute = 0.0, 0.0
+                for i in range(iterations):
+                    t0 = time.perf_counter()
+                    batch = store.index(torch.randint(len(store), (batch_size,), generator=draw))
+                    t1 = time.perf_counter()
+                    step(batch, first + i)
+                    t2 = time.perf_counter()
+                    gather, compute = gather + t1 - t0, compute + t2 - t1
+                if repeat:
+                    gather_times.append(gather / iterations)
+                    step_times.append(compute / iterations)
+            gather_ms = 1e3 * statistics.median(gather_times)
+            step_ms = 1e3 * statistics.median(step_times)
+            row = dict(mode=mode, batch=batch_size, gather_ms=round(gather_ms, 3), step_ms=round(step_ms, 3),
+                       samples_per_s=round(batch_size / ((gather_ms + step_ms) / 1e3), 1),
+                       step_only_samples_per_s=round(batch_size / (step_ms / 1e3), 1))
+            result["rows"].append(row)
+            log(json.dumps(row))
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Dataset {result['env']} {result['tier']}: {result['transitions']:,} transitions, "
+        f"{result['dataset_bytes'] / 2**30:.2f} GiB memory-mapped (index built in {result['index_seconds']} s; "
+        f"behaviour cache pass {result['behaviour_cache_seconds']} s); torch threads {result['threads']}.",
+        "",
+        "| batch | mode | gather (ms) | InSPO step (ms) | samples/s | step-only samples/s | fused / exact |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    by_key = {(row["batch"], row["mode"]): row for row in result["rows"]}
+    for row in result["rows"]:
+        exact = by_key.get((row["batch"], "exact"))
+        ratio = f"{row['samples_per_s'] / exact['samples_per_s']:.2f}x" if exact and row["mode"] == "fused" else ""
+        lines.append(f"| {row['batch']} | {row['mode']} | {row['gather_ms']:.2f} | {row['step_ms']:.2f} | "
+                     f"{row['samples_per_s']:,.0f} | {row['step_only_samples_per_s']:,.0f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inspo.smax.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", type=Path, required=True, help="a SMAX dataset directory (with its card)")
+    parser.add_argument("--modes", nargs="+", default=["fused", "exact"])
+    parser.add_argument("--batch", nargs="+", type=int, default=[256, 1024])
+    parser.add_argument("--iterations", type=int, default=20, help="iterations per timed repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bc-steps", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    args = parser.parse_args(argv)
+    from inspo.config import parse_overrides
+    from inspo.smax.results import SMAX_OVERRIDES
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {**{k: v for k, v in SMAX_OVERRIDES.items() if k not in ("steps",)}, "steps": 10_000,
+                 **parse_overrides(args.overrides)}
+    result = run(args.dataset, args.modes, args.batch, args.iterations, args.repeats, args.bc_steps, overrides,
+                 log=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
