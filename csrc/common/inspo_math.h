@@ -10,8 +10,8 @@
 //     where several threads share one row (a CUDA warp per row): each thread runs pass 1 on its
 //     entries, the maxima are merged, then pass 2 (sums of exp shifted by the merged maxima), the sums
 //     are merged (plain addition), and the finalizers turn them into log-probs, entropy, KL, V, w.
-//   * contiguous-row drivers (row_max, row_sums, row_validate): one thread walks the whole row; on
-//     the host the loops carry `omp simd` reductions so they vectorize without -ffast-math.
+//   * the CPU backend's drivers (common/cpu_simd.h: row_max, row_sums) run the same two passes over
+//     a whole row, W lanes at a time.
 // Stability: every log-sum-exp is shifted by the row maximum over the available entries, so logits
 // of +-1e4 give exact softmaxes (exp(-2e4) underflows to 0, never to NaN).
 #pragma once
@@ -107,15 +107,16 @@ INSPO_HD inline Temperatures<T> make_temperatures(double alpha, double beta, dou
 // ---- element-level formulas --------------------------------------------------------------------------
 
 // Unnormalized closed-form target log pi*(a) = kappa log mu(a) + q(a) / tau (reference.closed_form_logits).
-template <typename T>
-INSPO_HD inline T closed_form_logit(T log_mu, T q, const Temperatures<T>& t) {
+// V is T, or (CPU backend) a vector of T lanes.
+template <typename V, typename T>
+INSPO_HD inline V closed_form_logit(V log_mu, V q, const Temperatures<T>& t) {
   return t.kappa * log_mu + q * t.inv_tau;
 }
 
 // Unnormalized eta-lookahead z = (1 - eta) logits + eta (kappa log mu + q / tau)
 // (reference.lookahead_log_probs before its log-softmax).
-template <typename T>
-INSPO_HD inline T lookahead_logit(T logit, T log_mu, T q, const Temperatures<T>& t) {
+template <typename V, typename T>
+INSPO_HD inline V lookahead_logit(V logit, V log_mu, V q, const Temperatures<T>& t) {
   return t.one_minus_eta * logit + t.eta * closed_form_logit(log_mu, q, t);
 }
 
@@ -271,93 +272,6 @@ INSPO_HD inline int64_t row_error(const RowMax<T>& m, int64_t action, int64_t A,
   if (m.bad_log_mu) return kLogMuNonFinite;
   if (m.bad_q) return kQNonFinite;
   return 0;
-}
-
-// ---- contiguous-row drivers (one thread walks the whole row) -----------------------------------------
-// Pointers not needed by `needs` may be null. Same math as add_max / add_sums, written with scalar
-// accumulators so the host compiler vectorizes the loops (`omp simd` reductions).
-
-template <typename T>
-INSPO_HD inline RowMax<T> row_max(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t A,
-                                  const RowNeeds& needs, const Temperatures<T>& t) {
-  int64_t n_avail = 0;
-  int bad_logits = 0, bad_log_mu = 0, bad_q = 0;
-  T max_logits = neg_inf<T>(), max_target = neg_inf<T>(), max_lookahead = neg_inf<T>();
-  const T ninf = neg_inf<T>();
-  if (needs.logits) {
-    INSPO_SIMD(reduction(max : max_logits) reduction(| : bad_logits))
-    for (int64_t j = 0; j < A; ++j) {
-      const bool av = avail[j];
-      const T l = logits[j];
-      bad_logits |= int(av && !is_finite(l));
-      max_logits = max_(max_logits, av ? l : ninf);
-    }
-  }
-  INSPO_SIMD(reduction(+ : n_avail) reduction(| : bad_log_mu))
-  for (int64_t j = 0; j < A; ++j) {
-    const bool av = avail[j];
-    n_avail += int64_t(av);
-    bad_log_mu |= int(av && !is_finite(log_mu[j]));
-  }
-  if (needs.q) {
-    INSPO_SIMD(reduction(| : bad_q))
-    for (int64_t j = 0; j < A; ++j) bad_q |= int(avail[j] && !is_finite(q[j]));
-  }
-  if (needs.target) {
-    INSPO_SIMD(reduction(max : max_target))
-    for (int64_t j = 0; j < A; ++j) {
-      const T z = closed_form_logit(log_mu[j], q[j], t);
-      max_target = max_(max_target, avail[j] ? z : ninf);
-    }
-  }
-  if (needs.lookahead) {
-    INSPO_SIMD(reduction(max : max_lookahead))
-    for (int64_t j = 0; j < A; ++j) {
-      const T z = lookahead_logit(logits[j], log_mu[j], q[j], t);
-      max_lookahead = max_(max_lookahead, avail[j] ? z : ninf);
-    }
-  }
-  return RowMax<T>{n_avail, bad_logits != 0, bad_log_mu != 0, bad_q != 0, max_logits, max_target, max_lookahead};
-}
-
-// Pass 2 over a whole row. When `softmax_out` is not null it receives exp(l - max_l) (0 at the
-// unavailable entries): the unnormalized softmax (divide by exp_logits to normalize).
-template <typename T>
-INSPO_HD inline RowSums<T> row_sums(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t A,
-                                    const RowMax<T>& m, const RowNeeds& needs, const Temperatures<T>& t,
-                                    T* softmax_out) {
-  T s = T(0), s_shift = T(0), s_log_mu = T(0), s_target = T(0), s_lookahead = T(0);
-  if (needs.logits) {
-    const T max_l = m.logits;
-    const bool kl = needs.kl, store = softmax_out != nullptr;  // loop-invariant: the compiler unswitches
-    INSPO_SIMD(reduction(+ : s, s_shift, s_log_mu))
-    for (int64_t j = 0; j < A; ++j) {
-      const bool av = avail[j];
-      const T shifted = av ? logits[j] - max_l : neg_inf<T>();
-      const T e = exp_(shifted);  // exactly 0 at unavailable entries
-      if (store) softmax_out[j] = e;
-      s += e;
-      s_shift += av ? e * shifted : T(0);
-      if (kl) s_log_mu += av ? e * log_mu[j] : T(0);
-    }
-  }
-  if (needs.target) {
-    const T max_z = m.target;
-    INSPO_SIMD(reduction(+ : s_target))
-    for (int64_t j = 0; j < A; ++j) {
-      const T z = avail[j] ? closed_form_logit(log_mu[j], q[j], t) - max_z : neg_inf<T>();
-      s_target += exp_(z);
-    }
-  }
-  if (needs.lookahead) {
-    const T max_h = m.lookahead;
-    INSPO_SIMD(reduction(+ : s_lookahead))
-    for (int64_t j = 0; j < A; ++j) {
-      const T z = avail[j] ? lookahead_logit(logits[j], log_mu[j], q[j], t) - max_h : neg_inf<T>();
-      s_lookahead += exp_(z);
-    }
-  }
-  return RowSums<T>{s, s_shift, s_log_mu, s_target, s_lookahead};
 }
 
 // ---- teammate log-ratios of one sample --------------------------------------------------------------

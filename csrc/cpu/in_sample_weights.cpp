@@ -4,6 +4,7 @@
 
 #include "common/backends.h"
 #include "common/cpu_parallel.h"
+#include "common/cpu_simd.h"
 #include "common/inspo_math.h"
 
 namespace inspo {
@@ -12,7 +13,7 @@ template <typename T>
 int64_t in_sample_weights_cpu(const InSampleWeightsArgs<T>& a) {
   const int64_t A = a.A;
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, 0.0);
-  const RowNeeds needs{/*logits=*/false, /*kl=*/false, /*target=*/true, /*lookahead=*/false, /*q=*/true};
+  using Needs = StaticNeeds</*logits=*/false, /*kl=*/false, /*target=*/true, /*lookahead=*/false, /*q=*/true>;
   const T log_w_max = T(a.log_w_max);
 
   return parallel_chunks(a.B * a.N, chunk_items(A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
@@ -22,14 +23,14 @@ int64_t in_sample_weights_cpu(const InSampleWeightsArgs<T>& a) {
       const T* log_mu = a.log_mu + row * A;
       const bool* avail = a.avail + row * A;
       const int64_t action = a.actions[row];
-      const RowMax<T> m = row_max<T>(nullptr, log_mu, q, avail, A, needs, temps);
+      const RowMax<T> m = row_max<T, Needs>(nullptr, log_mu, q, avail, A, temps);
       const int64_t code = row_error(m, action, A, avail);
       if (code != 0) {
         status = std::min(status, pack_status(row, code));
         a.value[row] = a.log_weight[row] = a.weight[row] = T(0);
         continue;
       }
-      const RowSums<T> s = row_sums<T>(nullptr, log_mu, q, avail, A, m, needs, temps, nullptr);
+      const RowSums<T> s = row_sums<T, Needs>(nullptr, log_mu, q, avail, A, m, temps, nullptr);
       const T value = soft_value(m, s, temps);
       const T log_weight = in_sample_log_weight(log_mu[action], q[action], value, temps);
       a.value[row] = value;

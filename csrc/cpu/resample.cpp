@@ -6,6 +6,7 @@
 
 #include "common/backends.h"
 #include "common/cpu_parallel.h"
+#include "common/cpu_simd.h"
 #include "common/inspo_math.h"
 
 namespace inspo {

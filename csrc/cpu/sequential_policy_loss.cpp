@@ -12,6 +12,7 @@
 
 #include "common/backends.h"
 #include "common/cpu_parallel.h"
+#include "common/cpu_simd.h"
 #include "common/inspo_math.h"
 
 namespace inspo {
@@ -40,19 +41,14 @@ constexpr int64_t kSamplesPerChunk = 256;  // fixes the summation grouping (thre
 
 }  // namespace
 
-template <typename T>
-int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& a) {
+// Needs::lookahead: ratios with predecessors="target" (the eta-lookahead of each row is needed).
+template <typename T, typename Needs>
+static int64_t run(const SequentialPolicyLossArgs<T>& a) {
   const int64_t B = a.B, N = a.N, A = a.A;
-  {
-    std::unique_ptr<bool[]> seen(new bool[N]);
-    if (!is_permutation(a.order, N, seen.get())) return pack_status(0, kOrderNotPermutation);
-  }
   const bool use_ratio = a.ratio != kRatioNone;
-  const bool target_mode = a.predecessors == kPredecessorsTarget;
+  const bool target_mode = Needs::lookahead;
   const bool read_updated = use_ratio && !target_mode;
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, a.eta);
-  const RowNeeds needs{/*logits=*/true, /*kl=*/true, /*target=*/true, /*lookahead=*/use_ratio && target_mode,
-                       /*q=*/true};
   const T log_rho_max = T(a.log_rho_max), log_w_max = T(a.log_w_max);
 
   const int64_t n_chunks = (B + kSamplesPerChunk - 1) / kSamplesPerChunk;
@@ -71,7 +67,7 @@ int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& a) {
         const T* q = a.q_local + row * A;
         const bool* avail = a.avail + row * A;
         const int64_t action = a.actions[row];
-        const RowMax<T> m = row_max<T>(logits, log_mu, q, avail, A, needs, temps);
+        const RowMax<T> m = row_max<T, Needs>(logits, log_mu, q, avail, A, temps);
         int64_t code = row_error(m, action, A, avail);
         if (code == 0 && read_updated && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
         if (code != 0) {
@@ -80,7 +76,7 @@ int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& a) {
           continue;
         }
         T* grad = a.compute_grad ? a.grad + row * A : nullptr;  // receives exp(l - max_l)
-        const RowSums<T> s = row_sums<T>(logits, log_mu, q, avail, A, m, needs, temps, grad);
+        const RowSums<T> s = row_sums<T, Needs>(logits, log_mu, q, avail, A, m, temps, grad);
         log_pi_taken[i] = logits[action] - logits_lse(m, s);
         inv_sum_exp[i] = T(1) / s.exp_logits;
         const T value = soft_value(m, s, temps);
@@ -131,6 +127,15 @@ int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& a) {
     a.ess[i] = T(total.ess.ess());
   }
   return kStatusOk;
+}
+
+template <typename T>
+int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& a) {
+  std::unique_ptr<bool[]> seen(new bool[a.N]);
+  if (!is_permutation(a.order, a.N, seen.get())) return pack_status(0, kOrderNotPermutation);
+  if (a.ratio != kRatioNone && a.predecessors == kPredecessorsTarget)
+    return run<T, StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/true, /*lookahead=*/true, /*q=*/true>>(a);
+  return run<T, StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/true, /*lookahead=*/false, /*q=*/true>>(a);
 }
 
 template int64_t sequential_policy_loss_cpu<float>(const SequentialPolicyLossArgs<float>&);

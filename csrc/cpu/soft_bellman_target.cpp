@@ -4,6 +4,7 @@
 
 #include "common/backends.h"
 #include "common/cpu_parallel.h"
+#include "common/cpu_simd.h"
 #include "common/inspo_math.h"
 
 namespace inspo {
@@ -12,7 +13,7 @@ template <typename T>
 int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
   const int64_t N = a.N, A = a.A;
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, 0.0);
-  const RowNeeds needs{/*logits=*/true, /*kl=*/true, /*target=*/false, /*lookahead=*/false, /*q=*/false};
+  using Needs = StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/false, /*lookahead=*/false, /*q=*/false>;
   const T gamma = T(a.gamma), alpha = T(a.alpha), beta = T(a.beta), log_rho_max = T(a.log_rho_max);
 
   return parallel_chunks(a.B, chunk_items(N * A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
@@ -40,14 +41,14 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
         const T* log_mu = a.next_log_mu + row * A;
         const bool* avail = a.next_avail + row * A;
         const int64_t action = a.next_actions[row];
-        const RowMax<T> m = row_max<T>(logits, log_mu, nullptr, avail, A, needs, temps);
+        const RowMax<T> m = row_max<T, Needs>(logits, log_mu, nullptr, avail, A, temps);
         const int64_t row_code = row_error(m, action, A, avail);
         if (row_code != 0) {
           status = std::min(status, pack_status(row, row_code));
           kl_out[i] = entropy_out[i] = T(0);
           continue;
         }
-        const RowSums<T> s = row_sums<T>(logits, log_mu, nullptr, avail, A, m, needs, temps, nullptr);
+        const RowSums<T> s = row_sums<T, Needs>(logits, log_mu, nullptr, avail, A, m, temps, nullptr);
         kl_out[i] = kl_from_sums(s);
         entropy_out[i] = entropy_from_sums(s);
         sum_kl += kl_out[i];

@@ -6,20 +6,18 @@
 
 #include "common/backends.h"
 #include "common/cpu_parallel.h"
+#include "common/cpu_simd.h"
 #include "common/inspo_math.h"
 
 namespace inspo {
+namespace {
 
-template <typename T>
-int64_t teammate_log_ratios_cpu(const TeammateLogRatiosArgs<T>& a) {
+// Needs::lookahead: predecessors="target" (the eta-lookahead, reads q_local); else "policy".
+template <typename T, typename Needs>
+int64_t run(const TeammateLogRatiosArgs<T>& a) {
   const int64_t N = a.N, A = a.A;
-  {
-    std::unique_ptr<bool[]> seen(new bool[N]);
-    if (!is_permutation(a.order, N, seen.get())) return pack_status(0, kOrderNotPermutation);
-  }
-  const bool target_mode = a.predecessors == kPredecessorsTarget;
+  constexpr bool target_mode = Needs::lookahead;
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, a.eta);
-  const RowNeeds needs{/*logits=*/true, /*kl=*/false, /*target=*/false, /*lookahead=*/target_mode, /*q=*/target_mode};
   const T log_rho_max = T(a.log_rho_max);
 
   return parallel_chunks(a.B, chunk_items(N * A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
@@ -33,7 +31,7 @@ int64_t teammate_log_ratios_cpu(const TeammateLogRatiosArgs<T>& a) {
         const T* q = target_mode ? a.q_local + row * A : nullptr;
         const bool* avail = a.avail + row * A;
         const int64_t action = a.actions[row];
-        const RowMax<T> m = row_max<T>(logits, log_mu, q, avail, A, needs, temps);
+        const RowMax<T> m = row_max<T, Needs>(logits, log_mu, q, avail, A, temps);
         int64_t code = row_error(m, action, A, avail);
         if (code == 0 && !target_mode && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
         if (code != 0) {
@@ -41,7 +39,7 @@ int64_t teammate_log_ratios_cpu(const TeammateLogRatiosArgs<T>& a) {
           d_cur[i] = d_upd[i] = T(0);
           continue;
         }
-        const RowSums<T> s = row_sums<T>(logits, log_mu, q, avail, A, m, needs, temps, nullptr);
+        const RowSums<T> s = row_sums<T, Needs>(logits, log_mu, q, avail, A, m, temps, nullptr);
         d_cur[i] = (logits[action] - logits_lse(m, s)) - log_mu[action];
         if (target_mode) {
           const T log_hat = lookahead_logit(logits[action], log_mu[action], q[action], temps) - lookahead_lse(m, s);
@@ -54,6 +52,17 @@ int64_t teammate_log_ratios_cpu(const TeammateLogRatiosArgs<T>& a) {
     }
     return status;
   });
+}
+
+}  // namespace
+
+template <typename T>
+int64_t teammate_log_ratios_cpu(const TeammateLogRatiosArgs<T>& a) {
+  std::unique_ptr<bool[]> seen(new bool[a.N]);
+  if (!is_permutation(a.order, a.N, seen.get())) return pack_status(0, kOrderNotPermutation);
+  if (a.predecessors == kPredecessorsTarget)
+    return run<T, StaticNeeds</*logits=*/true, /*kl=*/false, /*target=*/false, /*lookahead=*/true, /*q=*/true>>(a);
+  return run<T, StaticNeeds</*logits=*/true, /*kl=*/false, /*target=*/false, /*lookahead=*/false, /*q=*/false>>(a);
 }
 
 template int64_t teammate_log_ratios_cpu<float>(const TeammateLogRatiosArgs<float>&);
