@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,13 +23,14 @@ def make_policy_net(config: TrainConfig, n_agents: int, obs_dim: int, n_actions:
     return AgentMLP(n_agents, obs_dim, n_actions, config.hidden, config.share_parameters).to(config.device)
 
 
-def fit_behaviour(mu: AgentMLP, store: TransitionStore, config: TrainConfig, generator: torch.Generator,
-                  progress: Optional[Callable[[int], None]] = None) -> float:
-    """Fit mu by maximum likelihood of the dataset actions (bc_steps minibatch Adam steps).
+def fit_behaviour(mu: AgentMLP, store: TransitionStore, config: TrainConfig, generator: torch.Generator) -> float:
+    """Fit mu by maximum likelihood of the dataset actions (bc_steps minibatch Adam steps, the step
+    size decaying linearly to 0 so that the minibatch noise averages out at the end).
 
     Returns the final mean negative log-likelihood per agent over the whole dataset.
     """
     optimizer = torch.optim.Adam(mu.parameters(), lr=config.bc_lr, fused=True)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0 - k / config.bc_steps)
     batch_size = min(config.bc_batch_size, len(store))
     groups = list(mu.parameter_groups())
     for _ in range(config.bc_steps):
@@ -40,8 +41,7 @@ def fit_behaviour(mu: AgentMLP, store: TransitionStore, config: TrainConfig, gen
         (nll * store.n_agents).backward()  # the sum of the per-agent means: each agent's own loss
         clip_grad_norm_per_group(groups, config.grad_clip)
         optimizer.step()
-        if progress is not None:
-            progress(1)
+        schedule.step()
     with torch.no_grad():
         store.cache_behaviour(lambda obs, avail: masked_log_softmax(mu(obs), avail))
         return float(-store.log_mu.gather(-1, store.actions.unsqueeze(-1)).mean())

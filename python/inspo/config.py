@@ -82,7 +82,9 @@ class TrainConfig:
     checkpoint_every: int = 500  # atomic checkpoint every this many steps (0: only at the end)
     tensorboard: bool = False  # also write TensorBoard scalars (needs the tensorboard package)
     device: str = "cpu"
-    threads: Optional[int] = None  # torch CPU threads; None leaves torch's default
+    # torch CPU threads; the networks here are tiny, so one thread beats several (and does not fight
+    # other processes for cores); None leaves torch's default
+    threads: Optional[int] = 1
 
     @property
     def tau(self) -> float:

@@ -1,0 +1,180 @@
+"""Trainer pieces: config, BC, per-agent independence, every mode and weighting, determinism, resume."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from inspo.bc import fit_behaviour, make_policy_net
+from inspo.config import TrainConfig, make_config, parse_overrides
+from inspo.nets import AgentMLP
+from inspo.run import prepare_run
+from inspo.trainer import InspoStep, build_learner, train
+
+
+def small(env="xor", **overrides):
+    values = dict(steps=40, batch_size=64, bc_steps=30, log_every=10, checkpoint_every=0, eval_episodes=4,
+                  hidden=(16, 16), critic_hidden=(32, 32))
+    values.update(overrides)
+    return make_config(env, **values)
+
+
+# ---- config ----
+
+def test_overrides_are_typed():
+    parsed = parse_overrides(["eta=0.5", "policy_steps=3", "hidden=32,32", "beta_end=none", "share_parameters=true",
+                              "mode=exact"])
+    assert parsed == dict(eta=0.5, policy_steps=3, hidden=(32, 32), beta_end=None, share_parameters=True,
+                          mode="exact")
+    with pytest.raises(ValueError, match="unknown config field 'etta'"):
+        parse_overrides(["etta=1"])
+    with pytest.raises(ValueError, match="policy_steps"):
+        parse_overrides(["policy_steps=many"])
+
+
+def test_presets_and_validation():
+    config = make_config("mne")
+    assert config.dataset == "imbalanced" and config.beta_end == 0.0
+    assert make_config("mne", beta_end=None).beta_end is None
+    with pytest.raises(ValueError, match="mode"):
+        make_config("xor", mode="sequential")
+    with pytest.raises(ValueError, match="eta"):
+        make_config("xor", eta=1.5)
+    with pytest.raises(ValueError, match="unknown config fields"):
+        TrainConfig.from_dict({"learning_rate": 1.0})
+
+
+def test_beta_schedule_is_linear_then_constant():
+    config = make_config("xor", steps=100, beta=10.0, beta_end=0.0, beta_anneal_fraction=0.5)
+    assert [config.beta_at(s) for s in (0, 25, 50, 99)] == [10.0, 5.0, 0.0, 0.0]
+    assert make_config("xor", beta=0.3).beta_at(70) == 0.3
+
+
+# ---- behaviour cloning ----
+
+@pytest.mark.parametrize("env, dataset", [("xor", "c"), ("mne", "imbalanced"), ("xor", "b")])
+def test_bc_recovers_the_dataset_action_frequencies(env, dataset):
+    config = make_config(env, dataset=dataset, bc_steps=400, seed=2)
+    run = prepare_run(config)
+    mu = make_policy_net(config, run.env.n_agents, run.env.obs_dim, run.env.n_actions)
+    fit_behaviour(mu, run.store, config, run.generator)
+    probs = run.store.log_mu[0].exp()  # the single state: every row is the same
+    for agent in range(run.env.n_agents):
+        counts = torch.bincount(run.store.actions[:, agent], minlength=run.env.n_actions).double()
+        assert probs[agent].double() == pytest.approx((counts / counts.sum()).tolist(), abs=0.01)
+
+
+# ---- per-agent independence ----
+
+def snapshot(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_an_agent_step_leaves_every_other_agent_untouched():
+    config = small(mode="fused")
+    run = prepare_run(config)
+    learner = build_learner(config, 2, 1, 1, 2)
+    fit_behaviour(learner.mu, run.store, config, run.generator)
+    step = InspoStep(config, learner, run.generator)
+    for k in range(5):  # Adam moments of every agent become non-zero
+        step(run.store.index(torch.arange(64) + 64 * k), k)
+    actor_before = [snapshot_agent(learner.actor, a) for a in range(2)]
+    moments_before = [learner.actor_opt.state[p]["exp_avg"].clone() for p in learner.actor.agent_parameters(0)]
+    obs = run.store.obs[:64, 1]
+    loss = learner.actor.forward_agent(1, obs).logsumexp(-1).mean()
+    step.step_actor(loss, agent=1)
+    after = [snapshot_agent(learner.actor, a) for a in range(2)]
+    assert all(torch.equal(b, a) for b, a in zip(actor_before[0], after[0]))  # agent 0: bitwise unchanged
+    assert not all(torch.equal(b, a) for b, a in zip(actor_before[1], after[1]))
+    moments_after = [learner.actor_opt.state[p]["exp_avg"] for p in learner.actor.agent_parameters(0)]
+    assert all(torch.equal(b, a) for b, a in zip(moments_before, moments_after))
+
+
+def snapshot_agent(module: AgentMLP, agent: int):
+    return [p.detach().clone() for p in module.agent_parameters(agent)]
+
+
+def test_exact_iteration_updates_each_agent_once_in_sigma_order():
+    config = small(mode="exact")
+    run = prepare_run(config)
+    learner = build_learner(config, 2, 1, 1, 2)
+    fit_behaviour(learner.mu, run.store, config, run.generator)
+    step = InspoStep(config, learner, run.generator)
+    seen = []
+    original = step.step_actor
+    step.step_actor = lambda loss, agent=None: (seen.append(agent), original(loss, agent))
+    step(run.store.index(torch.arange(64)), 0)
+    assert sorted(seen) == [0, 1]  # N dependent single-agent steps, never a joint one
+
+
+def test_agent_mlp_is_one_batched_module_equal_to_per_agent_networks():
+    torch.manual_seed(0)
+    net = AgentMLP(3, 4, 5, (8,))
+    x = torch.randn(7, 3, 4)
+    joint = net(x)
+    for agent in range(3):
+        assert torch.allclose(joint[:, agent], net.forward_agent(agent, x[:, agent]), atol=1e-6)
+    shared = AgentMLP(3, 4, 5, (8,), share_parameters=True)
+    assert shared(x).shape == (7, 3, 5) and len(list(shared.parameter_groups())) == 1
+    assert torch.allclose(shared(x)[:, 2], shared.forward_agent(2, x[:, 2]), atol=1e-6)
+
+
+# ---- every mode and weighting runs ----
+
+@pytest.mark.parametrize("mode", ["fused", "exact", "simultaneous"])
+@pytest.mark.parametrize("weighting", ["resample", "importance", "self_normalized"])
+def test_modes_and_weightings_train(mode, weighting, tmp_path):
+    config = small(mode=mode, weighting=weighting, steps=20, policy_steps=2)
+    results = train(config, out_dir=tmp_path, progress=False)
+    assert np.isfinite(results["scores"]["expected_payoff"])
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20]
+    assert all(np.isfinite(v) for r in rows for v in r.values())
+    assert 0 < rows[-1]["ess"] <= config.batch_size + 1e-3
+
+
+def test_bridge_and_systematic_resampling_and_sharing_train():
+    config = small("bridge", steps=10, eval_episodes=3, resample_method="systematic", share_parameters=True)
+    scores = train(config, progress=False)["scores"]
+    assert {"greedy_return", "stochastic_optimal", "greedy_success"} <= set(scores)
+
+
+# ---- determinism and resume ----
+
+def test_same_seed_same_result_and_another_seed_differs():
+    config = small(steps=30, beta=1.0, beta_end=0.0)
+    first, second = train(config, progress=False), train(config, progress=False)
+    assert first["scores"] == second["scores"]
+    other = train(small(steps=30, beta=1.0, beta_end=0.0, seed=1), progress=False)
+    assert other["scores"] != first["scores"]
+
+
+def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path):
+    config = small("bridge", steps=30, checkpoint_every=10, eval_every=10, log_every=5, eval_episodes=3,
+                   beta=0.5, beta_end=0.0)
+    whole = train(config, out_dir=tmp_path / "whole", progress=False)
+
+    def interrupt(step):
+        if step == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out_dir=tmp_path / "cut", progress=False, on_step=interrupt)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["step"] == 20
+    resumed = train(config, out_dir=tmp_path / "cut", resume=True, progress=False)
+    assert resumed["scores"] == whole["scores"]
+    final = [torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["learner"] for d in ("whole", "cut")]
+    for part in ("actor", "local_critic", "critic", "critic_target"):
+        for key, value in final[0][part].items():
+            assert torch.equal(value, final[1][part][key]), (part, key)
+    for kind in ("metrics", "eval"):  # the logs read as one run: no step twice, same rows
+        for suffix in ("jsonl", "csv"):
+            assert (tmp_path / "whole" / f"{kind}.{suffix}").read_text().count("\n") == \
+                (tmp_path / "cut" / f"{kind}.{suffix}").read_text().count("\n")
+        steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / f"{kind}.jsonl").read_text().splitlines()]
+        assert steps == sorted(set(steps))
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(small(), out_dir=tmp_path, resume=True, progress=False)
