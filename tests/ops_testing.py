@@ -65,7 +65,79 @@ def next_step(batch: int, agents: int, actions: int, *, dtype: torch.dtype = tor
 
 
 def close(actual: Tensor, expected: Tensor, dtype: Optional[torch.dtype] = None, **tol) -> None:
-    dtype = dtype or expected.dtype
+    """assert_close with float64 / float32 default tolerances (`expected` is cast to actual's dtype)."""
+    expected = expected.to(actual.dtype)
+    dtype = dtype or actual.dtype
     default = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-4)
     default.update(tol)
     torch.testing.assert_close(actual, expected, **default)
+
+
+# ---- calling an op and its reference on one input dict ---------------------------------------------------
+def weights_pair(d: dict[str, Tensor], **hyper):
+    import inspo_ext
+
+    h = {**HYPER, **hyper}
+    ours = inspo_ext.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=h["alpha"],
+                                       beta=h["beta"], log_w_max=h["log_w_max"])
+    ref = reference.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], h["alpha"], h["beta"],
+                                      h["log_w_max"])
+    return ours, ref
+
+
+def ratios_pair(d: dict[str, Tensor], predecessors: str, **hyper):
+    import inspo_ext
+
+    h = {**HYPER, **hyper}
+    ours = inspo_ext.teammate_log_ratios(
+        d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], predecessors=predecessors,
+        q_local=d["q_local"], updated_log_probs=d["updated_log_probs"], alpha=h["alpha"], beta=h["beta"],
+        eta=h["eta"], log_rho_max=h["log_rho_max"])
+    ref = reference.teammate_log_ratios(
+        d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], predecessors, d["q_local"],
+        d["updated_log_probs"], h["alpha"], h["beta"], h["eta"], h["log_rho_max"])
+    return ours, ref
+
+
+def bellman_pair(n: dict[str, Tensor], gamma: float = GAMMA, **hyper):
+    import inspo_ext
+
+    h = {**HYPER, **hyper}
+    ours = inspo_ext.soft_bellman_target(**n, gamma=gamma, alpha=h["alpha"], beta=h["beta"],
+                                         log_rho_max=h["log_rho_max"])
+    ref = reference.soft_bellman_target(n["reward"], n["done"], n["q_next"], n["next_logits"], n["next_log_mu"],
+                                        n["next_avail"], n["next_actions"], gamma, h["alpha"], h["beta"],
+                                        h["log_rho_max"])
+    return ours, ref
+
+
+def loss_pair(d: dict[str, Tensor], ratio: str, predecessors: str = "target", grad_weights: Optional[Tensor] = None,
+              **hyper):
+    """(ours PolicyLoss, ours d logits, reference PolicyLoss, reference d logits) for the loss
+    sum_i grad_weights[i] * loss_i (random weights: every agent's gradient path is checked)."""
+    import inspo_ext
+
+    h = {**HYPER, **hyper}
+    n_agents = d["logits"].shape[1]
+    if grad_weights is None:
+        grad_weights = torch.linspace(0.5, 1.5, n_agents, dtype=d["logits"].dtype)
+    results = []
+    for impl in ("ours", "ref"):
+        logits = d["logits"].clone().requires_grad_()
+        if impl == "ours":
+            out = inspo_ext.sequential_policy_loss(
+                logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], predecessors=predecessors,
+                updated_log_probs=d["updated_log_probs"], alpha=h["alpha"], beta=h["beta"], eta=h["eta"],
+                log_rho_max=h["log_rho_max"], log_w_max=h["log_w_max"], ratio=ratio)
+        else:
+            out = reference.sequential_policy_loss(
+                logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], predecessors,
+                d["updated_log_probs"], h["alpha"], h["beta"], h["eta"], h["log_rho_max"], h["log_w_max"], ratio)
+        (out.loss * grad_weights).sum().backward()
+        results += [out, logits.grad]
+    return tuple(results)
+
+
+def assert_policy_loss_close(ours, ref, **tol) -> None:
+    for a, b in zip(ours, ref):
+        close(a.detach(), b.detach(), **tol)

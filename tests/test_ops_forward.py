@@ -1,0 +1,172 @@
+"""The forward-only ops (soft_bellman_target, in_sample_weights, teammate_log_ratios) against the reference.
+
+Inputs are random and non-zero; unavailable entries hold NaN logits, +inf q and -inf log mu (never read).
+"""
+import math
+
+import pytest
+import torch
+
+import inspo_ext
+from inspo_ext import reference
+from ops_testing import GAMMA, HYPER, bellman_pair, close, joint_batch, next_step, ratios_pair, weights_pair
+
+MASKS = ("random", "padding", "single", "full")
+
+
+# ---- in_sample_weights ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mask", MASKS)
+def test_in_sample_weights_matches_reference(mask):
+    ours, ref = weights_pair(joint_batch(64, 5, 7, mask=mask, seed=1))
+    for a, b in zip(ours, ref):
+        close(a, b)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 27, 3), (3, 2, 1024), (2, 3, 1023)])
+def test_in_sample_weights_shapes(shape):
+    ours, ref = weights_pair(joint_batch(*shape, seed=2))
+    for a, b in zip(ours, ref):
+        close(a, b)
+
+
+def test_in_sample_weights_float32():
+    d64 = joint_batch(128, 4, 9, seed=3)
+    d32 = {k: v.float() if v.is_floating_point() else v for k, v in d64.items()}
+    ours, _ = weights_pair(d32)
+    _, ref = weights_pair({k: v.double() if v.is_floating_point() else v for k, v in d32.items()})
+    for a, b in zip(ours, ref):
+        assert a.dtype == torch.float32
+        close(a, b.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_in_sample_weights_clipping_active_and_inactive():
+    d = joint_batch(256, 3, 5, seed=4, q_scale=3.0)
+    log_weight = weights_pair(d)[1].log_weight
+    clip = float(log_weight.median())
+    ours, ref = weights_pair(d, log_w_max=clip)
+    assert (log_weight > clip).float().mean() > 0.3 and (log_weight < clip).float().mean() > 0.3  # active
+    close(ours.weight, ref.weight)
+    assert torch.all(ours.weight <= math.exp(clip) * (1 + 1e-12))
+    ours, ref = weights_pair(d, log_w_max=float(log_weight.max()) + 1.0)  # inactive
+    close(ours.weight, ours.log_weight.exp())
+    close(ours.weight, ref.weight)
+
+
+def test_in_sample_weights_ties_and_extremes():
+    d = joint_batch(32, 3, 6, seed=5, mask="full")
+    d["q_local"] = torch.full_like(d["q_local"], 0.25)  # ties: equal q
+    d["log_mu"] = torch.full_like(d["log_mu"], -math.log(6))
+    ours, ref = weights_pair(d)
+    for a, b in zip(ours, ref):
+        close(a, b)
+    d = joint_batch(32, 3, 6, seed=6)
+    d["q_local"] = torch.where(d["avail"], torch.sign(d["q_local"]) * 1e4, d["q_local"])
+    ours, ref = weights_pair(d)
+    for a, b in zip(ours, ref):
+        close(a, b, rtol=1e-12, atol=1e-8)
+
+
+# ---- teammate_log_ratios -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("predecessors", ["target", "policy"])
+@pytest.mark.parametrize("mask", MASKS)
+def test_teammate_log_ratios_matches_reference(predecessors, mask):
+    ours, ref = ratios_pair(joint_batch(48, 5, 6, mask=mask, seed=7), predecessors, log_rho_max=math.inf)
+    close(ours, ref)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4), (5, 27, 3), (2, 3, 1024), (1, 4, 1)])
+def test_teammate_log_ratios_shapes(shape):
+    d = joint_batch(*shape, seed=8)
+    for predecessors in ("target", "policy"):
+        ours, ref = ratios_pair(d, predecessors)
+        close(ours, ref)
+    if shape[1] == 1:  # no teammates: log rho = 0
+        assert torch.equal(ours, torch.zeros_like(ours))
+
+
+def test_teammate_log_ratios_clipping_active_and_inactive():
+    d = joint_batch(256, 4, 5, seed=9, logit_scale=2.0)
+    unclipped, _ = ratios_pair(d, "target", log_rho_max=math.inf)
+    clip = float(unclipped.median())
+    ours, ref = ratios_pair(d, "target", log_rho_max=clip)
+    assert (unclipped > clip).float().mean() > 0.3  # active
+    close(ours, ref)
+    close(ours, unclipped.clamp(max=clip))
+    ours, _ = ratios_pair(d, "target", log_rho_max=float(unclipped.max()) + 1.0)  # inactive
+    close(ours, unclipped)
+
+
+def test_teammate_log_ratios_extreme_logits_and_float32():
+    d = joint_batch(64, 4, 6, seed=10)
+    d["logits"] = torch.where(d["avail"], torch.sign(d["logits"]) * 1e4, d["logits"])
+    ours, ref = ratios_pair(d, "target", log_rho_max=math.inf)
+    close(ours, ref, rtol=1e-12, atol=1e-7)
+    d32 = {k: v.float() if v.is_floating_point() else v for k, v in joint_batch(64, 4, 6, seed=11).items()}
+    ours, _ = ratios_pair(d32, "target")
+    _, ref = ratios_pair({k: v.double() if v.is_floating_point() else v for k, v in d32.items()}, "target")
+    close(ours, ref.float(), rtol=1e-4, atol=2e-4)
+
+
+def test_teammate_log_ratios_eta_zero_is_current_teammates():
+    """eta = 0: the lookahead is the current policy, so every agent sees all teammates at pi."""
+    d = joint_batch(40, 5, 4, seed=12)
+    ours, _ = ratios_pair(d, "target", eta=0.0, log_rho_max=math.inf)
+    log_pi = reference.masked_log_softmax(d["logits"], d["avail"])
+    taken = lambda x: x.gather(-1, d["actions"].unsqueeze(-1)).squeeze(-1)  # noqa: E731
+    d_cur = taken(log_pi) - taken(d["log_mu"])
+    close(ours, d_cur.sum(1, keepdim=True) - d_cur)
+
+
+# ---- soft_bellman_target ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mask", MASKS)
+def test_soft_bellman_target_matches_reference(mask):
+    n = next_step(64, 4, 6, mask=mask, seed=13)
+    assert 0 < n["done"].sum() < 64
+    ours, ref = bellman_pair(n, log_rho_max=math.inf)
+    for a, b in zip(ours, ref):
+        close(a, b)
+    terminal = n["done"].bool()
+    assert torch.equal(ours.target[terminal], n["reward"][terminal])  # terminal next-step inputs never read
+    assert torch.all(ours.kl[terminal] == 0) and torch.all(ours.log_ratio[terminal] == 0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 27, 4), (2, 3, 1024)])
+def test_soft_bellman_target_shapes(shape):
+    ours, ref = bellman_pair(next_step(*shape, seed=14, terminal_fraction=0.0))
+    for a, b in zip(ours, ref):
+        close(a, b)
+
+
+def test_soft_bellman_target_clipping_float32_and_extremes():
+    n = next_step(256, 3, 5, seed=15, logit_scale=3.0)
+    ours, _ = bellman_pair(n, log_rho_max=math.inf)
+    live = n["done"] == 0
+    clip = float(ours.log_ratio[live].median())
+    clipped, ref = bellman_pair(n, log_rho_max=clip)
+    assert (ours.log_ratio[live] > clip).float().mean() > 0.3  # active
+    close(clipped.log_ratio, ref.log_ratio)
+    close(clipped.log_ratio[live], ours.log_ratio[live].clamp(max=clip))
+    n32 = {k: v.float() if v.is_floating_point() else v for k, v in n.items()}
+    ours32, _ = bellman_pair(n32, gamma=0.9)
+    _, ref64 = bellman_pair({k: v.double() if v.is_floating_point() else v for k, v in n32.items()}, gamma=0.9)
+    for a, b in zip(ours32, ref64):
+        close(a, b.float(), rtol=1e-4, atol=2e-4)
+    n["next_logits"] = torch.where(n["next_avail"] & live[:, None, None], torch.sign(n["next_logits"]) * 1e4,
+                                   n["next_logits"])
+    ours, ref = bellman_pair(n, gamma=1.0)
+    for a, b in zip(ours, ref):
+        close(a, b, rtol=1e-12, atol=1e-7)
+
+
+def test_forward_ops_return_constants():
+    """The forward-only ops detach their inputs: no gradient flows into them by design."""
+    d = joint_batch(8, 3, 4, seed=16)
+    logits = d["logits"].clone().requires_grad_()
+    q = d["q_local"].clone().requires_grad_()
+    log_rho = inspo_ext.teammate_log_ratios(logits, d["log_mu"], d["avail"], d["actions"], d["order"], q_local=q,
+                                            alpha=HYPER["alpha"], beta=HYPER["beta"])
+    weights = inspo_ext.in_sample_weights(q, d["log_mu"], d["avail"], d["actions"], alpha=0.1, beta=0.0)
+    assert not log_rho.requires_grad and not weights.weight.requires_grad
+    n = next_step(8, 3, 4, seed=17)
+    n["next_logits"].requires_grad_()
+    assert not inspo_ext.soft_bellman_target(**n, gamma=GAMMA, alpha=0.1, beta=0.1).target.requires_grad

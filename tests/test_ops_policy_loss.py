@@ -1,0 +1,202 @@
+"""sequential_policy_loss and InSPOPolicyLoss against the reference: values, logit gradients (the reference's
+autograd), gradcheck, the algorithm's consistency identities, torch.compile and the nn.Module."""
+import math
+
+import pytest
+import torch
+
+import inspo_ext
+from inspo_ext import reference
+from ops_testing import HYPER, assert_policy_loss_close, close, joint_batch, loss_pair
+
+RATIOS = ("importance", "self_normalized", "none")
+
+
+def _taken(x, actions):
+    return x.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+@pytest.mark.parametrize("predecessors", ["target", "policy"])
+@pytest.mark.parametrize("mask", ["random", "padding", "single"])
+def test_policy_loss_matches_reference(ratio, predecessors, mask):
+    d = joint_batch(48, 4, 6, mask=mask, seed=20)
+    ours, grad, ref, ref_grad = loss_pair(d, ratio, predecessors)
+    assert_policy_loss_close(ours, ref)
+    close(grad, ref_grad)
+    assert torch.all(grad[~d["avail"]] == 0)  # no gradient at unavailable actions
+    assert ours.loss.requires_grad and not any(t.requires_grad for t in ours[1:])
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 3, 5), (6, 27, 3), (3, 2, 1024), (2, 3, 1023)])
+def test_policy_loss_shapes(shape):
+    d = joint_batch(*shape, seed=21)
+    for ratio in RATIOS:
+        ours, grad, ref, ref_grad = loss_pair(d, ratio)
+        assert_policy_loss_close(ours, ref)
+        close(grad, ref_grad)
+
+
+def test_policy_loss_float32():
+    d32 = {k: v.float() if v.is_floating_point() else v for k, v in joint_batch(256, 4, 7, seed=22).items()}
+    d64 = {k: v.double() if v.is_floating_point() else v for k, v in d32.items()}
+    for ratio in RATIOS:
+        ours, grad, _, _ = loss_pair(d32, ratio)
+        _, _, ref, ref_grad = loss_pair(d64, ratio)
+        assert ours.loss.dtype == grad.dtype == torch.float32
+        assert_policy_loss_close(ours, ref, dtype=torch.float32, rtol=1e-4, atol=1e-4)
+        close(grad, ref_grad.float(), rtol=1e-4, atol=1e-6)
+
+
+def test_policy_loss_extreme_logits_and_ties():
+    d = joint_batch(64, 3, 5, seed=23)
+    d["logits"] = torch.where(d["avail"], torch.sign(d["logits"]) * 1e4, d["logits"])
+    for ratio in RATIOS:
+        ours, grad, ref, ref_grad = loss_pair(d, ratio, log_rho_max=math.inf)
+        assert_policy_loss_close(ours, ref, rtol=1e-10, atol=1e-6)
+        close(grad, ref_grad)
+    d = joint_batch(16, 3, 5, seed=24, mask="full")
+    d["logits"] = torch.zeros_like(d["logits"]) + 0.5  # equal logits
+    d["q_local"] = torch.ones_like(d["q_local"])  # equal q
+    for ratio in RATIOS:
+        ours, grad, ref, ref_grad = loss_pair(d, ratio)
+        assert_policy_loss_close(ours, ref)
+        close(grad, ref_grad)
+
+
+def test_policy_loss_clipping_active_and_inactive():
+    d = joint_batch(512, 3, 5, seed=25, logit_scale=2.0, q_scale=3.0)
+    log_rho = inspo_ext.teammate_log_ratios(d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"],
+                                            q_local=d["q_local"], alpha=HYPER["alpha"], beta=HYPER["beta"],
+                                            eta=HYPER["eta"], log_rho_max=math.inf)
+    log_w = inspo_ext.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=HYPER["alpha"],
+                                        beta=HYPER["beta"]).log_weight
+    rho_clip, w_clip = float(log_rho.quantile(0.6)), float(log_w.quantile(0.6))
+    assert (log_rho > rho_clip).float().mean() > 0.3 and (log_w > w_clip).float().mean() > 0.3  # both active
+    for ratio in RATIOS:
+        clipped = loss_pair(d, ratio, log_rho_max=rho_clip, log_w_max=w_clip)
+        assert_policy_loss_close(clipped[0], clipped[2])
+        close(clipped[1], clipped[3])
+        free = loss_pair(d, ratio, log_rho_max=float(log_rho.max()) + 1, log_w_max=float(log_w.max()) + 1)
+        assert_policy_loss_close(free[0], free[2])
+        close(free[0].mean_weight, log_w.exp().mean(0))  # inactive: w = exp(log w)
+        assert not torch.allclose(clipped[0].loss, free[0].loss)
+
+
+def test_self_normalized_loss_by_hand():
+    d = joint_batch(100, 3, 4, seed=26)
+    ours = loss_pair(d, "self_normalized")[0]
+    log_rho = reference.teammate_log_ratios(d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"],
+                                            "target", d["q_local"], None, HYPER["alpha"], HYPER["beta"],
+                                            HYPER["eta"], HYPER["log_rho_max"])
+    w = reference.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], HYPER["alpha"],
+                                    HYPER["beta"], HYPER["log_w_max"]).weight
+    log_pi = _taken(reference.masked_log_softmax(d["logits"], d["avail"]), d["actions"])
+    rho = log_rho.exp()
+    close(ours.loss, -(rho * w * log_pi).sum(0) / rho.sum(0))
+    close(ours.ess, rho.sum(0) ** 2 / (rho ** 2).sum(0))
+
+
+def test_policy_mode_fed_with_lookahead_equals_target_mode():
+    d = joint_batch(64, 5, 6, seed=27)
+    lookahead = reference.lookahead_log_probs(d["logits"], d["q_local"], d["log_mu"], d["avail"], HYPER["alpha"],
+                                              HYPER["beta"], HYPER["eta"])
+    d["updated_log_probs"] = _taken(lookahead, d["actions"])
+    for ratio in ("importance", "self_normalized"):
+        target, target_grad = loss_pair(d, ratio, "target")[:2]
+        policy, policy_grad = loss_pair(d, ratio, "policy")[:2]
+        assert_policy_loss_close(policy, target, rtol=1e-12, atol=1e-12)
+        close(policy_grad, target_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_eta_zero_equals_every_agent_against_current_teammates():
+    d = joint_batch(64, 4, 5, seed=28)
+    d["updated_log_probs"] = _taken(reference.masked_log_softmax(d["logits"], d["avail"]), d["actions"])
+    for ratio in ("importance", "self_normalized"):
+        eta_zero, grad_zero = loss_pair(d, ratio, "target", eta=0.0)[:2]
+        current, grad_current = loss_pair(d, ratio, "policy")[:2]
+        assert_policy_loss_close(eta_zero, current, rtol=1e-12, atol=1e-12)
+        close(grad_zero, grad_current, rtol=1e-12, atol=1e-12)
+    # ... and the order of the agents then does not matter.
+    reordered = dict(d, order=d["order"].flip(0))
+    close(loss_pair(reordered, "importance", eta=0.0)[0].loss, loss_pair(d, "importance", eta=0.0)[0].loss)
+
+
+def test_single_agent_is_weighted_behaviour_cloning():
+    d = joint_batch(80, 1, 6, seed=29)
+    w = reference.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], HYPER["alpha"],
+                                    HYPER["beta"], HYPER["log_w_max"]).weight
+    logits = d["logits"].clone().requires_grad_()
+    bc = -(w * _taken(reference.masked_log_softmax(logits, d["avail"]), d["actions"])).mean(0)
+    (bc_grad,) = torch.autograd.grad(bc.sum(), logits)
+    for ratio in RATIOS:
+        for predecessors in ("target", "policy"):
+            ours, grad = loss_pair(d, ratio, predecessors, grad_weights=torch.ones(1, dtype=torch.float64))[:2]
+            close(ours.loss, bc.detach())
+            close(grad, bc_grad)
+            assert float(ours.ess) == pytest.approx(80)
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_gradcheck(ratio):
+    """gradcheck needs a loss whose only logit dependence is log pi: rho (no gradient by design) depends on
+    the logits unless there are no teammates (N = 1) or no ratio."""
+    agents = 3 if ratio == "none" else 1
+    d = joint_batch(5, agents, 4, seed=30, poison=False)
+    logits = d["logits"].clone().requires_grad_()
+
+    def loss(x):
+        return inspo_ext.sequential_policy_loss(x, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"],
+                                                ratio=ratio, **{k: HYPER[k] for k in HYPER}).loss
+
+    assert torch.autograd.gradcheck(loss, (logits,))
+
+
+def test_opcheck_policy_loss():
+    d = joint_batch(6, 3, 4, seed=31)
+    for requires_grad in (True, False):
+        for ratio, predecessors in ((0, 0), (1, 1), (2, 0)):
+            logits = d["logits"].clone().requires_grad_(requires_grad)
+            args = (logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"],
+                    d["updated_log_probs"] if predecessors == 1 else None, predecessors, ratio, HYPER["alpha"],
+                    HYPER["beta"], HYPER["eta"], HYPER["log_rho_max"], HYPER["log_w_max"], requires_grad)
+            torch.library.opcheck(torch.ops.inspo_ext.sequential_policy_loss.default, args)
+
+
+def test_torch_compile_fullgraph_forward_and_backward():
+    d = joint_batch(32, 3, 5, seed=32)
+
+    def step(logits, log_mu, avail, actions, q_local, order):
+        out = inspo_ext.sequential_policy_loss(logits, log_mu, avail, actions, q_local, order, ratio="self_normalized",
+                                               **HYPER)
+        return out.loss.sum() + 0.0 * out.ess.sum(), out.kl
+
+    compiled = torch.compile(step, fullgraph=True)
+    inputs = [d[k] for k in ("log_mu", "avail", "actions", "q_local", "order")]
+    grads = []
+    for fn in (step, compiled):
+        logits = d["logits"].clone().requires_grad_()
+        total, kl = fn(logits, *inputs)
+        total.backward()
+        grads.append((total.detach(), kl, logits.grad))
+    for a, b in zip(*grads):
+        close(a, b)
+
+
+def test_policy_loss_module():
+    d = joint_batch(40, 3, 5, seed=33)
+    module = inspo_ext.InSPOPolicyLoss(alpha=HYPER["alpha"], beta=HYPER["beta"], eta=HYPER["eta"],
+                                       ratio="importance", predecessors="target")
+    assert "ratio='importance'" in repr(module) and module.last is None
+    logits = d["logits"].clone().requires_grad_()
+    total = module(logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"])
+    total.backward()
+    ours, grad, ref, ref_grad = loss_pair(d, "importance", grad_weights=torch.ones(3, dtype=torch.float64))
+    close(total.detach(), ref.loss.sum().detach())
+    close(logits.grad, ref_grad)
+    assert_policy_loss_close(module.last, ref)
+    assert not module.last.loss.requires_grad
+    with pytest.raises(ValueError, match="ratio must be one of"):
+        inspo_ext.InSPOPolicyLoss(alpha=0.1, beta=0.1, ratio="weighted")
+    with pytest.raises(ValueError, match="alpha"):
+        inspo_ext.InSPOPolicyLoss(alpha=-1.0, beta=0.1)
