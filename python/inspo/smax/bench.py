@@ -40,13 +40,16 @@ def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: 
     from inspo.smax.card import load_dataset
     from inspo.smax.store import MappedTransitions
 
+    import inspo_ext
+
     started = time.perf_counter()
     arrays, meta = load_dataset(dataset)  # memory-mapped, checked against its card
     store = MappedTransitions(arrays)
     card = meta["card"]
     result = dict(dataset=str(dataset), env=card["env"], tier=card["tier"], transitions=len(store),
                   dataset_bytes=sum(f["bytes"] for f in card["files"].values()),
-                  index_seconds=round(time.perf_counter() - started, 2), threads=torch.get_num_threads(), rows=[])
+                  index_seconds=round(time.perf_counter() - started, 2), threads=torch.get_num_threads(),
+                  compiled_ops=bool(inspo_ext.build_info()["compiled"]), torch=torch.__version__, rows=[])
     log(f"{card['env']} {card['tier']}: {len(store)} transitions, {result['dataset_bytes'] / 2**30:.2f} GiB mapped")
     config = make_config(card["env"], dataset_path=str(dataset), **overrides)
     torch.manual_seed(0)
@@ -99,7 +102,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"Dataset {result['env']} {result['tier']}: {result['transitions']:,} transitions, "
         f"{result['dataset_bytes'] / 2**30:.2f} GiB memory-mapped (index built in {result['index_seconds']} s; "
-        f"behaviour cache pass {result['behaviour_cache_seconds']} s); torch threads {result['threads']}.",
+        f"behaviour cache pass {result['behaviour_cache_seconds']} s); torch {result['torch']}, "
+        f"{result['threads']} thread(s), inspo_ext ops {'compiled' if result['compiled_ops'] else 'REFERENCE fallback'}.",
         "",
         "| batch | mode | gather (ms) | InSPO step (ms) | samples/s | step-only samples/s | fused / exact |",
         "|---|---|---|---|---|---|---|",
