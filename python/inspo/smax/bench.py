@@ -103,7 +103,8 @@ def markdown(result: dict) -> str:
         f"Dataset {result['env']} {result['tier']}: {result['transitions']:,} transitions, "
         f"{result['dataset_bytes'] / 2**30:.2f} GiB memory-mapped (index built in {result['index_seconds']} s; "
         f"behaviour cache pass {result['behaviour_cache_seconds']} s); torch {result['torch']}, "
-        f"{result['threads']} thread(s), inspo_ext ops {'compiled' if result['compiled_ops'] else 'REFERENCE fallback'}.",
+        f"{result['threads']} thread(s), inspo_ext ops "
+        f"{'compiled' if result['compiled_ops'] else 'REFERENCE fallback'}.",
         "",
         "| batch | mode | gather (ms) | InSPO step (ms) | samples/s | step-only samples/s | fused / exact |",
         "|---|---|---|---|---|---|---|",
