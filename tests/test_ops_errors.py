@@ -1,0 +1,274 @@
+"""Bad inputs raise the named exception, naming the argument and the index; the reference fallback raises
+the same errors as the kernels."""
+import math
+
+import pytest
+import torch
+
+import inspo_ext
+from inspo_ext import _backend
+from ops_testing import HYPER, joint_batch, next_step
+
+LOSS_HYPER = dict(HYPER)
+
+
+def _loss(d, **kw):
+    return inspo_ext.sequential_policy_loss(d["logits"], d["log_mu"], d["avail"], d["actions"], d["q_local"],
+                                            d["order"], **{**LOSS_HYPER, **kw})
+
+
+def _ratios(d, **kw):
+    kw = {"q_local": d["q_local"], "alpha": 0.1, "beta": 0.1, **kw}
+    return inspo_ext.teammate_log_ratios(d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], **kw)
+
+
+def _weights(d):
+    return inspo_ext.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=0.1, beta=0.1)
+
+
+def _bellman(n, **kw):
+    return inspo_ext.soft_bellman_target(**n, **{"gamma": 0.99, "alpha": 0.1, "beta": 0.1, **kw})
+
+
+@pytest.fixture
+def d():
+    return joint_batch(6, 3, 5, seed=60, mask="full")
+
+
+# ---- dtype / shape / device / layout (checked in Python before the call) ----------------------------------
+def test_float_dtype_is_a_type_error(d):
+    with pytest.raises(TypeError, match="logits must be float32 or float64, got torch.float16"):
+        _loss(dict(d, logits=d["logits"].half()))
+
+
+def test_mixed_float_dtypes_are_a_type_error(d):
+    with pytest.raises(TypeError, match=r"log_mu must have the dtype of logits \(torch.float64\), got torch.float32"):
+        _loss(dict(d, log_mu=d["log_mu"].float()))
+
+
+def test_avail_dtype_is_a_type_error(d):
+    with pytest.raises(TypeError, match="avail must have torch.bool, got torch.uint8"):
+        _weights(dict(d, avail=d["avail"].to(torch.uint8)))
+
+
+def test_actions_dtype_is_a_type_error(d):
+    with pytest.raises(TypeError, match="actions must have torch.int64, got torch.int32"):
+        _ratios(dict(d, actions=d["actions"].int()))
+
+
+def test_order_dtype_is_a_type_error(d):
+    with pytest.raises(TypeError, match="order must have torch.int64"):
+        _loss(dict(d, order=d["order"].int()))
+
+
+def test_not_a_tensor_is_a_type_error(d):
+    with pytest.raises(TypeError, match="q_local must be a torch.Tensor, got list"):
+        _weights(dict(d, q_local=d["q_local"].tolist()))
+
+
+def test_shape_is_a_value_error(d):
+    with pytest.raises(ValueError, match=r"log_mu must have shape \[B, N, A\] = \[6, 3, 5\], got \[6, 3, 4\]"):
+        _loss(dict(d, log_mu=d["log_mu"][..., :4]))
+    with pytest.raises(ValueError, match=r"logits must be 3-D \[B, N, A\], got shape \[6, 3\]"):
+        _loss(dict(d, logits=d["logits"][..., 0]))
+    with pytest.raises(ValueError, match=r"reward must have shape \[B\] = \[6\], got \[5\]"):
+        _bellman(dict(next_step(6, 3, 5), reward=torch.zeros(5, dtype=torch.float64)))
+
+
+def test_empty_batch_is_a_value_error(d):
+    with pytest.raises(ValueError, match="must be non-empty"):
+        _weights({k: v[:0] if k != "order" else v for k, v in d.items()})
+
+
+def test_device_mismatch_names_both_arguments(d):
+    with pytest.raises(ValueError, match="q_local is on meta but logits is on cpu"):
+        _loss(dict(d, q_local=d["q_local"].to("meta")))
+
+
+def test_non_contiguous_is_a_value_error(d):
+    with pytest.raises(ValueError, match="log_mu must be contiguous"):
+        _loss(dict(d, log_mu=d["log_mu"].transpose(0, 1).contiguous().transpose(0, 1)))
+
+
+# ---- hyperparameters and modes --------------------------------------------------------------------------------
+def test_mode_strings_list_the_allowed_values(d):
+    with pytest.raises(ValueError, match=r"ratio must be one of \('importance', 'self_normalized', 'none'\)"):
+        _loss(d, ratio="weighted")
+    with pytest.raises(ValueError, match=r"predecessors must be one of \('target', 'policy'\)"):
+        _ratios(d, predecessors="exact")
+    with pytest.raises(ValueError, match=r"method must be one of \('multinomial', 'systematic'\)"):
+        inspo_ext.resample(torch.zeros(3, 2), method="residual")
+
+
+def test_hyperparameter_ranges(d):
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        _weights_h(d, alpha=-0.1)
+    with pytest.raises(ValueError, match=r"alpha \+ beta must be > 0"):
+        _weights_h(d, alpha=0.0, beta=0.0)
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
+        _loss(d, eta=1.5)
+    with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\]"):
+        _bellman(next_step(4, 2, 3), gamma=1.01)
+    with pytest.raises(ValueError, match="log_w_max must be a number"):
+        _loss(d, log_w_max=math.nan)
+
+
+def _weights_h(d, alpha=0.1, beta=0.1):
+    return inspo_ext.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=alpha, beta=beta)
+
+
+def test_missing_mode_inputs(d):
+    with pytest.raises(ValueError, match="predecessors='policy' needs updated_log_probs"):
+        _loss(d, predecessors="policy")
+    with pytest.raises(ValueError, match="q_local is required"):
+        _ratios(d, q_local=None)
+    _loss(d, predecessors="policy", ratio="none")  # no ratio: updated_log_probs is not needed
+
+
+# ---- value errors found by the kernels (same pass as the math) --------------------------------------------------
+def test_action_out_of_range(d):
+    d["actions"][3, 1] = 7
+    with pytest.raises(ValueError, match=r"^actions\[3, 1\] = 7 is out of range \[0, 5\)$"):
+        _loss(d)
+
+
+def test_negative_action(d):
+    d["actions"][2, 0] = -1
+    with pytest.raises(ValueError, match=r"^actions\[2, 0\] = -1 is out of range \[0, 5\)$"):
+        _weights(d)
+
+
+def test_action_unavailable(d):
+    d["actions"][3, 1] = 2
+    d["avail"][3, 1, 2] = False
+    with pytest.raises(ValueError, match=r"^actions\[3, 1\] = 2 is not available \(avail\[3, 1, 2\] is False\)$"):
+        _ratios(d)
+
+
+def test_no_available_action():
+    d = joint_batch(6, 3, 5, seed=61)
+    d["avail"][4, 0] = False
+    with pytest.raises(ValueError, match=r"^avail\[4, 0\] has no available action$"):
+        _loss(d)
+
+
+def test_non_finite_logits_at_an_available_action(d):
+    d["logits"][2, 1, 3] = math.inf
+    with pytest.raises(ValueError, match=r"^logits\[2, 1\] has a non-finite value at an available action$"):
+        _loss(d)
+
+
+def test_non_finite_log_mu(d):
+    d["log_mu"][1, 2, 0] = -math.inf
+    with pytest.raises(ValueError, match=r"^log_mu\[1, 2\] has a non-finite value at an available action$"):
+        _weights(d)
+
+
+def test_non_finite_q(d):
+    d["q_local"][0, 0, 4] = math.nan
+    with pytest.raises(ValueError, match=r"^q_local\[0, 0\] has a non-finite value at an available action$"):
+        _ratios(d)
+
+
+def test_non_finite_updated_log_probs(d):
+    d["updated_log_probs"][5, 2] = math.nan
+    with pytest.raises(ValueError, match=r"^updated_log_probs\[5, 2\] = nan is not finite$"):
+        _loss(d, predecessors="policy", updated_log_probs=d["updated_log_probs"])
+
+
+def test_order_not_a_permutation(d):
+    with pytest.raises(ValueError, match=r"^order must be a permutation of 0..2, got \[0, 2, 2\]$"):
+        _loss(dict(d, order=torch.tensor([0, 2, 2])))
+
+
+def test_done_not_binary():
+    n = next_step(8, 2, 3, seed=62)
+    n["done"][5] = 0.5
+    with pytest.raises(ValueError, match=r"^done\[5\] = 0.5 must be 0 or 1$"):
+        _bellman(n)
+
+
+def test_non_finite_reward_and_q_next():
+    n = next_step(8, 2, 3, seed=63, terminal_fraction=0.0)
+    n["reward"][6] = math.inf
+    with pytest.raises(ValueError, match=r"^reward\[6\] = inf is not finite$"):
+        _bellman(n)
+    n = next_step(8, 2, 3, seed=63, terminal_fraction=0.0)
+    n["q_next"][2] = math.nan
+    with pytest.raises(ValueError, match=r"^q_next\[2\] = nan is not finite \(done\[2\] is 0\)$"):
+        _bellman(n)
+
+
+def test_next_step_names():
+    n = next_step(8, 2, 3, seed=64, terminal_fraction=0.0)
+    n["next_actions"][4, 1] = 3
+    with pytest.raises(ValueError, match=r"^next_actions\[4, 1\] = 3 is out of range \[0, 3\)$"):
+        _bellman(n)
+
+
+def test_terminal_samples_are_not_validated():
+    n = next_step(8, 2, 3, seed=65, terminal_fraction=0.5)
+    assert n["done"].sum() > 0 and (n["next_actions"][n["done"].bool()] == -1).all()
+    _bellman(n)  # padding (action -1, NaN logits and q_next) at terminal samples is fine
+
+
+def test_bad_log_rho():
+    log_rho = torch.zeros(4, 3, dtype=torch.float64)
+    log_rho[2, 1] = math.nan
+    with pytest.raises(ValueError, match=r"^log_rho\[2, 1\] = nan must be finite or -inf$"):
+        inspo_ext.resample(log_rho)
+    log_rho = torch.zeros(4, 3, dtype=torch.float64)
+    log_rho[:, 2] = -math.inf
+    with pytest.raises(ValueError, match=r"^log_rho\[:, 2\] has no positive weight \(every entry is -inf\)$"):
+        inspo_ext.resample(log_rho, method="systematic")
+
+
+def test_first_error_wins(d):
+    """Several errors: the smallest (sample, agent) index is reported; within a row, the first check."""
+    d["actions"][4, 2] = 9
+    d["logits"][1, 1, 0] = math.nan
+    d["q_local"][1, 0, 0] = math.nan
+    with pytest.raises(ValueError, match=r"^q_local\[1, 0\]"):
+        _loss(d)
+    d["avail"][1, 0] = False  # row (1, 0): no available action is checked before the values
+    with pytest.raises(ValueError, match=r"^avail\[1, 0\] has no available action$"):
+        _loss(d)
+
+
+# ---- the reference fallback raises the same errors ----------------------------------------------------------------
+def _corrupt_everything():
+    d = joint_batch(6, 3, 5, seed=66)
+    n = next_step(6, 3, 5, seed=67, terminal_fraction=0.0)
+    cases = []
+    bad = dict(d, actions=d["actions"].clone())
+    bad["actions"][4, 1] = 5
+    cases.append(lambda: _loss(bad))
+    bad2 = dict(d, q_local=d["q_local"].clone())
+    bad2["q_local"][2, 2] = math.nan
+    cases.append(lambda: _weights(bad2))
+    bad3 = dict(d, logits=d["logits"].clone())
+    bad3["logits"][3, 0] = -math.inf
+    cases.append(lambda: _ratios(bad3))
+    bad4 = dict(n, done=n["done"].clone())
+    bad4["done"][1] = 2.0
+    cases.append(lambda: _bellman(bad4))
+    log_rho = torch.zeros(5, 2, dtype=torch.float64)
+    log_rho[3, 1] = math.inf
+    cases.append(lambda: inspo_ext.resample(log_rho))
+    cases.append(lambda: _loss(dict(d, order=torch.tensor([1, 1, 0]))))
+    return cases
+
+
+def test_fallback_raises_the_same_errors(monkeypatch):
+    messages = []
+    for case in _corrupt_everything():
+        with pytest.raises(ValueError) as error:
+            case()
+        messages.append(str(error.value))
+    monkeypatch.setattr(_backend, "has_kernels", lambda device: False)
+    _backend.warn_fallback.cache_clear()
+    with pytest.warns(RuntimeWarning, match="using the pure-PyTorch reference ops"):
+        for case, message in zip(_corrupt_everything(), messages):
+            with pytest.raises(ValueError) as error:
+                case()
+            assert str(error.value) == message

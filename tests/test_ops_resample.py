@@ -1,0 +1,88 @@
+"""resample against reference.resample (same uniforms -> same indices), and its statistics."""
+import math
+
+import pytest
+import torch
+
+import inspo_ext
+from inspo_ext import reference
+from ops_testing import close
+
+
+def _log_rho(batch, agents, seed, dtype=torch.float64, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, agents, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
+def _pair(log_rho, method, seed):
+    ours = inspo_ext.resample(log_rho, method=method, generator=torch.Generator().manual_seed(seed))
+    shape = log_rho.shape if method == "multinomial" else (1, log_rho.shape[1])
+    uniforms = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return ours, reference.resample(log_rho, uniforms, method)
+
+
+@pytest.mark.parametrize("method", ["multinomial", "systematic"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 3), (7, 1), (500, 4), (64, 27)])
+def test_resample_equals_reference(method, dtype, shape):
+    log_rho = _log_rho(*shape, seed=40, dtype=dtype)
+    ours, ref = _pair(log_rho, method, seed=41)
+    assert ours.indices.dtype == torch.int64 and ours.ess.dtype == dtype
+    assert torch.equal(ours.indices, ref.indices)
+    close(ours.ess, ref.ess)
+
+
+def test_zero_weight_samples_are_never_drawn():
+    log_rho = _log_rho(400, 3, seed=42)
+    zero = torch.rand(400, 3, generator=torch.Generator().manual_seed(43)) < 0.5
+    zero[-1] = True  # including the last sample (the end of the cdf)
+    zero[0] = True
+    log_rho = log_rho.masked_fill(zero, -math.inf)
+    for method in ("multinomial", "systematic"):
+        for seed in range(5):
+            ours, ref = _pair(log_rho, method, seed)
+            assert torch.equal(ours.indices, ref.indices)
+            drawn_zero = zero.gather(0, ours.indices)
+            assert not drawn_zero.any()
+
+
+def test_systematic_spacing():
+    """Systematic draws are evenly spaced: indices are sorted and each sample is drawn floor or ceil of
+    B p_b times."""
+    batch = 300
+    log_rho = _log_rho(batch, 4, seed=44)
+    indices = inspo_ext.resample(log_rho, method="systematic", generator=torch.Generator().manual_seed(45)).indices
+    p = torch.softmax(log_rho, 0)
+    for i in range(4):
+        assert torch.all(indices[1:, i] >= indices[:-1, i])
+        counts = torch.bincount(indices[:, i], minlength=batch).double()
+        assert torch.all((counts - batch * p[:, i]).abs() < 1.0 + 1e-9)
+
+
+def test_multinomial_frequencies():
+    """Loose statistical check, seeded (cannot flake): counts of 40k draws within 5 sigma of B p."""
+    batch = 40_000
+    base = torch.tensor([0.0, math.log(2.0), math.log(4.0), -math.inf, math.log(3.0)], dtype=torch.float64)
+    log_rho = base.repeat(batch // 5).unsqueeze(1).repeat(1, 2)  # 8000 copies of 5 weights, 2 agents
+    indices = inspo_ext.resample(log_rho, generator=torch.Generator().manual_seed(46)).indices
+    p = torch.tensor([1.0, 2.0, 4.0, 0.0, 3.0], dtype=torch.float64) / 10.0
+    for i in range(2):
+        counts = torch.bincount(indices[:, i] % 5, minlength=5).double()
+        sigma = (batch * p * (1 - p)).sqrt()
+        assert counts[3] == 0
+        assert torch.all((counts - batch * p).abs() <= 5 * sigma + 1e-9)
+
+
+def test_ess():
+    uniform = torch.zeros(50, 3, dtype=torch.float64)
+    close(inspo_ext.resample(uniform).ess, torch.full((3,), 50.0, dtype=torch.float64))
+    log_rho = _log_rho(50, 3, seed=47, scale=30.0)  # wide range: the shifted computation must stay finite
+    rho = torch.exp(log_rho - log_rho.max(0).values)
+    close(inspo_ext.resample(log_rho).ess, rho.sum(0) ** 2 / (rho ** 2).sum(0))
+
+
+def test_resample_opcheck():
+    log_rho = _log_rho(20, 3, seed=48)
+    for method in (0, 1):
+        uniforms = torch.rand((20, 3) if method == 0 else (1, 3), dtype=torch.float64)
+        torch.library.opcheck(torch.ops.inspo_ext.resample.default, (log_rho, uniforms, method))
