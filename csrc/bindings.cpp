@@ -395,5 +395,10 @@ NB_MODULE(_C, m) {
   m.def("cuda_workspace_bytes", &cuda_workspace_bytes, "op"_a, "B"_a, "N"_a, "A"_a, "is_double"_a);
   m.def("build_info", &build_info);
   m.attr("STATUS_OK") = inspo::kStatusOk;
+#if defined(INSPO_WITH_CUDA)
+  m.attr("WITH_CUDA") = true;  // a constant: unlike build_info(), reading it never initializes CUDA
+#else
+  m.attr("WITH_CUDA") = false;
+#endif
   m.attr("STATUS_CODE_BITS") = inspo::kStatusCodeBits;
 }

@@ -22,14 +22,6 @@
 
 #include "common/args.h"  // INSPO_HD, StatusCode
 
-// `omp simd` on the host (OpenMP builds), nothing under nvcc or without OpenMP.
-#define INSPO_STRINGIFY_(x) #x
-#if !defined(__CUDACC__) && defined(_OPENMP)
-#define INSPO_SIMD(clauses) _Pragma(INSPO_STRINGIFY_(omp simd clauses))
-#else
-#define INSPO_SIMD(clauses)
-#endif
-
 namespace inspo {
 
 // ---- scalar helpers -------------------------------------------------------------------------------

@@ -39,11 +39,9 @@ struct AgentSums {
 
 constexpr int64_t kSamplesPerChunk = 256;  // fixes the summation grouping (thread-count independent)
 
-}  // namespace
-
 // Needs::lookahead: ratios with predecessors="target" (the eta-lookahead of each row is needed).
 template <typename T, typename Needs>
-static int64_t run(const SequentialPolicyLossArgs<T>& a) {
+int64_t run(const SequentialPolicyLossArgs<T>& a) {
   const int64_t B = a.B, N = a.N, A = a.A;
   const bool use_ratio = a.ratio != kRatioNone;
   const bool target_mode = Needs::lookahead;
@@ -103,7 +101,6 @@ static int64_t run(const SequentialPolicyLossArgs<T>& a) {
           const int64_t row = b * N + i;
           T* grad = a.grad + row * A;
           const T scale = cw * inv_sum_exp[i];
-          INSPO_SIMD()
           for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
           const int64_t action = a.actions[row];
           if (action >= 0 && action < A) grad[action] -= cw;
@@ -128,6 +125,8 @@ static int64_t run(const SequentialPolicyLossArgs<T>& a) {
   }
   return kStatusOk;
 }
+
+}  // namespace
 
 template <typename T>
 int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& a) {
