@@ -74,7 +74,7 @@ def test_teammate_log_ratios_matches_reference(predecessors, mask):
     close(ours, ref)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 4), (5, 27, 3), (2, 3, 1024), (1, 4, 1)])
+@pytest.mark.parametrize("shape", [(1, 1, 4), (5, 27, 3), (2, 70, 3), (2, 3, 1024), (1, 4, 1)])
 def test_teammate_log_ratios_shapes(shape):
     d = joint_batch(*shape, seed=8)
     for predecessors in ("target", "policy"):

@@ -94,3 +94,13 @@ def _tensors(obj) -> list:
     if isinstance(obj, torch.Tensor):
         return [obj]
     return [t for item in obj for t in _tensors(item)]
+
+
+def test_meta_tensors_give_shapes():
+    d = {k: v.to("meta") for k, v in joint_batch(5, 3, 4, seed=77).items()}
+    out = inspo_ext.sequential_policy_loss(d["logits"], d["log_mu"], d["avail"], d["actions"], d["q_local"],
+                                           d["order"], **HYPER)
+    assert all(t.device.type == "meta" and t.shape == (3,) for t in out)
+    weights = inspo_ext.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=0.1, beta=0.1)
+    assert all(t.shape == (5, 3) for t in weights)
+    assert inspo_ext.resample(weights.weight).indices.shape == (5, 3)

@@ -28,7 +28,7 @@ def test_policy_loss_matches_reference(ratio, predecessors, mask):
     assert ours.loss.requires_grad and not any(t.requires_grad for t in ours[1:])
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 3, 5), (6, 27, 3), (3, 2, 1024), (2, 3, 1023)])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 3, 5), (6, 27, 3), (2, 70, 3), (3, 2, 1024), (2, 3, 1023)])
 def test_policy_loss_shapes(shape):
     d = joint_batch(*shape, seed=21)
     for ratio in RATIOS:

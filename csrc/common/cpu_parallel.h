@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "common/args.h"
 
@@ -33,6 +34,20 @@ int64_t parallel_chunks(int64_t n, int64_t chunk, int num_threads, const Body& b
   (void)threads;
   return status;
 }
+
+// Per-agent scratch values of one chunk: inline (no heap allocation) for up to 64 agents, on the heap
+// beyond that (once per chunk, never per sample).
+template <typename T, int64_t kInline = 64>
+class AgentScratch {
+ public:
+  explicit AgentScratch(int64_t n) : heap_(n > kInline ? size_t(n) : 0) {}
+  T* data() { return heap_.empty() ? inline_ : heap_.data(); }
+  T& operator[](int64_t i) { return data()[i]; }
+
+ private:
+  T inline_[kInline];
+  std::vector<T> heap_;
+};
 
 // True when order[0..N) is a permutation of 0..N-1. `seen` has room for N flags.
 inline bool is_permutation(const int64_t* order, int64_t N, bool* seen) {

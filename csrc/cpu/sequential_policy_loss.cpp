@@ -56,7 +56,8 @@ int64_t run(const SequentialPolicyLossArgs<T>& a) {
     int64_t status = kStatusOk;
     AgentSums* sums = partials.data() + c * N;
     // Per-agent values of the current sample (reused by every sample of the chunk).
-    std::vector<T> d_cur(N), d_upd(N), log_rho(N, T(0)), log_pi_taken(N), weight(N), inv_sum_exp(N);
+    AgentScratch<T> d_cur(N), d_upd(N), log_rho(N), log_pi_taken(N), weight(N), inv_sum_exp(N);
+    std::fill(log_rho.data(), log_rho.data() + N, T(0));  // stays 0 without ratios
     for (int64_t b = begin; b < end; ++b) {
       for (int64_t i = 0; i < N; ++i) {
         const int64_t row = b * N + i;

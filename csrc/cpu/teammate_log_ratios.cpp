@@ -2,7 +2,6 @@
 // Parallel over samples: each sample computes d_cur / d_upd for its N agents, then the ordered sums.
 #include <algorithm>
 #include <memory>
-#include <vector>
 
 #include "common/backends.h"
 #include "common/cpu_parallel.h"
@@ -22,7 +21,7 @@ int64_t run(const TeammateLogRatiosArgs<T>& a) {
 
   return parallel_chunks(a.B, chunk_items(N * A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
     int64_t status = kStatusOk;
-    std::vector<T> d_cur(N), d_upd(N);  // per chunk, reused by every sample of the chunk
+    AgentScratch<T> d_cur(N), d_upd(N);  // reused by every sample of the chunk
     for (int64_t b = begin; b < end; ++b) {
       for (int64_t i = 0; i < N; ++i) {
         const int64_t row = b * N + i;

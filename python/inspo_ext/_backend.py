@@ -30,7 +30,10 @@ COMPILED = _C is not None
 
 
 def has_kernels(device: torch.device) -> bool:
-    """True when the compiled module serves tensors on `device`."""
+    """True when the custom ops serve tensors on `device`: CPU and (CUDA builds) CUDA tensors run the
+    compiled kernels; meta tensors only need the ops' fake (shape) functions."""
+    if device.type == "meta":
+        return True
     if _C is None:
         return False
     if device.type == "cpu":
