@@ -47,17 +47,17 @@ def test_mixed_float_dtypes_are_a_type_error(d):
 
 
 def test_avail_dtype_is_a_type_error(d):
-    with pytest.raises(TypeError, match="avail must have torch.bool, got torch.uint8"):
+    with pytest.raises(TypeError, match="avail must have dtype torch.bool, got torch.uint8"):
         _weights(dict(d, avail=d["avail"].to(torch.uint8)))
 
 
 def test_actions_dtype_is_a_type_error(d):
-    with pytest.raises(TypeError, match="actions must have torch.int64, got torch.int32"):
+    with pytest.raises(TypeError, match="actions must have dtype torch.int64, got torch.int32"):
         _ratios(dict(d, actions=d["actions"].int()))
 
 
 def test_order_dtype_is_a_type_error(d):
-    with pytest.raises(TypeError, match="order must have torch.int64"):
+    with pytest.raises(TypeError, match="order must have dtype torch.int64"):
         _loss(dict(d, order=d["order"].int()))
 
 

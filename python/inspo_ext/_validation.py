@@ -6,7 +6,8 @@ silently), hyperparameters and mode strings (ValueError). Value errors (an actio
 unavailable, a row without available actions, non-finite values at available entries, done not 0/1,
 a bad `order`) are found by the kernels in the same pass as the math and come back as one packed int64
 (csrc/common/args.h): `decode_status` turns it into a ValueError naming the argument and the index.
-For the reference fallback, `reference_status` computes the same packed status with torch ops.
+For the reference fallback, the op modules compute the same packed status with torch ops (row_codes,
+rows_status, order_status, first_status below), so both paths raise the same errors.
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ class TensorChecker:
     def _check(self, name: str, t: Tensor, dtype: torch.dtype, shape: Sequence[int], dims: str) -> None:
         _check_is_tensor(name, t)
         if t.dtype != dtype:
-            what = f"the dtype of {self.first_name} ({dtype})" if dtype == self.dtype else str(dtype)
+            what = f"the dtype of {self.first_name} ({dtype})" if dtype == self.dtype else f"dtype {dtype}"
             raise TypeError(f"{name} must have {what}, got {t.dtype}")
         if tuple(t.shape) != tuple(shape):
             raise ValueError(f"{name} must have shape {dims} = {_shape_str(shape)}, got {_shape_str(t.shape)}")
