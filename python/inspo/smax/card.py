@@ -20,7 +20,7 @@ import numpy as np
 from inspo.data.buffer import DatasetError, load_episode_buffer
 
 CARD_VERSION = 1
-GENERATOR = "inspo.smax.tiers/1"  # bump when the data a given command produces changes
+GENERATOR = "inspo.smax.tiers/2"  # bump when the data a given command produces changes
 WIN_REWARD = 1.0
 RETURN_TOLERANCE = 1e-3  # float32 sums in a different order
 

@@ -141,11 +141,11 @@ def build_update(config: PPOConfig, core: SmaxCore, optimizer):
         return runner, record
 
     def advantages(steps):
-        # Bootstrap through time limits from the value of the final observation; zero after a
-        # real end. The recursion stops at every episode end (auto-reset starts a new one).
-        not_terminated = 1.0 - steps["terminated"][..., None].astype(jnp.float32)
-        delta = steps["reward"][..., None] + config.gamma * not_terminated * steps["final_value"] - steps["value"]
+        # Every episode end counts as terminal, the time limit included: the task is the return
+        # within the limit (the observation has no clock). Bootstrapping through the limit paid a
+        # phantom V(final) for merely surviving, and on 2s3z PPO learned to run out the clock.
         not_done = 1.0 - steps["done"][..., None].astype(jnp.float32)
+        delta = steps["reward"][..., None] + config.gamma * not_done * steps["final_value"] - steps["value"]
 
         def backward(next_advantage, x):
             delta_t, not_done_t = x

@@ -56,7 +56,7 @@ _TIER_STREAM = {tier: i for i, tier in enumerate(TIERS)}  # separate random stre
 # Behaviour training per map (ours): budgets that finish in minutes on 2 CPU cores.
 BEHAVIOUR_PRESETS = {
     "3m": dict(total_env_steps=2_000_000),
-    "2s3z": dict(total_env_steps=3_000_000),
+    "2s3z": dict(total_env_steps=2_000_000),
 }
 
 
