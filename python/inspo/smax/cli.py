@@ -67,9 +67,22 @@ def _data_config(args, tier: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    try:
+        return _run(args)
+    except ModuleNotFoundError as error:  # no jaxmarl: say how to install it, no traceback
+        print(f"inspo data: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"inspo data {args.data_command}: error: {error}", file=sys.stderr)
+        return 2
 
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    log = _log
     if args.data_command == "check":
         from inspo.data.buffer import DatasetError
         from inspo.smax.card import load_dataset
@@ -92,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     tiers = TRAINED_TIERS if args.tier == "all" else (args.tier,)
     if any(tier not in TIERS for tier in tiers):
-        raise SystemExit(f"--tier: expected one of {TIERS} or all, got {args.tier!r}")
+        raise ValueError(f"--tier: expected one of {TIERS} or all, got {args.tier!r}")
     if args.out is not None and len(tiers) > 1:
-        raise SystemExit("--out names one dataset directory; use --root with --tier all")
+        raise ValueError("--out names one dataset directory; use --root with --tier all")
     for tier in tiers:
         print(make_dataset(_data_config(args, tier), log))
     return 0
