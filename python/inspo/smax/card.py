@@ -111,3 +111,33 @@ def load_dataset(path, *, mmap: bool = True, hashes: bool = False) -> tuple[dict
     arrays, meta = load_episode_buffer(path, mmap_mode="r" if mmap else None)
     verify_card(arrays, meta, Path(path), hashes=hashes)
     return arrays, meta
+
+
+def summary_table(root: Path) -> str:
+    """Markdown table of the cards of every dataset under ``root`` (``<map>/seed<S>/<tier>/meta.json``);
+    each dataset is checked against its card first."""
+    import json
+
+    lines = ["| map | tier | seed | episodes | transitions | return | win rate | behaviour | generator |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for meta_path in sorted(Path(root).glob("*/seed*/*/meta.json")):
+        card = json.loads(meta_path.read_text()).get("card")
+        if not isinstance(card, dict):
+            continue
+        try:
+            load_dataset(meta_path.parent)
+            status = ""
+        except DatasetError as error:
+            status = f" **fails its card check: {error}**"
+        behaviour = card["behaviour"]
+        if "parts" in behaviour:
+            source = " + ".join(f"{p['kind']} update {p['update']} ({p['env_steps']:,} steps) x {p['episodes']}"
+                                for p in behaviour["parts"])
+        elif "until" in behaviour:
+            source = f"{behaviour['kind']} until update {behaviour['until']['update']}"
+        else:
+            source = f"{behaviour['kind']} eps {behaviour.get('eps')}"
+        lines.append(f"| {card['map']} | {card['tier']} | {card['seed']} | {card['episodes']:,} | "
+                     f"{card['transitions']:,} | {card['return_mean']:.3f} ± {card['return_std']:.3f} | "
+                     f"{card['win_rate']:.3f} | {source}{status} | {card['generator']} |")
+    return "\n".join(lines) + "\n"

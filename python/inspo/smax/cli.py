@@ -5,6 +5,7 @@
     inspo data make --env smax:3m --tier scripted --eps 0.2 --episodes 500
     inspo data behaviour --env smax:2s3z --seed 1          # only train (and checkpoint) the behaviour policy
     inspo data check ~/.cache/inspo/smax/3m/seed0/expert  # verify a dataset against its card
+    inspo data summary                                     # a table of every dataset card under the root
 
 The registering CLI calls ``add_arguments(parser)`` on its ``data`` subparser and ``run(args)``.
 This module imports no JAX until ``run``.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    commands = parser.add_subparsers(dest="data_command", metavar="{make,behaviour,check}", required=True)
+    commands = parser.add_subparsers(dest="data_command", metavar="{make,behaviour,summary,check}", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--env", required=True, help="smax:<map>, e.g. smax:3m, smax:2s3z, smax:5m_vs_6m")
@@ -44,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     behaviour = commands.add_parser("behaviour", help="train and checkpoint the behaviour policy only")
     common(behaviour)
+
+    summary = commands.add_parser("summary", help="a markdown table of every dataset card under the data root")
+    summary.add_argument("--root", type=Path, default=None, help="data root (default as for make)")
 
     check = commands.add_parser("check", help="verify a dataset against its card; print the card summary")
     check.add_argument("path", type=Path)
@@ -96,6 +100,13 @@ def _run(args: argparse.Namespace) -> int:
         keys = ("env", "tier", "seed", "episodes", "transitions", "return_mean", "return_std", "win_rate",
                 "generator")
         print(json.dumps({key: card[key] for key in keys}, indent=2))
+        return 0
+
+    if args.data_command == "summary":
+        from inspo.smax.card import summary_table
+        from inspo.smax.tiers import DEFAULT_ROOT
+
+        print(summary_table(Path(args.root or DEFAULT_ROOT).expanduser()))
         return 0
 
     from inspo.smax.tiers import TIERS, TRAINED_TIERS, ensure_behaviour, make_dataset
