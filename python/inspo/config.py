@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-ALGOS = ("inspo", "bc")
+ALGOS = ("inspo", "bc", "omiga")
 MODES = ("fused", "exact", "simultaneous")
 WEIGHTINGS = ("resample", "importance", "self_normalized")
 RESAMPLE_METHODS = ("multinomial", "systematic")
@@ -29,10 +29,13 @@ class TrainConfig:
     dataset_path: Optional[str] = None  # an EPyMARL episode-buffer directory to train on instead
     xor_variant: str = "penalty"  # XOR payoff of BB: "penalty" (-2) or "plain" (0)
     mne_diagonal: tuple[float, ...] = (10.0, 5.0, 8.0)  # M-NE payoff diag(R); off-diagonal 0
+    # (choice) M-NE datasets: "stratified" = every joint action in exactly its product proportion,
+    # "iid" = independent draws per sample (see inspo.envs.matrix.MneGame)
+    mne_sampling: str = "stratified"
     dataset_seed: Optional[int] = None  # seed of the dataset generator; None = the run's seed
 
     # ---- algorithm ----
-    algo: str = "inspo"  # trainer in the `inspo.algos` registry: inspo or bc
+    algo: str = "inspo"  # trainer in the `inspo.algos` registry: inspo, bc or omiga
     mode: str = "fused"  # exact (Algorithm 1), fused (one pass, lookahead eta) or simultaneous (ablation)
     seed: int = 0
     steps: int = 2000  # training iterations K
@@ -57,11 +60,15 @@ class TrainConfig:
     policy_steps: int = 1
     local_critic_steps: Optional[int] = None  # local-critic steps per iteration; None = policy_steps
     pi_init_from_mu: bool = True  # (choice) start pi as a copy of the behaviour policy mu
-    # critic-only iterations (critic step + Polyak, no policy update) at the start of the K iterations,
-    # so that a full-update regime starts from a fitted critic; 0 = none.
+    # warm-up iterations at the start of the K iterations in which the centralized and local critics
+    # train and the policy does not (so that the policy starts moving on fitted critics); 0 = none.
     critic_warmup_steps: int = 0
     # The agent value V is the exact log-sum-exp over the available actions (spec section 3, a
     # choice); the learned in-sample V-network alternative is not implemented.
+
+    # ---- OMIGA baseline (shared/spec/baselines.md; the other fields above apply where they mean the same) ----
+    omiga_alpha: float = 10.0  # temperature of OMIGA's in-sample value loss (reward scale matters)
+    mixer_hidden: int = 64  # hidden size of OMIGA's state-conditioned mixer weights w(s)
 
     # ---- networks and optimisation ----
     hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the actors, mu, local critics
@@ -107,6 +114,7 @@ class TrainConfig:
         one_of("weighting", WEIGHTINGS)
         one_of("resample_method", RESAMPLE_METHODS)
         one_of("xor_variant", ("penalty", "plain"))
+        one_of("mne_sampling", ("stratified", "iid"))
         for name in ("steps", "batch_size", "policy_steps", "bc_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config.{name} must be >= 1, got {getattr(self, name)}")
@@ -150,7 +158,10 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "xor": dict(dataset="c", steps=1500, lr=1e-3, critic_lr=1e-3, bc_steps=300),
     # The data favour the sub-optimal CC; an annealed beta (10 -> 0 over 70%) lets the agents find AA.
-    "mne": dict(dataset="imbalanced", steps=1500, lr=1e-3, critic_lr=1e-3, bc_steps=300, beta=10.0, beta_end=0.0),
+    # Rewards 10x XOR's: the gradient clip scales with them (a tight clip biases the rare, heavily
+    # weighted actions down). The critics warm up first so that the policy moves on fitted values.
+    "mne": dict(dataset="imbalanced", steps=3000, lr=1e-3, critic_lr=1e-3, bc_steps=300, beta=10.0, beta_end=0.0,
+                grad_clip=10.0, critic_warmup_steps=300),
     "bridge": dict(dataset="optimal", steps=3000, alpha=0.1, beta=0.01, gamma=0.99, batch_size=256,
                    hidden=(128, 128), critic_hidden=(256, 256), bc_steps=1500, lr=1e-3, critic_lr=1e-3),
 }

@@ -18,7 +18,7 @@ EnvFactory = Callable[[TrainConfig, Optional[str]], Env]
 
 ENVS: dict[str, EnvFactory] = {
     "xor": lambda config, arg: XorGame(variant=config.xor_variant),
-    "mne": lambda config, arg: MneGame(diagonal=config.mne_diagonal),
+    "mne": lambda config, arg: MneGame(diagonal=config.mne_diagonal, sampling=config.mne_sampling),
     "bridge": lambda config, arg: Bridge(),
 }
 # families provided by optional subpackages: family -> "module:function" with the EnvFactory signature

@@ -91,13 +91,23 @@ class XorGame(MatrixGame):
 
 
 class MneGame(MatrixGame):
-    """M-NE: 3 actions, payoff diag(10, 5, 8) by default (three equilibria AA, BB, CC)."""
+    """M-NE: 3 actions, payoff diag(10, 5, 8) by default (three equilibria AA, BB, CC).
+
+    sampling="iid" draws each agent's action independently for every sample. sampling="stratified"
+    (the default) holds every joint action in exactly its product proportion (largest-remainder
+    rounding) in a seeded random order: the same distribution without the sampling noise, which on
+    5,000 samples moves the count of the rare AA (50 expected) by +-15% and with it the in-sample
+    value of A, enough to decide between the equilibria by itself.
+    """
 
     dataset_names = tuple(MNE_MARGINALS)
 
     def __init__(self, diagonal: Sequence[float] = (10.0, 5.0, 8.0), samples: int = DATASET_SAMPLES,
-                 marginals: dict[str, Sequence[float]] | None = None):
+                 marginals: dict[str, Sequence[float]] | None = None, sampling: str = "stratified"):
         super().__init__("mne", np.diag(np.asarray(diagonal, dtype=np.float64)), samples)
+        if sampling not in ("stratified", "iid"):
+            raise ValueError(f"M-NE sampling must be 'stratified' or 'iid', got {sampling!r}")
+        self.sampling = sampling
         self.marginals = dict(MNE_MARGINALS if marginals is None else marginals)
         self.dataset_names = tuple(self.marginals)
         for name, probs in self.marginals.items():
@@ -105,8 +115,16 @@ class MneGame(MatrixGame):
                 raise ValueError(f"M-NE marginals {name!r} must be {self.n_actions} probabilities, got {probs}")
 
     def joint_actions(self, name: str, rng: np.random.Generator) -> np.ndarray:
-        probs = np.asarray(self.marginals[name])
-        return rng.choice(self.n_actions, size=(self.samples, self.n_agents), p=probs).astype(np.int64)
+        probs = np.asarray(self.marginals[name], dtype=np.float64)
+        if self.sampling == "iid":
+            return rng.choice(self.n_actions, size=(self.samples, self.n_agents), p=probs).astype(np.int64)
+        joint = np.array(list(itertools.product(range(self.n_actions), repeat=self.n_agents)), dtype=np.int64)
+        expected = np.prod(probs[joint], axis=1) * self.samples
+        counts = np.floor(expected).astype(np.int64)
+        remainder_order = np.argsort(-(expected - counts), kind="stable")
+        counts[remainder_order[: self.samples - counts.sum()]] += 1
+        actions = np.repeat(joint, counts, axis=0)
+        return actions[rng.permutation(self.samples)]
 
 
 def expected_payoff(payoff: np.ndarray, probs: np.ndarray) -> float:
