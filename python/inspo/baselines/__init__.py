@@ -1,0 +1,1 @@
+"""Baselines InSPO is compared with (spec: shared/spec/baselines.md). BC lives in `inspo.bc`."""
