@@ -1,24 +1,31 @@
 // Row drivers of the CPU backend: the two passes of inspo_math.h (add_max / add_sums) over a whole row,
-// written with GCC/Clang vector extensions, W lanes at a time (4 floats or 2 doubles with SSE2).
+// written with GCC/Clang vector extensions, W lanes at a time, for three vector widths: 16 bytes (SSE2,
+// the x86-64 baseline every build targets), 32 (AVX2 + FMA) and 64 (AVX-512). The wider bodies are
+// compiled for their instruction set by `with_vector_width` (target attributes, chosen at run time from
+// cpuid), so a portable build (no -march) still runs 8 or 16 float lanes where the CPU has them.
 //
 // Why explicit vectors: the auto-vectorizer leaves these loops scalar under the default flags (no
 // -ffast-math, -ftrapping-math: it will not reassociate the sums or if-convert the masked selects),
-// and the scalar exp dominates the cost. No -march is needed: the baseline x86-64 target has SSE2.
+// and the scalar exp dominates the cost.
 // Determinism: each lane accumulates its own entries (j = lane, lane + W, ...) and the lanes are added
-// in a fixed order, so a row's sums never depend on threads or on the instruction set.
-// The tail of a row (A not a multiple of W) is copied into a padded block whose extra entries are
-// unavailable: every formula then treats them like masked actions.
+// in a fixed order, so a row's sums never depend on the thread count; they depend (in the last bits)
+// on the vector width, which is fixed for a given machine (INSPO_CPU_VECTOR_BYTES caps it).
+// The tail of a row (A not a multiple of W) is read with one full vector load when the arrays extend
+// that far (the next rows of the contiguous [B, N, A] inputs), its extra lanes marked unavailable;
+// only the last rows of the arrays copy their tail into a padded block. Every formula treats the
+// extra lanes like masked actions: their values are only ever read through a select on the mask.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
-#include "common/inspo_math.h"
-
-// Every function here is inline and internal to the module: the vector ABI note does not apply.
-#pragma GCC diagnostic push
+// Every function here is inline and internal to the module: the vector ABI note does not apply. Off for
+// the rest of the translation unit (no pop): templates instantiated at its end report there, and
+// inspo_math.h's element formulas are instantiated on vectors.
 #pragma GCC diagnostic ignored "-Wpsabi"
+
+#include "common/inspo_math.h"
 
 namespace inspo {
 
@@ -34,23 +41,17 @@ struct StaticNeeds {
 
 namespace simd {
 
-// Vector width: the widest the target enables at compile time: 16 bytes (SSE2, the x86-64 baseline)
-// unless the build enables AVX (then 32). GCC's emulation of vectors wider than the target's
-// registers is slow (measured: a 32-byte exp on SSE2 ran 3.5x slower than the 16-byte one).
-#if defined(__AVX__)
-#define INSPO_SIMD_BYTES 32
-#else
-#define INSPO_SIMD_BYTES 16
-#endif
-
-template <typename T>
+// Lanes of T in a vector of Bytes bytes (16, 32 or 64). A width wider than the instruction set the
+// code is compiled for is emulated by GCC, slowly (measured: a 32-byte exp on SSE2 ran 3.5x slower than
+// the 16-byte one): Bytes > 16 is only instantiated inside with_vector_width's target functions.
+template <typename T, int Bytes>
 struct Lanes {
-  static constexpr int W = INSPO_SIMD_BYTES / sizeof(T);
-  typedef T V __attribute__((vector_size(INSPO_SIMD_BYTES)));
+  static constexpr int W = Bytes / sizeof(T);
+  typedef T V __attribute__((vector_size(Bytes)));
   // Integers of the lane width: masks (all ones / zero) and bit patterns.
   typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> IntT;
-  typedef IntT I __attribute__((vector_size(INSPO_SIMD_BYTES)));
-  typedef uint8_t Bytes __attribute__((vector_size(W)));  // W bools
+  typedef IntT I __attribute__((vector_size(Bytes)));
+  typedef uint8_t Bytes_ __attribute__((vector_size(W)));  // W bools
 };
 
 template <typename V, typename T>
@@ -66,11 +67,20 @@ inline V load(const void* p) {
 }
 
 // Lane masks (all ones / zero) of the available entries of a block.
-template <typename T>
-inline typename Lanes<T>::I avail_mask(const bool* avail) {
-  using L = Lanes<T>;
-  const typename L::Bytes bytes = load<typename L::Bytes>(avail);
-  return __builtin_convertvector(bytes, typename L::I) != 0;
+template <typename T, int Bytes>
+inline typename Lanes<T, Bytes>::I avail_mask(const bool* avail) {
+  using L = Lanes<T, Bytes>;
+  const typename L::Bytes_ bytes = load<typename L::Bytes_>(avail);
+  return __builtin_convertvector(bytes != 0, typename L::I);  // -1 / 0 bytes, sign-extended
+}
+
+// Lanes 0 .. n-1 set (all ones), the others zero.
+template <typename T, int Bytes>
+inline typename Lanes<T, Bytes>::I first_lanes(int64_t n) {
+  using L = Lanes<T, Bytes>;
+  typename L::I index;
+  for (int k = 0; k < L::W; ++k) index[k] = k;
+  return index < splat<typename L::I>(typename L::IntT(n));
 }
 
 // Finite lanes: x - x is 0 for finite x and NaN for +-inf / NaN.
@@ -84,15 +94,19 @@ inline auto finite_mask(V x) {
 // NaN give exactly 0. The flush threshold keeps every intermediate a normal number: a subnormal
 // product costs a microcode assist of ~100 cycles per lane, and masked entries (-inf) would hit it on
 // every call (measured: 3x slower rows when 30% of the actions are masked).
-inline Lanes<float>::V exp(Lanes<float>::V x) {
-  using L = Lanes<float>;
-  const L::V lo = splat<L::V>(-86.9f), hi = splat<L::V>(88.72283905f);  // k >= -125
-  const L::V magic = splat<L::V>(12582912.0f);  // 0x1.8p23
-  L::V xc = x < hi ? x : hi;
+template <typename T, int Bytes>
+inline std::enable_if_t<std::is_same<T, float>::value, typename Lanes<T, Bytes>::V> exp(
+    typename Lanes<T, Bytes>::V x) {
+  using L = Lanes<float, Bytes>;
+  using V = typename L::V;
+  using I = typename L::I;
+  const V lo = splat<V>(-86.9f), hi = splat<V>(88.72283905f);  // k >= -125
+  const V magic = splat<V>(12582912.0f);  // 0x1.8p23
+  V xc = x < hi ? x : hi;
   xc = xc > lo ? xc : lo;  // NaN -> lo
-  const L::V kd = (xc * 1.44269504088896341f + magic) - magic;
-  const L::V r = (xc - kd * 0.693359375f) - kd * -2.12194440e-4f;
-  L::V p = splat<L::V>(1.0f / 5040.0f);
+  const V kd = (xc * 1.44269504088896341f + magic) - magic;
+  const V r = (xc - kd * 0.693359375f) - kd * -2.12194440e-4f;
+  V p = splat<V>(1.0f / 5040.0f);
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
@@ -100,21 +114,25 @@ inline Lanes<float>::V exp(Lanes<float>::V x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const L::V biased = kd + (127.0f + 12582912.0f);
-  const L::I scale_bits = ((L::I)biased) << 23;
-  const L::V result = p * (L::V)scale_bits;
-  return x > lo ? result : splat<L::V>(0.0f);
+  const V biased = kd + (127.0f + 12582912.0f);
+  const I scale_bits = ((I)biased) << 23;
+  const V result = p * (V)scale_bits;
+  return x > lo ? result : splat<V>(0.0f);
 }
 
-inline Lanes<double>::V exp(Lanes<double>::V x) {
-  using L = Lanes<double>;
-  const L::V lo = splat<L::V>(-708.0), hi = splat<L::V>(709.782712893384);  // k >= -1021
-  const L::V magic = splat<L::V>(6755399441055744.0);  // 0x1.8p52
-  L::V xc = x < hi ? x : hi;
+template <typename T, int Bytes>
+inline std::enable_if_t<std::is_same<T, double>::value, typename Lanes<T, Bytes>::V> exp(
+    typename Lanes<T, Bytes>::V x) {
+  using L = Lanes<double, Bytes>;
+  using V = typename L::V;
+  using I = typename L::I;
+  const V lo = splat<V>(-708.0), hi = splat<V>(709.782712893384);  // k >= -1021
+  const V magic = splat<V>(6755399441055744.0);  // 0x1.8p52
+  V xc = x < hi ? x : hi;
   xc = xc > lo ? xc : lo;
-  const L::V kd = (xc * 1.4426950408889634 + magic) - magic;
-  const L::V r = (xc - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
-  L::V p = splat<L::V>(1.0 / 6227020800.0);
+  const V kd = (xc * 1.4426950408889634 + magic) - magic;
+  const V r = (xc - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
+  V p = splat<V>(1.0 / 6227020800.0);
   p = p * r + 1.0 / 479001600.0;
   p = p * r + 1.0 / 39916800.0;
   p = p * r + 1.0 / 3628800.0;
@@ -128,48 +146,80 @@ inline Lanes<double>::V exp(Lanes<double>::V x) {
   p = p * r + 0.5;
   p = p * r + 1.0;
   p = p * r + 1.0;
-  const L::V biased = kd + (1023.0 + 6755399441055744.0);
-  const L::I scale_bits = ((L::I)biased) << 52;
-  const L::V result = p * (L::V)scale_bits;
-  return x > lo ? result : splat<L::V>(0.0);
+  const V biased = kd + (1023.0 + 6755399441055744.0);
+  const I scale_bits = ((I)biased) << 52;
+  const V result = p * (V)scale_bits;
+  return x > lo ? result : splat<V>(0.0);
 }
 
-template <typename V, int W>
+// out[k] = exp(x[k]) for k < n (per-agent values of a sample), W at a time; the tail through a padded block.
+template <typename T, int Bytes>
+inline void exp_array(const T* x, T* out, int64_t n) {
+  using V = typename Lanes<T, Bytes>::V;
+  constexpr int W = Lanes<T, Bytes>::W;
+  int64_t k = 0;
+  for (; k + W <= n; k += W) {
+    const V e = exp<T, Bytes>(load<V>(x + k));
+    std::memcpy(out + k, &e, sizeof e);
+  }
+  if (k < n) {
+    T padded[W] = {};
+    for (int64_t j = 0; j < n - k; ++j) padded[j] = x[k + j];
+    const V e = exp<T, Bytes>(load<V>(padded));
+    for (int64_t j = 0; j < n - k; ++j) out[k + j] = e[j];
+  }
+}
+
+// Horizontal reductions: halve the vector until one lane is left (log2(W) vector steps instead of W - 1
+// dependent scalar ones; a fixed order, so the result does not depend on anything but the lanes).
+template <typename Op, typename V>
+inline auto reduce_lanes(V v, Op op) {
+  constexpr int W = sizeof(V) / sizeof(v[0]);
+  if constexpr (W == 2) {
+    return op(v[0], v[1]);
+  } else {
+    typedef std::remove_cv_t<std::remove_reference_t<decltype(v[0])>> E;
+    typedef E H __attribute__((vector_size(sizeof(V) / 2)));
+    H low, high;
+    std::memcpy(&low, &v, sizeof low);
+    std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
+    return reduce_lanes(op(low, high), op);
+  }
+}
+
+template <typename V>
 inline auto sum_lanes(V v) {
-  auto s = v[0];
-  for (int k = 1; k < W; ++k) s += v[k];
-  return s;
+  return reduce_lanes(v, [](auto x, auto y) { return x + y; });
 }
-template <typename V, int W>
+template <typename V>
 inline auto max_lanes(V v) {
-  auto m = v[0];
-  for (int k = 1; k < W; ++k) m = m > v[k] ? m : v[k];
-  return m;
+  return reduce_lanes(v, [](auto x, auto y) { return x > y ? x : y; });
 }
-template <typename I, int W>
+template <typename I>
 inline bool any_lanes(I v) {
-  bool any = false;
-  for (int k = 0; k < W; ++k) any = any || v[k] != 0;
-  return any;
+  return reduce_lanes(v, [](auto x, auto y) { return x | y; }) != 0;
 }
 
 // One block of W entries of a row: the lanes of each input (0 where Needs does not read it) and the
-// availability mask. Full blocks read the row in place; the tail is copied into a padded block.
-template <typename T, typename Needs>
+// availability mask. `readable` is how many entries every input array holds from the row's start
+// (>= A): a block within it is one vector load per input, lanes past the row's end marked unavailable;
+// a tail block past it (the last rows of the arrays) is copied into a padded block.
+template <typename T, int Bytes, typename Needs>
 struct Block {
-  using L = Lanes<T>;
+  using L = Lanes<T, Bytes>;
   typename L::V logits, log_mu, q;
   typename L::I avail;
 
   Block(const T* logits_row, const T* log_mu_row, const T* q_row, const bool* avail_row, int64_t j0,
-        int64_t A) {
+        int64_t A, int64_t readable) {
     constexpr int W = L::W;
-    if (j0 + W <= A) {
+    if (j0 + W <= readable) {
       logits = Needs::logits ? load<typename L::V>(logits_row + j0) : typename L::V{};
       log_mu = load<typename L::V>(log_mu_row + j0);
       q = Needs::q ? load<typename L::V>(q_row + j0) : typename L::V{};
-      avail = avail_mask<T>(avail_row + j0);
-    } else {  // tail: copy the n < W remaining entries, pad with unavailable zeros
+      avail = avail_mask<T, Bytes>(avail_row + j0);
+      if (j0 + W > A) avail &= first_lanes<T, Bytes>(A - j0);
+    } else {  // tail at the end of the arrays: copy the n < W remaining entries, pad with unavailable zeros
       const int64_t n = A - j0;
       T l[W] = {}, m[W] = {}, qq[W] = {};
       bool a[W] = {};
@@ -182,18 +232,19 @@ struct Block {
       logits = load<typename L::V>(l);
       log_mu = load<typename L::V>(m);
       q = load<typename L::V>(qq);
-      avail = avail_mask<T>(a);
+      avail = avail_mask<T, Bytes>(a);
     }
   }
 };
 
 }  // namespace simd
 
-// Pass 1 over a whole row (add_max over every entry). Pointers Needs does not read may be null.
-template <typename T, typename Needs>
+// Pass 1 over a whole row (add_max over every entry). Pointers Needs does not read may be null;
+// `readable` (>= A): entries every input array holds from the row's start (see simd::Block).
+template <typename T, typename Needs, int Bytes>
 inline RowMax<T> row_max(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t A,
-                         const Temperatures<T>& t) {
-  using L = simd::Lanes<T>;
+                         int64_t readable, const Temperatures<T>& t) {
+  using L = simd::Lanes<T, Bytes>;
   using V = typename L::V;
   using I = typename L::I;
   constexpr int W = L::W;
@@ -201,7 +252,7 @@ inline RowMax<T> row_max(const T* logits, const T* log_mu, const T* q, const boo
   V max_logits = ninf, max_target = ninf, max_lookahead = ninf;
   I n_avail_lanes{}, bad_logits{}, bad_log_mu{}, bad_q{};
   for (int64_t j0 = 0; j0 < A; j0 += W) {
-    const simd::Block<T, Needs> blk(logits, log_mu, q, avail, j0, A);
+    const simd::Block<T, Bytes, Needs> blk(logits, log_mu, q, avail, j0, A, readable);
     n_avail_lanes -= blk.avail;  // mask lanes are -1
     bad_log_mu |= blk.avail & ~simd::finite_mask(blk.log_mu);
     if (Needs::logits) {
@@ -219,48 +270,108 @@ inline RowMax<T> row_max(const T* logits, const T* log_mu, const T* q, const boo
       max_lookahead = max_lookahead > h ? max_lookahead : h;
     }
   }
-  int64_t n_avail = 0;
-  for (int k = 0; k < W; ++k) n_avail += n_avail_lanes[k];
-  return RowMax<T>{n_avail,
-                   simd::any_lanes<I, W>(bad_logits),
-                   simd::any_lanes<I, W>(bad_log_mu),
-                   simd::any_lanes<I, W>(bad_q),
-                   simd::max_lanes<V, W>(max_logits),
-                   simd::max_lanes<V, W>(max_target),
-                   simd::max_lanes<V, W>(max_lookahead)};
+  RowMax<T> m{int64_t(simd::sum_lanes(n_avail_lanes)), false, false, false, neg_inf<T>(), neg_inf<T>(),
+              neg_inf<T>()};
+  if (simd::any_lanes(bad_logits | bad_log_mu | bad_q)) {  // rare: which input is bad
+    m.bad_logits = simd::any_lanes(bad_logits);
+    m.bad_log_mu = simd::any_lanes(bad_log_mu);
+    m.bad_q = simd::any_lanes(bad_q);
+  }
+  if (Needs::logits) m.logits = simd::max_lanes(max_logits);
+  if (Needs::target) m.target = simd::max_lanes(max_target);
+  if (Needs::lookahead) m.lookahead = simd::max_lanes(max_lookahead);
+  return m;
 }
 
 // Pass 2 over a whole row (add_sums over every entry). When `softmax_out` is not null it receives
 // exp(l - max_l) (0 at the unavailable entries): the unnormalized softmax.
-template <typename T, typename Needs>
+template <typename T, typename Needs, int Bytes>
 inline RowSums<T> row_sums(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t A,
-                           const RowMax<T>& m, const Temperatures<T>& t, T* softmax_out) {
-  using L = simd::Lanes<T>;
+                           int64_t readable, const RowMax<T>& m, const Temperatures<T>& t, T* softmax_out) {
+  using L = simd::Lanes<T, Bytes>;
   using V = typename L::V;
   constexpr int W = L::W;
   const V ninf = simd::splat<V>(neg_inf<T>()), zero{};
   V s{}, s_shift{}, s_log_mu{}, s_target{}, s_lookahead{};
   for (int64_t j0 = 0; j0 < A; j0 += W) {
-    const simd::Block<T, Needs> blk(logits, log_mu, q, avail, j0, A);
+    const simd::Block<T, Bytes, Needs> blk(logits, log_mu, q, avail, j0, A, readable);
     if (Needs::logits) {
       const V shifted = blk.avail ? blk.logits - m.logits : ninf;
-      const V e = simd::exp(shifted);  // exactly 0 at unavailable entries
+      const V e = simd::exp<T, Bytes>(shifted);  // exactly 0 at unavailable entries
       if (softmax_out != nullptr) {
-        const int64_t n = A - j0 < W ? A - j0 : W;
-        std::memcpy(softmax_out + j0, &e, sizeof(T) * n);
+        if (j0 + W <= A) {
+          std::memcpy(softmax_out + j0, &e, sizeof e);
+        } else {
+          for (int64_t k = 0; k < A - j0; ++k) softmax_out[j0 + k] = e[k];
+        }
       }
       s += e;
       s_shift += blk.avail ? e * shifted : zero;
       if (Needs::kl) s_log_mu += blk.avail ? e * blk.log_mu : zero;
     }
-    if (Needs::target) s_target += simd::exp(blk.avail ? closed_form_logit(blk.log_mu, blk.q, t) - m.target : ninf);
+    if (Needs::target)
+      s_target += simd::exp<T, Bytes>(blk.avail ? closed_form_logit(blk.log_mu, blk.q, t) - m.target : ninf);
     if (Needs::lookahead)
-      s_lookahead += simd::exp(blk.avail ? lookahead_logit(blk.logits, blk.log_mu, blk.q, t) - m.lookahead : ninf);
+      s_lookahead +=
+          simd::exp<T, Bytes>(blk.avail ? lookahead_logit(blk.logits, blk.log_mu, blk.q, t) - m.lookahead : ninf);
   }
-  return RowSums<T>{simd::sum_lanes<V, W>(s), simd::sum_lanes<V, W>(s_shift), simd::sum_lanes<V, W>(s_log_mu),
-                    simd::sum_lanes<V, W>(s_target), simd::sum_lanes<V, W>(s_lookahead)};
+  RowSums<T> sums = RowSums<T>::zero();
+  if (Needs::logits) {
+    sums.exp_logits = simd::sum_lanes(s);
+    sums.exp_logits_shift = simd::sum_lanes(s_shift);
+  }
+  if (Needs::kl) sums.exp_logits_log_mu = simd::sum_lanes(s_log_mu);
+  if (Needs::target) sums.exp_target = simd::sum_lanes(s_target);
+  if (Needs::lookahead) sums.exp_lookahead = simd::sum_lanes(s_lookahead);
+  return sums;
+}
+
+// ---- run-time choice of the vector width ------------------------------------------------------------
+
+// Widest vector (bytes) this CPU runs well: 64 (AVX-512 F/BW/DQ/VL), 32 (AVX2 + FMA) or 16 (SSE2),
+// capped by the environment variable INSPO_CPU_VECTOR_BYTES (16, 32 or 64) when set. Read once.
+int cpu_vector_bytes();
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define INSPO_CPU_DISPATCH 1
+#define INSPO_TARGET_AVX2 __attribute__((target("avx2,fma"), flatten))
+#define INSPO_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"), flatten))
+
+namespace simd {
+template <int Bytes, typename Body>
+INSPO_TARGET_AVX2 int64_t run_avx2(const Body& body) {
+  return body(std::integral_constant<int, Bytes>{});
+}
+template <int Bytes, typename Body>
+INSPO_TARGET_AVX512 int64_t run_avx512(const Body& body) {
+  return body(std::integral_constant<int, Bytes>{});
+}
+}  // namespace simd
+#endif
+
+// body(std::integral_constant<int, Bytes>) compiled for the widest instruction set of this CPU, with
+// vectors of Bytes bytes: the CPU's widest, but no wider than a row of A entries of T needs (a row of
+// 5 floats runs 8 lanes even where 16 are available: lanes past the row are pure overhead, and every
+// row pays horizontal reductions that grow with the width). `flatten` inlines everything body calls
+// into the target function, so the row drivers and the exp run as AVX2 / AVX-512 code. Call it inside
+// the parallel loop (per chunk): an OpenMP region is outlined into a function of its own, which would
+// not inherit the target.
+template <typename T, typename Body>
+inline int64_t with_vector_width(int64_t A, const Body& body) {
+#if defined(INSPO_CPU_DISPATCH)
+  const bool wide_rows = A * int64_t(sizeof(T)) > 32;
+  switch (cpu_vector_bytes()) {
+    case 64:
+      return wide_rows ? simd::run_avx512<64>(body) : simd::run_avx512<32>(body);
+    case 32:
+      return simd::run_avx2<32>(body);
+    default:
+      break;
+  }
+#else
+  (void)A;
+#endif
+  return body(std::integral_constant<int, 16>{});
 }
 
 }  // namespace inspo
-
-#pragma GCC diagnostic pop

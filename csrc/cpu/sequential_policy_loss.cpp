@@ -19,7 +19,7 @@ namespace inspo {
 namespace {
 
 // Per-agent sums over one chunk of samples.
-struct AgentSums {
+struct alignas(64) AgentSums {  // one cache line: chunks on different threads never share one
   double loss = 0.0;     // sum_b c w log pi(a)
   double weight = 0.0;   // sum_b w
   double rho = 0.0;      // sum_b rho
@@ -39,76 +39,90 @@ struct AgentSums {
 
 constexpr int64_t kSamplesPerChunk = 256;  // fixes the summation grouping (thread-count independent)
 
+// One chunk of samples [begin, end): per-agent sums into `sums` (N slots), the gradient rows in place.
 // Needs::lookahead: ratios with predecessors="target" (the eta-lookahead of each row is needed).
-template <typename T, typename Needs>
-int64_t run(const SequentialPolicyLossArgs<T>& a) {
-  const int64_t B = a.B, N = a.N, A = a.A;
+template <typename T, typename Needs, int Bytes>
+int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t end, AgentSums* sums) {
+  const int64_t N = a.N, A = a.A, rows = a.B * a.N;
   const bool use_ratio = a.ratio != kRatioNone;
-  const bool target_mode = Needs::lookahead;
+  constexpr bool target_mode = Needs::lookahead;
   const bool read_updated = use_ratio && !target_mode;
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, a.eta);
   const T log_rho_max = T(a.log_rho_max), log_w_max = T(a.log_w_max);
+  int64_t status = kStatusOk;
+  // Per-agent values of the current sample (reused by every sample of the chunk).
+  AgentScratch<T> d_cur(N), d_upd(N), log_rho(N), rho(N), log_pi_taken(N), log_weight(N), weight(N), inv_sum_exp(N);
+  std::fill(log_rho.data(), log_rho.data() + N, T(0));  // stays 0 without ratios
+  std::fill(rho.data(), rho.data() + N, T(1));  // c = 1 without ratios
+  for (int64_t b = begin; b < end; ++b) {
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t row = b * N + i;
+      const T* logits = a.logits + row * A;
+      const T* log_mu = a.log_mu + row * A;
+      const T* q = a.q_local + row * A;
+      const bool* avail = a.avail + row * A;
+      const int64_t readable = (rows - row) * A;
+      const int64_t action = a.actions[row];
+      const RowMax<T> m = row_max<T, Needs, Bytes>(logits, log_mu, q, avail, A, readable, temps);
+      int64_t code = row_error(m, action, A, avail);
+      if (code == 0 && read_updated && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+      if (code != 0) {
+        status = std::min(status, pack_status(row, code));
+        d_cur[i] = d_upd[i] = log_pi_taken[i] = inv_sum_exp[i] = T(0);
+        log_weight[i] = neg_inf<T>();  // w = 0
+        continue;
+      }
+      T* grad = a.compute_grad ? a.grad + row * A : nullptr;  // receives exp(l - max_l)
+      const RowSums<T> s = row_sums<T, Needs, Bytes>(logits, log_mu, q, avail, A, readable, m, temps, grad);
+      log_pi_taken[i] = logits[action] - logits_lse(m, s);
+      inv_sum_exp[i] = T(1) / s.exp_logits;
+      const T value = soft_value(m, s, temps);
+      // clipped_weight's exponent: the exps of all N agents run together below, as vectors
+      log_weight[i] = min_(in_sample_log_weight(log_mu[action], q[action], value, temps), log_w_max);
+      sums[i].entropy += double(entropy_from_sums(s));
+      sums[i].kl += double(kl_from_sums(s));
+      if (use_ratio) {
+        d_cur[i] = log_pi_taken[i] - log_mu[action];
+        const T log_hat = target_mode
+            ? lookahead_logit(logits[action], log_mu[action], q[action], temps) - lookahead_lse(m, s)
+            : a.updated_log_probs[row];
+        d_upd[i] = log_hat - log_mu[action];
+      }
+    }
+    simd::exp_array<T, Bytes>(log_weight.data(), weight.data(), N);
+    if (use_ratio) {
+      ordered_log_ratios(d_cur.data(), d_upd.data(), a.order, N, log_rho_max, log_rho.data());
+      simd::exp_array<T, Bytes>(log_rho.data(), rho.data(), N);
+    }
+    for (int64_t i = 0; i < N; ++i) {
+      const T cw = rho[i] * weight[i];  // c w (c = rho, or 1 without ratios)
+      sums[i].loss += double(cw * log_pi_taken[i]);
+      sums[i].weight += double(weight[i]);
+      sums[i].rho += double(rho[i]);
+      sums[i].ess.add(double(log_rho[i]));
+      if (a.compute_grad) {  // grad = c w (softmax - onehot(a)); 0 at unavailable entries
+        const int64_t row = b * N + i;
+        T* grad = a.grad + row * A;
+        const T scale = cw * inv_sum_exp[i];
+        for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
+        const int64_t action = a.actions[row];
+        if (action >= 0 && action < A) grad[action] -= cw;
+      }
+    }
+  }
+  return status;
+}
 
+template <typename T, typename Needs>
+int64_t run(const SequentialPolicyLossArgs<T>& a) {
+  const int64_t B = a.B, N = a.N;
   const int64_t n_chunks = (B + kSamplesPerChunk - 1) / kSamplesPerChunk;
   std::vector<AgentSums> partials(n_chunks * N);
 
   const int64_t status = parallel_chunks(B, kSamplesPerChunk, a.num_threads, [&](int64_t c, int64_t begin, int64_t end) {
-    int64_t status = kStatusOk;
-    AgentSums* sums = partials.data() + c * N;
-    // Per-agent values of the current sample (reused by every sample of the chunk).
-    AgentScratch<T> d_cur(N), d_upd(N), log_rho(N), log_pi_taken(N), weight(N), inv_sum_exp(N);
-    std::fill(log_rho.data(), log_rho.data() + N, T(0));  // stays 0 without ratios
-    for (int64_t b = begin; b < end; ++b) {
-      for (int64_t i = 0; i < N; ++i) {
-        const int64_t row = b * N + i;
-        const T* logits = a.logits + row * A;
-        const T* log_mu = a.log_mu + row * A;
-        const T* q = a.q_local + row * A;
-        const bool* avail = a.avail + row * A;
-        const int64_t action = a.actions[row];
-        const RowMax<T> m = row_max<T, Needs>(logits, log_mu, q, avail, A, temps);
-        int64_t code = row_error(m, action, A, avail);
-        if (code == 0 && read_updated && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
-        if (code != 0) {
-          status = std::min(status, pack_status(row, code));
-          d_cur[i] = d_upd[i] = log_pi_taken[i] = weight[i] = inv_sum_exp[i] = T(0);
-          continue;
-        }
-        T* grad = a.compute_grad ? a.grad + row * A : nullptr;  // receives exp(l - max_l)
-        const RowSums<T> s = row_sums<T, Needs>(logits, log_mu, q, avail, A, m, temps, grad);
-        log_pi_taken[i] = logits[action] - logits_lse(m, s);
-        inv_sum_exp[i] = T(1) / s.exp_logits;
-        const T value = soft_value(m, s, temps);
-        weight[i] = clipped_weight(in_sample_log_weight(log_mu[action], q[action], value, temps), log_w_max);
-        sums[i].entropy += double(entropy_from_sums(s));
-        sums[i].kl += double(kl_from_sums(s));
-        if (use_ratio) {
-          d_cur[i] = log_pi_taken[i] - log_mu[action];
-          const T log_hat = target_mode
-              ? lookahead_logit(logits[action], log_mu[action], q[action], temps) - lookahead_lse(m, s)
-              : a.updated_log_probs[row];
-          d_upd[i] = log_hat - log_mu[action];
-        }
-      }
-      if (use_ratio) ordered_log_ratios(d_cur.data(), d_upd.data(), a.order, N, log_rho_max, log_rho.data());
-      for (int64_t i = 0; i < N; ++i) {
-        const T rho = use_ratio ? exp_(log_rho[i]) : T(1);
-        const T cw = rho * weight[i];  // c w (c = rho, or 1 without ratios)
-        sums[i].loss += double(cw * log_pi_taken[i]);
-        sums[i].weight += double(weight[i]);
-        sums[i].rho += double(rho);
-        sums[i].ess.add(double(log_rho[i]));
-        if (a.compute_grad) {  // grad = c w (softmax - onehot(a)); 0 at unavailable entries
-          const int64_t row = b * N + i;
-          T* grad = a.grad + row * A;
-          const T scale = cw * inv_sum_exp[i];
-          for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
-          const int64_t action = a.actions[row];
-          if (action >= 0 && action < A) grad[action] -= cw;
-        }
-      }
-    }
-    return status;
+    return with_vector_width<T>(a.A, [&](auto width) {
+      return run_chunk<T, Needs, decltype(width)::value>(a, begin, end, partials.data() + c * N);
+    });
   });
   if (status != kStatusOk) return status;
 

@@ -16,7 +16,10 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
   using Needs = StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/false, /*lookahead=*/false, /*q=*/false>;
   const T gamma = T(a.gamma), alpha = T(a.alpha), beta = T(a.beta), log_rho_max = T(a.log_rho_max);
 
+  const int64_t rows = a.B * N;
   return parallel_chunks(a.B, chunk_items(N * A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
+    return with_vector_width<T>(A, [&](auto width) {
+    constexpr int Bytes = decltype(width)::value;
     int64_t status = kStatusOk;
     for (int64_t b = begin; b < end; ++b) {
       const T done = a.done[b], reward = a.reward[b];
@@ -40,15 +43,16 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
         const T* logits = a.next_logits + row * A;
         const T* log_mu = a.next_log_mu + row * A;
         const bool* avail = a.next_avail + row * A;
+        const int64_t readable = (rows - row) * A;
         const int64_t action = a.next_actions[row];
-        const RowMax<T> m = row_max<T, Needs>(logits, log_mu, nullptr, avail, A, temps);
+        const RowMax<T> m = row_max<T, Needs, Bytes>(logits, log_mu, nullptr, avail, A, readable, temps);
         const int64_t row_code = row_error(m, action, A, avail);
         if (row_code != 0) {
           status = std::min(status, pack_status(row, row_code));
           kl_out[i] = entropy_out[i] = T(0);
           continue;
         }
-        const RowSums<T> s = row_sums<T, Needs>(logits, log_mu, nullptr, avail, A, m, temps, nullptr);
+        const RowSums<T> s = row_sums<T, Needs, Bytes>(logits, log_mu, nullptr, avail, A, readable, m, temps, nullptr);
         kl_out[i] = kl_from_sums(s);
         entropy_out[i] = entropy_from_sums(s);
         sum_kl += kl_out[i];
@@ -60,6 +64,7 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
       a.log_ratio[b] = std::min(log_ratio, log_rho_max);
     }
     return status;
+    });
   });
 }
 
