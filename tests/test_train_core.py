@@ -1,12 +1,13 @@
 """Trainer pieces: config, BC, per-agent independence, every mode and weighting, determinism, resume."""
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from inspo.bc import fit_behaviour, make_policy_net
-from inspo.config import TrainConfig, make_config, parse_overrides
+from inspo.config import REGIMES, TrainConfig, make_config, parse_overrides
 from inspo.nets import AgentMLP
 from inspo.run import prepare_run
 from inspo.trainer import InspoStep, build_learner, train
@@ -42,6 +43,42 @@ def test_presets_and_validation():
         make_config("xor", eta=1.5)
     with pytest.raises(ValueError, match="unknown config fields"):
         TrainConfig.from_dict({"learning_rate": 1.0})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("env", "nosuch", "config.env: unknown environment 'nosuch'"),
+    ("alpha", float("nan"), "config.alpha must be a finite float"),
+    ("beta", -0.1, "config.beta must be >= 0"),
+    ("steps", "10", "config.steps must be int"),
+    ("steps", 0, "config.steps must be >= 1"),
+    ("bc_steps", 0, "config.bc_steps must be >= 1"),
+    ("lr", 0.0, "config.lr must be > 0"),
+    ("grad_clip", -1.0, "config.grad_clip must be > 0"),
+    ("gamma", 1.5, "config.gamma must be in [0, 1]"),
+    ("hidden", (64, 0), "config.hidden must hold layer sizes >= 1"),
+    ("share_parameters", 1, "config.share_parameters must be bool"),
+    ("seed", -1, "config.seed must be >= 0"),
+    ("local_critic_steps", 0, "config.local_critic_steps must be >= 1"),
+    ("critic_warmup_steps", 1500, "config.critic_warmup_steps must be in [0, steps = 1500)"),
+    ("weighting", "weighted", "config.weighting must be one of"),
+    ("regime", "half-update", "config.regime must be one of"),
+    ("mne_diagonal", (10.0,), "config.mne_diagonal needs >= 2 actions"),
+])
+def test_bad_values_name_the_field(field, value, message):
+    good = make_config("xor")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig.from_dict({**good.to_dict(), field: value})
+
+
+def test_regimes_apply_between_the_env_preset_and_the_overrides():
+    assert REGIMES["one-step"] == {} and make_config("xor").regime == "one-step"
+    full = make_config("xor", regime="full-update")
+    assert full.regime == "full-update" and full.policy_steps == REGIMES["full-update"]["policy_steps"] > 1
+    assert full.dataset == "c" and full.bc_steps == 300  # the xor preset still applies
+    assert {k: getattr(full, k) for k in REGIMES["full-update"]} == REGIMES["full-update"]
+    assert make_config("xor", regime="full-update", policy_steps=3).policy_steps == 3  # an override wins
+    with pytest.raises(ValueError, match="unknown regime 'half'"):
+        make_config("xor", regime="half")
 
 
 def test_beta_schedule_is_linear_then_constant():
@@ -105,6 +142,24 @@ def test_exact_iteration_updates_each_agent_once_in_sigma_order():
     step.step_actor = lambda loss, agent=None: (seen.append(agent), original(loss, agent))
     step(run.store.index(torch.arange(64)), 0)
     assert sorted(seen) == [0, 1]  # N dependent single-agent steps, never a joint one
+
+
+@pytest.mark.parametrize("mode, per_iteration", [("exact", 2 * 3), ("fused", 3), ("simultaneous", 3)])
+def test_policy_steps_per_iteration_and_none_in_the_critic_warm_up(mode, per_iteration):
+    config = small(mode=mode, policy_steps=3, critic_warmup_steps=2)
+    run = prepare_run(config)
+    learner = build_learner(config, 2, 1, 1, 2)
+    fit_behaviour(learner.mu, run.store, config, run.generator)
+    step = InspoStep(config, learner, run.generator)
+    actor_steps, local_before = [], snapshot(learner.local_critic)
+    original = step.step_actor
+    step.step_actor = lambda loss, agent=None: (actor_steps.append(agent), original(loss, agent))
+    for k in range(2):  # warm-up: the local critics train, the policy does not
+        step(run.store.index(torch.arange(64)), k)
+    assert actor_steps == []
+    assert not any(torch.equal(b, a) for b, a in zip(local_before, snapshot(learner.local_critic)))
+    step(run.store.index(torch.arange(64)), 2)
+    assert len(actor_steps) == per_iteration
 
 
 def test_agent_mlp_is_one_batched_module_equal_to_per_agent_networks():

@@ -3,6 +3,7 @@
     inspo train                      the main job: XOR (c), M-NE imbalanced, Bridge optimal (fused mode),
                                      then a table of scores
     inspo train --env xor --dataset d --mode exact --seed 3 --set eta=0.5 --out runs/x
+    inspo train --env xor --dataset c --mode simultaneous --regime full-update
     inspo train --out runs/x --resume
     inspo eval runs/x                evaluate a checkpoint (a run folder or a checkpoint.pt)
     inspo bench | reproduce | data   provided by optional modules (benchmarks, results, SMAX datasets)
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from inspo.config import TrainConfig, make_config, parse_overrides
+from inspo.config import REGIMES, TrainConfig, make_config, parse_overrides
 
 # subcommands implemented elsewhere: name -> (module exposing add_arguments(parser) and run(args), help)
 LAZY_COMMANDS = {
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset-path", help="train on an EPyMARL episode-buffer directory instead")
     train.add_argument("--algo", default="inspo", help="trainer from inspo.algos (inspo, bc, ...)")
     train.add_argument("--mode", choices=("fused", "exact", "simultaneous"), help="InSPO update mode")
+    train.add_argument("--regime", choices=tuple(REGIMES),
+                       help="update regime of spec section 5 (default one-step; see inspo.config.REGIMES)")
     train.add_argument("--seed", type=int, help="seed of data, initialization and sampling (default 0)")
     train.add_argument("--steps", type=int, help="training iterations (default: the env preset's)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -95,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from inspo.algos import get_trainer
 
     overrides = parse_overrides(args.overrides)
-    for name in ("mode", "seed", "steps"):
+    for name in ("mode", "regime", "seed", "steps"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.tensorboard:
@@ -151,7 +154,7 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
     """One line per run: task, algorithm and mode, seed, time, then the env's summary scores."""
     from inspo.envs import make_env
 
-    header = f"{'task':<26} {'algo':<18} {'seed':>4} {'time':>7}  scores"
+    header = f"{'task':<26} {'algo':<30} {'seed':>4} {'time':>7}  scores"
     lines = [header, "-" * (len(header) + 50)]
     for algo, config, results in rows:
         env = make_env(config)
@@ -159,9 +162,11 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
         if config.env == "xor":
             task += f" ({config.xor_variant})"
         method = f"{algo} {config.mode}" if algo == "inspo" else algo
+        if config.regime != "one-step":
+            method += f" ({config.regime})"
         scores = results["scores"]
         shown = " | ".join(f"{title} {scores[key]:.3f}" for key, title in env.score_columns if key in scores)
-        lines.append(f"{task:<26} {method:<18} {config.seed:>4} {results['seconds']:>6.1f}s  {shown}")
+        lines.append(f"{task:<26} {method:<30} {config.seed:>4} {results['seconds']:>6.1f}s  {shown}")
     print("\n".join(lines))
 
 

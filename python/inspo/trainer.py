@@ -91,7 +91,6 @@ class InspoStep:
         self.generator = generator
         self.n_agents = learner.actor.n_agents
         self.local_steps = config.local_critic_steps or config.policy_steps
-        self.policy_steps = config.policy_steps  # 0 during the critic warm-up
 
     def __call__(self, batch: TransitionBatch, step: int) -> dict[str, Tensor]:
         beta = self.cfg.beta_at(step)
@@ -99,8 +98,8 @@ class InspoStep:
         order = torch.randperm(self.n_agents, generator=self.generator, device=self.generator.device)
         pass_fn = self.exact_pass if self.cfg.mode == "exact" else self.joint_pass
         # during the critic warm-up the local critics train too; the policy loss is only measured
-        self.policy_steps = self.cfg.policy_steps if step >= self.cfg.critic_warmup_steps else 0
-        metrics.update(pass_fn(batch, order, beta))
+        policy_steps = self.cfg.policy_steps if step >= self.cfg.critic_warmup_steps else 0
+        metrics.update(pass_fn(batch, order, beta, policy_steps))
         polyak_update(self.net.critic_target, self.net.critic, self.cfg.polyak)
         return metrics
 
@@ -130,7 +129,8 @@ class InspoStep:
                     next_entropy=target.entropy.sum(-1).mean())
 
     # ---- fused / simultaneous: all agents in one pass ----
-    def joint_pass(self, batch: TransitionBatch, order: Tensor, beta: float) -> dict[str, Tensor]:
+    def joint_pass(self, batch: TransitionBatch, order: Tensor, beta: float, policy_steps: int
+                   ) -> dict[str, Tensor]:
         cfg, net = self.cfg, self.net
         eta = cfg.eta if cfg.mode == "fused" else 0.0  # simultaneous: teammates at their current policy
         state = batch.state.unsqueeze(1).expand(-1, self.n_agents, -1)
@@ -147,18 +147,19 @@ class InspoStep:
         local_loss = self.fit_local_critics(rows, weight_log_rho)
         with torch.no_grad():
             q_rows = net.local_critic(rows.state)
-        for _ in range(max(1, self.policy_steps)):
+        for _ in range(max(1, policy_steps)):
             policy = ops.sequential_policy_loss(
                 net.actor(rows.obs), rows.log_mu, rows.avail, rows.actions, q_rows, order, predecessors="target",
                 eta=eta, log_w_max=cfg.log_w_max, ratio=ratio, **self.temperatures(beta))
-            if self.policy_steps:
+            if policy_steps:
                 self.step_actor(policy.loss.sum())
         return dict(policy_loss=policy.loss.detach().sum(), local_loss=local_loss.sum(), ess=ess.mean(),
                     min_ess=ess.min(), mean_weight=policy.mean_weight.mean(), entropy=policy.entropy.mean(),
                     kl=policy.kl.mean())
 
     # ---- exact: N dependent agent steps ----
-    def exact_pass(self, batch: TransitionBatch, order: Tensor, beta: float) -> dict[str, Tensor]:
+    def exact_pass(self, batch: TransitionBatch, order: Tensor, beta: float, policy_steps: int
+                   ) -> dict[str, Tensor]:
         cfg, net = self.cfg, self.net
         parts: dict[str, list[Tensor]] = {}
         for agent in order.tolist():
@@ -176,12 +177,12 @@ class InspoStep:
                 with torch.no_grad():
                     q_rows = net.local_critic.forward_agent(agent, rows.state[:, 0]).unsqueeze(1)
                 only_agent = torch.zeros(1, dtype=torch.int64, device=order.device)
-                for _ in range(max(1, self.policy_steps)):
+                for _ in range(max(1, policy_steps)):
                     policy = ops.sequential_policy_loss(
                         net.actor.forward_agent(agent, rows.obs[:, 0]).unsqueeze(1), rows.log_mu, rows.avail,
                         rows.actions, q_rows, only_agent, predecessors="target", eta=0.0, log_w_max=cfg.log_w_max,
                         ratio="none", **self.temperatures(beta))
-                    if self.policy_steps:
+                    if policy_steps:
                         self.step_actor(policy.loss.sum(), agent)
                 column = 0
             else:
@@ -190,7 +191,7 @@ class InspoStep:
                 local_loss = self.fit_local_critics(rows, log_rho[:, agent:agent + 1], agent)
                 with torch.no_grad():
                     q_all = net.local_critic(batch.state.unsqueeze(1).expand(-1, self.n_agents, -1))
-                for _ in range(max(1, self.policy_steps)):
+                for _ in range(max(1, policy_steps)):
                     # agent's column with gradient, teammates' columns fixed: the op's loss[agent]
                     own = net.actor.forward_agent(agent, batch.obs[:, agent]).unsqueeze(1)
                     joint_logits = torch.cat([logits[:, :agent], own, logits[:, agent + 1:]], dim=1)
@@ -198,7 +199,7 @@ class InspoStep:
                         joint_logits, batch.log_mu, batch.avail, batch.actions, q_all, order, predecessors="policy",
                         updated_log_probs=log_pi_taken.squeeze(-1), eta=0.0, log_w_max=cfg.log_w_max,
                         ratio=cfg.weighting, **self.temperatures(beta))
-                    if self.policy_steps:
+                    if policy_steps:
                         self.step_actor(policy.loss[agent], agent)
                 column = agent
             for key, value in (("policy_loss", policy.loss[column]), ("local_loss", local_loss.sum()),

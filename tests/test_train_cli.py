@@ -1,0 +1,88 @@
+"""The `inspo` command line, run in-process: train on a tiny step count, eval its checkpoint, errors."""
+import json
+
+import pytest
+import torch
+
+from inspo.cli import main
+
+TINY = ["--set", "bc_steps=5", "--set", "batch_size=32", "--set", "hidden=8,8", "--set", "critic_hidden=8,8",
+        "--set", "eval_episodes=3", "--set", "critic_warmup_steps=0", "--quiet"]
+
+
+def test_train_writes_a_run_folder_and_eval_reproduces_its_scores(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--env", "bridge", "--steps", "6", "--seed", "3", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "bridge/optimal" in printed and "inspo fused" in printed and "greedy return" in printed
+    results = json.loads((out / "results.json").read_text())
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert checkpoint["step"] == 6 and checkpoint["config"]["seed"] == 3 and checkpoint["config"]["hidden"] == (8, 8)
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [6]
+
+    # the same evaluation seed and step as the end of training: the same rollouts, the same scores
+    assert main(["eval", str(out), "--seed", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == results["scores"]
+    assert main(["eval", str(out / "checkpoint.pt"), "--seed", "4", "--episodes", "5"]) == 0
+    assert "stochastic_return" in capsys.readouterr().out
+
+
+def test_regime_and_overrides_reach_the_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--env", "xor", "--dataset", "d", "--mode", "exact", "--regime", "full-update", "--steps", "3",
+            "--set", "policy_steps=2", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    config = torch.load(out / "checkpoint.pt", weights_only=False)["config"]
+    assert (config["regime"], config["mode"], config["dataset"], config["steps"]) == ("full-update", "exact", "d", 3)
+    assert config["policy_steps"] == 2  # --set wins over the regime
+    assert "inspo exact (full-update)" in capsys.readouterr().out
+
+
+def test_the_main_job_trains_its_three_tasks_and_prints_one_table(tmp_path, capsys):
+    assert main(["train", "--steps", "2", "--out", str(tmp_path), *TINY]) == 0
+    printed = capsys.readouterr().out
+    for task in ("xor/c (penalty)", "mne/imbalanced", "bridge/optimal"):
+        assert task in printed
+    assert printed.count("inspo fused") == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bridge-optimal", "mne-imbalanced", "xor-c"]
+
+
+def test_resume_continues_an_interrupted_run_from_the_command_line(tmp_path, capsys):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    common = ["train", "--env", "xor", "--set", "checkpoint_every=4", *TINY]
+    assert main([*common, "--steps", "8", "--out", str(whole)]) == 0
+    assert main([*common, "--steps", "4", "--out", str(cut)]) == 0
+    # pretend the 4-step run was the first half of an 8-step one (what an interrupted run leaves behind)
+    checkpoint = torch.load(cut / "checkpoint.pt", weights_only=False)
+    checkpoint["config"]["steps"] = 8
+    torch.save(checkpoint, cut / "checkpoint.pt")
+    assert main(["train", "--out", str(cut), "--resume", "--quiet"]) == 0
+    scores = [json.loads((d / "results.json").read_text())["scores"] for d in (whole, cut)]
+    assert scores[0] == scores[1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--env", "nosuch"], "unknown environment 'nosuch'"),
+    (["train", "--env", "xor", "--dataset", "z"], "not 'z'"),
+    (["train", "--env", "xor", "--set", "etta=1"], "unknown config field 'etta'"),
+    (["train", "--env", "xor", "--set", "lr=-1"], "config.lr must be > 0"),
+    (["train", "--env", "xor", "--set", "alpha=nan"], "config.alpha must be a finite float"),
+    (["train", "--env", "xor", "--set", "steps=many"], "config field 'steps' expects"),
+    (["train", "--env", "xor", "--set", "steps"], "--set expects key=value"),
+    (["train", "--env", "mne", "--steps", "100"], "critic_warmup_steps must be in [0, steps = 100)"),
+    (["train", "--env", "xor", "--algo", "nosuch"], "unknown algorithm 'nosuch'"),
+    (["train", "--env", "xor", "--dataset-path", "/nonexistent/ds"], "'/nonexistent/ds' does not exist"),
+    (["train", "--resume"], "--resume needs --out"),
+    (["eval", "/nonexistent/run"], "no checkpoint at /nonexistent/run"),
+])
+def test_bad_input_is_a_clear_error(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_regime_or_mode_is_refused_by_the_parser(capsys):
+    for argv in (["train", "--regime", "half-update"], ["train", "--mode", "sequential"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+    assert "half-update" in capsys.readouterr().err
