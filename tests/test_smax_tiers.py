@@ -12,12 +12,14 @@ from inspo.smax.card import load_dataset  # noqa: E402
 from inspo.smax.ippo import PPOConfig, read_progress  # noqa: E402
 from inspo.smax.tiers import TRAINED_TIERS, DataConfig, ensure_behaviour, make_tiers, pick_medium  # noqa: E402
 
-EPISODES = 6
+EPISODES = 8  # = eval_episodes below: the evaluations and the datasets share one compiled rollout
+LIMIT = 5  # time limit of the tiny battles: PPO's 16-step rollouts cross episode ends and rollout ends
 
 
 def tiny_config(root, **changes) -> DataConfig:
     behaviour = PPOConfig(map_name="3m", seed=3, total_env_steps=8 * 16 * 6, num_envs=8, rollout_steps=16,
-                          epochs=1, minibatches=2, hidden=16, layers=1, checkpoint_every=1, eval_episodes=8)
+                          epochs=1, minibatches=2, hidden=16, layers=1, checkpoint_every=1, eval_episodes=8,
+                          episode_limit=LIMIT)
     return DataConfig(map_name="3m", seed=3, episodes=EPISODES, root=root, behaviour=behaviour, **changes)
 
 
@@ -70,6 +72,18 @@ def test_medium_replay_holds_every_training_episode_until_medium(made):
     assert all(filled[e, : lengths[e]].all() and not filled[e, lengths[e]:].any() for e in range(len(lengths)))
     assert (np.asarray(arrays["terminated"]).sum((1, 2)) <= 1).all()
     assert len(TransitionStore.from_episode_buffer(arrays)) > 0  # actions available, values finite
+    # PPO's auto-reset at the time limit: 3m units start out of range, so nobody dies in 5 steps and
+    # every episode ends at exactly LIMIT steps, unterminated (a time limit is not a terminal state);
+    # an episode cut by the end of a 16-step rollout is stitched to its rest from the next rollout
+    assert (lengths == LIMIT).all() and not np.asarray(arrays["terminated"]).any()
+    assert meta["card"]["episode_limit"] == LIMIT and arrays["obs"].shape[1] == LIMIT + 1
+    assert np.abs(np.asarray(arrays["obs"][:, LIMIT])).sum((1, 2)).all()  # the final observation is kept
+    # each episode begins a fresh battle (all alive, out of range: move or stop, no attack) at its
+    # own random start
+    avail = np.asarray(arrays["avail_actions"][:, 0]) != 0
+    assert avail[..., :5].all() and not avail[..., 5:].any()
+    first_states = np.asarray(arrays["state"][:, 0])
+    assert len(np.unique(first_states, axis=0)) == len(first_states)
 
 
 def test_generation_is_deterministic_and_training_is_reused(made, tmp_path):
@@ -103,12 +117,38 @@ def test_pick_medium_takes_the_first_checkpoint_near_half():
     assert pick_medium(rows, 0.5)["update"] == 3
 
 
+def test_actor_policy_is_greedy_or_stochastic_by_argument():
+    import jax
+    import jax.numpy as jnp
+
+    from inspo.smax.env import Observation
+    from inspo.smax.policies import actor_critic_policy, actor_params, masked_logits
+
+    rng = np.random.default_rng(0)
+    n_agents, obs_dim, n_actions = 3, 75 - 3, 8  # the actor's input is obs + one-hot agent id
+    weights = rng.normal(size=(obs_dim + n_agents, n_actions)).astype(np.float32)
+    avail = rng.random((n_agents, n_actions)) < 0.6
+    avail[:, 4] = True
+    observation = Observation(jnp.asarray(rng.normal(size=(n_agents, obs_dim)), jnp.float32),
+                              jnp.zeros(1), jnp.asarray(avail))
+    act = jax.jit(actor_critic_policy().act)
+    keys = jax.random.split(jax.random.PRNGKey(1), 40)
+
+    # nearly uniform logits: samples vary from key to key, the greedy action does not
+    network = {"actor": [{"w": jnp.asarray(weights * 1e-3), "b": jnp.zeros(n_actions)}]}
+    greedy = np.stack([act(actor_params(network, True), key, (), observation)[0] for key in keys])
+    assert (greedy == np.asarray(jnp.argmax(masked_logits(network, observation), -1))).all()
+    sampled = np.stack([act(actor_params(network, False), key, (), observation)[0] for key in keys])
+    assert len(np.unique(sampled, axis=0)) > 1
+    assert np.take_along_axis(avail[None], sampled[..., None], -1).all()  # available actions only
+
+
 def test_task_makes_the_scripted_tier_and_asks_for_trained_ones(tmp_path):
     from inspo.smax.task import SmaxTask
 
-    task = SmaxTask("3m", root=tmp_path)
+    task = SmaxTask("3m", root=tmp_path, scripted_episodes=12)  # = the card tests' size: one compile
     arrays, meta = task.generate_dataset("scripted", seed=1)
-    assert meta["card"]["episodes"] == 1000 and meta["card"]["behaviour"]["kind"] == "jaxmarl-heuristic"
+    assert meta["card"]["episodes"] == 12 and meta["card"]["behaviour"]["kind"] == "jaxmarl-heuristic"
     store = TransitionStore.from_episode_buffer(arrays)
     assert (store.n_agents, store.n_actions, store.obs_dim, store.state_dim) == \
         (task.n_agents, task.n_actions, task.obs_dim, task.state_dim)

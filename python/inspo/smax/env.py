@@ -21,6 +21,7 @@ Facts about SMAX that shape this code (see also the package docstring):
   below is a real end (one team dead), not a time-limit truncation.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -169,13 +170,16 @@ class SmaxCore:
         return env_state, out, finished | out.done
 
 
+@functools.lru_cache(maxsize=None)
 def make_core(map_name: str, episode_limit: int = 100) -> SmaxCore:
+    """The shared ``SmaxCore`` of a map: JaxMARL jits its methods per environment object, so one
+    object per (map, limit) in a process compiles its reset once (2 s), not once per user."""
     return SmaxCore(map_name, episode_limit)
 
 
 def smax_spec(map_name: str, episode_limit: int = 100) -> SmaxSpec:
     """Sizes of a map (builds the environment object; no compilation)."""
-    return SmaxCore(map_name, episode_limit).spec
+    return make_core(map_name, episode_limit).spec
 
 
 def to_torch(array, device=None):
@@ -220,7 +224,7 @@ class SmaxVecEnv:
     def __init__(self, map_name: str, num_envs: int, seed: int = 0, episode_limit: int = 100, device=None):
         if num_envs < 1:
             raise ValueError(f"num_envs: must be >= 1, got {num_envs}")
-        self.core = SmaxCore(map_name, episode_limit)
+        self.core = make_core(map_name, episode_limit)
         self.spec = self.core.spec
         self.num_envs = num_envs
         self.device = device

@@ -28,17 +28,18 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
-from .env import Observation, SmaxCore  # noqa: E402
+from .env import Observation, SmaxCore, make_core  # noqa: E402
 from .policies import (  # noqa: E402
     NetworkConfig,
     actor_critic_policy,
+    actor_params,
     init_actor_critic,
     masked_logits,
     save_json,
     save_params,
     values,
 )
-from .rollout import EpisodePlayer  # noqa: E402
+from .rollout import EpisodePlayer, rollout_batch  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ def train(
     With ``out_dir=None`` nothing is written (the replay).
     """
     config.validate()
-    core = SmaxCore(config.map_name, config.episode_limit)
+    core = make_core(config.map_name, config.episode_limit)
     optimizer = make_optimizer(config)
     key = jax.random.PRNGKey(config.seed)
     key, init_key, reset_key, eval_key = jax.random.split(key, 4)
@@ -241,9 +242,7 @@ def train(
     runner = Runner(params, optimizer.init(params), env_state, current,
                     jnp.zeros((config.num_envs,), jnp.float32), key)
     update = compiled_update(config, core, optimizer)
-    evaluators = {kind: EpisodePlayer(core, actor_critic_policy(greedy=kind == "greedy"),
-                                      batch=min(config.eval_episodes, 256))
-                  for kind in ("stochastic", "greedy")}
+    evaluator = EpisodePlayer(core, actor_critic_policy(), batch=rollout_batch(config.eval_episodes))
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -266,8 +265,9 @@ def train(
         for name in ("train_return", "train_win_rate"):
             row[name] = float(np.average([s[name] for s in done], weights=weights)) if done else None
         row["entropy"] = window[-1]["entropy"]
-        for kind, evaluator in evaluators.items():
-            summary = evaluator.summary(runner.params, jax.random.fold_in(eval_key, index), config.eval_episodes)
+        for kind in ("stochastic", "greedy"):
+            summary = evaluator.summary(actor_params(runner.params, kind == "greedy"),
+                                        jax.random.fold_in(eval_key, index), config.eval_episodes)
             row[f"{kind}_return"] = summary["return_mean"]
             row[f"{kind}_win_rate"] = summary["win_rate"]
         save_params(out_dir / row["checkpoint"], runner.params)

@@ -103,18 +103,26 @@ class RolloutPolicy(NamedTuple):
     act: Callable  # (params, key, carry, Observation) -> (actions [N] int32, carry)
 
 
-def actor_critic_policy(greedy: bool = False) -> RolloutPolicy:
-    """The PPO actor as a rollout policy: samples (or takes the argmax of) the masked softmax."""
+def actor_critic_policy() -> RolloutPolicy:
+    """The PPO actor as a rollout policy; its ``params`` are ``actor_params(network, greedy)``.
+
+    ``greedy`` is traced, not static, so one compiled rollout plays both the argmax of the masked
+    logits and samples of their softmax (a SMAX rollout costs seconds to compile).
+    """
 
     def act(params, key, carry, observation):
-        logits = masked_logits(params, observation)
-        if greedy:
-            actions = jnp.argmax(logits, axis=-1)
-        else:
-            actions = jax.random.categorical(key, logits, axis=-1)
+        network, greedy = params
+        logits = masked_logits(network, observation)
+        sampled = jax.random.categorical(key, logits, axis=-1)
+        actions = jnp.where(greedy, jnp.argmax(logits, axis=-1), sampled)
         return actions.astype(jnp.int32), carry
 
-    return RolloutPolicy(name="actor-greedy" if greedy else "actor-stochastic", init=lambda key: (), act=act)
+    return RolloutPolicy(name="actor", init=lambda key: (), act=act)
+
+
+def actor_params(network, greedy: bool):
+    """The ``params`` of ``actor_critic_policy``: the network and whether to act greedily."""
+    return network, jnp.asarray(greedy)
 
 
 def uniform_available(key, avail: jax.Array) -> jax.Array:

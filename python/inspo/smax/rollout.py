@@ -160,13 +160,25 @@ def to_buffer_layout(episodes: dict) -> tuple[dict, np.ndarray]:
     return arrays, np.asarray(episodes["won"]).astype(bool)
 
 
+MAX_ROLLOUT_BATCH = 256
+
+
+def rollout_batch(episodes: int) -> int:
+    """Battles per compiled rollout for ``episodes`` episodes: the next power of two, at most 256.
+
+    Every batch size is a compile of its own (seconds), so few sizes are used; small requests (tests,
+    quick evaluations) do not play 256 battles.
+    """
+    return min(MAX_ROLLOUT_BATCH, 1 << max(0, episodes - 1).bit_length())
+
+
 class EpisodePlayer:
     """Plays batches of one-episode battles with a fixed policy; one compile per (map, episode limit,
     policy, batch) in a process."""
 
     _compiled: dict = {}
 
-    def __init__(self, core: SmaxCore, policy: RolloutPolicy, batch: int = 256):
+    def __init__(self, core: SmaxCore, policy: RolloutPolicy, batch: int = MAX_ROLLOUT_BATCH):
         self.core = core
         self.batch = batch
         cache_key = (core.spec, policy.name)

@@ -77,17 +77,19 @@ class SmaxTask(Env):
     score_columns = (("greedy_win_rate", "greedy win"), ("greedy_return", "greedy return"),
                      ("stochastic_win_rate", "stoch. win"), ("stochastic_return", "stoch. return"))
 
-    def __init__(self, map_name: str, episode_limit: int = 100, root=DEFAULT_ROOT):
+    def __init__(self, map_name: str, episode_limit: int = 100, root=DEFAULT_ROOT, scripted_episodes: int = 1000):
         spec = smax_spec(map_name, episode_limit)
         self.spec = spec
         self.name = spec.env_name
         self.n_agents, self.n_actions = spec.n_agents, spec.n_actions
         self.obs_dim, self.state_dim = spec.obs_dim, spec.state_dim
         self.root = root
+        self.scripted_episodes = scripted_episodes  # size of the scripted tier made on the fly
 
     def generate_dataset(self, name: str, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self.check_dataset_name(name)
-        config = DataConfig(map_name=self.spec.map_name, tier=name, seed=seed, root=self.root)
+        config = DataConfig(map_name=self.spec.map_name, tier=name, seed=seed, root=self.root,
+                            episodes=self.scripted_episodes)
         if name == "scripted":
             return build_dataset(config, log=lambda message: None)
         if not (config.dataset_dir / "meta.json").is_file():

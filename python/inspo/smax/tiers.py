@@ -41,10 +41,10 @@ import jax  # noqa: E402
 from inspo.data.buffer import REQUIRED_ARRAYS, save_episode_buffer  # noqa: E402
 
 from . import card as cards  # noqa: E402
-from .env import SmaxCore  # noqa: E402
+from .env import SmaxCore, make_core  # noqa: E402
 from .ippo import PPOConfig, checkpoint_name, is_complete, read_config, read_progress, train  # noqa: E402
-from .policies import actor_critic_policy, heuristic_policy, load_params, save_json  # noqa: E402
-from .rollout import EpisodePlayer, EpisodeSink, EpisodeStitcher, buffer_bytes  # noqa: E402
+from .policies import actor_critic_policy, actor_params, heuristic_policy, load_params, save_json  # noqa: E402
+from .rollout import EpisodePlayer, EpisodeSink, EpisodeStitcher, buffer_bytes, rollout_batch  # noqa: E402
 
 TIERS = ("expert", "medium", "medium-replay", "mixed", "scripted")
 TRAINED_TIERS = ("expert", "medium", "medium-replay", "mixed")
@@ -172,7 +172,7 @@ def build_dataset(config: DataConfig, log: Callable[[str], None] = print, stagin
     memory-mapped files under ``staging`` (arrays are then np.memmap views of them)."""
     config.validate()
     started = time.time()
-    core = SmaxCore(config.map_name, config.behaviour.episode_limit)
+    core = make_core(config.map_name, config.behaviour.episode_limit)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1000 + _TIER_STREAM[config.tier])
 
     def new_sink(capacity: int) -> EpisodeSink:
@@ -181,7 +181,8 @@ def build_dataset(config: DataConfig, log: Callable[[str], None] = print, stagin
 
     if config.tier == "scripted":
         sink = new_sink(config.episodes)
-        EpisodePlayer(core, heuristic_policy(core)).fill(sink, np.float32(config.eps), key, config.episodes)
+        player = EpisodePlayer(core, heuristic_policy(core), batch=rollout_batch(config.episodes))
+        player.fill(sink, np.float32(config.eps), key, config.episodes)
         behaviour_card = dict(kind="jaxmarl-heuristic", eps=config.eps, attack_mode="closest")
     else:
         directory = ensure_behaviour(config, log)
@@ -202,9 +203,10 @@ def build_dataset(config: DataConfig, log: Callable[[str], None] = print, stagin
             parts = {"expert": [(expert_row, config.episodes)], "medium": [(medium_row, config.episodes)],
                      "mixed": [(medium_row, half), (expert_row, config.episodes - half)]}[config.tier]
             sink = new_sink(config.episodes)
-            player = EpisodePlayer(core, actor_critic_policy(greedy=False))
+            player = EpisodePlayer(core, actor_critic_policy(), batch=rollout_batch(config.episodes))
             for i, (row, count) in enumerate(parts):
-                player.fill(sink, load_params(directory / row["checkpoint"]), jax.random.fold_in(key, i), count)
+                network = load_params(directory / row["checkpoint"])
+                player.fill(sink, actor_params(network, greedy=False), jax.random.fold_in(key, i), count)
             behaviour_card = dict(kind=algorithm, behaviour_dir=str(directory),
                                   parts=[dict(_checkpoint_card(directory, row, algorithm), episodes=count)
                                          for row, count in parts])
