@@ -39,7 +39,7 @@ def test_grid_covers_the_issue_and_its_commands_rebuild_the_configs():
         config = cell_config(cell, 3, False, None, {})
         args = build_parser().parse_args(train_command(cell, config).split()[1:])
         overrides = parse_overrides(args.overrides)
-        for name in ("mode", "seed", "steps"):
+        for name in ("mode", "regime", "seed", "steps"):
             if getattr(args, name) is not None:
                 overrides[name] = getattr(args, name)
         rebuilt = make_config(args.env, dataset=args.dataset, algo=args.algo, **overrides)
