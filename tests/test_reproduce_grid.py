@@ -113,3 +113,16 @@ def test_two_worker_processes_run_the_jobs(tmp_path):
     results = run_jobs(jobs, workers=2, log=lines.append)
     assert set(results) == {(cell.key, 0), (cell.key, 1)} and len(lines) == 2
     assert results[(cell.key, 0)]["config"]["seed"] == 0 and (tmp_path / "seed1" / "results.json").is_file()
+
+
+def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path):
+    cell = Cell("main", "xor", "c", "BC", "bc")
+    good = Job(cell, 0, make_config("xor", dataset="c", algo="bc", bc_steps=5, hidden=(8, 8)), tmp_path / "good")
+    bad = Job(cell, 1, make_config("xor", dataset="c", algo="bc", seed=1, bc_steps=5, hidden=(8, 8),
+                                   dataset_path=str(tmp_path / "missing")), tmp_path / "bad")
+    failures = []
+    results = run_jobs([bad, good], workers=1, log=lambda text: None, failures=failures)
+    assert set(results) == {(cell.key, 0)}
+    assert len(failures) == 1 and failures[0].startswith(f"{cell.key} seed 1:")
+    with pytest.raises(Exception):
+        run_jobs([bad], workers=1, log=lambda text: None)

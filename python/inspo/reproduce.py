@@ -237,11 +237,22 @@ class Job:
         return self.config.steps * per_step + self.config.bc_steps * 2.0
 
 
-def run_jobs(jobs: list[Job], workers: int, log=print) -> dict[tuple[str, int], dict[str, Any]]:
-    """Run every job (longest first) in `workers` processes (in this process when workers == 1)."""
+def run_jobs(jobs: list[Job], workers: int, log=print,
+             failures: Optional[list[str]] = None) -> dict[tuple[str, int], dict[str, Any]]:
+    """Run every job (longest first) in `workers` processes (in this process when workers == 1).
+
+    A run that raises is logged and listed in `failures` (when given; else the error propagates), and
+    the others go on: its cell reports the seeds that finished.
+    """
     order = sorted(jobs, key=lambda job: -job.cost)
     results: dict[tuple[str, int], dict[str, Any]] = {}
     start = time.perf_counter()
+
+    def failed(job: Job, error: BaseException) -> None:
+        if failures is None:
+            raise error
+        failures.append(f"{job.cell.key} seed {job.seed}: {type(error).__name__}: {error}")
+        log(f"FAILED {failures[-1]}")
 
     def report(job: Job, result: dict[str, Any]) -> None:
         results[(job.cell.key, job.seed)] = result
@@ -252,13 +263,21 @@ def run_jobs(jobs: list[Job], workers: int, log=print) -> dict[tuple[str, int], 
 
     if workers <= 1:
         for job in order:
-            report(job, run_one(job.config.to_dict(), str(job.out_dir)))
+            try:
+                report(job, run_one(job.config.to_dict(), str(job.out_dir)))
+            except Exception as error:  # noqa: BLE001 (reported, the grid goes on)
+                failed(job, error)
         return results
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the workers
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_one, job.config.to_dict(), str(job.out_dir)): job for job in order}
         for future in as_completed(futures):
-            report(futures[future], future.result())
+            try:
+                result = future.result()
+            except Exception as error:  # noqa: BLE001 (reported, the grid goes on)
+                failed(futures[future], error)
+            else:
+                report(futures[future], result)
     return results
 
 
@@ -615,6 +634,21 @@ def discussion(table: Table) -> list[str]:
     return lines
 
 
+GRID_NOTE = (
+    "The full grid (a --quick run takes the subset listed below): not every ablation runs on every dataset, as "
+    "the full grid has to fit in an hour on 2 CPU cores. "
+    "BC, OMIGA and the three InSPO modes run on every dataset (XOR (a)-(d) in both payoff variants, M-NE balanced "
+    "and imbalanced, Bridge optimal and mixed). The full-update regime runs on XOR (c) and (d) only: (a) holds one "
+    "joint action, and (b) leaves a factorized policy nothing to coordinate. The β sweep runs on M-NE imbalanced "
+    "(β = 0 also on balanced); self-normalized weights (no resampling) on XOR (c), (d), M-NE imbalanced and Bridge "
+    "mixed; β = 0 on XOR (d) and Bridge mixed; the fused lookahead η on XOR (c); OMIGA's temperature on XOR (c) "
+    "and M-NE imbalanced. Iterations per run: XOR {xor}, M-NE {mne}, Bridge {bridge} (the presets' 1500, 3000, 3000 "
+    "cut where the learning curves had flattened; M-NE's critic warm-up and β schedule scale with it); the "
+    "full-update regime its own {full}."
+).format(xor=STEPS["xor"][0], mne=STEPS["mne"][0], bridge=STEPS["bridge"][0],
+         full=REGIMES["full-update"].get("steps", "preset"))
+
+
 def write_results_md(path: Path, results: list[CellResult], *, command: str, wall_seconds: float, quick: bool,
                      seeds: list[int], figures: list[str], smax_markdown: Optional[str], notes: list[str]) -> None:
     table = Table(results)
@@ -639,6 +673,16 @@ def write_results_md(path: Path, results: list[CellResult], *, command: str, wal
         "",
     ]
     lines += [f"* {note}" for note in notes]
+    run_seconds = sum(run["seconds"] for r in results for run in r.runs.values())
+    lines.append(f"* Sum of the training times of all runs: {run_seconds / 60:.1f} min (one worker each; "
+                 "per-cell means in the *s / run* columns).")
+    lines += ["", "## The grid", "", GRID_NOTE, ""]
+    for group in dict.fromkeys(r.cell.group for r in results):
+        tasks: dict[str, list[str]] = {}
+        for r in results:
+            if r.cell.group == group and r.runs:
+                tasks.setdefault(r.cell.task, []).append(r.cell.method)
+        lines += [f"* {group}: " + "; ".join(f"{task}: {', '.join(methods)}" for task, methods in tasks.items())]
     lines += ["", "## Headline: InSPO vs OMIGA vs BC", ""]
     headline_methods = ["BC", "OMIGA", "InSPO fused", "InSPO exact", "InSPO simultaneous"]
     lines += pivot(table, "xor", [(d, v) for v in ("penalty", "plain") for d in "abcd"], headline_methods)
@@ -856,7 +900,8 @@ def run(args: argparse.Namespace) -> int:
     def log(text: str) -> None:
         print(text, flush=True)
 
-    finished = run_jobs(jobs, args.workers, log)
+    failures: list[str] = []
+    finished = run_jobs(jobs, args.workers, log, failures)
     results = [CellResult(c, {seed: finished[(c.key, seed)] for seed in seeds if (c.key, seed) in finished})
                for c in cells]
 
@@ -880,7 +925,11 @@ def run(args: argparse.Namespace) -> int:
     command = command_line(args)
     notes = [f"Cells of the {'quick' if args.quick else 'full'} grid: {len(cells)}; runs: {len(jobs)} "
              f"({sum(1 for r in finished.values() if r.get('reused'))} reused from an earlier invocation)."]
+    notes += [f"FAILED run (not in the tables): {failure}" for failure in failures]
     write_results_md(docs / "RESULTS.md", results, command=command, wall_seconds=time.perf_counter() - start,
                      quick=args.quick, seeds=seeds, figures=figures, smax_markdown=smax_markdown, notes=notes)
     print(f"wrote {docs / 'RESULTS.md'} and {len(figures)} figures under {figure_dir}/")
+    if failures:
+        print(f"inspo reproduce: {len(failures)} runs failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
     return 0
