@@ -95,7 +95,21 @@ def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: 
                        step_only_samples_per_s=round(batch_size / (step_ms / 1e3), 1))
             result["rows"].append(row)
             log(json.dumps(row))
+    result["index_bytes"] = int(store.episode.nbytes + store.step.nbytes + store.next_step.nbytes
+                                + store.done.nbytes)
+    result["behaviour_cache_bytes"] = int(store.log_mu.nbytes + store.next_log_mu.nbytes)
+    result["private_rss_bytes"] = _private_rss()
     return result
+
+
+def _private_rss() -> int:
+    """Anonymous (private) resident memory of this process: what a copy of the dataset would add to.
+    The mapped files' pages count as file-backed memory, which the kernel drops under pressure."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return -1
 
 
 def markdown(result: dict) -> str:
@@ -104,7 +118,10 @@ def markdown(result: dict) -> str:
         f"{result['dataset_bytes'] / 2**30:.2f} GiB memory-mapped (index built in {result['index_seconds']} s; "
         f"behaviour cache pass {result['behaviour_cache_seconds']} s); torch {result['torch']}, "
         f"{result['threads']} thread(s), inspo_ext ops "
-        f"{'compiled' if result['compiled_ops'] else 'REFERENCE fallback'}.",
+        f"{'compiled' if result['compiled_ops'] else 'REFERENCE fallback'}. In RAM: the row index "
+        f"{result['index_bytes'] / 2**20:.0f} MiB and the behaviour cache {result['behaviour_cache_bytes'] / 2**20:.0f} "
+        f"MiB; private resident memory of the whole process at the end "
+        f"{result['private_rss_bytes'] / 2**30:.2f} GiB (the dataset's pages stay file-backed).",
         "",
         "| batch | mode | gather (ms) | InSPO step (ms) | samples/s | step-only samples/s | fused / exact |",
         "|---|---|---|---|---|---|---|",

@@ -21,6 +21,8 @@ Runs whose final_eval.json exists are skipped, so an interrupted grid resumes. S
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,10 +40,12 @@ ALGORITHMS = {  # name in the table -> (trainer, mode)
     "bc": ("bc", None),
 }
 # Training settings for SMAX (ours; spec section 7 asks for alpha in [1, 10] at SMAC's reward scale
-# of ~20 per episode; SMAX pays ~2, so the temperature is 10x smaller).
+# of ~20 per episode; SMAX pays ~2, so the temperatures (InSPO's alpha, OMIGA's) are 10x smaller).
+# 1500 iterations: what 2 shared CPU cores afford for this grid (~30 s per 3m run), not a converged budget.
 SMAX_OVERRIDES: dict[str, Any] = dict(
-    steps=5000, batch_size=256, alpha=0.1, beta=0.01, hidden=(128, 128), critic_hidden=(256, 256),
-    bc_steps=2000, eval_episodes=32, eval_every=1000, log_every=250, checkpoint_every=0, share_parameters=True,
+    steps=1500, batch_size=256, alpha=0.1, beta=0.01, omiga_alpha=1.0, hidden=(128, 128),
+    critic_hidden=(256, 256), bc_steps=1500, eval_episodes=32, eval_every=500, log_every=250, checkpoint_every=0,
+    share_parameters=True,
 )
 
 
@@ -95,6 +99,26 @@ def final_evaluation(run_dir: Path, episodes: int, seed: int) -> dict:
     return result
 
 
+LOCK = "running.pid"  # in a run folder while a process trains it
+
+
+def _running_elsewhere(run_dir: Path) -> bool:
+    """True when another live process holds the run folder (two grids sharing an output folder)."""
+    try:
+        pid = int((run_dir / LOCK).read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_one(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed: int, log) -> Optional[Path]:
     from inspo.algos import get_trainer
     from inspo.config import make_config
@@ -112,6 +136,12 @@ def run_one(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed: in
     except ValueError as error:
         log(f"skip {algorithm}: {error}")
         return None
+    if _running_elsewhere(run_dir):
+        log(f"skip {run_dir}: another process is training it")
+        return None
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts over (its logs would repeat)
+    run_dir.mkdir(parents=True)
+    (run_dir / LOCK).write_text(str(os.getpid()))
     overrides = {**SMAX_OVERRIDES, **grid.overrides, "seed": seed, "dataset_path": str(dataset), "algo": trainer_name}
     if mode is not None:
         overrides["mode"] = mode
@@ -121,6 +151,7 @@ def run_one(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed: in
     final = final_evaluation(run_dir, grid.final_episodes, seed=10_000 + seed)
     final["train_seconds"] = round(time.time() - started, 1)
     (run_dir / "final_eval.json").write_text(json.dumps(final))
+    (run_dir / LOCK).unlink()
     log(f"{map_name}/{tier} {algorithm} seed {seed}: greedy win {np.mean(final['greedy_win_rate']):.3f} "
         f"stoch. win {np.mean(final['stochastic_win_rate']):.3f} ({final['train_seconds']} s)")
     return run_dir
@@ -154,46 +185,90 @@ def marl_eval_json(grid: GridConfig) -> dict:
     return data
 
 
-def _mean_std(values: list) -> str:
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f}" if values else "–"
+ALGORITHM_TITLES = {"inspo-fused": "InSPO fused", "inspo-exact": "InSPO exact", "omiga": "OMIGA", "bc": "BC"}
+
+
+def _finals(grid: GridConfig, map_name: str, tier: str, algorithm: str) -> list:
+    runs = grid.out / map_name / tier / algorithm
+    paths = [runs / f"seed{seed}" / "final_eval.json" for seed in grid.seeds]
+    return [json.loads(path.read_text()) for path in paths if path.is_file()]
+
+
+def _cell(finals: list, kind: str, seeds: int) -> str:
+    """Win rate mean ± std over seeds (return mean), with the seed count when some are missing."""
+    if not finals:
+        return "–"
+    wins = [float(np.mean(f[f"{kind}_win_rate"])) for f in finals]
+    returns = [float(np.mean(f[f"{kind}_return"])) for f in finals]
+    missing = f" [{len(finals)} seeds]" if len(finals) != seeds else ""
+    return f"{np.mean(wins):.2f} ± {np.std(wins):.2f} ({np.mean(returns):.2f}){missing}"
+
+
+def _dataset_card(grid: GridConfig, map_name: str, tier: str) -> Optional[dict]:
+    from inspo.smax.card import load_dataset
+
+    dataset = Path(grid.data_root).expanduser() / map_name / f"seed{grid.data_seed}" / tier
+    return load_dataset(dataset)[1]["card"] if (dataset / "meta.json").is_file() else None
 
 
 def markdown(grid: GridConfig) -> str:
-    """The results table: final greedy / stochastic win rate (mean ± std over seeds) per algorithm."""
-    from inspo.smax.card import load_dataset
-
+    """The SMAX section: datasets (with the behaviour's own win rate), then the final greedy and
+    stochastic win rates (mean ± std over seeds, mean return in brackets) per algorithm."""
+    settings = {**SMAX_OVERRIDES, **grid.overrides}
+    algorithms = [a for a in grid.algorithms if any(_finals(grid, m, t, a) for m in grid.maps for t in grid.tiers)]
     lines = [
-        "## SMAX (JaxMARL's SMAC re-implementation)",
+        "SMAX is JaxMARL's JAX re-implementation of SMAC (`pip install '.[smax]'`); the datasets are made here "
+        "with CFCQL's recipe (`inspo data make --env smax:<map> --tier all`: MAPPO trained online here; expert = "
+        "its final policy, medium = the first checkpoint at about half the expert return, medium-replay = the "
+        "training rollouts until then, mixed = half and half; docs/SMAX.md).",
         "",
-        "Datasets made here (`inspo data make`, behaviour = MAPPO trained here, see the dataset cards). "
-        "Final policy, never the best checkpoint; "
-        f"{grid.final_episodes} evaluation battles per run, greedy and stochastic on the same battles; "
-        f"mean ± std over seeds {list(grid.seeds)}. Win rate (return in [0, ~2]).",
+        "**SMAX numbers are not comparable with SMAC papers**: another simulator, unit statistics, scripted "
+        "enemy and reward (enemy health removed + 1 for a win: returns lie in [0, ~2], not SMAC's ~20).",
         "",
-        "**SMAX numbers are not comparable with SMAC papers**: different simulator, unit stats, "
-        "scripted enemy and reward scale (damage fraction + 1 per win, not SMAC's ~20).",
+        f"Protocol: the final policy of every run (never the best checkpoint), evaluated on {grid.final_episodes} "
+        "battles, greedy and stochastic on the same battles; win rate mean ± std over the seeds "
+        f"{list(grid.seeds)} (fewer where marked), mean return in brackets. Training: "
+        f"{settings['steps']} iterations (InSPO, OMIGA) or {settings['bc_steps']} BC steps, batch "
+        f"{settings['batch_size']}, alpha {settings['alpha']}, beta {settings['beta']}, OMIGA alpha "
+        f"{settings['omiga_alpha']}, shared networks {settings['hidden']}: a budget that 2 shared CPU cores "
+        "afford, not a tuned or converged one. Raw per-episode results for IQM / bootstrap intervals: "
+        "`marl_eval.json` (marl-eval layout) beside the run folders.",
         "",
-        "| map | tier | data win (return) | " + " | ".join(f"{a} greedy | {a} stoch." for a in grid.algorithms) + " |",
-        "|---|---|---|" + "---|---|" * len(grid.algorithms),
+        "Datasets (data seed " f"{grid.data_seed}; win rate and return of the behaviour episodes themselves):",
+        "",
+        "| map | tier | episodes | transitions | behaviour win rate | behaviour return | behaviour policy |",
+        "|---|---|---|---|---|---|---|",
     ]
     for map_name in grid.maps:
         for tier in grid.tiers:
-            dataset = Path(grid.data_root).expanduser() / map_name / f"seed{grid.data_seed}" / tier
-            if (dataset / "meta.json").is_file():
-                card = load_dataset(dataset)[1]["card"]
-                data = f"{card['win_rate']:.2f} ({card['return_mean']:.2f})"
+            card = _dataset_card(grid, map_name, tier)
+            if card is None:
+                lines.append(f"| {map_name} | {tier} | not made | | | | "
+                             f"`inspo data make --env smax:{map_name} --tier {tier}` |")
+                continue
+            behaviour = card["behaviour"]
+            if "parts" in behaviour:
+                source = " + ".join(f"{p['kind']} at {p['env_steps']:,} env steps x {p['episodes']}"
+                                    for p in behaviour["parts"])
             else:
-                data = "not made"
-            cells = []
-            for algorithm in grid.algorithms:
-                runs = grid.out / map_name / tier / algorithm
-                paths = [runs / f"seed{seed}" / "final_eval.json" for seed in grid.seeds]
-                finals = [json.loads(path.read_text()) for path in paths if path.is_file()]
-                for kind in ("greedy", "stochastic"):
-                    wins = [float(np.mean(f[f"{kind}_win_rate"])) for f in finals]
-                    returns = [float(np.mean(f[f"{kind}_return"])) for f in finals]
-                    cells.append(f"{_mean_std(wins)} ({np.mean(returns):.2f})" if finals else "–")
-            lines.append(f"| {map_name} | {tier} | {data} | " + " | ".join(cells) + " |")
+                until = behaviour["until"]
+                recorded, total = behaviour["recorded_of_total"]
+                source = (f"{behaviour['kind']} until {until['env_steps']:,} env steps "
+                          f"({recorded:,} of {total:,} episodes)")
+            lines.append(f"| {map_name} | {tier} | {card['episodes']:,} | {card['transitions']:,} | "
+                         f"{card['win_rate']:.3f} | {card['return_mean']:.2f} ± {card['return_std']:.2f} | {source} |")
+    for kind in ("greedy", "stochastic"):
+        lines += ["", f"Final {kind} win rate (return):", "",
+                  "| map | tier | " + " | ".join(ALGORITHM_TITLES[a] for a in algorithms) + " |",
+                  "|---|---|" + "---|" * len(algorithms)]
+        for map_name in grid.maps:
+            for tier in grid.tiers:
+                cells = [_cell(_finals(grid, map_name, tier, a), kind, len(grid.seeds)) for a in algorithms]
+                if any(cell != "–" for cell in cells):
+                    lines.append(f"| {map_name} | {tier} | " + " | ".join(cells) + " |")
+    missing = [ALGORITHM_TITLES[a] for a in grid.algorithms if a not in algorithms]
+    if missing:
+        lines += ["", f"No finished runs of {', '.join(missing)} in this grid."]
     return "\n".join(lines) + "\n"
 
 
@@ -207,6 +282,21 @@ def run_grid(grid: GridConfig, log=print) -> Path:
     (grid.out / "marl_eval.json").write_text(json.dumps(marl_eval_json(grid)))
     (grid.out / "smax_results.md").write_text(markdown(grid))
     return grid.out / "smax_results.md"
+
+
+# The grids of `inspo reproduce --smax` (--quick: the 3m expert cells of seed 0, a few minutes). Both
+# use SMAX_OVERRIDES, so the quick cells are cells of the full grid and reuse its finished runs.
+FULL_GRID = dict(maps=("3m", "2s3z", "3s_vs_5z"), tiers=TRAINED_TIERS, seeds=(0, 1, 2))
+QUICK_GRID = dict(maps=("3m",), tiers=("expert",), seeds=(0,))
+
+
+def reproduce_rows(out_dir, quick: bool) -> str:
+    """The SMAX section of docs/RESULTS.md: trains the runs of the grid not finished yet under
+    ``out_dir`` (finished ones are reused; cells without a dataset are listed as not made, they are
+    not generated here), writes marl_eval.json and smax_results.md there, returns the markdown."""
+    grid = GridConfig(out=Path(out_dir), **(QUICK_GRID if quick else FULL_GRID))
+    path = run_grid(grid, log=lambda message: print(f"smax: {message}", file=sys.stderr, flush=True))
+    return path.read_text()
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,89 @@
+"""The SMAX results grid: finished runs are reused, the table and marl-eval's JSON are built from
+the runs' files, and two grids sharing a folder never train the same run."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jaxmarl")
+
+from inspo.smax import results  # noqa: E402
+
+
+def fake_run(out, map_name, tier, algorithm, seed, greedy_wins, stochastic_wins):
+    run_dir = out / map_name / tier / algorithm / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    rows = [dict(step=500 * k, greedy_return=0.1 * k, greedy_win_rate=0.05 * k, stochastic_return=0.2,
+                 stochastic_win_rate=0.0) for k in (1, 2)]
+    (run_dir / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    final = dict(step=1000, episodes=len(greedy_wins), seed=10_000 + seed,
+                 greedy_win_rate=[float(w) for w in greedy_wins], greedy_return=[1.0 + w for w in greedy_wins],
+                 stochastic_win_rate=[float(w) for w in stochastic_wins],
+                 stochastic_return=[0.5 + w for w in stochastic_wins])
+    (run_dir / "final_eval.json").write_text(json.dumps(final))
+    return run_dir
+
+
+@pytest.fixture
+def grid(tmp_path):
+    grid = results.GridConfig(maps=("3m",), tiers=("expert", "medium"), algorithms=("inspo-fused", "bc"),
+                              seeds=(0, 1), data_root=tmp_path / "no-data", out=tmp_path / "runs")
+    fake_run(grid.out, "3m", "expert", "inspo-fused", 0, [1, 1, 0, 1], [1, 0, 0, 0])  # 0.75 / 0.25
+    fake_run(grid.out, "3m", "expert", "inspo-fused", 1, [1, 0, 0, 0], [0, 0, 0, 0])  # 0.25 / 0.0
+    fake_run(grid.out, "3m", "expert", "bc", 0, [0, 0, 0, 0], [1, 1, 1, 1])
+    return grid
+
+
+def test_table_reports_mean_std_over_seeds_and_missing_seeds(grid):
+    text = results.markdown(grid)
+    assert "not comparable with SMAC papers" in text
+    greedy = text[text.index("Final greedy"):text.index("Final stochastic")]
+    stochastic = text[text.index("Final stochastic"):]
+    row = next(line for line in greedy.splitlines() if line.startswith("| 3m | expert"))
+    # InSPO fused: wins 0.75 and 0.25 -> 0.50 ± 0.25, returns 1.75 and 1.25 -> 1.50; BC one seed of two
+    assert row == "| 3m | expert | 0.50 ± 0.25 (1.50) | 0.00 ± 0.00 (1.00) [1 seeds] |"
+    row = next(line for line in stochastic.splitlines() if line.startswith("| 3m | expert"))
+    assert row == "| 3m | expert | 0.12 ± 0.12 (0.62) | 1.00 ± 0.00 (1.50) [1 seeds] |"
+    assert "| 3m | medium |" not in greedy  # no finished run: no row
+    assert "| 3m | expert | not made |" in text  # the dataset table says how to make it
+
+
+def test_marl_eval_json_layout(grid):
+    data = results.marl_eval_json(grid)
+    runs = data["smax"]["3m-expert"]["inspo-fused"]
+    assert sorted(runs) == ["run_0", "run_1"]
+    assert runs["run_0"]["step_1"] == dict(step_count=1000, greedy_return=[0.2], greedy_win_rate=[0.1],
+                                           stochastic_return=[0.2], stochastic_win_rate=[0.0])
+    absolute = runs["run_0"]["absolute_metrics"]
+    assert absolute["greedy_win_rate"] == [1.0, 1.0, 0.0, 1.0] and len(absolute["stochastic_return"]) == 4
+    assert data["smax"]["3m-medium"] == {}
+
+
+def test_finished_runs_are_reused_and_missing_data_is_skipped(grid):
+    messages = []
+    grid.algorithms = ("inspo-fused", "inspo-exact", "omiga", "bc")
+    path = results.run_grid(grid, log=messages.append)  # nothing to train: every dataset is missing
+    assert any("no dataset" in message for message in messages)
+    assert path.read_text() == results.markdown(grid)
+    assert json.loads((grid.out / "marl_eval.json").read_text()) == results.marl_eval_json(grid)
+    assert np.isclose(np.mean(json.loads((grid.out / "3m/expert/bc/seed0/final_eval.json").read_text())
+                              ["stochastic_win_rate"]), 1.0)
+
+
+def test_a_run_held_by_a_live_process_is_left_alone(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    assert not results._running_elsewhere(run_dir)  # no lock
+    (run_dir / results.LOCK).write_text(str(os.getpid()))
+    assert not results._running_elsewhere(run_dir)  # our own lock
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (run_dir / results.LOCK).write_text(str(other.pid))
+        assert results._running_elsewhere(run_dir)
+    finally:
+        other.kill()
+        other.wait()
+    assert not results._running_elsewhere(run_dir)  # the holder died: the run is free again
