@@ -200,8 +200,9 @@ def _cell(finals: list, kind: str, seeds: int) -> str:
         return "–"
     wins = [float(np.mean(f[f"{kind}_win_rate"])) for f in finals]
     returns = [float(np.mean(f[f"{kind}_return"])) for f in finals]
-    missing = f" [{len(finals)} seeds]" if len(finals) != seeds else ""
-    return f"{np.mean(wins):.2f} ± {np.std(wins):.2f} ({np.mean(returns):.2f}){missing}"
+    spread = f" ± {np.std(wins):.2f}" if len(finals) > 1 else ""  # no spread from one seed
+    missing = f" [{len(finals)} of {seeds} seeds]" if len(finals) != seeds else ""
+    return f"{np.mean(wins):.2f}{spread} ({np.mean(returns):.2f}){missing}"
 
 
 def _dataset_card(grid: GridConfig, map_name: str, tier: str) -> Optional[dict]:
@@ -236,15 +237,15 @@ def markdown(grid: GridConfig) -> str:
         "",
         "Datasets (data seed " f"{grid.data_seed}; win rate and return of the behaviour episodes themselves):",
         "",
-        "| map | tier | episodes | transitions | behaviour win rate | behaviour return | behaviour policy |",
-        "|---|---|---|---|---|---|---|",
+        "| map | tier | episodes | transitions | behaviour win rate | behaviour return | behaviour policy | generator |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for map_name in grid.maps:
         for tier in grid.tiers:
             card = _dataset_card(grid, map_name, tier)
             if card is None:
                 lines.append(f"| {map_name} | {tier} | not made | | | | "
-                             f"`inspo data make --env smax:{map_name} --tier {tier}` |")
+                             f"`inspo data make --env smax:{map_name} --tier {tier}` | |")
                 continue
             behaviour = card["behaviour"]
             if "parts" in behaviour:
@@ -256,7 +257,8 @@ def markdown(grid: GridConfig) -> str:
                 source = (f"{behaviour['kind']} until {until['env_steps']:,} env steps "
                           f"({recorded:,} of {total:,} episodes)")
             lines.append(f"| {map_name} | {tier} | {card['episodes']:,} | {card['transitions']:,} | "
-                         f"{card['win_rate']:.3f} | {card['return_mean']:.2f} ± {card['return_std']:.2f} | {source} |")
+                         f"{card['win_rate']:.3f} | {card['return_mean']:.2f} ± {card['return_std']:.2f} | {source} | "
+                         f"{card['generator']} |")
     for kind in ("greedy", "stochastic"):
         lines += ["", f"Final {kind} win rate (return):", "",
                   "| map | tier | " + " | ".join(ALGORITHM_TITLES[a] for a in algorithms) + " |",
