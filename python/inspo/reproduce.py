@@ -241,12 +241,13 @@ class Job:
 
 def run_jobs(jobs: list[Job], workers: int, log=print,
              failures: Optional[list[str]] = None) -> dict[tuple[str, int], dict[str, Any]]:
-    """Run every job (longest first) in `workers` processes (in this process when workers == 1).
+    """Run every job in `workers` processes (in this process when workers == 1), seed by seed (so that an
+    interrupted grid has every cell at fewer seeds, not some cells at none), the longest runs first.
 
     A run that raises is logged and listed in `failures` (when given; else the error propagates), and
     the others go on: its cell reports the seeds that finished.
     """
-    order = sorted(jobs, key=lambda job: -job.cost)
+    order = sorted(jobs, key=lambda job: (job.seed, -job.cost))
     results: dict[tuple[str, int], dict[str, Any]] = {}
     start = time.perf_counter()
 
