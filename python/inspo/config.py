@@ -200,17 +200,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 # the env preset, before any override. "one-step" is the usual deep-RL regime: one small gradient
 # step per agent per iteration (the env presets as they are). "full-update" fits each agent to its
 # resampled closed-form target within the iteration, as the tabular check of spec section 5 does:
-# * 100 local-critic and 100 policy steps per agent per iteration, at a step size large enough for
-#   the policy to reach the target's near-deterministic probabilities (with lr 1e-2 it stops short,
-#   and the partial steps damp the simultaneous mode's oscillation into convergence, which is the
-#   one-step regime again);
+# * 100 local-critic and 100 policy steps per agent per iteration, at step sizes (3e-2) large enough
+#   for the local critic to follow a teammate that changed completely and for the policy to reach
+#   the target's near-deterministic probabilities: with 1e-2 either stops short, and partial updates
+#   damp the simultaneous mode's oscillation (spec section 5) into convergence within ~25
+#   iterations, which is the one-step regime again;
 # * so few iterations (100, the first 50 critic-only) that the target critic must follow faster
 #   (Polyak 0.1) to be fitted when the policies start moving;
 # * eta = 1: in the fused mode a predecessor is taken as fully updated to its closed-form target.
 # Tuned on the matrix games (XOR, M-NE); on Bridge it is a configuration, not a tuned one.
 REGIMES: dict[str, dict[str, Any]] = {
     "one-step": {},
-    "full-update": dict(policy_steps=100, lr=3e-2, critic_lr=1e-2, polyak=0.1, steps=100, critic_warmup_steps=50,
+    "full-update": dict(policy_steps=100, lr=3e-2, critic_lr=3e-2, polyak=0.1, steps=100, critic_warmup_steps=50,
                         eta=1.0),
 }
 
