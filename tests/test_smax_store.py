@@ -45,3 +45,21 @@ def test_behaviour_cache_matches(dataset):
     rows = torch.arange(len(store))
     batch = mapped.index(rows)
     assert torch.equal(batch.log_mu, store.log_mu) and torch.equal(batch.next_log_mu, store.next_log_mu)
+
+
+def test_bad_data_is_an_error_as_in_the_store(dataset):
+    from inspo.data.buffer import DatasetError
+
+    arrays, _ = load_dataset(dataset)
+    clean = {k: np.array(v) for k, v in arrays.items()}
+    MappedTransitions(clean, chunk=7)  # several chunks, no error
+    unavailable = {k: v.copy() for k, v in clean.items()}
+    unavailable["avail_actions"][3, 2, 1, :] = 0
+    unavailable["avail_actions"][3, 2, 1, 4] = 1  # only "stop" available ...
+    unavailable["actions"][3, 2, 1, 0] = 0  # ... but the dataset moves north
+    with pytest.raises(DatasetError, match="not available"):
+        MappedTransitions(unavailable, chunk=7)
+    not_finite = {k: v.copy() for k, v in clean.items()}
+    not_finite["obs"][5, 1, 0, 3] = np.nan
+    with pytest.raises(DatasetError, match="obs has non-finite values"):
+        MappedTransitions(not_finite, chunk=7)

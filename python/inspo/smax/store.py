@@ -17,10 +17,11 @@ from torch import Tensor
 
 from inspo.data.buffer import DatasetError, validate_episode_arrays
 from inspo.data.transitions import TransitionBatch
+from inspo.data.transitions import _check_actions as check_actions  # the store's own rule
 
 
 class MappedTransitions:
-    def __init__(self, arrays: dict, device: str = "cpu", chunk: int = 8192):
+    def __init__(self, arrays: dict, device: str = "cpu", chunk: int = 8192, check: bool = True):
         sizes = validate_episode_arrays(arrays, exact_dtypes=False)
         self.arrays = arrays
         self.device = torch.device(device)
@@ -45,8 +46,28 @@ class MappedTransitions:
             raise DatasetError("dataset has no usable transitions")
         self.next_step = np.where(done, self.step, np.minimum(self.step + 1, length - 1))
         self.done = torch.from_numpy(done.astype(np.float32)).to(self.device)
+        if check:
+            self._check(chunk)
         self.log_mu: Optional[Tensor] = None
         self.next_log_mu: Optional[Tensor] = None
+
+    def _check(self, chunk: int) -> None:
+        """The checks of TransitionStore, one pass over the files in chunks of transitions: actions in
+        range and available under the mask (a and a'), finite observations, states and rewards."""
+        for start in range(0, len(self), chunk):
+            rows = slice(start, start + chunk)
+            episode, step, next_step = self.episode[rows], self.step[rows], self.next_step[rows]
+            for what, at in (("actions", step), ("next actions (a')", next_step)):
+                actions = self._gather("actions", episode, at)[..., 0].astype(np.int64)
+                avail = self._gather("avail_actions", episode, at) != 0
+                check_actions(what, actions, avail, episode, at)
+            for name in ("obs", "state", "reward"):
+                for at in ((step, next_step) if name != "reward" else (step,)):
+                    value = self._gather(name, episode, at)
+                    bad = ~np.isfinite(value).reshape(len(value), -1).all(axis=1)
+                    if bad.any():
+                        i = int(np.argmax(bad))
+                        raise DatasetError(f"{name} has non-finite values (episode {episode[i]}, step {at[i]})")
 
     def __len__(self) -> int:
         return len(self.episode)
