@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("jaxmarl")
+import smax_testing  # noqa: E402,F401  (fast compiles)
 
 from inspo.data.buffer import DatasetError  # noqa: E402
 from inspo.smax.card import load_dataset, verify_card  # noqa: E402

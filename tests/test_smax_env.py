@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("jaxmarl")
+import smax_testing  # noqa: E402,F401  (fast compiles)
 torch = pytest.importorskip("torch")
 
 import jax.numpy as jnp  # noqa: E402

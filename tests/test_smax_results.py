@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("jaxmarl")
+import smax_testing  # noqa: E402,F401  (fast compiles)
 
 from inspo.smax import results  # noqa: E402
 

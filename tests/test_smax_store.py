@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("jaxmarl")
+import smax_testing  # noqa: E402,F401  (fast compiles)
 torch = pytest.importorskip("torch")
 
 from inspo.data import TransitionStore  # noqa: E402
