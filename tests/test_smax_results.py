@@ -45,10 +45,13 @@ def test_table_reports_mean_std_over_seeds_and_missing_seeds(grid):
     stochastic = text[text.index("Final stochastic"):]
     row = next(line for line in greedy.splitlines() if line.startswith("| 3m | expert"))
     # InSPO fused: wins 0.75 and 0.25 -> 0.50 ± 0.25, returns 1.75 and 1.25 -> 1.50; BC one seed of two
-    assert row == "| 3m | expert | 0.50 ± 0.25 (1.50) | 0.00 (1.00) [1 of 2 seeds] |"
+    assert row == "| 3m | expert | 0, 1 | 0.50 ± 0.25 (1.50) | 0.00 (1.00) [1 of 2 seeds] |"
     row = next(line for line in stochastic.splitlines() if line.startswith("| 3m | expert"))
-    assert row == "| 3m | expert | 0.12 ± 0.12 (0.62) | 1.00 (1.50) [1 of 2 seeds] |"
+    assert row == "| 3m | expert | 0, 1 | 0.12 ± 0.12 (0.62) | 1.00 (1.50) [1 of 2 seeds] |"
     assert "| 3m | medium |" not in greedy  # no finished run: no row
+    grid.cell_seeds = {"3m/expert": (0,)}  # a cell with its own seeds: only seed 0 counts there
+    row = next(line for line in results.markdown(grid).splitlines() if line.startswith("| 3m | expert | 0 |"))
+    assert row == "| 3m | expert | 0 | 0.75 (1.75) | 0.00 (1.00) |"
     assert "| 3m | expert | not made |" in text  # the dataset table says how to make it
 
 

@@ -55,11 +55,16 @@ class GridConfig:
     tiers: tuple = TRAINED_TIERS
     algorithms: tuple = tuple(ALGORITHMS)
     seeds: tuple = (0, 1, 2, 3, 4)
+    cell_seeds: dict = field(default_factory=dict)  # "<map>/<tier>" -> its own seeds (instead of `seeds`)
     data_seed: int = 0
     data_root: Path = DEFAULT_ROOT
     out: Path = Path("runs/smax")
     final_episodes: int = 256
     overrides: dict = field(default_factory=dict)  # TrainConfig fields on top of SMAX_OVERRIDES
+
+
+def seeds_of(grid: GridConfig, map_name: str, tier: str) -> tuple:
+    return tuple(grid.cell_seeds.get(f"{map_name}/{tier}", grid.seeds))
 
 
 def final_policy(run_dir: Path):
@@ -164,7 +169,7 @@ def marl_eval_json(grid: GridConfig) -> dict:
         for tier in grid.tiers:
             task = data["smax"].setdefault(f"{map_name}-{tier}", {})
             for algorithm in grid.algorithms:
-                for seed in grid.seeds:
+                for seed in seeds_of(grid, map_name, tier):
                     run_dir = grid.out / map_name / tier / algorithm / f"seed{seed}"
                     if not (run_dir / "final_eval.json").is_file():
                         continue
@@ -190,7 +195,7 @@ ALGORITHM_TITLES = {"inspo-fused": "InSPO fused", "inspo-exact": "InSPO exact", 
 
 def _finals(grid: GridConfig, map_name: str, tier: str, algorithm: str) -> list:
     runs = grid.out / map_name / tier / algorithm
-    paths = [runs / f"seed{seed}" / "final_eval.json" for seed in grid.seeds]
+    paths = [runs / f"seed{seed}" / "final_eval.json" for seed in seeds_of(grid, map_name, tier)]
     return [json.loads(path.read_text()) for path in paths if path.is_file()]
 
 
@@ -227,8 +232,8 @@ def markdown(grid: GridConfig) -> str:
         "enemy and reward (enemy health removed + 1 for a win: returns lie in [0, ~2], not SMAC's ~20).",
         "",
         f"Protocol: the final policy of every run (never the best checkpoint), evaluated on {grid.final_episodes} "
-        "battles, greedy and stochastic on the same battles; win rate mean ± std over the seeds "
-        f"{list(grid.seeds)} (fewer where marked), mean return in brackets. Training: "
+        "battles, greedy and stochastic on the same battles; win rate mean ± std over the seeds of the row "
+        "(fewer where marked; no ± from one seed), mean return in brackets. Training: "
         f"{settings['steps']} iterations (InSPO, OMIGA) or {settings['bc_steps']} BC steps, batch "
         f"{settings['batch_size']}, alpha {settings['alpha']}, beta {settings['beta']}, OMIGA alpha "
         f"{settings['omiga_alpha']}, shared networks {settings['hidden']}: a budget that 2 shared CPU cores "
@@ -261,13 +266,14 @@ def markdown(grid: GridConfig) -> str:
                          f"{card['generator']} |")
     for kind in ("greedy", "stochastic"):
         lines += ["", f"Final {kind} win rate (return):", "",
-                  "| map | tier | " + " | ".join(ALGORITHM_TITLES[a] for a in algorithms) + " |",
-                  "|---|---|" + "---|" * len(algorithms)]
+                  "| map | tier | seeds | " + " | ".join(ALGORITHM_TITLES[a] for a in algorithms) + " |",
+                  "|---|---|---|" + "---|" * len(algorithms)]
         for map_name in grid.maps:
             for tier in grid.tiers:
-                cells = [_cell(_finals(grid, map_name, tier, a), kind, len(grid.seeds)) for a in algorithms]
+                seeds = seeds_of(grid, map_name, tier)
+                cells = [_cell(_finals(grid, map_name, tier, a), kind, len(seeds)) for a in algorithms]
                 if any(cell != "–" for cell in cells):
-                    lines.append(f"| {map_name} | {tier} | " + " | ".join(cells) + " |")
+                    lines.append(f"| {map_name} | {tier} | {', '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
     missing = [ALGORITHM_TITLES[a] for a in grid.algorithms if a not in algorithms]
     if missing:
         lines += ["", f"No finished runs of {', '.join(missing)} in this grid."]
@@ -279,7 +285,7 @@ def run_grid(grid: GridConfig, log=print) -> Path:
     for map_name in grid.maps:
         for tier in grid.tiers:
             for algorithm in grid.algorithms:
-                for seed in grid.seeds:
+                for seed in seeds_of(grid, map_name, tier):
                     run_one(grid, map_name, tier, algorithm, seed, log)
     (grid.out / "marl_eval.json").write_text(json.dumps(marl_eval_json(grid)))
     (grid.out / "smax_results.md").write_text(markdown(grid))
