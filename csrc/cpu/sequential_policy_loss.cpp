@@ -119,11 +119,12 @@ int64_t run(const SequentialPolicyLossArgs<T>& a) {
   const int64_t n_chunks = (B + kSamplesPerChunk - 1) / kSamplesPerChunk;
   std::vector<AgentSums> partials(n_chunks * N);
 
-  const int64_t status = parallel_chunks(B, kSamplesPerChunk, a.num_threads, [&](int64_t c, int64_t begin, int64_t end) {
+  const auto chunk = [&](int64_t c, int64_t begin, int64_t end) {
     return with_vector_width<T>(a.A, [&](auto width) {
       return run_chunk<T, Needs, decltype(width)::value>(a, begin, end, partials.data() + c * N);
     });
-  });
+  };
+  const int64_t status = parallel_chunks(B, kSamplesPerChunk, a.num_threads, chunk);
   if (status != kStatusOk) return status;
 
   const double inv_batch = 1.0 / double(B);

@@ -19,51 +19,52 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
   const int64_t rows = a.B * N;
   return parallel_chunks(a.B, chunk_items(N * A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
     return with_vector_width<T>(A, [&](auto width) {
-    constexpr int Bytes = decltype(width)::value;
-    int64_t status = kStatusOk;
-    for (int64_t b = begin; b < end; ++b) {
-      const T done = a.done[b], reward = a.reward[b];
-      int64_t code = 0;
-      if (!(done == T(0) || done == T(1))) code = kDoneNotBinary;
-      else if (!is_finite(reward)) code = kRewardNonFinite;
-      else if (done == T(0) && !is_finite(a.q_next[b])) code = kQNextNonFinite;
-      T* kl_out = a.kl + b * N;
-      T* entropy_out = a.entropy + b * N;
-      if (code != 0 || done == T(1)) {  // terminal (or invalid): none of the next-step inputs is read
-        if (code != 0) status = std::min(status, pack_status(b * N, code));
-        std::fill(kl_out, kl_out + N, T(0));
-        std::fill(entropy_out, entropy_out + N, T(0));
-        a.target[b] = reward;
-        a.log_ratio[b] = T(0);
-        continue;
-      }
-      T sum_kl = T(0), sum_entropy = T(0), log_ratio = T(0);
-      for (int64_t i = 0; i < N; ++i) {
-        const int64_t row = b * N + i;
-        const T* logits = a.next_logits + row * A;
-        const T* log_mu = a.next_log_mu + row * A;
-        const bool* avail = a.next_avail + row * A;
-        const int64_t readable = (rows - row) * A;
-        const int64_t action = a.next_actions[row];
-        const RowMax<T> m = row_max<T, Needs, Bytes>(logits, log_mu, nullptr, avail, A, readable, temps);
-        const int64_t row_code = row_error(m, action, A, avail);
-        if (row_code != 0) {
-          status = std::min(status, pack_status(row, row_code));
-          kl_out[i] = entropy_out[i] = T(0);
+      constexpr int Bytes = decltype(width)::value;
+      int64_t status = kStatusOk;
+      for (int64_t b = begin; b < end; ++b) {
+        const T done = a.done[b], reward = a.reward[b];
+        int64_t code = 0;
+        if (!(done == T(0) || done == T(1))) code = kDoneNotBinary;
+        else if (!is_finite(reward)) code = kRewardNonFinite;
+        else if (done == T(0) && !is_finite(a.q_next[b])) code = kQNextNonFinite;
+        T* kl_out = a.kl + b * N;
+        T* entropy_out = a.entropy + b * N;
+        if (code != 0 || done == T(1)) {  // terminal (or invalid): none of the next-step inputs is read
+          if (code != 0) status = std::min(status, pack_status(b * N, code));
+          std::fill(kl_out, kl_out + N, T(0));
+          std::fill(entropy_out, entropy_out + N, T(0));
+          a.target[b] = reward;
+          a.log_ratio[b] = T(0);
           continue;
         }
-        const RowSums<T> s = row_sums<T, Needs, Bytes>(logits, log_mu, nullptr, avail, A, readable, m, temps, nullptr);
-        kl_out[i] = kl_from_sums(s);
-        entropy_out[i] = entropy_from_sums(s);
-        sum_kl += kl_out[i];
-        sum_entropy += entropy_out[i];
-        log_ratio += (logits[action] - logits_lse(m, s)) - log_mu[action];
+        T sum_kl = T(0), sum_entropy = T(0), log_ratio = T(0);
+        for (int64_t i = 0; i < N; ++i) {
+          const int64_t row = b * N + i;
+          const T* logits = a.next_logits + row * A;
+          const T* log_mu = a.next_log_mu + row * A;
+          const bool* avail = a.next_avail + row * A;
+          const int64_t readable = (rows - row) * A;
+          const int64_t action = a.next_actions[row];
+          const RowMax<T> m = row_max<T, Needs, Bytes>(logits, log_mu, nullptr, avail, A, readable, temps);
+          const int64_t row_code = row_error(m, action, A, avail);
+          if (row_code != 0) {
+            status = std::min(status, pack_status(row, row_code));
+            kl_out[i] = entropy_out[i] = T(0);
+            continue;
+          }
+          const RowSums<T> s =
+              row_sums<T, Needs, Bytes>(logits, log_mu, nullptr, avail, A, readable, m, temps, nullptr);
+          kl_out[i] = kl_from_sums(s);
+          entropy_out[i] = entropy_from_sums(s);
+          sum_kl += kl_out[i];
+          sum_entropy += entropy_out[i];
+          log_ratio += (logits[action] - logits_lse(m, s)) - log_mu[action];
+        }
+        const T soft_value = a.q_next[b] - alpha * sum_kl + beta * sum_entropy;
+        a.target[b] = reward + gamma * (T(1) - done) * soft_value;
+        a.log_ratio[b] = std::min(log_ratio, log_rho_max);
       }
-      const T soft_value = a.q_next[b] - alpha * sum_kl + beta * sum_entropy;
-      a.target[b] = reward + gamma * (T(1) - done) * soft_value;
-      a.log_ratio[b] = std::min(log_ratio, log_rho_max);
-    }
-    return status;
+      return status;
     });
   });
 }

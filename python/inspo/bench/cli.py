@@ -17,10 +17,18 @@ from typing import Optional, Sequence
 import torch
 
 SECTIONS = ("ops", "batch", "threads", "iteration")
-DEFAULT_SWEEP = dict(batch="1024,16384,262144", agents="2,8,27", actions="5,16,64")
+# The grid (--full): every op at every B x N x A. Hours of eager PyTorch on a small machine.
+FULL_SWEEP = dict(batch="1024,16384,262144", agents="2,8,27", actions="5,16,64")
+# The default run (~15 min on 2 cores): every op at every B of the grid, N = 8, A in {5, 16}; N and the
+# larger A enter through the training-iteration section (N in {2, 8, 27}) and --agents / --actions.
+DEFAULT_SWEEP = dict(batch="1024,16384,262144", agents="8", actions="5,16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--full", action="store_true",
+                        help=f"the whole grid B={FULL_SWEEP['batch']} N={FULL_SWEEP['agents']} "
+                             f"A={FULL_SWEEP['actions']} (default: N={DEFAULT_SWEEP['agents']}, "
+                             f"A={DEFAULT_SWEEP['actions']})")
     parser.add_argument("--quick", action="store_true",
                         help="a seconds-long smoke run (tiny sizes, few repeats): checks that everything works; "
                              "its numbers are not measurements")
@@ -36,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--actions", default=None, help=f"A values (default {DEFAULT_SWEEP['actions']})")
     parser.add_argument("--iteration-batch", type=int, default=None,
                         help="B of the training-iteration section (default 4096)")
+    parser.add_argument("--iteration-agents", default="2,8,27",
+                        help="N values of the training-iteration section (default 2,8,27)")
     parser.add_argument("--max-elements", type=float, default=40e6,
                         help="skip sizes with B*N*A above this (the eager reference's memory and time)")
     parser.add_argument("--threads", type=int, default=None, help="torch / OpenMP threads (default: all cores)")
@@ -90,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
         iteration_sizes = [Size(args.iteration_batch or 256, n, 5) for n in (2, 4)]
         batch_points, thread_size = [256, 1024], Size(1024, 4, 5)
     else:
-        sweep = DEFAULT_SWEEP
+        sweep = FULL_SWEEP if args.full else DEFAULT_SWEEP
         policy = TimingPolicy()
         bandwidth_bytes = max(1 << 30, 2 * last_level_cache_bytes())
-        iteration_sizes = [Size(args.iteration_batch or 4096, n, 16) for n in (2, 8, 27)]
-        batch_points, thread_size = [1024, 4096, 16384, 65536, 262144], Size(65536, 8, 16)
+        iteration_sizes = [Size(args.iteration_batch or 4096, n, 16) for n in _ints(args.iteration_agents)]
+        batch_points, thread_size = None, Size(65536, 8, 16)
     policy = TimingPolicy(
         warmup=policy.warmup if args.warmup is None else args.warmup,
         min_repeats=policy.min_repeats if args.repeats is None else args.repeats,
@@ -103,9 +113,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.bandwidth_mib:
         bandwidth_bytes = args.bandwidth_mib << 20
+    if batch_points is None:  # the sweep's B values and the powers of 4 between them
+        batches = _ints(args.batch or sweep["batch"])
+        batch_points = sorted(set(batches) | {4**k for k in range(3, 12) if min(batches) < 4**k < max(batches)})
+        thread_size = Size(max(b for b in batch_points if b <= 65536), 8, 16)
     sizes = [Size(b, n, a) for b in _ints(args.batch or sweep["batch"]) for n in _ints(args.agents or sweep["agents"])
              for a in _ints(args.actions or sweep["actions"])]
-    thread_counts = sorted({1, threads} | {t for t in (2, 4, 8, 16, 32, 64) if t < threads})
+    # 1 -> all cores, whatever --threads the other sections run at
+    thread_counts = sorted({1, threads, cores} | {t for t in (2, 4, 8, 16, 32, 64) if t < max(threads, cores)})
     if "compiled" in impls:
         # the trainer calls each op with a few argument variants (grad / no grad, ratio modes, N = 1):
         # room for all of them, so that no compiled op silently falls back to eager

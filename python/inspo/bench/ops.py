@@ -8,9 +8,11 @@ first, keyword-only scalars), so a row differs only in what runs underneath:
 * compiled: `torch.compile` of `inspo_ext.reference`
 
 Bytes model (the roofline): each input read once and each output written once, at its dtype's
-size. The backward of `sequential_policy_loss` is counted as what its gradient needs at least:
+size. The backward of `sequential_policy_loss` alone is counted as what its gradient needs at least:
 the logits, masks and actions, one saved coefficient per (sample, agent), the incoming gradient, and
-the logits' gradient written once.
+the logits' gradient written once. Forward + backward ("full") is counted as one fused op: every input
+read once and the per-agent outputs and the logits' gradient written once (an implementation that
+keeps state between the passes, as ours does, moves more than this minimum).
 """
 from __future__ import annotations
 
@@ -264,11 +266,11 @@ class OpSpec:
         return MODES if self.bytes_backward is not None else ("fwd",)
 
     def bytes_moved(self, size: Size, mode: str) -> int:
-        forward = self.bytes_forward(size)
         if mode == "fwd":
-            return forward
-        backward = self.bytes_backward(size)  # type: ignore[misc]
-        return backward if mode == "bwd" else forward + backward
+            return self.bytes_forward(size)
+        if mode == "bwd":
+            return self.bytes_backward(size)  # type: ignore[misc]
+        return self.bytes_forward(size) + size.elements * F32  # fused: + the gradient of the [B, N, A] input
 
 
 OPS: dict[str, OpSpec] = {

@@ -24,7 +24,7 @@ Region = Callable[[Any], Any]
 
 @dataclass(frozen=True)
 class TimingPolicy:
-    warmup: int = 2  # untimed calls before the first timed one (the first compiled call is extra)
+    warmup: int = 1  # untimed calls before the first timed one (the first compiled call is extra)
     min_repeats: int = 5
     max_repeats: int = 200
     min_time: float = 0.5  # seconds of timed region per row before stopping (at least min_repeats)
