@@ -19,8 +19,9 @@ import torch
 SECTIONS = ("ops", "batch", "threads", "iteration")
 # The grid (--full): every op at every B x N x A. Hours of eager PyTorch on a small machine.
 FULL_SWEEP = dict(batch="1024,16384,262144", agents="2,8,27", actions="5,16,64")
-# The default run (tens of minutes on 2 cores: eager PyTorch at B = 256k dominates): every op at every B of the grid, N = 8, A in {5, 16}; N and the
-# larger A enter through the training-iteration section (N in {2, 8, 27}) and --agents / --actions.
+# The default run (tens of minutes on 2 cores: eager PyTorch at B = 256k dominates): every op at every
+# B of the grid, N = 8, A in {5, 16}; N enters through the training-iteration section (N in {2, 8, 27}),
+# other sizes through --agents / --actions / --full.
 DEFAULT_SWEEP = dict(batch="1024,16384,262144", agents="8", actions="5,16")
 
 
