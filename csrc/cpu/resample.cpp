@@ -40,10 +40,10 @@ int64_t resample_cpu(const ResampleArgs<T>& a) {
 
   const bool systematic = a.method == kResampleSystematic;
   parallel_chunks(B, chunk_items(N * 16), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      for (int64_t i = 0; i < N; ++i) {
-        const double* column = cdf.get() + i * B;
-        const double total = column[B - 1];
+    for (int64_t i = 0; i < N; ++i) {  // agent-major: the chunk's searches of one cdf run back to back (cache)
+      const double* column = cdf.get() + i * B;
+      const double total = column[B - 1];
+      for (int64_t k = begin; k < end; ++k) {
         const double point = systematic ? (double(k) + a.uniforms[i]) / double(B) * total
                                         : a.uniforms[k * N + i] * total;
         // First b with cdf[b] > point (searchsorted right=True): a zero-weight b never qualifies.
