@@ -501,7 +501,7 @@ def discussion(table: Table) -> list[str]:
              "; ".join(f"{d} {m} {k}/{n}" for d, m, k, n in ood_rows) + ".")
         omiga_ood = [(d, k, n) for d, m, k, n in ood_rows if m == "OMIGA" and d == "c"]
         inspo_ood = [(d, k, n) for d, m, k, n in ood_rows if m.startswith("InSPO") and d == "c"]
-        if omiga_ood and inspo_ood:
+        if omiga_ood and inspo_ood and omiga_ood[0][1] > 0:
             inspo_total = sum(k for _, k, _ in inspo_ood)
             said(f"On XOR (c) = {{AA, AB, BA}} the only joint action outside the data is BB (payoff -2): OMIGA "
                  f"picks it in {omiga_ood[0][1]}/{omiga_ood[0][2]} seeds, the InSPO modes in "
@@ -654,6 +654,14 @@ def discussion(table: Table) -> list[str]:
                   if s(env, dataset, f"OMIGA α={a:g}", variant).values]
         if len(parts) > 1:
             said(f"* OMIGA temperature on {name(env, dataset, variant)}: " + ", ".join(parts) + ".")
+            best = max((s(env, dataset, m, variant) for m in ["OMIGA", *(f"OMIGA α={a:g}" for a in alphas)]
+                        if s(env, dataset, m, variant).values), key=lambda st: st.mean)
+            inspo = s(env, dataset, "InSPO fused", variant)
+            if inspo.values:
+                word = versus(best, inspo, env)
+                said(f"  OMIGA at its best temperature here ({best}) is {word} InSPO fused ({inspo})" +
+                     (", so the comparison does not hinge on the temperature picked for the grid." if word == "below"
+                      else "."))
     said("\nRule for \"above\" / \"below\": the difference of the means exceeds both twice its standard error "
          "(sample std over seeds) and a resolution of " +
          ", ".join(f"{v:g} ({k})" for k, v in RESOLUTION.items()) + "; otherwise \"level with\".")
