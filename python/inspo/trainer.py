@@ -21,14 +21,13 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 import inspo_ext as ops
 from inspo.bc import fit_behaviour, make_policy_net, masked_log_softmax, policy_fn
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.nets import AgentMLP, CentralCritic, clip_grad_norm_per_group, polyak_update
-from inspo.run import RunFiles, eval_generator, prepare_run, rng_state, set_rng_state
+from inspo.run import RunFiles, eval_generator, prepare_run, rng_state, set_rng_state, train_loop
 
 
 @dataclass
@@ -323,27 +322,10 @@ def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: 
         return scores
 
     label = f"{config.env}/{config.dataset_path or config.dataset} {config.mode}"
-    bar = tqdm(total=config.steps, initial=first_step, desc=label, disable=not progress, leave=False,
-               dynamic_ncols=True)
-    for step in range(first_step, config.steps):
-        rows = torch.randint(len(store), (config.batch_size,), generator=run.generator, device=run.generator.device)
-        metrics = iteration(store.index(rows), step)
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            row = {"step": done, **{k: round(float(v), 6) for k, v in metrics.items()},
-                   "beta": config.beta_at(step), "seconds": round(time.perf_counter() - start_time, 3)}
-            files.log("metrics", row)
-            bar.set_postfix({k: f"{row[k]:.3g}" for k in ("critic_loss", "ess", "entropy") if k in row})
-        if config.eval_every and done % config.eval_every == 0 and done != config.steps:
-            evaluate(done)
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done != config.steps:
-            save(done)
-        bar.update(1)
-        if on_step is not None:
-            on_step(done)
-    bar.close()
-    scores = evaluate(config.steps)
-    save(config.steps)
+    scores = train_loop(config, run, files, first_step, start_time, step_fn=iteration,
+                        row_extras=lambda step: {"beta": config.beta_at(step)}, save=save, evaluate=evaluate,
+                        label=label, postfix_keys=("critic_loss", "ess", "entropy"), progress=progress,
+                        on_step=on_step)
     results = dict(config=config.to_dict(), algo="inspo", scores=scores, bc_nll=bc_nll, steps=config.steps,
                    transitions=len(store), seconds=time.perf_counter() - start_time)
     files.write_results(results)

@@ -25,13 +25,12 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from inspo.bc import make_policy_net, masked_log_softmax, policy_fn
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.nets import AgentMLP, clip_grad_norm_per_group, polyak_update
-from inspo.run import RunFiles, eval_generator, prepare_run, rng_state, set_rng_state
+from inspo.run import RunFiles, eval_generator, prepare_run, rng_state, set_rng_state, train_loop
 
 Z_CLAMP = 10.0  # |z| bound of the in-sample weight exponent (OMIGA's value)
 M_FLOOR = -1.0  # the max-shift m never goes below this (OMIGA's value)
@@ -192,27 +191,9 @@ def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: 
         return scores
 
     label = f"{config.env}/{config.dataset_path or config.dataset} omiga"
-    bar = tqdm(total=config.steps, initial=first_step, desc=label, disable=not progress, leave=False,
-               dynamic_ncols=True)
-    for step in range(first_step, config.steps):
-        rows = torch.randint(len(store), (config.batch_size,), generator=run.generator, device=run.generator.device)
-        metrics = iteration(store.index(rows))
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            row = {"step": done, **{k: round(float(v), 6) for k, v in metrics.items()},
-                   "seconds": round(time.perf_counter() - start_time, 3)}
-            files.log("metrics", row)
-            bar.set_postfix({k: f"{row[k]:.3g}" for k in ("q_loss", "v_loss", "mean_weight")})
-        if config.eval_every and done % config.eval_every == 0 and done != config.steps:
-            evaluate(done)
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done != config.steps:
-            save(done)
-        bar.update(1)
-        if on_step is not None:
-            on_step(done)
-    bar.close()
-    scores = evaluate(config.steps)
-    save(config.steps)
+    scores = train_loop(config, run, files, first_step, start_time, step_fn=lambda batch, step: iteration(batch),
+                        row_extras=lambda step: {}, save=save, evaluate=evaluate, label=label,
+                        postfix_keys=("q_loss", "v_loss", "mean_weight"), progress=progress, on_step=on_step)
     results = dict(config=config.to_dict(), algo="omiga", scores=scores, steps=config.steps, transitions=len(store),
                    seconds=time.perf_counter() - start_time)
     files.write_results(results)
