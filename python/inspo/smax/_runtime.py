@@ -3,26 +3,31 @@
 import io
 import os
 import sys
+from pathlib import Path
 
 # Two cores are shared with torch: XLA's CPU backend would otherwise start a thread per core for
 # every op and fight torch's intra-op pool. One XLA thread; the user's XLA_FLAGS win if set.
 _ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+JAX_CACHE_DIR = Path(os.environ.get("INSPO_DATA", Path.home() / ".cache" / "inspo")) / "jax"
 INSTALL_HINT = "SMAX needs the optional extra: pip install 'inspo[smax]'"
 
 
 def limit_xla_threads() -> None:
-    """Ask XLA for one CPU thread unless INSPO_JAX_THREADS=all or XLA_FLAGS already says otherwise.
+    """Ask XLA for one CPU thread unless INSPO_JAX_THREADS=all or XLA_FLAGS already says otherwise,
+    and keep compiled programs in a disk cache (JAX_COMPILATION_CACHE_DIR overrides its place).
 
     Must run before JAX creates its CPU backend (the first computation), so every module of this
     package calls it before importing jax.
     """
-    if os.environ.get("INSPO_JAX_THREADS", "1") == "all":
-        return
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags:
+    if os.environ.get("INSPO_JAX_THREADS", "1") != "all" and "xla_cpu_multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = (flags + " " + _ONE_THREAD_FLAGS).strip()
     # JAX on a machine without accelerators still probes for them; say CPU up front.
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    # Every training run's evaluation compiles the same dozens of small SMAX programs (~8 s a run on
+    # 2 cores): keep them on disk so a grid of runs, or a second process, compiles them once.
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(JAX_CACHE_DIR))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def import_smax():
