@@ -1,8 +1,9 @@
 """What every trainer shares: the environment, the dataset, the seeded generator, the run folder.
 
 `prepare_run` builds the environment and the transition store (from the env's seeded generator or an
-episode-buffer directory); `RunFiles` writes metrics (CSV + JSONL, optional TensorBoard) and atomic
-checkpoints, and on resume cuts the logs back to the checkpoint's step so they read as one run.
+episode-buffer directory; in tensors or memory-mapped, config.dataset_storage); `RunFiles` writes
+metrics (CSV + JSONL, optional TensorBoard) and atomic checkpoints, and on resume cuts the logs back
+to the checkpoint's step so they read as one run.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from inspo.config import TrainConfig
-from inspo.data import TransitionStore, load_episode_buffer
+from inspo.data import MappedTransitions, TransitionStore
 from inspo.envs import Env, make_env
 
 CHECKPOINT = "checkpoint.pt"
@@ -31,7 +32,7 @@ CHECKPOINT = "checkpoint.pt"
 class RunContext:
     config: TrainConfig
     env: Env
-    store: TransitionStore
+    store: TransitionStore | MappedTransitions  # the same fields, batches and numbers
     dataset_meta: dict[str, Any]
     generator: torch.Generator  # minibatches, permutations, resampling: the only training randomness
 
@@ -45,13 +46,17 @@ def prepare_run(config: TrainConfig) -> RunContext:
     random.seed(config.seed)
     np.random.seed(config.seed)
     env = make_env(config)
+    mapped = config.dataset_storage == "mapped"
     if config.dataset_path:
-        arrays, meta = load_episode_buffer(config.dataset_path)
+        arrays, meta = env.load_dataset(config.dataset_path, mmap=mapped)
     else:
         env.check_dataset_name(config.dataset)
         seed = config.seed if config.dataset_seed is None else config.dataset_seed
         arrays, meta = env.generate_dataset(config.dataset, seed)
-    store = TransitionStore.from_episode_buffer(arrays, device=config.device)
+    if mapped:
+        store = MappedTransitions(arrays, device=config.device)
+    else:
+        store = TransitionStore.from_episode_buffer(arrays, device=config.device)
     expected = (env.n_agents, env.n_actions, env.obs_dim, env.state_dim)
     found = (store.n_agents, store.n_actions, store.obs_dim, store.state_dim)
     if expected != found:

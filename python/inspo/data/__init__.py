@@ -1,5 +1,7 @@
-"""Datasets: the episode-buffer format and the transition store."""
+"""Datasets: the episode-buffer format, the in-memory transition store and its memory-mapped twin."""
 from inspo.data.buffer import DatasetError, load_episode_buffer, save_episode_buffer
+from inspo.data.mapped import MappedTransitions
 from inspo.data.transitions import TransitionBatch, TransitionStore
 
-__all__ = ["DatasetError", "load_episode_buffer", "save_episode_buffer", "TransitionBatch", "TransitionStore"]
+__all__ = ["DatasetError", "load_episode_buffer", "save_episode_buffer", "MappedTransitions", "TransitionBatch",
+           "TransitionStore"]

@@ -1,12 +1,15 @@
 """What the trainer needs from an environment."""
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from inspo.data import load_episode_buffer
 
 # policy(obs [E, N, O] float32, avail [E, N, A] bool) -> logits [E, N, A]; called without grad
 PolicyFn = Callable[[Tensor, Tensor], Tensor]
@@ -31,6 +34,11 @@ class Env(ABC):
     @abstractmethod
     def evaluate(self, policy: PolicyFn, *, episodes: int, generator: torch.Generator) -> dict[str, float]:
         """Scores of `policy` (stochastic and greedy)."""
+
+    def load_dataset(self, path: str | os.PathLike, *, mmap: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Episode-buffer arrays and meta of a dataset directory (a run's dataset_path), memory-mapped
+        with ``mmap``. Environments whose datasets carry more checks (SMAX's dataset cards) add them."""
+        return load_episode_buffer(path, mmap_mode="r" if mmap else None)
 
     def check_dataset_name(self, name: str) -> None:
         if name not in self.dataset_names:

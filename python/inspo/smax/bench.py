@@ -3,11 +3,12 @@
     python -m inspo.smax.bench --dataset ~/.cache/inspo/smax/2s3z/seed0/expert-1m --batch 256 1024
 
 One timed iteration = draw a minibatch of rows, gather them from the mapped episode arrays
-(``MappedTransitions.index``) and run the trainer's ``InspoStep`` (critic step + the agents' pass),
-exactly what ``inspo train`` does per step apart from logging. The behaviour policy mu is fitted
-briefly by BC on the same store first and its log-probs cached for the whole dataset (one pass over
-the files, timed separately). Medians over repeats; ratios from the same run. torch threads are set
-by --threads (the machine's cores are shared with JAX only in other processes).
+(``inspo.data.MappedTransitions.index``) and run the trainer's ``InspoStep`` (critic step + the
+agents' pass), exactly what ``inspo train --set dataset_storage=mapped`` does per step apart from
+logging. The behaviour policy mu is fitted briefly by BC on the same store first and its log-probs
+cached for the whole dataset (one pass over the files, timed separately). Medians over repeats;
+ratios from the same run. torch threads are set by --threads (the machine's cores are shared with
+JAX only in other processes).
 """
 
 import argparse
@@ -38,7 +39,7 @@ def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: 
     from inspo.bc import masked_log_softmax
     from inspo.config import make_config
     from inspo.smax.card import load_dataset
-    from inspo.smax.store import MappedTransitions
+    from inspo.data import MappedTransitions
 
     import inspo_ext
 
@@ -148,12 +149,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
     from inspo.config import parse_overrides
-    from inspo.smax.results import SMAX_OVERRIDES
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {**{k: v for k, v in SMAX_OVERRIDES.items() if k not in ("steps",)}, "steps": 10_000,
-                 **parse_overrides(args.overrides)}
+    overrides = {"steps": 10_000, **parse_overrides(args.overrides)}  # on top of the trainer's SMAX preset
     result = run(args.dataset, args.modes, args.batch, args.iterations, args.repeats, args.bc_steps, overrides,
                  log=lambda message: print(message, file=sys.stderr, flush=True))
     if args.json:

@@ -39,14 +39,10 @@ ALGORITHMS = {  # name in the table -> (trainer, mode)
     "omiga": ("omiga", None),
     "bc": ("bc", None),
 }
-# Training settings for SMAX (ours; spec section 7 asks for alpha in [1, 10] at SMAC's reward scale
-# of ~20 per episode; SMAX pays ~2, so the temperatures (InSPO's alpha, OMIGA's) are 10x smaller).
-# 1500 iterations: what 2 shared CPU cores afford for this grid (~30 s per 3m run), not a converged budget.
-SMAX_OVERRIDES: dict[str, Any] = dict(
-    steps=1500, batch_size=256, alpha=0.1, beta=0.01, omiga_alpha=1.0, hidden=(128, 128),
-    critic_hidden=(256, 256), bc_steps=1500, eval_episodes=32, eval_every=500, log_every=250, checkpoint_every=0,
-    share_parameters=True,
-)
+# What the grid sets on top of the trainer's SMAX preset (inspo.config.PRESETS["smax"]: iterations,
+# temperatures, networks): evaluations of 32 battles every 500 iterations during training (the final
+# evaluation is final_evaluation's), no intermediate checkpoints.
+SMAX_OVERRIDES: dict[str, Any] = dict(eval_episodes=32, eval_every=500, log_every=250, checkpoint_every=0)
 
 
 @dataclass
@@ -124,15 +120,31 @@ def _running_elsewhere(run_dir: Path) -> bool:
     return True
 
 
-def run_one(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed: int, log) -> Optional[Path]:
-    from inspo.algos import get_trainer
+def dataset_dir(grid: GridConfig, map_name: str, tier: str) -> Path:
+    return Path(grid.data_root).expanduser() / map_name / f"seed{grid.data_seed}" / tier
+
+
+def run_config(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed: int):
+    """The TrainConfig of one grid run: the SMAX preset, SMAX_OVERRIDES, the grid's overrides, then the
+    run's own dataset, seed and algorithm."""
     from inspo.config import make_config
 
     trainer_name, mode = ALGORITHMS[algorithm]
+    overrides = {**SMAX_OVERRIDES, **grid.overrides, "seed": seed, "dataset": tier, "dataset_seed": grid.data_seed,
+                 "dataset_path": str(dataset_dir(grid, map_name, tier)), "algo": trainer_name}
+    if mode is not None:
+        overrides["mode"] = mode
+    return make_config(f"smax:{map_name}", **overrides)
+
+
+def run_one(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed: int, log) -> Optional[Path]:
+    from inspo.algos import get_trainer
+
+    trainer_name, _ = ALGORITHMS[algorithm]
     run_dir = grid.out / map_name / tier / algorithm / f"seed{seed}"
     if (run_dir / "final_eval.json").is_file():
         return run_dir
-    dataset = Path(grid.data_root).expanduser() / map_name / f"seed{grid.data_seed}" / tier
+    dataset = dataset_dir(grid, map_name, tier)
     if not (dataset / "meta.json").is_file():
         log(f"skip {map_name}/{tier}: no dataset at {dataset} (inspo data make --env smax:{map_name} --tier {tier})")
         return None
@@ -147,10 +159,7 @@ def run_one(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed: in
     shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts over (its logs would repeat)
     run_dir.mkdir(parents=True)
     (run_dir / LOCK).write_text(str(os.getpid()))
-    overrides = {**SMAX_OVERRIDES, **grid.overrides, "seed": seed, "dataset_path": str(dataset), "algo": trainer_name}
-    if mode is not None:
-        overrides["mode"] = mode
-    config = make_config(f"smax:{map_name}", **overrides)
+    config = run_config(grid, map_name, tier, algorithm, seed)
     started = time.time()
     trainer(config, out_dir=run_dir, progress=False)
     final = final_evaluation(run_dir, grid.final_episodes, seed=10_000 + seed)
@@ -213,14 +222,14 @@ def _cell(finals: list, kind: str, seeds: int) -> str:
 def _dataset_card(grid: GridConfig, map_name: str, tier: str) -> Optional[dict]:
     from inspo.smax.card import load_dataset
 
-    dataset = Path(grid.data_root).expanduser() / map_name / f"seed{grid.data_seed}" / tier
+    dataset = dataset_dir(grid, map_name, tier)
     return load_dataset(dataset)[1]["card"] if (dataset / "meta.json").is_file() else None
 
 
 def markdown(grid: GridConfig) -> str:
     """The SMAX section: datasets (with the behaviour's own win rate), then the final greedy and
     stochastic win rates (mean ± std over seeds, mean return in brackets) per algorithm."""
-    settings = {**SMAX_OVERRIDES, **grid.overrides}
+    settings = run_config(grid, grid.maps[0], grid.tiers[0], "inspo-fused", 0).to_dict()  # the same for every run
     algorithms = [a for a in grid.algorithms if any(_finals(grid, m, t, a) for m in grid.maps for t in grid.tiers)]
     lines = [
         "SMAX is JaxMARL's JAX re-implementation of SMAC (`pip install '.[smax]'`); the datasets are made here "
@@ -293,7 +302,7 @@ def run_grid(grid: GridConfig, log=print) -> Path:
 
 
 # The grids of `inspo reproduce --smax` (--quick: the 3m expert cells of seed 0, a few minutes). Both
-# use SMAX_OVERRIDES, so the quick cells are cells of the full grid and reuse its finished runs. The
+# use run_config, so the quick cells are cells of the full grid and reuse its finished runs. The
 # full grid (3 maps x 4 tiers x 4 algorithms x 5 seeds = 240 runs) trains in about 2 hours on 2 quiet
 # cores with two workers (`python -m inspo.smax.results` twice on the same --out share the runs).
 FULL_GRID = dict(maps=("3m", "2s3z", "3s_vs_5z"), tiers=TRAINED_TIERS, seeds=(0, 1, 2, 3, 4))

@@ -98,6 +98,11 @@ class SmaxTask(Env):
                 f"`inspo data make --env {self.name} --tier {name} --seed {seed}` or pass --dataset-path")
         return load_dataset(config.dataset_dir)
 
+    def load_dataset(self, path, *, mmap: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """A dataset directory checked against its card (``inspo.smax.card``): a truncated, cut or
+        swapped file is a DatasetError, never a smaller dataset."""
+        return load_dataset(path, mmap=mmap)
+
     def evaluate(self, policy: PolicyFn, *, episodes: int, generator: torch.Generator) -> dict[str, float]:
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         scores: dict[str, float] = {}
