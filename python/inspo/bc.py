@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from inspo.config import TrainConfig
-from inspo.data import TransitionStore
+from inspo.data import MappedTransitions, TransitionStore
 from inspo.envs.base import PolicyFn
 from inspo.nets import AgentMLP, clip_grad_norm_per_group
 from inspo.run import RunFiles, eval_generator, prepare_run
@@ -23,7 +23,8 @@ def make_policy_net(config: TrainConfig, n_agents: int, obs_dim: int, n_actions:
     return AgentMLP(n_agents, obs_dim, n_actions, config.hidden, config.share_parameters).to(config.device)
 
 
-def fit_behaviour(mu: AgentMLP, store: TransitionStore, config: TrainConfig, generator: torch.Generator) -> float:
+def fit_behaviour(mu: AgentMLP, store: TransitionStore | MappedTransitions, config: TrainConfig,
+                  generator: torch.Generator) -> float:
     """Fit mu by maximum likelihood of the dataset actions (bc_steps minibatch Adam steps, the step
     size decaying linearly to 0 so that the minibatch noise averages out at the end).
 
