@@ -139,6 +139,10 @@ def build_grid() -> list[Cell]:
     cells.append(inspo_cell("ablations", "bridge", "mixed", "fused", "β=0", beta=0.0))
     for eta in (0.1, 0.5, 1.0):  # the one-step default is 0.3
         cells.append(inspo_cell("ablations", "xor", "c", "fused", f"η={eta:g}", eta=eta))
+    # Bridge optimal: the lookahead toward pi* ~ mu is what keeps fused mode's coordination modes mixed
+    # (docs/ALGORITHM.md); eta = 0 takes the predecessors at their current policies
+    for eta in (0.0, 0.1):
+        cells.append(inspo_cell("ablations", "bridge", "optimal", "fused", f"η={eta:g}", eta=eta))
     # the full-update regime takes a predecessor as fully updated (eta = 1); the one-step default beside it
     cells.append(inspo_cell("ablations", "xor", "c", "fused", "η=0.3", regime="full-update", eta=0.3))
     for env, dataset, alphas in (("xor", "c", (1.0, 10.0)), ("mne", "imbalanced", (0.1, 10.0))):
@@ -683,8 +687,8 @@ GRID_NOTE = (
     "and imbalanced, Bridge optimal and mixed). The full-update regime runs on XOR (c) and (d) only: (a) holds one "
     "joint action, and (b) leaves a factorized policy nothing to coordinate. The β sweep runs on M-NE imbalanced "
     "(β = 0 also on balanced); self-normalized weights (no resampling) on XOR (c), (d), M-NE imbalanced and Bridge "
-    "mixed; β = 0 on XOR (d) and Bridge mixed; the fused lookahead η on XOR (c); OMIGA's temperature on XOR (c) "
-    "and M-NE imbalanced. Iterations per run: XOR {xor}, M-NE {mne}, Bridge {bridge} (the presets' 1500, 3000, 3000 "
+    "mixed; β = 0 on XOR (d) and Bridge mixed; the fused lookahead η on XOR (c) and Bridge optimal; OMIGA's "
+    "temperature on XOR (c) and M-NE imbalanced. Iterations per run: XOR {xor}, M-NE {mne}, Bridge {bridge} (the presets' 1500, 3000, 3000 "
     "cut where the learning curves had flattened; M-NE's critic warm-up and β schedule scale with it); the "
     "full-update regime its own {full}."
 ).format(xor=STEPS["xor"][0], mne=STEPS["mne"][0], bridge=STEPS["bridge"][0],
