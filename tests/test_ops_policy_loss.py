@@ -64,6 +64,25 @@ def test_policy_loss_extreme_logits_and_ties():
         close(grad, ref_grad)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_entropy_of_uniform_rows_is_the_log_of_their_count(dtype):
+    # A focused test of the kernels' log: a row of k equal available logits has S = k and S_l = 0
+    # exactly, so H = log S is the log and nothing else rounds (B = 1: the mean over samples is H).
+    # k = 1..1024: every exponent and 1024 mantissas of the range reduction, each within one ulp. (The
+    # polynomial's sub-ulp accuracy is measured over every float: benchmarks/simd_log_accuracy.cpp.)
+    n = 1024
+    count = torch.arange(1, n + 1)
+    avail = (torch.arange(n) < count.unsqueeze(-1)).unsqueeze(0)  # agent i: its first i + 1 actions
+    zeros = torch.zeros((1, n, n), dtype=dtype)
+    out = inspo_ext.sequential_policy_loss(
+        zeros + 0.25, reference.masked_log_softmax(zeros, avail), avail, torch.zeros((1, n), dtype=torch.int64),
+        zeros, torch.arange(n), alpha=HYPER["alpha"], beta=HYPER["beta"])
+    expected = torch.log(count.double()).to(dtype)
+    ulp = torch.nextafter(expected, torch.tensor(math.inf, dtype=dtype)) - expected
+    assert out.entropy[0] == 0  # log 1
+    assert torch.all((out.entropy - expected).abs() <= ulp), (out.entropy - expected).abs().div(ulp).max()
+
+
 def test_policy_loss_clipping_active_and_inactive():
     d = joint_batch(512, 3, 5, seed=25, logit_scale=2.0, q_scale=3.0)
     log_rho = inspo_ext.teammate_log_ratios(d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"],
@@ -181,6 +200,28 @@ def test_torch_compile_fullgraph_forward_and_backward():
         grads.append((total.detach(), kl, logits.grad))
     for a, b in zip(*grads):
         close(a, b)
+
+
+def test_backward_twice_and_a_loss_used_twice():
+    d = joint_batch(32, 3, 5, seed=33)
+    inputs = [d[k] for k in ("log_mu", "avail", "actions", "q_local", "order")]
+    weights = torch.linspace(0.5, 1.5, 3, dtype=torch.float64)
+    grads = []
+    for fn in (inspo_ext.sequential_policy_loss, reference_loss):
+        logits = d["logits"].clone().requires_grad_()
+        loss = fn(logits, *inputs, ratio="importance", **HYPER).loss
+        (first,) = torch.autograd.grad(loss, logits, weights, retain_graph=True)
+        (second,) = torch.autograd.grad(loss, logits, 2 * weights, retain_graph=True)  # the saved G is intact
+        torch.testing.assert_close(second, 2 * first, rtol=0, atol=0)
+        (loss @ weights + (loss ** 2).sum()).backward()  # the two paths' gradients add up
+        grads.append(logits.grad)
+    close(*grads)
+
+
+def reference_loss(logits, log_mu, avail, actions, q_local, order, *, ratio, alpha, beta, eta, log_rho_max,
+                   log_w_max):
+    return reference.sequential_policy_loss(logits, log_mu, avail, actions, q_local, order, "target", None, alpha,
+                                            beta, eta, log_rho_max, log_w_max, ratio)
 
 
 def test_policy_loss_module():

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 // Every function here is inline and internal to the module: the vector ABI note does not apply. Off for
@@ -152,22 +153,106 @@ inline std::enable_if_t<std::is_same<T, double>::value, typename Lanes<T, Bytes>
   return x > lo ? result : splat<V>(0.0);
 }
 
-// out[k] = exp(x[k]) for k < n (per-agent values of a sample), W at a time; the tail through a padded block.
+// Constants of `log` for each lane type.
+template <typename T>
+struct LogConstants;
+template <>
+struct LogConstants<float> {
+  static constexpr int mantissa_bits = 23;
+  static constexpr int32_t sqrt_half_bits = 0x3f3504f3;  // the bits of float(sqrt(1/2))
+  static constexpr float min_normal = 1.17549435e-38f;   // 2^-126
+  static constexpr float subnormal_scale = 16777216.0f;  // 2^24: any subnormal times it is normal
+  static constexpr int32_t subnormal_exponent = 24;
+  static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;  // ln2_hi * k is exact
+  static constexpr int terms = 4;  // of the series in s^2: the first left out is < 3e-9 relative
+};
+template <>
+struct LogConstants<double> {
+  static constexpr int mantissa_bits = 52;
+  static constexpr int64_t sqrt_half_bits = 0x3fe6a09e667f3bcdLL;  // the bits of double(sqrt(1/2))
+  static constexpr double min_normal = 2.2250738585072014e-308;   // 2^-1022
+  static constexpr double subnormal_scale = 18014398509481984.0;  // 2^54
+  static constexpr int64_t subnormal_exponent = 54;
+  static constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+  static constexpr int terms = 10;  // the first left out is < 7e-19 relative
+};
+
+// log, lane-wise. x = 2^k m with m in [sqrt(1/2), sqrt(2)) by integer ops on the bits (subnormals are
+// scaled to normal first), f = m - 1 (exact). log(1 + f) = 2 atanh(s) with s = f / (2 + f), |s| < 0.172:
+// 2s + s R with R = sum_n 2 s^2n / (2n + 1), the Taylor series, truncated where its next term no longer
+// matters (LogConstants::terms). With 2s = f - s f the result is assembled as
+// k ln2_hi + (f - (f^2/2 - s (f^2/2 + R))) + k ln2_lo: the large terms k ln2_hi and f are exact and only
+// small corrections are rounded, so the error stays below one ulp.
+// Measured against the correctly rounded log (a long double reference; every positive float, and 10^8
+// random positive double bit patterns plus 10^8 doubles in [0.5, 2], at each vector width): float
+// <= 0.86 ulp (glibc's logf: 0.82), double <= 0.86 ulp (glibc's log: 0.52). log(1) = 0, log(+inf) = +inf,
+// log(+-0) = -inf, log(x < 0) = NaN, log(NaN) = NaN, subnormals as accurate as the rest.
 template <typename T, int Bytes>
-inline void exp_array(const T* x, T* out, int64_t n) {
+inline typename Lanes<T, Bytes>::V log(typename Lanes<T, Bytes>::V x) {
+  using L = Lanes<T, Bytes>;
+  using V = typename L::V;
+  using I = typename L::I;
+  using C = LogConstants<T>;
+  const I tiny = x < splat<V>(C::min_normal);
+  const V xs = tiny ? x * C::subnormal_scale : x;
+  // Subtracting sqrt(1/2)'s bits moves the exponent boundary from m = 1 to m = sqrt(1/2); the mantissa
+  // bits plus sqrt(1/2)'s bits give m back.
+  const I offset = (I)xs - C::sqrt_half_bits;
+  const I k_int = (offset >> C::mantissa_bits) - (tiny ? splat<I>(C::subnormal_exponent) : I{});
+  const I mantissa_mask = splat<I>((typename L::IntT(1) << C::mantissa_bits) - 1);
+  const V m = (V)((offset & mantissa_mask) + C::sqrt_half_bits);
+  const V k = __builtin_convertvector(k_int, V);
+  const V f = m - T(1);
+  const V s = f / (f + T(2));
+  const V z = s * s;
+  V p = splat<V>(T(2) / T(2 * C::terms + 1));
+  for (int n = C::terms - 1; n >= 1; --n) p = p * z + T(2) / T(2 * n + 1);
+  const V r = z * p;
+  const V half_f2 = T(0.5) * f * f;
+  const V result = k * C::ln2_hi - ((half_f2 - (s * (half_f2 + r) + k * C::ln2_lo)) - f);
+  const V inf = splat<V>(std::numeric_limits<T>::infinity());
+  const V special = x == T(0) ? -inf : splat<V>(std::numeric_limits<T>::quiet_NaN());
+  return x > T(0) ? (x < inf ? result : x) : special;
+}
+
+// out[k] = exp(x[k]) / log(x[k]) for k < n (per-agent values of a sample), W at a time; the tail through
+// a block padded with ones.
+enum class LaneFunction { exp, log };
+
+template <LaneFunction F, typename T, int Bytes>
+inline typename Lanes<T, Bytes>::V apply(typename Lanes<T, Bytes>::V v) {
+  if constexpr (F == LaneFunction::log) {
+    return log<T, Bytes>(v);
+  } else {
+    return exp<T, Bytes>(v);
+  }
+}
+
+template <LaneFunction F, typename T, int Bytes>
+inline void map_array(const T* x, T* out, int64_t n) {
   using V = typename Lanes<T, Bytes>::V;
   constexpr int W = Lanes<T, Bytes>::W;
   int64_t k = 0;
   for (; k + W <= n; k += W) {
-    const V e = exp<T, Bytes>(load<V>(x + k));
-    std::memcpy(out + k, &e, sizeof e);
+    const V y = apply<F, T, Bytes>(load<V>(x + k));
+    std::memcpy(out + k, &y, sizeof y);
   }
   if (k < n) {
-    T padded[W] = {};
-    for (int64_t j = 0; j < n - k; ++j) padded[j] = x[k + j];
-    const V e = exp<T, Bytes>(load<V>(padded));
-    for (int64_t j = 0; j < n - k; ++j) out[k + j] = e[j];
+    T padded[W];
+    for (int j = 0; j < W; ++j) padded[j] = k + j < n ? x[k + j] : T(1);
+    const V y = apply<F, T, Bytes>(load<V>(padded));
+    for (int64_t j = 0; j < n - k; ++j) out[k + j] = y[j];
   }
+}
+
+template <typename T, int Bytes>
+inline void exp_array(const T* x, T* out, int64_t n) {
+  map_array<LaneFunction::exp, T, Bytes>(x, out, n);
+}
+
+template <typename T, int Bytes>
+inline void log_array(const T* x, T* out, int64_t n) {
+  map_array<LaneFunction::log, T, Bytes>(x, out, n);
 }
 
 // Horizontal reductions: halve the vector until one lane is left (log2(W) vector steps instead of W - 1

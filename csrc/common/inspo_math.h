@@ -207,35 +207,59 @@ INSPO_HD inline T add_sums(RowSums<T>& s, const RowMax<T>& m, bool avail, T logi
 }
 
 // ---- finalizers: from merged maxima and sums to the per-row results -----------------------------------
+//
+// Each finalizer that takes a log of a sum has two forms: one taking the log precomputed (a backend may
+// take the logs of many rows at once: the CPU backend takes those of all agents of a sample as vectors)
+// and one taking it here. The formula is written once, in the first.
 
 // log-sum-exp over the available entries of the logits: max_l + log S.
 template <typename T>
+INSPO_HD inline T logits_lse(const RowMax<T>& m, T log_exp_logits) {
+  return m.logits + log_exp_logits;
+}
+template <typename T>
 INSPO_HD inline T logits_lse(const RowMax<T>& m, const RowSums<T>& s) {
-  return m.logits + log_(s.exp_logits);
+  return logits_lse(m, log_(s.exp_logits));
 }
 
 // H(pi) = -sum p log p = log S - S_l / S  (p = exp(l - max_l) / S; stable for logits of +-1e4).
 template <typename T>
+INSPO_HD inline T entropy_from_sums(const RowSums<T>& s, T log_exp_logits) {
+  return log_exp_logits - s.exp_logits_shift / s.exp_logits;
+}
+template <typename T>
 INSPO_HD inline T entropy_from_sums(const RowSums<T>& s) {
-  return log_(s.exp_logits) - s.exp_logits_shift / s.exp_logits;
+  return entropy_from_sums(s, log_(s.exp_logits));
 }
 
 // KL(pi || mu) = sum p (log p - log mu) = S_l / S - log S - S_m / S.
 template <typename T>
+INSPO_HD inline T kl_from_sums(const RowSums<T>& s, T log_exp_logits) {
+  return (s.exp_logits_shift - s.exp_logits_log_mu) / s.exp_logits - log_exp_logits;
+}
+template <typename T>
 INSPO_HD inline T kl_from_sums(const RowSums<T>& s) {
-  return (s.exp_logits_shift - s.exp_logits_log_mu) / s.exp_logits - log_(s.exp_logits);
+  return kl_from_sums(s, log_(s.exp_logits));
 }
 
 // Soft value V = tau * logsumexp_avail(kappa log mu + q / tau) (reference.in_sample_weights).
 template <typename T>
+INSPO_HD inline T soft_value(const RowMax<T>& m, T log_exp_target, const Temperatures<T>& t) {
+  return t.tau * (m.target + log_exp_target);
+}
+template <typename T>
 INSPO_HD inline T soft_value(const RowMax<T>& m, const RowSums<T>& s, const Temperatures<T>& t) {
-  return t.tau * (m.target + log_(s.exp_target));
+  return soft_value(m, log_(s.exp_target), t);
 }
 
 // log-sum-exp of the lookahead logits (normalizer of log pi_hat).
 template <typename T>
+INSPO_HD inline T lookahead_lse(const RowMax<T>& m, T log_exp_lookahead) {
+  return m.lookahead + log_exp_lookahead;
+}
+template <typename T>
 INSPO_HD inline T lookahead_lse(const RowMax<T>& m, const RowSums<T>& s) {
-  return m.lookahead + log_(s.exp_lookahead);
+  return lookahead_lse(m, log_(s.exp_lookahead));
 }
 
 // log w = -(beta / tau) log mu(a) + (q(a) - V) / tau (unclipped; spec section 4).
@@ -302,13 +326,21 @@ struct EssAccumulator {
 
   INSPO_HD void add(double x) {
     if (!(x > -std::numeric_limits<double>::infinity())) return;
+    raise_max(x);
+    add_exp(exp_(x - max));
+  }
+
+  // add(x) of a finite x in two steps, so that a backend can take the exps of many accumulators at
+  // once: raise_max(x), then add_exp(exp(x - max)).
+  INSPO_HD void raise_max(double x) {
     if (x > max) {
       const double scale = exp_(max - x);  // 0 when max was -inf
       sum1 *= scale;
       sum2 *= scale * scale;
       max = x;
     }
-    const double e = exp_(x - max);
+  }
+  INSPO_HD void add_exp(double e) {
     sum1 += e;
     sum2 += e * e;
   }

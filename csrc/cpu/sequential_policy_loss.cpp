@@ -2,11 +2,13 @@
 //
 // One pass over [B, N, A]: parallel over fixed chunks of samples; per sample, each agent's row gives
 // log pi(a), H, KL, the clipped weight w and d_cur / d_upd (two sweeps over A: maxima, then sums of
-// exp, which also store the unnormalized softmax in the gradient buffer); then the ordered teammate
-// log-ratios; then each row's gradient is finished in place (still in L1). Per-agent sums over the
-// chunk's samples go to a per-chunk slot (double), and the slots are added in chunk order at the end,
-// so the result does not depend on the thread count.
+// exp, which also store the unnormalized softmax in the gradient buffer; the logs of the sums, and the
+// exps of w, of all agents of the sample are then taken together, as vectors); then the ordered
+// teammate log-ratios; then each row's gradient is finished in place (still in L1). Per-agent sums
+// over the chunk's samples go to a per-chunk slot (double), and the slots are added in chunk order at
+// the end, so the result does not depend on the thread count.
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -50,12 +52,32 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, a.eta);
   const T log_rho_max = T(a.log_rho_max), log_w_max = T(a.log_w_max);
   int64_t status = kStatusOk;
-  // Per-agent values of the current sample (reused by every sample of the chunk).
-  AgentScratch<T> d_cur(N), d_upd(N), log_rho(N), rho(N), log_pi_taken(N), log_weight(N), weight(N), inv_sum_exp(N);
-  std::fill(log_rho.data(), log_rho.data() + N, T(0));  // stays 0 without ratios
-  std::fill(rho.data(), rho.data() + N, T(1));  // c = 1 without ratios
+  // Per-agent values of the current sample (reused by every sample of the chunk). The arrays that go
+  // through exp_array / log_array have room for whole vectors (no scalar tail); their extra entries
+  // hold 0 (exp) or 1 (log), which cost nothing special, and are never read.
+  constexpr int64_t W = simd::Lanes<T, Bytes>::W, W_double = simd::Lanes<double, Bytes>::W;
+  const auto whole_vectors = [](int64_t n, int64_t lanes) { return (n + lanes - 1) / lanes * lanes; };
+  const int64_t N_padded = whole_vectors(N, W);
+  AgentScratch<T> d_cur(N), d_upd(N), log_pi_taken(N), inv_sum_exp(N);
+  AgentScratch<T> log_rho(N_padded), rho(N_padded), log_weight(N_padded), weight(N_padded);
+  AgentScratch<RowMax<T>> maxima(N);
+  AgentScratch<RowSums<T>> row_sums_of(N);
+  AgentScratch<int64_t> row_code(N);  // 0: a valid row, else its StatusCode
+  // The sums whose logs each row needs, by kind: [0, N) S, [N, 2N) the target's, [2N, 3N) the lookahead's
+  // (target mode). Their logs are taken together, as vectors, once the sample's rows are summed.
+  constexpr int64_t kLogKinds = target_mode ? 3 : 2;
+  const int64_t n_logs = whole_vectors(kLogKinds * N, W);
+  AgentScratch<T, 3 * 64 + 16> sums_to_log(n_logs), logs(n_logs);
+  // The ESS accumulators' exps: log rho - the running max, and its exp.
+  const int64_t N_padded_double = whole_vectors(N, W_double);
+  AgentScratch<double> ess_shifted(N_padded_double), ess_exp(N_padded_double);
+  std::fill(sums_to_log.data(), sums_to_log.data() + n_logs, T(1));
+  std::fill(log_weight.data(), log_weight.data() + N_padded, T(0));
+  std::fill(log_rho.data(), log_rho.data() + N_padded, T(0));  // stays 0 without ratios
+  std::fill(rho.data(), rho.data() + N_padded, T(1));  // c = 1 without ratios
+  std::fill(ess_shifted.data(), ess_shifted.data() + N_padded_double, 0.0);
   for (int64_t b = begin; b < end; ++b) {
-    for (int64_t i = 0; i < N; ++i) {
+    for (int64_t i = 0; i < N; ++i) {  // the two sweeps over each row: maxima, then sums of exp
       const int64_t row = b * N + i;
       const T* logits = a.logits + row * A;
       const T* log_mu = a.log_mu + row * A;
@@ -66,40 +88,67 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
       const RowMax<T> m = row_max<T, Needs, Bytes>(logits, log_mu, q, avail, A, readable, temps);
       int64_t code = row_error(m, action, A, avail);
       if (code == 0 && read_updated && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+      row_code[i] = code;
       if (code != 0) {
         status = std::min(status, pack_status(row, code));
-        d_cur[i] = d_upd[i] = log_pi_taken[i] = inv_sum_exp[i] = T(0);
-        log_weight[i] = neg_inf<T>();  // w = 0
+        for (int64_t k = 0; k < kLogKinds; ++k) sums_to_log[k * N + i] = T(1);
         continue;
       }
       T* grad = a.compute_grad ? a.grad + row * A : nullptr;  // receives exp(l - max_l)
       const RowSums<T> s = row_sums<T, Needs, Bytes>(logits, log_mu, q, avail, A, readable, m, temps, grad);
-      log_pi_taken[i] = logits[action] - logits_lse(m, s);
+      maxima[i] = m;
+      row_sums_of[i] = s;
+      sums_to_log[i] = s.exp_logits;
+      sums_to_log[N + i] = s.exp_target;
+      if (target_mode) sums_to_log[2 * N + i] = s.exp_lookahead;
+    }
+    simd::log_array<T, Bytes>(sums_to_log.data(), logs.data(), n_logs);
+    for (int64_t i = 0; i < N; ++i) {  // each row's results from its sums and their logs
+      if (row_code[i] != 0) {
+        d_cur[i] = d_upd[i] = log_pi_taken[i] = inv_sum_exp[i] = T(0);
+        log_weight[i] = neg_inf<T>();  // w = 0
+        continue;
+      }
+      const int64_t row = b * N + i;
+      const int64_t action = a.actions[row];
+      const T logit_taken = a.logits[row * A + action], log_mu_taken = a.log_mu[row * A + action];
+      const T q_taken = a.q_local[row * A + action];
+      const RowMax<T>& m = maxima[i];
+      const RowSums<T>& s = row_sums_of[i];
+      const T log_exp_logits = logs[i];
+      log_pi_taken[i] = logit_taken - logits_lse(m, log_exp_logits);
       inv_sum_exp[i] = T(1) / s.exp_logits;
-      const T value = soft_value(m, s, temps);
+      const T value = soft_value(m, logs[N + i], temps);
       // clipped_weight's exponent: the exps of all N agents run together below, as vectors
-      log_weight[i] = min_(in_sample_log_weight(log_mu[action], q[action], value, temps), log_w_max);
-      sums[i].entropy += double(entropy_from_sums(s));
-      sums[i].kl += double(kl_from_sums(s));
+      log_weight[i] = min_(in_sample_log_weight(log_mu_taken, q_taken, value, temps), log_w_max);
+      sums[i].entropy += double(entropy_from_sums(s, log_exp_logits));
+      sums[i].kl += double(kl_from_sums(s, log_exp_logits));
       if (use_ratio) {
-        d_cur[i] = log_pi_taken[i] - log_mu[action];
+        d_cur[i] = log_pi_taken[i] - log_mu_taken;
         const T log_hat = target_mode
-            ? lookahead_logit(logits[action], log_mu[action], q[action], temps) - lookahead_lse(m, s)
+            ? lookahead_logit(logit_taken, log_mu_taken, q_taken, temps) - lookahead_lse(m, logs[2 * N + i])
             : a.updated_log_probs[row];
-        d_upd[i] = log_hat - log_mu[action];
+        d_upd[i] = log_hat - log_mu_taken;
       }
     }
-    simd::exp_array<T, Bytes>(log_weight.data(), weight.data(), N);
+    simd::exp_array<T, Bytes>(log_weight.data(), weight.data(), N_padded);
     if (use_ratio) {
       ordered_log_ratios(d_cur.data(), d_upd.data(), a.order, N, log_rho_max, log_rho.data());
-      simd::exp_array<T, Bytes>(log_rho.data(), rho.data(), N);
+      simd::exp_array<T, Bytes>(log_rho.data(), rho.data(), N_padded);
     }
     for (int64_t i = 0; i < N; ++i) {
       const T cw = rho[i] * weight[i];  // c w (c = rho, or 1 without ratios)
       sums[i].loss += double(cw * log_pi_taken[i]);
       sums[i].weight += double(weight[i]);
       sums[i].rho += double(rho[i]);
-      sums[i].ess.add(double(log_rho[i]));
+      // the ESS accumulator's add, its exp taken below for all agents at once (-inf: exp 0 adds nothing)
+      const double x = double(log_rho[i]);
+      if (x > -std::numeric_limits<double>::infinity()) {
+        sums[i].ess.raise_max(x);
+        ess_shifted[i] = x - sums[i].ess.max;
+      } else {
+        ess_shifted[i] = -std::numeric_limits<double>::infinity();
+      }
       if (a.compute_grad) {  // grad = c w (softmax - onehot(a)); 0 at unavailable entries
         const int64_t row = b * N + i;
         T* grad = a.grad + row * A;
@@ -109,6 +158,8 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
         if (action >= 0 && action < A) grad[action] -= cw;
       }
     }
+    simd::exp_array<double, Bytes>(ess_shifted.data(), ess_exp.data(), N_padded_double);
+    for (int64_t i = 0; i < N; ++i) sums[i].ess.add_exp(ess_exp[i]);
   }
   return status;
 }
