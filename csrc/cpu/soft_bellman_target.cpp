@@ -1,5 +1,6 @@
 // CPU backend of soft_bellman_target (reference.soft_bellman_target; contract in common/args.h).
-// Parallel over samples; each sample walks its N agents' rows twice (maxima, then sums of exp).
+// Parallel over samples; each sample walks its N agents' rows twice (maxima, then sums of exp), then
+// takes the logs of the N sums together, as vectors.
 #include <algorithm>
 
 #include "common/backends.h"
@@ -21,6 +22,16 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
     return with_vector_width<T>(A, [&](auto width) {
       constexpr int Bytes = decltype(width)::value;
       int64_t status = kStatusOk;
+      // Per-agent values of the current sample (reused by every sample of the chunk). The logs of the
+      // rows' sums are taken together, as vectors, once the sample's rows are summed; the array has room
+      // for whole vectors (padding: ones).
+      AgentScratch<RowMax<T>> maxima(N);
+      AgentScratch<RowSums<T>> row_sums_of(N);
+      AgentScratch<int64_t> row_code(N);  // 0: a valid row, else its StatusCode
+      constexpr int64_t W = simd::Lanes<T, Bytes>::W;
+      const int64_t n_logs = (N + W - 1) / W * W;
+      AgentScratch<T, 64 + 16> sums_to_log(n_logs), logs(n_logs);
+      std::fill(sums_to_log.data(), sums_to_log.data() + n_logs, T(1));
       for (int64_t b = begin; b < end; ++b) {
         const T done = a.done[b], reward = a.reward[b];
         int64_t code = 0;
@@ -37,28 +48,36 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
           a.log_ratio[b] = T(0);
           continue;
         }
-        T sum_kl = T(0), sum_entropy = T(0), log_ratio = T(0);
-        for (int64_t i = 0; i < N; ++i) {
+        for (int64_t i = 0; i < N; ++i) {  // the two sweeps over each row: maxima, then sums of exp
           const int64_t row = b * N + i;
           const T* logits = a.next_logits + row * A;
           const T* log_mu = a.next_log_mu + row * A;
           const bool* avail = a.next_avail + row * A;
           const int64_t readable = (rows - row) * A;
-          const int64_t action = a.next_actions[row];
           const RowMax<T> m = row_max<T, Needs, Bytes>(logits, log_mu, nullptr, avail, A, readable, temps);
-          const int64_t row_code = row_error(m, action, A, avail);
-          if (row_code != 0) {
-            status = std::min(status, pack_status(row, row_code));
+          row_code[i] = row_error(m, a.next_actions[row], A, avail);
+          if (row_code[i] != 0) {
+            status = std::min(status, pack_status(row, row_code[i]));
+            sums_to_log[i] = T(1);
+            continue;
+          }
+          maxima[i] = m;
+          row_sums_of[i] = row_sums<T, Needs, Bytes>(logits, log_mu, nullptr, avail, A, readable, m, temps, nullptr);
+          sums_to_log[i] = row_sums_of[i].exp_logits;
+        }
+        simd::log_array<T, Bytes>(sums_to_log.data(), logs.data(), n_logs);
+        T sum_kl = T(0), sum_entropy = T(0), log_ratio = T(0);
+        for (int64_t i = 0; i < N; ++i) {  // each row's KL, entropy and log-ratio from its sums and log S
+          if (row_code[i] != 0) {
             kl_out[i] = entropy_out[i] = T(0);
             continue;
           }
-          const RowSums<T> s =
-              row_sums<T, Needs, Bytes>(logits, log_mu, nullptr, avail, A, readable, m, temps, nullptr);
-          kl_out[i] = kl_from_sums(s);
-          entropy_out[i] = entropy_from_sums(s);
+          const int64_t row = b * N + i, taken = row * A + a.next_actions[row];
+          kl_out[i] = kl_from_sums(row_sums_of[i], logs[i]);
+          entropy_out[i] = entropy_from_sums(row_sums_of[i], logs[i]);
           sum_kl += kl_out[i];
           sum_entropy += entropy_out[i];
-          log_ratio += (logits[action] - logits_lse(m, s)) - log_mu[action];
+          log_ratio += (a.next_logits[taken] - logits_lse(maxima[i], logs[i])) - a.next_log_mu[taken];
         }
         const T soft_value = a.q_next[b] - alpha * sum_kl + beta * sum_entropy;
         a.target[b] = reward + gamma * (T(1) - done) * soft_value;

@@ -1,5 +1,6 @@
 // CPU backend of teammate_log_ratios (reference.teammate_log_ratios; contract in common/args.h).
-// Parallel over samples: each sample computes d_cur / d_upd for its N agents, then the ordered sums.
+// Parallel over samples: each sample computes d_cur / d_upd for its N agents (the logs of their sums
+// taken together, as vectors), then the ordered sums.
 #include <algorithm>
 #include <memory>
 
@@ -24,31 +25,53 @@ int64_t run(const TeammateLogRatiosArgs<T>& a) {
     return with_vector_width<T>(A, [&](auto width) {
       constexpr int Bytes = decltype(width)::value;
       int64_t status = kStatusOk;
-      AgentScratch<T> d_cur(N), d_upd(N);  // reused by every sample of the chunk
+      // Per-agent values of the current sample (reused by every sample of the chunk). The logs the rows
+      // need ([0, N) of S, [N, 2N) of the lookahead sums in target mode) are taken together, as vectors,
+      // once the sample's rows are summed; the array has room for whole vectors (padding: ones).
+      AgentScratch<T> d_cur(N), d_upd(N);
+      AgentScratch<RowMax<T>> maxima(N);
+      AgentScratch<int64_t> row_code(N);  // 0: a valid row, else its StatusCode
+      constexpr int64_t W = simd::Lanes<T, Bytes>::W, kLogKinds = target_mode ? 2 : 1;
+      const int64_t n_logs = (kLogKinds * N + W - 1) / W * W;
+      AgentScratch<T, 2 * 64 + 16> sums_to_log(n_logs), logs(n_logs);
+      std::fill(sums_to_log.data(), sums_to_log.data() + n_logs, T(1));
       for (int64_t b = begin; b < end; ++b) {
-        for (int64_t i = 0; i < N; ++i) {
+        for (int64_t i = 0; i < N; ++i) {  // the two sweeps over each row: maxima, then sums of exp
           const int64_t row = b * N + i;
           const T* logits = a.logits + row * A;
           const T* log_mu = a.log_mu + row * A;
           const T* q = target_mode ? a.q_local + row * A : nullptr;
           const bool* avail = a.avail + row * A;
           const int64_t readable = (rows - row) * A;
-          const int64_t action = a.actions[row];
           const RowMax<T> m = row_max<T, Needs, Bytes>(logits, log_mu, q, avail, A, readable, temps);
-          int64_t code = row_error(m, action, A, avail);
+          int64_t code = row_error(m, a.actions[row], A, avail);
           if (code == 0 && !target_mode && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+          row_code[i] = code;
           if (code != 0) {
             status = std::min(status, pack_status(row, code));
-            d_cur[i] = d_upd[i] = T(0);
+            for (int64_t k = 0; k < kLogKinds; ++k) sums_to_log[k * N + i] = T(1);
             continue;
           }
           const RowSums<T> s = row_sums<T, Needs, Bytes>(logits, log_mu, q, avail, A, readable, m, temps, nullptr);
-          d_cur[i] = (logits[action] - logits_lse(m, s)) - log_mu[action];
+          maxima[i] = m;
+          sums_to_log[i] = s.exp_logits;
+          if (target_mode) sums_to_log[N + i] = s.exp_lookahead;
+        }
+        simd::log_array<T, Bytes>(sums_to_log.data(), logs.data(), n_logs);
+        for (int64_t i = 0; i < N; ++i) {  // d_cur / d_upd from the maxima and the logs
+          if (row_code[i] != 0) {
+            d_cur[i] = d_upd[i] = T(0);
+            continue;
+          }
+          const int64_t row = b * N + i, taken = row * A + a.actions[row];
+          const T logit_taken = a.logits[taken], log_mu_taken = a.log_mu[taken];
+          d_cur[i] = (logit_taken - logits_lse(maxima[i], logs[i])) - log_mu_taken;
           if (target_mode) {
-            const T log_hat = lookahead_logit(logits[action], log_mu[action], q[action], temps) - lookahead_lse(m, s);
-            d_upd[i] = log_hat - log_mu[action];
+            const T log_hat = lookahead_logit(logit_taken, log_mu_taken, a.q_local[taken], temps) -
+                              lookahead_lse(maxima[i], logs[N + i]);
+            d_upd[i] = log_hat - log_mu_taken;
           } else {
-            d_upd[i] = a.updated_log_probs[row] - log_mu[action];
+            d_upd[i] = a.updated_log_probs[row] - log_mu_taken;
           }
         }
         ordered_log_ratios(d_cur.data(), d_upd.data(), a.order, N, log_rho_max, a.log_rho + b * N);
