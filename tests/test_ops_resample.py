@@ -86,3 +86,17 @@ def test_resample_opcheck():
     for method in (0, 1):
         uniforms = torch.rand((20, 3) if method == 0 else (1, 3), dtype=torch.float64)
         torch.library.opcheck(torch.ops.inspo_ext.resample.default, (log_rho, uniforms, method))
+
+
+def test_draws_exactly_on_cdf_values():
+    """Points that equal a cdf value (and flat runs of zero weights) take the first b with cdf > point,
+    as searchsorted(right=True): the branch-free search must agree on every tie."""
+    weights = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    log_rho = weights.log().unsqueeze(1).repeat(1, 2)  # cdf 1 1 1 2 3 3 4 4, total 4
+    uniforms = torch.tensor([0.0, 0.25, 0.5, 0.75, 0.25, 0.5, 0.75, 0.0], dtype=torch.float64)
+    uniforms = uniforms.unsqueeze(1).repeat(1, 2)  # points 0 1 2 3 1 2 3 0: each one a cdf value
+    method = reference.RESAMPLE_METHODS.index("multinomial")
+    indices, _ = torch.ops.inspo_ext.resample(log_rho, uniforms, method)
+    expected = torch.tensor([0, 3, 4, 6, 3, 4, 6, 0]).unsqueeze(1).repeat(1, 2)
+    assert torch.equal(indices, expected)
+    assert torch.equal(indices, reference.resample(log_rho, uniforms, "multinomial").indices)

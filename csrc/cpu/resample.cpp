@@ -10,6 +10,26 @@
 #include "common/inspo_math.h"
 
 namespace inspo {
+namespace {
+
+// std::upper_bound (the number of entries <= x) of a sorted array, without branches on the data: the
+// next probe is a conditional move, so a draw costs no mispredictions, and both candidates of the next
+// probe are prefetched while this one loads. A B-long cdf of doubles outgrows the caches at large B,
+// where std::upper_bound spent its time on mispredicted branches waiting for cache misses (measured:
+// 0.6x of PyTorch's searchsorted at B = 256k, N = 27).
+inline int64_t upper_bound_branchless(const double* sorted, int64_t n, double x) {
+  const double* base = sorted;
+  while (n > 1) {
+    const int64_t half = n >> 1;
+    __builtin_prefetch(base + (half >> 1));
+    __builtin_prefetch(base + half + (half >> 1));
+    base = base[half] <= x ? base + half : base;
+    n -= half;
+  }
+  return (base - sorted) + (n == 1 && *base <= x);
+}
+
+}  // namespace
 
 template <typename T>
 int64_t resample_cpu(const ResampleArgs<T>& a) {
@@ -47,7 +67,7 @@ int64_t resample_cpu(const ResampleArgs<T>& a) {
         const double point = systematic ? (double(k) + a.uniforms[i]) / double(B) * total
                                         : a.uniforms[k * N + i] * total;
         // First b with cdf[b] > point (searchsorted right=True): a zero-weight b never qualifies.
-        const int64_t index = std::upper_bound(column, column + B, point) - column;
+        const int64_t index = upper_bound_branchless(column, B, point);
         a.indices[k * N + i] = std::min(index, B - 1);
       }
     }
