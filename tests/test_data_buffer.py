@@ -147,6 +147,21 @@ def test_non_finite_values_are_rejected():
         TransitionStore.from_episode_buffer(arrays)
 
 
+def test_non_finite_next_observation_names_the_step_it_is_read_at():
+    """A truncated episode's last state is read only as the next observation of the step before it:
+    both stores name that state's own step."""
+    from inspo.data import MappedTransitions
+
+    arrays = _xor_arrays()
+    arrays["terminated"][4, 0, 0] = 0  # episode 4 runs out of time after step 0: step 1 is its last state
+    arrays["filled"][4, 1, 0] = 1
+    arrays["obs"][4, 1, 0, 0] = np.nan
+    with pytest.raises(DatasetError, match=r"next_obs has non-finite values \(episode 4, step 1\)"):
+        TransitionStore.from_episode_buffer(arrays)
+    with pytest.raises(DatasetError, match=r"obs has non-finite values \(episode 4, step 1\)"):
+        MappedTransitions(arrays)
+
+
 def test_empty_dataset_is_rejected():
     arrays = _xor_arrays()
     arrays["filled"][:] = 0

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from inspo.data.buffer import DatasetError, validate_episode_arrays
-from inspo.data.transitions import TransitionBatch
+from inspo.data.transitions import NO_TRANSITIONS, TransitionBatch, check_finite, select_transitions
 from inspo.data.transitions import _check_actions as check_actions  # the store's own rule
 
 # batch field read from the files -> (episode array, read at the next step?, dtype)
@@ -56,21 +56,17 @@ class MappedTransitions:
         self.obs_dim, self.state_dim = sizes["O"], sizes["S"]
         length = sizes["T+1"]
         episodes, steps, dones = [], [], []
-        for start in range(0, sizes["E"], chunk):  # the same selection rule as TransitionStore
-            filled = np.asarray(arrays["filled"][start:start + chunk, :, 0]) != 0
-            terminated = np.asarray(arrays["terminated"][start:start + chunk, :, 0]) != 0
-            terminated_before = np.cumsum(terminated, axis=1) - terminated > 0
-            next_filled = np.zeros_like(filled)
-            next_filled[:, :-1] = filled[:, 1:]
-            episode, step = np.nonzero(filled & ~terminated_before & (terminated | next_filled))
+        for start in range(0, sizes["E"], chunk):  # TransitionStore's selection rule, chunk by chunk
+            episode, step, done = select_transitions(arrays["filled"][start:start + chunk, :, 0],
+                                                     arrays["terminated"][start:start + chunk, :, 0])
             episodes.append(episode + start)
             steps.append(step)
-            dones.append(terminated[episode, step])
+            dones.append(done)
         self.episode = np.concatenate(episodes)
         self.step = np.concatenate(steps)
         done = np.concatenate(dones)
         if self.episode.size == 0:
-            raise DatasetError("dataset has no usable transitions")
+            raise DatasetError(NO_TRANSITIONS)
         self.next_step = np.where(done, self.step, np.minimum(self.step + 1, length - 1))
         self.done = torch.from_numpy(done.astype(np.float32)).to(self.device)
         actions, reward = self._scan(chunk, check)
@@ -104,10 +100,7 @@ class MappedTransitions:
                       ("state", next_step, self._gather("state", episode, next_step)),
                       ("reward", step, rewards[-1])]
             for name, at, value in values:
-                bad = ~np.isfinite(value).reshape(len(value), -1).all(axis=1)
-                if bad.any():
-                    i = int(np.argmax(bad))
-                    raise DatasetError(f"{name} has non-finite values (episode {episode[i]}, step {at[i]})")
+                check_finite(name, value, episode, at)
         return np.concatenate(actions), np.concatenate(rewards)
 
     def __len__(self) -> int:

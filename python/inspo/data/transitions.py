@@ -64,17 +64,9 @@ class TransitionStore(TransitionBatch):
     def from_episode_buffer(cls, arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") -> "TransitionStore":
         sizes = validate_episode_arrays(arrays, exact_dtypes=False)
         length = sizes["T+1"]
-        filled = np.asarray(arrays["filled"][..., 0]) != 0  # [E, T+1]
-        terminated = np.asarray(arrays["terminated"][..., 0]) != 0
-        # steps after a terminal step (PyMARL marks the stored final state as filled) are not real
-        terminated_before = np.cumsum(terminated, axis=1) - terminated > 0
-        next_filled = np.zeros_like(filled)
-        next_filled[:, :-1] = filled[:, 1:]
-        keep = filled & ~terminated_before & (terminated | next_filled)
-        episode, step = np.nonzero(keep)
+        episode, step, done = select_transitions(arrays["filled"][..., 0], arrays["terminated"][..., 0])
         if episode.size == 0:
-            raise DatasetError("dataset has no usable transitions (no real step with a next step or a terminal flag)")
-        done = terminated[episode, step]
+            raise DatasetError(NO_TRANSITIONS)
         next_step = np.where(done, step, np.minimum(step + 1, length - 1))
 
         def take(name: str, at: np.ndarray) -> np.ndarray:
@@ -91,10 +83,7 @@ class TransitionStore(TransitionBatch):
             next_state=take("state", next_step), next_obs=take("obs", next_step),
         )
         for name, value in values.items():
-            bad = ~np.isfinite(value).reshape(value.shape[0], -1).all(axis=1)
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise DatasetError(f"{name} has non-finite values (episode {episode[i]}, step {step[i]})")
+            check_finite(name, value, episode, next_step if name.startswith("next_") else step)
 
         def tensor(x: np.ndarray, dtype: torch.dtype) -> Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype)
@@ -115,6 +104,29 @@ class TransitionStore(TransitionBatch):
 
         self.log_mu = run(self.obs, self.avail)
         self.next_log_mu = run(self.next_obs, self.next_avail)
+
+
+NO_TRANSITIONS = "dataset has no usable transitions (no real step with a next step or a terminal flag)"
+
+
+def select_transitions(filled: np.ndarray, terminated: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The transitions of episodes [E, T+1] (filled and terminated flags, any dtype): (episode, step,
+    done) of every real step that has a next step or ends the episode."""
+    filled, terminated = np.asarray(filled) != 0, np.asarray(terminated) != 0
+    # steps after a terminal step (PyMARL marks the stored final state as filled) are not real
+    terminated_before = np.cumsum(terminated, axis=1) - terminated > 0
+    next_filled = np.zeros_like(filled)
+    next_filled[:, :-1] = filled[:, 1:]
+    episode, step = np.nonzero(filled & ~terminated_before & (terminated | next_filled))
+    return episode, step, terminated[episode, step]
+
+
+def check_finite(name: str, value: np.ndarray, episode: np.ndarray, step: np.ndarray) -> None:
+    """DatasetError naming the first transition whose `name` values (rows of `value`) are not all finite."""
+    bad = ~np.isfinite(value).reshape(value.shape[0], -1).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DatasetError(f"{name} has non-finite values (episode {episode[i]}, step {step[i]})")
 
 
 def _check_actions(what: str, actions: np.ndarray, avail: np.ndarray, episode: np.ndarray, step: np.ndarray) -> None:
