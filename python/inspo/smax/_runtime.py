@@ -8,7 +8,8 @@ from pathlib import Path
 # Two cores are shared with torch: XLA's CPU backend would otherwise start a thread per core for
 # every op and fight torch's intra-op pool. One XLA thread; the user's XLA_FLAGS win if set.
 _ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-JAX_CACHE_DIR = Path(os.environ.get("INSPO_DATA", Path.home() / ".cache" / "inspo")) / "jax"
+DATA_ROOT = Path(os.environ.get("INSPO_DATA", Path.home() / ".cache" / "inspo"))  # datasets, compile cache
+JAX_CACHE_DIR = DATA_ROOT / "jax"
 INSTALL_HINT = "SMAX needs the optional extra: pip install 'inspo[smax]'"
 
 

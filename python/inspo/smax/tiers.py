@@ -22,7 +22,6 @@ Layout under the data root (default ~/.cache/inspo/smax):
 """
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -32,7 +31,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ._runtime import import_smax
+from ._runtime import DATA_ROOT, import_smax
 
 import_smax()
 
@@ -48,7 +47,7 @@ from .rollout import EpisodePlayer, EpisodeSink, EpisodeStitcher, buffer_bytes, 
 
 TIERS = ("expert", "medium", "medium-replay", "mixed", "scripted")
 TRAINED_TIERS = ("expert", "medium", "medium-replay", "mixed")
-DEFAULT_ROOT = Path(os.environ.get("INSPO_DATA", Path.home() / ".cache" / "inspo")) / "smax"
+DEFAULT_ROOT = DATA_ROOT / "smax"
 IN_MEMORY_LIMIT = 1 << 30  # bytes; bigger datasets are assembled in memory-mapped files
 _TIER_STREAM = {tier: i for i, tier in enumerate(TIERS)}  # separate random streams per tier
 
