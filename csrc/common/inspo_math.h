@@ -212,14 +212,15 @@ INSPO_HD inline T add_sums(RowSums<T>& s, const RowMax<T>& m, bool avail, T logi
 // take the logs of many rows at once: the CPU backend takes those of all agents of a sample as vectors)
 // and one taking it here. The formula is written once, in the first.
 
-// log-sum-exp over the available entries of the logits: max_l + log S.
+// log pi(a) = (l_a - max_l) - log S: shifting first keeps float32 exact for logits of +-1e4
+// (l_a - (max_l + log S) would round max_l + log S to float32's 1e-3 spacing at 1e4).
 template <typename T>
-INSPO_HD inline T logits_lse(const RowMax<T>& m, T log_exp_logits) {
-  return m.logits + log_exp_logits;
+INSPO_HD inline T taken_log_prob(T logit_taken, const RowMax<T>& m, T log_exp_logits) {
+  return (logit_taken - m.logits) - log_exp_logits;
 }
 template <typename T>
-INSPO_HD inline T logits_lse(const RowMax<T>& m, const RowSums<T>& s) {
-  return logits_lse(m, log_(s.exp_logits));
+INSPO_HD inline T taken_log_prob(T logit_taken, const RowMax<T>& m, const RowSums<T>& s) {
+  return taken_log_prob(logit_taken, m, log_(s.exp_logits));
 }
 
 // H(pi) = -sum p log p = log S - S_l / S  (p = exp(l - max_l) / S; stable for logits of +-1e4).
@@ -252,14 +253,16 @@ INSPO_HD inline T soft_value(const RowMax<T>& m, const RowSums<T>& s, const Temp
   return soft_value(m, log_(s.exp_target), t);
 }
 
-// log-sum-exp of the lookahead logits (normalizer of log pi_hat).
+// log pi_hat(a) of the eta-lookahead, shifted the same way.
 template <typename T>
-INSPO_HD inline T lookahead_lse(const RowMax<T>& m, T log_exp_lookahead) {
-  return m.lookahead + log_exp_lookahead;
+INSPO_HD inline T taken_lookahead_log_prob(T logit_taken, T log_mu_taken, T q_taken, const RowMax<T>& m,
+                                           T log_exp_lookahead, const Temperatures<T>& t) {
+  return (lookahead_logit(logit_taken, log_mu_taken, q_taken, t) - m.lookahead) - log_exp_lookahead;
 }
 template <typename T>
-INSPO_HD inline T lookahead_lse(const RowMax<T>& m, const RowSums<T>& s) {
-  return lookahead_lse(m, log_(s.exp_lookahead));
+INSPO_HD inline T taken_lookahead_log_prob(T logit_taken, T log_mu_taken, T q_taken, const RowMax<T>& m,
+                                           const RowSums<T>& s, const Temperatures<T>& t) {
+  return taken_lookahead_log_prob(logit_taken, log_mu_taken, q_taken, m, log_(s.exp_lookahead), t);
 }
 
 // log w = -(beta / tau) log mu(a) + (q(a) - V) / tau (unclipped; spec section 4).

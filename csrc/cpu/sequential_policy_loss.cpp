@@ -116,7 +116,7 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
       const RowMax<T>& m = maxima[i];
       const RowSums<T>& s = row_sums_of[i];
       const T log_exp_logits = logs[i];
-      log_pi_taken[i] = logit_taken - logits_lse(m, log_exp_logits);
+      log_pi_taken[i] = taken_log_prob(logit_taken, m, log_exp_logits);
       inv_sum_exp[i] = T(1) / s.exp_logits;
       const T value = soft_value(m, logs[N + i], temps);
       // clipped_weight's exponent: the exps of all N agents run together below, as vectors
@@ -126,7 +126,7 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
       if (use_ratio) {
         d_cur[i] = log_pi_taken[i] - log_mu_taken;
         const T log_hat = target_mode
-            ? lookahead_logit(logit_taken, log_mu_taken, q_taken, temps) - lookahead_lse(m, logs[2 * N + i])
+            ? taken_lookahead_log_prob(logit_taken, log_mu_taken, q_taken, m, logs[2 * N + i], temps)
             : a.updated_log_probs[row];
         d_upd[i] = log_hat - log_mu_taken;
       }

@@ -77,7 +77,7 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
           entropy_out[i] = entropy_from_sums(row_sums_of[i], logs[i]);
           sum_kl += kl_out[i];
           sum_entropy += entropy_out[i];
-          log_ratio += (a.next_logits[taken] - logits_lse(maxima[i], logs[i])) - a.next_log_mu[taken];
+          log_ratio += taken_log_prob(a.next_logits[taken], maxima[i], logs[i]) - a.next_log_mu[taken];
         }
         const T soft_value = a.q_next[b] - alpha * sum_kl + beta * sum_entropy;
         a.target[b] = reward + gamma * (T(1) - done) * soft_value;

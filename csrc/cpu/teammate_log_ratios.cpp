@@ -65,10 +65,10 @@ int64_t run(const TeammateLogRatiosArgs<T>& a) {
           }
           const int64_t row = b * N + i, taken = row * A + a.actions[row];
           const T logit_taken = a.logits[taken], log_mu_taken = a.log_mu[taken];
-          d_cur[i] = (logit_taken - logits_lse(maxima[i], logs[i])) - log_mu_taken;
+          d_cur[i] = taken_log_prob(logit_taken, maxima[i], logs[i]) - log_mu_taken;
           if (target_mode) {
-            const T log_hat = lookahead_logit(logit_taken, log_mu_taken, a.q_local[taken], temps) -
-                              lookahead_lse(maxima[i], logs[N + i]);
+            const T log_hat =
+                taken_lookahead_log_prob(logit_taken, log_mu_taken, a.q_local[taken], maxima[i], logs[N + i], temps);
             d_upd[i] = log_hat - log_mu_taken;
           } else {
             d_upd[i] = a.updated_log_probs[row] - log_mu_taken;

@@ -164,20 +164,6 @@ __device__ inline void group_row_stats(const T* logits, const T* log_mu, const T
   group_merge<G>(s, needs);
 }
 
-// log pi(a) = (l_a - max_l) - log S: shifting first keeps float32 exact for logits of +-1e4
-// (l_a - (max_l + log S) would round max_l + log S to float32's 1e-3 spacing at 1e4).
-template <typename T>
-__device__ inline T taken_log_prob(T logit_taken, const RowMax<T>& m, const RowSums<T>& s) {
-  return (logit_taken - m.logits) - log_(s.exp_logits);
-}
-
-// log pi_hat(a) of the eta-lookahead, shifted the same way.
-template <typename T>
-__device__ inline T taken_lookahead_log_prob(T logit_taken, T log_mu_taken, T q_taken, const RowMax<T>& m,
-                                             const RowSums<T>& s, const Temperatures<T>& t) {
-  return (lookahead_logit(logit_taken, log_mu_taken, q_taken, t) - m.lookahead) - log_(s.exp_lookahead);
-}
-
 // ---- order -----------------------------------------------------------------------------------------------
 
 // Block-wide check that order[0..N) is a permutation of 0..N-1 (run by one block of a row kernel, so it
