@@ -10,7 +10,11 @@ A dataset is a directory of .npy arrays, episode-major and padded to a common le
     filled         [E, T+1, 1]     int64   (1 on real steps)
     avail_actions  [E, T+1, N, A]  int32
 
-plus meta.json (PyMARL writes buffer_index, episodes_in_buffer, buffer_size). Other arrays found in
+plus meta.json (PyMARL writes buffer_index, episodes_in_buffer, buffer_size), and optionally
+
+    truncated      [E, T+1, 1]     uint8   (1 where the episode was cut by a time limit, not terminal)
+
+which readers of formats that store truncations apart (OG-MARL vaults) fill. Other arrays found in
 the directory (e.g. PyMARL's actions_onehot) are loaded and saved too, unchanged. The writer insists
 on the exact dtypes above; the reader accepts any float dtype for the float arrays and any integer
 or bool dtype for the others, so datasets of other projects load unchanged.
@@ -36,11 +40,22 @@ ARRAY_SPECS: dict[str, tuple[np.dtype, str, tuple[str, ...]]] = {
     "avail_actions": (np.dtype(np.int32), "iub", ("E", "T+1", "N", "A")),
 }
 REQUIRED_ARRAYS = tuple(ARRAY_SPECS)
+# optional arrays the transition store reads when present
+OPTIONAL_SPECS: dict[str, tuple[np.dtype, str, tuple[str, ...]]] = {
+    "truncated": (np.dtype(np.uint8), "iub", ("E", "T+1", "1")),
+}
 META_FILE = "meta.json"
 
 
 class DatasetError(ValueError):
-    """A dataset that cannot be used as it is (missing array, wrong shape or dtype, bad values)."""
+    """A dataset that cannot be used as it is (missing array, wrong shape or dtype, bad values).
+
+    `field` names the episode array at fault (obs, actions, ...) where there is one, so that a reader
+    of another format can name that format's own field."""
+
+    def __init__(self, message: str, field: Optional[str] = None):
+        super().__init__(message)
+        self.field = field
 
 
 def validate_episode_arrays(arrays: dict[str, np.ndarray], *, exact_dtypes: bool) -> dict[str, int]:
@@ -50,27 +65,30 @@ def validate_episode_arrays(arrays: dict[str, np.ndarray], *, exact_dtypes: bool
     """
     missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
     if missing:
-        raise DatasetError(f"episode buffer is missing array(s) {missing}; found {sorted(arrays)}")
+        raise DatasetError(f"episode buffer is missing array(s) {missing}; found {sorted(arrays)}", missing[0])
     sizes: dict[str, int] = {}
-    for name, (dtype, kinds, dims) in ARRAY_SPECS.items():
+    specs = {**ARRAY_SPECS, **{name: spec for name, spec in OPTIONAL_SPECS.items() if name in arrays}}
+    for name, (dtype, kinds, dims) in specs.items():
         array = arrays[name]
-        if not isinstance(array, np.ndarray):
-            raise DatasetError(f"array {name!r} must be a numpy array, got {type(array).__name__}")
+        # numpy arrays, memory maps, and the lazy arrays of the streaming readers (shape, dtype, slicing)
+        if not (hasattr(array, "shape") and hasattr(array, "dtype")):
+            raise DatasetError(f"array {name!r} must be a numpy array, got {type(array).__name__}", name)
         if exact_dtypes and array.dtype != dtype:
-            raise DatasetError(f"array {name!r} must have dtype {dtype}, got {array.dtype}")
+            raise DatasetError(f"array {name!r} must have dtype {dtype}, got {array.dtype}", name)
         if array.dtype.kind not in kinds:
-            raise DatasetError(f"array {name!r} has dtype {array.dtype}; expected kind {kinds!r} ({dtype})")
-        if array.ndim != len(dims):
+            raise DatasetError(f"array {name!r} has dtype {array.dtype}; expected kind {kinds!r} ({dtype})", name)
+        shape = tuple(array.shape)
+        if len(shape) != len(dims):
             raise DatasetError(
-                f"array {name!r} must have shape [{', '.join(dims)}] (rank {len(dims)}), got {array.shape}")
-        for dim, size in zip(dims, array.shape):
+                f"array {name!r} must have shape [{', '.join(dims)}] (rank {len(dims)}), got {shape}", name)
+        for dim, size in zip(dims, shape):
             if dim == "1":
                 if size != 1:
-                    raise DatasetError(f"array {name!r} must have shape [{', '.join(dims)}], got {array.shape}")
+                    raise DatasetError(f"array {name!r} must have shape [{', '.join(dims)}], got {shape}", name)
             elif sizes.setdefault(dim, size) != size:
                 raise DatasetError(
                     f"array {name!r} has {dim} = {size} but earlier arrays have {dim} = {sizes[dim]} "
-                    f"(shape {array.shape}, expected [{', '.join(dims)}])")
+                    f"(shape {shape}, expected [{', '.join(dims)}])", name)
     if sizes["E"] == 0 or sizes["T+1"] < 2:
         raise DatasetError(f"episode buffer is empty: E = {sizes['E']} episodes of T+1 = {sizes['T+1']} steps")
     return sizes

@@ -48,20 +48,24 @@ class MappedColumn:
 class MappedTransitions:
     """All transitions of an episode buffer whose arrays may be memory-mapped (np.load(mmap_mode="r"))."""
 
-    def __init__(self, arrays: dict, device: str | torch.device = "cpu", chunk: int = 8192, check: bool = True):
+    def __init__(self, arrays: dict, device: str | torch.device = "cpu", chunk: int = 8192, check: bool = True,
+                 episode_limit: Optional[int] = None):
         sizes = validate_episode_arrays(arrays, exact_dtypes=False)
         self.arrays = arrays
         self.device = torch.device(device)
         self.n_agents, self.n_actions = sizes["N"], sizes["A"]
         self.obs_dim, self.state_dim = sizes["O"], sizes["S"]
         length = sizes["T+1"]
-        episodes, steps, dones = [], [], []
+        episodes, steps, dones, truncations = [], [], [], []
         for start in range(0, sizes["E"], chunk):  # TransitionStore's selection rule, chunk by chunk
-            episode, step, done = select_transitions(arrays["filled"][start:start + chunk, :, 0],
-                                                     arrays["terminated"][start:start + chunk, :, 0])
-            episodes.append(episode + start)
+            rows = slice(start, start + chunk)
+            episode, step, done, truncated = select_transitions(
+                arrays["filled"][rows, :, 0], arrays["terminated"][rows, :, 0],
+                arrays["truncated"][rows, :, 0] if "truncated" in arrays else None, episode_limit, first_episode=start)
+            episodes.append(episode)
             steps.append(step)
             dones.append(done)
+            truncations.append(truncated)
         self.episode = np.concatenate(episodes)
         self.step = np.concatenate(steps)
         done = np.concatenate(dones)
@@ -69,6 +73,7 @@ class MappedTransitions:
             raise DatasetError(NO_TRANSITIONS)
         self.next_step = np.where(done, self.step, np.minimum(self.step + 1, length - 1))
         self.done = torch.from_numpy(done.astype(np.float32)).to(self.device)
+        self.truncated = torch.from_numpy(np.concatenate(truncations).astype(np.float32)).to(self.device)
         actions, reward = self._scan(chunk, check)
         self.actions = torch.from_numpy(actions).to(self.device)  # [T, N] int64
         self.reward = torch.from_numpy(reward).to(device=self.device, dtype=torch.float32)  # [T]
@@ -107,9 +112,10 @@ class MappedTransitions:
         return len(self.episode)
 
     def _gather(self, name: str, episode: np.ndarray, step: np.ndarray) -> np.ndarray:
-        # sort the reads by file position (episode-major), then put the rows back in order
+        # sort the reads by file position (episode-major), then put the rows back in order; the lazy
+        # arrays of the HDF5 and vault readers take the same (episodes, steps) index
         order = np.lexsort((step, episode))
-        rows = np.empty((len(order),) + self.arrays[name].shape[2:], self.arrays[name].dtype)
+        rows = np.empty((len(order),) + tuple(self.arrays[name].shape[2:]), self.arrays[name].dtype)
         rows[order] = self.arrays[name][episode[order], step[order]]
         return rows
 
@@ -129,7 +135,7 @@ class MappedTransitions:
         """The minibatch of transitions ``rows`` (a 1-D index tensor)."""
         here = rows.to(self.device)
         batch = TransitionBatch(actions=self.actions[here], reward=self.reward[here], done=self.done[here],
-                                **{field: self.read(field, rows) for field in MAPPED_FIELDS})
+                                truncated=self.truncated[here], **{field: self.read(field, rows) for field in MAPPED_FIELDS})
         if self.log_mu is not None:
             batch.log_mu = self.log_mu[rows.to(self.log_mu.device)]
             batch.next_log_mu = self.next_log_mu[rows.to(self.next_log_mu.device)]

@@ -1,10 +1,20 @@
 """The in-memory transition store (s, o, a, r, s', o', a', d, avail, avail') of spec section 1.
 
 Built from episode-buffer arrays: transition t of an episode is kept when step t is real (filled),
-no earlier step of the episode terminated, and either step t terminated or step t+1 is real (a' is
-the next joint action of the same episode, needed for in-sample evaluation). A step whose episode was
-cut by a time limit without a stored next step has no a' and is dropped. For terminal transitions the
+the episode did not end before it, and either step t is terminal or step t+1 is real (a' is the next
+joint action of the same episode, needed for in-sample evaluation). For terminal transitions the
 next-step fields repeat step t (never read by the losses, but finite and valid).
+
+Terminals and truncations stay apart: ``done`` is 1 only where the episode terminated; ``truncated``
+is 1 on the last transition of an episode cut by a time limit, which bootstraps through its stored
+next step like any other. A step cut without a stored next step has no a' and is dropped. Which
+ends are time-limit ends (`EndRule`): the dataset's own ``truncated`` array where it has one
+(OG-MARL vaults); else, with an explicit ``episode_limit``, every episode that ran episode_limit
+steps was cut there, even if its last step is flagged terminated (AlberDICE's data flags them so);
+else PyMARL's convention: ``terminated`` as stored, an end without the flag is a cut.
+
+The store is built chunk by chunk of episodes, so lazy arrays (memory maps, HDF5 datasets, vault
+views) are read once, a block at a time, never whole.
 """
 from __future__ import annotations
 
@@ -32,6 +42,7 @@ class TransitionBatch:
     next_avail: Tensor  # [B, N, A] bool
     log_mu: Optional[Tensor] = None  # [B, N, A] cached behaviour log-probs (after BC)
     next_log_mu: Optional[Tensor] = None
+    truncated: Optional[Tensor] = None  # [B] float, 1 on the last transition of a time-limit-cut episode
 
     def index(self, rows: Tensor) -> "TransitionBatch":
         return TransitionBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[rows]
@@ -61,40 +72,48 @@ class TransitionStore(TransitionBatch):
         return self.state.shape[1]
 
     @classmethod
-    def from_episode_buffer(cls, arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") -> "TransitionStore":
+    def from_episode_buffer(cls, arrays: dict[str, np.ndarray], device: str | torch.device = "cpu",
+                            episode_limit: Optional[int] = None, chunk: int = 4096) -> "TransitionStore":
         sizes = validate_episode_arrays(arrays, exact_dtypes=False)
         length = sizes["T+1"]
-        episode, step, done = select_transitions(arrays["filled"][..., 0], arrays["terminated"][..., 0])
-        if episode.size == 0:
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, sizes["E"], chunk):
+            block = {name: np.asarray(arrays[name][start:start + chunk]) for name in EPISODE_FIELDS if name in arrays}
+            episode, step, done, truncated = select_transitions(
+                block["filled"][..., 0], block["terminated"][..., 0],
+                block["truncated"][..., 0] if "truncated" in block else None, episode_limit, first_episode=start)
+            local = episode - start
+            next_step = np.where(done, step, np.minimum(step + 1, length - 1))
+
+            def take(name: str, at: np.ndarray) -> np.ndarray:
+                return block[name][local, at]
+
+            actions = take("actions", step)[..., 0].astype(np.int64)
+            next_actions = take("actions", next_step)[..., 0].astype(np.int64)
+            avail = take("avail_actions", step) != 0
+            next_avail = take("avail_actions", next_step) != 0
+            _check_actions("actions", actions, avail, episode, step)
+            _check_actions("next actions (a')", next_actions, next_avail, episode, next_step)
+            values = dict(
+                state=take("state", step), obs=take("obs", step), reward=take("reward", step)[..., 0],
+                next_state=take("state", next_step), next_obs=take("obs", next_step),
+            )
+            for name, value in values.items():
+                check_finite(name, value, episode, next_step if name.startswith("next_") else step)
+            values.update(actions=actions, next_actions=next_actions, avail=avail, next_avail=next_avail, done=done,
+                          truncated=truncated)
+            for name, value in values.items():
+                parts.setdefault(name, []).append(value)
+        if sum(len(part) for part in parts["done"]) == 0:
             raise DatasetError(NO_TRANSITIONS)
-        next_step = np.where(done, step, np.minimum(step + 1, length - 1))
 
-        def take(name: str, at: np.ndarray) -> np.ndarray:
-            return np.asarray(arrays[name][episode, at])  # fancy indexing reads only these rows
+        def tensor(name: str, dtype: torch.dtype) -> Tensor:
+            return torch.from_numpy(np.ascontiguousarray(np.concatenate(parts[name]))).to(device=device, dtype=dtype)
 
-        actions = take("actions", step)[..., 0].astype(np.int64)
-        next_actions = take("actions", next_step)[..., 0].astype(np.int64)
-        avail = take("avail_actions", step) != 0
-        next_avail = take("avail_actions", next_step) != 0
-        _check_actions("actions", actions, avail, episode, step)
-        _check_actions("next actions (a')", next_actions, next_avail, episode, next_step)
-        values = dict(
-            state=take("state", step), obs=take("obs", step), reward=take("reward", step)[..., 0],
-            next_state=take("state", next_step), next_obs=take("obs", next_step),
-        )
-        for name, value in values.items():
-            check_finite(name, value, episode, next_step if name.startswith("next_") else step)
-
-        def tensor(x: np.ndarray, dtype: torch.dtype) -> Tensor:
-            return torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype)
-
-        return cls(
-            state=tensor(values["state"], torch.float32), obs=tensor(values["obs"], torch.float32),
-            actions=tensor(actions, torch.int64), reward=tensor(values["reward"], torch.float32),
-            next_state=tensor(values["next_state"], torch.float32), next_obs=tensor(values["next_obs"], torch.float32),
-            next_actions=tensor(next_actions, torch.int64), done=tensor(done, torch.float32),
-            avail=tensor(avail, torch.bool), next_avail=tensor(next_avail, torch.bool),
-        )
+        floats = ("state", "obs", "reward", "next_state", "next_obs", "done", "truncated")
+        return cls(**{name: tensor(name, torch.float32) for name in floats},
+                   **{name: tensor(name, torch.int64) for name in ("actions", "next_actions")},
+                   **{name: tensor(name, torch.bool) for name in ("avail", "next_avail")})
 
     @torch.no_grad()
     def cache_behaviour(self, log_probs_fn, chunk: int = 65536) -> None:
@@ -109,24 +128,62 @@ class TransitionStore(TransitionBatch):
 NO_TRANSITIONS = "dataset has no usable transitions (no real step with a next step or a terminal flag)"
 
 
-def select_transitions(filled: np.ndarray, terminated: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The transitions of episodes [E, T+1] (filled and terminated flags, any dtype): (episode, step,
-    done) of every real step that has a next step or ends the episode."""
-    filled, terminated = np.asarray(filled) != 0, np.asarray(terminated) != 0
-    # steps after a terminal step (PyMARL marks the stored final state as filled) are not real
-    terminated_before = np.cumsum(terminated, axis=1) - terminated > 0
+# the episode arrays the transition store reads
+EPISODE_FIELDS = ("obs", "state", "actions", "reward", "terminated", "filled", "avail_actions", "truncated")
+
+
+def end_rule(has_truncated: bool, episode_limit: Optional[int]) -> str:
+    """How a dataset's time-limit ends are told from its terminals (the rule of select_transitions)."""
+    if has_truncated:
+        return "truncations as stored (the dataset keeps them apart from terminals)"
+    if episode_limit is not None:
+        return (f"episode_limit = {episode_limit}: an episode that ran {episode_limit} steps was cut there "
+                f"(truncated, even if flagged terminated)")
+    return "PyMARL convention: terminated as stored, an episode end without the flag is a time-limit cut"
+
+
+def select_transitions(filled: np.ndarray, terminated: np.ndarray, truncated: Optional[np.ndarray] = None,
+                       episode_limit: Optional[int] = None, first_episode: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The transitions of episodes [E, T+1] (filled, terminated and optional truncated flags, any dtype):
+    (episode, step, done, truncated) of every real step that has a next step or is terminal. done and
+    truncated are bool; truncated marks the last transition of an episode that did not terminate.
+    first_episode offsets the episode numbers (of a chunk) in the result and in errors."""
+    filled, terminal = np.asarray(filled) != 0, np.asarray(terminated) != 0
+    if truncated is not None:
+        cut = (np.asarray(truncated) != 0) & ~terminal  # both flags: terminal (nothing to bootstrap)
+    else:
+        cut = np.zeros_like(filled)
+        if episode_limit is not None:
+            # steps after a terminal step (PyMARL marks the stored final state as filled) are not real
+            real = filled & ~(np.cumsum(terminal, axis=1) - terminal > 0)
+            beyond = real[:, episode_limit + 1:].any(axis=1)  # index episode_limit may hold the final state
+            if beyond.any():
+                e = int(np.argmax(beyond)) + first_episode
+                raise DatasetError(f"episode {e} has real steps after episode_limit = {episode_limit}; "
+                                   f"the limit must be at least the longest episode", "filled")
+            if episode_limit <= filled.shape[1]:
+                cut[:, episode_limit - 1] = filled[:, episode_limit - 1]
+                terminal = terminal & ~cut
+    end = terminal | cut
+    ended_before = np.cumsum(end, axis=1) - end > 0
     next_filled = np.zeros_like(filled)
     next_filled[:, :-1] = filled[:, 1:]
-    episode, step = np.nonzero(filled & ~terminated_before & (terminated | next_filled))
-    return episode, step, terminated[episode, step]
+    keep = filled & ~ended_before & (terminal | next_filled)
+    kept_next = np.zeros_like(keep)
+    kept_next[:, :-1] = keep[:, 1:]
+    episode, step = np.nonzero(keep)
+    done = terminal[episode, step]
+    return episode + first_episode, step, done, ~done & ~kept_next[episode, step]
 
 
 def check_finite(name: str, value: np.ndarray, episode: np.ndarray, step: np.ndarray) -> None:
     """DatasetError naming the first transition whose `name` values (rows of `value`) are not all finite."""
-    bad = ~np.isfinite(value).reshape(value.shape[0], -1).all(axis=1)
+    bad = ~np.isfinite(value).reshape(value.shape[0], int(np.prod(value.shape[1:]))).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DatasetError(f"{name} has non-finite values (episode {episode[i]}, step {step[i]})")
+        raise DatasetError(f"{name} has non-finite values (episode {episode[i]}, step {step[i]})",
+                           name.removeprefix("next_"))
 
 
 def _check_actions(what: str, actions: np.ndarray, avail: np.ndarray, episode: np.ndarray, step: np.ndarray) -> None:
@@ -135,12 +192,13 @@ def _check_actions(what: str, actions: np.ndarray, avail: np.ndarray, episode: n
     if out_of_range.any():
         e, n = np.argwhere(out_of_range)[0]
         raise DatasetError(f"{what}: action {actions[e, n]} of agent {n} outside [0, {n_actions}) "
-                           f"(episode {episode[e]}, step {step[e]})")
+                           f"(episode {episode[e]}, step {step[e]})", "actions")
     if not avail.any(axis=-1).all():
         e, n = np.argwhere(~avail.any(axis=-1))[0]
-        raise DatasetError(f"{what}: agent {n} has no available action (episode {episode[e]}, step {step[e]})")
+        raise DatasetError(f"{what}: agent {n} has no available action (episode {episode[e]}, step {step[e]})",
+                           "avail_actions")
     taken = np.take_along_axis(avail, actions[..., None], axis=-1)[..., 0]
     if not taken.all():
         e, n = np.argwhere(~taken)[0]
         raise DatasetError(f"{what}: action {actions[e, n]} of agent {n} is not available under the mask "
-                           f"(episode {episode[e]}, step {step[e]})")
+                           f"(episode {episode[e]}, step {step[e]})", "avail_actions")
