@@ -1,0 +1,83 @@
+"""Episode batches in one HDF5 file: one dataset per field ([E, T+1, ...], `filled` marking the real
+steps), as CFCQL stores its SMAC datasets (keys of PyMARL's scheme; other datasets such as `probs`
+or `actions_onehot` kept as extra arrays). Metadata: the file's attributes (the JSON attribute
+`inspo_meta` where we wrote it).
+
+Read with h5py, lazily: the store and `data info` read blocks of episodes, a minibatch of a
+memory-mapped run reads only its episodes; the file is never loaded whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from inspo.data.buffer import DatasetError
+from inspo.data.formats import Dataset
+
+CHUNK = 1024  # episodes per block written
+META_ATTR = "inspo_meta"
+
+
+def _h5py():
+    try:
+        import h5py
+    except ModuleNotFoundError as error:
+        raise DatasetError("HDF5 datasets need h5py: pip install 'inspo[data]'") from error
+    return h5py
+
+
+class H5Array:
+    """An HDF5 dataset indexed like the episode arrays: slices pass through; [episodes, steps] (two
+    index arrays, as the memory-mapped store gathers) reads only the episodes named."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.shape, self.dtype, self.ndim = tuple(dataset.shape), dataset.dtype, dataset.ndim
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, np.ndarray) for k in key):
+            episodes, inverse = np.unique(key[0], return_inverse=True)
+            return self.dataset[episodes][inverse, key[1]]
+        return self.dataset[key]
+
+
+def read(path: Path, *, mmap: bool) -> Dataset:
+    h5py = _h5py()
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        raise DatasetError(f"{path} (h5): cannot be read as HDF5: {error}") from error
+    arrays = {name: H5Array(item) for name, item in file.items() if isinstance(item, h5py.Dataset)}
+    if META_ATTR in file.attrs:
+        meta = json.loads(file.attrs[META_ATTR])
+    else:
+        meta = {key: value.item() if isinstance(value, np.generic) else value for key, value in file.attrs.items()}
+        meta = {key: value for key, value in meta.items() if isinstance(value, (int, float, str, bool))}
+    return Dataset(path, "h5", arrays, meta, {name: f"/{name}" for name in arrays})
+
+
+def write(path: Path, arrays: dict[str, Any], meta: dict[str, Any], *, episode_limit: Optional[int],
+          log: Callable[[str], None]) -> None:
+    h5py = _h5py()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as file:
+            for name, array in arrays.items():
+                out = file.create_dataset(name, shape=tuple(array.shape), dtype=array.dtype, chunks=True,
+                                          maxshape=(None, *array.shape[1:]))
+                for start in range(0, array.shape[0], CHUNK):
+                    out[start:start + CHUNK] = np.asarray(array[start:start + CHUNK])
+            meta = dict(meta)
+            file.attrs[META_ATTR] = json.dumps(meta)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
