@@ -23,7 +23,7 @@ from inspo.config import REGIMES, TrainConfig, make_config, parse_overrides
 LAZY_COMMANDS = {
     "bench": ("inspo.bench.cli", "benchmark the fused ops against the reference"),
     "reproduce": ("inspo.reproduce", "rerun the results of the docs (seeds, spread, figures)"),
-    "data": ("inspo.smax.cli", "generate or convert SMAX datasets"),
+    "data": ("inspo.data.cli", "look at, convert and make datasets (info, convert, SMAX make/check)"),
 }
 # the main job: (env, dataset) trained in fused mode with the env presets
 DEFAULT_JOB = (("xor", "c"), ("mne", "imbalanced"), ("bridge", "optimal"))

@@ -142,6 +142,29 @@ def end_rule(has_truncated: bool, episode_limit: Optional[int]) -> str:
     return "PyMARL convention: terminated as stored, an episode end without the flag is a time-limit cut"
 
 
+def resolve_ends(filled: np.ndarray, terminated: np.ndarray, truncated: Optional[np.ndarray] = None,
+                 episode_limit: Optional[int] = None, first_episode: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(filled, terminal, cut) bool [E, T+1] under the dataset's end rule (`end_rule`): a step is
+    terminal or cut (a time-limit end), never both."""
+    filled, terminal = np.asarray(filled) != 0, np.asarray(terminated) != 0
+    if truncated is not None:
+        return filled, terminal, (np.asarray(truncated) != 0) & ~terminal  # both flags: terminal
+    cut = np.zeros_like(filled)
+    if episode_limit is not None:
+        # steps after a terminal step (PyMARL marks the stored final state as filled) are not real
+        real = filled & ~(np.cumsum(terminal, axis=1) - terminal > 0)
+        beyond = real[:, episode_limit + 1:].any(axis=1)  # index episode_limit may hold the final state
+        if beyond.any():
+            e = int(np.argmax(beyond)) + first_episode
+            raise DatasetError(f"episode {e} has real steps after episode_limit = {episode_limit}; "
+                               f"the limit must be at least the longest episode", "filled")
+        if episode_limit <= filled.shape[1]:
+            cut[:, episode_limit - 1] = filled[:, episode_limit - 1]
+            terminal = terminal & ~cut
+    return filled, terminal, cut
+
+
 def select_transitions(filled: np.ndarray, terminated: np.ndarray, truncated: Optional[np.ndarray] = None,
                        episode_limit: Optional[int] = None, first_episode: int = 0
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -149,22 +172,7 @@ def select_transitions(filled: np.ndarray, terminated: np.ndarray, truncated: Op
     (episode, step, done, truncated) of every real step that has a next step or is terminal. done and
     truncated are bool; truncated marks the last transition of an episode that did not terminate.
     first_episode offsets the episode numbers (of a chunk) in the result and in errors."""
-    filled, terminal = np.asarray(filled) != 0, np.asarray(terminated) != 0
-    if truncated is not None:
-        cut = (np.asarray(truncated) != 0) & ~terminal  # both flags: terminal (nothing to bootstrap)
-    else:
-        cut = np.zeros_like(filled)
-        if episode_limit is not None:
-            # steps after a terminal step (PyMARL marks the stored final state as filled) are not real
-            real = filled & ~(np.cumsum(terminal, axis=1) - terminal > 0)
-            beyond = real[:, episode_limit + 1:].any(axis=1)  # index episode_limit may hold the final state
-            if beyond.any():
-                e = int(np.argmax(beyond)) + first_episode
-                raise DatasetError(f"episode {e} has real steps after episode_limit = {episode_limit}; "
-                                   f"the limit must be at least the longest episode", "filled")
-            if episode_limit <= filled.shape[1]:
-                cut[:, episode_limit - 1] = filled[:, episode_limit - 1]
-                terminal = terminal & ~cut
+    filled, terminal, cut = resolve_ends(filled, terminated, truncated, episode_limit, first_episode)
     end = terminal | cut
     ended_before = np.cumsum(end, axis=1) - end > 0
     next_filled = np.zeros_like(filled)

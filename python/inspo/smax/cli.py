@@ -17,8 +17,15 @@ import sys
 from pathlib import Path
 
 
+COMMANDS = ("make", "behaviour", "summary", "check")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    commands = parser.add_subparsers(dest="data_command", metavar="{make,behaviour,summary,check}", required=True)
+    add_commands(parser.add_subparsers(dest="data_command", metavar="{make,behaviour,summary,check}", required=True))
+
+
+def add_commands(commands) -> None:
+    """The SMAX subcommands on `commands` (an argparse subparsers action; `inspo data` adds its own too)."""
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--env", required=True, help="smax:<map>, e.g. smax:3m, smax:2s3z, smax:5m_vs_6m")

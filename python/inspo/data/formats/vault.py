@@ -35,7 +35,7 @@ import numpy as np
 
 from inspo.data.buffer import DatasetError
 from inspo.data.formats import Dataset
-from inspo.data.transitions import EPISODE_FIELDS, select_transitions
+from inspo.data.transitions import EPISODE_FIELDS, resolve_ends, select_transitions
 
 METADATA_FILE = "metadata.json"
 VAULT_VERSION = 1.2  # flashbax's on-disk version that the writer follows
@@ -147,7 +147,7 @@ class VaultArray:
 
 def read(path: Path, *, mmap: bool) -> Dataset:
     ts = _tensorstore()
-    base = find_vault(path)
+    base = find_vault(path).resolve()
     label = f"{path} (vault)"
     try:
         metadata = json.loads((base / METADATA_FILE).read_text())
@@ -308,7 +308,7 @@ def write(path: Path, arrays: dict[str, Any], meta: dict[str, Any], *, episode_l
         dtypes[f"infos.{name}"] = arrays[name].dtype
     leaves = {leaf: tuple(int(size) for size in shape) for leaf, shape in leaves.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")).resolve()
     try:
         stores = {leaf: ts.open({**_spec(tmp, leaf + "."), "metadata": {"compressor": COMPRESSION}}, create=True,
                                 dtype=dtypes[leaf].name, shape=(1, TIME_AXIS_MAX_LENGTH, *leaves[leaf])).result()
@@ -366,20 +366,16 @@ def _episode_rows(block: dict[str, np.ndarray], episode_limit: Optional[int]) ->
     filled = block["filled"][..., 0] != 0
     truncated = block["truncated"][..., 0] if "truncated" in block else None
     episode, step, done, cut = select_transitions(filled, block["terminated"][..., 0], truncated, episode_limit)
-    n_episodes, length = filled.shape
+    n_episodes = filled.shape[0]
     last = np.full(n_episodes, -1)
     np.maximum.at(last, episode, step)  # last transition of each episode (-1: none)
     terminal = np.zeros(n_episodes, bool)
     terminal[episode[done]] = True
-    # a flagged end at the last transition (terminal, a stored truncation or the episode-limit rule)
-    flagged = np.zeros(n_episodes, bool)
-    ends = np.zeros_like(filled)
-    if truncated is not None:
-        ends |= np.asarray(truncated) != 0
-    if episode_limit is not None and episode_limit <= length:
-        ends[:, episode_limit - 1] |= filled[:, episode_limit - 1]
+    # a flagged end at the last transition (a stored truncation or the episode-limit rule)
+    _, _, cut_flags = resolve_ends(filled, block["terminated"][..., 0], truncated, episode_limit)
     has_last = last >= 0
-    flagged[has_last] = ends[np.nonzero(has_last)[0], last[has_last]]
+    flagged = np.zeros(n_episodes, bool)
+    flagged[has_last] = cut_flags[np.nonzero(has_last)[0], last[has_last]]
     real_count = filled.sum(axis=1)
     out_e, out_t, out_term, out_trunc, out_boot = [], [], [], [], []
     for e in range(n_episodes):
