@@ -62,11 +62,13 @@ def train_bc(config: TrainConfig, *, out_dir=None, resume: bool = False, progres
     start = time.perf_counter()
     run = prepare_run(config)
     files = RunFiles(out_dir, config.tensorboard)
-    mu = make_policy_net(config, run.env.n_agents, run.env.obs_dim, run.env.n_actions)
+    mu = make_policy_net(config, run.store.n_agents, run.store.obs_dim, run.store.n_actions)
     nll = fit_behaviour(mu, run.store, config, run.generator)
-    scores = run.env.evaluate(policy_fn(mu), episodes=config.eval_episodes,
-                              generator=eval_generator(config, config.bc_steps))
-    files.log("eval", {"step": config.bc_steps, **scores})
+    scores = {}  # dataset-only run (no env): evaluation skipped
+    if run.env is not None:
+        scores = run.env.evaluate(policy_fn(mu), episodes=config.eval_episodes,
+                                  generator=eval_generator(config, config.bc_steps))
+        files.log("eval", {"step": config.bc_steps, **scores})
     results = dict(config=config.to_dict(), algo="bc", bc_nll=nll, scores=scores,
                    seconds=time.perf_counter() - start, transitions=len(run.store))
     files.save_checkpoint(dict(config=config.to_dict(), algo="bc", step=config.bc_steps, mu=mu.state_dict()))

@@ -5,6 +5,8 @@
     inspo train --env xor --dataset d --mode exact --seed 3 --set eta=0.5 --out runs/x
     inspo train --env xor --dataset c --mode simultaneous --regime full-update
     inspo train --out runs/x --resume
+    inspo train --dataset-path DATA  a dataset-only run (any format and shapes; no evaluation)
+    inspo train --dataset-path DATA --env my_envs:make_env   ... evaluated in a user environment
     inspo eval runs/x                evaluate a checkpoint (a run folder or a checkpoint.pt)
     inspo bench | reproduce | data   provided by optional modules (benchmarks, results, SMAX datasets)
 """
@@ -65,9 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train (no arguments: the main job and its table)",
                                 description="Train one run, or with no --env the main job "
                                             "(XOR c, M-NE imbalanced, Bridge optimal) and its table.")
-    train.add_argument("--env", help="xor, mne, bridge (smax:<map> when installed); omit for the main job")
+    train.add_argument("--env", help="xor, mne, bridge (smax:<map> when installed), or a user environment "
+                                     "module:factory; omit for the main job, or with --dataset-path for a "
+                                     "dataset-only run (no evaluation)")
     train.add_argument("--dataset", help="dataset name of the env (default: the env preset's)")
-    train.add_argument("--dataset-path", help="train on an EPyMARL episode-buffer directory instead")
+    train.add_argument("--dataset-path", help="train on this dataset instead: a PyMARL .npy folder, an HDF5 file "
+                                              "or an OG-MARL vault (see inspo data info)")
+    train.add_argument("--dataset-format", choices=("auto", "npy", "h5", "vault"),
+                       help="format of --dataset-path (default: detected)")
+    train.add_argument("--episode-limit", type=int,
+                       help="time limit of the dataset's episodes, for data that flags time-limit ends as "
+                            "terminal: an episode that ran this many steps was cut (bootstrapped)")
     train.add_argument("--algo", default="inspo", help="trainer from inspo.algos (inspo, bc, ...)")
     train.add_argument("--mode", choices=("fused", "exact", "simultaneous"), help="InSPO update mode")
     train.add_argument("--regime", choices=tuple(REGIMES),
@@ -87,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, help="evaluation episodes (default: the run's)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation rollouts")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    evaluate.add_argument("--env", help="evaluate in this environment instead of the run's (a dataset-only run "
+                                        "has none): a built-in name or module:factory with the dataset's sizes")
     evaluate.set_defaults(handler=cmd_eval)
 
     for name, (_, help_text) in LAZY_COMMANDS.items():
@@ -118,11 +130,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.env is None and args.dataset_path is None:
         return run_default_job(args, overrides)
-    env = args.env or "xor"
+    env = args.env if args.env or args.dataset_path else "xor"  # dataset path, no env: a dataset-only run
     if args.dataset:
         overrides["dataset"] = args.dataset
     if args.dataset_path:
         overrides["dataset_path"] = args.dataset_path
+    for name in ("dataset_format", "episode_limit"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     config = make_config(env, algo=args.algo, **overrides)
     out = args.out or default_out_dir(config)
     results = get_trainer(args.algo)(config, out_dir=out, progress=not args.quiet)
@@ -147,7 +162,8 @@ def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 
 def default_out_dir(config: TrainConfig) -> str:
     data = Path(config.dataset_path).name if config.dataset_path else config.dataset
-    return f"runs/{config.env.replace(':', '-')}-{data}-{config.algo}-{config.mode}-s{config.seed}"
+    env = "dataset" if config.env is None else config.env.replace(":", "-")
+    return f"runs/{env}-{data}-{config.algo}-{config.mode}-s{config.seed}"
 
 
 def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
@@ -157,15 +173,18 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
     header = f"{'task':<26} {'algo':<30} {'seed':>4} {'time':>7}  scores"
     lines = [header, "-" * (len(header) + 50)]
     for algo, config, results in rows:
-        env = make_env(config)
-        task = f"{config.env}/{Path(config.dataset_path).name if config.dataset_path else config.dataset}"
+        env = make_env(config) if config.env is not None else None
+        task = f"{config.env or 'dataset'}/{Path(config.dataset_path).name if config.dataset_path else config.dataset}"
         if config.env == "xor":
             task += f" ({config.xor_variant})"
         method = f"{algo} {config.mode}" if algo == "inspo" else algo
         if config.regime != "one-step":
             method += f" ({config.regime})"
         scores = results["scores"]
-        shown = " | ".join(f"{title} {scores[key]:.3f}" for key, title in env.score_columns if key in scores)
+        columns = getattr(env, "score_columns", None) or tuple((key, key) for key in scores)  # user envs may not say
+        shown = " | ".join(f"{title} {scores[key]:.3f}" for key, title in columns if key in scores)
+        if env is None:
+            shown = "evaluation skipped: no environment (--env NAME or --env module:factory)"
         lines.append(f"{task:<26} {method:<30} {config.seed:>4} {results['seconds']:>6.1f}s  {shown}")
     print("\n".join(lines))
 
@@ -184,9 +203,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no checkpoint at {path}")
     payload = torch.load(path, weights_only=False)
     config = TrainConfig.from_dict(payload["config"])
+    if args.env:
+        config.env = args.env
+        config.validate()
+    if config.env is None:
+        raise ValueError(f"{path} is a dataset-only run (no environment); give --env NAME or --env module:factory")
     env = make_env(config)
     actor = make_policy_net(config, env.n_agents, env.obs_dim, env.n_actions)
-    actor.load_state_dict(policy_state(payload))
+    try:
+        actor.load_state_dict(policy_state(payload))
+    except RuntimeError as error:
+        raise ValueError(f"the policy in {path} does not fit {config.env} (agents {env.n_agents}, actions "
+                         f"{env.n_actions}, obs dim {env.obs_dim}): {str(error).splitlines()[0]}") from error
     episodes = args.episodes or config.eval_episodes
     config.seed = args.seed
     scores = env.evaluate(policy_fn(actor), episodes=episodes, generator=eval_generator(config, payload["step"]))

@@ -25,9 +25,15 @@ class TrainConfig:
     """Hyperparameters and choices of one run. Defaults are spec section 7; see `PRESETS`."""
 
     # ---- what to train on ----
-    env: str = "xor"  # environment registry name: xor, mne, bridge (smax:<map> when installed)
+    # environment: a registry name (xor, mne, bridge; smax:<map> when installed), a user environment
+    # "module:factory" (inspo.envs.make_env), or None for a dataset-only run (dataset_path, no evaluation)
+    env: Optional[str] = "xor"
     dataset: str = "c"  # dataset name of the environment (see `inspo.envs`), unless dataset_path is set
-    dataset_path: Optional[str] = None  # an EPyMARL episode-buffer directory to train on instead
+    dataset_path: Optional[str] = None  # a dataset to train on instead: npy folder, HDF5 file or vault
+    dataset_format: str = "auto"  # format of dataset_path: auto (detected), npy, h5, vault (inspo.data.formats)
+    # time limit of dataset_path's episodes, for data that flags time-limit ends as terminal: an episode
+    # that ran this many steps was cut there (truncated, bootstrapped); None = the data's own flags
+    episode_limit: Optional[int] = None
     xor_variant: str = "penalty"  # XOR payoff of BB: "penalty" (-2) or "plain" (0)
     mne_diagonal: tuple[float, ...] = (10.0, 5.0, 8.0)  # M-NE payoff diag(R); off-diagonal 0
     # (choice) M-NE datasets: "stratified" = every joint action in exactly its product proportion,
@@ -136,8 +142,16 @@ class TrainConfig:
 
         from inspo.envs import ENVS, LAZY_ENVS  # imported late: inspo.envs imports this module
 
-        if self.env.partition(":")[0] not in {**ENVS, **LAZY_ENVS}:
-            raise ValueError(f"config.env: unknown environment {self.env!r}; known: {sorted({**ENVS, **LAZY_ENVS})}")
+        from inspo.data.formats import FORMATS
+
+        if self.env is None:
+            if self.dataset_path is None:
+                raise ValueError("config.env: a run without an environment needs dataset_path (a dataset-only run)")
+        elif self.env.partition(":")[0] not in {**ENVS, **LAZY_ENVS} and not is_user_env(self.env):
+            raise ValueError(f"config.env: unknown environment {self.env!r}; known: {sorted({**ENVS, **LAZY_ENVS})}, "
+                             f"or a user environment as module:factory")
+        one_of("dataset_format", ("auto", *FORMATS))
+        at_least(1, "episode_limit")
         one_of("mode", MODES)
         one_of("dataset_storage", DATASET_STORAGES)
         one_of("weighting", WEIGHTINGS)
@@ -231,6 +245,14 @@ REGIMES: dict[str, dict[str, Any]] = {
 }
 
 
+def is_user_env(name: str) -> bool:
+    """`name` has the form module:factory (a user environment) rather than a registry family."""
+    from inspo.envs import ENVS, LAZY_ENVS
+
+    module, _, factory = name.partition(":")
+    return bool(module and factory) and module not in {**ENVS, **LAZY_ENVS} and factory.isidentifier()
+
+
 def _is_tuple_type(hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if origin is typing.Union:
@@ -305,12 +327,12 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def make_config(env: str = "xor", regime: str = "one-step", **overrides: Any) -> TrainConfig:
+def make_config(env: Optional[str] = "xor", regime: str = "one-step", **overrides: Any) -> TrainConfig:
     """TrainConfig for `env`: the dataclass defaults, then the env preset, then the update regime
     `REGIMES[regime]`, then `overrides` (any TrainConfig field)."""
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; known: {sorted(REGIMES)}")
-    base_env = env.split(":", 1)[0]
+    base_env = env.split(":", 1)[0] if env is not None else None
     values: dict[str, Any] = dict(PRESETS.get(base_env, {}))
     values.update(REGIMES[regime])
     values.update(env=env, regime=regime)

@@ -1,7 +1,8 @@
 """What every trainer shares: the environment, the dataset, the seeded generator, the run folder.
 
-`prepare_run` builds the environment and the transition store (from the env's seeded generator or an
-episode-buffer directory; in tensors or memory-mapped, config.dataset_storage); `RunFiles` writes
+`prepare_run` builds the environment and the transition store (from the env's seeded generator or a
+dataset of any format, inspo.data.formats; in tensors or memory-mapped, config.dataset_storage);
+a dataset-only run (config.env None) has no environment; `RunFiles` writes
 metrics (CSV + JSONL, optional TensorBoard) and atomic checkpoints, and on resume cuts the logs back
 to the checkpoint's step so they read as one run.
 """
@@ -22,7 +23,9 @@ import torch
 from tqdm import tqdm
 
 from inspo.config import TrainConfig
-from inspo.data import MappedTransitions, TransitionStore
+from inspo.data import DatasetError, MappedTransitions, TransitionStore
+from inspo.data.formats import detect_format, read_dataset
+from inspo.data.transitions import end_rule
 from inspo.envs import Env, make_env
 
 CHECKPOINT = "checkpoint.pt"
@@ -31,7 +34,7 @@ CHECKPOINT = "checkpoint.pt"
 @dataclass
 class RunContext:
     config: TrainConfig
-    env: Env
+    env: Optional[Env]  # None: a dataset-only run, evaluation skipped
     store: TransitionStore | MappedTransitions  # the same fields, batches and numbers
     dataset_meta: dict[str, Any]
     generator: torch.Generator  # minibatches, permutations, resampling: the only training randomness
@@ -45,21 +48,34 @@ def prepare_run(config: TrainConfig) -> RunContext:
     torch.manual_seed(config.seed)  # network initialization
     random.seed(config.seed)
     np.random.seed(config.seed)
-    env = make_env(config)
+    env = make_env(config) if config.env is not None else None
     mapped = config.dataset_storage == "mapped"
+    dataset = None
     if config.dataset_path:
-        arrays, meta = env.load_dataset(config.dataset_path, mmap=mapped)
+        format = detect_format(config.dataset_path) if config.dataset_format == "auto" else config.dataset_format
+        if env is not None and format == "npy":  # the env's own checks (SMAX's dataset cards)
+            arrays, meta = env.load_dataset(config.dataset_path, mmap=mapped)
+        else:
+            dataset = read_dataset(config.dataset_path, format, mmap=mapped)
+            arrays, meta = dataset.arrays, dataset.meta
     else:
         env.check_dataset_name(config.dataset)
         seed = config.seed if config.dataset_seed is None else config.dataset_seed
         arrays, meta = env.generate_dataset(config.dataset, seed)
-    if mapped:
-        store = MappedTransitions(arrays, device=config.device)
-    else:
-        store = TransitionStore.from_episode_buffer(arrays, device=config.device)
-    expected = (env.n_agents, env.n_actions, env.obs_dim, env.state_dim)
+    try:
+        if mapped:
+            store = MappedTransitions(arrays, device=config.device, episode_limit=config.episode_limit)
+        else:
+            store = TransitionStore.from_episode_buffer(arrays, device=config.device,
+                                                        episode_limit=config.episode_limit)
+    except DatasetError as error:
+        if dataset is None:
+            raise
+        raise dataset.error(error) from error  # names the file and its field
+    meta = {**meta, "end_rule": end_rule("truncated" in arrays, config.episode_limit)}
     found = (store.n_agents, store.n_actions, store.obs_dim, store.state_dim)
-    if expected != found:
+    if env is not None and (env.n_agents, env.n_actions, env.obs_dim, env.state_dim) != found:
+        expected = (env.n_agents, env.n_actions, env.obs_dim, env.state_dim)
         raise ValueError(f"dataset has (agents, actions, obs dim, state dim) = {found}, but {config.env} "
                          f"expects {expected}")
     generator = torch.Generator(device=config.device).manual_seed(config.seed)

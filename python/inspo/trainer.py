@@ -295,7 +295,7 @@ def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: 
         config = TrainConfig.from_dict(checkpoint["config"])
     run = prepare_run(config)
     env, store = run.env, run.store
-    learner = build_learner(config, env.n_agents, env.obs_dim, env.state_dim, env.n_actions)
+    learner = build_learner(config, store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
     if checkpoint is None:
         bc_nll = fit_behaviour(learner.mu, store, config, run.generator)
         if config.pi_init_from_mu:
@@ -317,6 +317,8 @@ def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: 
                                    learner=learner.state_dict(), rng=rng_state(run.generator)))
 
     def evaluate(step: int) -> dict[str, float]:
+        if env is None:  # dataset-only run: evaluation skipped
+            return {}
         scores = env.evaluate(policy, episodes=config.eval_episodes, generator=eval_generator(config, step))
         files.log("eval", {"step": step, **scores})
         return scores

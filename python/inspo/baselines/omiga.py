@@ -170,7 +170,7 @@ def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: 
         raise ValueError(f"config.omiga_alpha must be > 0, got {config.omiga_alpha}")
     run = prepare_run(config)
     env, store = run.env, run.store
-    nets = build_nets(config, env.n_agents, env.obs_dim, env.state_dim, env.n_actions)
+    nets = build_nets(config, store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
     first_step = 0
     if checkpoint is not None:
         nets.load_state_dict(checkpoint["nets"])
@@ -186,6 +186,8 @@ def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: 
                                    nets=nets.state_dict(), rng=rng_state(run.generator)))
 
     def evaluate(step: int) -> dict[str, float]:
+        if env is None:  # dataset-only run: evaluation skipped
+            return {}
         scores = env.evaluate(policy, episodes=config.eval_episodes, generator=eval_generator(config, step))
         files.log("eval", {"step": step, **scores})
         return scores

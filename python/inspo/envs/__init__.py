@@ -2,13 +2,20 @@
 
 Names: `xor`, `mne`, `bridge`; a name `family:arg` (e.g. `smax:3m`) looks up `family` and passes
 `arg` on. Registered families whose module is optional (SMAX) are imported only when asked for.
+Any other `module:factory` is a user environment: `factory(config)` from that module (importable,
+or a file module.py in the current folder) returns an object with `n_agents`, `n_actions`,
+`obs_dim`, `state_dim` and `evaluate(policy, *, episodes, generator) -> {score: value}` (the
+evaluation part of `Env`; it needs no datasets of its own). Agents with fewer actions than
+`n_actions` mark the rest unavailable in the masks they pass the policy, as the datasets do.
 """
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Callable, Optional
 
-from inspo.config import TrainConfig
+from inspo.config import TrainConfig, is_user_env
 from inspo.envs.base import Env, PolicyFn
 from inspo.envs.bridge import Bridge
 from inspo.envs.matrix import MneGame, XorGame
@@ -30,6 +37,8 @@ def register_env(name: str, factory: EnvFactory) -> None:
 
 
 def make_env(config: TrainConfig) -> Env:
+    if config.env is None:
+        raise ValueError("no environment: this is a dataset-only run (give --env NAME or --env module:factory)")
     family, _, arg = config.env.partition(":")
     if family not in ENVS and family in LAZY_ENVS:
         module_name, function = LAZY_ENVS[family].split(":")
@@ -39,9 +48,40 @@ def make_env(config: TrainConfig) -> Env:
             raise ValueError(f"environment {config.env!r} needs {module_name}, which is not installed "
                              f"({error})") from error
         ENVS[family] = getattr(module, function)
-    if family not in ENVS:
-        raise ValueError(f"unknown environment {config.env!r}; known: {sorted(ENVS) + sorted(LAZY_ENVS)}")
-    return ENVS[family](config, arg or None)
+    if family in ENVS:
+        return ENVS[family](config, arg or None)
+    if is_user_env(config.env):
+        return make_user_env(config)
+    raise ValueError(f"unknown environment {config.env!r}; known: {sorted(ENVS) + sorted(LAZY_ENVS)}, "
+                     f"or a user environment as module:factory")
+
+
+USER_ENV_SIZES = ("n_agents", "n_actions", "obs_dim", "state_dim")
+
+
+def make_user_env(config: TrainConfig) -> Env:
+    """`factory(config)` of the user environment config.env = "module:factory", checked."""
+    module_name, factory_name = config.env.split(":")
+    if os.getcwd() not in sys.path:  # `inspo` (the console script) does not put the current folder first
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.startswith(error.name):
+            raise ValueError(f"environment {config.env!r}: no module {module_name!r} (neither installed nor "
+                             f"{module_name.replace('.', '/')}.py in the current folder)") from error
+        raise
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ValueError(f"environment {config.env!r}: module {module_name!r} has no factory {factory_name!r}")
+    env = factory(config)
+    for name in USER_ENV_SIZES:
+        value = getattr(env, name, None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"environment {config.env!r}: {name} must be an int >= 1, got {value!r}")
+    if not callable(getattr(env, "evaluate", None)):
+        raise ValueError(f"environment {config.env!r}: has no evaluate(policy, *, episodes, generator) method")
+    return env
 
 
 __all__ = ["Env", "PolicyFn", "ENVS", "register_env", "make_env", "Bridge", "XorGame", "MneGame"]
