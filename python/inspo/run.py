@@ -23,8 +23,8 @@ import torch
 from tqdm import tqdm
 
 from inspo.config import TrainConfig
-from inspo.data import DatasetError, MappedTransitions, TransitionStore
-from inspo.data.formats import detect_format, read_dataset
+from inspo.data import MappedTransitions, TransitionStore
+from inspo.data.formats import Dataset, build_store, detect_format, read_dataset
 from inspo.data.transitions import end_rule
 from inspo.envs import Env, make_env
 
@@ -50,29 +50,20 @@ def prepare_run(config: TrainConfig) -> RunContext:
     np.random.seed(config.seed)
     env = make_env(config) if config.env is not None else None
     mapped = config.dataset_storage == "mapped"
-    dataset = None
     if config.dataset_path:
         format = detect_format(config.dataset_path) if config.dataset_format == "auto" else config.dataset_format
         if env is not None and format == "npy":  # the env's own checks (SMAX's dataset cards)
             arrays, meta = env.load_dataset(config.dataset_path, mmap=mapped)
+            dataset = Dataset(Path(config.dataset_path), "npy", arrays, meta, {name: f"{name}.npy" for name in arrays})
         else:
             dataset = read_dataset(config.dataset_path, format, mmap=mapped)
-            arrays, meta = dataset.arrays, dataset.meta
     else:
         env.check_dataset_name(config.dataset)
         seed = config.seed if config.dataset_seed is None else config.dataset_seed
-        arrays, meta = env.generate_dataset(config.dataset, seed)
-    try:
-        if mapped:
-            store = MappedTransitions(arrays, device=config.device, episode_limit=config.episode_limit)
-        else:
-            store = TransitionStore.from_episode_buffer(arrays, device=config.device,
-                                                        episode_limit=config.episode_limit)
-    except DatasetError as error:
-        if dataset is None:
-            raise
-        raise dataset.error(error) from error  # names the file and its field
-    meta = {**meta, "end_rule": end_rule("truncated" in arrays, config.episode_limit)}
+        dataset = Dataset(Path(f"{config.env}/{config.dataset}"), "generated", *env.generate_dataset(config.dataset, seed),
+                          fields={})
+    store = build_store(dataset, mapped=mapped, device=config.device, episode_limit=config.episode_limit)
+    meta = {**dataset.meta, "end_rule": end_rule("truncated" in dataset.arrays, config.episode_limit)}
     found = (store.n_agents, store.n_actions, store.obs_dim, store.state_dim)
     if env is not None and (env.n_agents, env.n_actions, env.obs_dim, env.state_dim) != found:
         expected = (env.n_agents, env.n_actions, env.obs_dim, env.state_dim)

@@ -62,6 +62,8 @@ def detect_format(path: str | os.PathLike) -> str:
 def read_dataset(path: str | os.PathLike, format: str = "auto", *, mmap: bool = True) -> Dataset:
     """Open the dataset at `path` (format auto-detected unless given). With `mmap`, .npy arrays are
     memory-mapped; HDF5 and vault arrays are always read lazily. Raises DatasetError naming the file."""
+    if not Path(path).exists():
+        raise DatasetError(f"dataset {str(path)!r} does not exist")
     if format == "auto":
         format = detect_format(path)
     if format not in FORMATS:
@@ -73,6 +75,19 @@ def read_dataset(path: str | os.PathLike, format: str = "auto", *, mmap: bool = 
     except DatasetError as error:
         raise dataset.error(error) from error
     return dataset
+
+
+def build_store(dataset: Dataset, *, mapped: bool = False, device: str = "cpu", episode_limit: Optional[int] = None):
+    """The transition store of `dataset` (memory-mapped with `mapped`); its errors name the file and field."""
+    from inspo.data.mapped import MappedTransitions
+    from inspo.data.transitions import TransitionStore
+
+    try:
+        if mapped:
+            return MappedTransitions(dataset.arrays, device=device, episode_limit=episode_limit)
+        return TransitionStore.from_episode_buffer(dataset.arrays, device=device, episode_limit=episode_limit)
+    except DatasetError as error:
+        raise dataset.error(error) from error
 
 
 def write_dataset(path: str | os.PathLike, arrays: dict[str, Any], meta: dict[str, Any], format: str, *,
@@ -91,4 +106,4 @@ def _module(format: str):
     return importlib.import_module(f"inspo.data.formats.{format}")
 
 
-__all__ = ["Dataset", "FORMATS", "detect_format", "read_dataset", "write_dataset"]
+__all__ = ["Dataset", "FORMATS", "build_store", "detect_format", "read_dataset", "write_dataset"]
