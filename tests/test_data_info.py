@@ -64,6 +64,7 @@ def test_info_reports_the_win_rate_the_per_agent_actions_and_the_end_rule(tmp_pa
     arrays = small_episodes()
     arrays["avail_actions"][:, :, 2, 2:] = 0  # agent 2 has 2 of the 4 actions
     arrays["actions"][:, :, 2] %= 2
+    np.put_along_axis(arrays["avail_actions"], arrays["actions"], 1, axis=-1)  # the taken action stays available
     path = write_npy(tmp_path / "npy", arrays, {"win_rate": 0.25})
     assert main(["data", "info", str(path), "--no-histogram", "--episode-limit", "7"]) == 0
     printed = capsys.readouterr().out

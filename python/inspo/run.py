@@ -52,7 +52,7 @@ def prepare_run(config: TrainConfig) -> RunContext:
     mapped = config.dataset_storage == "mapped"
     if config.dataset_path:
         format = detect_format(config.dataset_path) if config.dataset_format == "auto" else config.dataset_format
-        if env is not None and format == "npy":  # the env's own checks (SMAX's dataset cards)
+        if isinstance(env, Env) and format == "npy":  # the env's own checks (SMAX's dataset cards)
             arrays, meta = env.load_dataset(config.dataset_path, mmap=mapped)
             dataset = Dataset(Path(config.dataset_path), "npy", arrays, meta, {name: f"{name}.npy" for name in arrays})
         else:
