@@ -169,3 +169,15 @@ def test_time_limit_ends_flagged_terminal_bootstrap_with_an_episode_limit():
     rows = (store.truncated == 1).nonzero()[:, 0]
     pairs = {(s.numpy().tobytes(), n.numpy().tobytes()) for s, n in zip(store.state[rows], store.next_state[rows])}
     assert all((s.tobytes(), n.tobytes()) in pairs for s, n in zip(arrays["state"][cut, 49], arrays["state"][cut, 50]))
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("<!-- readme:python-example")[1].split("```python\n")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["results"]["scores"] == {} and namespace["actions"].shape == (1, 2)
+    assert (tmp_path / "runs" / "mine" / "metrics.csv").is_file()
