@@ -42,6 +42,9 @@ VAULT_VERSION = 1.2  # flashbax's on-disk version that the writer follows
 TIME_AXIS_MAX_LENGTH = int(10e12)  # flashbax's upper bound of the time axis (zarr arrays are sparse)
 COMPRESSION = {"id": "gzip", "level": 5}  # flashbax's default
 READ_ROWS = 1 << 20  # rows per read of the small leaves
+# decompressed chunks kept for the minibatch gathers of a memory-mapped run (shared by the leaves):
+# random rows of a gzip-compressed zarr array would otherwise decompress whole chunks per draw
+CACHE_BYTES = 1 << 30
 CHUNK = 1024  # episodes per block written
 
 # episode array -> vault leaf
@@ -189,7 +192,8 @@ def read(path: Path, *, mmap: bool) -> Dataset:
         if leaf in dtypes and dtypes[leaf].kind not in kinds:
             raise fail(leaf, f"has dtype {dtypes[leaf]}; expected a number type")
     try:
-        stores = {leaf: ts.open(_spec(base, leaf + ".")).result() for leaf in shapes}
+        context = ts.Context({"cache_pool": {"total_bytes_limit": CACHE_BYTES}})
+        stores = {leaf: ts.open(_spec(base, leaf + "."), context=context).result() for leaf in shapes}
         count = int(ts.open(_spec(base, "vault_index")).result().read().result()[0])
     except (ValueError, RuntimeError) as error:
         raise DatasetError(f"{label}: cannot open the vault's arrays ({error})") from error
