@@ -8,7 +8,8 @@
     inspo train --dataset-path DATA  a dataset-only run (any format and shapes; no evaluation)
     inspo train --dataset-path DATA --env my_envs:make_env   ... evaluated in a user environment
     inspo eval runs/x                evaluate a checkpoint (a run folder or a checkpoint.pt)
-    inspo bench | reproduce | data   provided by optional modules (benchmarks, results, SMAX datasets)
+    inspo data info | convert PATH   any dataset: what it holds, another format (and SMAX make / check)
+    inspo bench | reproduce          provided by optional modules (benchmarks, results)
 """
 from __future__ import annotations
 

@@ -41,8 +41,9 @@ class TrainConfig:
     mne_sampling: str = "stratified"
     dataset_seed: Optional[int] = None  # seed of the dataset generator; None = the run's seed
     # How the transitions are held while training (the same numbers either way): "memory" copies them
-    # into tensors (the fastest minibatches); "mapped" memory-maps the episode-buffer files of
-    # dataset_path and gathers each minibatch from them, for datasets larger than RAM (in RAM: only
+    # into tensors (the fastest minibatches); "mapped" memory-maps the files of dataset_path (.npy;
+    # HDF5 and vaults are read lazily through chunk caches) and gathers each minibatch from them, for
+    # datasets larger than RAM (in RAM: only
     # the row index, the joint actions and rewards, and the behaviour cache; inspo.data.MappedTransitions).
     dataset_storage: str = "memory"
 
