@@ -167,11 +167,11 @@ def resume_run(args: argparse.Namespace) -> int:
         if checkpoint["algo"] == "bc":
             raise ValueError(f"the bc run in {out} has no iterations to resume; --overwrite reruns it")
         target = config.steps if args.steps is None else args.steps
-        if step >= config.steps and target <= step:
-            raise ValueError(f"the run in {out} is finished ({step} of {config.steps} steps); "
-                             f"--resume --steps N (N > {step}) extends it")
         if target < step:
             raise ValueError(f"--steps {target} is below the {step} steps the run in {out} has trained")
+        if step >= config.steps and target == step:
+            raise ValueError(f"the run in {out} is finished ({step} of {config.steps} steps); "
+                             f"--resume --steps N (N > {step}) extends it")
     elif (out / CONFIG).is_file():  # killed before its first checkpoint: nothing to keep but the config
         config, resume = read_run_config(out), False
         clear_run_files(out)
