@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_testing import main_interrupted
 from inspo.cli import main
 from inspo.data import DatasetError, TransitionStore, load_episode_buffer, save_episode_buffer
 from inspo.envs.matrix import XorGame
@@ -130,7 +131,7 @@ def test_a_missing_tensorboard_is_named_before_training(without, tmp_path, capsy
 
 def test_a_missing_matplotlib_stops_reproduce_before_any_run(without, tmp_path, capsys):
     without("matplotlib")
-    argv = ["reproduce", "--quick", "--only", "xor/c", "--seeds", "1", "--steps", "2", "--workers", "1",
+    argv = ["reproduce", "--quick", "--only", "main-xor-penalty-c-bc", "--seeds", "1", "--steps", "2", "--workers", "1",
             "--out", str(tmp_path / "runs")]
     assert main(argv) == 2
     assert "needs the matplotlib package, which is not installed: pip install 'inspo[plots]'" in capsys.readouterr().err
@@ -151,7 +152,7 @@ def test_ctrl_c_is_one_line_saying_how_to_continue(monkeypatch, tmp_path, capsys
     monkeypatch.setattr(RunFiles, "log", interrupted_log)
     argv = ["train", "--env", "xor", "--steps", "6", "--set", "log_every=1", "--set", "checkpoint_every=2",
             "--out", str(out), *TINY]
-    assert main(argv) == 130
+    assert main_interrupted(argv) == 130
     assert capsys.readouterr().err == f"inspo train: interrupted; continue with: inspo train --out {out} --resume\n"
     monkeypatch.setattr(RunFiles, "log", log)
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0

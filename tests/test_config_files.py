@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from cli_testing import main_interrupted
 from inspo.cli import main
 from inspo.config import load_config_file, make_config
 from inspo.trainer import train
@@ -93,7 +94,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_its_config(tmp_pa
             raise KeyboardInterrupt
 
     monkeypatch.setattr(RunFiles, "log", interrupted_log)
-    assert main(["train", *argv, "--out", str(tmp_path / "cut")]) == 130
+    assert main_interrupted(["train", *argv, "--out", str(tmp_path / "cut")]) == 130
     monkeypatch.undo()
     assert not (tmp_path / "cut" / "checkpoint.pt").exists()
     assert main(["train", "--out", str(tmp_path / "cut"), "--resume", "--quiet"]) == 0
@@ -116,7 +117,7 @@ def test_resume_steps_extends_an_interrupted_run(tmp_path, monkeypatch):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(RunFiles, "log", interrupted_log)
-    assert main(["train", *common, "--steps", "6", "--out", str(tmp_path / "cut")]) == 130
+    assert main_interrupted(["train", *common, "--steps", "6", "--out", str(tmp_path / "cut")]) == 130
     monkeypatch.undo()
     assert main(["train", "--out", str(tmp_path / "cut"), "--resume", "--steps", "10", "--quiet"]) == 0
     final = [torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("whole", "cut")]
