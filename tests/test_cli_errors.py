@@ -84,8 +84,8 @@ def test_a_dataset_path_that_is_a_file_says_so(dataset, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--set", "device=nosuch"], "config.device must be 'cpu', 'cuda' or 'cuda:N', got 'nosuch'"),
     (["--set", "device=meta"], "config.device must be 'cpu', 'cuda' or 'cuda:N', got 'meta'"),
-    (["--set", "hidden="], "config.hidden must hold one or more layer sizes >= 1, got ()"),
-    (["--set", "critic_hidden=0"], "config.critic_hidden must hold one or more layer sizes >= 1, got (0,)"),
+    (["--set", "hidden="], "config.hidden must hold layer sizes >= 1 (one or more), got ()"),
+    (["--set", "critic_hidden=0"], "config.critic_hidden must hold layer sizes >= 1 (one or more), got (0,)"),
 ])
 def test_bad_fields_are_one_line(argv, message, tmp_path, capsys):
     assert main(["train", "--env", "xor", "--steps", "2", "--out", str(tmp_path), *argv, "--quiet"]) == 2

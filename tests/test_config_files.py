@@ -141,8 +141,8 @@ def test_resume_of_an_empty_folder_names_what_is_missing(tmp_path, capsys):
 
 
 def test_a_fresh_run_into_a_used_folder_is_refused_and_overwrite_starts_over(tmp_path, capsys):
-    argv = ["train", "--env", "xor", "--steps", "3", "--set", "log_every=1", "--set", "hidden=8", "--out", str(tmp_path),
-            *TINY]
+    argv = ["train", "--env", "xor", "--steps", "3", "--set", "log_every=1", "--set", "hidden=8",
+            "--out", str(tmp_path), *TINY]
     assert main(argv) == 0
     before = (tmp_path / "checkpoint.pt").read_bytes()
     assert main(argv) == 2

@@ -246,7 +246,8 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays(tmp_path, fin
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 2, child.stderr
     lines = child.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"inspo train: error: cannot write checkpoint {out / 'checkpoint.pt'}")
+    assert len(lines) == 1, child.stderr
+    assert lines[0].startswith(f"inspo train: error: cannot write checkpoint {out / 'checkpoint.pt'}: ")
     assert lines[0].endswith("; the previous checkpoint is intact")
     assert (out / "checkpoint.pt").read_bytes() == before
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

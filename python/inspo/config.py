@@ -159,7 +159,7 @@ class TrainConfig:
                              f"got {self.critic_warmup_steps}")
         for name in ("hidden", "critic_hidden"):
             if not getattr(self, name) or any(size < 1 for size in getattr(self, name)):
-                raise ValueError(f"config.{name} must hold one or more layer sizes >= 1, got {getattr(self, name)}")
+                raise ValueError(f"config.{name} must hold layer sizes >= 1 (one or more), got {getattr(self, name)}")
         check_device(self.device)
         if len(self.mne_diagonal) < 2:
             raise ValueError(f"config.mne_diagonal needs >= 2 actions, got {self.mne_diagonal}")

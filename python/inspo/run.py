@@ -2,8 +2,10 @@
 
 `prepare_run` builds the environment and the transition store (from the env's seeded generator or an
 episode-buffer directory; in tensors or memory-mapped, config.dataset_storage); `RunFiles` writes
-metrics (CSV + JSONL, optional TensorBoard) and atomic checkpoints, and on resume cuts the logs back
-to the checkpoint's step so they read as one run.
+the config, metrics (CSV + JSONL, optional TensorBoard) and atomic, checksummed checkpoints, and on
+resume cuts the logs back to the checkpoint's step so they read as one run. Every checkpoint is read
+through `load_checkpoint`, which refuses a damaged one naming the file; `claim_run_folder` keeps a
+fresh run out of a folder that holds another.
 """
 from __future__ import annotations
 
