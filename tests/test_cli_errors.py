@@ -159,6 +159,17 @@ def test_ctrl_c_is_one_line_saying_how_to_continue(monkeypatch, tmp_path, capsys
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
 
 
+def test_ctrl_c_before_the_run_starts_offers_no_resume(monkeypatch, tmp_path, capsys):
+    from inspo.run import RunFiles
+
+    def interrupted(self, config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunFiles, "write_config", interrupted)
+    assert main_interrupted(["train", "--env", "xor", "--out", str(tmp_path / "run"), "--quiet"]) == 130
+    assert capsys.readouterr().err == f"inspo train: interrupted; nothing was written to {tmp_path / 'run'} yet\n"
+
+
 # ---- item 14: progress outside a terminal ----
 
 class Terminal(io.StringIO):

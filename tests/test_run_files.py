@@ -211,6 +211,25 @@ def test_a_folder_that_refuses_writes_is_named_and_the_checkpoint_survives(tmp_p
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
+def test_a_short_torch_write_is_named_and_the_checkpoint_survives(tmp_path, finished_run, monkeypatch):
+    """What torch.save raises when the disk fills under it (its zip writer, not the OS, sees it)."""
+    files = RunFiles(tmp_path)
+    payload = load_checkpoint(finished_run)
+    files.save_checkpoint(payload)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+
+    def short_write(obj, handle, *args, **kwargs):
+        handle.write(b"PK")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2 vs 65831")
+
+    monkeypatch.setattr(torch, "save", short_write)
+    with pytest.raises(RunFolderError, match=r"cannot write checkpoint .*: the write stopped short \(is the disk "
+                                             r"full\?\); the previous checkpoint is intact"):
+        files.save_checkpoint(payload)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_run_folder_is_one_line(tmp_path, finished_run, capsys):
     out = tmp_path / "run"

@@ -45,16 +45,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def run_reporting_errors(command: str, body, args: Optional[argparse.Namespace] = None) -> int:
     """body() with user mistakes and faults as one line `inspo COMMAND: error: ...` (exit 2) and Ctrl-C
-    as one line saying how to continue (exit 130; cmd_train keeps args.resume_hint current)."""
+    as one line saying how to continue (exit 130; cmd_train keeps args.run_folder current)."""
     try:
         return int(body() or 0)
     except (ValueError, OSError) as error:  # bad input (ValueError), unusable paths (OSError names them)
         print(f"inspo {command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = getattr(args, "resume_hint", None)
-        print(f"inspo {command}: interrupted" + (f"; continue with: {hint}" if hint else ""), file=sys.stderr)
+        print(f"inspo {command}: interrupted{resume_advice(getattr(args, 'run_folder', None))}", file=sys.stderr)
         return 130
+
+
+def resume_advice(out: Optional[Path]) -> str:
+    """How to continue the run interrupted in folder `out` (none: not a training run)."""
+    from inspo.run import CHECKPOINT, CONFIG
+
+    if out is None:
+        return ""
+    if (out / CHECKPOINT).is_file() or (out / CONFIG).is_file():
+        return f"; continue with: inspo train --out {shlex.quote(str(out))} --resume"
+    return f"; nothing was written to {out} yet"
 
 
 def run_lazy_command(name: str, argv: list[str]) -> int:
@@ -134,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = make_config(values.pop("env", "xor"), **values)
     out = args.out or default_out_dir(config)
     claim_run_folder(out, overwrite=args.overwrite)
-    args.resume_hint = resume_command(out)
+    args.run_folder = Path(out)
     results = get_trainer(config.algo)(config, out_dir=out, progress=not args.quiet)
     print_table([(config.algo, config, results)])
     print(f"run folder: {out}")
@@ -179,14 +189,10 @@ def resume_run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no checkpoint (or config.json) to resume from in {out}")
     if args.steps is not None:
         config = TrainConfig.from_dict({**config.to_dict(), "steps": args.steps})
-    args.resume_hint = resume_command(out)
+    args.run_folder = out
     results = get_trainer(config.algo)(config, out_dir=out, resume=resume, progress=not args.quiet)
     print_table([(config.algo, config, results)])
     return 0
-
-
-def resume_command(out: str | Path) -> str:
-    return f"inspo train --out {shlex.quote(str(out))} --resume"
 
 
 def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
@@ -202,7 +208,7 @@ def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         claim_run_folder(out, overwrite=args.overwrite)
     rows = []
     for config, out in jobs:
-        args.resume_hint = resume_command(out)
+        args.run_folder = out
         results = get_trainer(config.algo)(config, out_dir=out, progress=not args.quiet)
         rows.append((config.algo, config, results))
     print_table(rows)

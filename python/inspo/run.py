@@ -312,6 +312,8 @@ def _writing(what: str, path: Optional[Path], consequence: str = "") -> Iterator
     except OSError as error:
         raise RunFolderError(f"cannot write {what} {path}: {error.strerror or error}{consequence}") from error
     except RuntimeError as error:  # torch.save reports a short write (a full disk) as a RuntimeError
+        if not any(mark in str(error) for mark in ("inline_container", "PytorchStreamWriter")):
+            raise
         raise RunFolderError(f"cannot write {what} {path}: the write stopped short (is the disk full?){consequence}"
                              ) from error
 
