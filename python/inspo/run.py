@@ -343,7 +343,7 @@ def _csv_step(path: Path, number: int, row: list[str], column: int) -> int:
         raise RunFolderError(f"log {path} line {number} has no step in column {column + 1}: {row[:4]}") from error
 
 
-def _feed_digest(digest: "hashlib._Hash", value: Any) -> None:
+def _feed_digest(digest: Any, value: Any) -> None:  # digest: a hashlib hash object
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu().contiguous()
         digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)}:".encode())
