@@ -191,7 +191,7 @@ def test_empty_and_missing_datasets(tmp_path, format):
 
 def test_a_file_that_is_not_hdf5_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("not a dataset")
-    with pytest.raises(DatasetError, match="not HDF5"):
+    with pytest.raises(DatasetError, match="is a file, not an episode-buffer directory, and not an HDF5"):
         read_dataset(tmp_path / "notes.txt")
     with pytest.raises(DatasetError, match="cannot be read as HDF5"):
         read_dataset(tmp_path / "notes.txt", "h5")

@@ -62,6 +62,7 @@ def train_bc(config: TrainConfig, *, out_dir=None, resume: bool = False, progres
     start = time.perf_counter()
     run = prepare_run(config)
     files = RunFiles(out_dir, config.tensorboard)
+    files.write_config(config)
     mu = make_policy_net(config, run.store.n_agents, run.store.obs_dim, run.store.n_actions)
     nll = fit_behaviour(mu, run.store, config, run.generator)
     scores = {}  # dataset-only run (no env): evaluation skipped

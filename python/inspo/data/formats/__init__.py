@@ -46,7 +46,8 @@ def detect_format(path: str | os.PathLike) -> str:
         with open(path, "rb") as handle:
             if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
                 return "h5"
-        raise DatasetError(f"{path}: not a dataset (a file, but not HDF5); give --dataset-format")
+        raise DatasetError(f"dataset path {str(path)!r} is a file, not an episode-buffer directory, and not an HDF5 "
+                           f"file either")
     if not path.is_dir():
         raise DatasetError(f"dataset {str(path)!r} does not exist")
     if (path / "meta.json").is_file() or any(path.glob("*.npy")):
