@@ -197,3 +197,17 @@ def test_a_file_that_is_not_hdf5_is_refused(tmp_path):
         read_dataset(tmp_path / "notes.txt", "h5")
     with pytest.raises(DatasetError, match="cannot tell the dataset format"):
         read_dataset(tmp_path)
+
+
+def test_vault_batch_rows_are_separate_episode_streams(tmp_path):
+    needs_flashbax()
+    first, second = vault_rows(small_episodes(seed=0)), vault_rows(small_episodes(seed=0))
+    rows = first["observations"].shape[1]
+
+    def stack(a, b):
+        return {k: stack(a[k], b[k]) if isinstance(a[k], dict) else np.concatenate([a[k], b[k]]) for k in a}
+
+    dataset = read_dataset(write_vault(tmp_path, stack(first, second), rows=rows))
+    store, single = build_store(dataset), TransitionStore.from_episode_buffer(small_episodes(seed=0))
+    assert dataset.arrays["filled"].shape[0] == 24 and len(store) == 2 * len(single)
+    assert torch.equal(store.next_obs, torch.cat([single.next_obs, single.next_obs]))

@@ -153,3 +153,9 @@ def test_convert_with_an_episode_limit_stores_the_truncations(tmp_path):
     assert store.done.sum() == 6 and store.truncated.sum() == 6
     expected = TransitionStore.from_episode_buffer(arrays, episode_limit=7)
     assert torch.equal(store.next_state, expected.next_state) and torch.equal(store.done, expected.done)
+
+
+def test_the_smax_subcommands_stay_under_inspo_data(tmp_path, capsys):
+    path = write_npy(tmp_path / "npy", small_episodes())
+    assert main(["data", "check", str(path)]) == 1  # delegated to inspo.smax.cli: no SMAX dataset card here
+    assert "dataset card" in capsys.readouterr().err
