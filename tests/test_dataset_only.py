@@ -181,3 +181,14 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["results"]["scores"] == {} and namespace["actions"].shape == (1, 2)
     assert (tmp_path / "runs" / "mine" / "metrics.csv").is_file()
+
+
+def test_a_config_file_names_the_dataset_and_its_rule(tmp_path, capsys):
+    data = write_npy(tmp_path / "xor_buffers", repeated_xor_dataset(episodes=6))
+    config = tmp_path / "run.yaml"
+    config.write_text(f"dataset_path: {data}\nepisode_limit: 50\nsteps: 4\nbc_steps: 5\nbatch_size: 32\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    saved = json.loads((out / "results.json").read_text())["config"]
+    assert (saved["env"], saved["episode_limit"], saved["steps"]) == (None, 50, 4)
+    assert "evaluation skipped" in capsys.readouterr().out
