@@ -75,6 +75,18 @@ def test_info_reports_the_win_rate_the_per_agent_actions_and_the_end_rule(tmp_pa
     assert "PyMARL convention" in capsys.readouterr().out
 
 
+def test_info_hints_at_the_episode_limit_of_the_metadata(tmp_path, capsys):
+    """AlberDICE-style data: the cut episodes flagged terminated at meta.json's episode_limit."""
+    arrays = small_episodes()
+    arrays["terminated"][arrays["terminated"][..., 0].sum(axis=1) == 0, 6] = 1
+    path = write_npy(tmp_path / "npy", arrays, {"episode_limit": 7})
+    assert main(["data", "info", str(path), "--no-histogram"]) == 0
+    assert "6 episode(s) end flagged terminated at the metadata's episode_limit = 7" in capsys.readouterr().out
+    assert main(["data", "info", str(path), "--no-histogram", "--episode-limit", "7"]) == 0
+    printed = capsys.readouterr().out
+    assert "metadata's episode_limit" not in printed and "terminal 6, truncated 6" in printed
+
+
 def test_info_without_matplotlib_says_how_to_get_it(tmp_path, capsys, monkeypatch):
     path = write_npy(tmp_path / "npy", small_episodes())
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)

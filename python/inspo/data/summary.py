@@ -104,6 +104,10 @@ def _summarize(dataset: Dataset, arrays: dict[str, Any], episode_limit: Optional
     n_episodes, _, n_agents, obs_dim = arrays["obs"].shape
     n_actions, state_dim = arrays["avail_actions"].shape[3], arrays["state"].shape[2]
     has_truncated = "truncated" in arrays
+    # the file's own episode_limit is a hint only: our generators and SMAX write it beside exact flags
+    stated_limit = dataset.meta.get("episode_limit")
+    stated_limit = stated_limit if isinstance(stated_limit, int) and not isinstance(stated_limit, bool) else None
+    flagged_at_limit = 0
     returns, hashes = [], []
     counts = dict(terminal_episodes=0, truncated_episodes=0, transitions=0, terminal=0, truncated=0)
     ever_available = np.zeros((n_agents, n_actions), bool)
@@ -122,6 +126,8 @@ def _summarize(dataset: Dataset, arrays: dict[str, Any], episode_limit: Optional
         counts["terminal"] += int(done.sum())
         counts["truncated"] += int(cut.sum())
         counts["terminal_episodes"] += len(np.unique(episode[done]))
+        if stated_limit is not None and 1 < stated_limit <= filled.shape[1]:
+            flagged_at_limit += int((terminal[:, stated_limit - 1] & real[:, stated_limit - 1]).sum())
         counts["truncated_episodes"] += len(np.unique(episode[cut]))
         avail = np.asarray(arrays["avail_actions"][rows]) != 0
         ever_available |= (avail & real[..., None, None]).any(axis=(0, 1))
@@ -134,6 +140,10 @@ def _summarize(dataset: Dataset, arrays: dict[str, Any], episode_limit: Optional
     card = dataset.meta.get("card") if isinstance(dataset.meta.get("card"), dict) else {}
     win_rate = dataset.meta.get("win_rate", card.get("win_rate"))
     per_agent = [int(np.nonzero(row)[0].max()) + 1 if row.any() else 0 for row in ever_available]
+    notes = list(dataset.notes)
+    if flagged_at_limit and episode_limit is None and not has_truncated:
+        notes.append(f"{flagged_at_limit} episode(s) end flagged terminated at the metadata's episode_limit = "
+                     f"{stated_limit}; if those are time-limit cuts, pass --episode-limit {stated_limit}")
     return DatasetSummary(
         path=str(dataset.path), format=dataset.format, agents=n_agents, actions=n_actions,
         actions_per_agent=per_agent, obs_dim=obs_dim, state_dim=state_dim, episodes=n_episodes,
@@ -144,7 +154,7 @@ def _summarize(dataset: Dataset, arrays: dict[str, Any], episode_limit: Optional
         return_mean=float(returns_all.mean()), return_std=float(returns_all.std()),
         return_min=float(returns_all.min()), return_max=float(returns_all.max()),
         joint_saco=unique_pairs / max(1, counts["transitions"]),
-        win_rate=None if win_rate is None else float(win_rate), notes=list(dataset.notes), returns=returns_all)
+        win_rate=None if win_rate is None else float(win_rate), notes=notes, returns=returns_all)
 
 
 def write_histogram(summary: DatasetSummary, path: str | Path, bins: int = 30) -> Path:
