@@ -43,7 +43,7 @@ def joint_batch(batch: int, agents: int, actions: int, *, dtype: torch.dtype = t
         logits = logits.masked_fill(~avail, math.nan)
         q_local = q_local.masked_fill(~avail, math.inf)
     order = torch.randperm(agents, generator=g)
-    updated = torch.randn((batch, agents), generator=g, dtype=torch.float64) * 0.5 - 1.0
+    updated = -(torch.randn((batch, agents), generator=g, dtype=torch.float64) * 0.5 - 1.0).abs()  # log-probs <= 0
     return dict(logits=logits.to(dtype), log_mu=log_mu.to(dtype), avail=avail, actions=taken,
                 q_local=q_local.to(dtype), order=order, updated_log_probs=updated.to(dtype))
 

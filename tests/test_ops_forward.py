@@ -170,3 +170,21 @@ def test_forward_ops_return_constants():
     n = next_step(8, 3, 4, seed=17)
     n["next_logits"].requires_grad_()
     assert not inspo_ext.soft_bellman_target(**n, gamma=GAMMA, alpha=0.1, beta=0.1).target.requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_in_sample_log_weight_is_exact_for_huge_q(dtype):
+    """issue 11 item 2: log w = (Q(a) - V) / tau cancelled catastrophically at |Q| / tau ~ 1e16 (kernel -1.136,
+    reference +1.136 where the exact value is 0). One available action: log w = -log mu(a) exactly."""
+    q = torch.tensor([[[1e15, 7.0, 3e14], [-1e15, 0.0, 0.0]]], dtype=dtype)
+    log_mu = torch.tensor([[[0.0, -1.0, -2.0], [-0.25, -1.0, -1.0]]], dtype=dtype)
+    avail = torch.tensor([[[True, False, False], [True, False, False]]])
+    d = dict(q_local=q, log_mu=log_mu, avail=avail, actions=torch.tensor([[0, 0]]))
+    ours, ref = weights_pair(d, alpha=0.1, beta=0.01)
+    exact = torch.tensor([[0.0, 0.25]], dtype=dtype)
+    assert torch.equal(ours.log_weight, exact) and torch.equal(ref.log_weight, exact)
+    # two actions far apart: pi*(a) = 1 to the last bit, so log w = -log mu(a) again
+    d["q_local"] = torch.tensor([[[1e15, 7.0, 3e14], [1e15, -1e15, 0.0]]], dtype=dtype)
+    d["avail"] = torch.tensor([[[True, False, True], [True, True, False]]])
+    ours, ref = weights_pair(d, alpha=0.1, beta=0.01)
+    assert torch.equal(ours.log_weight, exact) and torch.equal(ref.log_weight, exact)

@@ -241,3 +241,37 @@ def test_policy_loss_module():
         inspo_ext.InSPOPolicyLoss(alpha=0.1, beta=0.1, ratio="weighted")
     with pytest.raises(ValueError, match="alpha"):
         inspo_ext.InSPOPolicyLoss(alpha=-1.0, beta=0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_self_normalized_when_every_ratio_of_an_agent_underflows(dtype):
+    """issue 11 item 1: agent 1's only teammate has log pi = -200 (exp underflows in float32, and the sum
+    of rho is then 0 / 0): the shift by max log rho gives its weighted mean, 200, and a finite gradient."""
+    d = dict(logits=torch.tensor([[[0.0, 0.0], [-200.0, 0.0]]], dtype=dtype),
+             log_mu=torch.full((1, 2, 2), math.log(0.5), dtype=dtype), avail=torch.ones(1, 2, 2, dtype=torch.bool),
+             actions=torch.tensor([[0, 0]]), q_local=torch.zeros(1, 2, 2, dtype=dtype), order=torch.tensor([0, 1]),
+             updated_log_probs=None)
+    ours, grad, ref, ref_grad = loss_pair(d, "self_normalized", alpha=0.1, beta=0.1)
+    expected = torch.tensor([math.log(2.0), 200.0], dtype=torch.float64)
+    close(ours.loss.detach(), expected, rtol=1e-6, atol=1e-6)
+    close(ref.loss.detach(), expected, rtol=1e-6, atol=1e-6)
+    assert torch.isfinite(grad).all()
+    close(grad, ref_grad)
+    # a whole column far below the clip: shifting changes nothing but the rounding
+    d = joint_batch(40, 3, 4, seed=25)
+    d["log_mu"] = torch.where(d["avail"], d["log_mu"] + 500.0, d["log_mu"])  # log rho ~ -1000: rho underflows
+    ours, grad, ref, ref_grad = loss_pair(d, "self_normalized")
+    assert torch.isfinite(ours.loss).all()
+    assert_policy_loss_close(ours, ref, rtol=1e-9, atol=1e-9)
+    close(grad, ref_grad)
+
+
+def test_double_backward_raises():
+    """issue 11 item 6: create_graph=True used to return a gradient without grad_fn (silently wrong second
+    derivatives)."""
+    d = joint_batch(8, 3, 4, seed=26)
+    logits = d["logits"].clone().requires_grad_()
+    out = inspo_ext.sequential_policy_loss(logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"],
+                                           **HYPER)
+    with pytest.raises(RuntimeError, match="sequential_policy_loss: double backward is not supported"):
+        torch.autograd.grad(out.loss.sum(), logits, create_graph=True)

@@ -47,9 +47,10 @@ enum StatusCode : int64_t {
   kLogitsNonFinite = 8,          // logits[b, i, j] not finite at an available j
   kLogMuNonFinite = 9,           // log_mu[b, i, j] not finite at an available j
   kQNonFinite = 10,              // q_local[b, i, j] not finite at an available j
-  kUpdatedLogProbNonFinite = 11, // updated_log_probs[b, i] not finite
+  kUpdatedLogProbInvalid = 11,   // updated_log_probs[b, i] not a log-probability (not finite, or > 0)
   kLogRhoInvalid = 12,           // log_rho[b, i] is NaN or +inf (-inf is a zero weight, allowed)
   kNoPositiveWeight = 13,        // every log_rho[:, i] is -inf
+  kUniformInvalid = 14,          // uniforms[k, i] not in [0, 1)
 };
 
 constexpr int kStatusCodeBits = 6;  // codes < 64
@@ -119,6 +120,7 @@ struct SoftBellmanTargetArgs {
 // reference.in_sample_weights, per row (b, i):
 //   value = tau logsumexp_avail(kappa log_mu + q / tau)
 //   log_weight = -(beta / tau) log_mu[a] + (q[a] - value) / tau,  weight = exp(min(log_weight, log_w_max))
+//   (log_weight computed as log pi*(a) - log mu(a), inspo_math.h in_sample_log_weight)
 // Validated per row: kNoAvailableAction .. kActionUnavailable, kLogMuNonFinite, kQNonFinite.
 template <typename T>
 struct InSampleWeightsArgs {
@@ -142,7 +144,7 @@ struct InSampleWeightsArgs {
 // policy: updated_log_probs[b, i]):
 //   log_rho[b, order[m]] = min(sum_{k < m} d_upd[order[k]] + sum_{k > m} d_cur[order[k]], log_rho_max)
 // Validated: order (kOrderNotPermutation), every row (kNoAvailableAction .. kLogMuNonFinite, plus
-// kQNonFinite in target mode, kUpdatedLogProbNonFinite in policy mode).
+// kQNonFinite in target mode, kUpdatedLogProbInvalid in policy mode).
 template <typename T>
 struct TeammateLogRatiosArgs {
   const T* logits;             // [B, N, A]
@@ -188,6 +190,8 @@ struct ResampleArgs {
 // ratio == kRatioNone: log_rho = 0), c = exp(log_rho) (1 for kRatioNone). Per agent i over b:
 //   norm[i]        = sum_b rho (kRatioSelfNormalized) or B
 //   loss[i]        = -sum_b c w log pi(a) / norm[i]
+// kRatioSelfNormalized shifts by M[i] = max_b log_rho[b, i] (the normalization cancels it): c = exp(log_rho - M),
+// norm[i] = sum_b c, so that a column whose every rho underflows still gives its weighted mean, not 0 / 0.
 //   mean_weight[i] = sum_b w / B;  entropy[i] = sum_b H / B;  kl[i] = sum_b KL / B
 //   ess[i]         = (sum_b rho)^2 / sum_b rho^2 (B for kRatioNone)
 // grad (only when compute_grad): the UNNORMALIZED gradient of loss[i] * norm[i] w.r.t. logits:

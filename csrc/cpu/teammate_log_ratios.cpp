@@ -45,7 +45,7 @@ int64_t run(const TeammateLogRatiosArgs<T>& a) {
           const int64_t readable = (rows - row) * A;
           const RowMax<T> m = row_max<T, Needs, Bytes>(logits, log_mu, q, avail, A, readable, temps);
           int64_t code = row_error(m, a.actions[row], A, avail);
-          if (code == 0 && !target_mode && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+          if (code == 0 && !target_mode && !is_log_prob(a.updated_log_probs[row])) code = kUpdatedLogProbInvalid;
           row_code[i] = code;
           if (code != 0) {
             status = std::min(status, pack_status(row, code));

@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(kBlock) in_sample_weights_kernel(const InSampl
     return;
   }
   const T value = soft_value(m, s, t);
-  const T log_weight = in_sample_log_weight(log_mu[action], q[action], value, t);
+  const T log_weight = in_sample_log_weight(log_mu[action], q[action], m, s, t);
   a.value[row] = value;
   a.log_weight[row] = log_weight;
   a.weight[row] = clipped_weight(log_weight, T(a.log_w_max));

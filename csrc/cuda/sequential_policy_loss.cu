@@ -7,10 +7,11 @@
 //   2. samples (ratio != none): one thread per sample walks its agents in `order` (ordered_log_ratios,
 //      as the CPU backend) into log_rho [B, N].
 //   3. partial sums: one thread per (chunk of samples, agent) adds its chunk's samples in order, in
-//      double, into a partial AgentSums (workspace), and stores c w per row for the gradient. Chunks are
+//      double, into a partial AgentSums (workspace). Chunks are
 //      kMinChunk samples or more, at most kMaxChunks of them (a function of B only, never of the GPU).
 //   4. final sums: one warp per agent merges its partials (lane l takes partials l, l + 32, ... in order,
-//      then a fixed xor butterfly) and writes loss, norm, mean weight, entropy, KL and ESS.
+//      then a fixed xor butterfly) and writes loss, norm, mean weight, entropy, KL, ESS and the agent's
+//      shift of c (self-normalized: max_b log rho; else 0).
 //   5. gradient (compute_grad): a group of G lanes per row writes grad = c w (softmax - onehot(a)), the
 //      softmax recomputed from the row's max and 1 / sum exp (coalesced [B, N, A] writes).
 #include "common/backends.h"
@@ -57,15 +58,16 @@ struct PolicyLossWorkspace {
   T* log_rho;       // [B, N] teammate log-ratios (ratio != none)
   T* max_logit;     // [B, N] max over the available logits
   T* inv_sum_exp;   // [B, N] 1 / sum exp(l - max)
-  T* cw;            // [B, N] c w, the gradient's row scale
+  double* shift;    // [N] c = exp(log rho - shift): max_b log rho (self-normalized) or 0
   AgentSums* partials;  // [n_chunks, N]
   int64_t n_chunks;
   int64_t bytes;
 
   PolicyLossWorkspace(void* base, int64_t B, int64_t N) {
     WorkspaceCarver carver(base);
-    T** rows[] = {&log_pi_taken, &weight, &entropy, &kl, &d_cur, &d_upd, &log_rho, &max_logit, &inv_sum_exp, &cw};
+    T** rows[] = {&log_pi_taken, &weight, &entropy, &kl, &d_cur, &d_upd, &log_rho, &max_logit, &inv_sum_exp};
     for (T** p : rows) *p = carver.take<T>(B * N);
+    shift = carver.take<double>(N);
     n_chunks = (B + chunk_length(B) - 1) / chunk_length(B);
     partials = carver.take<AgentSums>(n_chunks * N);
     bytes = carver.bytes();
@@ -95,7 +97,7 @@ __global__ void __launch_bounds__(kBlock)
 
   const int64_t action = a.actions[row];
   int64_t code = row_error(m, action, a.A, avail);
-  if (code == 0 && use_ratio && !target_mode && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+  if (code == 0 && use_ratio && !target_mode && !is_log_prob(a.updated_log_probs[row])) code = kUpdatedLogProbInvalid;
   if (code != 0) {
     report(status, row, code);
     const T nan = quiet_nan<T>();
@@ -106,7 +108,7 @@ __global__ void __launch_bounds__(kBlock)
   const T log_mu_taken = log_mu[action], q_taken = q[action];
   const T log_pi_taken = taken_log_prob(logits[action], m, s);
   ws.log_pi_taken[row] = log_pi_taken;
-  ws.weight[row] = clipped_weight(in_sample_log_weight(log_mu_taken, q_taken, soft_value(m, s, t), t), T(a.log_w_max));
+  ws.weight[row] = clipped_weight(in_sample_log_weight(log_mu_taken, q_taken, m, s, t), T(a.log_w_max));
   ws.entropy[row] = entropy_from_sums(s);
   ws.kl[row] = kl_from_sums(s);
   ws.max_logit[row] = m.logits;
@@ -139,8 +141,7 @@ __global__ void __launch_bounds__(kBlock)
     sums.rho += double(rho);
     sums.entropy += double(ws.entropy[row]);
     sums.kl += double(ws.kl[row]);
-    sums.ess.add(double(log_rho));
-    if (a.compute_grad) ws.cw[row] = cw;
+    sums.ess.add(double(log_rho), double(weight) * double(ws.log_pi_taken[row]));
   }
   ws.partials[tid] = sums;
 }
@@ -156,6 +157,7 @@ __device__ inline void shuffle_merge(AgentSums& s, int offset) {
   o.ess.max = __shfl_xor_sync(kFullMask, s.ess.max, offset);
   o.ess.sum1 = __shfl_xor_sync(kFullMask, s.ess.sum1, offset);
   o.ess.sum2 = __shfl_xor_sync(kFullMask, s.ess.sum2, offset);
+  o.ess.weighted = __shfl_xor_sync(kFullMask, s.ess.weighted, offset);
   s.merge(o);
 }
 
@@ -171,9 +173,12 @@ __global__ void __launch_bounds__(kBlock)
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) shuffle_merge<T>(sums, offset);
   if (lane != 0) return;
-  const double norm = a.ratio == kRatioSelfNormalized ? sums.rho : double(a.B);
+  // self-normalized: sums of exp(log rho - max), which cannot all underflow (the max term is 1)
+  const bool self_normalized = a.ratio == kRatioSelfNormalized;
+  const double norm = self_normalized ? sums.ess.sum1 : double(a.B);
   const double inv_batch = 1.0 / double(a.B);
-  a.loss[i] = T(-sums.loss / norm);
+  ws.shift[i] = self_normalized ? sums.ess.max : 0.0;
+  a.loss[i] = T(-(self_normalized ? sums.ess.weighted : sums.loss) / norm);
   a.norm[i] = T(norm);
   a.mean_weight[i] = T(sums.weight * inv_batch);
   a.entropy[i] = T(sums.entropy * inv_batch);
@@ -189,7 +194,10 @@ __global__ void __launch_bounds__(kBlock)
   const RowLane<G> rl;
   if (rl.row >= a.B * a.N) return;  // no shuffles in this kernel
   const int64_t row = rl.row, A = a.A, action = a.actions[row];
-  const T cw = ws.cw[row], max_logit = ws.max_logit[row], scale = cw * ws.inv_sum_exp[row];
+  const T c = a.ratio == kRatioNone ? T(1)
+              : a.ratio == kRatioSelfNormalized ? T(exp_(double(ws.log_rho[row]) - ws.shift[row % a.N]))
+                                                : exp_(ws.log_rho[row]);  // the bits the partial sums used
+  const T cw = c * ws.weight[row], max_logit = ws.max_logit[row], scale = cw * ws.inv_sum_exp[row];
   const T* logits = a.logits + row * A;
   const bool* avail = a.avail + row * A;
   T* grad = a.grad + row * A;

@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kBlock)
 
   const int64_t action = a.actions[row];
   int64_t code = row_error(m, action, a.A, avail);
-  if (code == 0 && !target_mode && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+  if (code == 0 && !target_mode && !is_log_prob(a.updated_log_probs[row])) code = kUpdatedLogProbInvalid;
   if (code != 0) {
     report(status, row, code);
     d_cur[row] = d_upd[row] = quiet_nan<T>();

@@ -12,6 +12,7 @@ rows_status, order_status, first_status below), so both paths raise the same err
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -31,9 +32,10 @@ ACTION_UNAVAILABLE = 7
 LOGITS_NON_FINITE = 8
 LOG_MU_NON_FINITE = 9
 Q_NON_FINITE = 10
-UPDATED_LOG_PROB_NON_FINITE = 11
+UPDATED_LOG_PROB_INVALID = 11
 LOG_RHO_INVALID = 12
 NO_POSITIVE_WEIGHT = 13
+UNIFORM_INVALID = 14
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -89,22 +91,50 @@ def _check_contiguous(name: str, t: Tensor) -> None:
 
 
 # ---- hyperparameters and modes -----------------------------------------------------------------------
-def check_temperatures(alpha: float, beta: float) -> None:
+# Each check returns the value as a Python float (what the custom ops take): any real scalar is accepted
+# (int, float, NumPy scalars, 0-d real tensors), bool is not.
+def _real(value: object) -> Optional[float]:
+    """`value` as a float, or None when it is not a real scalar."""
+    if type(value) is float or type(value) is int:  # the common case first (and what torch.compile sees)
+        return float(value)
+    if isinstance(value, bool) or (hasattr(value, "dtype") and str(value.dtype) == "bool"):
+        return None
+    if isinstance(value, numbers.Real):  # NumPy scalars register as numbers.Real
+        return float(value)
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_complex() and value.dtype != torch.bool:
+        return float(value.item())
+    return None
+
+
+def check_temperatures(alpha: float, beta: float) -> tuple[float, float]:
+    values = []
     for name, value in (("alpha", alpha), ("beta", beta)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        x = _real(value)
+        if x is None or not math.isfinite(x) or x < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if alpha + beta <= 0:
+        values.append(x)
+    alpha_f, beta_f = values
+    tau = alpha_f + beta_f
+    if not tau > 0:
         raise ValueError(f"alpha + beta must be > 0 (tau = alpha + beta is a temperature), got {alpha} + {beta}")
+    if not (math.isfinite(tau) and math.isfinite(1.0 / tau)):
+        raise ValueError(f"alpha + beta must be finite with a finite 1 / (alpha + beta) (tau = alpha + beta), "
+                         f"got {alpha} + {beta}")
+    return alpha_f, beta_f
 
 
-def check_unit_interval(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+def check_unit_interval(name: str, value: float) -> float:
+    x = _real(value)
+    if x is None or not 0.0 <= x <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return x
 
 
-def check_clip(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-        raise ValueError(f"{name} must be a number (inf disables the clip), got {value!r}")
+def check_clip(name: str, value: float) -> float:
+    x = _real(value)
+    if x is None or math.isnan(x) or x == -math.inf:
+        raise ValueError(f"{name} must be a number > -inf (inf disables the clip), got {value!r}")
+    return x
 
 
 def check_mode(name: str, value: str, allowed: Sequence[str]) -> int:
@@ -162,9 +192,9 @@ def decode_status(status: int, names: RowNames, tensors: dict[str, Optional[Tens
     if code in (LOGITS_NON_FINITE, LOG_MU_NON_FINITE, Q_NON_FINITE):
         name = {LOGITS_NON_FINITE: names.logits, LOG_MU_NON_FINITE: names.log_mu, Q_NON_FINITE: names.q}[code]
         return ValueError(f"{name}[{b}, {i}] has a non-finite value at an available action")
-    if code == UPDATED_LOG_PROB_NON_FINITE:
+    if code == UPDATED_LOG_PROB_INVALID:
         value = _item(tensors["updated_log_probs"], (b, i))
-        return ValueError(f"updated_log_probs[{b}, {i}] = {value} is not finite")
+        return ValueError(f"updated_log_probs[{b}, {i}] = {value} is not a log-probability (finite and <= 0)")
     if code == LOG_RHO_INVALID:
         return ValueError(f"log_rho[{b}, {i}] = {_item(tensors['log_rho'], (b, i))} must be finite or -inf")
     if code == NO_POSITIVE_WEIGHT:

@@ -49,8 +49,8 @@ def in_sample_weights(
     check.float("log_mu", log_mu, (batch, agents, n_actions), "[B, N, A]")
     check.exact("avail", avail, torch.bool, (batch, agents, n_actions), "[B, N, A]")
     check.exact("actions", actions, torch.int64, (batch, agents), "[B, N]")
-    v.check_temperatures(alpha, beta)
-    v.check_clip("log_w_max", log_w_max)
+    alpha, beta = v.check_temperatures(alpha, beta)
+    log_w_max = v.check_clip("log_w_max", log_w_max)
     inputs = [t.detach() for t in (q_local, log_mu, avail, actions)]
     if _backend.has_kernels(q_local.device):
         return InSampleWeights(*in_sample_weights_op(*inputs, alpha, beta, log_w_max))

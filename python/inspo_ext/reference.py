@@ -151,11 +151,15 @@ def in_sample_weights(
     log_w_max: float,
 ) -> InSampleWeights:
     """The in-sample weighted advantage of spec section 4:
-    V = tau logsumexp_avail(kappa log mu + Q/tau),  log w = -(beta/tau) log mu(a) + (Q(a) - V)/tau."""
+    V = tau logsumexp_avail(kappa log mu + Q/tau),  log w = -(beta/tau) log mu(a) + (Q(a) - V)/tau.
+
+    log w is computed as the equal log pi*(a) - log mu(a) (pi* = softmax_avail(z), z = kappa log mu + Q/tau;
+    beta/tau + kappa = 1): a log-softmax, exact where it must be (one available action: -log mu(a)), where
+    Q(a) - V cancels catastrophically once |Q|/tau >~ 1e13."""
     tau, _ = _temperatures(alpha, beta)
     z = torch.where(avail, closed_form_logits(q_local, log_mu, alpha, beta), torch.full_like(q_local, -math.inf))
     value = tau * torch.logsumexp(z, dim=-1)
-    log_weight = -(beta / tau) * _taken(log_mu, actions) + (_taken(q_local, actions) - value) / tau
+    log_weight = _taken(torch.log_softmax(z, dim=-1), actions) - _taken(log_mu, actions)
     weight = log_weight.clamp(max=log_w_max).exp()
     return InSampleWeights(weight, log_weight, value)
 
@@ -256,7 +260,9 @@ def sequential_policy_loss(
       "importance":      c = rho_i (teammate ratio),   norm = B
       "self_normalized": c = rho_i,                    norm = sum_b rho_i(b)
       "none":            c = 1,                        norm = B   (the batch is already resampled)
-    rho and w carry no gradient; the loss is differentiable w.r.t. `logits` only.
+    "self_normalized" shifts c and norm by max_b log rho_i (the ratio cancels it), so a column whose every
+    rho underflows still gives its weighted mean. rho and w carry no gradient; the loss is differentiable
+    w.r.t. `logits` only.
     """
     if ratio not in RATIO_MODES:
         raise ValueError(f"ratio must be one of {RATIO_MODES}, got {ratio!r}")
@@ -271,8 +277,12 @@ def sequential_policy_loss(
                 logits, log_mu, avail, actions, order, predecessors, q_local,
                 updated_log_probs, alpha, beta, eta, log_rho_max,
             )
-        rho = log_rho.exp()
-        norm = rho.sum(0) if ratio == "self_normalized" else torch.full_like(rho[0], float(batch))
+        if ratio == "self_normalized":
+            rho = (log_rho - log_rho.max(dim=0, keepdim=True).values).exp()
+            norm = rho.sum(0)
+        else:
+            rho = log_rho.exp()
+            norm = torch.full_like(rho[0], float(batch))
         ess = effective_sample_size(log_rho)
         kl, entropy = _kl_entropy(log_pi, log_mu, avail)
     loss = -(rho * weights * _taken(log_pi, actions)).sum(0) / norm

@@ -4,7 +4,7 @@ and InSPOPolicyLoss, its nn.Module.
 The forward kernel also writes, when logits require grad, the UNNORMALIZED logit gradient
 G[b, i, :] = c w (softmax - onehot(a)) (0 at unavailable actions) and the per-agent normalizer; the
 backward is one multiply, d logits = G * (d loss_i / norm_i). The loss is differentiable w.r.t. logits
-only (rho, w, norm carry no gradient, as in the reference); double backward is not supported.
+only (rho, w, norm carry no gradient, as in the reference); double backward (create_graph=True) raises.
 """
 from __future__ import annotations
 
@@ -63,6 +63,10 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, grad_loss, *_unused):
+    if torch.is_grad_enabled():  # create_graph=True: the saved G is a constant, its result would be wrong
+        raise RuntimeError("sequential_policy_loss: double backward is not supported (the gradient is a "
+                           "constant of the fused forward pass); use inspo_ext.reference.sequential_policy_loss "
+                           "for higher-order gradients")
     if grad_loss is None:  # nothing flows into the loss (the other outputs carry no gradient)
         return (None,) * 15
     grad, norm = ctx.saved_tensors
@@ -88,7 +92,8 @@ def sequential_policy_loss(
     log_rho_max; w_i: the in-sample weight clipped at log_w_max (see in_sample_weights).
 
     logits, log_mu, q_local: [B, N, A] float32/float64; avail: bool [B, N, A]; actions: int64 [B, N];
-    order: int64 [N] permutation; updated_log_probs: [B, N] (predecessors="policy" with a ratio).
+    order: int64 [N] permutation; updated_log_probs: [B, N], finite and <= 0 (read with predecessors="policy"
+    and a ratio; checked whenever passed).
     Returns PolicyLoss(loss, mean_weight, ess, entropy, kl), each [N]; only loss has a gradient, and only
     w.r.t. logits (computed in the same fused pass when logits require grad).
     """
@@ -100,16 +105,13 @@ def sequential_policy_loss(
     check.float("q_local", q_local, shape, "[B, N, A]")
     check_order(check, order, shape[1])
     ratio_mode = v.check_mode("ratio", ratio, RATIO_MODES)
-    if ratio == "none":  # no teammate ratio: updated_log_probs is not read
-        predecessor_mode = v.check_mode("predecessors", predecessors, reference.PREDECESSOR_MODES)
-        updated_log_probs = None
-    else:
-        predecessor_mode, _, updated_log_probs = check_predecessor_inputs(
-            check, predecessors, q_local, updated_log_probs, shape, needs_q=True)
-    v.check_temperatures(alpha, beta)
-    v.check_unit_interval("eta", eta)
-    v.check_clip("log_rho_max", log_rho_max)
-    v.check_clip("log_w_max", log_w_max)
+    # ratio="none": no teammate ratio, updated_log_probs is not read (still checked when passed)
+    predecessor_mode, _, updated_log_probs = check_predecessor_inputs(
+        check, predecessors, q_local, updated_log_probs, shape, needs_q=True, reads_updated=ratio != "none")
+    alpha, beta = v.check_temperatures(alpha, beta)
+    eta = v.check_unit_interval("eta", eta)
+    log_rho_max = v.check_clip("log_rho_max", log_rho_max)
+    log_w_max = v.check_clip("log_w_max", log_w_max)
     log_mu, avail, actions, q_local, order = (t.detach() for t in (log_mu, avail, actions, q_local, order))
     if updated_log_probs is not None:
         updated_log_probs = updated_log_probs.detach()
@@ -139,10 +141,10 @@ class InSPOPolicyLoss(nn.Module):
     def __init__(self, alpha: float, beta: float, eta: float = 0.3, log_rho_max: float = math.log(100.0),
                  log_w_max: float = 10.0, ratio: str = "importance", predecessors: str = "target"):
         super().__init__()
-        v.check_temperatures(alpha, beta)
-        v.check_unit_interval("eta", eta)
-        v.check_clip("log_rho_max", log_rho_max)
-        v.check_clip("log_w_max", log_w_max)
+        alpha, beta = v.check_temperatures(alpha, beta)
+        eta = v.check_unit_interval("eta", eta)
+        log_rho_max = v.check_clip("log_rho_max", log_rho_max)
+        log_w_max = v.check_clip("log_w_max", log_w_max)
         v.check_mode("ratio", ratio, RATIO_MODES)
         v.check_mode("predecessors", predecessors, reference.PREDECESSOR_MODES)
         self.alpha, self.beta, self.eta = alpha, beta, eta

@@ -60,9 +60,9 @@ def soft_bellman_target(
     check.float("next_log_mu", next_log_mu, (batch, agents, actions), "[B, N, A]")
     check.exact("next_avail", next_avail, torch.bool, (batch, agents, actions), "[B, N, A]")
     check.exact("next_actions", next_actions, torch.int64, (batch, agents), "[B, N]")
-    v.check_unit_interval("gamma", gamma)
-    v.check_temperatures(alpha, beta)
-    v.check_clip("log_rho_max", log_rho_max)
+    gamma = v.check_unit_interval("gamma", gamma)
+    alpha, beta = v.check_temperatures(alpha, beta)
+    log_rho_max = v.check_clip("log_rho_max", log_rho_max)
     inputs = [t.detach() for t in (reward, done, q_next, next_logits, next_log_mu, next_avail, next_actions)]
     if _backend.has_kernels(next_logits.device):
         return SoftBellmanTarget(*soft_bellman_target_op(*inputs, gamma, alpha, beta, log_rho_max))
