@@ -452,7 +452,7 @@ ERROR_CASES = [
     ("tlr-logits", _joint_valid, _set("logits", (5, 2, 1), -math.inf), run_ratios, r"logits\[5, 2\] has a non-finite"),
     ("tlr-q-target", _joint_valid, _set("q_local", (4, 0, 0), math.nan), run_ratios, r"q_local\[4, 0\]"),
     ("tlr-updated-policy", _joint_valid, _set("updated_log_probs", (6, 1), math.nan),
-     lambda d: run_ratios(d, "policy"), r"updated_log_probs\[6, 1\] = nan is not finite"),
+     lambda d: run_ratios(d, "policy"), r"updated_log_probs\[6, 1\] = nan is not a log-probability"),
     ("tlr-order-first", _joint_valid,
      _two_errors(_set("logits", (0, 0, 0), math.nan), _set("order", 0, 4)), run_ratios, r"order must be"),
     ("spl-order", _joint_valid, _set("order", 2, -1), run_loss, r"order must be a permutation"),
