@@ -1,8 +1,9 @@
 """Seeded random cases for every op, run in child processes (a crash is a failure that names its seed).
 
-Valid cases (random shapes, masks, scales, hyperparameters, float64 and float32) are compared with
-`inspo_ext.reference` in float64, gradients of the policy loss included; invalid cases (one corrupted entry
-or argument) must raise the named exception whose message names the argument and the index.
+Valid cases (random shapes, masks, scales, hyperparameters, float64 and float32, a third of them with a
+leading problem dimension S) are compared with `inspo_ext.reference` in float64, gradients of the policy
+loss included, and a batched call with the calls on its slices (bit for bit); invalid cases (one corrupted
+entry or argument) must raise the named exception whose message names the argument and the index.
 
 INSPO_FUZZ_CASES (default 200) cases per op; INSPO_FUZZ_SEED (default 0) picks another set. Reproduce one
 case: `python tests/test_fuzz_ops.py OP CASE_SEED 1` (prints its failure, if any).
@@ -86,17 +87,37 @@ def _hyper(g) -> dict:
                 log_rho_max=_choice(g, [math.log(100.0), 0.5, math.inf]), log_w_max=_choice(g, [10.0, 0.0, math.inf]))
 
 
-def _batch(g, seed: int, *, problems: bool = True) -> tuple[dict, dict]:
-    """A random valid joint batch (float64 or float32) and its description."""
+def _batch(g, seed: int, problems: int = 0) -> tuple[dict, dict]:
+    """A random valid joint batch (float64 or float32) and its description; `problems` > 0: that many
+    problems stacked on a leading S (with an [S, N] or a shared [N] order)."""
     import torch
-    from ops_testing import joint_batch
+    from ops_testing import joint_batch, stack_problems
 
     shape = (_randint(g, 1, 40), _randint(g, 1, 6), _randint(g, 1, 9))
     dtype = _choice(g, [torch.float64, torch.float64, torch.float32])
     scale = _choice(g, [1.0, 3.0]) if dtype == torch.float32 else _choice(g, [1.0, 3.0, 30.0, 300.0])
     mask = _choice(g, ["random", "padding", "single", "full"])
-    d = joint_batch(*shape, dtype=dtype, seed=seed, mask=mask, logit_scale=scale, q_scale=scale)
-    return d, dict(shape=shape, dtype=dtype, scale=scale, mask=mask)
+    make = lambda s: joint_batch(*shape, dtype=dtype, seed=seed + 7919 * s, mask=mask,  # noqa: E731
+                                 logit_scale=scale, q_scale=scale)
+    d = stack_problems([make(s) for s in range(problems)], shared_order=_randint(g, 0, 1) == 1) if problems else make(0)
+    return d, dict(shape=shape, dtype=dtype, scale=scale, mask=mask, problems=problems)
+
+
+def _problems(g) -> int:
+    """0 (no problem dimension) for two cases in three, else S in 1..3."""
+    return 0 if _randint(g, 0, 2) else _randint(g, 1, 3)
+
+
+def _same_as_slices(batched, call_slice, problems: int, what: str):
+    """None when output s of a batched call equals the call on slice s, bit for bit."""
+    import torch
+
+    for s in range(problems):
+        single = call_slice(s)
+        for k, (a, b) in enumerate(zip(single, batched)):
+            if not torch.equal(a.detach(), b[s].detach()):
+                return f"{what}: output {k} of problem {s} differs from the call on its slice"
+    return None
 
 
 def _close(actual, expected, info: dict, what: str):
@@ -167,11 +188,19 @@ def check_in_sample_weights(g, seed: int):
     import inspo_ext
     from inspo_ext import reference
 
-    d, info = _batch(g, seed)
+    from ops_testing import problem_slice
+
+    problems = _problems(g)
+    d, info = _batch(g, seed, problems)
     h = _hyper(g)
     call = lambda x: inspo_ext.in_sample_weights(x["q_local"], x["log_mu"], x["avail"], x["actions"],  # noqa: E731
                                                  alpha=h["alpha"], beta=h["beta"], log_w_max=h["log_w_max"])
-    if _randint(g, 0, 3) == 0:
+    if problems:
+        ours = call(d)
+        problem = _same_as_slices(ours, lambda s: call(problem_slice(d, s)), problems, "in_sample_weights")
+        if problem:
+            return problem
+    elif _randint(g, 0, 3) == 0:
         spec = _corrupt_row(g, d, NAMES, ["action_out_of_range", "action_unavailable", "no_available_action",
                                           "log_mu", "q_local"])
         return spec and _expect(lambda: call(d), *spec, "invalid in_sample_weights")
@@ -192,7 +221,10 @@ def check_teammate_log_ratios(g, seed: int):
     import inspo_ext
     from inspo_ext import reference
 
-    d, info = _batch(g, seed)
+    from ops_testing import problem_slice
+
+    problems = _problems(g)
+    d, info = _batch(g, seed, problems)
     h = _hyper(g)
     predecessors = _choice(g, ["target", "policy"])
 
@@ -203,7 +235,11 @@ def check_teammate_log_ratios(g, seed: int):
             updated_log_probs=x["updated_log_probs"] if predecessors == "policy" else None,
             alpha=h["alpha"], beta=h["beta"], eta=h["eta"], log_rho_max=h["log_rho_max"])
 
-    if _randint(g, 0, 3) == 0:
+    if problems:
+        problem = _same_as_slices([call(d)], lambda s: [call(problem_slice(d, s))], problems, "teammate_log_ratios")
+        if problem:
+            return problem
+    elif _randint(g, 0, 3) == 0:
         kind = _randint(g, 0, 4)
         agents = d["order"].numel()
         if kind == 0 and agents > 1:
@@ -223,7 +259,7 @@ def check_teammate_log_ratios(g, seed: int):
     ref = reference.teammate_log_ratios(x["logits"], x["log_mu"], x["avail"], x["actions"], x["order"], predecessors,
                                         x["q_local"], x["updated_log_probs"], h["alpha"], h["beta"], h["eta"],
                                         h["log_rho_max"])
-    return _close(ours, ref, info | dict(scale=info["scale"] * d["order"].numel()), "log_rho")
+    return _close(ours, ref, info | dict(scale=info["scale"] * d["order"].shape[-1]), "log_rho")
 
 
 def check_soft_bellman_target(g, seed: int):
@@ -279,23 +315,42 @@ def check_resample(g, seed: int):
     from inspo_ext import reference
 
     batch, agents = _randint(g, 1, 60), _randint(g, 1, 5)
+    problems = _problems(g)
+    lead = (problems,) if problems else ()
     dtype = _choice(g, [torch.float64, torch.float32])
     scale = _choice(g, [1.0, 10.0, 300.0]) if dtype == torch.float64 else _choice(g, [1.0, 10.0])
-    log_rho = (torch.randn(batch, agents, generator=g, dtype=torch.float64) * scale).to(dtype)
-    zero = torch.rand(batch, agents, generator=g) < _choice(g, [0.0, 0.5])
+    log_rho = (torch.randn(lead + (batch, agents), generator=g, dtype=torch.float64) * scale).to(dtype)
+    zero = torch.rand(lead + (batch, agents), generator=g) < _choice(g, [0.0, 0.5])
     log_rho = log_rho.masked_fill(zero, -math.inf)
-    log_rho[0] = torch.where(torch.isinf(log_rho).all(0), torch.zeros_like(log_rho[0]), log_rho[0])
+    first = log_rho[..., 0, :]
+    first.copy_(torch.where(torch.isinf(log_rho).all(-2), torch.zeros_like(first), first))
     method = _choice(g, ["multinomial", "systematic"])
+    if problems:
+        draws = lead + ((batch, agents) if method == "multinomial" else (1, agents))
+        uniforms = torch.rand(draws, generator=g, dtype=torch.float64)
+        ours = inspo_ext.resample(log_rho, method=method, uniforms=uniforms)
+        ref = reference.resample(log_rho, uniforms, method)
+        if not torch.equal(ours.indices, ref.indices):
+            return f"indices differ from the reference ({method}, {dtype}, S={problems}, B={batch}, N={agents})"
+        problem = _same_as_slices(ours, lambda s: inspo_ext.resample(log_rho[s], method=method, uniforms=uniforms[s]),
+                                  problems, "resample")
+        return problem or _close(ours.ess, ref.ess, dict(dtype=dtype, scale=float(batch)), "ess")
     if _randint(g, 0, 3) == 0:
-        kind = _randint(g, 0, 1)
+        kind = _randint(g, 0, 2)
         b, i = _randint(g, 0, batch - 1), _randint(g, 0, agents - 1)
         if kind == 0:
             log_rho[b, i] = _choice(g, [math.nan, math.inf])
             return _expect(lambda: inspo_ext.resample(log_rho, method=method), ValueError,
                            rf"^log_rho\[{b}, {i}\] = \S+ must be finite or -inf$", "bad log_rho")
-        log_rho[:, i] = -math.inf
-        return _expect(lambda: inspo_ext.resample(log_rho, method=method), ValueError,
-                       rf"^log_rho\[:, {i}\] has no positive weight", "empty column")
+        if kind == 1:
+            log_rho[:, i] = -math.inf
+            return _expect(lambda: inspo_ext.resample(log_rho, method=method), ValueError,
+                           rf"^log_rho\[:, {i}\] has no positive weight", "empty column")
+        uniforms = torch.rand((batch if method == "multinomial" else 1, agents), generator=g, dtype=torch.float64)
+        k = b if method == "multinomial" else 0
+        uniforms[k, i] = _choice(g, [1.0, -1e-300, math.nan, math.inf])
+        return _expect(lambda: inspo_ext.resample(log_rho, method=method, uniforms=uniforms), ValueError,
+                       rf"^uniforms\[{k}, {i}\] = \S+ must be in \[0, 1\)$", "bad uniforms")
     state = g.get_state()
     ours = inspo_ext.resample(log_rho, method=method, generator=g)
     g.set_state(state)
@@ -315,7 +370,10 @@ def check_sequential_policy_loss(g, seed: int):
     import inspo_ext
     from inspo_ext import reference
 
-    d, info = _batch(g, seed)
+    from ops_testing import problem_slice
+
+    problems = _problems(g)
+    d, info = _batch(g, seed, problems)
     h = _hyper(g)
     ratio = _choice(g, ["importance", "self_normalized", "none"])
     predecessors = _choice(g, ["target", "policy"])
@@ -326,7 +384,7 @@ def check_sequential_policy_loss(g, seed: int):
             logits, x["log_mu"], x["avail"], x["actions"], x["q_local"], x["order"], predecessors=predecessors,
             updated_log_probs=x["updated_log_probs"] if uses_updated else None, ratio=ratio, **h)
 
-    if _randint(g, 0, 3) == 0:
+    if not problems and _randint(g, 0, 3) == 0:
         kind = _randint(g, 0, 3)
         if kind == 0:
             name, value = _choice(g, [("alpha", -1.0), ("beta", math.nan), ("eta", 1.5), ("log_w_max", -math.inf),
@@ -341,10 +399,21 @@ def check_sequential_policy_loss(g, seed: int):
         spec = _corrupt_row(g, d, NAMES, ["action_out_of_range", "action_unavailable", "no_available_action",
                                           "logits", "log_mu", "q_local"])
         return spec and _expect(lambda: call(d, d["logits"]), *spec, "invalid sequential_policy_loss")
-    weights = torch.rand(d["order"].numel(), generator=g, dtype=torch.float64) + 0.5
+    weights = torch.rand(d["logits"].shape[:-3] + d["logits"].shape[-2:-1], generator=g, dtype=torch.float64) + 0.5
     logits = d["logits"].clone().requires_grad_()
     ours = call(d, logits)
     (ours.loss * weights.to(logits.dtype)).sum().backward()
+    if problems:
+        def call_slice(s):
+            x = problem_slice(d, s)
+            single_logits = x["logits"].clone().requires_grad_()
+            out = call(x, single_logits)
+            (out.loss * weights[s].to(logits.dtype)).sum().backward()
+            return list(out) + [single_logits.grad]
+
+        problem = _same_as_slices(list(ours) + [logits.grad], call_slice, problems, f"sequential_policy_loss {ratio}")
+        if problem:
+            return problem
     x = _double(d)
     ref_logits = x["logits"].clone().requires_grad_()
     ref = reference.sequential_policy_loss(ref_logits, x["log_mu"], x["avail"], x["actions"], x["q_local"],

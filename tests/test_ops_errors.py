@@ -69,7 +69,7 @@ def test_not_a_tensor_is_a_type_error(d):
 def test_shape_is_a_value_error(d):
     with pytest.raises(ValueError, match=r"log_mu must have shape \[B, N, A\] = \[6, 3, 5\], got \[6, 3, 4\]"):
         _loss(dict(d, log_mu=d["log_mu"][..., :4]))
-    with pytest.raises(ValueError, match=r"logits must be 3-D \[B, N, A\], got shape \[6, 3\]"):
+    with pytest.raises(ValueError, match=r"logits must be 3-D \[B, N, A\] \(or 4-D \[S, B, N, A\]: S problems\), got shape \[6, 3\]"):
         _loss(dict(d, logits=d["logits"][..., 0]))
     with pytest.raises(ValueError, match=r"reward must have shape \[B\] = \[6\], got \[5\]"):
         _bellman(dict(next_step(6, 3, 5), reward=torch.zeros(5, dtype=torch.float64)))

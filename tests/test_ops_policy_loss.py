@@ -275,3 +275,78 @@ def test_double_backward_raises():
                                            **HYPER)
     with pytest.raises(RuntimeError, match="sequential_policy_loss: double backward is not supported"):
         torch.autograd.grad(out.loss.sum(), logits, create_graph=True)
+
+
+# ---- a leading problem dimension S ----------------------------------------------------------------------------
+from ops_testing import problem_slice, stack_problems  # noqa: E402
+
+
+def _problems(batch=300, agents=4, actions=5, shared_order=False, **kwargs):
+    """3 problems of 300 samples: two CPU chunks each (256 samples), so per-problem chunking is exercised."""
+    return stack_problems([joint_batch(batch, agents, actions, seed=50 + s, **kwargs) for s in range(3)],
+                          shared_order=shared_order)
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+@pytest.mark.parametrize("predecessors", ["target", "policy"])
+def test_policy_loss_with_problems(ratio, predecessors):
+    """Problem s of a batched call equals the call on slice s bit for bit (loss, diagnostics, gradient), and
+    matches the reference in float64 (gradients included)."""
+    d = _problems(shared_order=predecessors == "policy")
+    weights = torch.linspace(0.5, 1.5, 12, dtype=torch.float64).view(3, 4)
+    ours, grad, ref, ref_grad = loss_pair(d, ratio, predecessors, grad_weights=weights)
+    assert ours.loss.shape == (3, 4) and grad.shape == (3, 300, 4, 5)
+    assert_policy_loss_close(ours, ref)
+    close(grad, ref_grad)
+    for s in range(3):
+        single, single_grad = loss_pair(problem_slice(d, s), ratio, predecessors, grad_weights=weights[s])[:2]
+        for a, b in zip(single, ours):
+            assert torch.equal(a.detach(), b[s].detach())
+        assert torch.equal(single_grad, grad[s])
+
+
+def test_policy_loss_with_problems_opcheck_and_compile():
+    d = _problems(batch=12, agents=3, actions=4)
+    for requires_grad in (True, False):
+        for ratio, predecessors in ((0, 0), (1, 1), (2, 0)):
+            logits = d["logits"].clone().requires_grad_(requires_grad)
+            args = (logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"],
+                    d["updated_log_probs"] if predecessors == 1 else None, predecessors, ratio, HYPER["alpha"],
+                    HYPER["beta"], HYPER["eta"], HYPER["log_rho_max"], HYPER["log_w_max"], requires_grad)
+            torch.library.opcheck(torch.ops.inspo_ext.sequential_policy_loss.default, args)
+    ops = torch.ops.inspo_ext
+    for op, args in [
+        (ops.in_sample_weights.default, (d["q_local"], d["log_mu"], d["avail"], d["actions"], 0.1, 0.2, 10.0)),
+        (ops.teammate_log_ratios.default, (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"],
+                                           d["q_local"], None, 0, 0.1, 0.2, 0.3, 4.6)),
+        (ops.teammate_log_ratios.default, (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"][0],
+                                           None, d["updated_log_probs"], 1, 0.1, 0.2, 0.3, 4.6)),
+    ]:
+        torch.library.opcheck(op, args)
+
+    def step(logits, log_mu, avail, actions, q_local, order):
+        out = inspo_ext.sequential_policy_loss(logits, log_mu, avail, actions, q_local, order, ratio="self_normalized",
+                                               **HYPER)
+        return out.loss.sum(), out.ess
+
+    compiled = torch.compile(step, fullgraph=True)
+    inputs = [d[k] for k in ("log_mu", "avail", "actions", "q_local", "order")]
+    results = []
+    for fn in (step, compiled):
+        logits = d["logits"].clone().requires_grad_()
+        total, ess = fn(logits, *inputs)
+        total.backward()
+        results.append((total.detach(), ess, logits.grad))
+    for a, b in zip(*results):
+        close(a, b)
+
+
+def test_policy_loss_problem_errors_name_the_problem():
+    d = _problems(batch=20)
+    d["logits"][2, 7, 1] = math.nan
+    d["avail"][2, 7, 1] = True
+    with pytest.raises(ValueError, match=r"^logits\[2, 7, 1\] has a non-finite value at an available action$"):
+        loss_pair(d, "importance")
+    d = _problems(batch=20)
+    with pytest.raises(ValueError, match=r"^order must have shape \[N\] = \[4\], got \[3, 4, 1\]$"):
+        loss_pair(dict(d, order=d["order"].unsqueeze(-1)), "importance")

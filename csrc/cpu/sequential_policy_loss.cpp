@@ -6,7 +6,8 @@
 // exps of w, of all agents of the sample are then taken together, as vectors); then the ordered
 // teammate log-ratios; then each row's gradient is finished in place (still in L1). Per-agent sums
 // over the chunk's samples go to a per-chunk slot (double), and the slots are added in chunk order at
-// the end, so the result does not depend on the thread count.
+// the end, so the result does not depend on the thread count. With S problems, each problem has its
+// own chunks (the same as a call on that problem alone) and its own per-agent sums.
 #include <algorithm>
 #include <limits>
 #include <memory>
@@ -46,10 +47,11 @@ constexpr int64_t kSamplesPerChunk = 256;  // fixes the summation grouping (thre
 // Self-normalized ratios: the rows' c = exp(log rho - max_b log rho) needs the column's max, known only
 // after every chunk, so the gradient rows are written with c = 1 and log rho goes to `row_log_rho`
 // ([B, N]; null otherwise) for the final scaling pass (run).
+// [begin, end) are flat samples of one problem, whose order is `order`.
 template <typename T, typename Needs, int Bytes>
-int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t end, AgentSums* sums,
-                  T* row_log_rho) {
-  const int64_t N = a.N, A = a.A, rows = a.B * a.N;
+int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t end, const int64_t* order,
+                  AgentSums* sums, T* row_log_rho) {
+  const int64_t N = a.N, A = a.A, rows = a.S * a.B * a.N;
   const bool use_ratio = a.ratio != kRatioNone;
   constexpr bool target_mode = Needs::lookahead;
   const bool read_updated = use_ratio && !target_mode;
@@ -136,7 +138,7 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
     }
     simd::exp_array<T, Bytes>(log_weight.data(), weight.data(), N_padded);
     if (use_ratio) {
-      ordered_log_ratios(d_cur.data(), d_upd.data(), a.order, N, log_rho_max, log_rho.data());
+      ordered_log_ratios(d_cur.data(), d_upd.data(), order, N, log_rho_max, log_rho.data());
       simd::exp_array<T, Bytes>(log_rho.data(), rho.data(), N_padded);
     }
     for (int64_t i = 0; i < N; ++i) {
@@ -171,41 +173,46 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
 
 template <typename T, typename Needs>
 int64_t run(const SequentialPolicyLossArgs<T>& a) {
-  const int64_t B = a.B, N = a.N;
-  const int64_t n_chunks = (B + kSamplesPerChunk - 1) / kSamplesPerChunk;
-  std::vector<AgentSums> partials(n_chunks * N);
+  const int64_t S = a.S, B = a.B, N = a.N;
+  const int64_t n_chunks = (B + kSamplesPerChunk - 1) / kSamplesPerChunk;  // per problem
+  std::vector<AgentSums> partials(S * n_chunks * N);
   const bool self_normalized = a.ratio == kRatioSelfNormalized;
-  std::vector<T> row_log_rho(self_normalized && a.compute_grad ? B * N : 0);
+  std::vector<T> row_log_rho(self_normalized && a.compute_grad ? S * B * N : 0);
   T* const row_log_rho_data = row_log_rho.empty() ? nullptr : row_log_rho.data();
 
-  const auto chunk = [&](int64_t c, int64_t begin, int64_t end) {
+  // Chunk c = s * n_chunks + k: samples [k * kSamplesPerChunk, ...) of problem s.
+  const auto chunk = [&](int64_t c, int64_t, int64_t) {
+    const int64_t s = c / n_chunks, begin = s * B + (c % n_chunks) * kSamplesPerChunk;
+    const int64_t end = std::min(begin + kSamplesPerChunk, (s + 1) * B);
     return with_vector_width<T>(a.A, [&](auto width) {
-      return run_chunk<T, Needs, decltype(width)::value>(a, begin, end, partials.data() + c * N, row_log_rho_data);
+      return run_chunk<T, Needs, decltype(width)::value>(a, begin, end, a.order + s * a.order_stride,
+                                                         partials.data() + c * N, row_log_rho_data);
     });
   };
-  const int64_t status = parallel_chunks(B, kSamplesPerChunk, a.num_threads, chunk);
+  const int64_t status = parallel_chunks(S * n_chunks, 1, a.num_threads, chunk);
   if (status != kStatusOk) return status;
 
   const double inv_batch = 1.0 / double(B);
-  std::vector<double> shift(N);  // self-normalized: max_b log rho of each agent
-  for (int64_t i = 0; i < N; ++i) {
+  std::vector<double> shift(S * N);  // self-normalized: max_b log rho of each (problem, agent)
+  for (int64_t column = 0; column < S * N; ++column) {
+    const int64_t s = column / N, i = column % N;
     AgentSums total;
-    for (int64_t c = 0; c < n_chunks; ++c) total.merge(partials[c * N + i]);
+    for (int64_t c = 0; c < n_chunks; ++c) total.merge(partials[(s * n_chunks + c) * N + i]);
     // self-normalized: sums of exp(log rho - max), which cannot all underflow (the max term is 1)
     const double norm = self_normalized ? total.ess.sum1 : double(B);
-    a.loss[i] = T(-(self_normalized ? total.ess.weighted : total.loss) / norm);
-    a.norm[i] = T(norm);
-    a.mean_weight[i] = T(total.weight * inv_batch);
-    a.entropy[i] = T(total.entropy * inv_batch);
-    a.kl[i] = T(total.kl * inv_batch);
-    a.ess[i] = T(total.ess.ess());
-    shift[i] = total.ess.max;
+    a.loss[column] = T(-(self_normalized ? total.ess.weighted : total.loss) / norm);
+    a.norm[column] = T(norm);
+    a.mean_weight[column] = T(total.weight * inv_batch);
+    a.entropy[column] = T(total.entropy * inv_batch);
+    a.kl[column] = T(total.kl * inv_batch);
+    a.ess[column] = T(total.ess.ess());
+    shift[column] = total.ess.max;
   }
   if (row_log_rho_data != nullptr) {  // the rows' c = exp(log rho - max), now that the max is known
     const int64_t A = a.A;
-    parallel_chunks(B * N, chunk_items(A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
+    parallel_chunks(S * B * N, chunk_items(A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
-        const T c = T(exp_(double(row_log_rho_data[row]) - shift[row % N]));
+        const T c = T(exp_(double(row_log_rho_data[row]) - shift[row / (B * N) * N + row % N]));
         T* grad = a.grad + row * A;
         for (int64_t j = 0; j < A; ++j) grad[j] *= c;
       }
@@ -219,8 +226,7 @@ int64_t run(const SequentialPolicyLossArgs<T>& a) {
 
 template <typename T>
 int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& a) {
-  std::unique_ptr<bool[]> seen(new bool[a.N]);
-  if (!is_permutation(a.order, a.N, seen.get())) return pack_status(0, kOrderNotPermutation);
+  if (!orders_are_permutations(a.order, a.S, a.N, a.order_stride)) return pack_status(0, kOrderNotPermutation);
   if (a.ratio != kRatioNone && a.predecessors == kPredecessorsTarget)
     return run<T, StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/true, /*lookahead=*/true, /*q=*/true>>(a);
   return run<T, StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/true, /*lookahead=*/false, /*q=*/true>>(a);

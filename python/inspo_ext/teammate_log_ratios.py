@@ -23,21 +23,20 @@ def teammate_log_ratios_op(
     updated_log_probs: Optional[Tensor], predecessors: int, alpha: float, beta: float, eta: float,
     log_rho_max: float,
 ) -> Tensor:
-    batch, agents, n_actions = logits.shape
-    log_rho = logits.new_empty((batch, agents))
+    log_rho = logits.new_empty(logits.shape[:-1])
     _backend.launch(
         "teammate_log_ratios",
         dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, order=order, q_local=q_local,
              updated_log_probs=updated_log_probs, log_rho=log_rho),
         dict(predecessors=predecessors, alpha=alpha, beta=beta, eta=eta, log_rho_max=log_rho_max), _NAMES,
-        (batch, agents, n_actions))
+        _backend.problem_shape(logits, 3))
     return log_rho
 
 
 @teammate_log_ratios_op.register_fake
 def _(logits, log_mu, avail, actions, order, q_local, updated_log_probs, predecessors, alpha, beta, eta,
       log_rho_max):
-    return logits.new_empty(logits.shape[:2])
+    return logits.new_empty(logits.shape[:-1])
 
 
 def check_predecessor_inputs(check: v.TensorChecker, predecessors: str, q_local: Optional[Tensor],
@@ -66,10 +65,6 @@ def check_predecessor_inputs(check: v.TensorChecker, predecessors: str, q_local:
     return mode, q_local, updated_log_probs
 
 
-def check_order(check: v.TensorChecker, order: Tensor, agents: int) -> None:
-    check.exact("order", order, torch.int64, (agents,), "[N]")
-
-
 def teammate_log_ratios(
     logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, order: Tensor, *, predecessors: str = "target",
     q_local: Optional[Tensor] = None, updated_log_probs: Optional[Tensor] = None, alpha: float, beta: float,
@@ -82,15 +77,17 @@ def teammate_log_ratios(
 
     logits, log_mu (and q_local): [B, N, A] float32/float64; avail: bool [B, N, A]; actions: int64 [B, N];
     order: int64 [N], a permutation (order[m] = the agent updated m-th); updated_log_probs: finite and <= 0.
+    Every batch tensor may carry a leading problem dimension S ([S, B, N, A], [S, B, N]; then every one
+    does), with order [N] (shared) or [S, N]; problem s then equals the call on its slice s.
     A tensor the mode does not read (q_local with "policy", updated_log_probs with "target") is still
     checked when passed. Returns [B, N]; no gradient.
     """
     check = v.TensorChecker("logits", logits, 3, "[B, N, A]")
-    shape = tuple(logits.shape)
+    shape = check.inner
     check.float("log_mu", log_mu, shape, "[B, N, A]")
     check.exact("avail", avail, torch.bool, shape, "[B, N, A]")
     check.exact("actions", actions, torch.int64, shape[:2], "[B, N]")
-    check_order(check, order, shape[1])
+    check.order(order, shape[1])
     mode, q_local, updated_log_probs = check_predecessor_inputs(check, predecessors, q_local, updated_log_probs,
                                                                 shape, needs_q=False)
     alpha, beta = v.check_temperatures(alpha, beta)
