@@ -11,7 +11,7 @@
 //                 -> the packed status (common/args.h); kStatusOk = 2**63 - 1 when the inputs are valid.
 //   CUDA tensors: _C.OP(..., stream=torch.cuda.current_stream().cuda_stream, status=<int64 [1] tensor
 //                 on the device, filled with 2**63 - 1>, workspace=<uint8 tensor of
-//                 _C.cuda_workspace_bytes(OP, B, N, A, dtype_is_double) bytes>) -> returns immediately;
+//                 _C.cuda_workspace_bytes(OP, S, B, N, A, dtype_is_double) bytes>) -> returns immediately;
 //                 errors are atomicMin'ed into `status` on the stream.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>

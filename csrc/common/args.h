@@ -15,7 +15,7 @@
 //     `order` is [N] shared by every problem (order_stride = 0) or [S, N] (order_stride = N).
 //   * `num_threads` is for the CPU backend (OpenMP threads); the CUDA backend ignores it.
 //   * `workspace` / `workspace_bytes`: scratch memory for the CUDA backend, allocated by the Python
-//     layer with torch (never cudaMalloc per call) with at least OP_cuda_workspace_bytes<T>(B, N, A)
+//     layer with torch (never cudaMalloc per call) with at least OP_cuda_workspace_bytes<T>(S, B, N, A)
 //     bytes (declared in backends.h, defined by the CUDA backend next to its kernels), 256-byte
 //     aligned (torch's allocator guarantees it). Its content on entry is undefined: a kernel that needs
 //     zeros must clear it on the stream. The CPU backend ignores it (null / 0 there): it allocates its
