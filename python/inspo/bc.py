@@ -62,6 +62,7 @@ def train_bc(config: TrainConfig, *, out_dir=None, resume: bool = False, progres
     start = time.perf_counter()
     run = prepare_run(config)
     files = RunFiles(out_dir, config.tensorboard)
+    files.write_config(config)
     mu = make_policy_net(config, run.env.n_agents, run.env.obs_dim, run.env.n_actions)
     nll = fit_behaviour(mu, run.store, config, run.generator)
     scores = run.env.evaluate(policy_fn(mu), episodes=config.eval_episodes,

@@ -27,7 +27,7 @@ from inspo.bc import fit_behaviour, make_policy_net, masked_log_softmax, policy_
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.nets import AgentMLP, CentralCritic, clip_grad_norm_per_group, polyak_update
-from inspo.run import RunFiles, eval_generator, prepare_run, rng_state, set_rng_state, train_loop
+from inspo.run import RunFiles, eval_generator, prepare_run, resume_config, rng_state, set_rng_state, train_loop
 
 
 @dataclass
@@ -284,7 +284,8 @@ def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: 
           on_step: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
     """Run InSPO: returns {"scores": final evaluation, ...}; writes logs/checkpoints when out_dir is set.
 
-    resume=True continues from out_dir's checkpoint (its config wins) bit-identically on the CPU.
+    resume=True continues from out_dir's checkpoint (its config wins, except steps: run.resume_config)
+    bit-identically on the CPU.
     `on_step(step)` is called after every iteration (a hook for progress displays and tests).
     """
     start_time = time.perf_counter()
@@ -292,8 +293,9 @@ def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: 
     checkpoint = None
     if resume:
         checkpoint = files.load_checkpoint()
-        config = TrainConfig.from_dict(checkpoint["config"])
+        config = resume_config(checkpoint, config)
     run = prepare_run(config)
+    files.write_config(config)
     env, store = run.env, run.store
     learner = build_learner(config, env.n_agents, env.obs_dim, env.state_dim, env.n_actions)
     if checkpoint is None:

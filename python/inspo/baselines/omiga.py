@@ -30,7 +30,7 @@ from inspo.bc import make_policy_net, masked_log_softmax, policy_fn
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.nets import AgentMLP, clip_grad_norm_per_group, polyak_update
-from inspo.run import RunFiles, eval_generator, prepare_run, rng_state, set_rng_state, train_loop
+from inspo.run import RunFiles, eval_generator, prepare_run, resume_config, rng_state, set_rng_state, train_loop
 
 Z_CLAMP = 10.0  # |z| bound of the in-sample weight exponent (OMIGA's value)
 M_FLOOR = -1.0  # the max-shift m never goes below this (OMIGA's value)
@@ -155,8 +155,8 @@ def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: 
           on_step: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
     """Train OMIGA: returns {"scores": final evaluation, ...}; writes logs/checkpoints when out_dir is set.
 
-    resume=True continues from out_dir's checkpoint (its config wins). `on_step(step)` is called after
-    every iteration.
+    resume=True continues from out_dir's checkpoint (its config wins, except steps: run.resume_config).
+    `on_step(step)` is called after every iteration.
     """
     start_time = time.perf_counter()
     files = RunFiles(out_dir, config.tensorboard)
@@ -165,10 +165,11 @@ def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: 
         checkpoint = files.load_checkpoint()
         if checkpoint.get("algo") != "omiga":
             raise ValueError(f"checkpoint in {out_dir} is from algo {checkpoint.get('algo')!r}, not 'omiga'")
-        config = TrainConfig.from_dict(checkpoint["config"])
+        config = resume_config(checkpoint, config)
     if config.omiga_alpha <= 0:
         raise ValueError(f"config.omiga_alpha must be > 0, got {config.omiga_alpha}")
     run = prepare_run(config)
+    files.write_config(config)
     env, store = run.env, run.store
     nets = build_nets(config, env.n_agents, env.obs_dim, env.state_dim, env.n_actions)
     first_step = 0
