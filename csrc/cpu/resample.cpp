@@ -71,18 +71,21 @@ int64_t resample_cpu(const ResampleArgs<T>& a) {
   });
   if (status != kStatusOk) return status;
 
-  // Draws: flat draw rows r = s * B + k (chunks may span problems; every draw is independent).
+  // Draws: flat draw rows r = s * B + k (a chunk may span problems; every draw is independent).
   parallel_chunks(S * B, chunk_items(N * 16), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t i = 0; i < N; ++i) {  // agent-major: the chunk's searches of one cdf run back to back (cache)
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t s = r / B, k = r % B;
+      for (int64_t first = begin; first < end;) {  // the chunk's part of one problem s
+        const int64_t s = first / B, last = std::min(end, (s + 1) * B);
         const double* column = cdf.get() + (s * N + i) * B;
         const double total = column[B - 1];
-        const double point = systematic ? (double(k) + a.uniforms[s * N + i]) / double(B) * total
-                                        : a.uniforms[r * N + i] * total;
-        // First b with cdf[b] > point (searchsorted right=True): a zero-weight b never qualifies.
-        const int64_t index = upper_bound_branchless(column, B, point);
-        a.indices[r * N + i] = std::min(index, B - 1);
+        for (int64_t r = first; r < last; ++r) {
+          const double point = systematic ? (double(r - s * B) + a.uniforms[s * N + i]) / double(B) * total
+                                          : a.uniforms[r * N + i] * total;
+          // First b with cdf[b] > point (searchsorted right=True): a zero-weight b never qualifies.
+          const int64_t index = upper_bound_branchless(column, B, point);
+          a.indices[r * N + i] = std::min(index, B - 1);
+        }
+        first = last;
       }
     }
     return kStatusOk;
