@@ -315,7 +315,12 @@ def test_policy_loss_with_problems_opcheck_and_compile():
                     HYPER["beta"], HYPER["eta"], HYPER["log_rho_max"], HYPER["log_w_max"], requires_grad)
             torch.library.opcheck(torch.ops.inspo_ext.sequential_policy_loss.default, args)
     ops = torch.ops.inspo_ext
+    from ops_testing import next_step
+
+    n = stack_problems([next_step(12, 3, 4, seed=53 + s) for s in range(2)])
     for op, args in [
+        (ops.soft_bellman_target.default, (n["reward"], n["done"], n["q_next"], n["next_logits"], n["next_log_mu"],
+                                           n["next_avail"], n["next_actions"], 0.99, 0.1, 0.2, 4.6)),
         (ops.in_sample_weights.default, (d["q_local"], d["log_mu"], d["avail"], d["actions"], 0.1, 0.2, 10.0)),
         (ops.teammate_log_ratios.default, (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"],
                                            d["q_local"], None, 0, 0.1, 0.2, 0.3, 4.6)),

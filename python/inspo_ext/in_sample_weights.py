@@ -37,7 +37,8 @@ def in_sample_weights(
     log_w_max: float = 10.0,
 ) -> InSampleWeights:
     """V = tau logsumexp_avail(kappa log mu + Q / tau), log w = -(beta / tau) log mu(a) + (Q(a) - V) / tau,
-    w = exp(min(log w, log_w_max)), as reference.in_sample_weights.
+    w = exp(min(log w, log_w_max)), as reference.in_sample_weights (log w computed as the equal
+    log pi*(a) - log mu(a), exact where Q(a) - V would cancel: one available action gives -log mu(a)).
 
     q_local, log_mu: [B, N, A] float32/float64; avail: bool [B, N, A]; actions: int64 [B, N]; each may carry
     a leading problem dimension S (then every one does; rows are independent).
