@@ -133,3 +133,23 @@ def test_fallback_with_problems(monkeypatch):
     assert str(fallback_error.value) == str(kernel_error.value) == "uniforms[1, 2, 0] = 1.0 must be in [0, 1)"
     for a, b in zip(_tensors(kernels), _tensors(fallback)):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-10, atol=1e-10)
+
+
+def test_problem_dimension_same_result_for_one_and_two_threads():
+    """Bitwise with S problems too: each problem's chunks and their order do not depend on the threads."""
+    from ops_testing import stack_problems
+
+    d = stack_problems([joint_batch(600, 3, 5, seed=82 + s) for s in range(2)])
+    uniforms = torch.rand(2, 600, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            ours, grad = loss_pair(d, "self_normalized")[:2]
+            log_rho = ratios_pair(d, "target")[0]
+            results.append([*ours, grad, log_rho, *inspo_ext.resample(log_rho, uniforms=uniforms)])
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(*results):
+        assert torch.equal(a.detach(), b.detach())
