@@ -11,7 +11,7 @@
 //                 -> the packed status (common/args.h); kStatusOk = 2**63 - 1 when the inputs are valid.
 //   CUDA tensors: _C.OP(..., stream=torch.cuda.current_stream().cuda_stream, status=<int64 [1] tensor
 //                 on the device, filled with 2**63 - 1>, workspace=<uint8 tensor of
-//                 _C.cuda_workspace_bytes(OP, B, N, A, dtype_is_double) bytes>) -> returns immediately;
+//                 _C.cuda_workspace_bytes(OP, S, B, N, A, dtype_is_double) bytes>) -> returns immediately;
 //                 errors are atomicMin'ed into `status` on the stream.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -23,6 +23,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/args.h"
 #include "common/backends.h"
@@ -46,11 +47,47 @@ using Out = nb::ndarray<T, nb::c_contig>;
 using Status = std::optional<Out<int64_t>>;
 using Workspace = std::optional<Out<uint8_t>>;
 
+using Shape = std::vector<int64_t>;
+
+// An op's arrays may carry a leading problem dimension S (common/args.h): `lead` is {} or {S}, and
+// shaped(lead, {B, N}) the expected shape.
+Shape shaped(const Shape& lead, std::initializer_list<int64_t> dims) {
+  Shape shape = lead;
+  shape.insert(shape.end(), dims);
+  return shape;
+}
+
+// The leading dims and (B, N, A) of a [..., B, N, A] array with `inner` = 3 trailing dims (or
+// [..., B, N] with inner = 2, A = 1): lead = {} when it has `inner` dims, {S} with one more; (-1, ...)
+// when it has neither (the shape check below then fails).
+struct Dims {
+  Shape lead;
+  int64_t S = 1, B = -1, N = -1, A = 1;
+};
+template <typename Array>
+Dims dims_of(const Array& a, size_t inner) {
+  Dims d;
+  if (a.ndim() != inner && a.ndim() != inner + 1) return d;
+  const size_t o = a.ndim() - inner;
+  if (o == 1) {
+    d.S = int64_t(a.shape(0));
+    d.lead = {d.S};
+  }
+  d.B = int64_t(a.shape(o));
+  d.N = int64_t(a.shape(o + 1));
+  if (inner == 3) d.A = int64_t(a.shape(o + 2));
+  return d;
+}
+
 // All arrays of one call must live on one device (CPU, or one CUDA device); shapes are checked here.
 class Call {
  public:
   template <typename Array>
   void check(const Array& a, const char* name, std::initializer_list<int64_t> shape) {
+    check(a, name, Shape(shape));
+  }
+  template <typename Array>
+  void check(const Array& a, const char* name, const Shape& shape) {
     if (!have_device_) {
       device_type_ = a.device_type();
       device_id_ = a.device_id();
@@ -68,8 +105,17 @@ class Call {
     if (!ok) throw std::invalid_argument(std::string(name) + " has the wrong shape");
   }
   template <typename Array>
-  void check(const std::optional<Array>& a, const char* name, std::initializer_list<int64_t> shape) {
+  void check(const std::optional<Array>& a, const char* name, const Shape& shape) {
     if (a) check(*a, name, shape);
+  }
+  // order: [N], or [S, N] when the call has S problems; returns its stride (0 or N).
+  int64_t check_order(const In<int64_t>& order, const Dims& d) {
+    if (!d.lead.empty() && order.ndim() == 2) {
+      check(order, "order", {d.S, d.N});
+      return d.N;
+    }
+    check(order, "order", {d.N});
+    return 0;
   }
 
   bool cuda() const {
@@ -129,25 +175,25 @@ int64_t soft_bellman_target(In<T> reward, In<T> done, In<T> q_next, In<T> next_l
                             Out<T> entropy, Out<T> log_ratio, double gamma, double alpha, double beta,
                             double log_rho_max, int num_threads, uintptr_t stream, Status status,
                             Workspace workspace) {
-  const int64_t B = next_logits.ndim() == 3 ? next_logits.shape(0) : -1;
-  const int64_t N = next_logits.ndim() == 3 ? next_logits.shape(1) : -1;
-  const int64_t A = next_logits.ndim() == 3 ? next_logits.shape(2) : -1;
+  const Dims d = dims_of(next_logits, 3);
+  const int64_t B = d.B, N = d.N, A = d.A;
+  const Shape& l = d.lead;
   Call c;
-  c.check(next_logits, "next_logits", {B, N, A});
-  c.check(reward, "reward", {B});
-  c.check(done, "done", {B});
-  c.check(q_next, "q_next", {B});
-  c.check(next_log_mu, "next_log_mu", {B, N, A});
-  c.check(next_avail, "next_avail", {B, N, A});
-  c.check(next_actions, "next_actions", {B, N});
-  c.check(target, "target", {B});
-  c.check(kl, "kl", {B, N});
-  c.check(entropy, "entropy", {B, N});
-  c.check(log_ratio, "log_ratio", {B});
+  c.check(next_logits, "next_logits", shaped(l, {B, N, A}));
+  c.check(reward, "reward", shaped(l, {B}));
+  c.check(done, "done", shaped(l, {B}));
+  c.check(q_next, "q_next", shaped(l, {B}));
+  c.check(next_log_mu, "next_log_mu", shaped(l, {B, N, A}));
+  c.check(next_avail, "next_avail", shaped(l, {B, N, A}));
+  c.check(next_actions, "next_actions", shaped(l, {B, N}));
+  c.check(target, "target", shaped(l, {B}));
+  c.check(kl, "kl", shaped(l, {B, N}));
+  c.check(entropy, "entropy", shaped(l, {B, N}));
+  c.check(log_ratio, "log_ratio", shaped(l, {B}));
   inspo::SoftBellmanTargetArgs<T> args{reward.data(), done.data(), q_next.data(), next_logits.data(),
                                        next_log_mu.data(), next_avail.data(), next_actions.data(),
                                        target.data(), kl.data(), entropy.data(), log_ratio.data(),
-                                       B, N, A, gamma, alpha, beta, log_rho_max, num_threads, nullptr, 0};
+                                       d.S * B, N, A, gamma, alpha, beta, log_rho_max, num_threads, nullptr, 0};
   c.workspace(workspace, args);
   if (c.cuda()) {
     int64_t* status_device = c.status_pointer(status);
@@ -163,19 +209,19 @@ template <typename T>
 int64_t in_sample_weights(In<T> q_local, In<T> log_mu, In<bool> avail, In<int64_t> actions, Out<T> weight,
                           Out<T> log_weight, Out<T> value, double alpha, double beta, double log_w_max,
                           int num_threads, uintptr_t stream, Status status, Workspace workspace) {
-  const int64_t B = q_local.ndim() == 3 ? q_local.shape(0) : -1;
-  const int64_t N = q_local.ndim() == 3 ? q_local.shape(1) : -1;
-  const int64_t A = q_local.ndim() == 3 ? q_local.shape(2) : -1;
+  const Dims d = dims_of(q_local, 3);
+  const int64_t B = d.B, N = d.N, A = d.A;
+  const Shape& l = d.lead;
   Call c;
-  c.check(q_local, "q_local", {B, N, A});
-  c.check(log_mu, "log_mu", {B, N, A});
-  c.check(avail, "avail", {B, N, A});
-  c.check(actions, "actions", {B, N});
-  c.check(weight, "weight", {B, N});
-  c.check(log_weight, "log_weight", {B, N});
-  c.check(value, "value", {B, N});
+  c.check(q_local, "q_local", shaped(l, {B, N, A}));
+  c.check(log_mu, "log_mu", shaped(l, {B, N, A}));
+  c.check(avail, "avail", shaped(l, {B, N, A}));
+  c.check(actions, "actions", shaped(l, {B, N}));
+  c.check(weight, "weight", shaped(l, {B, N}));
+  c.check(log_weight, "log_weight", shaped(l, {B, N}));
+  c.check(value, "value", shaped(l, {B, N}));
   inspo::InSampleWeightsArgs<T> args{q_local.data(), log_mu.data(), avail.data(), actions.data(), weight.data(),
-                                     log_weight.data(), value.data(), B, N, A, alpha, beta, log_w_max,
+                                     log_weight.data(), value.data(), d.S * B, N, A, alpha, beta, log_w_max,
                                      num_threads, nullptr, 0};
   c.workspace(workspace, args);
   if (c.cuda()) {
@@ -193,18 +239,18 @@ int64_t teammate_log_ratios(In<T> logits, In<T> log_mu, In<bool> avail, In<int64
                             std::optional<In<T>> q_local, std::optional<In<T>> updated_log_probs, Out<T> log_rho,
                             int predecessors, double alpha, double beta, double eta, double log_rho_max,
                             int num_threads, uintptr_t stream, Status status, Workspace workspace) {
-  const int64_t B = logits.ndim() == 3 ? logits.shape(0) : -1;
-  const int64_t N = logits.ndim() == 3 ? logits.shape(1) : -1;
-  const int64_t A = logits.ndim() == 3 ? logits.shape(2) : -1;
+  const Dims d = dims_of(logits, 3);
+  const int64_t B = d.B, N = d.N, A = d.A;
+  const Shape& l = d.lead;
   Call c;
-  c.check(logits, "logits", {B, N, A});
-  c.check(log_mu, "log_mu", {B, N, A});
-  c.check(avail, "avail", {B, N, A});
-  c.check(actions, "actions", {B, N});
-  c.check(order, "order", {N});
-  c.check(q_local, "q_local", {B, N, A});
-  c.check(updated_log_probs, "updated_log_probs", {B, N});
-  c.check(log_rho, "log_rho", {B, N});
+  c.check(logits, "logits", shaped(l, {B, N, A}));
+  c.check(log_mu, "log_mu", shaped(l, {B, N, A}));
+  c.check(avail, "avail", shaped(l, {B, N, A}));
+  c.check(actions, "actions", shaped(l, {B, N}));
+  const int64_t order_stride = c.check_order(order, d);
+  c.check(q_local, "q_local", shaped(l, {B, N, A}));
+  c.check(updated_log_probs, "updated_log_probs", shaped(l, {B, N}));
+  c.check(log_rho, "log_rho", shaped(l, {B, N}));
   if (predecessors == inspo::kPredecessorsTarget && !q_local)
     throw std::invalid_argument("predecessors='target' needs q_local");
   if (predecessors == inspo::kPredecessorsPolicy && !updated_log_probs)
@@ -213,8 +259,8 @@ int64_t teammate_log_ratios(In<T> logits, In<T> log_mu, In<bool> avail, In<int64
     throw std::invalid_argument("unknown predecessors mode");
   inspo::TeammateLogRatiosArgs<T> args{logits.data(), log_mu.data(), avail.data(), actions.data(), order.data(),
                                        optional_data(q_local), optional_data(updated_log_probs), log_rho.data(),
-                                       B, N, A, predecessors, alpha, beta, eta, log_rho_max, num_threads,
-                                       nullptr, 0};
+                                       d.S, B, N, A, order_stride, predecessors, alpha, beta, eta, log_rho_max,
+                                       num_threads, nullptr, 0};
   c.workspace(workspace, args);
   if (c.cuda()) {
     int64_t* status_device = c.status_pointer(status);
@@ -229,17 +275,18 @@ int64_t teammate_log_ratios(In<T> logits, In<T> log_mu, In<bool> avail, In<int64
 template <typename T>
 int64_t resample(In<T> log_rho, In<double> uniforms, Out<int64_t> indices, Out<T> ess, int method,
                  int num_threads, uintptr_t stream, Status status, Workspace workspace) {
-  const int64_t B = log_rho.ndim() == 2 ? log_rho.shape(0) : -1;
-  const int64_t N = log_rho.ndim() == 2 ? log_rho.shape(1) : -1;
+  const Dims d = dims_of(log_rho, 2);
+  const int64_t B = d.B, N = d.N;
+  const Shape& l = d.lead;
   if (method != inspo::kResampleMultinomial && method != inspo::kResampleSystematic)
     throw std::invalid_argument("unknown resampling method");
   Call c;
-  c.check(log_rho, "log_rho", {B, N});
-  c.check(uniforms, "uniforms", {method == inspo::kResampleMultinomial ? B : 1, N});
-  c.check(indices, "indices", {B, N});
-  c.check(ess, "ess", {N});
+  c.check(log_rho, "log_rho", shaped(l, {B, N}));
+  c.check(uniforms, "uniforms", shaped(l, {method == inspo::kResampleMultinomial ? B : 1, N}));
+  c.check(indices, "indices", shaped(l, {B, N}));
+  c.check(ess, "ess", shaped(l, {N}));
   if (B < 1) throw std::invalid_argument("log_rho needs at least one sample");
-  inspo::ResampleArgs<T> args{log_rho.data(), uniforms.data(), indices.data(), ess.data(), B, N, method,
+  inspo::ResampleArgs<T> args{log_rho.data(), uniforms.data(), indices.data(), ess.data(), d.S, B, N, method,
                               num_threads, nullptr, 0};
   c.workspace(workspace, args);
   if (c.cuda()) {
@@ -259,21 +306,21 @@ int64_t sequential_policy_loss(In<T> logits, In<T> log_mu, In<bool> avail, In<in
                                std::optional<Out<T>> grad, int predecessors, int ratio, double alpha, double beta,
                                double eta, double log_rho_max, double log_w_max, int num_threads, uintptr_t stream,
                                Status status, Workspace workspace) {
-  const int64_t B = logits.ndim() == 3 ? logits.shape(0) : -1;
-  const int64_t N = logits.ndim() == 3 ? logits.shape(1) : -1;
-  const int64_t A = logits.ndim() == 3 ? logits.shape(2) : -1;
+  const Dims d = dims_of(logits, 3);
+  const int64_t B = d.B, N = d.N, A = d.A;
+  const Shape& l = d.lead;
   Call c;
-  c.check(logits, "logits", {B, N, A});
-  c.check(log_mu, "log_mu", {B, N, A});
-  c.check(avail, "avail", {B, N, A});
-  c.check(actions, "actions", {B, N});
-  c.check(q_local, "q_local", {B, N, A});
-  c.check(order, "order", {N});
-  c.check(updated_log_probs, "updated_log_probs", {B, N});
+  c.check(logits, "logits", shaped(l, {B, N, A}));
+  c.check(log_mu, "log_mu", shaped(l, {B, N, A}));
+  c.check(avail, "avail", shaped(l, {B, N, A}));
+  c.check(actions, "actions", shaped(l, {B, N}));
+  c.check(q_local, "q_local", shaped(l, {B, N, A}));
+  const int64_t order_stride = c.check_order(order, d);
+  c.check(updated_log_probs, "updated_log_probs", shaped(l, {B, N}));
   for (auto [out, name] : {std::pair{&loss, "loss"}, {&mean_weight, "mean_weight"}, {&ess, "ess"},
                            {&entropy, "entropy"}, {&kl, "kl"}, {&norm, "norm"}})
-    c.check(*out, name, {N});
-  c.check(grad, "grad", {B, N, A});
+    c.check(*out, name, shaped(l, {N}));
+  c.check(grad, "grad", shaped(l, {B, N, A}));
   if (B < 1) throw std::invalid_argument("logits needs at least one sample");
   if (ratio != inspo::kRatioImportance && ratio != inspo::kRatioSelfNormalized && ratio != inspo::kRatioNone)
     throw std::invalid_argument("unknown ratio mode");
@@ -284,9 +331,9 @@ int64_t sequential_policy_loss(In<T> logits, In<T> log_mu, In<bool> avail, In<in
   inspo::SequentialPolicyLossArgs<T> args{logits.data(), log_mu.data(), avail.data(), actions.data(),
                                           q_local.data(), order.data(), optional_data(updated_log_probs),
                                           loss.data(), mean_weight.data(), ess.data(), entropy.data(), kl.data(),
-                                          norm.data(), grad ? grad->data() : nullptr, B, N, A, predecessors, ratio,
-                                          grad.has_value(), alpha, beta, eta, log_rho_max, log_w_max, num_threads,
-                                          nullptr, 0};
+                                          norm.data(), grad ? grad->data() : nullptr, d.S, B, N, A, order_stride,
+                                          predecessors, ratio, grad.has_value(), alpha, beta, eta, log_rho_max,
+                                          log_w_max, num_threads, nullptr, 0};
   c.workspace(workspace, args);
   if (c.cuda()) {
     int64_t* status_device = c.status_pointer(status);
@@ -299,13 +346,13 @@ int64_t sequential_policy_loss(In<T> logits, In<T> log_mu, In<bool> avail, In<in
   return inspo::sequential_policy_loss_cpu<T>(args);
 }
 
-// Bytes of CUDA workspace an op needs (see backends.h); 0 in a build without CUDA.
-int64_t cuda_workspace_bytes(const std::string& op, int64_t B, int64_t N, int64_t A, bool is_double) {
+// Bytes of CUDA workspace an op needs for S problems of B samples (see backends.h); 0 in a build without CUDA.
+int64_t cuda_workspace_bytes(const std::string& op, int64_t S, int64_t B, int64_t N, int64_t A, bool is_double) {
 #if defined(INSPO_WITH_CUDA)
 #define INSPO_WS(name)                                                                              \
   if (op == #name)                                                                                  \
-    return is_double ? inspo::name##_cuda_workspace_bytes<double>(B, N, A)                          \
-                     : inspo::name##_cuda_workspace_bytes<float>(B, N, A);
+    return is_double ? inspo::name##_cuda_workspace_bytes<double>(S, B, N, A)                       \
+                     : inspo::name##_cuda_workspace_bytes<float>(S, B, N, A);
   INSPO_WS(soft_bellman_target)
   INSPO_WS(in_sample_weights)
   INSPO_WS(teammate_log_ratios)
@@ -314,7 +361,7 @@ int64_t cuda_workspace_bytes(const std::string& op, int64_t B, int64_t N, int64_
 #undef INSPO_WS
   throw std::invalid_argument("unknown op " + op);
 #else
-  (void)op, (void)B, (void)N, (void)A, (void)is_double;
+  (void)op, (void)S, (void)B, (void)N, (void)A, (void)is_double;
   return 0;
 #endif
 }
@@ -392,7 +439,7 @@ NB_MODULE(_C, m) {
   m.doc() = "inspo_ext compiled backends (CPU OpenMP; CUDA when built with it). Use the inspo_ext functions.";
   bind_ops<float>(m);
   bind_ops<double>(m);
-  m.def("cuda_workspace_bytes", &cuda_workspace_bytes, "op"_a, "B"_a, "N"_a, "A"_a, "is_double"_a);
+  m.def("cuda_workspace_bytes", &cuda_workspace_bytes, "op"_a, "S"_a, "B"_a, "N"_a, "A"_a, "is_double"_a);
   m.def("build_info", &build_info);
   m.attr("STATUS_OK") = inspo::kStatusOk;
 #if defined(INSPO_WITH_CUDA)

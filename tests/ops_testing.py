@@ -43,7 +43,7 @@ def joint_batch(batch: int, agents: int, actions: int, *, dtype: torch.dtype = t
         logits = logits.masked_fill(~avail, math.nan)
         q_local = q_local.masked_fill(~avail, math.inf)
     order = torch.randperm(agents, generator=g)
-    updated = torch.randn((batch, agents), generator=g, dtype=torch.float64) * 0.5 - 1.0
+    updated = -(torch.randn((batch, agents), generator=g, dtype=torch.float64) * 0.5 - 1.0).abs()  # log-probs <= 0
     return dict(logits=logits.to(dtype), log_mu=log_mu.to(dtype), avail=avail, actions=taken,
                 q_local=q_local.to(dtype), order=order, updated_log_probs=updated.to(dtype))
 
@@ -118,7 +118,7 @@ def loss_pair(d: dict[str, Tensor], ratio: str, predecessors: str = "target", gr
     import inspo_ext
 
     h = {**HYPER, **hyper}
-    n_agents = d["logits"].shape[1]
+    n_agents = d["logits"].shape[-2]
     if grad_weights is None:
         grad_weights = torch.linspace(0.5, 1.5, n_agents, dtype=d["logits"].dtype)
     results = []
@@ -141,3 +141,21 @@ def loss_pair(d: dict[str, Tensor], ratio: str, predecessors: str = "target", gr
 def assert_policy_loss_close(ours, ref, **tol) -> None:
     for a, b in zip(ours, ref):
         close(a.detach(), b.detach(), **tol)
+
+
+# ---- a leading problem dimension S ---------------------------------------------------------------------
+def stack_problems(problems: list[dict[str, Optional[Tensor]]], shared_order: bool = False) -> dict:
+    """S input dicts of one shape -> one dict with a leading S on every tensor (order [S, N], or the first
+    problem's [N] order for every problem when shared_order)."""
+    out = {}
+    for key in problems[0]:
+        if key == "order" and shared_order:
+            out[key] = problems[0][key]
+        else:
+            out[key] = torch.stack([p[key] for p in problems])
+    return out
+
+
+def problem_slice(d: dict[str, Tensor], s: int) -> dict[str, Tensor]:
+    """Problem s of a batched input dict (an [N] order is shared)."""
+    return {k: (v if k == "order" and v.dim() == 1 else v[s].contiguous()) for k, v in d.items()}

@@ -452,7 +452,7 @@ ERROR_CASES = [
     ("tlr-logits", _joint_valid, _set("logits", (5, 2, 1), -math.inf), run_ratios, r"logits\[5, 2\] has a non-finite"),
     ("tlr-q-target", _joint_valid, _set("q_local", (4, 0, 0), math.nan), run_ratios, r"q_local\[4, 0\]"),
     ("tlr-updated-policy", _joint_valid, _set("updated_log_probs", (6, 1), math.nan),
-     lambda d: run_ratios(d, "policy"), r"updated_log_probs\[6, 1\] = nan is not finite"),
+     lambda d: run_ratios(d, "policy"), r"updated_log_probs\[6, 1\] = nan is not a log-probability"),
     ("tlr-order-first", _joint_valid,
      _two_errors(_set("logits", (0, 0, 0), math.nan), _set("order", 0, 4)), run_ratios, r"order must be"),
     ("spl-order", _joint_valid, _set("order", 2, -1), run_loss, r"order must be a permutation"),
@@ -579,3 +579,66 @@ def test_two_runs_are_bit_identical(shape):
         first, second = run(data, log_rho, uniforms), run(data, log_rho, uniforms)
         for a, b in zip(first, second):
             assert torch.equal(a, b), op
+
+
+# ---- a leading problem dimension S ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shared_order", [False, True])
+def test_problem_dimension_agrees_with_slices_and_the_cpu_backend(dtype, shared_order):
+    """S = 3 problems (B = 700: several partial-sum chunks each): every op's batched CUDA call equals its CUDA
+    calls on the slices and the batched CPU call; errors name [s, b, i]."""
+    from ops_testing import problem_slice, stack_problems
+
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    joint = to(stack_problems([joint_batch(700, 4, 6, seed=60 + s) for s in range(3)], shared_order), "cpu", dtype)
+    nxt = to(stack_problems([next_step(700, 4, 6, seed=63 + s) for s in range(3)]), "cpu", dtype)
+    gpu, gpu_next = to(joint, DEV), to(nxt, DEV)
+    compare(run_soft_bellman(gpu_next), run_soft_bellman(nxt), dtype, **tol)
+    compare(run_weights(gpu), run_weights(joint), dtype, **tol)
+    for predecessors in PREDECESSOR_MODES:
+        batched = run_ratios(gpu, predecessors)
+        compare([batched], [run_ratios(joint, predecessors)], dtype, **tol)
+        for s in range(3):
+            assert torch.equal(run_ratios(problem_slice(gpu, s), predecessors), batched[s])
+    coefficients = torch.linspace(0.5, 1.5, 12, dtype=torch.float64).view(3, 4)
+    for ratio in RATIO_MODES:
+        out, grad = _loss_and_grad(run_loss, gpu, coefficients, ratio=ratio)
+        cpu_out, cpu_grad = _loss_and_grad(run_loss, joint, coefficients, ratio=ratio)
+        compare(out + [grad], cpu_out + [cpu_grad], dtype, **tol)
+        for s in range(3):
+            single, single_grad = _loss_and_grad(run_loss, problem_slice(gpu, s), coefficients[s], ratio=ratio)
+            compare(single + [single_grad], [t[s] for t in out] + [grad[s]], dtype, **tol)
+    log_rho = torch.stack([random_log_rho(700, 4, seed=66 + s) for s in range(3)]).to(dtype)
+    for method in RESAMPLE_METHODS:
+        uniforms = torch.stack([uniforms_for(700, 4, method, seed=69 + s) for s in range(3)])
+        result = inspo_ext.resample(log_rho.to(DEV), method=method, uniforms=uniforms.to(DEV))
+        cpu = inspo_ext.resample(log_rho, method=method, uniforms=uniforms)
+        if dtype == torch.float64:
+            assert torch.equal(result.indices.cpu(), cpu.indices)
+        else:
+            assert_nearly_equal_draws(result.indices.cpu(), cpu.indices)
+        close(result.ess.cpu().double(), cpu.ess.double(), dtype=dtype, **tol)
+    bad = dict(gpu, actions=gpu["actions"].clone())
+    bad["actions"][2, 5, 1] = 99
+    with pytest.raises(ValueError, match=r"^actions\[2, 5, 1\] = 99 is out of range \[0, 6\)$"):
+        run_loss(bad)
+    bad_uniforms = torch.rand(3, 700, 4, dtype=torch.float64, device=DEV)
+    bad_uniforms[1, 3, 2] = 1.0
+    with pytest.raises(ValueError, match=r"^uniforms\[1, 3, 2\] = 1.0 must be in \[0, 1\)$"):
+        inspo_ext.resample(log_rho.to(DEV), uniforms=bad_uniforms)
+
+
+def test_issue_11_fixes_on_cuda():
+    """The self-normalized loss with every rho of an agent underflowing, and log w at |Q| / tau ~ 1e16."""
+    logits = torch.tensor([[[0.0, 0.0], [-200.0, 0.0]]], device=DEV)
+    log_mu = torch.full((1, 2, 2), math.log(0.5), device=DEV)
+    avail = torch.ones(1, 2, 2, dtype=torch.bool, device=DEV)
+    actions = torch.zeros(1, 2, dtype=torch.int64, device=DEV)
+    out = inspo_ext.sequential_policy_loss(logits, log_mu, avail, actions, torch.zeros_like(logits),
+                                           torch.tensor([0, 1], device=DEV), alpha=0.1, beta=0.1,
+                                           ratio="self_normalized")
+    close(out.loss.cpu().double(), torch.tensor([math.log(2.0), 200.0], dtype=torch.float64), rtol=1e-5, atol=1e-5)
+    q = torch.tensor([[[1e15, 7.0, 3e14]]], dtype=torch.float64, device=DEV)
+    weights = inspo_ext.in_sample_weights(q, torch.zeros_like(q), torch.tensor([[[True, False, False]]], device=DEV),
+                                          torch.zeros(1, 1, dtype=torch.int64, device=DEV), alpha=0.1, beta=0.01)
+    assert weights.log_weight.item() == 0.0

@@ -69,7 +69,7 @@ def test_not_a_tensor_is_a_type_error(d):
 def test_shape_is_a_value_error(d):
     with pytest.raises(ValueError, match=r"log_mu must have shape \[B, N, A\] = \[6, 3, 5\], got \[6, 3, 4\]"):
         _loss(dict(d, log_mu=d["log_mu"][..., :4]))
-    with pytest.raises(ValueError, match=r"logits must be 3-D \[B, N, A\], got shape \[6, 3\]"):
+    with pytest.raises(ValueError, match=r"logits must be 3-D \[B, N, A\] \(or 4-D \[S, B, N, A\]: S problems\), got shape \[6, 3\]"):
         _loss(dict(d, logits=d["logits"][..., 0]))
     with pytest.raises(ValueError, match=r"reward must have shape \[B\] = \[6\], got \[5\]"):
         _bellman(dict(next_step(6, 3, 5), reward=torch.zeros(5, dtype=torch.float64)))
@@ -172,7 +172,7 @@ def test_non_finite_q(d):
 
 def test_non_finite_updated_log_probs(d):
     d["updated_log_probs"][5, 2] = math.nan
-    with pytest.raises(ValueError, match=r"^updated_log_probs\[5, 2\] = nan is not finite$"):
+    with pytest.raises(ValueError, match=r"^updated_log_probs\[5, 2\] = nan is not a log-probability \(finite and <= 0\)$"):
         _loss(d, predecessors="policy", updated_log_probs=d["updated_log_probs"])
 
 
@@ -272,3 +272,61 @@ def test_fallback_raises_the_same_errors(monkeypatch):
             with pytest.raises(ValueError) as error:
                 case()
             assert str(error.value) == message
+
+
+# ---- issue 11: hyperparameters as any real scalar, no silent overflow, unread arguments checked -------------
+def test_hyperparameters_accept_numpy_scalars_and_0d_tensors(d):
+    """issue 11 item 4: np.float32(0.1) was rejected with 'must be a finite number >= 0'."""
+    np = pytest.importorskip("numpy")
+    expected = _loss(d)
+    for kind in (np.float32, np.float64, lambda x: torch.tensor(x, dtype=torch.float64)):
+        out = _loss(d, alpha=kind(HYPER["alpha"]), beta=kind(HYPER["beta"]), eta=kind(HYPER["eta"]),
+                    log_rho_max=kind(HYPER["log_rho_max"]), log_w_max=kind(HYPER["log_w_max"]))
+        for a, b in zip(out, expected):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)  # np.float32(0.1) is not 0.1
+    _bellman(next_step(4, 2, 3), gamma=np.float64(0.9), alpha=np.int64(1))
+    for bad in (True, "0.1", torch.tensor([0.1]), 1j):
+        with pytest.raises(ValueError, match=r"^alpha must be a finite number >= 0, got "):
+            _weights_h(d, alpha=bad)
+
+
+def test_overflowing_temperature_and_minus_infinite_clips_are_rejected(d):
+    """issue 11 item 3: alpha = beta = 1e308 (tau = inf) gave NaN; log_rho_max = -inf / log_w_max = -inf gave
+    every weight 0 (loss 0 or NaN)."""
+    with pytest.raises(ValueError, match=r"^alpha \+ beta must be finite"):
+        _weights_h(d, alpha=1e308, beta=1e308)
+    with pytest.raises(ValueError, match=r"^alpha \+ beta must be finite"):
+        _weights_h(d, alpha=1e-320, beta=0.0)  # 1 / tau overflows
+    with pytest.raises(ValueError, match=r"^log_rho_max must be a number > -inf"):
+        _loss(d, log_rho_max=-math.inf)
+    with pytest.raises(ValueError, match=r"^log_w_max must be a number > -inf"):
+        _loss(d, log_w_max=-math.inf)
+    with pytest.raises(ValueError, match=r"^log_rho_max must be a number > -inf"):
+        inspo_ext.InSPOPolicyLoss(alpha=0.1, beta=0.1, log_rho_max=-math.inf)
+    _loss(d, log_rho_max=math.inf, log_w_max=math.inf)  # +inf disables a clip
+
+
+def test_arguments_a_mode_does_not_read_are_still_checked(d):
+    """issue 11 item 5: q_local of shape [3, 3, 3, 3] with predecessors="policy", or an int32 updated_log_probs
+    with ratio="none", passed silently."""
+    with pytest.raises(ValueError, match=r"^q_local must have shape \[B, N, A\] = \[6, 3, 5\], got \[3, 3, 3, 3\]$"):
+        _ratios(d, predecessors="policy", q_local=torch.zeros(3, 3, 3, 3, dtype=torch.float64),
+                updated_log_probs=d["updated_log_probs"])
+    with pytest.raises(TypeError, match=r"^updated_log_probs must have the dtype of logits"):
+        _loss(d, ratio="none", updated_log_probs=d["updated_log_probs"].int())
+    with pytest.raises(TypeError, match=r"^updated_log_probs must have the dtype of logits"):
+        _ratios(d, updated_log_probs=d["updated_log_probs"].float())  # predecessors="target" ignores it
+    # values of an unread argument are not read: NaN there is fine
+    _loss(d, ratio="none", predecessors="policy", updated_log_probs=torch.full_like(d["updated_log_probs"], math.nan))
+
+
+def test_positive_updated_log_probs_are_not_log_probabilities(d):
+    """issue 11 item 5: updated_log_probs > 0 passed as if it were a log-probability."""
+    d["updated_log_probs"][2, 1] = 0.5
+    message = r"^updated_log_probs\[2, 1\] = 0.5 is not a log-probability \(finite and <= 0\)$"
+    with pytest.raises(ValueError, match=message):
+        _loss(d, predecessors="policy", updated_log_probs=d["updated_log_probs"])
+    with pytest.raises(ValueError, match=message):
+        _ratios(d, predecessors="policy", q_local=None, updated_log_probs=d["updated_log_probs"])
+    d["updated_log_probs"][2, 1] = 0.0  # log 1
+    _ratios(d, predecessors="policy", q_local=None, updated_log_probs=d["updated_log_probs"])

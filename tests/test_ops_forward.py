@@ -170,3 +170,85 @@ def test_forward_ops_return_constants():
     n = next_step(8, 3, 4, seed=17)
     n["next_logits"].requires_grad_()
     assert not inspo_ext.soft_bellman_target(**n, gamma=GAMMA, alpha=0.1, beta=0.1).target.requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_in_sample_log_weight_is_exact_for_huge_q(dtype):
+    """issue 11 item 2: log w = (Q(a) - V) / tau cancelled catastrophically at |Q| / tau ~ 1e16 (kernel -1.136,
+    reference +1.136 where the exact value is 0). One available action: log w = -log mu(a) exactly."""
+    q = torch.tensor([[[1e15, 7.0, 3e14], [-1e15, 0.0, 0.0]]], dtype=dtype)
+    log_mu = torch.tensor([[[0.0, -1.0, -2.0], [-0.25, -1.0, -1.0]]], dtype=dtype)
+    avail = torch.tensor([[[True, False, False], [True, False, False]]])
+    d = dict(q_local=q, log_mu=log_mu, avail=avail, actions=torch.tensor([[0, 0]]))
+    ours, ref = weights_pair(d, alpha=0.1, beta=0.01)
+    exact = torch.tensor([[0.0, 0.25]], dtype=dtype)
+    assert torch.equal(ours.log_weight, exact) and torch.equal(ref.log_weight, exact)
+    # two actions far apart: pi*(a) = 1 to the last bit, so log w = -log mu(a) again
+    d["q_local"] = torch.tensor([[[1e15, 7.0, 3e14], [1e15, -1e15, 0.0]]], dtype=dtype)
+    d["avail"] = torch.tensor([[[True, False, True], [True, True, False]]])
+    ours, ref = weights_pair(d, alpha=0.1, beta=0.01)
+    assert torch.equal(ours.log_weight, exact) and torch.equal(ref.log_weight, exact)
+
+
+# ---- a leading problem dimension S: problem s equals the call on slice s (bit for bit), and the reference --
+from ops_testing import problem_slice, stack_problems  # noqa: E402
+
+
+def _problems(batch=37, agents=4, actions=5, mask="random", shared_order=False, **kwargs):
+    return stack_problems([joint_batch(batch, agents, actions, seed=80 + s, mask=mask, **kwargs) for s in range(3)],
+                          shared_order=shared_order)
+
+
+@pytest.mark.parametrize("mask", ["random", "single"])
+def test_in_sample_weights_with_problems(mask):
+    d = _problems(mask=mask)
+    ours, ref = weights_pair(d)
+    assert ours.weight.shape == (3, 37, 4)
+    for a, b in zip(ours, ref):
+        close(a, b)
+    for s in range(3):
+        for a, b in zip(weights_pair(problem_slice(d, s))[0], ours):
+            assert torch.equal(a, b[s])
+
+
+@pytest.mark.parametrize("predecessors", ["target", "policy"])
+@pytest.mark.parametrize("shared_order", [False, True])
+def test_teammate_log_ratios_with_problems(predecessors, shared_order):
+    d = _problems(shared_order=shared_order)
+    assert d["order"].dim() == (1 if shared_order else 2)
+    ours, ref = ratios_pair(d, predecessors)
+    assert ours.shape == (3, 37, 4)
+    close(ours, ref)
+    for s in range(3):
+        assert torch.equal(ratios_pair(problem_slice(d, s), predecessors)[0], ours[s])
+
+
+def test_soft_bellman_target_with_problems():
+    n = stack_problems([next_step(29, 3, 4, seed=90 + s) for s in range(3)])
+    ours, ref = bellman_pair(n)
+    assert ours.target.shape == (3, 29) and ours.kl.shape == (3, 29, 3)
+    for a, b in zip(ours, ref):
+        close(a, b)
+    for s in range(3):
+        for a, b in zip(bellman_pair(problem_slice(n, s))[0], ours):
+            assert torch.equal(a, b[s])
+
+
+def test_problem_dimension_errors_name_the_problem():
+    d = _problems()
+    d["actions"][1, 3, 2] = 9
+    with pytest.raises(ValueError, match=r"^actions\[1, 3, 2\] = 9 is out of range \[0, 5\)$"):
+        weights_pair(d)
+    d = _problems()
+    d["order"][2] = torch.tensor([0, 0, 1, 2])
+    with pytest.raises(ValueError, match=r"^order\[2\] must be a permutation of 0..3, got \[0, 0, 1, 2\]$"):
+        ratios_pair(d, "target")
+    n = stack_problems([next_step(8, 2, 3, seed=91 + s, terminal_fraction=0.0) for s in range(2)])
+    n["reward"][1, 5] = math.inf
+    with pytest.raises(ValueError, match=r"^reward\[1, 5\] = inf is not finite$"):
+        bellman_pair(n)
+    d = _problems()
+    with pytest.raises(ValueError, match=r"^log_mu must have shape \[S, B, N, A\] = \[3, 37, 4, 5\], got \[37, 4, 5\]$"):
+        weights_pair(dict(d, log_mu=d["log_mu"][0]))
+    with pytest.raises(ValueError, match=r"^order must have shape \[S, N\] = \[3, 4\], got \[2, 4\]$"):
+        ratios_pair(dict(d, order=d["order"][:2]), "target")

@@ -104,3 +104,52 @@ def test_meta_tensors_give_shapes():
     weights = inspo_ext.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=0.1, beta=0.1)
     assert all(t.shape == (5, 3) for t in weights)
     assert inspo_ext.resample(weights.weight).indices.shape == (5, 3)
+
+
+def test_fallback_with_problems(monkeypatch):
+    """The reference fallback takes the leading problem dimension too, with the kernels' errors."""
+    from ops_testing import stack_problems
+
+    d = stack_problems([joint_batch(16, 3, 4, seed=78 + s) for s in range(2)])
+    n = stack_problems([next_step(16, 3, 4, seed=80 + s) for s in range(2)])
+    uniforms = torch.rand(2, 16, 3, dtype=torch.float64)
+
+    def run():
+        log_rho = ratios_pair(d, "target")[0]
+        return [*loss_pair(d, "self_normalized")[:2], *weights_pair(d)[0], log_rho, *bellman_pair(n)[0],
+                *inspo_ext.resample(log_rho, uniforms=uniforms)]
+
+    kernels = run()
+    bad = uniforms.clone()
+    bad[1, 2, 0] = 1.0
+    with pytest.raises(ValueError) as kernel_error:
+        inspo_ext.resample(kernels[7], uniforms=bad)
+    monkeypatch.setattr(_backend, "has_kernels", lambda device: False)
+    _backend.warn_fallback.cache_clear()
+    with pytest.warns(RuntimeWarning, match="inspo_ext._C has no cpu backend"):
+        fallback = run()
+        with pytest.raises(ValueError) as fallback_error:
+            inspo_ext.resample(kernels[7], uniforms=bad)
+    assert str(fallback_error.value) == str(kernel_error.value) == "uniforms[1, 2, 0] = 1.0 must be in [0, 1)"
+    for a, b in zip(_tensors(kernels), _tensors(fallback)):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-10, atol=1e-10)
+
+
+def test_problem_dimension_same_result_for_one_and_two_threads():
+    """Bitwise with S problems too: each problem's chunks and their order do not depend on the threads."""
+    from ops_testing import stack_problems
+
+    d = stack_problems([joint_batch(600, 3, 5, seed=82 + s) for s in range(2)])
+    uniforms = torch.rand(2, 600, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            ours, grad = loss_pair(d, "self_normalized")[:2]
+            log_rho = ratios_pair(d, "target")[0]
+            results.append([*ours, grad, log_rho, *inspo_ext.resample(log_rho, uniforms=uniforms)])
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(*results):
+        assert torch.equal(a.detach(), b.detach())

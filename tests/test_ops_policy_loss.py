@@ -241,3 +241,117 @@ def test_policy_loss_module():
         inspo_ext.InSPOPolicyLoss(alpha=0.1, beta=0.1, ratio="weighted")
     with pytest.raises(ValueError, match="alpha"):
         inspo_ext.InSPOPolicyLoss(alpha=-1.0, beta=0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_self_normalized_when_every_ratio_of_an_agent_underflows(dtype):
+    """issue 11 item 1: agent 1's only teammate has log pi = -200 (exp underflows in float32, and the sum
+    of rho is then 0 / 0): the shift by max log rho gives its weighted mean, 200, and a finite gradient."""
+    d = dict(logits=torch.tensor([[[0.0, 0.0], [-200.0, 0.0]]], dtype=dtype),
+             log_mu=torch.full((1, 2, 2), math.log(0.5), dtype=dtype), avail=torch.ones(1, 2, 2, dtype=torch.bool),
+             actions=torch.tensor([[0, 0]]), q_local=torch.zeros(1, 2, 2, dtype=dtype), order=torch.tensor([0, 1]),
+             updated_log_probs=None)
+    ours, grad, ref, ref_grad = loss_pair(d, "self_normalized", alpha=0.1, beta=0.1)
+    expected = torch.tensor([math.log(2.0), 200.0], dtype=torch.float64)
+    close(ours.loss.detach(), expected, rtol=1e-6, atol=1e-6)
+    close(ref.loss.detach(), expected, rtol=1e-6, atol=1e-6)
+    assert torch.isfinite(grad).all()
+    close(grad, ref_grad)
+    # a whole column far below the clip: shifting changes nothing but the rounding
+    d = joint_batch(40, 3, 4, seed=25)
+    d["log_mu"] = torch.where(d["avail"], d["log_mu"] + 500.0, d["log_mu"])  # log rho ~ -1000: rho underflows
+    ours, grad, ref, ref_grad = loss_pair(d, "self_normalized")
+    assert torch.isfinite(ours.loss).all()
+    assert_policy_loss_close(ours, ref, rtol=1e-9, atol=1e-9)
+    close(grad, ref_grad)
+
+
+def test_double_backward_raises():
+    """issue 11 item 6: create_graph=True used to return a gradient without grad_fn (silently wrong second
+    derivatives)."""
+    d = joint_batch(8, 3, 4, seed=26)
+    logits = d["logits"].clone().requires_grad_()
+    out = inspo_ext.sequential_policy_loss(logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"],
+                                           **HYPER)
+    with pytest.raises(RuntimeError, match="sequential_policy_loss: double backward is not supported"):
+        torch.autograd.grad(out.loss.sum(), logits, create_graph=True)
+
+
+# ---- a leading problem dimension S ----------------------------------------------------------------------------
+from ops_testing import problem_slice, stack_problems  # noqa: E402
+
+
+def _problems(batch=300, agents=4, actions=5, shared_order=False, **kwargs):
+    """3 problems of 300 samples: two CPU chunks each (256 samples), so per-problem chunking is exercised."""
+    return stack_problems([joint_batch(batch, agents, actions, seed=50 + s, **kwargs) for s in range(3)],
+                          shared_order=shared_order)
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+@pytest.mark.parametrize("predecessors", ["target", "policy"])
+def test_policy_loss_with_problems(ratio, predecessors):
+    """Problem s of a batched call equals the call on slice s bit for bit (loss, diagnostics, gradient), and
+    matches the reference in float64 (gradients included)."""
+    d = _problems(shared_order=predecessors == "policy")
+    weights = torch.linspace(0.5, 1.5, 12, dtype=torch.float64).view(3, 4)
+    ours, grad, ref, ref_grad = loss_pair(d, ratio, predecessors, grad_weights=weights)
+    assert ours.loss.shape == (3, 4) and grad.shape == (3, 300, 4, 5)
+    assert_policy_loss_close(ours, ref)
+    close(grad, ref_grad)
+    for s in range(3):
+        single, single_grad = loss_pair(problem_slice(d, s), ratio, predecessors, grad_weights=weights[s])[:2]
+        for a, b in zip(single, ours):
+            assert torch.equal(a.detach(), b[s].detach())
+        assert torch.equal(single_grad, grad[s])
+
+
+def test_policy_loss_with_problems_opcheck_and_compile():
+    d = _problems(batch=12, agents=3, actions=4)
+    for requires_grad in (True, False):
+        for ratio, predecessors in ((0, 0), (1, 1), (2, 0)):
+            logits = d["logits"].clone().requires_grad_(requires_grad)
+            args = (logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"],
+                    d["updated_log_probs"] if predecessors == 1 else None, predecessors, ratio, HYPER["alpha"],
+                    HYPER["beta"], HYPER["eta"], HYPER["log_rho_max"], HYPER["log_w_max"], requires_grad)
+            torch.library.opcheck(torch.ops.inspo_ext.sequential_policy_loss.default, args)
+    ops = torch.ops.inspo_ext
+    from ops_testing import next_step
+
+    n = stack_problems([next_step(12, 3, 4, seed=53 + s) for s in range(2)])
+    for op, args in [
+        (ops.soft_bellman_target.default, (n["reward"], n["done"], n["q_next"], n["next_logits"], n["next_log_mu"],
+                                           n["next_avail"], n["next_actions"], 0.99, 0.1, 0.2, 4.6)),
+        (ops.in_sample_weights.default, (d["q_local"], d["log_mu"], d["avail"], d["actions"], 0.1, 0.2, 10.0)),
+        (ops.teammate_log_ratios.default, (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"],
+                                           d["q_local"], None, 0, 0.1, 0.2, 0.3, 4.6)),
+        (ops.teammate_log_ratios.default, (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"][0],
+                                           None, d["updated_log_probs"], 1, 0.1, 0.2, 0.3, 4.6)),
+    ]:
+        torch.library.opcheck(op, args)
+
+    def step(logits, log_mu, avail, actions, q_local, order):
+        out = inspo_ext.sequential_policy_loss(logits, log_mu, avail, actions, q_local, order, ratio="self_normalized",
+                                               **HYPER)
+        return out.loss.sum(), out.ess
+
+    compiled = torch.compile(step, fullgraph=True)
+    inputs = [d[k] for k in ("log_mu", "avail", "actions", "q_local", "order")]
+    results = []
+    for fn in (step, compiled):
+        logits = d["logits"].clone().requires_grad_()
+        total, ess = fn(logits, *inputs)
+        total.backward()
+        results.append((total.detach(), ess, logits.grad))
+    for a, b in zip(*results):
+        close(a, b)
+
+
+def test_policy_loss_problem_errors_name_the_problem():
+    d = _problems(batch=20)
+    d["logits"][2, 7, 1] = math.nan
+    d["avail"][2, 7, 1] = True
+    with pytest.raises(ValueError, match=r"^logits\[2, 7, 1\] has a non-finite value at an available action$"):
+        loss_pair(d, "importance")
+    d = _problems(batch=20)
+    with pytest.raises(ValueError, match=r"^order must have shape \[N\] = \[4\], got \[3, 4, 1\]$"):
+        loss_pair(dict(d, order=d["order"].unsqueeze(-1)), "importance")

@@ -100,3 +100,64 @@ def test_draws_exactly_on_cdf_values():
     expected = torch.tensor([0, 3, 4, 6, 3, 4, 6, 0]).unsqueeze(1).repeat(1, 2)
     assert torch.equal(indices, expected)
     assert torch.equal(indices, reference.resample(log_rho, uniforms, "multinomial").indices)
+
+
+# ---- a leading problem dimension S and explicit uniforms ---------------------------------------------------
+@pytest.mark.parametrize("method", ["multinomial", "systematic"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_resample_with_problems_and_uniforms(method, dtype):
+    """Problem s of a batched call equals the call on slice s with that slice's uniforms (bit for bit), and
+    the reference; indices stay within each problem's own B rows."""
+    log_rho = torch.stack([_log_rho(300, 4, seed=42 + s, dtype=dtype) for s in range(3)])
+    log_rho[1, :, 2] = torch.where(torch.arange(300) % 3 == 0, log_rho[1, :, 2], -math.inf)
+    draws = (300, 4) if method == "multinomial" else (1, 4)
+    uniforms = torch.rand((3,) + draws, generator=torch.Generator().manual_seed(43), dtype=torch.float64)
+    ours = inspo_ext.resample(log_rho, method=method, uniforms=uniforms)
+    ref = reference.resample(log_rho, uniforms, method)
+    assert ours.indices.shape == (3, 300, 4) and ours.ess.shape == (3, 4)
+    assert torch.equal(ours.indices, ref.indices)
+    close(ours.ess, ref.ess)
+    assert (ours.indices[1, :, 2] % 3 == 0).all()  # zero weights of problem 1 never drawn
+    for s in range(3):
+        single = inspo_ext.resample(log_rho[s], method=method, uniforms=uniforms[s])
+        assert torch.equal(single.indices, ours.indices[s]) and torch.equal(single.ess, ours.ess[s])
+    # given uniforms replace the generator's draw: the same draw through a generator gives the same result
+    generated = inspo_ext.resample(log_rho[0], method=method, generator=torch.Generator().manual_seed(44))
+    drawn = torch.rand(draws, generator=torch.Generator().manual_seed(44), dtype=torch.float64)
+    assert torch.equal(generated.indices, inspo_ext.resample(log_rho[0], method=method, uniforms=drawn).indices)
+
+
+def test_uniforms_are_validated():
+    log_rho = _log_rho(6, 3, seed=45)
+    good = torch.rand(6, 3, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"^uniforms must have dtype torch.float64, got torch.float32$"):
+        inspo_ext.resample(log_rho, uniforms=good.float())
+    with pytest.raises(ValueError, match=r"^uniforms must have shape \[1, N\] = \[1, 3\], got \[6, 3\]$"):
+        inspo_ext.resample(log_rho, method="systematic", uniforms=good)
+    with pytest.raises(ValueError, match=r"^uniforms must have shape \[S, B, N\] = \[2, 6, 3\], got \[6, 3\]$"):
+        inspo_ext.resample(torch.stack([log_rho, log_rho]), uniforms=good)
+    with pytest.raises(ValueError, match="generator or uniforms, not both"):
+        inspo_ext.resample(log_rho, uniforms=good, generator=torch.Generator())
+    for bad in (1.0, -0.25, math.nan):
+        u = good.clone()
+        u[4, 1] = bad
+        with pytest.raises(ValueError, match=rf"^uniforms\[4, 1\] = {bad} must be in \[0, 1\)$"):
+            inspo_ext.resample(log_rho, uniforms=u)
+    u = torch.rand(2, 1, 3, dtype=torch.float64)
+    u[1, 0, 2] = 1.0
+    with pytest.raises(ValueError, match=r"^uniforms\[1, 0, 2\] = 1.0 must be in \[0, 1\)$"):
+        inspo_ext.resample(torch.stack([log_rho, log_rho]), method="systematic", uniforms=u)
+    stacked = torch.stack([log_rho, log_rho])
+    stacked[1, :, 0] = -math.inf
+    with pytest.raises(ValueError, match=r"^log_rho\[1, :, 0\] has no positive weight"):
+        inspo_ext.resample(stacked)
+
+
+def test_resample_opcheck_and_compile_with_problems():
+    log_rho = torch.stack([_log_rho(20, 3, seed=46 + s) for s in range(2)])
+    for method, draws in ((0, (2, 20, 3)), (1, (2, 1, 3))):
+        uniforms = torch.rand(draws, dtype=torch.float64)
+        torch.library.opcheck(torch.ops.inspo_ext.resample.default, (log_rho, uniforms, method))
+    uniforms = torch.rand(2, 20, 3, dtype=torch.float64)
+    compiled = torch.compile(lambda x, u: inspo_ext.resample(x, uniforms=u), fullgraph=True)
+    assert torch.equal(compiled(log_rho, uniforms).indices, inspo_ext.resample(log_rho, uniforms=uniforms).indices)

@@ -7,9 +7,15 @@
 //   * Inputs are `const`; outputs are fully written by the op (no need to zero them first), except
 //     where a comment says otherwise.
 //   * Scalars are double (cast to T inside the kernels, as PyTorch does for Python scalars).
+//   * S independent problems (a leading dimension, e.g. seeds trained together) are laid out one after
+//     the other: [S, B, N, A], sample b of problem s at flat sample s * B + b. Ops whose math is per
+//     sample (soft_bellman_target, in_sample_weights) just see S * B samples; the others carry S and B
+//     and keep every per-(problem, agent) reduction (sums over b, cdfs, the ordering) within its problem,
+//     with the same chunks as a call on that problem alone (the results are bit-identical on the CPU).
+//     `order` is [N] shared by every problem (order_stride = 0) or [S, N] (order_stride = N).
 //   * `num_threads` is for the CPU backend (OpenMP threads); the CUDA backend ignores it.
 //   * `workspace` / `workspace_bytes`: scratch memory for the CUDA backend, allocated by the Python
-//     layer with torch (never cudaMalloc per call) with at least OP_cuda_workspace_bytes<T>(B, N, A)
+//     layer with torch (never cudaMalloc per call) with at least OP_cuda_workspace_bytes<T>(S, B, N, A)
 //     bytes (declared in backends.h, defined by the CUDA backend next to its kernels), 256-byte
 //     aligned (torch's allocator guarantees it). Its content on entry is undefined: a kernel that needs
 //     zeros must clear it on the stream. The CPU backend ignores it (null / 0 there): it allocates its
@@ -23,12 +29,16 @@
 // same error. A kernel must never read out of bounds because of an invalid input (an action out of
 // range is not used as an index); the outputs of an invalid row are unspecified.
 //
-// Flat indices:
+// Flat indices (b is the flat sample s * B + b when there are S problems):
 //   * row errors (a [B, N, A] row or a [B, N] entry): index = b * N + i;
 //   * per-sample errors of soft_bellman_target (done / reward / q_next of sample b): index = b * N,
 //     so they are reported before the row errors of the same sample (smaller code);
-//   * kOrderNotPermutation: index = 0 with the smallest code, so it is always the one reported;
-//   * kNoPositiveWeight (resample, agent i): index = B * N + i (after every element error).
+//   * kOrderNotPermutation: index = 0 with the smallest code, so it is always the one reported (the Python
+//     layer finds which problem's order it is);
+//   * kNoPositiveWeight (resample, agent i of problem s): index = S * B * N + s * N + i (after every element
+//     error);
+//   * kUniformInvalid (resample): the index of the uniform's draw, (s * B + k) * N + i (multinomial) or
+//     s * B * N + i (systematic).
 #pragma once
 
 #include <cstdint>
@@ -47,9 +57,10 @@ enum StatusCode : int64_t {
   kLogitsNonFinite = 8,          // logits[b, i, j] not finite at an available j
   kLogMuNonFinite = 9,           // log_mu[b, i, j] not finite at an available j
   kQNonFinite = 10,              // q_local[b, i, j] not finite at an available j
-  kUpdatedLogProbNonFinite = 11, // updated_log_probs[b, i] not finite
+  kUpdatedLogProbInvalid = 11,   // updated_log_probs[b, i] not a log-probability (not finite, or > 0)
   kLogRhoInvalid = 12,           // log_rho[b, i] is NaN or +inf (-inf is a zero weight, allowed)
   kNoPositiveWeight = 13,        // every log_rho[:, i] is -inf
+  kUniformInvalid = 14,          // uniforms[k, i] not in [0, 1)
 };
 
 constexpr int kStatusCodeBits = 6;  // codes < 64
@@ -97,6 +108,7 @@ enum ResampleMethod : int {
 // samples q_next finite and every row (kNoAvailableAction .. kLogMuNonFinite).
 template <typename T>
 struct SoftBellmanTargetArgs {
+  // B: every sample of every problem (S * B); the math is per sample.
   const T* reward;               // [B]
   const T* done;                 // [B], 0 or 1
   const T* q_next;               // [B]  Q_target(s', a')
@@ -119,9 +131,11 @@ struct SoftBellmanTargetArgs {
 // reference.in_sample_weights, per row (b, i):
 //   value = tau logsumexp_avail(kappa log_mu + q / tau)
 //   log_weight = -(beta / tau) log_mu[a] + (q[a] - value) / tau,  weight = exp(min(log_weight, log_w_max))
+//   (log_weight computed as log pi*(a) - log mu(a), inspo_math.h in_sample_log_weight)
 // Validated per row: kNoAvailableAction .. kActionUnavailable, kLogMuNonFinite, kQNonFinite.
 template <typename T>
 struct InSampleWeightsArgs {
+  // B: every sample of every problem (S * B); the math is per row.
   const T* q_local;         // [B, N, A]
   const T* log_mu;          // [B, N, A]
   const bool* avail;        // [B, N, A]
@@ -142,18 +156,19 @@ struct InSampleWeightsArgs {
 // policy: updated_log_probs[b, i]):
 //   log_rho[b, order[m]] = min(sum_{k < m} d_upd[order[k]] + sum_{k > m} d_cur[order[k]], log_rho_max)
 // Validated: order (kOrderNotPermutation), every row (kNoAvailableAction .. kLogMuNonFinite, plus
-// kQNonFinite in target mode, kUpdatedLogProbNonFinite in policy mode).
+// kQNonFinite in target mode, kUpdatedLogProbInvalid in policy mode).
 template <typename T>
 struct TeammateLogRatiosArgs {
   const T* logits;             // [B, N, A]
   const T* log_mu;             // [B, N, A]
   const bool* avail;           // [B, N, A]
   const int64_t* actions;      // [B, N]
-  const int64_t* order;        // [N], order[m] = agent updated m-th
+  const int64_t* order;        // [N] or [S, N] (order_stride), order[m] = agent updated m-th
   const T* q_local;            // [B, N, A], read only when predecessors == kPredecessorsTarget (else may be null)
   const T* updated_log_probs;  // [B, N], read only when predecessors == kPredecessorsPolicy (else may be null)
   T* log_rho;                  // out [B, N]
-  int64_t B, N, A;
+  int64_t S, B, N, A;          // S problems of B samples each (every [B, ...] array is [S, B, ...])
+  int64_t order_stride;        // 0 (one order) or N (one per problem)
   int predecessors;            // Predecessors
   double alpha, beta, eta, log_rho_max;
   int num_threads;
@@ -162,19 +177,19 @@ struct TeammateLogRatiosArgs {
 };
 
 // ---------------------------------------------------------------------------------------------------
-// reference.resample. Per agent i: w_b = (double) exp(log_rho[b, i] - max_b log_rho[:, i]) (the exp in
+// reference.resample. Per problem s and agent i (the column log_rho[s, :, i]): w_b = (double) exp(log_rho[b, i] - max_b log_rho[:, i]) (the exp in
 // T, then widened, as the reference does), cdf = inclusive cumulative sum in double (sequential order
 // b = 0..B-1 on the CPU), total = cdf[B-1]; draw k at v = u[k, i] * total (multinomial) or
 // v = (k + u[0, i]) / B * total (systematic); indices[k, i] = min(first b with cdf[b] > v, B - 1).
 // ess[i] = (sum rho)^2 / sum rho^2 (computed in double from the shifted weights, stored as T).
-// Validated: kLogRhoInvalid (NaN / +inf), kNoPositiveWeight (a column of -inf).
+// Validated: kLogRhoInvalid (NaN / +inf), kNoPositiveWeight (a column of -inf), kUniformInvalid.
 template <typename T>
 struct ResampleArgs {
-  const T* log_rho;         // [B, N]
-  const double* uniforms;   // [B, N] (multinomial) or [1, N] (systematic), each in [0, 1)
-  int64_t* indices;         // out [B, N]: agent i's resampled batch is rows indices[:, i]
-  T* ess;                   // out [N]
-  int64_t B, N;
+  const T* log_rho;         // [S, B, N]
+  const double* uniforms;   // [S, B, N] (multinomial) or [S, 1, N] (systematic), each in [0, 1)
+  int64_t* indices;         // out [S, B, N]: agent i's resampled batch of problem s is rows indices[s, :, i]
+  T* ess;                   // out [S, N]
+  int64_t S, B, N;
   int method;               // ResampleMethod
   int num_threads;
   void* workspace;
@@ -188,6 +203,8 @@ struct ResampleArgs {
 // ratio == kRatioNone: log_rho = 0), c = exp(log_rho) (1 for kRatioNone). Per agent i over b:
 //   norm[i]        = sum_b rho (kRatioSelfNormalized) or B
 //   loss[i]        = -sum_b c w log pi(a) / norm[i]
+// kRatioSelfNormalized shifts by M[i] = max_b log_rho[b, i] (the normalization cancels it): c = exp(log_rho - M),
+// norm[i] = sum_b c, so that a column whose every rho underflows still gives its weighted mean, not 0 / 0.
 //   mean_weight[i] = sum_b w / B;  entropy[i] = sum_b H / B;  kl[i] = sum_b KL / B
 //   ess[i]         = (sum_b rho)^2 / sum_b rho^2 (B for kRatioNone)
 // grad (only when compute_grad): the UNNORMALIZED gradient of loss[i] * norm[i] w.r.t. logits:
@@ -202,17 +219,18 @@ struct SequentialPolicyLossArgs {
   const bool* avail;           // [B, N, A]
   const int64_t* actions;      // [B, N]
   const T* q_local;            // [B, N, A]
-  const int64_t* order;        // [N]
+  const int64_t* order;        // [N] or [S, N] (order_stride)
   const T* updated_log_probs;  // [B, N], read only when predecessors == kPredecessorsPolicy and
                                //   ratio != kRatioNone (else may be null)
-  T* loss;                     // out [N]
-  T* mean_weight;              // out [N]
-  T* ess;                      // out [N]
-  T* entropy;                  // out [N]
-  T* kl;                       // out [N]
-  T* norm;                     // out [N]   (saved for the backward)
-  T* grad;                     // out [B, N, A] when compute_grad, else may be null
-  int64_t B, N, A;
+  T* loss;                     // out [S, N]
+  T* mean_weight;              // out [S, N]
+  T* ess;                      // out [S, N]
+  T* entropy;                  // out [S, N]
+  T* kl;                       // out [S, N]
+  T* norm;                     // out [S, N]   (saved for the backward)
+  T* grad;                     // out [S, B, N, A] when compute_grad, else may be null
+  int64_t S, B, N, A;          // S problems of B samples each (every [B, ...] array is [S, B, ...])
+  int64_t order_stride;        // 0 (one order) or N (one per problem)
   int predecessors;            // Predecessors
   int ratio;                   // RatioMode
   bool compute_grad;

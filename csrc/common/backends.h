@@ -10,7 +10,8 @@
 //   that the Python layer initialises to kStatusOk; the Python layer reads it back after the call
 //   (which synchronizes). A launch / runtime error is reported by throwing std::runtime_error (the
 //   bindings turn it into a Python RuntimeError).
-//   OP_cuda_workspace_bytes<T>(B, N, A) (0 if none) is the size of args.workspace the kernels need;
+//   OP_cuda_workspace_bytes<T>(S, B, N, A) (0 if none) is the size of args.workspace the kernels need
+//   for S problems of B samples;
 //   the Python layer allocates it with torch on the tensors' device before each call (for resample,
 //   A is passed as 1).
 //   Each OP.cu defines the three functions below for its op, with explicit instantiations for
@@ -40,11 +41,11 @@ template <typename T> void resample_cuda(const ResampleArgs<T>& args, void* stre
 template <typename T> void sequential_policy_loss_cuda(const SequentialPolicyLossArgs<T>& args, void* stream,
                                                        int64_t* status_device);
 
-template <typename T> int64_t soft_bellman_target_cuda_workspace_bytes(int64_t B, int64_t N, int64_t A);
-template <typename T> int64_t in_sample_weights_cuda_workspace_bytes(int64_t B, int64_t N, int64_t A);
-template <typename T> int64_t teammate_log_ratios_cuda_workspace_bytes(int64_t B, int64_t N, int64_t A);
-template <typename T> int64_t resample_cuda_workspace_bytes(int64_t B, int64_t N, int64_t A);
-template <typename T> int64_t sequential_policy_loss_cuda_workspace_bytes(int64_t B, int64_t N, int64_t A);
+template <typename T> int64_t soft_bellman_target_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);
+template <typename T> int64_t in_sample_weights_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);
+template <typename T> int64_t teammate_log_ratios_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);
+template <typename T> int64_t resample_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);
+template <typename T> int64_t sequential_policy_loss_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);
 #endif
 
 }  // namespace inspo

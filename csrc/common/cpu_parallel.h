@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/args.h"
@@ -56,6 +57,15 @@ inline bool is_permutation(const int64_t* order, int64_t N, bool* seen) {
     const int64_t i = order[m];
     if (i < 0 || i >= N || seen[i]) return false;
     seen[i] = true;
+  }
+  return true;
+}
+
+// True when every order of the call is a permutation: one [N] order (order_stride 0) or S of them.
+inline bool orders_are_permutations(const int64_t* order, int64_t S, int64_t N, int64_t order_stride) {
+  std::unique_ptr<bool[]> seen(new bool[N]);
+  for (int64_t s = 0; s < (order_stride == 0 ? 1 : S); ++s) {
+    if (!is_permutation(order + s * order_stride, N, seen.get())) return false;
   }
   return true;
 }

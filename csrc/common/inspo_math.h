@@ -38,6 +38,12 @@ INSPO_HD inline bool is_finite(T x) {
   return x - x == T(0);
 }
 
+// A log-probability: finite and <= 0.
+template <typename T>
+INSPO_HD inline bool is_log_prob(T x) {
+  return is_finite(x) && x <= T(0);
+}
+
 INSPO_HD inline float exp_(float x) {
 #if defined(__CUDA_ARCH__)
   return expf(x);
@@ -100,10 +106,21 @@ INSPO_HD inline Temperatures<T> make_temperatures(double alpha, double beta, dou
 
 // Unnormalized closed-form target log pi*(a) = kappa log mu(a) + q(a) / tau (reference.closed_form_logits).
 // V is T, or (CPU backend) a vector of T lanes.
+// Never contracted into a fused multiply-add (the CPU backend builds with -ffp-contract=off; the device
+// overloads below round each operation): pass 1 takes the row maximum of these values and the in-sample
+// weight recomputes the taken action's value, and the two must be the same bits (see in_sample_log_weight).
 template <typename V, typename T>
 INSPO_HD inline V closed_form_logit(V log_mu, V q, const Temperatures<T>& t) {
   return t.kappa * log_mu + q * t.inv_tau;
 }
+#if defined(__CUDA_ARCH__)
+__device__ inline float closed_form_logit(float log_mu, float q, const Temperatures<float>& t) {
+  return __fadd_rn(__fmul_rn(t.kappa, log_mu), __fmul_rn(q, t.inv_tau));
+}
+__device__ inline double closed_form_logit(double log_mu, double q, const Temperatures<double>& t) {
+  return __dadd_rn(__dmul_rn(t.kappa, log_mu), __dmul_rn(q, t.inv_tau));
+}
+#endif
 
 // Unnormalized eta-lookahead z = (1 - eta) logits + eta (kappa log mu + q / tau)
 // (reference.lookahead_log_probs before its log-softmax).
@@ -265,10 +282,20 @@ INSPO_HD inline T taken_lookahead_log_prob(T logit_taken, T log_mu_taken, T q_ta
   return taken_lookahead_log_prob(logit_taken, log_mu_taken, q_taken, m, log_(s.exp_lookahead), t);
 }
 
-// log w = -(beta / tau) log mu(a) + (q(a) - V) / tau (unclipped; spec section 4).
+// log w = -(beta / tau) log mu(a) + (q(a) - V) / tau (unclipped; spec section 4), computed as the
+// equal log pi*(a) - log mu(a) = (z(a) - max z) - log sum exp(z - max z) - log mu(a) (z = closed_form_logit;
+// beta / tau + kappa = 1): a difference of logits and their log-sum-exp, never of q(a) and V, which are
+// both ~q / tau and cancel catastrophically once |q| / tau >~ 1e13 (float64). One available action gives
+// z(a) = max z, sum = 1: log w = -log mu(a) exactly.
 template <typename T>
-INSPO_HD inline T in_sample_log_weight(T log_mu_taken, T q_taken, T value, const Temperatures<T>& t) {
-  return -t.beta_over_tau * log_mu_taken + (q_taken - value) * t.inv_tau;
+INSPO_HD inline T in_sample_log_weight(T log_mu_taken, T q_taken, const RowMax<T>& m, T log_exp_target,
+                                       const Temperatures<T>& t) {
+  return ((closed_form_logit(log_mu_taken, q_taken, t) - m.target) - log_exp_target) - log_mu_taken;
+}
+template <typename T>
+INSPO_HD inline T in_sample_log_weight(T log_mu_taken, T q_taken, const RowMax<T>& m, const RowSums<T>& s,
+                                       const Temperatures<T>& t) {
+  return in_sample_log_weight(log_mu_taken, q_taken, m, log_(s.exp_target), t);
 }
 
 // w = exp(min(log w, log w_max)).
@@ -317,35 +344,39 @@ INSPO_HD inline void ordered_log_ratios(const T* d_cur, const T* d_upd, const in
   }
 }
 
-// ---- online log-sum-exp for per-agent reductions over samples (ESS) -----------------------------------
+// ---- online log-sum-exp for per-agent reductions over samples (ESS, self-normalized loss) -----------------
 
-// Running (max, sum exp(x - max), sum exp(2 (x - max))) of a stream of log-ratios x; merges exactly
-// (up to rounding) in any grouping. ESS = (sum rho)^2 / sum rho^2 = sum1^2 / sum2 (the max cancels).
-// -inf entries (rho = 0) contribute nothing.
+// Running (max, sum exp(x - max), sum exp(2 (x - max)), sum exp(x - max) v) of a stream of log-ratios x
+// with values v; merges exactly (up to rounding) in any grouping. ESS = (sum rho)^2 / sum rho^2 =
+// sum1^2 / sum2 and the self-normalized mean sum rho v / sum rho = weighted / sum1: the max cancels, so
+// neither underflows to 0 / 0 when every rho does. -inf entries (rho = 0) contribute nothing.
 struct EssAccumulator {
   double max = -std::numeric_limits<double>::infinity();
   double sum1 = 0.0;
   double sum2 = 0.0;
+  double weighted = 0.0;
 
-  INSPO_HD void add(double x) {
+  INSPO_HD void add(double x, double v = 0.0) {
     if (!(x > -std::numeric_limits<double>::infinity())) return;
     raise_max(x);
-    add_exp(exp_(x - max));
+    add_exp(exp_(x - max), v);
   }
 
-  // add(x) of a finite x in two steps, so that a backend can take the exps of many accumulators at
-  // once: raise_max(x), then add_exp(exp(x - max)).
+  // add(x, v) of a finite x in two steps, so that a backend can take the exps of many accumulators at
+  // once: raise_max(x), then add_exp(exp(x - max), v).
   INSPO_HD void raise_max(double x) {
     if (x > max) {
       const double scale = exp_(max - x);  // 0 when max was -inf
       sum1 *= scale;
       sum2 *= scale * scale;
+      weighted *= scale;
       max = x;
     }
   }
-  INSPO_HD void add_exp(double e) {
+  INSPO_HD void add_exp(double e, double v = 0.0) {
     sum1 += e;
     sum2 += e * e;
+    weighted += e * v;
   }
 
   INSPO_HD void merge(const EssAccumulator& o) {
@@ -358,6 +389,7 @@ struct EssAccumulator {
     const double a = exp_(max - m), b = exp_(o.max - m);
     sum1 = sum1 * a + o.sum1 * b;
     sum2 = sum2 * a * a + o.sum2 * b * b;
+    weighted = weighted * a + o.weighted * b;
     max = m;
   }
 

@@ -60,7 +60,7 @@ int64_t in_sample_weights_cpu(const InSampleWeightsArgs<T>& a) {
           }
           const int64_t taken = row * A + a.actions[row];
           const T value = soft_value(maxima[k], logs[k], temps);
-          const T log_weight = in_sample_log_weight(a.log_mu[taken], a.q_local[taken], value, temps);
+          const T log_weight = in_sample_log_weight(a.log_mu[taken], a.q_local[taken], maxima[k], logs[k], temps);
           a.value[row] = value;
           a.log_weight[row] = log_weight;
           clipped_log_weights[k] = min_(log_weight, log_w_max);  // clipped_weight's exponent

@@ -1,6 +1,7 @@
 // CPU backend of resample (reference.resample; contract in common/args.h).
-// Pass 1, parallel over agents: validate the column, build its cdf (double, sequential in b, exactly
-// the reference's cumsum) and its ESS. Pass 2, parallel over draws: binary search of each draw.
+// Pass 1, parallel over the S * N columns (problem, agent): validate the column and its uniforms, build
+// its cdf (double, sequential in b, exactly the reference's cumsum) and its ESS. Pass 2, parallel over
+// draws: binary search of each draw in its own problem's column.
 #include <algorithm>
 #include <memory>
 
@@ -33,19 +34,31 @@ inline int64_t upper_bound_branchless(const double* sorted, int64_t n, double x)
 
 template <typename T>
 int64_t resample_cpu(const ResampleArgs<T>& a) {
-  const int64_t B = a.B, N = a.N;
-  std::unique_ptr<double[]> cdf(new double[B * N]);  // [N, B]: agent i's cdf is contiguous
+  const int64_t S = a.S, B = a.B, N = a.N;
+  std::unique_ptr<double[]> cdf(new double[S * B * N]);  // [S, N, B]: column (s, i)'s cdf is contiguous
+  const bool systematic = a.method == kResampleSystematic;
 
-  const int64_t status = parallel_chunks(N, 1, a.num_threads, [&](int64_t, int64_t i, int64_t) {
-    const T* log_rho = a.log_rho + i;  // column i, stride N
+  const int64_t status = parallel_chunks(S * N, 1, a.num_threads, [&](int64_t, int64_t column_index, int64_t) {
+    const int64_t s = column_index / N, i = column_index % N, first = s * B * N + i;  // flat index of b = 0
+    const T* log_rho = a.log_rho + first;  // column (s, i), stride N
+    int64_t status = kStatusOk;
+    // The draws' uniforms of this column (all errors of the column are found, the smallest wins).
+    for (int64_t k = 0; k < (systematic ? 1 : B); ++k) {
+      const double u = a.uniforms[(systematic ? s * N + i : first) + k * N];
+      if (!(u >= 0.0 && u < 1.0)) {
+        status = pack_status(first + k * N, kUniformInvalid);
+        break;
+      }
+    }
     T max = neg_inf<T>();
     for (int64_t b = 0; b < B; ++b) {
       const T x = log_rho[b * N];
-      if (x != x || x == -neg_inf<T>()) return pack_status(b * N + i, kLogRhoInvalid);
+      if (x != x || x == -neg_inf<T>()) return std::min(status, pack_status(first + b * N, kLogRhoInvalid));
       max = max_(max, x);
     }
-    if (max == neg_inf<T>()) return pack_status(B * N + i, kNoPositiveWeight);
-    double* column = cdf.get() + i * B;
+    if (max == neg_inf<T>()) return std::min(status, pack_status(S * B * N + s * N + i, kNoPositiveWeight));
+    if (status != kStatusOk) return status;
+    double* column = cdf.get() + column_index * B;
     double total = 0.0, sum_squares = 0.0;
     for (int64_t b = 0; b < B; ++b) {
       const double w = double(exp_(T(log_rho[b * N] - max)));  // exp in T, then widened (as the reference)
@@ -53,22 +66,26 @@ int64_t resample_cpu(const ResampleArgs<T>& a) {
       sum_squares += w * w;
       column[b] = total;
     }
-    a.ess[i] = T(total * total / sum_squares);
+    a.ess[column_index] = T(total * total / sum_squares);
     return kStatusOk;
   });
   if (status != kStatusOk) return status;
 
-  const bool systematic = a.method == kResampleSystematic;
-  parallel_chunks(B, chunk_items(N * 16), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
+  // Draws: flat draw rows r = s * B + k (a chunk may span problems; every draw is independent).
+  parallel_chunks(S * B, chunk_items(N * 16), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t i = 0; i < N; ++i) {  // agent-major: the chunk's searches of one cdf run back to back (cache)
-      const double* column = cdf.get() + i * B;
-      const double total = column[B - 1];
-      for (int64_t k = begin; k < end; ++k) {
-        const double point = systematic ? (double(k) + a.uniforms[i]) / double(B) * total
-                                        : a.uniforms[k * N + i] * total;
-        // First b with cdf[b] > point (searchsorted right=True): a zero-weight b never qualifies.
-        const int64_t index = upper_bound_branchless(column, B, point);
-        a.indices[k * N + i] = std::min(index, B - 1);
+      for (int64_t first = begin; first < end;) {  // the chunk's part of one problem s
+        const int64_t s = first / B, last = std::min(end, (s + 1) * B);
+        const double* column = cdf.get() + (s * N + i) * B;
+        const double total = column[B - 1];
+        for (int64_t r = first; r < last; ++r) {
+          const double point = systematic ? (double(r - s * B) + a.uniforms[s * N + i]) / double(B) * total
+                                          : a.uniforms[r * N + i] * total;
+          // First b with cdf[b] > point (searchsorted right=True): a zero-weight b never qualifies.
+          const int64_t index = upper_bound_branchless(column, B, point);
+          a.indices[r * N + i] = std::min(index, B - 1);
+        }
+        first = last;
       }
     }
     return kStatusOk;

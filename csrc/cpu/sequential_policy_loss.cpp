@@ -6,7 +6,8 @@
 // exps of w, of all agents of the sample are then taken together, as vectors); then the ordered
 // teammate log-ratios; then each row's gradient is finished in place (still in L1). Per-agent sums
 // over the chunk's samples go to a per-chunk slot (double), and the slots are added in chunk order at
-// the end, so the result does not depend on the thread count.
+// the end, so the result does not depend on the thread count. With S problems, each problem has its
+// own chunks (the same as a call on that problem alone) and its own per-agent sums.
 #include <algorithm>
 #include <limits>
 #include <memory>
@@ -27,7 +28,7 @@ struct alignas(64) AgentSums {  // one cache line: chunks on different threads n
   double rho = 0.0;      // sum_b rho
   double entropy = 0.0;  // sum_b H
   double kl = 0.0;       // sum_b KL
-  EssAccumulator ess;    // of log rho
+  EssAccumulator ess;    // of log rho, weighted by w log pi(a) (the self-normalized loss, shifted by max log rho)
 
   void merge(const AgentSums& o) {
     loss += o.loss;
@@ -43,9 +44,14 @@ constexpr int64_t kSamplesPerChunk = 256;  // fixes the summation grouping (thre
 
 // One chunk of samples [begin, end): per-agent sums into `sums` (N slots), the gradient rows in place.
 // Needs::lookahead: ratios with predecessors="target" (the eta-lookahead of each row is needed).
+// Self-normalized ratios: the rows' c = exp(log rho - max_b log rho) needs the column's max, known only
+// after every chunk, so the gradient rows are written with c = 1 and log rho goes to `row_log_rho`
+// ([B, N]; null otherwise) for the final scaling pass (run).
+// [begin, end) are flat samples of one problem, whose order is `order`.
 template <typename T, typename Needs, int Bytes>
-int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t end, AgentSums* sums) {
-  const int64_t N = a.N, A = a.A, rows = a.B * a.N;
+int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t end, const int64_t* order,
+                  AgentSums* sums, T* row_log_rho) {
+  const int64_t N = a.N, A = a.A, rows = a.S * a.B * a.N;
   const bool use_ratio = a.ratio != kRatioNone;
   constexpr bool target_mode = Needs::lookahead;
   const bool read_updated = use_ratio && !target_mode;
@@ -87,7 +93,7 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
       const int64_t action = a.actions[row];
       const RowMax<T> m = row_max<T, Needs, Bytes>(logits, log_mu, q, avail, A, readable, temps);
       int64_t code = row_error(m, action, A, avail);
-      if (code == 0 && read_updated && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+      if (code == 0 && read_updated && !is_log_prob(a.updated_log_probs[row])) code = kUpdatedLogProbInvalid;
       row_code[i] = code;
       if (code != 0) {
         status = std::min(status, pack_status(row, code));
@@ -118,9 +124,8 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
       const T log_exp_logits = logs[i];
       log_pi_taken[i] = taken_log_prob(logit_taken, m, log_exp_logits);
       inv_sum_exp[i] = T(1) / s.exp_logits;
-      const T value = soft_value(m, logs[N + i], temps);
       // clipped_weight's exponent: the exps of all N agents run together below, as vectors
-      log_weight[i] = min_(in_sample_log_weight(log_mu_taken, q_taken, value, temps), log_w_max);
+      log_weight[i] = min_(in_sample_log_weight(log_mu_taken, q_taken, m, logs[N + i], temps), log_w_max);
       sums[i].entropy += double(entropy_from_sums(s, log_exp_logits));
       sums[i].kl += double(kl_from_sums(s, log_exp_logits));
       if (use_ratio) {
@@ -133,7 +138,7 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
     }
     simd::exp_array<T, Bytes>(log_weight.data(), weight.data(), N_padded);
     if (use_ratio) {
-      ordered_log_ratios(d_cur.data(), d_upd.data(), a.order, N, log_rho_max, log_rho.data());
+      ordered_log_ratios(d_cur.data(), d_upd.data(), order, N, log_rho_max, log_rho.data());
       simd::exp_array<T, Bytes>(log_rho.data(), rho.data(), N_padded);
     }
     for (int64_t i = 0; i < N; ++i) {
@@ -152,43 +157,67 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
       if (a.compute_grad) {  // grad = c w (softmax - onehot(a)); 0 at unavailable entries
         const int64_t row = b * N + i;
         T* grad = a.grad + row * A;
-        const T scale = cw * inv_sum_exp[i];
+        const T c_w = row_log_rho != nullptr ? weight[i] : cw;  // self-normalized: c applied by run
+        const T scale = c_w * inv_sum_exp[i];
         for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
         const int64_t action = a.actions[row];
-        if (action >= 0 && action < A) grad[action] -= cw;
+        if (action >= 0 && action < A) grad[action] -= c_w;
+        if (row_log_rho != nullptr) row_log_rho[row] = log_rho[i];
       }
     }
     simd::exp_array<double, Bytes>(ess_shifted.data(), ess_exp.data(), N_padded_double);
-    for (int64_t i = 0; i < N; ++i) sums[i].ess.add_exp(ess_exp[i]);
+    for (int64_t i = 0; i < N; ++i) sums[i].ess.add_exp(ess_exp[i], double(weight[i]) * double(log_pi_taken[i]));
   }
   return status;
 }
 
 template <typename T, typename Needs>
 int64_t run(const SequentialPolicyLossArgs<T>& a) {
-  const int64_t B = a.B, N = a.N;
-  const int64_t n_chunks = (B + kSamplesPerChunk - 1) / kSamplesPerChunk;
-  std::vector<AgentSums> partials(n_chunks * N);
+  const int64_t S = a.S, B = a.B, N = a.N;
+  const int64_t n_chunks = (B + kSamplesPerChunk - 1) / kSamplesPerChunk;  // per problem
+  std::vector<AgentSums> partials(S * n_chunks * N);
+  const bool self_normalized = a.ratio == kRatioSelfNormalized;
+  std::vector<T> row_log_rho(self_normalized && a.compute_grad ? S * B * N : 0);
+  T* const row_log_rho_data = row_log_rho.empty() ? nullptr : row_log_rho.data();
 
-  const auto chunk = [&](int64_t c, int64_t begin, int64_t end) {
+  // Chunk c = s * n_chunks + k: samples [k * kSamplesPerChunk, ...) of problem s.
+  const auto chunk = [&](int64_t c, int64_t, int64_t) {
+    const int64_t s = c / n_chunks, begin = s * B + (c % n_chunks) * kSamplesPerChunk;
+    const int64_t end = std::min(begin + kSamplesPerChunk, (s + 1) * B);
     return with_vector_width<T>(a.A, [&](auto width) {
-      return run_chunk<T, Needs, decltype(width)::value>(a, begin, end, partials.data() + c * N);
+      return run_chunk<T, Needs, decltype(width)::value>(a, begin, end, a.order + s * a.order_stride,
+                                                         partials.data() + c * N, row_log_rho_data);
     });
   };
-  const int64_t status = parallel_chunks(B, kSamplesPerChunk, a.num_threads, chunk);
+  const int64_t status = parallel_chunks(S * n_chunks, 1, a.num_threads, chunk);
   if (status != kStatusOk) return status;
 
   const double inv_batch = 1.0 / double(B);
-  for (int64_t i = 0; i < N; ++i) {
+  std::vector<double> shift(S * N);  // self-normalized: max_b log rho of each (problem, agent)
+  for (int64_t column = 0; column < S * N; ++column) {
+    const int64_t s = column / N, i = column % N;
     AgentSums total;
-    for (int64_t c = 0; c < n_chunks; ++c) total.merge(partials[c * N + i]);
-    const double norm = a.ratio == kRatioSelfNormalized ? total.rho : double(B);
-    a.loss[i] = T(-total.loss / norm);
-    a.norm[i] = T(norm);
-    a.mean_weight[i] = T(total.weight * inv_batch);
-    a.entropy[i] = T(total.entropy * inv_batch);
-    a.kl[i] = T(total.kl * inv_batch);
-    a.ess[i] = T(total.ess.ess());
+    for (int64_t c = 0; c < n_chunks; ++c) total.merge(partials[(s * n_chunks + c) * N + i]);
+    // self-normalized: sums of exp(log rho - max), which cannot all underflow (the max term is 1)
+    const double norm = self_normalized ? total.ess.sum1 : double(B);
+    a.loss[column] = T(-(self_normalized ? total.ess.weighted : total.loss) / norm);
+    a.norm[column] = T(norm);
+    a.mean_weight[column] = T(total.weight * inv_batch);
+    a.entropy[column] = T(total.entropy * inv_batch);
+    a.kl[column] = T(total.kl * inv_batch);
+    a.ess[column] = T(total.ess.ess());
+    shift[column] = total.ess.max;
+  }
+  if (row_log_rho_data != nullptr) {  // the rows' c = exp(log rho - max), now that the max is known
+    const int64_t A = a.A;
+    parallel_chunks(S * B * N, chunk_items(A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        const T c = T(exp_(double(row_log_rho_data[row]) - shift[row / (B * N) * N + row % N]));
+        T* grad = a.grad + row * A;
+        for (int64_t j = 0; j < A; ++j) grad[j] *= c;
+      }
+      return kStatusOk;
+    });
   }
   return kStatusOk;
 }
@@ -197,8 +226,7 @@ int64_t run(const SequentialPolicyLossArgs<T>& a) {
 
 template <typename T>
 int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& a) {
-  std::unique_ptr<bool[]> seen(new bool[a.N]);
-  if (!is_permutation(a.order, a.N, seen.get())) return pack_status(0, kOrderNotPermutation);
+  if (!orders_are_permutations(a.order, a.S, a.N, a.order_stride)) return pack_status(0, kOrderNotPermutation);
   if (a.ratio != kRatioNone && a.predecessors == kPredecessorsTarget)
     return run<T, StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/true, /*lookahead=*/true, /*q=*/true>>(a);
   return run<T, StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/true, /*lookahead=*/false, /*q=*/true>>(a);

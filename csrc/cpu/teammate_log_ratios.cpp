@@ -1,5 +1,5 @@
 // CPU backend of teammate_log_ratios (reference.teammate_log_ratios; contract in common/args.h).
-// Parallel over samples: each sample computes d_cur / d_upd for its N agents (the logs of their sums
+// Parallel over the samples of every problem (S * B): each sample computes d_cur / d_upd for its N agents (the logs of their sums
 // taken together, as vectors), then the ordered sums.
 #include <algorithm>
 #include <memory>
@@ -20,8 +20,8 @@ int64_t run(const TeammateLogRatiosArgs<T>& a) {
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, a.eta);
   const T log_rho_max = T(a.log_rho_max);
 
-  const int64_t rows = a.B * N;
-  return parallel_chunks(a.B, chunk_items(N * A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
+  const int64_t samples = a.S * a.B, rows = samples * N;
+  return parallel_chunks(samples, chunk_items(N * A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
     return with_vector_width<T>(A, [&](auto width) {
       constexpr int Bytes = decltype(width)::value;
       int64_t status = kStatusOk;
@@ -45,7 +45,7 @@ int64_t run(const TeammateLogRatiosArgs<T>& a) {
           const int64_t readable = (rows - row) * A;
           const RowMax<T> m = row_max<T, Needs, Bytes>(logits, log_mu, q, avail, A, readable, temps);
           int64_t code = row_error(m, a.actions[row], A, avail);
-          if (code == 0 && !target_mode && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+          if (code == 0 && !target_mode && !is_log_prob(a.updated_log_probs[row])) code = kUpdatedLogProbInvalid;
           row_code[i] = code;
           if (code != 0) {
             status = std::min(status, pack_status(row, code));
@@ -74,7 +74,8 @@ int64_t run(const TeammateLogRatiosArgs<T>& a) {
             d_upd[i] = a.updated_log_probs[row] - log_mu_taken;
           }
         }
-        ordered_log_ratios(d_cur.data(), d_upd.data(), a.order, N, log_rho_max, a.log_rho + b * N);
+        const int64_t* order = a.order + (b / a.B) * a.order_stride;  // this sample's problem's order
+        ordered_log_ratios(d_cur.data(), d_upd.data(), order, N, log_rho_max, a.log_rho + b * N);
       }
       return status;
     });
@@ -85,8 +86,7 @@ int64_t run(const TeammateLogRatiosArgs<T>& a) {
 
 template <typename T>
 int64_t teammate_log_ratios_cpu(const TeammateLogRatiosArgs<T>& a) {
-  std::unique_ptr<bool[]> seen(new bool[a.N]);
-  if (!is_permutation(a.order, a.N, seen.get())) return pack_status(0, kOrderNotPermutation);
+  if (!orders_are_permutations(a.order, a.S, a.N, a.order_stride)) return pack_status(0, kOrderNotPermutation);
   if (a.predecessors == kPredecessorsTarget)
     return run<T, StaticNeeds</*logits=*/true, /*kl=*/false, /*target=*/false, /*lookahead=*/true, /*q=*/true>>(a);
   return run<T, StaticNeeds</*logits=*/true, /*kl=*/false, /*target=*/false, /*lookahead=*/false, /*q=*/false>>(a);

@@ -169,11 +169,13 @@ __device__ inline void group_row_stats(const T* logits, const T* log_mu, const T
 // Block-wide check that order[0..N) is a permutation of 0..N-1 (run by one block of a row kernel, so it
 // costs no launch of its own). Entry m is out of range or repeats an earlier entry: O(N^2 / kBlock)
 // comparisons, nothing for the agent counts of MARL (N <= a few hundred).
-__device__ inline void check_order(const int64_t* order, int64_t N, int64_t* status) {
-  for (int64_t m = threadIdx.x; m < N; m += blockDim.x) {
-    const int64_t agent = order[m];
+// `n_orders` orders of N entries each (one per problem, or one shared).
+__device__ inline void check_orders(const int64_t* order, int64_t n_orders, int64_t N, int64_t* status) {
+  for (int64_t e = threadIdx.x; e < n_orders * N; e += blockDim.x) {
+    const int64_t* row = order + (e / N) * N;
+    const int64_t m = e % N, agent = order[e];
     bool bad = agent < 0 || agent >= N;
-    for (int64_t k = 0; k < m && !bad; ++k) bad = order[k] == agent;
+    for (int64_t k = 0; k < m && !bad; ++k) bad = row[k] == agent;
     if (bad) report(status, 0, kOrderNotPermutation);
   }
 }
@@ -192,14 +194,16 @@ __device__ inline bool order_in_range(const int64_t* order, int64_t N) {
 namespace {
 
 // One thread per sample: the ordered teammate log-ratios of its N agents from the per-row d_cur / d_upd
-// (common/inspo_math.h ordered_log_ratios, the CPU backend's walk). Rows are [B, N]; N is small, so the
-// strided reads (one sample's N values per thread) stay in L1 / L2.
+// (common/inspo_math.h ordered_log_ratios, the CPU backend's walk). Rows are [S, B, N], sample b of
+// problem s walks order + s * order_stride; N is small, so the strided reads (one sample's N values per
+// thread) stay in L1 / L2.
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
-    ordered_log_ratios_kernel(const T* d_cur, const T* d_upd, const int64_t* order, int64_t B, int64_t N,
-                              double log_rho_max, T* log_rho) {
-  const int64_t b = int64_t(blockIdx.x) * kBlock + threadIdx.x;
-  if (b >= B) return;
+    ordered_log_ratios_kernel(const T* d_cur, const T* d_upd, const int64_t* problem_orders, int64_t order_stride,
+                              int64_t S, int64_t B, int64_t N, double log_rho_max, T* log_rho) {
+  const int64_t b = int64_t(blockIdx.x) * kBlock + threadIdx.x;  // flat sample s * B + b
+  if (b >= S * B) return;
+  const int64_t* order = problem_orders + (b / B) * order_stride;
   T* out = log_rho + b * N;
   if (!order_in_range(order, N)) {  // reported by check_order; outputs of an invalid call are unspecified
     for (int64_t i = 0; i < N; ++i) out[i] = quiet_nan<T>();

@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(kBlock) in_sample_weights_kernel(const InSampl
     return;
   }
   const T value = soft_value(m, s, t);
-  const T log_weight = in_sample_log_weight(log_mu[action], q[action], value, t);
+  const T log_weight = in_sample_log_weight(log_mu[action], q[action], m, s, t);
   a.value[row] = value;
   a.log_weight[row] = log_weight;
   a.weight[row] = clipped_weight(log_weight, T(a.log_w_max));
@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kBlock) in_sample_weights_kernel(const InSampl
 }  // namespace cuda
 
 template <typename T>
-int64_t in_sample_weights_cuda_workspace_bytes(int64_t, int64_t, int64_t) {
+int64_t in_sample_weights_cuda_workspace_bytes(int64_t, int64_t, int64_t, int64_t) {
   return 0;
 }
 
@@ -61,7 +61,7 @@ void in_sample_weights_cuda(const InSampleWeightsArgs<T>& args, void* stream, in
 
 template void in_sample_weights_cuda<float>(const InSampleWeightsArgs<float>&, void*, int64_t*);
 template void in_sample_weights_cuda<double>(const InSampleWeightsArgs<double>&, void*, int64_t*);
-template int64_t in_sample_weights_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t);
-template int64_t in_sample_weights_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t);
+template int64_t in_sample_weights_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t);
+template int64_t in_sample_weights_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace inspo

@@ -1,7 +1,8 @@
 // CUDA backend of resample (reference.resample; contract in common/args.h).
 //
 // Two kernels on the stream:
-//   1. cdf: one block per agent i. Pass 1 validates the column log_rho[:, i] and finds its maximum (CUB
+//   1. cdf: one block per column (problem s, agent i). Pass 1 validates the column log_rho[s, :, i] and
+//      its uniforms and finds its maximum (CUB
 //      BlockReduce); pass 2 scans w_b = (double) exp(log_rho[b, i] - max) in tiles of
 //      kScanThreads * kScanItems samples (CUB BlockScan, inclusive, in double, the running total carried
 //      from tile to tile by the prefix callback) into the workspace cdf [N, B] (agent i contiguous), and
@@ -28,12 +29,12 @@ constexpr int kScanItems = 4;  // samples per thread per tile: 1024 samples a ti
 
 // Workspace layout; built on a null base it gives the byte count.
 struct ResampleWorkspace {
-  double* cdf;  // [N, B]
+  double* cdf;  // [S, N, B]
   int64_t bytes;
 
-  ResampleWorkspace(void* base, int64_t B, int64_t N) {
+  ResampleWorkspace(void* base, int64_t S, int64_t B, int64_t N) {
     WorkspaceCarver carver(base);
-    cdf = carver.take<double>(N * B);
+    cdf = carver.take<double>(S * N * B);
     bytes = carver.bytes();
   }
 };
@@ -66,16 +67,23 @@ __global__ void __launch_bounds__(kScanThreads)
   } temp;
   __shared__ T column_max;
 
-  const int64_t B = a.B, N = a.N, i = blockIdx.x;
-  const T* log_rho = a.log_rho + i;  // column i, stride N
-  double* cdf = cdf_all + i * B;
+  const int64_t S = a.S, B = a.B, N = a.N, column = blockIdx.x, s = column / N, i = column % N;
+  const int64_t first = s * B * N + i;  // flat index of (s, 0, i)
+  const T* log_rho = a.log_rho + first;  // column (s, i), stride N
+  double* cdf = cdf_all + column * B;
+  const bool systematic = a.method == kResampleSystematic;
 
-  // Pass 1: validate (NaN / +inf are invalid; -inf is a zero weight) and take the maximum of the rest.
+  // Pass 1: validate (NaN / +inf are invalid; -inf is a zero weight; uniforms in [0, 1)) and take the
+  // maximum of the rest.
   T thread_max = neg_inf<T>();
   for (int64_t b = threadIdx.x; b < B; b += kScanThreads) {
     const T x = log_rho[b * N];
-    if (x != x || x == -neg_inf<T>()) report(status, b * N + i, kLogRhoInvalid);
+    if (x != x || x == -neg_inf<T>()) report(status, first + b * N, kLogRhoInvalid);
     else thread_max = max_(thread_max, x);
+    if (!systematic || b == 0) {
+      const double u = a.uniforms[(systematic ? s * N + i : first) + b * N];
+      if (!(u >= 0.0 && u < 1.0)) report(status, first + b * N, kUniformInvalid);
+    }
   }
   const T block_max = MaxReduce(temp.max).Reduce(thread_max, MaxOp<T>());
   if (threadIdx.x == 0) column_max = block_max;
@@ -83,8 +91,8 @@ __global__ void __launch_bounds__(kScanThreads)
   const T max = column_max;
   if (max == neg_inf<T>()) {  // every weight is zero: nothing to draw from (block-uniform exit)
     if (threadIdx.x == 0) {
-      report(status, B * N + i, kNoPositiveWeight);
-      a.ess[i] = quiet_nan<T>();
+      report(status, S * B * N + column, kNoPositiveWeight);
+      a.ess[column] = quiet_nan<T>();
     }
     return;
   }
@@ -112,18 +120,19 @@ __global__ void __launch_bounds__(kScanThreads)
   __syncthreads();  // makes every thread's cdf stores visible to thread 0
   if (threadIdx.x == 0) {
     const double total = cdf[B - 1];  // the draws' total too: the last cdf entry, as in the reference
-    a.ess[i] = T(total * total / block_sum_squares);
+    a.ess[column] = T(total * total / block_sum_squares);
   }
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kBlock) resample_draw_kernel(const ResampleArgs<T> a, const double* cdf_all) {
-  const int64_t e = int64_t(blockIdx.x) * kBlock + threadIdx.x;  // draw k of agent i at e = k * N + i
-  if (e >= a.B * a.N) return;
-  const int64_t B = a.B, k = e / a.N, i = e % a.N;
-  const double* cdf = cdf_all + i * B;
+  // draw k of agent i of problem s at e = (s * B + k) * N + i
+  const int64_t e = int64_t(blockIdx.x) * kBlock + threadIdx.x;
+  if (e >= a.S * a.B * a.N) return;
+  const int64_t B = a.B, r = e / a.N, s = r / B, k = r % B, i = e % a.N;
+  const double* cdf = cdf_all + (s * a.N + i) * B;
   const double total = cdf[B - 1];
-  const double point = a.method == kResampleSystematic ? (double(k) + a.uniforms[i]) / double(B) * total
+  const double point = a.method == kResampleSystematic ? (double(k) + a.uniforms[s * a.N + i]) / double(B) * total
                                                        : a.uniforms[e] * total;
   int64_t lo = 0, hi = B;  // first b in [lo, hi) with cdf[b] > point; B when there is none
   while (lo < hi) {
@@ -138,25 +147,26 @@ __global__ void __launch_bounds__(kBlock) resample_draw_kernel(const ResampleArg
 }  // namespace cuda
 
 template <typename T>
-int64_t resample_cuda_workspace_bytes(int64_t B, int64_t N, int64_t) {
-  return cuda::ResampleWorkspace(nullptr, B, N).bytes;
+int64_t resample_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t) {
+  return cuda::ResampleWorkspace(nullptr, S, B, N).bytes;
 }
 
 template <typename T>
 void resample_cuda(const ResampleArgs<T>& args, void* stream, int64_t* status_device) {
   using namespace cuda;
-  if (args.B == 0 || args.N == 0) return;
-  const ResampleWorkspace ws(args.workspace, args.B, args.N);
+  if (args.S == 0 || args.B == 0 || args.N == 0) return;
+  const ResampleWorkspace ws(args.workspace, args.S, args.B, args.N);
   require_workspace("resample", args.workspace, args.workspace_bytes, ws.bytes);
-  resample_cdf_kernel<T><<<unsigned(args.N), kScanThreads, 0, as_stream(stream)>>>(args, ws.cdf, status_device);
+  resample_cdf_kernel<T><<<unsigned(args.S * args.N), kScanThreads, 0, as_stream(stream)>>>(args, ws.cdf,
+                                                                                             status_device);
   check_launch("resample");
-  resample_draw_kernel<T><<<blocks_for(args.B * args.N), kBlock, 0, as_stream(stream)>>>(args, ws.cdf);
+  resample_draw_kernel<T><<<blocks_for(args.S * args.B * args.N), kBlock, 0, as_stream(stream)>>>(args, ws.cdf);
   check_launch("resample");
 }
 
 template void resample_cuda<float>(const ResampleArgs<float>&, void*, int64_t*);
 template void resample_cuda<double>(const ResampleArgs<double>&, void*, int64_t*);
-template int64_t resample_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t);
-template int64_t resample_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t);
+template int64_t resample_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t);
+template int64_t resample_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace inspo

@@ -7,10 +7,11 @@
 //   2. samples (ratio != none): one thread per sample walks its agents in `order` (ordered_log_ratios,
 //      as the CPU backend) into log_rho [B, N].
 //   3. partial sums: one thread per (chunk of samples, agent) adds its chunk's samples in order, in
-//      double, into a partial AgentSums (workspace), and stores c w per row for the gradient. Chunks are
+//      double, into a partial AgentSums (workspace). Chunks are
 //      kMinChunk samples or more, at most kMaxChunks of them (a function of B only, never of the GPU).
 //   4. final sums: one warp per agent merges its partials (lane l takes partials l, l + 32, ... in order,
-//      then a fixed xor butterfly) and writes loss, norm, mean weight, entropy, KL and ESS.
+//      then a fixed xor butterfly) and writes loss, norm, mean weight, entropy, KL, ESS and the agent's
+//      shift of c (self-normalized: max_b log rho; else 0).
 //   5. gradient (compute_grad): a group of G lanes per row writes grad = c w (softmax - onehot(a)), the
 //      softmax recomputed from the row's max and 1 / sum exp (coalesced [B, N, A] writes).
 #include "common/backends.h"
@@ -48,6 +49,7 @@ struct AgentSums {
 // Per-row scratch and partial sums; built on a null base it gives the byte count.
 template <typename T>
 struct PolicyLossWorkspace {
+  // Rows [S, B, N]; partials [S, n_chunks, N] (n_chunks per problem); shift [S, N].
   T* log_pi_taken;  // [B, N] log pi(a)
   T* weight;        // [B, N] clipped in-sample weight w
   T* entropy;       // [B, N]
@@ -57,17 +59,18 @@ struct PolicyLossWorkspace {
   T* log_rho;       // [B, N] teammate log-ratios (ratio != none)
   T* max_logit;     // [B, N] max over the available logits
   T* inv_sum_exp;   // [B, N] 1 / sum exp(l - max)
-  T* cw;            // [B, N] c w, the gradient's row scale
+  double* shift;    // [S, N] c = exp(log rho - shift): max_b log rho (self-normalized) or 0
   AgentSums* partials;  // [n_chunks, N]
   int64_t n_chunks;
   int64_t bytes;
 
-  PolicyLossWorkspace(void* base, int64_t B, int64_t N) {
+  PolicyLossWorkspace(void* base, int64_t S, int64_t B, int64_t N) {
     WorkspaceCarver carver(base);
-    T** rows[] = {&log_pi_taken, &weight, &entropy, &kl, &d_cur, &d_upd, &log_rho, &max_logit, &inv_sum_exp, &cw};
-    for (T** p : rows) *p = carver.take<T>(B * N);
+    T** rows[] = {&log_pi_taken, &weight, &entropy, &kl, &d_cur, &d_upd, &log_rho, &max_logit, &inv_sum_exp};
+    for (T** p : rows) *p = carver.take<T>(S * B * N);
+    shift = carver.take<double>(S * N);
     n_chunks = (B + chunk_length(B) - 1) / chunk_length(B);
-    partials = carver.take<AgentSums>(n_chunks * N);
+    partials = carver.take<AgentSums>(S * n_chunks * N);
     bytes = carver.bytes();
   }
 };
@@ -75,9 +78,9 @@ struct PolicyLossWorkspace {
 template <int G, typename T>
 __global__ void __launch_bounds__(kBlock)
     policy_rows_kernel(const SequentialPolicyLossArgs<T> a, const PolicyLossWorkspace<T> ws, int64_t* status) {
-  if (blockIdx.x == 0) check_order(a.order, a.N, status);  // block-uniform branch, no shuffles inside
+  if (blockIdx.x == 0) check_orders(a.order, a.order_stride == 0 ? 1 : a.S, a.N, status);  // block-uniform
   const RowLane<G> rl;
-  const bool active = rl.row < a.B * a.N;
+  const bool active = rl.row < a.S * a.B * a.N;
   const int64_t row = active ? rl.row : 0;
   const bool use_ratio = a.ratio != kRatioNone;
   const bool target_mode = a.predecessors == kPredecessorsTarget;
@@ -95,7 +98,7 @@ __global__ void __launch_bounds__(kBlock)
 
   const int64_t action = a.actions[row];
   int64_t code = row_error(m, action, a.A, avail);
-  if (code == 0 && use_ratio && !target_mode && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+  if (code == 0 && use_ratio && !target_mode && !is_log_prob(a.updated_log_probs[row])) code = kUpdatedLogProbInvalid;
   if (code != 0) {
     report(status, row, code);
     const T nan = quiet_nan<T>();
@@ -106,7 +109,7 @@ __global__ void __launch_bounds__(kBlock)
   const T log_mu_taken = log_mu[action], q_taken = q[action];
   const T log_pi_taken = taken_log_prob(logits[action], m, s);
   ws.log_pi_taken[row] = log_pi_taken;
-  ws.weight[row] = clipped_weight(in_sample_log_weight(log_mu_taken, q_taken, soft_value(m, s, t), t), T(a.log_w_max));
+  ws.weight[row] = clipped_weight(in_sample_log_weight(log_mu_taken, q_taken, m, s, t), T(a.log_w_max));
   ws.entropy[row] = entropy_from_sums(s);
   ws.kl[row] = kl_from_sums(s);
   ws.max_logit[row] = m.logits;
@@ -122,10 +125,11 @@ __global__ void __launch_bounds__(kBlock)
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
     policy_partial_sums_kernel(const SequentialPolicyLossArgs<T> a, const PolicyLossWorkspace<T> ws) {
-  const int64_t N = a.N, tid = int64_t(blockIdx.x) * kBlock + threadIdx.x;  // tid = chunk * N + agent
-  if (tid >= ws.n_chunks * N) return;
-  const int64_t chunk = tid / N, i = tid % N, length = chunk_length(a.B);
-  const int64_t begin = chunk * length, end = min_(a.B, begin + length);
+  // tid = (s * n_chunks + chunk) * N + agent; the chunks of problem s cover its samples only
+  const int64_t N = a.N, tid = int64_t(blockIdx.x) * kBlock + threadIdx.x;
+  if (tid >= a.S * ws.n_chunks * N) return;
+  const int64_t s = tid / N / ws.n_chunks, chunk = tid / N % ws.n_chunks, i = tid % N, length = chunk_length(a.B);
+  const int64_t begin = s * a.B + chunk * length, end = min_((s + 1) * a.B, begin + length);
   const bool use_ratio = a.ratio != kRatioNone;
   AgentSums sums = AgentSums::zero();
   for (int64_t b = begin; b < end; ++b) {
@@ -139,8 +143,7 @@ __global__ void __launch_bounds__(kBlock)
     sums.rho += double(rho);
     sums.entropy += double(ws.entropy[row]);
     sums.kl += double(ws.kl[row]);
-    sums.ess.add(double(log_rho));
-    if (a.compute_grad) ws.cw[row] = cw;
+    sums.ess.add(double(log_rho), double(weight) * double(ws.log_pi_taken[row]));
   }
   ws.partials[tid] = sums;
 }
@@ -156,29 +159,35 @@ __device__ inline void shuffle_merge(AgentSums& s, int offset) {
   o.ess.max = __shfl_xor_sync(kFullMask, s.ess.max, offset);
   o.ess.sum1 = __shfl_xor_sync(kFullMask, s.ess.sum1, offset);
   o.ess.sum2 = __shfl_xor_sync(kFullMask, s.ess.sum2, offset);
+  o.ess.weighted = __shfl_xor_sync(kFullMask, s.ess.weighted, offset);
   s.merge(o);
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
     policy_final_sums_kernel(const SequentialPolicyLossArgs<T> a, const PolicyLossWorkspace<T> ws) {
-  const int64_t i = (int64_t(blockIdx.x) * kBlock + threadIdx.x) / 32;  // one warp per agent
+  // one warp per (problem, agent): column = s * N + i
+  const int64_t column = (int64_t(blockIdx.x) * kBlock + threadIdx.x) / 32;
   const int lane = int(threadIdx.x % 32);
-  const bool active = i < a.N;  // whole warps are active or not: the shuffles below see all 32 lanes
+  const bool active = column < a.S * a.N;  // whole warps are active or not: the shuffles below see all 32 lanes
   if (!active) return;
+  const int64_t s = column / a.N, i = column % a.N;
   AgentSums sums = AgentSums::zero();
-  for (int64_t c = lane; c < ws.n_chunks; c += 32) sums.merge(ws.partials[c * a.N + i]);
+  for (int64_t c = lane; c < ws.n_chunks; c += 32) sums.merge(ws.partials[(s * ws.n_chunks + c) * a.N + i]);
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) shuffle_merge<T>(sums, offset);
   if (lane != 0) return;
-  const double norm = a.ratio == kRatioSelfNormalized ? sums.rho : double(a.B);
+  // self-normalized: sums of exp(log rho - max), which cannot all underflow (the max term is 1)
+  const bool self_normalized = a.ratio == kRatioSelfNormalized;
+  const double norm = self_normalized ? sums.ess.sum1 : double(a.B);
   const double inv_batch = 1.0 / double(a.B);
-  a.loss[i] = T(-sums.loss / norm);
-  a.norm[i] = T(norm);
-  a.mean_weight[i] = T(sums.weight * inv_batch);
-  a.entropy[i] = T(sums.entropy * inv_batch);
-  a.kl[i] = T(sums.kl * inv_batch);
-  a.ess[i] = T(sums.ess.ess());
+  ws.shift[column] = self_normalized ? sums.ess.max : 0.0;
+  a.loss[column] = T(-(self_normalized ? sums.ess.weighted : sums.loss) / norm);
+  a.norm[column] = T(norm);
+  a.mean_weight[column] = T(sums.weight * inv_batch);
+  a.entropy[column] = T(sums.entropy * inv_batch);
+  a.kl[column] = T(sums.kl * inv_batch);
+  a.ess[column] = T(sums.ess.ess());
 }
 
 // grad[b, i, j] = c w (softmax_j - [j == a]) at available j, 0 elsewhere; softmax_j = exp(l_j - max) / S
@@ -187,9 +196,13 @@ template <int G, typename T>
 __global__ void __launch_bounds__(kBlock)
     policy_grad_kernel(const SequentialPolicyLossArgs<T> a, const PolicyLossWorkspace<T> ws) {
   const RowLane<G> rl;
-  if (rl.row >= a.B * a.N) return;  // no shuffles in this kernel
+  if (rl.row >= a.S * a.B * a.N) return;  // no shuffles in this kernel
   const int64_t row = rl.row, A = a.A, action = a.actions[row];
-  const T cw = ws.cw[row], max_logit = ws.max_logit[row], scale = cw * ws.inv_sum_exp[row];
+  const int64_t column = row / (a.B * a.N) * a.N + row % a.N;  // (problem, agent)
+  const T c = a.ratio == kRatioNone ? T(1)
+              : a.ratio == kRatioSelfNormalized ? T(exp_(double(ws.log_rho[row]) - ws.shift[column]))
+                                                : exp_(ws.log_rho[row]);  // the bits the partial sums used
+  const T cw = c * ws.weight[row], max_logit = ws.max_logit[row], scale = cw * ws.inv_sum_exp[row];
   const T* logits = a.logits + row * A;
   const bool* avail = a.avail + row * A;
   T* grad = a.grad + row * A;
@@ -203,16 +216,16 @@ __global__ void __launch_bounds__(kBlock)
 }  // namespace cuda
 
 template <typename T>
-int64_t sequential_policy_loss_cuda_workspace_bytes(int64_t B, int64_t N, int64_t) {
-  return cuda::PolicyLossWorkspace<T>(nullptr, B, N).bytes;
+int64_t sequential_policy_loss_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t) {
+  return cuda::PolicyLossWorkspace<T>(nullptr, S, B, N).bytes;
 }
 
 template <typename T>
 void sequential_policy_loss_cuda(const SequentialPolicyLossArgs<T>& args, void* stream, int64_t* status_device) {
   using namespace cuda;
-  const int64_t rows = args.B * args.N;
+  const int64_t rows = args.S * args.B * args.N;
   if (rows == 0) return;
-  const PolicyLossWorkspace<T> ws(args.workspace, args.B, args.N);
+  const PolicyLossWorkspace<T> ws(args.workspace, args.S, args.B, args.N);
   require_workspace("sequential_policy_loss", args.workspace, args.workspace_bytes, ws.bytes);
   const cudaStream_t s = as_stream(stream);
 
@@ -222,13 +235,13 @@ void sequential_policy_loss_cuda(const SequentialPolicyLossArgs<T>& args, void* 
   });
   check_launch("sequential_policy_loss");
   if (args.ratio != kRatioNone) {
-    ordered_log_ratios_kernel<T><<<blocks_for(args.B), kBlock, 0, s>>>(ws.d_cur, ws.d_upd, args.order, args.B,
-                                                                      args.N, args.log_rho_max, ws.log_rho);
+    ordered_log_ratios_kernel<T><<<blocks_for(args.S * args.B), kBlock, 0, s>>>(
+        ws.d_cur, ws.d_upd, args.order, args.order_stride, args.S, args.B, args.N, args.log_rho_max, ws.log_rho);
     check_launch("sequential_policy_loss");
   }
-  policy_partial_sums_kernel<T><<<blocks_for(ws.n_chunks * args.N), kBlock, 0, s>>>(args, ws);
+  policy_partial_sums_kernel<T><<<blocks_for(args.S * ws.n_chunks * args.N), kBlock, 0, s>>>(args, ws);
   check_launch("sequential_policy_loss");
-  policy_final_sums_kernel<T><<<blocks_for(args.N * 32), kBlock, 0, s>>>(args, ws);
+  policy_final_sums_kernel<T><<<blocks_for(args.S * args.N * 32), kBlock, 0, s>>>(args, ws);
   check_launch("sequential_policy_loss");
   if (args.compute_grad) {
     dispatch_group_size(args.A, [&](auto group) {
@@ -241,7 +254,7 @@ void sequential_policy_loss_cuda(const SequentialPolicyLossArgs<T>& args, void* 
 
 template void sequential_policy_loss_cuda<float>(const SequentialPolicyLossArgs<float>&, void*, int64_t*);
 template void sequential_policy_loss_cuda<double>(const SequentialPolicyLossArgs<double>&, void*, int64_t*);
-template int64_t sequential_policy_loss_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t);
-template int64_t sequential_policy_loss_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t);
+template int64_t sequential_policy_loss_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t);
+template int64_t sequential_policy_loss_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace inspo

@@ -94,8 +94,8 @@ __global__ void __launch_bounds__(kBlock)
 }  // namespace cuda
 
 template <typename T>
-int64_t soft_bellman_target_cuda_workspace_bytes(int64_t B, int64_t N, int64_t) {
-  return cuda::SoftBellmanWorkspace<T>(nullptr, B, N).bytes;
+int64_t soft_bellman_target_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t) {
+  return cuda::SoftBellmanWorkspace<T>(nullptr, S * B, N).bytes;  // per-sample math: args.B is S * B
 }
 
 template <typename T>
@@ -120,7 +120,7 @@ void soft_bellman_target_cuda(const SoftBellmanTargetArgs<T>& args, void* stream
 
 template void soft_bellman_target_cuda<float>(const SoftBellmanTargetArgs<float>&, void*, int64_t*);
 template void soft_bellman_target_cuda<double>(const SoftBellmanTargetArgs<double>&, void*, int64_t*);
-template int64_t soft_bellman_target_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t);
-template int64_t soft_bellman_target_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t);
+template int64_t soft_bellman_target_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t);
+template int64_t soft_bellman_target_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace inspo

@@ -33,9 +33,9 @@ struct TeammateWorkspace {
 template <int G, typename T>
 __global__ void __launch_bounds__(kBlock)
     teammate_rows_kernel(const TeammateLogRatiosArgs<T> a, T* d_cur, T* d_upd, int64_t* status) {
-  if (blockIdx.x == 0) check_order(a.order, a.N, status);  // block-uniform branch, no shuffles inside
+  if (blockIdx.x == 0) check_orders(a.order, a.order_stride == 0 ? 1 : a.S, a.N, status);  // block-uniform
   const RowLane<G> rl;
-  const bool active = rl.row < a.B * a.N;
+  const bool active = rl.row < a.S * a.B * a.N;
   const int64_t row = active ? rl.row : 0;
   const bool target_mode = a.predecessors == kPredecessorsTarget;
   const T* logits = a.logits + row * a.A;
@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kBlock)
 
   const int64_t action = a.actions[row];
   int64_t code = row_error(m, action, a.A, avail);
-  if (code == 0 && !target_mode && !is_finite(a.updated_log_probs[row])) code = kUpdatedLogProbNonFinite;
+  if (code == 0 && !target_mode && !is_log_prob(a.updated_log_probs[row])) code = kUpdatedLogProbInvalid;
   if (code != 0) {
     report(status, row, code);
     d_cur[row] = d_upd[row] = quiet_nan<T>();
@@ -68,16 +68,16 @@ __global__ void __launch_bounds__(kBlock)
 }  // namespace cuda
 
 template <typename T>
-int64_t teammate_log_ratios_cuda_workspace_bytes(int64_t B, int64_t N, int64_t) {
-  return cuda::TeammateWorkspace<T>(nullptr, B, N).bytes;
+int64_t teammate_log_ratios_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t) {
+  return cuda::TeammateWorkspace<T>(nullptr, S * B, N).bytes;
 }
 
 template <typename T>
 void teammate_log_ratios_cuda(const TeammateLogRatiosArgs<T>& args, void* stream, int64_t* status_device) {
   using namespace cuda;
-  const int64_t rows = args.B * args.N;
+  const int64_t rows = args.S * args.B * args.N;
   if (rows == 0) return;
-  const TeammateWorkspace<T> ws(args.workspace, args.B, args.N);
+  const TeammateWorkspace<T> ws(args.workspace, args.S * args.B, args.N);
   require_workspace("teammate_log_ratios", args.workspace, args.workspace_bytes, ws.bytes);
   dispatch_group_size(args.A, [&](auto group) {
     constexpr int G = decltype(group)::value;
@@ -85,14 +85,14 @@ void teammate_log_ratios_cuda(const TeammateLogRatiosArgs<T>& args, void* stream
         <<<blocks_for(rows * G), kBlock, 0, as_stream(stream)>>>(args, ws.d_cur, ws.d_upd, status_device);
   });
   check_launch("teammate_log_ratios");
-  ordered_log_ratios_kernel<T><<<blocks_for(args.B), kBlock, 0, as_stream(stream)>>>(
-      ws.d_cur, ws.d_upd, args.order, args.B, args.N, args.log_rho_max, args.log_rho);
+  ordered_log_ratios_kernel<T><<<blocks_for(args.S * args.B), kBlock, 0, as_stream(stream)>>>(
+      ws.d_cur, ws.d_upd, args.order, args.order_stride, args.S, args.B, args.N, args.log_rho_max, args.log_rho);
   check_launch("teammate_log_ratios");
 }
 
 template void teammate_log_ratios_cuda<float>(const TeammateLogRatiosArgs<float>&, void*, int64_t*);
 template void teammate_log_ratios_cuda<double>(const TeammateLogRatiosArgs<double>&, void*, int64_t*);
-template int64_t teammate_log_ratios_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t);
-template int64_t teammate_log_ratios_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t);
+template int64_t teammate_log_ratios_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t);
+template int64_t teammate_log_ratios_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace inspo

@@ -29,6 +29,14 @@ else:
 COMPILED = _C is not None
 
 
+def problem_shape(t: Tensor, inner: int) -> tuple[int, int, int, int]:
+    """(S, B, N, A) of a [B, N, A] / [B, N] tensor (inner = 3 / 2; A = 1), or of one with a leading S."""
+    dims = tuple(t.shape)
+    problems = dims[0] if len(dims) > inner else 1
+    core = dims[len(dims) - inner:]
+    return (problems, core[0], core[1], core[2] if inner == 3 else 1)
+
+
 def has_kernels(device: torch.device) -> bool:
     """True when the custom ops serve tensors on `device`: CPU and (CUDA builds) CUDA tensors run the
     compiled kernels; meta tensors only need the ops' fake (shape) functions."""
@@ -55,18 +63,19 @@ def warn_fallback(device_type: str) -> None:
 
 
 def launch(op: str, tensors: dict[str, Any], scalars: dict[str, Any], names: RowNames,
-           shape: tuple[int, int, int]) -> None:
+           shape: tuple[int, int, int, int]) -> None:
     """Run kernel `op` of `_C` on `tensors` (inputs and preallocated outputs, keyword names of the binding)
-    and raise the ValueError of the first invalid input. `shape` = (B, N, A) sizes the CUDA workspace."""
+    and raise the ValueError of the first invalid input. `shape` = (S, B, N, A) (S problems of B samples;
+    S = 1 without a problem dimension) sizes the CUDA workspace."""
     first = next(t for t in tensors.values() if isinstance(t, Tensor) and t.is_floating_point())  # a T tensor
     fn: Callable = getattr(_C, op)
     if first.device.type == "cpu":
         status = fn(**tensors, **scalars, num_threads=torch.get_num_threads())
     else:
-        batch, agents, actions = shape
+        problems, batch, agents, actions = shape
         with torch.cuda.device(first.device):
             status_tensor = torch.full((1,), STATUS_OK, dtype=torch.int64, device=first.device)
-            nbytes = _C.cuda_workspace_bytes(op, batch, agents, actions, first.dtype == torch.float64)
+            nbytes = _C.cuda_workspace_bytes(op, problems, batch, agents, actions, first.dtype == torch.float64)
             workspace = torch.empty(nbytes, dtype=torch.uint8, device=first.device) if nbytes > 0 else None
             stream = torch.cuda.current_stream(first.device).cuda_stream
             fn(**tensors, **scalars, stream=stream, status=status_tensor, workspace=workspace)

@@ -12,6 +12,7 @@ rows_status, order_status, first_status below), so both paths raise the same err
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -31,9 +32,10 @@ ACTION_UNAVAILABLE = 7
 LOGITS_NON_FINITE = 8
 LOG_MU_NON_FINITE = 9
 Q_NON_FINITE = 10
-UPDATED_LOG_PROB_NON_FINITE = 11
+UPDATED_LOG_PROB_INVALID = 11
 LOG_RHO_INVALID = 12
 NO_POSITIVE_WEIGHT = 13
+UNIFORM_INVALID = 14
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -44,38 +46,61 @@ def _shape_str(shape: Sequence[int]) -> str:
 
 
 class TensorChecker:
-    """Checks the tensors of one call against a reference device and float dtype (the first float tensor)."""
+    """Checks the tensors of one call against a reference device and float dtype (the first float tensor).
+
+    The first tensor fixes whether the call has a leading problem dimension S (it has `ndim` dims, or
+    `ndim + 1` with S first): `lead` is () or (S,), `inner` its other dims. The shapes given to float()
+    and exact() are without S; the checker prepends `lead`."""
 
     def __init__(self, first_name: str, first: Tensor, ndim: int, dims: str):
         _check_is_tensor(first_name, first)
         if first.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{first_name} must be float32 or float64, got {first.dtype}")
-        if first.dim() != ndim:
-            raise ValueError(f"{first_name} must be {ndim}-D {dims}, got shape {_shape_str(first.shape)}")
+        if first.dim() not in (ndim, ndim + 1):
+            raise ValueError(f"{first_name} must be {ndim}-D {dims} (or {ndim + 1}-D {_batched(dims)}: S problems), "
+                             f"got shape {_shape_str(first.shape)}")
         if any(s == 0 for s in first.shape):
             raise ValueError(f"{first_name} must be non-empty {dims}, got shape {_shape_str(first.shape)}")
         _check_contiguous(first_name, first)
         self.first_name = first_name
         self.device = first.device
         self.dtype = first.dtype
+        self.lead: tuple[int, ...] = tuple(first.shape[:first.dim() - ndim])
+        self.inner: tuple[int, ...] = tuple(first.shape[first.dim() - ndim:])
+        self.problems = self.lead[0] if self.lead else 1
 
     def float(self, name: str, t: Tensor, shape: Sequence[int], dims: str) -> None:
-        self._check(name, t, self.dtype, shape, dims)
+        """A float tensor of the first tensor's dtype."""
+        self._check(name, t, self.dtype, shape, dims, same_dtype=True)
 
     def exact(self, name: str, t: Tensor, dtype: torch.dtype, shape: Sequence[int], dims: str) -> None:
         self._check(name, t, dtype, shape, dims)
 
-    def _check(self, name: str, t: Tensor, dtype: torch.dtype, shape: Sequence[int], dims: str) -> None:
+    def order(self, order: Tensor, agents: int) -> None:
+        """order: int64 [N], or [S, N] (one permutation per problem) when the call has S problems."""
+        if self.lead and isinstance(order, Tensor) and order.dim() == 2:
+            self._check("order", order, torch.int64, (agents,), "[N]")
+        else:
+            self._check("order", order, torch.int64, (agents,), "[N]", batched=False)
+
+    def _check(self, name: str, t: Tensor, dtype: torch.dtype, shape: Sequence[int], dims: str,
+               batched: bool = True, same_dtype: bool = False) -> None:
         _check_is_tensor(name, t)
         if t.dtype != dtype:
-            what = f"the dtype of {self.first_name} ({dtype})" if dtype == self.dtype else f"dtype {dtype}"
+            what = f"the dtype of {self.first_name} ({dtype})" if same_dtype else f"dtype {dtype}"
             raise TypeError(f"{name} must have {what}, got {t.dtype}")
+        if batched and self.lead:
+            shape, dims = self.lead + tuple(shape), _batched(dims)
         if tuple(t.shape) != tuple(shape):
             raise ValueError(f"{name} must have shape {dims} = {_shape_str(shape)}, got {_shape_str(t.shape)}")
         if t.device != self.device:
             raise ValueError(f"{name} is on {t.device} but {self.first_name} is on {self.device}: "
                              "every tensor of the call must be on one device")
         _check_contiguous(name, t)
+
+
+def _batched(dims: str) -> str:
+    return "[S, " + dims[1:]
 
 
 def _check_is_tensor(name: str, t: object) -> None:
@@ -89,22 +114,50 @@ def _check_contiguous(name: str, t: Tensor) -> None:
 
 
 # ---- hyperparameters and modes -----------------------------------------------------------------------
-def check_temperatures(alpha: float, beta: float) -> None:
+# Each check returns the value as a Python float (what the custom ops take): any real scalar is accepted
+# (int, float, NumPy scalars, 0-d real tensors), bool is not.
+def _real(value: object) -> Optional[float]:
+    """`value` as a float, or None when it is not a real scalar."""
+    if type(value) is float or type(value) is int:  # the common case first (and what torch.compile sees)
+        return float(value)
+    if isinstance(value, bool) or (hasattr(value, "dtype") and str(value.dtype) == "bool"):
+        return None
+    if isinstance(value, numbers.Real):  # NumPy scalars register as numbers.Real
+        return float(value)
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_complex() and value.dtype != torch.bool:
+        return float(value.item())
+    return None
+
+
+def check_temperatures(alpha: float, beta: float) -> tuple[float, float]:
+    values = []
     for name, value in (("alpha", alpha), ("beta", beta)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        x = _real(value)
+        if x is None or not math.isfinite(x) or x < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if alpha + beta <= 0:
+        values.append(x)
+    alpha_f, beta_f = values
+    tau = alpha_f + beta_f
+    if not tau > 0:
         raise ValueError(f"alpha + beta must be > 0 (tau = alpha + beta is a temperature), got {alpha} + {beta}")
+    if not (math.isfinite(tau) and math.isfinite(1.0 / tau)):
+        raise ValueError(f"alpha + beta must be finite with a finite 1 / (alpha + beta) (tau = alpha + beta), "
+                         f"got {alpha} + {beta}")
+    return alpha_f, beta_f
 
 
-def check_unit_interval(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+def check_unit_interval(name: str, value: float) -> float:
+    x = _real(value)
+    if x is None or not 0.0 <= x <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return x
 
 
-def check_clip(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-        raise ValueError(f"{name} must be a number (inf disables the clip), got {value!r}")
+def check_clip(name: str, value: float) -> float:
+    x = _real(value)
+    if x is None or math.isnan(x) or x == -math.inf:
+        raise ValueError(f"{name} must be a number > -inf (inf disables the clip), got {value!r}")
+    return x
 
 
 def check_mode(name: str, value: str, allowed: Sequence[str]) -> int:
@@ -130,55 +183,85 @@ def _item(t: Tensor, index: tuple) -> object:
     return t[index].item()
 
 
+def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
+    index = []
+    for size in reversed(tuple(shape)):
+        flat, rest = divmod(flat, int(size))
+        index.append(rest)
+    return tuple(reversed(index))
+
+
+def _at(index: Sequence[object]) -> str:
+    return ", ".join(str(i) for i in index)
+
+
 def decode_status(status: int, names: RowNames, tensors: dict[str, Optional[Tensor]]) -> Optional[ValueError]:
     """The ValueError of a packed kernel status (None when it is STATUS_OK).
 
-    `tensors` maps argument names to the call's tensors (read here, on the error path only)."""
+    `tensors` maps argument names to the call's tensors (read here, on the error path only). Indices are
+    named in the argument's own shape: [b, i], or [s, b, i] with a leading problem dimension."""
     if status == STATUS_OK:
         return None
     code = status & ((1 << CODE_BITS) - 1)
     index = status >> CODE_BITS
-    n = _agents(names, tensors)
-    b, i = divmod(index, n)
+    rows = _rows(names, tensors)  # a [..., B, N] tensor of the call: flat row index -> (..., b, i)
+    n = rows.shape[-1]
+    row = _unravel(index, rows.shape)
+    sample = row[:-1]
     if code == ORDER_NOT_PERMUTATION:
         order = tensors["order"]
+        if order.dim() == 2:
+            s = next(s for s in range(order.shape[0]) if not _is_permutation(order[s]))
+            return ValueError(f"order[{s}] must be a permutation of 0..{n - 1}, got {order[s].tolist()}")
         return ValueError(f"order must be a permutation of 0..{n - 1}, got {order.tolist()}")
     if code == DONE_NOT_BINARY:
-        return ValueError(f"done[{b}] = {_item(tensors['done'], (b,))} must be 0 or 1")
+        return ValueError(f"done[{_at(sample)}] = {_item(tensors['done'], sample)} must be 0 or 1")
     if code == REWARD_NON_FINITE:
-        return ValueError(f"reward[{b}] = {_item(tensors['reward'], (b,))} is not finite")
+        return ValueError(f"reward[{_at(sample)}] = {_item(tensors['reward'], sample)} is not finite")
     if code == Q_NEXT_NON_FINITE:
-        return ValueError(f"q_next[{b}] = {_item(tensors['q_next'], (b,))} is not finite (done[{b}] is 0)")
+        return ValueError(f"q_next[{_at(sample)}] = {_item(tensors['q_next'], sample)} is not finite "
+                          f"(done[{_at(sample)}] is 0)")
     if code == NO_AVAILABLE_ACTION:
-        return ValueError(f"{names.avail}[{b}, {i}] has no available action")
+        return ValueError(f"{names.avail}[{_at(row)}] has no available action")
     if code == ACTION_OUT_OF_RANGE:
-        a = tensors[names.actions]
         n_actions = tensors[names.avail].shape[-1]
-        return ValueError(f"{names.actions}[{b}, {i}] = {_item(a, (b, i))} is out of range [0, {n_actions})")
+        return ValueError(f"{names.actions}[{_at(row)}] = {_item(tensors[names.actions], row)} is out of range "
+                          f"[0, {n_actions})")
     if code == ACTION_UNAVAILABLE:
-        action = _item(tensors[names.actions], (b, i))
-        return ValueError(f"{names.actions}[{b}, {i}] = {action} is not available "
-                          f"({names.avail}[{b}, {i}, {action}] is False)")
+        action = _item(tensors[names.actions], row)
+        return ValueError(f"{names.actions}[{_at(row)}] = {action} is not available "
+                          f"({names.avail}[{_at(row)}, {action}] is False)")
     if code in (LOGITS_NON_FINITE, LOG_MU_NON_FINITE, Q_NON_FINITE):
         name = {LOGITS_NON_FINITE: names.logits, LOG_MU_NON_FINITE: names.log_mu, Q_NON_FINITE: names.q}[code]
-        return ValueError(f"{name}[{b}, {i}] has a non-finite value at an available action")
-    if code == UPDATED_LOG_PROB_NON_FINITE:
-        value = _item(tensors["updated_log_probs"], (b, i))
-        return ValueError(f"updated_log_probs[{b}, {i}] = {value} is not finite")
+        return ValueError(f"{name}[{_at(row)}] has a non-finite value at an available action")
+    if code == UPDATED_LOG_PROB_INVALID:
+        value = _item(tensors["updated_log_probs"], row)
+        return ValueError(f"updated_log_probs[{_at(row)}] = {value} is not a log-probability (finite and <= 0)")
     if code == LOG_RHO_INVALID:
-        return ValueError(f"log_rho[{b}, {i}] = {_item(tensors['log_rho'], (b, i))} must be finite or -inf")
+        return ValueError(f"log_rho[{_at(row)}] = {_item(tensors['log_rho'], row)} must be finite or -inf")
     if code == NO_POSITIVE_WEIGHT:
-        agent = index - tensors["log_rho"].numel()
-        return ValueError(f"log_rho[:, {agent}] has no positive weight (every entry is -inf)")
+        log_rho = tensors["log_rho"]
+        column = _unravel(index - log_rho.numel(), tuple(log_rho.shape[:-2]) + (n,))
+        return ValueError(f"log_rho[{_at(column[:-1] + (':',) + column[-1:])}] has no positive weight "
+                          "(every entry is -inf)")
+    if code == UNIFORM_INVALID:
+        uniforms = tensors["uniforms"]
+        draw = row[:-2] + (row[-2] if uniforms.shape[-2] > 1 else 0, row[-1])
+        return ValueError(f"uniforms[{_at(draw)}] = {_item(uniforms, draw)} must be in [0, 1)")
     return ValueError(f"invalid input (kernel status {status}: code {code}, index {index})")
 
 
-def _agents(names: RowNames, tensors: dict[str, Optional[Tensor]]) -> int:
+def _rows(names: RowNames, tensors: dict[str, Optional[Tensor]]) -> Tensor:
     for key in (names.actions, "log_rho"):
         t = tensors.get(key)
         if t is not None:
-            return t.shape[1]
+            return t
     raise KeyError("no [B, N] tensor to decode the status with")
+
+
+def _is_permutation(order: Tensor) -> bool:
+    n = order.numel()
+    return bool(((order >= 0) & (order < n)).all()) and torch.unique(order).numel() == n
 
 
 def raise_for_status(status: int, names: RowNames, tensors: dict[str, Optional[Tensor]]) -> None:
@@ -220,8 +303,8 @@ def rows_status(codes: Tensor) -> int:
 
 
 def order_status(order: Tensor) -> int:
-    n = order.numel()
-    valid = bool(((order >= 0) & (order < n)).all()) and torch.unique(order).numel() == n
+    """order [N] or [S, N]: every row a permutation."""
+    valid = all(_is_permutation(row) for row in order.reshape(-1, order.shape[-1]))
     return STATUS_OK if valid else ORDER_NOT_PERMUTATION  # index 0
 
 

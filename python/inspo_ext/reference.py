@@ -6,7 +6,9 @@ It favours plain, obviously-correct tensor code over speed. Autograd flows throu
 fused ops reproduce exactly the gradients autograd finds here.
 
 Shapes: B samples, N agents, A actions (padded to the largest action set; `avail` masks the padding
-and the unavailable actions). Values at unavailable actions are never read: they may be anything,
+and the unavailable actions). Every batch tensor may carry a leading problem dimension S ([S, B, N, A],
+[S, B, N], [S, B]) for S independent problems, with `order` [N] (shared) or [S, N]; every reduction over
+the batch is then per problem (dim -2 of a [..., B, N] tensor) and the outputs gain the leading S. Values at unavailable actions are never read: they may be anything,
 including -inf or NaN. Temperatures: tau = alpha + beta, kappa = alpha / tau.
 """
 from __future__ import annotations
@@ -54,11 +56,11 @@ class InSampleWeights(NamedTuple):
 
 
 class Resampled(NamedTuple):
-    indices: Tensor  # [B, N] int64: agent i's resampled batch is rows indices[:, i]
-    ess: Tensor  # [N] effective sample size (sum rho)^2 / sum rho^2
+    indices: Tensor  # [B, N] int64: agent i's resampled batch is rows indices[:, i] ([S, B, N]: of its problem)
+    ess: Tensor  # [N] effective sample size (sum rho)^2 / sum rho^2 ([S, N])
 
 
-class PolicyLoss(NamedTuple):
+class PolicyLoss(NamedTuple):  # each [N], or [S, N] with a leading problem dimension
     loss: Tensor  # [N] per-agent policy loss (differentiable w.r.t. the logits)
     mean_weight: Tensor  # [N] mean_b w
     ess: Tensor  # [N] effective sample size of the teammate ratios (B when ratio="none")
@@ -151,23 +153,28 @@ def in_sample_weights(
     log_w_max: float,
 ) -> InSampleWeights:
     """The in-sample weighted advantage of spec section 4:
-    V = tau logsumexp_avail(kappa log mu + Q/tau),  log w = -(beta/tau) log mu(a) + (Q(a) - V)/tau."""
+    V = tau logsumexp_avail(kappa log mu + Q/tau),  log w = -(beta/tau) log mu(a) + (Q(a) - V)/tau.
+
+    log w is computed as the equal log pi*(a) - log mu(a) (pi* = softmax_avail(z), z = kappa log mu + Q/tau;
+    beta/tau + kappa = 1): a log-softmax, exact where it must be (one available action: -log mu(a)), where
+    Q(a) - V cancels catastrophically once |Q|/tau >~ 1e13."""
     tau, _ = _temperatures(alpha, beta)
     z = torch.where(avail, closed_form_logits(q_local, log_mu, alpha, beta), torch.full_like(q_local, -math.inf))
     value = tau * torch.logsumexp(z, dim=-1)
-    log_weight = -(beta / tau) * _taken(log_mu, actions) + (_taken(q_local, actions) - value) / tau
+    log_weight = _taken(torch.log_softmax(z, dim=-1), actions) - _taken(log_mu, actions)
     weight = log_weight.clamp(max=log_w_max).exp()
     return InSampleWeights(weight, log_weight, value)
 
 
 def _ordered_log_ratios(d_current: Tensor, d_updated: Tensor, order: Tensor) -> Tensor:
-    """log rho_i = sum of d_updated over agents before i in `order` + d_current over agents after i."""
-    n = order.numel()
-    position = torch.empty_like(order)
-    position[order] = torch.arange(n, device=order.device)
-    before = position.unsqueeze(0) < position.unsqueeze(1)  # before[i, l]: l precedes i
-    after = position.unsqueeze(0) > position.unsqueeze(1)
-    return d_updated @ before.to(d_updated.dtype).T + d_current @ after.to(d_current.dtype).T
+    """log rho_i = sum of d_updated over agents before i in `order` + d_current over agents after i.
+
+    d_*: [..., B, N]; order: [N] or [S, N] (a permutation per problem)."""
+    position = torch.argsort(order, dim=-1)  # position[..., i]: where agent i comes in the order
+    before = position.unsqueeze(-2) < position.unsqueeze(-1)  # before[..., i, l]: l precedes i
+    after = position.unsqueeze(-2) > position.unsqueeze(-1)
+    return (d_updated @ before.to(d_updated.dtype).transpose(-1, -2)
+            + d_current @ after.to(d_current.dtype).transpose(-1, -2))
 
 
 def teammate_log_ratios(
@@ -207,22 +214,23 @@ def teammate_log_ratios(
 
 
 def effective_sample_size(log_rho: Tensor) -> Tensor:
-    """(sum rho)^2 / sum rho^2 over the batch, per agent, computed stably in log space."""
-    shifted = log_rho - log_rho.max(dim=0, keepdim=True).values
-    return torch.exp(2 * torch.logsumexp(shifted, 0) - torch.logsumexp(2 * shifted, 0))
+    """(sum rho)^2 / sum rho^2 over the batch (dim -2 of [..., B, N]), per agent, computed stably in log space."""
+    shifted = log_rho - log_rho.max(dim=-2, keepdim=True).values
+    return torch.exp(2 * torch.logsumexp(shifted, -2) - torch.logsumexp(2 * shifted, -2))
 
 
 def resample(log_rho: Tensor, uniforms: Tensor, method: str) -> Resampled:
     """Draw B indices per agent with probability rho_i(b) / sum_b rho_i(b).
 
     `uniforms` in [0, 1): [B, N] for "multinomial" (one draw each), [1, N] for "systematic"
-    (draw k of agent i at (k + u_i) / B). Index of a draw at cumulative mass v: the first b with
-    cdf(b) > v, so a sample of zero weight is never drawn.
+    (draw k of agent i at (k + u_i) / B), with S first for [S, B, N] log_rho (each problem draws from its
+    own B rows). Index of a draw at cumulative mass v: the first b with cdf(b) > v, so a sample of zero
+    weight is never drawn.
     """
-    batch = log_rho.shape[0]
-    weights = torch.exp(log_rho - log_rho.max(dim=0, keepdim=True).values).double()
-    cdf = torch.cumsum(weights, dim=0)  # [B, N]
-    total = cdf[-1:]
+    batch = log_rho.shape[-2]
+    weights = torch.exp(log_rho - log_rho.max(dim=-2, keepdim=True).values).double()
+    cdf = torch.cumsum(weights, dim=-2)  # [..., B, N]
+    total = cdf[..., -1:, :]
     if method == "multinomial":
         points = uniforms.double() * total
     elif method == "systematic":
@@ -230,7 +238,8 @@ def resample(log_rho: Tensor, uniforms: Tensor, method: str) -> Resampled:
         points = (steps + uniforms.double()) / batch * total
     else:
         raise ValueError(f"method must be one of {RESAMPLE_METHODS}, got {method!r}")
-    indices = torch.searchsorted(cdf.T.contiguous(), points.T.contiguous(), right=True).T
+    indices = torch.searchsorted(cdf.transpose(-1, -2).contiguous(), points.transpose(-1, -2).contiguous(),
+                                 right=True).transpose(-1, -2)
     return Resampled(indices.clamp(max=batch - 1).contiguous(), effective_sample_size(log_rho))
 
 
@@ -256,11 +265,13 @@ def sequential_policy_loss(
       "importance":      c = rho_i (teammate ratio),   norm = B
       "self_normalized": c = rho_i,                    norm = sum_b rho_i(b)
       "none":            c = 1,                        norm = B   (the batch is already resampled)
-    rho and w carry no gradient; the loss is differentiable w.r.t. `logits` only.
+    "self_normalized" shifts c and norm by max_b log rho_i (the ratio cancels it), so a column whose every
+    rho underflows still gives its weighted mean. rho and w carry no gradient; the loss is differentiable
+    w.r.t. `logits` only.
     """
     if ratio not in RATIO_MODES:
         raise ValueError(f"ratio must be one of {RATIO_MODES}, got {ratio!r}")
-    batch = logits.shape[0]
+    batch = logits.shape[-3]
     log_pi = masked_log_softmax(logits, avail)
     with torch.no_grad():
         weights = in_sample_weights(q_local, log_mu, avail, actions, alpha, beta, log_w_max).weight
@@ -271,9 +282,13 @@ def sequential_policy_loss(
                 logits, log_mu, avail, actions, order, predecessors, q_local,
                 updated_log_probs, alpha, beta, eta, log_rho_max,
             )
-        rho = log_rho.exp()
-        norm = rho.sum(0) if ratio == "self_normalized" else torch.full_like(rho[0], float(batch))
+        if ratio == "self_normalized":
+            rho = (log_rho - log_rho.max(dim=-2, keepdim=True).values).exp()
+            norm = rho.sum(-2)
+        else:
+            rho = log_rho.exp()
+            norm = torch.full_like(rho[..., 0, :], float(batch))
         ess = effective_sample_size(log_rho)
         kl, entropy = _kl_entropy(log_pi, log_mu, avail)
-    loss = -(rho * weights * _taken(log_pi, actions)).sum(0) / norm
-    return PolicyLoss(loss, weights.mean(0), ess, entropy.mean(0), kl.mean(0))
+    loss = -(rho * weights * _taken(log_pi, actions)).sum(-2) / norm
+    return PolicyLoss(loss, weights.mean(-2), ess, entropy.mean(-2), kl.mean(-2))

@@ -1,7 +1,7 @@
 """resample: importance resampling of each agent's batch by its teammate ratios (spec section 4).
 
-The uniform draws come from torch.rand (float64) with the caller's generator, so seeding is torch-native;
-the kernel turns them into indices exactly as reference.resample does (cdf in float64, first b with
+The uniform draws are the caller's `uniforms`, or come from torch.rand (float64) with the caller's
+generator, so seeding is torch-native; the kernel turns them into indices exactly as reference.resample does (cdf in float64, first b with
 cdf[b] > draw). Forward-only (indices are integers; ess is a diagnostic): inputs are detached.
 """
 from __future__ import annotations
@@ -20,46 +20,60 @@ _NAMES = v.RowNames()
 
 @torch.library.custom_op("inspo_ext::resample", mutates_args=())
 def resample_op(log_rho: Tensor, uniforms: Tensor, method: int) -> tuple[Tensor, Tensor]:
-    batch, agents = log_rho.shape
-    indices = torch.empty((batch, agents), dtype=torch.int64, device=log_rho.device)
-    ess = log_rho.new_empty((agents,))
+    indices = torch.empty(log_rho.shape, dtype=torch.int64, device=log_rho.device)
+    ess = log_rho.new_empty(log_rho.shape[:-2] + log_rho.shape[-1:])
     _backend.launch("resample", dict(log_rho=log_rho, uniforms=uniforms, indices=indices, ess=ess),
-                    dict(method=method), _NAMES, (batch, agents, 1))
+                    dict(method=method), _NAMES, _backend.problem_shape(log_rho, 2))
     return indices, ess
 
 
 @resample_op.register_fake
 def _(log_rho, uniforms, method):
-    batch, agents = log_rho.shape
-    return torch.empty((batch, agents), dtype=torch.int64, device=log_rho.device), log_rho.new_empty((agents,))
+    return (torch.empty(log_rho.shape, dtype=torch.int64, device=log_rho.device),
+            log_rho.new_empty(log_rho.shape[:-2] + log_rho.shape[-1:]))
 
 
-def resample(log_rho: Tensor, *, method: str = "multinomial", generator: Optional[torch.Generator] = None
-             ) -> Resampled:
+def resample(log_rho: Tensor, *, method: str = "multinomial", generator: Optional[torch.Generator] = None,
+             uniforms: Optional[Tensor] = None) -> Resampled:
     """Draw B indices per agent with probability rho_i(b) / sum_b rho_i(b), as reference.resample.
 
     log_rho: [B, N] float32/float64 (finite, or -inf for a zero weight; each column needs one finite
-    entry). method: "multinomial" (B independent draws) or "systematic" (one draw per agent, evenly
-    spaced). generator: a torch.Generator on log_rho's device (None: torch's default).
-    Returns Resampled(indices int64 [B, N], ess [N]); agent i's resampled batch is rows indices[:, i].
+    entry), or [S, B, N]: S problems, each resampled within its own B rows. method: "multinomial" (B
+    independent draws) or "systematic" (one draw per agent, evenly spaced). The draws: `uniforms`, float64
+    in [0, 1), [B, N] (multinomial) or [1, N] (systematic), with S first when batched; or, when None,
+    torch.rand with `generator` (a torch.Generator on log_rho's device; None: torch's default). Giving the
+    uniforms lets a caller draw them per problem from its own generator, and keeps a Generator out of a
+    torch.compile graph.
+    Returns Resampled(indices int64 [B, N], ess [N]) ([S, B, N], [S, N]); agent i's resampled batch is rows
+    indices[:, i] (of problem s: rows indices[s, :, i] of its own B).
     """
-    v.TensorChecker("log_rho", log_rho, 2, "[B, N]")
+    check = v.TensorChecker("log_rho", log_rho, 2, "[B, N]")
     mode = v.check_mode("method", method, RESAMPLE_METHODS)
     log_rho = log_rho.detach()
-    batch, agents = log_rho.shape
-    shape = (batch, agents) if method == "multinomial" else (1, agents)
-    uniforms = torch.rand(shape, generator=generator, dtype=torch.float64, device=log_rho.device)
+    batch, agents = check.inner
+    draws, dims = ((batch, agents), "[B, N]") if method == "multinomial" else ((1, agents), "[1, N]")
+    if uniforms is None:
+        uniforms = torch.rand(check.lead + draws, generator=generator, dtype=torch.float64, device=log_rho.device)
+    else:
+        if generator is not None:
+            raise ValueError("resample takes generator or uniforms, not both (given uniforms replace the draw)")
+        check.exact("uniforms", uniforms, torch.float64, draws, dims)
+        uniforms = uniforms.detach()
     if _backend.has_kernels(log_rho.device):
         return Resampled(*resample_op(log_rho, uniforms, mode))
     _backend.warn_fallback(log_rho.device.type)
-    v.raise_for_status(reference_status(log_rho), _NAMES, dict(log_rho=log_rho))
+    v.raise_for_status(reference_status(log_rho, uniforms), _NAMES, dict(log_rho=log_rho, uniforms=uniforms))
     return reference.resample(log_rho, uniforms, method)
 
 
-def reference_status(log_rho: Tensor) -> int:
+def reference_status(log_rho: Tensor, uniforms: Tensor) -> int:
     """The kernels' status computed with torch ops (for the reference fallback)."""
+    flat = torch.arange(log_rho.numel(), device=log_rho.device).view_as(log_rho)
     invalid = torch.isnan(log_rho) | (log_rho == float("inf"))
     codes = torch.where(invalid, v.LOG_RHO_INVALID, 0)
-    no_weight = torch.where((log_rho == float("-inf")).all(0), v.NO_POSITIVE_WEIGHT, 0)
-    column_index = log_rho.numel() + torch.arange(log_rho.shape[1], device=log_rho.device)
-    return min(v.rows_status(codes), v.first_status(no_weight, column_index))
+    no_weight = torch.where((log_rho == float("-inf")).all(-2), v.NO_POSITIVE_WEIGHT, 0)
+    column_index = log_rho.numel() + torch.arange(no_weight.numel(), device=log_rho.device).view_as(no_weight)
+    bad_uniforms = torch.where(~((uniforms >= 0) & (uniforms < 1)), v.UNIFORM_INVALID, 0)
+    draw_index = flat[..., :uniforms.shape[-2], :]  # systematic: the draw of (s, i) is at b = 0
+    return min(v.first_status(codes, flat), v.first_status(no_weight, column_index),
+               v.first_status(bad_uniforms, draw_index))

@@ -4,7 +4,7 @@ and InSPOPolicyLoss, its nn.Module.
 The forward kernel also writes, when logits require grad, the UNNORMALIZED logit gradient
 G[b, i, :] = c w (softmax - onehot(a)) (0 at unavailable actions) and the per-agent normalizer; the
 backward is one multiply, d logits = G * (d loss_i / norm_i). The loss is differentiable w.r.t. logits
-only (rho, w, norm carry no gradient, as in the reference); double backward is not supported.
+only (rho, w, norm carry no gradient, as in the reference); double backward (create_graph=True) raises.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from . import _backend, reference
 from . import _validation as v
 from .reference import RATIO_MODES, PolicyLoss
-from .teammate_log_ratios import check_order, check_predecessor_inputs
+from .teammate_log_ratios import check_predecessor_inputs
 from .teammate_log_ratios import reference_status as _ratio_status
 
 _NAMES = v.RowNames()
@@ -29,11 +29,11 @@ def sequential_policy_loss_op(
     updated_log_probs: Optional[Tensor], predecessors: int, ratio: int, alpha: float, beta: float, eta: float,
     log_rho_max: float, log_w_max: float, compute_grad: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """-> loss, mean_weight, ess, entropy, kl, norm [N] and the unnormalized logit gradient G [B, N, A]
-    ([0] when not compute_grad)."""
-    batch, agents, n_actions = logits.shape
-    loss, mean_weight, ess, entropy, kl, norm = (logits.new_empty((agents,)) for _ in range(6))
-    grad = logits.new_empty((batch, agents, n_actions) if compute_grad else (0,))
+    """-> loss, mean_weight, ess, entropy, kl, norm [N] ([S, N]) and the unnormalized logit gradient G [B, N, A]
+    ([S, B, N, A]; [0] when not compute_grad)."""
+    per_agent = logits.shape[:-3] + logits.shape[-2:-1]
+    loss, mean_weight, ess, entropy, kl, norm = (logits.new_empty(per_agent) for _ in range(6))
+    grad = logits.new_empty(logits.shape if compute_grad else (0,))
     _backend.launch(
         "sequential_policy_loss",
         dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, q_local=q_local, order=order,
@@ -41,16 +41,16 @@ def sequential_policy_loss_op(
              kl=kl, norm=norm, grad=grad if compute_grad else None),
         dict(predecessors=predecessors, ratio=ratio, alpha=alpha, beta=beta, eta=eta, log_rho_max=log_rho_max,
              log_w_max=log_w_max),
-        _NAMES, (batch, agents, n_actions))
+        _NAMES, _backend.problem_shape(logits, 3))
     return loss, mean_weight, ess, entropy, kl, norm, grad
 
 
 @sequential_policy_loss_op.register_fake
 def _(logits, log_mu, avail, actions, q_local, order, updated_log_probs, predecessors, ratio, alpha, beta, eta,
       log_rho_max, log_w_max, compute_grad):
-    agents = logits.shape[1]
-    outputs = tuple(logits.new_empty((agents,)) for _ in range(6))
-    return (*outputs, logits.new_empty(tuple(logits.shape) if compute_grad else (0,)))
+    per_agent = logits.shape[:-3] + logits.shape[-2:-1]
+    outputs = tuple(logits.new_empty(per_agent) for _ in range(6))
+    return (*outputs, logits.new_empty(logits.shape if compute_grad else (0,)))
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -63,13 +63,17 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, grad_loss, *_unused):
+    if torch.is_grad_enabled():  # create_graph=True: the saved G is a constant, its result would be wrong
+        raise RuntimeError("sequential_policy_loss: double backward is not supported (the gradient is a "
+                           "constant of the fused forward pass); use inspo_ext.reference.sequential_policy_loss "
+                           "for higher-order gradients")
     if grad_loss is None:  # nothing flows into the loss (the other outputs carry no gradient)
         return (None,) * 15
     grad, norm = ctx.saved_tensors
-    if grad.dim() != 3:
+    if grad.dim() < 3:
         raise RuntimeError("sequential_policy_loss: backward without a saved gradient (the op ran with "
                            "compute_grad=False; logits must require grad when the loss is computed)")
-    grad_logits = grad * (grad_loss / norm).view(1, -1, 1)
+    grad_logits = grad * (grad_loss / norm).unsqueeze(-2).unsqueeze(-1)  # [(S,) 1, N, 1]
     return (grad_logits,) + (None,) * 14
 
 
@@ -88,28 +92,29 @@ def sequential_policy_loss(
     log_rho_max; w_i: the in-sample weight clipped at log_w_max (see in_sample_weights).
 
     logits, log_mu, q_local: [B, N, A] float32/float64; avail: bool [B, N, A]; actions: int64 [B, N];
-    order: int64 [N] permutation; updated_log_probs: [B, N] (predecessors="policy" with a ratio).
-    Returns PolicyLoss(loss, mean_weight, ess, entropy, kl), each [N]; only loss has a gradient, and only
-    w.r.t. logits (computed in the same fused pass when logits require grad).
+    order: int64 [N] permutation; updated_log_probs: [B, N], finite and <= 0 (read with predecessors="policy"
+    and a ratio; checked whenever passed).
+    Every batch tensor may carry a leading problem dimension S ([S, B, N, A], [S, B, N]; then every one
+    does), with order [N] (shared) or [S, N]: S independent losses, each normalized over its own B samples;
+    problem s equals the call on its slice s (on the CPU bit for bit).
+    Returns PolicyLoss(loss, mean_weight, ess, entropy, kl), each [N] ([S, N]); only loss has a gradient, and
+    only w.r.t. logits (computed in the same fused pass when logits require grad).
     """
     check = v.TensorChecker("logits", logits, 3, "[B, N, A]")
-    shape = tuple(logits.shape)
+    shape = check.inner
     check.float("log_mu", log_mu, shape, "[B, N, A]")
     check.exact("avail", avail, torch.bool, shape, "[B, N, A]")
     check.exact("actions", actions, torch.int64, shape[:2], "[B, N]")
     check.float("q_local", q_local, shape, "[B, N, A]")
-    check_order(check, order, shape[1])
+    check.order(order, shape[1])
     ratio_mode = v.check_mode("ratio", ratio, RATIO_MODES)
-    if ratio == "none":  # no teammate ratio: updated_log_probs is not read
-        predecessor_mode = v.check_mode("predecessors", predecessors, reference.PREDECESSOR_MODES)
-        updated_log_probs = None
-    else:
-        predecessor_mode, _, updated_log_probs = check_predecessor_inputs(
-            check, predecessors, q_local, updated_log_probs, shape, needs_q=True)
-    v.check_temperatures(alpha, beta)
-    v.check_unit_interval("eta", eta)
-    v.check_clip("log_rho_max", log_rho_max)
-    v.check_clip("log_w_max", log_w_max)
+    # ratio="none": no teammate ratio, updated_log_probs is not read (still checked when passed)
+    predecessor_mode, _, updated_log_probs = check_predecessor_inputs(
+        check, predecessors, q_local, updated_log_probs, shape, needs_q=True, reads_updated=ratio != "none")
+    alpha, beta = v.check_temperatures(alpha, beta)
+    eta = v.check_unit_interval("eta", eta)
+    log_rho_max = v.check_clip("log_rho_max", log_rho_max)
+    log_w_max = v.check_clip("log_w_max", log_w_max)
     log_mu, avail, actions, q_local, order = (t.detach() for t in (log_mu, avail, actions, q_local, order))
     if updated_log_probs is not None:
         updated_log_probs = updated_log_probs.detach()
@@ -139,10 +144,10 @@ class InSPOPolicyLoss(nn.Module):
     def __init__(self, alpha: float, beta: float, eta: float = 0.3, log_rho_max: float = math.log(100.0),
                  log_w_max: float = 10.0, ratio: str = "importance", predecessors: str = "target"):
         super().__init__()
-        v.check_temperatures(alpha, beta)
-        v.check_unit_interval("eta", eta)
-        v.check_clip("log_rho_max", log_rho_max)
-        v.check_clip("log_w_max", log_w_max)
+        alpha, beta = v.check_temperatures(alpha, beta)
+        eta = v.check_unit_interval("eta", eta)
+        log_rho_max = v.check_clip("log_rho_max", log_rho_max)
+        log_w_max = v.check_clip("log_w_max", log_w_max)
         v.check_mode("ratio", ratio, RATIO_MODES)
         v.check_mode("predecessors", predecessors, reference.PREDECESSOR_MODES)
         self.alpha, self.beta, self.eta = alpha, beta, eta

@@ -23,46 +23,46 @@ def teammate_log_ratios_op(
     updated_log_probs: Optional[Tensor], predecessors: int, alpha: float, beta: float, eta: float,
     log_rho_max: float,
 ) -> Tensor:
-    batch, agents, n_actions = logits.shape
-    log_rho = logits.new_empty((batch, agents))
+    log_rho = logits.new_empty(logits.shape[:-1])
     _backend.launch(
         "teammate_log_ratios",
         dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, order=order, q_local=q_local,
              updated_log_probs=updated_log_probs, log_rho=log_rho),
         dict(predecessors=predecessors, alpha=alpha, beta=beta, eta=eta, log_rho_max=log_rho_max), _NAMES,
-        (batch, agents, n_actions))
+        _backend.problem_shape(logits, 3))
     return log_rho
 
 
 @teammate_log_ratios_op.register_fake
 def _(logits, log_mu, avail, actions, order, q_local, updated_log_probs, predecessors, alpha, beta, eta,
       log_rho_max):
-    return logits.new_empty(logits.shape[:2])
+    return logits.new_empty(logits.shape[:-1])
 
 
 def check_predecessor_inputs(check: v.TensorChecker, predecessors: str, q_local: Optional[Tensor],
                              updated_log_probs: Optional[Tensor], shape: tuple[int, int, int],
-                             needs_q: bool) -> tuple[int, Optional[Tensor], Optional[Tensor]]:
-    """Mode index, and the q_local / updated_log_probs the mode reads (None for the one it ignores)."""
+                             needs_q: bool, reads_updated: bool = True) -> tuple[int, Optional[Tensor], Optional[Tensor]]:
+    """Mode index, and the q_local / updated_log_probs the call reads (None for one it ignores).
+
+    A tensor that is passed is checked (type, dtype, shape, device, layout) whether the mode reads it or
+    not, so a wrong argument never passes silently; its values are checked only where they are read.
+    `reads_updated`: False where no ratio is computed (sequential_policy_loss with ratio="none")."""
     mode = v.check_mode("predecessors", predecessors, PREDECESSOR_MODES)
     batch, agents, n_actions = shape
-    if needs_q or predecessors == "target":
-        if q_local is None:
-            raise ValueError("q_local is required (predecessors='target' steps toward the closed-form target)")
+    if q_local is not None:
         check.float("q_local", q_local, shape, "[B, N, A]")
-    else:
+    if updated_log_probs is not None:
+        check.float("updated_log_probs", updated_log_probs, (batch, agents), "[B, N]")
+    if (needs_q or predecessors == "target") and q_local is None:
+        raise ValueError("q_local is required (predecessors='target' steps toward the closed-form target)")
+    if not (needs_q or predecessors == "target"):
         q_local = None
-    if predecessors == "policy":
+    if predecessors == "policy" and reads_updated:
         if updated_log_probs is None:
             raise ValueError("predecessors='policy' needs updated_log_probs [B, N]")
-        check.float("updated_log_probs", updated_log_probs, (batch, agents), "[B, N]")
     else:
         updated_log_probs = None
     return mode, q_local, updated_log_probs
-
-
-def check_order(check: v.TensorChecker, order: Tensor, agents: int) -> None:
-    check.exact("order", order, torch.int64, (agents,), "[N]")
 
 
 def teammate_log_ratios(
@@ -76,19 +76,23 @@ def teammate_log_ratios(
     predecessors="policy": given as updated_log_probs [B, N]) and the current softmax(logits) after i.
 
     logits, log_mu (and q_local): [B, N, A] float32/float64; avail: bool [B, N, A]; actions: int64 [B, N];
-    order: int64 [N], a permutation (order[m] = the agent updated m-th). Returns [B, N]; no gradient.
+    order: int64 [N], a permutation (order[m] = the agent updated m-th); updated_log_probs: finite and <= 0.
+    Every batch tensor may carry a leading problem dimension S ([S, B, N, A], [S, B, N]; then every one
+    does), with order [N] (shared) or [S, N]; problem s then equals the call on its slice s.
+    A tensor the mode does not read (q_local with "policy", updated_log_probs with "target") is still
+    checked when passed. Returns [B, N]; no gradient.
     """
     check = v.TensorChecker("logits", logits, 3, "[B, N, A]")
-    shape = tuple(logits.shape)
+    shape = check.inner
     check.float("log_mu", log_mu, shape, "[B, N, A]")
     check.exact("avail", avail, torch.bool, shape, "[B, N, A]")
     check.exact("actions", actions, torch.int64, shape[:2], "[B, N]")
-    check_order(check, order, shape[1])
+    check.order(order, shape[1])
     mode, q_local, updated_log_probs = check_predecessor_inputs(check, predecessors, q_local, updated_log_probs,
                                                                 shape, needs_q=False)
-    v.check_temperatures(alpha, beta)
-    v.check_unit_interval("eta", eta)
-    v.check_clip("log_rho_max", log_rho_max)
+    alpha, beta = v.check_temperatures(alpha, beta)
+    eta = v.check_unit_interval("eta", eta)
+    log_rho_max = v.check_clip("log_rho_max", log_rho_max)
     detach = lambda t: None if t is None else t.detach()  # noqa: E731
     logits, log_mu, avail, actions, order, q_local, updated_log_probs = map(
         detach, (logits, log_mu, avail, actions, order, q_local, updated_log_probs))
@@ -112,5 +116,6 @@ def reference_status(logits, log_mu, avail, actions, order, q_local, updated_log
         checked.append((v.Q_NON_FINITE, q_local))
     codes = v.row_codes(avail, actions, checked)
     if updated_log_probs is not None:
-        codes = torch.where((codes == 0) & ~torch.isfinite(updated_log_probs), v.UPDATED_LOG_PROB_NON_FINITE, codes)
+        invalid = ~torch.isfinite(updated_log_probs) | (updated_log_probs > 0)
+        codes = torch.where((codes == 0) & invalid, v.UPDATED_LOG_PROB_INVALID, codes)
     return min(v.order_status(order), v.rows_status(codes))

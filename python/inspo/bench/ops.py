@@ -84,9 +84,10 @@ class ReferenceOps:
         return self._teammate_log_ratios(logits, log_mu, avail, actions, order, predecessors, q_local,
                                          updated_log_probs, alpha, beta, eta, log_rho_max)
 
-    def resample(self, log_rho, *, method="multinomial", generator=None):
-        shape = log_rho.shape if method == "multinomial" else (1, log_rho.shape[1])
-        uniforms = torch.rand(shape, generator=generator, device=log_rho.device, dtype=log_rho.dtype)
+    def resample(self, log_rho, *, method="multinomial", generator=None, uniforms=None):
+        if uniforms is None:
+            shape = log_rho.shape if method == "multinomial" else log_rho.shape[:-2] + (1, log_rho.shape[-1])
+            uniforms = torch.rand(shape, generator=generator, device=log_rho.device, dtype=torch.float64)
         return self._resample(log_rho, uniforms, method)
 
     def sequential_policy_loss(self, logits, log_mu, avail, actions, q_local, order, *, predecessors="target",
