@@ -24,6 +24,7 @@ LAZY_COMMANDS = {
     "bench": ("inspo.bench.cli", "benchmark the fused ops against the reference"),
     "reproduce": ("inspo.reproduce", "rerun the results of the docs (seeds, spread, figures)"),
     "data": ("inspo.smax.cli", "generate or convert SMAX datasets"),
+    "sweep": ("inspo.sweep.cli", "run a sweep spec (configs x seeds) on Ray, here or on a cluster"),
 }
 # the main job: (env, dataset) trained in fused mode with the env presets
 DEFAULT_JOB = (("xor", "c"), ("mne", "imbalanced"), ("bridge", "optimal"))
