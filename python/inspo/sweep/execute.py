@@ -33,14 +33,19 @@ def code_version() -> str:
     import inspo
     import inspo_ext
 
+    return source_hash([("inspo", Path(inspo.__file__).parent, NOT_TRAINING_CODE),
+                        ("inspo_ext", Path(inspo_ext.__file__).parent, ())])
+
+
+def source_hash(packages: list[tuple[str, Path, tuple[str, ...]]]) -> str:
+    """sha256 (16 hex digits) of the *.py files under each (name, root, skipped path prefixes)."""
     digest = hashlib.sha256()
-    for package in (inspo, inspo_ext):
-        root = Path(package.__file__).parent
+    for name, root, skipped in packages:
         for path in sorted(root.rglob("*.py")):
             relative = path.relative_to(root).as_posix()
-            if package is inspo and relative.startswith(NOT_TRAINING_CODE):
+            if relative.startswith(skipped) or "__pycache__" in relative:
                 continue
-            digest.update(f"{package.__name__}/{relative}\0".encode())
+            digest.update(f"{name}/{relative}\0".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
