@@ -75,6 +75,10 @@ def cluster(tmp_path_factory):
         ray.shutdown()
         for process in reversed(nodes):
             stop(process)
+        # `ray start --head` left its address as this machine's default cluster: not after the test
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip().endswith(f":{PORT}"):
+            current.unlink()
         if saved is None:
             os.environ.pop("RAY_AUTH_MODE", None)
         else:

@@ -22,7 +22,7 @@ from inspo.config import REGIMES, TrainConfig, make_config, parse_overrides
 # subcommands implemented elsewhere: name -> (module exposing add_arguments(parser) and run(args), help)
 LAZY_COMMANDS = {
     "bench": ("inspo.bench.cli", "benchmark the fused ops against the reference"),
-    "reproduce": ("inspo.reproduce", "rerun the results of the docs (seeds, spread, figures)"),
+    "reproduce": ("inspo.results.cli", "rerun the results of the docs (seeds, spread, figures)"),
     "data": ("inspo.smax.cli", "generate or convert SMAX datasets"),
     "sweep": ("inspo.sweep.cli", "run a sweep spec (configs x seeds) on Ray, here or on a cluster"),
 }

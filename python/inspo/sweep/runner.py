@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional, TextIO
 
@@ -90,8 +91,10 @@ def format_seconds(seconds: float) -> str:
 
 def run_sweep(runs: list[Run], *, address: Optional[str] = None, cpus_per_run: float = 1.0,
               gpus_per_run: float = 0.0, retries: int = 2, num_cpus: Optional[int] = None,
-              stream: TextIO = sys.stderr) -> SweepOutcome:
-    """Run every run not finished yet; return the results of all runs that finished."""
+              stream: Optional[TextIO] = None) -> SweepOutcome:
+    """Run every run not finished yet; return the results of all runs that finished. The progress line goes
+    to `stream` (default: sys.stderr at the time of the call)."""
+    stream = stream or sys.stderr
     if cpus_per_run <= 0 or gpus_per_run < 0 or retries < 0:
         raise ValueError("--cpus-per-run must be > 0, --gpus-per-run and --retries >= 0")
     if gpus_per_run > 0:  # a run given a GPU trains on it (the device is part of the run's key)
@@ -113,15 +116,24 @@ def run_sweep(runs: list[Run], *, address: Optional[str] = None, cpus_per_run: f
         progress.show(progress.line(len(runs), len(runs), 0, 0))
         progress.close()
         return outcome
+    with ray_session(address, num_cpus) as ray:
+        return _run_groups(ray, groups, outcome, len(runs), version, cpus_per_run, gpus_per_run, retries, stream)
+
+
+@contextmanager
+def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None):
+    """Ray, connected: the session already open in this process, else a cluster joined at `address`, else
+    Ray started on this machine (with `num_cpus` CPUs); what this opens it closes."""
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            # "local": a new Ray here, never a cluster that an earlier `ray start` left as this machine's default
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     try:
-        return _run_groups(ray, groups, outcome, len(runs), version, cpus_per_run, gpus_per_run, retries, stream)
+        yield ray
     finally:
         if started:
             ray.shutdown()
