@@ -62,7 +62,7 @@ def test_regions_are_rewritten_between_their_markers_and_the_prose_stays():
             "<!-- end generated: headline -->\n\nProse about it.\n<!-- generated: runs -->\nold\n"
             "<!-- end generated: runs -->\n")
     filled = fill_regions(text, {"headline": "| new | table |"})
-    assert filled == text.replace("old table", "| new | table |")  # the runs region, not given, keeps its body
+    assert filled == text.replace("old table", "\n| new | table |\n")  # the runs region, not given, keeps its body
     assert fill_regions(filled, {"headline": "| new | table |"}) == filled
     with pytest.raises(ValueError, match="RESULTS.md has no generated region 'cells'"):
         fill_regions(text, {"cells": "x"})

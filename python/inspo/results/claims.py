@@ -26,6 +26,8 @@ def discussion(table: Table) -> dict[str, list[str]]:
         current[:] = [regions[name]]
 
     def said(text: str) -> None:
+        if text.startswith("\n") and current[0]:  # a new paragraph within the region
+            current[0].append("")
         current[0].append(text.lstrip("\n"))
 
     def name(env: str, dataset: str, variant: str = "") -> str:

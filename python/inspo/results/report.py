@@ -47,8 +47,8 @@ def fill_regions(text: str, regions: dict[str, str], where: str = "RESULTS.md") 
         name = match["name"]
         if name not in regions:
             return match[0]
-        body = regions[name].strip("\n")
-        return f"<!-- generated: {name} -->\n{body}\n<!-- end generated: {name} -->" if body else \
+        body = regions[name].strip("\n")  # blank lines around it: a table or list ends before the marker
+        return f"<!-- generated: {name} -->\n\n{body}\n\n<!-- end generated: {name} -->" if body else \
             f"<!-- generated: {name} -->\n<!-- end generated: {name} -->"
 
     return MARKER.sub(replace, text)
