@@ -82,13 +82,9 @@ def test_the_committed_results_md_has_every_region_with_prose_outside_them():
     assert "IGM makes B greedy for both" in prose
 
 
-ray = None
-
-
 @pytest.fixture(scope="module")
 def local_ray():
     """Ray on this machine for the module (each `inspo reproduce` below joins it instead of starting its own)."""
-    global ray
     ray = pytest.importorskip("ray")
     pytest.importorskip("rliable")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -141,24 +137,23 @@ def configs_score(out, key, seed):
 
 
 def test_a_failing_run_is_retried_reported_and_the_others_go_on(local_ray, tmp_path):
-    from inspo.results.grid import Cell
     from inspo.sweep.runner import run_sweep
     from inspo.sweep.spec import Run
 
-    cell = Cell("main", "xor", "c", "BC", "bc")
     good = Run("good", make_config("xor", dataset="c", algo="bc", bc_steps=5, hidden=(8, 8)), tmp_path / "good")
     bad = Run("bad", make_config("xor", dataset="c", algo="bc", bc_steps=5, hidden=(8, 8),
                                  dataset_path=str(tmp_path / "missing")), tmp_path / "bad")
     outcome = run_sweep([bad, good], retries=1)
-    assert set(outcome.results) == {("good", 0)} and cell.key
+    assert set(outcome.results) == {("good", 0)}
     assert len(outcome.retries) == 1 and outcome.retries[0].startswith("bad seeds 0: attempt 1 failed (")
     assert len(outcome.failures) == 1 and outcome.failures[0].startswith("bad seeds 0: failed 2 times; last: ")
     assert "missing" in outcome.failures[0]
 
 
 def test_grid_runs_group_the_seeds_of_a_cell():
-    from inspo.sweep.spec import seed_groups
     from pathlib import Path
+
+    from inspo.sweep.spec import seed_groups
 
     cells = [c for c in build_grid() if c.quick][:3]
     runs = grid_runs(cells, [0, 1, 2], True, None, {}, Path("runs/x"))

@@ -1,7 +1,6 @@
 """The sweep's parts that need no Ray: spec files, the run key (config + code version), reuse, resume
 and the seed groups, the progress line and the statistics."""
 import io
-import json
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import pytest
 from inspo.config import make_config
 from inspo.sweep import execute
 from inspo.sweep.runner import Progress
-from inspo.sweep.spec import Run, load_spec, parse_spec, seed_groups
+from inspo.sweep.spec import load_spec, parse_spec, seed_groups
 from inspo.trainer import train
 
 TINY = dict(steps=20, checkpoint_every=10, log_every=5, hidden=(8, 8), critic_hidden=(8, 8), bc_steps=10,
