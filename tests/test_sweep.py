@@ -137,3 +137,18 @@ def test_iqm_and_intervals_come_from_rliable():
     assert p == 1.0 and high == 1.0
     p, _, _ = probability_of_improvement([1.0, 2.0], [1.5, 1.5])
     assert p == pytest.approx(0.5)
+
+
+def test_without_ray_the_commands_say_which_extra_to_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from inspo.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    spec = tmp_path / "s.json"
+    spec.write_text('{"out": "%s", "runs": [{"env": "xor", "algo": "bc"}]}' % (tmp_path / "runs"))
+    assert main(["sweep", str(spec)]) == 2
+    assert capsys.readouterr().err.strip() == ("inspo sweep: error: sweeps run on Ray, which is not installed: "
+                                               "pip install 'inspo[sweep]'")
+    assert main(["reproduce", "--quick", "--only", "main-xor-penalty-c-bc", "--out", str(tmp_path / "r")]) == 2
+    assert "inspo reproduce: error: sweeps run on Ray" in capsys.readouterr().err
