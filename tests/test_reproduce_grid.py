@@ -1,16 +1,19 @@
-"""`inspo reproduce`: the grid, a tiny end-to-end run (tables, figures, reuse), resume, parallel workers."""
+"""`inspo reproduce`: the grid, the generated regions of RESULTS.md, and a tiny end-to-end run on local Ray
+(tables, verdicts, figures, marl-eval JSON, reuse, a failing run)."""
 import json
+import re
 
 import pytest
 
 from inspo.cli import main
 from inspo.config import make_config
-from inspo.reproduce import (Cell, Job, Stats, build_grid, cell_config, compare, run_jobs, run_one,
-                             train_command)
-from inspo.trainer import train
+from inspo.results.claims import DISCUSSION_REGIONS
+from inspo.results.grid import build_grid, cell_config, grid_runs, train_command
+from inspo.results.report import REGIONS, fill_regions, skeleton
+from inspo.results.stats import Stats, compare
 
 TINY = ["--steps", "20", "--set", "bc_steps=20", "--set", "eval_episodes=2", "--set", "hidden=16,16",
-        "--set", "critic_hidden=16,16", "--workers", "1"]
+        "--set", "critic_hidden=16,16", "--num-cpus", "2"]
 # a few cells of every kind: baselines, the three modes, a full-update cell, M-NE, an OMIGA ablation
 ONLY = ["main-xor-penalty-c", "full-update-xor-penalty-c-inspo_simultaneous", "main-mne-imbalanced-omiga",
         "entropy-mne-imbalanced-inspo_fused_beta0"]
@@ -54,75 +57,106 @@ def test_compare_needs_both_resolution_and_two_standard_errors():
     assert compare(Stats([]), Stats([1.0]), "xor") == 0
 
 
-def test_tiny_reproduce_writes_results_with_a_row_per_cell_and_reuses_runs(tmp_path, capsys):
+def test_regions_are_rewritten_between_their_markers_and_the_prose_stays():
+    text = ("# Results\n\nHand-written intro.\n\n<!-- generated: headline -->\nold table\n"
+            "<!-- end generated: headline -->\n\nProse about it.\n<!-- generated: runs -->\nold\n"
+            "<!-- end generated: runs -->\n")
+    filled = fill_regions(text, {"headline": "| new | table |"})
+    assert filled == text.replace("old table", "\n| new | table |\n")  # the runs region, not given, keeps its body
+    assert fill_regions(filled, {"headline": "| new | table |"}) == filled
+    with pytest.raises(ValueError, match="RESULTS.md has no generated region 'cells'"):
+        fill_regions(text, {"cells": "x"})
+    assert set(REGIONS) >= set(DISCUSSION_REGIONS)
+    assert fill_regions(skeleton(), {name: name.upper() for name in REGIONS}).count("<!-- generated:") == len(REGIONS)
+
+
+def test_the_committed_results_md_has_every_region_with_prose_outside_them():
+    from pathlib import Path
+
+    from inspo.results.report import MARKER
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md").read_text()
+    assert [match["name"] for match in MARKER.finditer(text)] == list(REGIONS)
+    prose = MARKER.sub("", text)
+    assert "the behaviour policy is a fixed point of every mode" in prose  # an explanation: hand-written
+    assert "IGM makes B greedy for both" in prose
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """Ray on this machine for the module (each `inspo reproduce` below joins it instead of starting its own)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("rliable")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def test_tiny_reproduce_writes_results_with_a_row_per_cell_and_reuses_runs(local_ray, tmp_path, capsys):
     out = tmp_path / "runs"
     args = ["reproduce", "--quick", "--seeds", "1", "--out", str(out), "--docs", str(tmp_path / "docs"), *TINY]
     for text in ONLY:
         args += ["--only", text]
     assert main(args) == 0
-    printed = capsys.readouterr().out
-    assert "SMAX rows skipped" in printed
+    captured = capsys.readouterr()
+    assert "SMAX rows skipped" in captured.out
+    assert "sweep: 8/8 done (0 reused), 0 running, 0 failed, 0 left" in captured.err
     cells = [c for c in build_grid() if c.quick and any(text in c.key for text in ONLY)]
     assert len(cells) == 8
     text = (tmp_path / "docs" / "RESULTS.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and " ± " in line]
     for cell in cells:
-        assert sum(line.startswith(f"| {cell.task} | {cell.method} |") for line in rows) == 1, cell.key
+        matching = [line for line in rows if line.startswith(f"| {cell.task} | {cell.method} |")]
+        assert len(matching) == 1, cell.key
+        assert re.search(r" \| (-?\d+\.\d{3}) \[\1, \1\] \| 1 \| ", matching[0]), matching[0]  # IQM of one seed
         assert f"`{cell.key}` (seeds 0)" in text
-    assert "inspo reproduce --quick --seeds 1" in text and "Machine:" in text and "## Discussion" in text
+    assert "inspo reproduce --quick --seeds 1" in text and "Machine:" in text
+    assert "| claim | evidence | verdict |" in text and "| xor | 1 | InSPO fused |" in text  # claims, aggregates
+    assert "the behaviour policy is a fixed point of every mode" in text  # the prose of docs/RESULTS.md
     configs = json.loads((tmp_path / "docs" / "results" / "configs.json").read_text())
     assert set(configs) == {f"{c.key}/seed0" for c in cells}
     figures = sorted(p.name for p in (tmp_path / "docs" / "results").glob("*.png"))
     assert {"curves_xor_penalty.png", "joint_xor_penalty.png", "joint_xor_full_update.png", "joint_mne.png"} <= set(figures)
     assert all((tmp_path / "docs" / "results" / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
+    marl_eval = json.loads((out / "marl_eval.json").read_text())
+    run = marl_eval["xor"]["xor c (penalty)"]["InSPO fused"]["run_0"]
+    assert run["absolute_metrics"]["expected_payoff"] == [configs_score(out, "main-xor-penalty-c-inspo_fused", 0)]
+    assert [run[f"step_{k}"]["step_count"] for k in range(3)] == [2, 4, 6]  # eval_every = steps / 10
 
-    # a second invocation trains nothing: every run's results are reused
+    # a second invocation trains nothing: every run is reused, and the hand edits outside the regions stay
+    (tmp_path / "docs" / "RESULTS.md").write_text(text.replace("## The grid", "## The grid\n\nA hand edit."))
     assert main(args) == 0
-    assert capsys.readouterr().out.count("(reused)") == len(cells)
+    assert "sweep: 8/8 done (8 reused)" in capsys.readouterr().err
+    assert "A hand edit." in (tmp_path / "docs" / "RESULTS.md").read_text()
 
 
-def test_an_interrupted_run_resumes_and_a_changed_config_reruns(tmp_path):
-    config = make_config("xor", dataset="c", steps=20, checkpoint_every=10, log_every=5, hidden=(8, 8),
-                         critic_hidden=(8, 8), bc_steps=10)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_13(step):
-        if step == 13:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(config, out_dir=tmp_path / "cut", progress=False, on_step=stop_at_13)
-    resumed = run_one(config.to_dict(), str(tmp_path / "cut"))
-    assert resumed["resumed"] and not resumed["reused"]
-    straight = train(config, out_dir=tmp_path / "straight", progress=False)
-    assert resumed["scores"] == straight["scores"]
-    assert run_one(config.to_dict(), str(tmp_path / "cut"))["reused"]
-    changed = make_config("xor", dataset="c", steps=10, checkpoint_every=10, log_every=5, hidden=(8, 8),
-                          critic_hidden=(8, 8), bc_steps=10)
-    rerun = run_one(changed.to_dict(), str(tmp_path / "cut"))
-    assert not rerun["reused"] and not rerun["resumed"] and rerun["steps"] == 10
+def configs_score(out, key, seed):
+    return json.loads((out / key / f"seed{seed}" / "results.json").read_text())["scores"]["expected_payoff"]
 
 
-def test_two_worker_processes_run_the_jobs(tmp_path):
-    cell = Cell("main", "xor", "c", "BC", "bc")
-    jobs = [Job(cell, seed, make_config("xor", dataset="c", algo="bc", seed=seed, bc_steps=10, hidden=(8, 8)),
-                tmp_path / f"seed{seed}") for seed in (0, 1)]
-    lines = []
-    results = run_jobs(jobs, workers=2, log=lines.append)
-    assert set(results) == {(cell.key, 0), (cell.key, 1)} and len(lines) == 2
-    assert results[(cell.key, 0)]["config"]["seed"] == 0 and (tmp_path / "seed1" / "results.json").is_file()
+def test_a_failing_run_is_retried_reported_and_the_others_go_on(local_ray, tmp_path):
+    from inspo.sweep.runner import run_sweep
+    from inspo.sweep.spec import Run
+
+    good = Run("good", make_config("xor", dataset="c", algo="bc", bc_steps=5, hidden=(8, 8)), tmp_path / "good")
+    bad = Run("bad", make_config("xor", dataset="c", algo="bc", bc_steps=5, hidden=(8, 8),
+                                 dataset_path=str(tmp_path / "missing")), tmp_path / "bad")
+    outcome = run_sweep([bad, good], retries=1)
+    assert set(outcome.results) == {("good", 0)}
+    assert len(outcome.retries) == 1 and outcome.retries[0].startswith("bad seeds 0: attempt 1 failed (")
+    assert len(outcome.failures) == 1 and outcome.failures[0].startswith("bad seeds 0: failed 2 times; last: ")
+    assert "missing" in outcome.failures[0]
 
 
-def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path):
-    cell = Cell("main", "xor", "c", "BC", "bc")
-    good = Job(cell, 0, make_config("xor", dataset="c", algo="bc", bc_steps=5, hidden=(8, 8)), tmp_path / "good")
-    bad = Job(cell, 1, make_config("xor", dataset="c", algo="bc", seed=1, bc_steps=5, hidden=(8, 8),
-                                   dataset_path=str(tmp_path / "missing")), tmp_path / "bad")
-    failures = []
-    results = run_jobs([bad, good], workers=1, log=lambda text: None, failures=failures)
-    assert set(results) == {(cell.key, 0)}
-    assert len(failures) == 1 and failures[0].startswith(f"{cell.key} seed 1:")
-    with pytest.raises(Exception):
-        run_jobs([bad], workers=1, log=lambda text: None)
+def test_grid_runs_group_the_seeds_of_a_cell():
+    from pathlib import Path
+
+    from inspo.sweep.spec import seed_groups
+
+    cells = [c for c in build_grid() if c.quick][:3]
+    runs = grid_runs(cells, [0, 1, 2], True, None, {}, Path("runs/x"))
+    groups = seed_groups(runs)
+    assert [[run.seed for run in group] for group in groups] == [[0, 1, 2]] * 3
+    assert runs[4].out_dir == Path("runs/x") / cells[1].key / "seed1" and runs[4].name == cells[1].key

@@ -1,9 +1,6 @@
-"""The SMAX results grid: finished runs are reused, the table and marl-eval's JSON are built from
-the runs' files, and two grids sharing a folder never train the same run."""
+"""The SMAX results grid: a sweep whose finished runs are reused, the table and marl-eval's JSON built
+from the runs' files."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +9,7 @@ pytest.importorskip("jaxmarl")
 import smax_testing  # noqa: E402,F401  (fast compiles)
 
 from inspo.smax import results  # noqa: E402
+from inspo.sweep.execute import KEY_FILE  # noqa: E402
 
 
 def fake_run(out, map_name, tier, algorithm, seed, greedy_wins, stochastic_wins):
@@ -25,6 +23,7 @@ def fake_run(out, map_name, tier, algorithm, seed, greedy_wins, stochastic_wins)
                  stochastic_win_rate=[float(w) for w in stochastic_wins],
                  stochastic_return=[0.5 + w for w in stochastic_wins])
     (run_dir / "final_eval.json").write_text(json.dumps(final))
+    (run_dir / KEY_FILE).write_text("{}")  # finished by a sweep
     return run_dir
 
 
@@ -66,28 +65,32 @@ def test_marl_eval_json_layout(grid):
     assert data["smax"]["3m-medium"] == {}
 
 
+def test_a_run_without_the_sweeps_key_file_is_not_counted(grid):
+    (grid.out / "3m/expert/bc/seed0" / KEY_FILE).unlink()  # final_eval.json written, the sweep cut before the key
+    assert results.marl_eval_json(grid)["smax"]["3m-expert"].get("bc") is None
+
+
+def test_grid_runs_are_one_sweep_run_per_cell_and_seed_with_the_final_evaluation(grid, tmp_path):
+    for tier in ("expert", "medium"):
+        (tmp_path / "no-data" / "3m" / "seed0" / tier).mkdir(parents=True)
+    (tmp_path / "no-data" / "3m" / "seed0" / "expert" / "meta.json").write_text("{}")  # medium: not made
+    messages = []
+    runs = results.grid_runs(grid, messages.append)
+    assert [(run.name, run.seed) for run in runs] == [("3m/expert/inspo-fused", 0), ("3m/expert/inspo-fused", 1),
+                                                      ("3m/expert/bc", 0), ("3m/expert/bc", 1)]
+    assert runs[1].out_dir == grid.out / "3m/expert/inspo-fused/seed1" and runs[1].config.dataset == "expert"
+    assert runs[0].finish == ("inspo.smax.results:write_final_eval", (("episodes", 256), ("seed_offset", 10_000)))
+    assert runs[0].group == runs[1].group != runs[2].group  # the seeds of a cell share one task
+    assert messages == [f"skip 3m/medium: no dataset at {tmp_path / 'no-data/3m/seed0/medium'} "
+                        "(inspo data make --env smax:3m --tier medium)"]
+
+
 def test_finished_runs_are_reused_and_missing_data_is_skipped(grid):
     messages = []
     grid.algorithms = ("inspo-fused", "inspo-exact", "omiga", "bc")
-    path = results.run_grid(grid, log=messages.append)  # nothing to train: every dataset is missing
+    path = results.run_grid(grid, log=messages.append)  # nothing to train (so no Ray): every dataset is missing
     assert any("no dataset" in message for message in messages)
     assert path.read_text() == results.markdown(grid)
     assert json.loads((grid.out / "marl_eval.json").read_text()) == results.marl_eval_json(grid)
     assert np.isclose(np.mean(json.loads((grid.out / "3m/expert/bc/seed0/final_eval.json").read_text())
                               ["stochastic_win_rate"]), 1.0)
-
-
-def test_a_run_held_by_a_live_process_is_left_alone(tmp_path):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    assert not results._running_elsewhere(run_dir)  # no lock
-    (run_dir / results.LOCK).write_text(str(os.getpid()))
-    assert not results._running_elsewhere(run_dir)  # our own lock
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        (run_dir / results.LOCK).write_text(str(other.pid))
-        assert results._running_elsewhere(run_dir)
-    finally:
-        other.kill()
-        other.wait()
-    assert not results._running_elsewhere(run_dir)  # the holder died: the run is free again

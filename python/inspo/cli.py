@@ -28,8 +28,9 @@ from inspo.extras import require
 # subcommands implemented elsewhere: name -> (module exposing add_arguments(parser) and run(args), help)
 LAZY_COMMANDS = {
     "bench": ("inspo.bench.cli", "benchmark the fused ops against the reference"),
-    "reproduce": ("inspo.reproduce", "rerun the results of the docs (seeds, spread, figures)"),
+    "reproduce": ("inspo.results.cli", "rerun the results of the docs (seeds, spread, figures)"),
     "data": ("inspo.data.cli", "look at, convert and make datasets (info, convert, SMAX make/check)"),
+    "sweep": ("inspo.sweep.cli", "run a sweep spec (configs x seeds) on Ray, here or on a cluster"),
 }
 # the main job: (env, dataset) trained in fused mode with the env presets
 DEFAULT_JOB = (("xor", "c"), ("mne", "imbalanced"), ("bridge", "optimal"))

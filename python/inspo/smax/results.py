@@ -15,16 +15,14 @@ on ``final_episodes`` battles, greedy and stochastic on the same battles. Writte
 * ``<out>/smax_results.md``: the table (mean +- std over seeds) with the behaviour datasets'
   own return and win rate beside it.
 
-Runs whose final_eval.json exists are skipped, so an interrupted grid resumes. SMAX returns lie in
-[0, ~2]: not comparable with SMAC numbers.
+The grid is a sweep on Ray (inspo.sweep; `--address` joins a cluster): a finished run (its config, the
+final evaluation's settings and the code version unchanged) is reused, so an interrupted grid resumes. SMAX
+returns lie in [0, ~2]: not comparable with SMAC numbers.
 """
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -65,15 +63,14 @@ def seeds_of(grid: GridConfig, map_name: str, tier: str) -> tuple:
 
 def final_policy(run_dir: Path):
     """The policy network of a run's final checkpoint, as the trainer's PolicyFn, and its config."""
-    import torch
-
     from inspo.bc import make_policy_net, policy_fn
     from inspo.cli import policy_state
     from inspo.config import TrainConfig
+    from inspo.run import load_checkpoint
     from inspo.smax.env import smax_spec
     from inspo.smax import map_from_env_name
 
-    payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    payload = load_checkpoint(run_dir / "checkpoint.pt")
     config = TrainConfig.from_dict(payload["config"])
     spec = smax_spec(map_from_env_name(config.env))
     actor = make_policy_net(config, spec.n_agents, spec.obs_dim, spec.n_actions)
@@ -100,26 +97,6 @@ def final_evaluation(run_dir: Path, episodes: int, seed: int) -> dict:
     return result
 
 
-LOCK = "running.pid"  # in a run folder while a process trains it
-
-
-def _running_elsewhere(run_dir: Path) -> bool:
-    """True when another live process holds the run folder (two grids sharing an output folder)."""
-    try:
-        pid = int((run_dir / LOCK).read_text())
-    except (FileNotFoundError, ValueError):
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def dataset_dir(grid: GridConfig, map_name: str, tier: str) -> Path:
     return Path(grid.data_root).expanduser() / map_name / f"seed{grid.data_seed}" / tier
 
@@ -137,38 +114,44 @@ def run_config(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed:
     return make_config(f"smax:{map_name}", **overrides)
 
 
-def run_one(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed: int, log) -> Optional[Path]:
-    from inspo.algos import get_trainer
-
-    trainer_name, _ = ALGORITHMS[algorithm]
-    run_dir = grid.out / map_name / tier / algorithm / f"seed{seed}"
-    if (run_dir / "final_eval.json").is_file():
-        return run_dir
-    dataset = dataset_dir(grid, map_name, tier)
-    if not (dataset / "meta.json").is_file():
-        log(f"skip {map_name}/{tier}: no dataset at {dataset} (inspo data make --env smax:{map_name} --tier {tier})")
-        return None
-    try:
-        trainer = get_trainer(trainer_name)
-    except ValueError as error:
-        log(f"skip {algorithm}: {error}")
-        return None
-    if _running_elsewhere(run_dir):
-        log(f"skip {run_dir}: another process is training it")
-        return None
-    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts over (its logs would repeat)
-    run_dir.mkdir(parents=True)
-    (run_dir / LOCK).write_text(str(os.getpid()))
-    config = run_config(grid, map_name, tier, algorithm, seed)
-    started = time.time()
-    trainer(config, out_dir=run_dir, progress=False)
-    final = final_evaluation(run_dir, grid.final_episodes, seed=10_000 + seed)
-    final["train_seconds"] = round(time.time() - started, 1)
+def write_final_eval(run_dir: Path, episodes: int, seed_offset: int) -> None:
+    """The sweep's finishing step of a grid run: final_eval.json, the final policy on `episodes` battles
+    (seed: seed_offset + the run's seed), with the training time."""
+    results = json.loads((run_dir / "results.json").read_text())
+    final = final_evaluation(run_dir, episodes, seed=seed_offset + results["config"]["seed"])
+    final["train_seconds"] = round(results["seconds"], 1)
     (run_dir / "final_eval.json").write_text(json.dumps(final))
-    (run_dir / LOCK).unlink()
-    log(f"{map_name}/{tier} {algorithm} seed {seed}: greedy win {np.mean(final['greedy_win_rate']):.3f} "
-        f"stoch. win {np.mean(final['stochastic_win_rate']):.3f} ({final['train_seconds']} s)")
-    return run_dir
+
+
+def grid_runs(grid: GridConfig, log) -> list:
+    """The sweep of the grid: a Run per map, tier, algorithm and seed whose dataset exists (the others are
+    logged: the grid does not make datasets)."""
+    from inspo.algos import get_trainer
+    from inspo.sweep.spec import Run
+
+    runs = []
+    for map_name in grid.maps:
+        for tier in grid.tiers:
+            dataset = dataset_dir(grid, map_name, tier)
+            if not (dataset / "meta.json").is_file():
+                log(f"skip {map_name}/{tier}: no dataset at {dataset} (inspo data make --env smax:{map_name} "
+                    f"--tier {tier})")
+                continue
+            for algorithm in grid.algorithms:
+                try:
+                    get_trainer(ALGORITHMS[algorithm][0])
+                except ValueError as error:
+                    log(f"skip {algorithm}: {error}")
+                    continue
+                for seed in seeds_of(grid, map_name, tier):
+                    runs.append(Run(f"{map_name}/{tier}/{algorithm}", run_config(grid, map_name, tier, algorithm, seed),
+                                    grid.out / map_name / tier / algorithm / f"seed{seed}",
+                                    finish=("inspo.smax.results:write_final_eval",
+                                            (("episodes", grid.final_episodes), ("seed_offset", FINAL_SEED_OFFSET)))))
+    return runs
+
+
+FINAL_SEED_OFFSET = 10_000  # the final evaluation's battles: seed 10000 + the run's seed
 
 
 def marl_eval_json(grid: GridConfig) -> dict:
@@ -180,7 +163,7 @@ def marl_eval_json(grid: GridConfig) -> dict:
             for algorithm in grid.algorithms:
                 for seed in seeds_of(grid, map_name, tier):
                     run_dir = grid.out / map_name / tier / algorithm / f"seed{seed}"
-                    if not (run_dir / "final_eval.json").is_file():
+                    if not _finished(run_dir):
                         continue
                     run: dict = {}
                     eval_log = run_dir / "eval.jsonl"
@@ -202,10 +185,17 @@ def marl_eval_json(grid: GridConfig) -> dict:
 ALGORITHM_TITLES = {"inspo-fused": "InSPO fused", "inspo-exact": "InSPO exact", "omiga": "OMIGA", "bc": "BC"}
 
 
+def _finished(run_dir: Path) -> bool:
+    """A run the sweep finished: its key file is written after final_eval.json."""
+    from inspo.sweep.execute import KEY_FILE
+
+    return (run_dir / "final_eval.json").is_file() and (run_dir / KEY_FILE).is_file()
+
+
 def _finals(grid: GridConfig, map_name: str, tier: str, algorithm: str) -> list:
     runs = grid.out / map_name / tier / algorithm
-    paths = [runs / f"seed{seed}" / "final_eval.json" for seed in seeds_of(grid, map_name, tier)]
-    return [json.loads(path.read_text()) for path in paths if path.is_file()]
+    dirs = [runs / f"seed{seed}" for seed in seeds_of(grid, map_name, tier)]
+    return [json.loads((run_dir / "final_eval.json").read_text()) for run_dir in dirs if _finished(run_dir)]
 
 
 def _cell(finals: list, kind: str, seeds: int) -> str:
@@ -289,13 +279,15 @@ def markdown(grid: GridConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_grid(grid: GridConfig, log=print) -> Path:
+def run_grid(grid: GridConfig, log=print, **sweep_options) -> Path:
+    """Train the grid's unfinished runs (a sweep: inspo.sweep.runner.run_sweep with `sweep_options`), then
+    write marl_eval.json and smax_results.md."""
+    from inspo.sweep.runner import run_sweep
+
     grid.out.mkdir(parents=True, exist_ok=True)
-    for map_name in grid.maps:
-        for tier in grid.tiers:
-            for algorithm in grid.algorithms:
-                for seed in seeds_of(grid, map_name, tier):
-                    run_one(grid, map_name, tier, algorithm, seed, log)
+    outcome = run_sweep(grid_runs(grid, log), **sweep_options)
+    for failure in outcome.failures:
+        log(f"FAILED {failure}")
     (grid.out / "marl_eval.json").write_text(json.dumps(marl_eval_json(grid)))
     (grid.out / "smax_results.md").write_text(markdown(grid))
     return grid.out / "smax_results.md"
@@ -304,21 +296,24 @@ def run_grid(grid: GridConfig, log=print) -> Path:
 # The grids of `inspo reproduce --smax` (--quick: the 3m expert cells of seed 0, a few minutes). Both
 # use run_config, so the quick cells are cells of the full grid and reuse its finished runs. The
 # full grid (3 maps x 4 tiers x 4 algorithms x 5 seeds = 240 runs) trains in about 2 hours on 2 quiet
-# cores with two workers (`python -m inspo.smax.results` twice on the same --out share the runs).
+# cores (a sweep: Ray runs a seed group per CPU, or per --cpus-per-run CPUs on a cluster).
 FULL_GRID = dict(maps=("3m", "2s3z", "3s_vs_5z"), tiers=TRAINED_TIERS, seeds=(0, 1, 2, 3, 4))
 QUICK_GRID = dict(maps=("3m",), tiers=("expert",), seeds=(0,))
 
 
-def reproduce_rows(out_dir, quick: bool) -> str:
+def reproduce_rows(out_dir, quick: bool, **sweep_options) -> str:
     """The SMAX section of docs/RESULTS.md: trains the runs of the grid not finished yet under
     ``out_dir`` (finished ones are reused; cells without a dataset are listed as not made, they are
     not generated here), writes marl_eval.json and smax_results.md there, returns the markdown."""
     grid = GridConfig(out=Path(out_dir), **(QUICK_GRID if quick else FULL_GRID))
-    path = run_grid(grid, log=lambda message: print(f"smax: {message}", file=sys.stderr, flush=True))
+    path = run_grid(grid, log=lambda message: print(f"smax: {message}", file=sys.stderr, flush=True),
+                    **sweep_options)
     return path.read_text()
 
 
 def main(argv=None) -> int:
+    from inspo.sweep.cli import add_ray_arguments
+
     parser = argparse.ArgumentParser(prog="python -m inspo.smax.results", description=__doc__.split("\n")[0])
     defaults = GridConfig()
     parser.add_argument("--maps", nargs="+", default=list(defaults.maps))
@@ -332,8 +327,10 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="TrainConfig override on top of the SMAX settings (repeatable)")
     parser.add_argument("--table-only", action="store_true", help="only rebuild the JSON and table")
+    add_ray_arguments(parser)
     args = parser.parse_args(argv)
     from inspo.config import parse_overrides
+    from inspo.sweep.cli import sweep_options
 
     grid = GridConfig(maps=tuple(args.maps), tiers=tuple(args.tiers), algorithms=tuple(args.algorithms),
                       seeds=tuple(args.seeds), data_seed=args.data_seed, data_root=args.data_root, out=args.out,
@@ -343,7 +340,7 @@ def main(argv=None) -> int:
         (grid.out / "marl_eval.json").write_text(json.dumps(marl_eval_json(grid)))
         (grid.out / "smax_results.md").write_text(markdown(grid))
     else:
-        run_grid(grid, log=lambda message: print(message, file=sys.stderr, flush=True))
+        run_grid(grid, log=lambda message: print(message, file=sys.stderr, flush=True), **sweep_options(args))
     print((grid.out / "smax_results.md").read_text())
     return 0
 

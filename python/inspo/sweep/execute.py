@@ -1,0 +1,141 @@
+"""What a sweep task does on the node that runs it: reuse a finished run, resume a matching checkpoint,
+train the rest of its seed group, and hand back the run folders' small files.
+
+No Ray here: a task is a plain function of plain data, so it runs (and is tested) the same in a Ray
+worker and in this process.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from inspo.config import TrainConfig
+
+KEY_FILE = "sweep_key.json"  # written last: a run folder holding it (and a matching key) is finished
+# the files a task sends back, so that the driver's run folders are complete when the run trained on
+# another machine (checkpoints stay where they were written)
+COLLECTED_FILES = ("results.json", "eval.jsonl", "eval.csv", "metrics.jsonl", "metrics.csv", "final_eval.json",
+                   KEY_FILE)
+# modules that write reports or drive runs: editing them changes no result, so the code version skips them
+NOT_TRAINING_CODE = ("results/", "sweep/", "bench/", "cli.py", "__main__.py", "smax/results.py", "smax/cli.py",
+                     "smax/bench.py")
+
+
+def code_version() -> str:
+    """A hash of the Python sources that training runs (inspo without its reporting modules, and
+    inspo_ext): a finished run is reused only under the code that made it."""
+    import inspo
+    import inspo_ext
+
+    return source_hash([("inspo", Path(inspo.__file__).parent, NOT_TRAINING_CODE),
+                        ("inspo_ext", Path(inspo_ext.__file__).parent, ())])
+
+
+def source_hash(packages: list[tuple[str, Path, tuple[str, ...]]]) -> str:
+    """sha256 (16 hex digits) of the *.py files under each (name, root, skipped path prefixes)."""
+    digest = hashlib.sha256()
+    for name, root, skipped in packages:
+        for path in sorted(root.rglob("*.py")):
+            relative = path.relative_to(root).as_posix()
+            if relative.startswith(skipped) or "__pycache__" in relative:
+                continue
+            digest.update(f"{name}/{relative}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_key(config: TrainConfig, finish: Optional[list], version: str) -> dict[str, Any]:
+    """What a finished run is reused by: its full resolved config, its finishing step ([function, kwargs]
+    or None) and the code version."""
+    return json.loads(json.dumps(dict(config=config.to_dict(), finish=finish, code_version=version)))
+
+
+def finished_result(out_dir: Path, key: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The results of the run in out_dir when it finished under `key`, else None."""
+    try:
+        stored = json.loads((out_dir / KEY_FILE).read_text())
+        results = json.loads((out_dir / "results.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return results if stored == key else None
+
+
+def train_one(config: TrainConfig, out_dir: Path) -> dict[str, Any]:
+    """Train one run into out_dir: continue a checkpoint of the same config, else start clean."""
+    from inspo.algos import get_trainer
+    from inspo.run import CheckpointError, load_checkpoint
+
+    checkpoint = out_dir / "checkpoint.pt"
+    resume = False
+    if checkpoint.is_file() and config.algo != "bc":
+        try:
+            payload = load_checkpoint(checkpoint)
+            resume = payload["config"] == config.to_dict() and payload["step"] < config.steps
+        except CheckpointError:  # a checkpoint cut by a killed process: start over
+            resume = False
+    if not resume and out_dir.exists():
+        shutil.rmtree(out_dir)  # a stale, foreign or half-written run: start clean (the logs append)
+    return dict(get_trainer(config.algo)(config, out_dir=out_dir, resume=resume, progress=False), resumed=resume)
+
+
+def run_seed_group(configs: list[TrainConfig], out_dirs: list[Path]) -> list[dict[str, Any]]:
+    """Train runs whose configs differ only in seed: the one place a sweep calls the trainers (batched
+    seed training replaces this loop with one call)."""
+    return [train_one(config, out_dir) for config, out_dir in zip(configs, out_dirs)]
+
+
+def call_finish(finish: list, out_dir: Path) -> None:
+    """The step after training that makes part of a run's results ("module:function", kwargs), e.g. the SMAX
+    final evaluation: function(out_dir, **kwargs)."""
+    module_name, function = finish[0].split(":")
+    getattr(importlib.import_module(module_name), function)(out_dir, **finish[1])
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def sweep_task(runs: list[dict[str, Any]], version: str, threads: int) -> list[dict[str, Any]]:
+    """Run one seed group. `runs`: [{"config": dict, "out_dir": str, "finish": [fn, kwargs] | None}].
+    Returns per run {"results", "reused", "files": {name: text}}."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    configs = [TrainConfig.from_dict(run["config"]) for run in runs]
+    out_dirs = [Path(run["out_dir"]) for run in runs]
+    finishes = [run.get("finish") for run in runs]
+    keys = [run_key(config, finish, version) for config, finish in zip(configs, finishes)]
+    found = [finished_result(out_dir, key) for out_dir, key in zip(out_dirs, keys)]
+    pending = [i for i, result in enumerate(found) if result is None]
+    trained = run_seed_group([configs[i] for i in pending], [out_dirs[i] for i in pending])
+    resumed = {i: bool(result.get("resumed")) for i, result in zip(pending, trained)}
+    for i in pending:
+        if finishes[i] is not None:
+            call_finish(finishes[i], out_dirs[i])
+        _atomic_write(out_dirs[i] / KEY_FILE, json.dumps(keys[i], indent=1) + "\n")
+        found[i] = json.loads((out_dirs[i] / "results.json").read_text())
+    return [dict(results=found[i], reused=i not in resumed, resumed=resumed.get(i, False),
+                 files=collect_files(out_dirs[i])) for i in range(len(runs))]
+
+
+def collect_files(out_dir: Path) -> dict[str, str]:
+    return {name: (out_dir / name).read_text() for name in COLLECTED_FILES if (out_dir / name).is_file()}
+
+
+def store_files(out_dir: Path, files: dict[str, str]) -> None:
+    """Write a run's collected files into the driver's run folder (nothing to do where it trained here)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in COLLECTED_FILES:  # the key file last: only a complete folder counts as finished
+        if name in files:
+            path = out_dir / name
+            if not path.is_file() or path.read_text() != files[name]:
+                _atomic_write(path, files[name])

@@ -1,0 +1,154 @@
+"""The sweep's parts that need no Ray: spec files, the run key (config + code version), reuse, resume
+and the seed groups, the progress line and the statistics."""
+import io
+
+import numpy as np
+import pytest
+
+from inspo.config import make_config
+from inspo.sweep import execute
+from inspo.sweep.runner import Progress
+from inspo.sweep.spec import load_spec, parse_spec, seed_groups
+from inspo.trainer import train
+
+TINY = dict(steps=20, checkpoint_every=10, log_every=5, hidden=(8, 8), critic_hidden=(8, 8), bc_steps=10,
+            eval_episodes=2)
+
+
+def payload(config, out_dir):
+    return dict(config=config.to_dict(), out_dir=str(out_dir), finish=None)
+
+
+def test_spec_files_expand_runs_by_seed_and_group_the_seeds(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("out: OUT\nseeds: [3, 5]\nset: {steps: 7}\nruns:\n"
+                    "  - {name: f, env: xor, dataset: d, set: {mode: exact, eta: 0.5}}\n"
+                    "  - {env: mne, algo: bc, set: {critic_warmup_steps: 2}}\n".replace("OUT", str(tmp_path / "runs")))
+    name, out, runs = load_spec(path)
+    assert name == "s" and out == tmp_path / "runs" and len(runs) == 4
+    first = runs[0]
+    assert first.config == make_config("xor", dataset="d", mode="exact", eta=0.5, steps=7, seed=3, algo="inspo")
+    assert first.out_dir == tmp_path / "runs" / "f" / "seed3"
+    assert runs[2].name == "mne-default-bc" and runs[2].config.algo == "bc"
+    groups = seed_groups(runs)
+    assert [[run.seed for run in group] for group in groups] == [[3, 5], [3, 5]]
+    assert [group[0].name for group in groups] == ["f", "mne-default-bc"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"runs": []}, "runs must be a non-empty list"),
+    ({"runs": [{"dataset": "c"}]}, "runs[0]: a run is a mapping with at least 'env'"),
+    ({"runs": [{"env": "xor", "steps": 3}]}, "runs[0]: unknown field 'steps'"),
+    ({"runs": [{"env": "xor", "set": {"nope": 1}}]}, "runs[0]: unknown config fields: ['nope']"),
+    ({"runs": [{"env": "xor"}, {"env": "xor"}]}, "runs[1]: the name 'xor-default-inspo' is used twice"),
+    ({"seeds": 0, "runs": [{"env": "xor"}]}, "seeds must be a count >= 1"),
+    ({"runz": []}, "unknown field 'runz'"),
+])
+def test_spec_mistakes_name_the_field(spec, message):
+    with pytest.raises(ValueError, match="^spec: .*" + message.replace("[", r"\[").replace("]", r"\]")
+                       .replace("(", r"\(").replace(")", r"\)")):
+        parse_spec(spec)
+
+
+def test_a_spec_file_that_does_not_parse_names_the_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{runs: ")
+    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+        load_spec(path)
+    with pytest.raises(FileNotFoundError, match="no sweep spec at"):
+        load_spec(tmp_path / "missing.json")
+
+
+def test_a_finished_run_is_reused_only_under_the_same_config_and_code(tmp_path):
+    config = make_config("xor", dataset="c", algo="bc", **TINY)
+    out = tmp_path / "run"
+    first = execute.sweep_task([payload(config, out)], "v1", threads=1)[0]
+    assert not first["reused"] and (out / execute.KEY_FILE).is_file()
+    assert set(first["files"]) >= {"results.json", "eval.jsonl", execute.KEY_FILE}
+    again = execute.sweep_task([payload(config, out)], "v1", threads=1)[0]
+    assert again["reused"] and again["results"] == first["results"]
+    assert not execute.sweep_task([payload(config, out)], "v2", threads=1)[0]["reused"]  # other code
+    changed = make_config("xor", dataset="c", algo="bc", **{**TINY, "bc_steps": 12})
+    rerun = execute.sweep_task([payload(changed, out)], "v2", threads=1)[0]
+    assert not rerun["reused"] and rerun["results"]["config"]["bc_steps"] == 12
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_matches_a_straight_run(tmp_path):
+    config = make_config("xor", dataset="c", **TINY)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_13(step):
+        if step == 13:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(config, out_dir=tmp_path / "cut", progress=False, on_step=stop_at_13)
+    resumed = execute.sweep_task([payload(config, tmp_path / "cut")], "v", threads=1)[0]
+    assert resumed["resumed"] and not resumed["reused"]
+    straight = train(config, out_dir=tmp_path / "straight", progress=False)
+    assert resumed["results"]["scores"] == straight["scores"]
+
+
+def test_the_code_version_follows_the_training_sources_only(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "trainer.py").write_text("STEP = 1\n")
+    (tmp_path / "results" / "report.py").write_text("TITLE = 'a'\n")
+    packages = [("inspo", tmp_path, execute.NOT_TRAINING_CODE)]
+    before = execute.source_hash(packages)
+    (tmp_path / "results" / "report.py").write_text("TITLE = 'b'\n")  # a report module: same version
+    assert execute.source_hash(packages) == before
+    (tmp_path / "trainer.py").write_text("STEP = 2\n")
+    assert execute.source_hash(packages) != before
+    assert execute.code_version() == execute.code_version() and len(execute.code_version()) == 16
+
+
+def test_store_files_completes_the_drivers_run_folder(tmp_path):
+    execute.store_files(tmp_path / "run", {"results.json": "{}", execute.KEY_FILE: "{}", "stray.txt": "x"})
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["results.json", execute.KEY_FILE]
+
+
+def test_progress_prints_plain_lines_off_a_terminal_and_only_when_the_counts_change():
+    stream = io.StringIO()
+    progress = Progress(10, stream)
+    for _ in range(3):
+        progress.show(progress.line(2, 1, 4, 1))
+    progress.trained = 1
+    progress.show(progress.line(3, 1, 4, 1))
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("sweep: 2/10 done (1 reused), 4 running, 1 failed, 3 left, ETA -")
+    assert len(lines) == 2 and lines[1].startswith("sweep: 3/10 done (1 reused), 4 running, 1 failed, 2 left, ETA ")
+    assert "\r" not in stream.getvalue()
+
+
+def test_iqm_and_intervals_come_from_rliable():
+    pytest.importorskip("rliable")
+    from scipy.stats import trim_mean
+
+    from inspo.sweep.stats import iqm_interval, probability_of_improvement
+
+    values = np.array([0.1, 0.5, 0.2, 0.9, 0.4, 0.3, 0.8, 0.7])
+    point, low, high = iqm_interval(values)
+    assert point == pytest.approx(trim_mean(values, 0.25)) and low < point < high
+    assert iqm_interval(values) == (point, low, high)  # a fixed bootstrap seed: the same interval every time
+    assert iqm_interval([2.0]) == (2.0, 2.0, 2.0)
+    p, low, high = probability_of_improvement(values + 1.0, values)
+    assert p == 1.0 and high == 1.0
+    p, _, _ = probability_of_improvement([1.0, 2.0], [1.5, 1.5])
+    assert p == pytest.approx(0.5)
+
+
+def test_without_ray_the_commands_say_which_extra_to_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from inspo.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    spec = tmp_path / "s.json"
+    spec.write_text('{"out": "%s", "runs": [{"env": "xor", "algo": "bc"}]}' % (tmp_path / "runs"))
+    assert main(["sweep", str(spec)]) == 2
+    assert capsys.readouterr().err.strip() == ("inspo sweep: error: sweeps run on Ray, which is not installed: "
+                                               "pip install 'inspo[sweep]'")
+    assert main(["reproduce", "--quick", "--only", "main-xor-penalty-c-bc", "--out", str(tmp_path / "r")]) == 2
+    assert "inspo reproduce: error: sweeps run on Ray" in capsys.readouterr().err
