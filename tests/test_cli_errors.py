@@ -131,7 +131,7 @@ def test_a_missing_tensorboard_is_named_before_training(without, tmp_path, capsy
 
 def test_a_missing_matplotlib_stops_reproduce_before_any_run(without, tmp_path, capsys):
     without("matplotlib")
-    argv = ["reproduce", "--quick", "--only", "main-xor-penalty-c-bc", "--seeds", "1", "--steps", "2", "--workers", "1",
+    argv = ["reproduce", "--quick", "--only", "main-xor-penalty-c-bc", "--seeds", "1", "--steps", "2", "--num-cpus", "1",
             "--out", str(tmp_path / "runs")]
     assert main(argv) == 2
     assert "needs the matplotlib package, which is not installed: pip install 'inspo[plots]'" in capsys.readouterr().err
