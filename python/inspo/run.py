@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -169,37 +169,9 @@ class RunFiles:
             self.writer.close()
 
 
-def train_loop(config: TrainConfig, run: RunContext, files: RunFiles, first_step: int, start_time: float, *,
-               step_fn: Callable[[Any, int], dict[str, Any]], row_extras: Callable[[int], dict[str, Any]],
-               save: Callable[[int], None], evaluate: Callable[[int], dict[str, float]], label: str,
-               postfix_keys: tuple[str, ...], progress: bool,
-               on_step: Optional[Callable[[int], None]]) -> dict[str, float]:
-    """Iterations first_step..config.steps of any trainer: minibatch, `step_fn(batch, step)`, metrics rows,
-    periodic evaluation and checkpoints, progress bar; then the final evaluation and checkpoint.
-    Returns the final scores."""
-    store = run.store
-    bar = tqdm(total=config.steps, initial=first_step, desc=label, disable=not progress, leave=False,
-               dynamic_ncols=True)
-    for step in range(first_step, config.steps):
-        rows = torch.randint(len(store), (config.batch_size,), generator=run.generator, device=run.generator.device)
-        metrics = step_fn(store.index(rows), step)
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            row = {"step": done, **{k: round(float(v), 6) for k, v in metrics.items()}, **row_extras(step),
-                   "seconds": round(time.perf_counter() - start_time, 3)}
-            files.log("metrics", row)
-            bar.set_postfix({k: f"{row[k]:.3g}" for k in postfix_keys if k in row})
-        if config.eval_every and done % config.eval_every == 0 and done != config.steps:
-            evaluate(done)
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done != config.steps:
-            save(done)
-        bar.update(1)
-        if on_step is not None:
-            on_step(done)
-    bar.close()
-    scores = evaluate(config.steps)
-    save(config.steps)
-    return scores
+def progress_bar(*, total: int, initial: int, label: str, enabled: bool) -> tqdm:
+    """The training progress bar (the one place that makes it)."""
+    return tqdm(total=total, initial=initial, desc=label, disable=not enabled, leave=False, dynamic_ncols=True)
 
 
 def _atomic_text(path: Path, text: str) -> None:
