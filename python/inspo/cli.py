@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--regime", choices=tuple(REGIMES),
                        help="update regime of spec section 5 (default one-step; see inspo.config.REGIMES)")
     train.add_argument("--seed", type=int, help="seed of data, initialization and sampling (default 0)")
+    train.add_argument("--seeds", type=parse_seeds, metavar="LIST",
+                       help="train these seeds batched in one process, e.g. 0-4 or 0,3,7: one run folder "
+                            "OUT/seedK each")
     train.add_argument("--steps", type=int, help="training iterations (default: the env preset's)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override any TrainConfig field, e.g. --set eta=0.5 (repeatable)")
@@ -103,12 +106,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides[name] = getattr(args, name)
     if args.tensorboard:
         overrides["tensorboard"] = True
+    if args.seeds is not None and args.seed is not None:
+        raise ValueError("give --seed or --seeds, not both")
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out, the folder of the run to continue")
         import torch
 
         checkpoint_path = Path(args.out) / "checkpoint.pt"
+        seed_folders = sorted(Path(args.out).glob("seed*/checkpoint.pt"))
+        if not checkpoint_path.is_file() and seed_folders:  # a batched run (--seeds): resume its seeds together
+            return resume_seeds([path.parent for path in seed_folders], args)
         if not checkpoint_path.is_file():
             raise FileNotFoundError(f"no checkpoint to resume from at {checkpoint_path}")
         payload = torch.load(checkpoint_path, weights_only=False)
@@ -123,11 +131,50 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["dataset"] = args.dataset
     if args.dataset_path:
         overrides["dataset_path"] = args.dataset_path
+    if args.seeds is not None:
+        return train_seed_batch(env, args, overrides)
     config = make_config(env, algo=args.algo, **overrides)
     out = args.out or default_out_dir(config)
     results = get_trainer(args.algo)(config, out_dir=out, progress=not args.quiet)
     print_table([(args.algo, config, results)])
     print(f"run folder: {out}")
+    return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0-4" -> [0, 1, 2, 3, 4]; "0,3,7" -> [0, 3, 7]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, dash, last = part.strip().partition("-")
+            seeds += list(range(int(first), int(last if dash else first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0-4 or 0,3,7, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected distinct seeds >= 0, like 0-4 or 0,3,7, got {text!r}")
+    return seeds
+
+
+def train_seed_batch(env: str, args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from inspo.loop import train_seeds
+
+    configs = [make_config(env, algo=args.algo, **{**overrides, "seed": seed}) for seed in args.seeds]
+    out = Path(args.out or default_out_dir(configs[0]).rsplit("-s", 1)[0])
+    results = train_seeds(configs, [out / f"seed{seed}" for seed in args.seeds], progress=not args.quiet)
+    print_table([(args.algo, config, result) for config, result in zip(configs, results)])
+    print(f"run folders: {out}/seed{{{','.join(map(str, args.seeds))}}}")
+    return 0
+
+
+def resume_seeds(folders: list[Path], args: argparse.Namespace) -> int:
+    import torch
+
+    from inspo.loop import train_seeds
+
+    configs = [TrainConfig.from_dict(torch.load(folder / "checkpoint.pt", weights_only=False)["config"])
+               for folder in folders]
+    results = train_seeds(configs, folders, resume=True, progress=not args.quiet)
+    print_table([(config.algo, config, result) for config, result in zip(configs, results)])
     return 0
 
 
@@ -199,14 +246,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def policy_state(payload: dict[str, Any]) -> dict[str, Any]:
-    """The policy network of a checkpoint: "actor" (any trainer), InSPO's learner actor, or BC's mu."""
-    if "actor" in payload:
-        return payload["actor"]
-    if "learner" in payload:
-        return payload["learner"]["actor"]
-    if "mu" in payload:
-        return payload["mu"]
-    raise ValueError(f"checkpoint holds no policy (keys: {sorted(payload)})")
+    """The policy network of a checkpoint (every algorithm saves it as "actor")."""
+    if "actor" not in payload:
+        raise ValueError(f"checkpoint holds no policy (keys: {sorted(payload)})")
+    return payload["actor"]
 
 
 if __name__ == "__main__":

@@ -150,8 +150,8 @@ def policy_fn(actor: AgentMLP, seed: int = 0) -> PolicyFn:
     """Seed `seed`'s actor as an environment's policy (its live weights)."""
     @torch.no_grad()
     def policy(obs: Tensor, avail: Tensor) -> Tensor:
-        device = actor.mlp.weights[0].device
-        return actor.forward_seed(seed, obs.to(device)).cpu()
+        weight = actor.mlp.weights[0]
+        return actor.forward_seed(seed, obs.to(device=weight.device, dtype=weight.dtype)).cpu()
     return policy
 
 
