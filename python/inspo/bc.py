@@ -13,8 +13,7 @@ from torch import Tensor
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.loop import Dims, Learner, stack_batches, train_seeds
-from inspo.nets import (AgentMLP, StackedAdam, clip_grad_norm_per_network, make_policy_net, masked_log_softmax,
-                        network_families, policy_fn)
+from inspo.nets import AgentMLP, StackedAdam, make_policy_net, masked_log_softmax, network_families, policy_fn
 
 __all__ = ["fit_behaviour", "behaviour_nll", "BCLearner", "train_bc", "make_policy_net", "policy_fn",
            "masked_log_softmax"]
@@ -32,10 +31,8 @@ def bc_step(mu: AgentMLP, optimizer: StackedAdam, batch: TransitionBatch, lr: fl
     """One maximum-likelihood step of every seed's mu on the stacked batch; returns the NLL per seed [S]."""
     log_probs = masked_log_softmax(mu(batch.obs), batch.avail)
     nll = -log_probs.gather(-1, batch.actions.unsqueeze(-1)).flatten(1).mean(1)
-    optimizer.zero_grad()
-    (nll * mu.n_agents).sum().backward()  # the sum of the per-agent means: each agent's own loss
-    clip_grad_norm_per_network(optimizer.families, grad_clip)
-    optimizer.step(lr=lr)
+    # the sum of the per-agent means: each agent's own loss
+    optimizer.minimize((nll * mu.n_agents).sum(), grad_clip, lr=lr)
     return nll.detach()
 
 
@@ -92,8 +89,12 @@ class BCLearner(Learner):
     def initialize_seed(self, seed: int) -> None:
         self.actor.reset_seed(seed)
 
-    def update(self, batch: TransitionBatch, draws: dict[str, Tensor], step: int) -> dict[str, Tensor]:
-        return dict(nll=bc_step(self.actor, self.optimizer, batch, bc_lr(self.config, step), self.config.grad_clip))
+    def step_scalars(self, step: int) -> dict[str, Any]:
+        # a tensor, not a number: a compiled step reads it as an input instead of recompiling per value
+        return dict(lr=torch.tensor(bc_lr(self.config, step), dtype=torch.float64))
+
+    def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor], *, lr: Tensor) -> dict[str, Tensor]:
+        return dict(nll=bc_step(self.actor, self.optimizer, batch, lr, self.config.grad_clip))
 
     def results_extras(self, seed: int, store: Any) -> dict[str, Any]:
         with torch.no_grad():

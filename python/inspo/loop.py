@@ -52,6 +52,7 @@ class Learner(nn.Module):
     def __init__(self, config: TrainConfig, n_seeds: int, dims: Dims):
         super().__init__()
         self.config, self.n_seeds, self.dims = config, n_seeds, dims
+        self._compiled: Optional[Callable[..., dict[str, Tensor]]] = None
 
     @property
     def steps(self) -> int:
@@ -75,9 +76,27 @@ class Learner(nn.Module):
         """The iteration's randomness beyond the minibatch, stacked over seeds."""
         return {}
 
-    def update(self, batch: TransitionBatch, draws: dict[str, Tensor], step: int) -> dict[str, Tensor]:
-        """One iteration on the stacked batch; returns metrics [S]."""
+    def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor], **scalars: Any) -> dict[str, Tensor]:
+        """One iteration on the stacked batch, a function of tensors and the step's `scalars` only (what
+        torch.compile traces); returns metrics [S]."""
         raise NotImplementedError
+
+    def step_scalars(self, step: int) -> dict[str, Any]:
+        """The python numbers iteration `step` depends on (a schedule's value)."""
+        return {}
+
+    def update(self, batch: TransitionBatch, draws: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        """Iteration `step`, compiled when config.compile."""
+        run = self.compiled_iteration() if self.config.compile else self.iteration
+        return run(batch, draws, **self.step_scalars(step))
+
+    def compiled_iteration(self) -> Callable[..., dict[str, Tensor]]:
+        """`iteration` as one torch.compile(fullgraph=True) graph; the custom ops and the gradients
+        (torch.autograd.grad, traced with trace_autograd_ops) inside it."""
+        if self._compiled is None:
+            compiled = torch.compile(self.iteration, fullgraph=True, dynamic=False)
+            self._compiled = torch._dynamo.config.patch(trace_autograd_ops=True)(compiled)
+        return self._compiled
 
     def row_extras(self, step: int) -> dict[str, Any]:
         return {}

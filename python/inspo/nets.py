@@ -6,9 +6,11 @@ centralized critic, a mixer). A layer of all S x G networks is one batched matmu
 is initialized by `reset_seed(s)` from the global torch RNG with exactly the draws (and in the order)
 of a single run's `torch.nn` modules, so a batched run starts where its single runs start.
 
-`StackedAdam` steps every (seed, network) slice as its own Adam (its own step count), optionally only
-the slices a mask selects (the exact mode updates one agent per seed at a time; the others stay
-bitwise unchanged, moments included); `clip_grad_norm_per_network` clips each slice on its own.
+`StackedAdam` steps every (seed, network) slice as its own Adam (its own step count) on its own
+clipped gradient, optionally only the slices a mask selects (the exact mode updates one agent per
+seed at a time; the others stay bitwise unchanged, moments included). Gradients are taken with
+torch.autograd.grad, never stored in .grad: the whole step is one function of tensors, which
+torch.compile traces as one graph.
 """
 from __future__ import annotations
 
@@ -160,35 +162,31 @@ def network_families(*modules: nn.Module) -> list[list[nn.Parameter]]:
     return [list(module.parameters()) for module in modules]
 
 
-def clip_grad_norm_per_network(families: Sequence[list[nn.Parameter]], max_norm: float) -> list[Tensor]:
-    """Clip the gradient of every (seed, network) slice to `max_norm` on its own, as
-    torch.nn.utils.clip_grad_norm_ would clip that network alone; returns the norms [S, G] before."""
-    norms = []
-    for params in families:
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            continue
-        per_tensor = torch.stack([g.flatten(2).norm(dim=-1) for g in grads], dim=-1)  # [S, G, tensors]
-        norm = per_tensor.norm(dim=-1)
-        scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(scale.view(*scale.shape, *([1] * (g.dim() - 2))))
-        norms.append(norm)
-    return norms
+def clip_grad_norm_per_network(grads: Sequence[Sequence[Tensor]], max_norm: float) -> list[list[Tensor]]:
+    """The gradients of every (seed, network) slice clipped to `max_norm` on its own, as
+    torch.nn.utils.clip_grad_norm_ would clip that network alone. grads: per family, its tensors [S, G, ...]."""
+    clipped = []
+    for family in grads:
+        per_tensor = torch.stack([g.flatten(2).norm(dim=-1) for g in family], dim=-1)  # [S, G, tensors]
+        scale = (max_norm / (per_tensor.norm(dim=-1) + 1e-6)).clamp(max=1.0)
+        clipped.append([g * scale.view(*scale.shape, *([1] * (g.dim() - 2))) for g in family])
+    return clipped
 
 
 class StackedAdam(nn.Module):
     """Adam (torch.optim.Adam's update, no weight decay) with one step count per (seed, network).
 
-    families: lists of parameters [S, G, ...] sharing G (a module's networks). step(masks=...) updates
-    only the slices masks[f] [S, G] selects in family f: the rest keep their values and moments, as
-    torch's Adam leaves a parameter whose gradient is None.
+    families: lists of parameters [S, G, ...] sharing G (a module's networks). `minimize(loss, ...)`
+    takes the gradient of `loss`, clips every (seed, network) slice on its own, and steps; with
+    masks[f] [S, G] only the selected slices of family f move: the rest keep their values and
+    moments, as torch's Adam leaves a parameter whose gradient is None.
     """
 
     def __init__(self, families: Sequence[list[nn.Parameter]], lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
         super().__init__()
         self.families = [list(f) for f in families]
+        self.params = [p for family in self.families for p in family]
         self.lr, self.betas, self.eps = lr, betas, eps
         for f, params in enumerate(self.families):
             self.register_buffer(f"steps{f}", torch.zeros(params[0].shape[:2], dtype=torch.float64,
@@ -197,29 +195,32 @@ class StackedAdam(nn.Module):
                 self.register_buffer(f"exp_avg{f}_{k}", torch.zeros_like(p, memory_format=torch.contiguous_format))
                 self.register_buffer(f"exp_avg_sq{f}_{k}", torch.zeros_like(p, memory_format=torch.contiguous_format))
 
-    def zero_grad(self) -> None:
-        for params in self.families:
-            for p in params:
-                p.grad = None
+    def minimize(self, loss: Tensor, max_norm: float, masks: Optional[Sequence[Tensor]] = None,
+                 lr: Optional[float] = None) -> None:
+        """One clipped Adam step on the gradient of `loss` (zero for a parameter `loss` does not reach)."""
+        flat = torch.autograd.grad(loss, self.params, materialize_grads=True)
+        grads, start = [], 0
+        for family in self.families:
+            grads.append(list(flat[start:start + len(family)]))
+            start += len(family)
+        self.step(clip_grad_norm_per_network(grads, max_norm), lr, masks)
 
     @torch.no_grad()
-    def step(self, lr: Optional[float] = None, masks: Optional[Sequence[Optional[Tensor]]] = None) -> None:
+    def step(self, grads: Sequence[Sequence[Tensor]], lr: Optional[float] = None,
+             masks: Optional[Sequence[Tensor]] = None) -> None:
         lr = self.lr if lr is None else lr
         beta1, beta2 = self.betas
         for f, params in enumerate(self.families):
             mask = None if masks is None else masks[f]
             steps = getattr(self, f"steps{f}")
             steps.add_(1 if mask is None else mask.to(steps.dtype))
-            bias_correction1 = 1 - beta1 ** steps
-            step_size = lr / bias_correction1
+            step_size = lr / (1 - beta1 ** steps)
             bias_correction2_sqrt = (1 - beta2 ** steps).sqrt()
-            for k, p in enumerate(params):
-                if p.grad is None:
-                    continue
+            for k, (p, grad) in enumerate(zip(params, grads[f])):
                 shape = (*steps.shape, *([1] * (p.dim() - 2)))
                 exp_avg, exp_avg_sq = getattr(self, f"exp_avg{f}_{k}"), getattr(self, f"exp_avg_sq{f}_{k}")
-                new_avg = exp_avg.lerp(p.grad, 1 - beta1)
-                new_avg_sq = exp_avg_sq.mul(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+                new_avg = exp_avg.lerp(grad, 1 - beta1)
+                new_avg_sq = exp_avg_sq.mul(beta2).addcmul_(grad, grad, value=1 - beta2)
                 denom = (new_avg_sq.sqrt() / bias_correction2_sqrt.to(p.dtype).view(shape)).add_(self.eps)
                 new_p = p - step_size.to(p.dtype).view(shape) * new_avg / denom
                 if mask is None:

@@ -29,8 +29,8 @@ from inspo.bc import fit_behaviour
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.loop import Dims, Learner, train_seeds
-from inspo.nets import (AgentMLP, CentralCritic, StackedAdam, clip_grad_norm_per_network, make_policy_net,
-                        masked_log_softmax, network_families, polyak_update)
+from inspo.nets import (AgentMLP, CentralCritic, StackedAdam, make_policy_net, masked_log_softmax, network_families,
+                        polyak_update)
 
 
 @dataclass
@@ -120,12 +120,15 @@ class InspoLearner(Learner):
             per_seed.append(draws)
         return {key: torch.stack([draws[key] for draws in per_seed]) for key in per_seed[0]}
 
-    def update(self, batch: TransitionBatch, draws: dict[str, Tensor], step: int) -> dict[str, Tensor]:
-        cfg = self.config
-        beta = cfg.beta_at(step)
-        metrics = self.critic_step(batch, draws.get("critic_uniforms"), beta)
+    def step_scalars(self, step: int) -> dict[str, Any]:
         # during the critic warm-up the local critics train too; the policy loss is only measured
-        policy_steps = cfg.policy_steps if step >= cfg.critic_warmup_steps else 0
+        return dict(beta=self.config.beta_at(step),
+                    policy_steps=self.config.policy_steps if step >= self.config.critic_warmup_steps else 0)
+
+    def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor], *, beta: float,
+                  policy_steps: int) -> dict[str, Tensor]:
+        cfg = self.config
+        metrics = self.critic_step(batch, draws.get("critic_uniforms"), beta)
         pass_fn = self.exact_pass if cfg.mode == "exact" else self.joint_pass
         metrics.update(pass_fn(batch, draws["order"], draws.get("agent_uniforms"), beta, policy_steps))
         polyak_update(self.critic_target, self.critic, cfg.polyak)
@@ -151,10 +154,7 @@ class InspoLearner(Learner):
         else:
             sq_error = (self.critic(batch.state, batch.actions) - target.target).pow(2)
             loss = weighted_mean(sq_error, target.log_ratio, cfg.weighting)
-        self.critic_opt.zero_grad()
-        loss.sum().backward()  # seeds share no parameter: each seed's gradient is its own loss's
-        clip_grad_norm_per_network(self.critic_opt.families, cfg.grad_clip)
-        self.critic_opt.step()
+        self.critic_opt.minimize(loss.sum(), cfg.grad_clip)  # seeds share no parameter: each its own gradient
         return dict(critic_loss=loss.detach(), next_kl=target.kl.sum(-1).mean(-1),
                     next_entropy=target.entropy.sum(-1).mean(-1))
 
@@ -290,18 +290,12 @@ class InspoLearner(Learner):
                 per_agent = sq_error.mean(1)
             else:
                 per_agent = weighted_mean(sq_error, weight_log_rho, self.config.weighting)
-            self.local_opt.zero_grad()
-            per_agent.sum().backward()
-            clip_grad_norm_per_network(self.local_opt.families, self.config.grad_clip)
-            self.local_opt.step(masks=None if mask is None else [mask])
+            self.local_opt.minimize(per_agent.sum(), self.config.grad_clip, None if mask is None else [mask])
         return per_agent.detach()
 
     def step_actor(self, loss: Tensor, mask: Optional[Tensor] = None) -> None:
         """One actor step on `loss`; with `mask` [S, G] only the selected networks move."""
-        self.actor_opt.zero_grad()
-        loss.backward()
-        clip_grad_norm_per_network(self.actor_opt.families, self.config.grad_clip)
-        self.actor_opt.step(masks=None if mask is None else [mask])
+        self.actor_opt.minimize(loss, self.config.grad_clip, None if mask is None else [mask])
 
 
 def weighted_mean(values: Tensor, log_rho: Tensor, weighting: str) -> Tensor:

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.loop import Dims, Learner, train_seeds
-from inspo.nets import (AgentMLP, StackedAdam, StackedMLP, clip_grad_norm_per_network, make_policy_net,
-                        masked_log_softmax, network_families, polyak_update)
+from inspo.nets import (AgentMLP, StackedAdam, StackedMLP, make_policy_net, masked_log_softmax, network_families,
+                        polyak_update)
 
 Z_CLAMP = 10.0  # |z| bound of the in-sample weight exponent (OMIGA's value)
 M_FLOOR = -1.0  # the max-shift m never goes below this (OMIGA's value)
@@ -96,15 +96,12 @@ class OmigaLearner(Learner):
                 for p_target, p_online in zip(target.parameters(), online.parameters()):
                     p_target[seed] = p_online[seed]
 
-    def update(self, batch: TransitionBatch, draws: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+    def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg = self.config
         losses = omiga_losses(self, batch, alpha=cfg.omiga_alpha, gamma=cfg.gamma)
         for loss, optimizer in ((losses["q_loss"], self.q_opt), (losses["v_loss"], self.v_opt),
                                 (losses["policy_loss"], self.actor_opt)):
-            optimizer.zero_grad()
-            loss.sum().backward()  # seeds share no parameter: each seed's gradient is its own loss's
-            clip_grad_norm_per_network(optimizer.families, cfg.grad_clip)
-            optimizer.step()
+            optimizer.minimize(loss.sum(), cfg.grad_clip)  # seeds share no parameter: each its own gradient
         for target, online in self.targets():
             polyak_update(target, online, cfg.polyak)
         weight = losses["weight"].flatten(1)
