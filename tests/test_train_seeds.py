@@ -5,44 +5,9 @@ import json
 import pytest
 import torch
 
-import inspo.loop
 from inspo.cli import main
-from inspo.config import make_config
 from inspo.loop import train_seeds
-from inspo.run import prepare_run
-
-FLOATS = ("state", "obs", "reward", "next_state", "next_obs", "done")
-
-
-@pytest.fixture
-def float64(monkeypatch):
-    """Networks and datasets in float64, so that batched and single runs agree to rounding."""
-    def prepare_in_float64(config):
-        run = prepare_run(config)
-        for name in FLOATS:
-            setattr(run.store, name, getattr(run.store, name).double())
-        return run
-
-    monkeypatch.setattr(inspo.loop, "prepare_run", prepare_in_float64)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
-def tiny(algo, seed, **overrides):
-    values = dict(algo=algo, seed=seed, steps=200, bc_steps=30, batch_size=32, hidden=(8, 8), critic_hidden=(16, 16),
-                  mixer_hidden=8, log_every=50, checkpoint_every=0, eval_episodes=3, critic_warmup_steps=0)
-    values.update(overrides)
-    return make_config(values.pop("env", "xor"), **values)
-
-
-def rows(folder, kind="metrics"):
-    return [json.loads(line) for line in (folder / f"{kind}.jsonl").read_text().splitlines()]
-
-
-def final_state(folder):
-    return torch.load(folder / "checkpoint.pt", weights_only=False)["learner"]
+from train_testing import assert_same_run, final_state, float64, rows, tiny  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize("algo, overrides", [
@@ -61,16 +26,9 @@ def test_a_batched_seed_reaches_what_its_single_run_reaches(algo, overrides, tmp
     for config, together in zip(configs, batched):
         alone = train_seeds([config], [tmp_path / f"single{config.seed}"], progress=False)[0]
         assert together["scores"] == pytest.approx(alone["scores"], rel=1e-9, abs=1e-9)
-        batched_dir, single_dir = tmp_path / f"batched{config.seed}", tmp_path / f"single{config.seed}"
-        for ours, theirs in zip(rows(batched_dir), rows(single_dir)):
-            assert ours.keys() == theirs.keys()
-            for key in ours.keys() - {"seconds"}:
-                assert ours[key] == pytest.approx(theirs[key], rel=1e-7, abs=1e-7), key
-        state, single_state = final_state(batched_dir), final_state(single_dir)
-        assert state.keys() == single_state.keys()
-        for key in state:
-            torch.testing.assert_close(state[key], single_state[key], rtol=1e-9, atol=1e-10, msg=key)
-        states.append(state)
+        batched_dir = tmp_path / f"batched{config.seed}"
+        assert_same_run(batched_dir, tmp_path / f"single{config.seed}")
+        states.append(final_state(batched_dir))
     # the two seeds are different runs (so that mixing them up would show)
     actor_key = next(key for key in states[0] if key.startswith("actor."))
     assert not torch.allclose(states[0][actor_key], states[1][actor_key])

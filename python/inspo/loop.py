@@ -30,6 +30,8 @@ from inspo.data import TransitionBatch
 from inspo.nets import AgentMLP, policy_fn
 from inspo.run import RunFiles, eval_generator, prepare_run, progress_bar, rng_state, set_rng_state
 
+# torch.compile's backend for config.compile (tests of the graph itself may use "aot_eager": same capture)
+COMPILE_BACKEND = "inductor"
 LEARNERS = {"inspo": "inspo.trainer:InspoLearner", "bc": "inspo.bc:BCLearner",
             "omiga": "inspo.baselines.omiga:OmigaLearner"}
 
@@ -94,7 +96,7 @@ class Learner(nn.Module):
         """`iteration` as one torch.compile(fullgraph=True) graph; the custom ops and the gradients
         (torch.autograd.grad, traced with trace_autograd_ops) inside it."""
         if self._compiled is None:
-            compiled = torch.compile(self.iteration, fullgraph=True, dynamic=False)
+            compiled = torch.compile(self.iteration, fullgraph=True, dynamic=False, backend=COMPILE_BACKEND)
             self._compiled = torch._dynamo.config.patch(trace_autograd_ops=True)(compiled)
         return self._compiled
 
