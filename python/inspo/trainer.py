@@ -254,10 +254,9 @@ class InspoLearner(Learner):
         """Rows indices[s, :, k] of agent agents[s, k] (all agents by default) from every per-agent field."""
         seeds = seed_index(indices.shape[0], 3, indices.device)
         agent_ids = torch.arange(self.dims.n_agents, device=indices.device) if agents is None else agents.unsqueeze(1)
-        state = batch.state[seeds, indices]  # [S, B, n, state dim]
-        with torch.no_grad():
-            q_target = self.critic_target(state, batch.actions[seeds, indices])
-        return AgentRows(obs=batch.obs[seeds, indices, agent_ids], state=state,
+        with torch.no_grad():  # a resampled row is a row of B: one target-critic pass over B, then gathers
+            q_target = self.critic_target(batch.state, batch.actions)[seeds, indices]
+        return AgentRows(obs=batch.obs[seeds, indices, agent_ids], state=batch.state[seeds, indices],
                          actions=batch.actions[seeds, indices, agent_ids], avail=batch.avail[seeds, indices, agent_ids],
                          log_mu=batch.log_mu[seeds, indices, agent_ids], q_target=q_target)
 
