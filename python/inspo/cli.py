@@ -184,6 +184,14 @@ def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     out_root = Path(args.out or "runs/default")
     rows = []
     for env, dataset in DEFAULT_JOB:
+        if args.seeds is not None:  # the seeds of each task batched: OUT/TASK/seedK
+            from inspo.loop import train_seeds
+
+            configs = [make_config(env, dataset=dataset, algo=args.algo, **{"mode": "fused", **overrides, "seed": seed})
+                       for seed in args.seeds]
+            folders = [out_root / f"{env}-{dataset}" / f"seed{seed}" for seed in args.seeds]
+            rows += [(args.algo, c, r) for c, r in zip(configs, train_seeds(configs, folders, progress=not args.quiet))]
+            continue
         config = make_config(env, dataset=dataset, **{"mode": "fused", **overrides})
         results = get_trainer(args.algo)(config, out_dir=out_root / f"{env}-{dataset}", progress=not args.quiet)
         rows.append((args.algo, config, results))
