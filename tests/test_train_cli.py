@@ -47,18 +47,20 @@ def test_the_main_job_trains_its_three_tasks_and_prints_one_table(tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bridge-optimal", "mne-imbalanced", "xor-c"]
 
 
-def test_resume_continues_an_interrupted_run_from_the_command_line(tmp_path, capsys):
+def test_resume_steps_extends_a_finished_run_to_the_run_it_would_have_been(tmp_path, capsys):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     common = ["train", "--env", "xor", "--set", "checkpoint_every=4", *TINY]
     assert main([*common, "--steps", "8", "--out", str(whole)]) == 0
     assert main([*common, "--steps", "4", "--out", str(cut)]) == 0
-    # pretend the 4-step run was the first half of an 8-step one (what an interrupted run leaves behind)
-    checkpoint = torch.load(cut / "checkpoint.pt", weights_only=False)
-    checkpoint["config"]["steps"] = 8
-    torch.save(checkpoint, cut / "checkpoint.pt")
-    assert main(["train", "--out", str(cut), "--resume", "--quiet"]) == 0
+    assert main(["train", "--out", str(cut), "--resume", "--quiet"]) == 2  # finished: nothing to continue
+    assert "is finished (4 of 4 steps); --resume --steps N (N > 4) extends it" in capsys.readouterr().err
+    assert main(["train", "--out", str(cut), "--resume", "--steps", "8", "--quiet"]) == 0
     scores = [json.loads((d / "results.json").read_text())["scores"] for d in (whole, cut)]
     assert scores[0] == scores[1]
+    final = [torch.load(d / "checkpoint.pt", weights_only=False) for d in (whole, cut)]
+    assert final[1]["step"] == 8 and final[1]["config"] == final[0]["config"]
+    assert final[0]["checksum"] == final[1]["checksum"]  # every tensor, the optimizers and the RNG states
+    assert json.loads((cut / "config.json").read_text())["steps"] == 8
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -4,7 +4,8 @@
                                      then a table of scores
     inspo train --env xor --dataset d --mode exact --seed 3 --set eta=0.5 --out runs/x
     inspo train --env xor --dataset c --mode simultaneous --regime full-update
-    inspo train --out runs/x --resume
+    inspo train --config run.yaml --set lr=1e-3      a YAML / JSON file of config fields, --set on top
+    inspo train --out runs/x --resume [--steps N]    continue (or extend to N steps) the run in runs/x
     inspo eval runs/x                evaluate a checkpoint (a run folder or a checkpoint.pt)
     inspo bench | reproduce | data   provided by optional modules (benchmarks, results, SMAX datasets)
 """
@@ -13,11 +14,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from inspo.config import REGIMES, TrainConfig, make_config, parse_overrides
+from inspo.config import REGIMES, TrainConfig, load_config_file, make_config, parse_overrides
+from inspo.extras import require
 
 # subcommands implemented elsewhere: name -> (module exposing add_arguments(parser) and run(args), help)
 LAZY_COMMANDS = {
@@ -37,11 +40,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 0
+    return run_reporting_errors(args.command, lambda: args.handler(args), args)
+
+
+def run_reporting_errors(command: str, body, args: Optional[argparse.Namespace] = None) -> int:
+    """body() with user mistakes and faults as one line `inspo COMMAND: error: ...` (exit 2) and Ctrl-C
+    as one line saying how to continue (exit 130; cmd_train keeps args.run_folder current)."""
     try:
-        return args.handler(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"inspo {args.command}: error: {error}", file=sys.stderr)
+        return int(body() or 0)
+    except (ValueError, OSError) as error:  # bad input (ValueError), unusable paths (OSError names them)
+        print(f"inspo {command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"inspo {command}: interrupted{resume_advice(getattr(args, 'run_folder', None))}", file=sys.stderr)
+        return 130
+
+
+def resume_advice(out: Optional[Path]) -> str:
+    """How to continue the run interrupted in folder `out` (none: not a training run)."""
+    from inspo.run import CHECKPOINT, CONFIG
+
+    if out is None:
+        return ""
+    if (out / CHECKPOINT).is_file() or (out / CONFIG).is_file():
+        return f"; continue with: inspo train --out {shlex.quote(str(out))} --resume"
+    return f"; nothing was written to {out} yet"
 
 
 def run_lazy_command(name: str, argv: list[str]) -> int:
@@ -55,7 +78,8 @@ def run_lazy_command(name: str, argv: list[str]) -> int:
         raise
     parser = argparse.ArgumentParser(prog=f"inspo {name}", description=help_text)
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(argv)) or 0)
+    args = parser.parse_args(argv)
+    return run_reporting_errors(name, lambda: module.run(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env", help="xor, mne, bridge (smax:<map> when installed); omit for the main job")
     train.add_argument("--dataset", help="dataset name of the env (default: the env preset's)")
     train.add_argument("--dataset-path", help="train on an EPyMARL episode-buffer directory instead")
-    train.add_argument("--algo", default="inspo", help="trainer from inspo.algos (inspo, bc, ...)")
+    train.add_argument("--algo", help="trainer from inspo.algos (inspo, bc, ...; default inspo)")
     train.add_argument("--mode", choices=("fused", "exact", "simultaneous"), help="InSPO update mode")
     train.add_argument("--regime", choices=tuple(REGIMES),
                        help="update regime of spec section 5 (default one-step; see inspo.config.REGIMES)")
@@ -77,10 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train these seeds batched in one process, e.g. 0-4 or 0,3,7: one run folder "
                             "OUT/seedK each")
     train.add_argument("--steps", type=int, help="training iterations (default: the env preset's)")
+    train.add_argument("--config", metavar="FILE",
+                       help="a YAML or JSON file of TrainConfig fields (the same fields as --set, which wins)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override any TrainConfig field, e.g. --set eta=0.5 (repeatable)")
     train.add_argument("--out", help="output folder (metrics, checkpoints, results); default under runs/")
-    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out with its own config (--steps N: extend it to N steps)")
+    train.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start over")
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=cmd_train)
@@ -89,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
     evaluate.add_argument("--episodes", type=int, help="evaluation episodes (default: the run's)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation rollouts")
+    evaluate.add_argument("--device", help="device of the policy network (default: the run's)")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
     evaluate.set_defaults(handler=cmd_eval)
 
@@ -99,44 +128,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from inspo.algos import get_trainer
+    from inspo.run import claim_run_folder
 
-    overrides = parse_overrides(args.overrides)
-    for name in ("mode", "regime", "seed", "steps"):
+    if args.resume:
+        return resume_run(args)
+    # lowest to highest precedence: the env preset (make_config), --config FILE, --set, the flags
+    values = load_config_file(args.config) if args.config else {}
+    values.update(parse_overrides(args.overrides))
+    for name in ("env", "algo", "dataset", "dataset_path", "mode", "regime", "seed", "steps"):
         if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
+            values[name] = getattr(args, name)
     if args.tensorboard:
-        overrides["tensorboard"] = True
+        values["tensorboard"] = True
+    if values.get("tensorboard"):
+        require("tensorboard", "--tensorboard", "'inspo[tensorboard]'")
     if args.seeds is not None and args.seed is not None:
         raise ValueError("give --seed or --seeds, not both")
-    if args.resume:
-        if not args.out:
-            raise ValueError("--resume needs --out, the folder of the run to continue")
-        import torch
-
-        checkpoint_path = Path(args.out) / "checkpoint.pt"
-        seed_folders = sorted(Path(args.out).glob("seed*/checkpoint.pt"))
-        if not checkpoint_path.is_file() and seed_folders:  # a batched run (--seeds): resume its seeds together
-            return resume_seeds([path.parent for path in seed_folders], args)
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"no checkpoint to resume from at {checkpoint_path}")
-        payload = torch.load(checkpoint_path, weights_only=False)
-        config = TrainConfig.from_dict(payload["config"])
-        results = get_trainer(payload["algo"])(config, out_dir=args.out, resume=True, progress=not args.quiet)
-        print_table([(payload["algo"], config, results)])
-        return 0
-    if args.env is None and args.dataset_path is None:
-        return run_default_job(args, overrides)
-    env = args.env or "xor"
-    if args.dataset:
-        overrides["dataset"] = args.dataset
-    if args.dataset_path:
-        overrides["dataset_path"] = args.dataset_path
+    if "env" not in values and values.get("dataset_path") is None:
+        return run_default_job(args, values)
     if args.seeds is not None:
-        return train_seed_batch(env, args, overrides)
-    config = make_config(env, algo=args.algo, **overrides)
+        env = values.pop("env", "xor")
+        configs = [make_config(env, **{**values, "seed": seed}) for seed in args.seeds]
+        out = Path(args.out or default_out_dir(configs[0]).rsplit("-s", 1)[0])
+        print_table(train_seed_folders(configs, [out / f"seed{seed}" for seed in args.seeds], args))
+        print(f"run folders: {out}/seed{{{','.join(map(str, args.seeds))}}}")
+        return 0
+    config = make_config(values.pop("env", "xor"), **values)
     out = args.out or default_out_dir(config)
-    results = get_trainer(args.algo)(config, out_dir=out, progress=not args.quiet)
-    print_table([(args.algo, config, results)])
+    claim_run_folder(out, overwrite=args.overwrite)
+    args.run_folder = Path(out)
+    results = get_trainer(config.algo)(config, out_dir=out, progress=not args.quiet)
+    print_table([(config.algo, config, results)])
     print(f"run folder: {out}")
     return 0
 
@@ -155,46 +177,92 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def train_seed_batch(env: str, args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+def train_seed_folders(configs: list[TrainConfig], folders: list[Path], args: argparse.Namespace, *,
+                       resume: bool = False) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
+    """Runs that differ only in their seed, batched (inspo.loop.train_seeds): the table rows."""
     from inspo.loop import train_seeds
+    from inspo.run import claim_run_folder
 
-    configs = [make_config(env, algo=args.algo, **{**overrides, "seed": seed}) for seed in args.seeds]
-    out = Path(args.out or default_out_dir(configs[0]).rsplit("-s", 1)[0])
-    results = train_seeds(configs, [out / f"seed{seed}" for seed in args.seeds], progress=not args.quiet)
-    print_table([(args.algo, config, result) for config, result in zip(configs, results)])
-    print(f"run folders: {out}/seed{{{','.join(map(str, args.seeds))}}}")
-    return 0
+    if not resume:
+        for folder in folders:
+            claim_run_folder(folder, overwrite=args.overwrite)
+    args.run_folder = folders[0].parent
+    results = train_seeds(configs, folders, resume=resume, progress=not args.quiet)
+    return [(config.algo, config, result) for config, result in zip(configs, results)]
 
 
-def resume_seeds(folders: list[Path], args: argparse.Namespace) -> int:
-    import torch
+def resume_run(args: argparse.Namespace) -> int:
+    """--resume: continue the run in --out from its checkpoint with the checkpoint's config (--steps
+    may extend it); a run killed before its first checkpoint starts over from its config.json."""
+    from inspo.algos import get_trainer
+    from inspo.run import CHECKPOINT, CONFIG, clear_run_files, load_checkpoint, read_run_config
 
-    from inspo.loop import train_seeds
-
-    configs = [TrainConfig.from_dict(torch.load(folder / "checkpoint.pt", weights_only=False)["config"])
-               for folder in folders]
-    results = train_seeds(configs, folders, resume=True, progress=not args.quiet)
-    print_table([(config.algo, config, result) for config, result in zip(configs, results)])
+    if not args.out:
+        raise ValueError("--resume needs --out, the folder of the run to continue")
+    changed = [flag for flag, value in (("--env", args.env), ("--dataset", args.dataset),
+                                        ("--dataset-path", args.dataset_path), ("--algo", args.algo),
+                                        ("--mode", args.mode), ("--regime", args.regime), ("--seed", args.seed),
+                                        ("--config", args.config), ("--set", args.overrides),
+                                        ("--tensorboard", args.tensorboard), ("--overwrite", args.overwrite))
+               if value]
+    if changed:
+        raise ValueError(f"--resume continues the run with its own config; only --steps can change it "
+                         f"(got {', '.join(changed)})")
+    out = Path(args.out)
+    checkpoint_path = out / CHECKPOINT
+    seed_folders = sorted(path.parent for path in out.glob("seed*/" + CHECKPOINT))
+    if not checkpoint_path.exists() and not (out / CONFIG).is_file() and seed_folders:
+        # a batched run (--seeds): its seeds resume together
+        configs = [TrainConfig.from_dict(load_checkpoint(folder / CHECKPOINT)["config"]) for folder in seed_folders]
+        if args.steps is not None:
+            configs = [TrainConfig.from_dict({**config.to_dict(), "steps": args.steps}) for config in configs]
+        print_table(train_seed_folders(configs, seed_folders, args, resume=True))
+        return 0
+    if checkpoint_path.exists():
+        checkpoint = load_checkpoint(checkpoint_path)
+        config = TrainConfig.from_dict(checkpoint["config"])
+        step, resume = checkpoint["step"], True
+        if checkpoint["algo"] == "bc":
+            raise ValueError(f"the bc run in {out} has no iterations to resume; --overwrite reruns it")
+        target = config.steps if args.steps is None else args.steps
+        if target < step:
+            raise ValueError(f"--steps {target} is below the {step} steps the run in {out} has trained")
+        if step >= config.steps and target == step:
+            raise ValueError(f"the run in {out} is finished ({step} of {config.steps} steps); "
+                             f"--resume --steps N (N > {step}) extends it")
+    elif (out / CONFIG).is_file():  # killed before its first checkpoint: nothing to keep but the config
+        config, resume = read_run_config(out), False
+        clear_run_files(out)
+    else:
+        raise FileNotFoundError(f"no checkpoint (or config.json) to resume from in {out}")
+    if args.steps is not None:
+        config = TrainConfig.from_dict({**config.to_dict(), "steps": args.steps})
+    args.run_folder = out
+    results = get_trainer(config.algo)(config, out_dir=out, resume=resume, progress=not args.quiet)
+    print_table([(config.algo, config, results)])
     return 0
 
 
 def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from inspo.algos import get_trainer
+    from inspo.run import claim_run_folder
 
+    if "dataset" in overrides:
+        raise ValueError("--dataset needs --env (the main job trains on its own datasets)")
     out_root = Path(args.out or "runs/default")
+    jobs = [(make_config(env, dataset=dataset, **{"mode": "fused", **overrides}), out_root / f"{env}-{dataset}")
+            for env, dataset in DEFAULT_JOB]
+    for _, out in jobs:  # every folder before the first run trains
+        claim_run_folder(out, overwrite=args.overwrite)
     rows = []
-    for env, dataset in DEFAULT_JOB:
+    for config, out in jobs:
         if args.seeds is not None:  # the seeds of each task batched: OUT/TASK/seedK
-            from inspo.loop import train_seeds
-
-            configs = [make_config(env, dataset=dataset, algo=args.algo, **{"mode": "fused", **overrides, "seed": seed})
-                       for seed in args.seeds]
-            folders = [out_root / f"{env}-{dataset}" / f"seed{seed}" for seed in args.seeds]
-            rows += [(args.algo, c, r) for c, r in zip(configs, train_seeds(configs, folders, progress=not args.quiet))]
+            configs = [TrainConfig.from_dict({**config.to_dict(), "seed": seed}) for seed in args.seeds]
+            rows += train_seed_folders(configs, [out / f"seed{seed}" for seed in args.seeds], args)
             continue
-        config = make_config(env, dataset=dataset, **{"mode": "fused", **overrides})
-        results = get_trainer(args.algo)(config, out_dir=out_root / f"{env}-{dataset}", progress=not args.quiet)
-        rows.append((args.algo, config, results))
+        args.run_folder = out
+        results = get_trainer(config.algo)(config, out_dir=out, progress=not args.quiet)
+        rows.append((config.algo, config, results))
     print_table(rows)
     print(f"run folders under {out_root}/")
     return 0
@@ -226,19 +294,14 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
     from inspo.bc import make_policy_net, policy_fn
     from inspo.envs import make_env
-    from inspo.run import eval_generator
+    from inspo.run import eval_generator, load_checkpoint
 
-    path = Path(args.checkpoint)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    payload = torch.load(path, weights_only=False)
-    config = TrainConfig.from_dict(payload["config"])
+    if args.episodes is not None and args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    payload = load_checkpoint(args.checkpoint)
+    config = TrainConfig.from_dict({**payload["config"], **({"device": args.device} if args.device else {})})
     env = make_env(config)
     actor = make_policy_net(config, env.n_agents, env.obs_dim, env.n_actions)
     actor.load_state_dict(policy_state(payload))

@@ -8,10 +8,15 @@ overrides any field last.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
+
+from inspo.extras import require
 
 ALGOS = ("inspo", "bc", "omiga")
 MODES = ("fused", "exact", "simultaneous")
@@ -156,8 +161,9 @@ class TrainConfig:
             raise ValueError(f"config.critic_warmup_steps must be in [0, steps = {self.steps}), "
                              f"got {self.critic_warmup_steps}")
         for name in ("hidden", "critic_hidden"):
-            if any(size < 1 for size in getattr(self, name)):
-                raise ValueError(f"config.{name} must hold layer sizes >= 1, got {getattr(self, name)}")
+            if not getattr(self, name) or any(size < 1 for size in getattr(self, name)):
+                raise ValueError(f"config.{name} must hold layer sizes >= 1 (one or more), got {getattr(self, name)}")
+        check_device(self.device)
         if len(self.mne_diagonal) < 2:
             raise ValueError(f"config.mne_diagonal needs >= 2 actions, got {self.mne_diagonal}")
         for name in ("alpha", "beta", "beta_end"):
@@ -235,6 +241,73 @@ REGIMES: dict[str, dict[str, Any]] = {
     "full-update": dict(policy_steps=100, lr=3e-2, critic_lr=3e-2, polyak=0.1, steps=100, critic_warmup_steps=50,
                         eta=1.0),
 }
+
+
+def check_device(name: str) -> None:
+    """A torch device this machine has: "cpu", or "cuda" / "cuda:N" where CUDA is available."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"config.device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"config.device is {name!r}, but CUDA is not available on this machine "
+                             "(torch.cuda.is_available() is False); use device=cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"config.device is {name!r}, but this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s)")
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The TrainConfig fields of a YAML (.yaml, .yml) or JSON (.json) file: a mapping of field names
+    to values, read like `--set` reads them (strings are parsed as --set text, lists become tuples).
+    Errors name the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".yaml", ".yml"):
+        raise ValueError(f"config file {path} must be .json, .yaml or .yml, got {suffix or 'no suffix'!r}")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"config file {path} cannot be read: {error}") from error
+    if suffix == ".json":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"config file {path} is not valid JSON: {error}") from error
+    else:
+        require("yaml", f"config file {path.name}", "pyyaml")
+        import yaml
+
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"config file {path} is not valid YAML: {' '.join(str(error).split())}") from error
+    if values is None:  # an empty file
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a mapping of config fields, got a {type(values).__name__}")
+    hints = typing.get_type_hints(TrainConfig)
+    fields = {}
+    for name, value in values.items():
+        if name not in hints:
+            raise ValueError(f"config file {path}: unknown config field {name!r}; fields: {', '.join(sorted(hints))}")
+        try:
+            if isinstance(value, str):
+                value = parse_value(name, value)
+            elif isinstance(value, list) and _is_tuple_type(hints[name]):
+                value = tuple(value)
+            _check_type(name, value, hints[name])
+        except ValueError as error:
+            raise ValueError(f"config file {path}: {error}") from error
+        fields[name] = value
+    return fields
 
 
 def _is_tuple_type(hint: Any) -> bool:

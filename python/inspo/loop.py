@@ -16,7 +16,6 @@ randomness from its own generator.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import time
 from dataclasses import dataclass, fields
@@ -28,7 +27,8 @@ from torch import Tensor, nn
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.nets import AgentMLP, policy_fn
-from inspo.run import RunFiles, eval_generator, prepare_run, progress_bar, rng_state, set_rng_state
+from inspo.progress import progress_bar
+from inspo.run import RunFiles, eval_generator, prepare_run, resume_config, rng_state, set_rng_state
 
 # torch.compile's backend for config.compile (tests of the graph itself may use "aot_eager": same capture)
 COMPILE_BACKEND = "inductor"
@@ -143,14 +143,6 @@ def check_seed_batch(configs: Sequence[TrainConfig]) -> None:
             raise ValueError(f"runs trained together must differ only in their seed; these fields differ: {differ}")
 
 
-def resumed_config(checkpoint: dict[str, Any], requested: TrainConfig) -> TrainConfig:
-    """The checkpoint's config, except `steps`, which the caller may raise (to extend a finished run)."""
-    config = TrainConfig.from_dict(checkpoint["config"])
-    if requested.steps > config.steps:
-        config = dataclasses.replace(config, steps=requested.steps).validate()
-    return config
-
-
 def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]] = None, *, resume: bool = False,
                 progress: bool = True, on_step: Optional[Callable[[int], None]] = None) -> list[dict[str, Any]]:
     """Train runs that differ only in their seed, batched in one process; returns each run's results
@@ -174,7 +166,7 @@ def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]
             if checkpoint.get("algo") != config.algo:
                 raise ValueError(f"checkpoint in {out_dir} is from algo {checkpoint.get('algo')!r}, "
                                  f"not {config.algo!r}")
-        configs = [resumed_config(checkpoint, config) for checkpoint, config in zip(checkpoints, configs)]
+        configs = [resume_config(checkpoint, config) for checkpoint, config in zip(checkpoints, configs)]
         at = sorted({checkpoint["step"] for checkpoint in checkpoints})
         if len(at) > 1:
             raise ValueError(f"the checkpoints are at different steps {at} (a batched run interrupted while "
@@ -185,6 +177,7 @@ def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]
     runs, learner = [], None
     for seed, config in enumerate(configs):
         run = prepare_run(config)  # seeds the global RNG: seed s's networks are drawn right after its data
+        files[seed].write_config(config)
         store = run.store
         dims = Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
         if learner is None:
@@ -226,7 +219,7 @@ def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]
 
     steps, log_every = learner.steps, configs[0].log_every
     eval_every, checkpoint_every = configs[0].eval_every, configs[0].checkpoint_every
-    bar = progress_bar(total=steps, initial=first_step, label=learner.label, enabled=progress)
+    bar = progress_bar(steps, initial=first_step, desc=learner.label, enabled=progress)
     for step in range(first_step, steps):
         rows = [torch.randint(len(store), (batch_size,), generator=generator, device=generator.device)
                 for store, generator in zip(stores, generators)]

@@ -204,6 +204,7 @@ def run_one(config_dict: dict[str, Any], out_dir: str) -> dict[str, Any]:
     import torch
 
     from inspo.algos import get_trainer
+    from inspo.run import load_checkpoint
 
     torch.set_num_threads(1)
     config = TrainConfig.from_dict(config_dict)
@@ -215,7 +216,7 @@ def run_one(config_dict: dict[str, Any], out_dir: str) -> dict[str, Any]:
     resume = False
     checkpoint = out / "checkpoint.pt"
     if checkpoint.is_file() and config.algo != "bc":
-        payload = torch.load(checkpoint, weights_only=False)
+        payload = load_checkpoint(checkpoint)
         resume = same_config(payload["config"], planned) and payload["step"] < config.steps
     if not resume and out.exists():
         shutil.rmtree(out)  # a stale or foreign run: start clean (the logs append)
@@ -923,7 +924,10 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from inspo.config import parse_overrides
+    from inspo.extras import require
 
+    if not args.list:  # before any run trains: the figures come last
+        require("matplotlib", "inspo reproduce (its figures)", "'inspo[plots]'")
     start = time.perf_counter()
     extra = parse_overrides(args.overrides)
     seeds = list(range(args.seeds if args.seeds is not None else QUICK_SEEDS if args.quick else SEEDS))

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+
+from inspo.atomic import atomic_write
 
 # name -> (dtype written, dtype kind accepted on load, trailing shape described by names)
 ARRAY_SPECS: dict[str, tuple[np.dtype, str, tuple[str, ...]]] = {
@@ -80,7 +81,7 @@ def save_episode_buffer(path: str | os.PathLike, arrays: dict[str, np.ndarray], 
     """Write `arrays` (the seven required ones with their exact dtypes, plus any extra) and meta.json.
 
     meta gets the PyMARL keys buffer_index / episodes_in_buffer / buffer_size when absent. Each file
-    is written to a temporary name and renamed, so a crash never leaves a half-written array.
+    is written atomically (inspo.atomic), so a crash never leaves a half-written array.
     """
     sizes = validate_episode_arrays(arrays, exact_dtypes=True)
     directory = Path(path)
@@ -90,8 +91,8 @@ def save_episode_buffer(path: str | os.PathLike, arrays: dict[str, np.ndarray], 
     meta.setdefault("episodes_in_buffer", sizes["E"])
     meta.setdefault("buffer_size", sizes["E"])
     for name, array in arrays.items():
-        _atomic_write(directory / f"{name}.npy", lambda f, a=array: np.save(f, a, allow_pickle=False))
-    _atomic_write(directory / META_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode()))
+        atomic_write(directory / f"{name}.npy", lambda f, a=array: np.save(f, a, allow_pickle=False))
+    atomic_write(directory / META_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode()))
 
 
 def load_episode_buffer(
@@ -104,36 +105,52 @@ def load_episode_buffer(
     (PyMARL preallocates), the arrays are cut to `episodes_in_buffer` (a view, never a copy).
     """
     directory = Path(path)
+    if directory.is_file():
+        raise DatasetError(f"dataset path {str(directory)!r} is a file, not an episode-buffer directory")
     if not directory.is_dir():
         raise DatasetError(f"episode-buffer directory {str(directory)!r} does not exist")
-    meta_path = directory / META_FILE
-    if not meta_path.is_file():
-        raise DatasetError(f"episode-buffer directory {str(directory)!r} has no {META_FILE}")
-    meta = json.loads(meta_path.read_text())
+    meta = _read_meta(directory / META_FILE)
     arrays = {}
     for file in sorted(directory.glob("*.npy")):
-        try:
-            arrays[file.stem] = np.load(file, mmap_mode=mmap_mode, allow_pickle=False)
-        except ValueError as error:
-            raise DatasetError(f"array {file.stem!r} ({file}) cannot be read: {error}") from error
+        arrays[file.stem] = _read_array(file, mmap_mode)
     sizes = validate_episode_arrays(arrays, exact_dtypes=False)
     stored = meta.get("episodes_in_buffer")
+    if isinstance(stored, float) and stored.is_integer():
+        stored = int(stored)
     if stored is not None:
-        if not 0 < int(stored) <= sizes["E"]:
-            raise DatasetError(
-                f"{META_FILE} says episodes_in_buffer = {stored} but the arrays hold E = {sizes['E']} episodes")
-        if int(stored) < sizes["E"]:
-            arrays = {name: array[: int(stored)] for name, array in arrays.items()}
+        if not isinstance(stored, int) or isinstance(stored, bool) or not 0 < stored <= sizes["E"]:
+            raise DatasetError(f"{directory / META_FILE}: episodes_in_buffer = {stored!r}, but it must be an "
+                               f"integer in [1, {sizes['E']}] (the arrays hold E = {sizes['E']} episodes)")
+        if stored < sizes["E"]:
+            arrays = {name: array[:stored] for name, array in arrays.items()}
     return arrays, meta
 
 
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+def _read_meta(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DatasetError(f"episode-buffer directory {str(path.parent)!r} has no {META_FILE}")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path} cannot be read as JSON: {error}") from error
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path} must hold a JSON object, got a {type(meta).__name__}")
+    return meta
+
+
+def _read_array(file: Path, mmap_mode: Optional[str]) -> np.ndarray:
+    """One .npy file; in the machine's byte order (the format allows any, torch takes only the native
+    one), which memory-mapping cannot convert without reading the whole array."""
+    if file.is_dir():
+        raise DatasetError(f"array {file.stem!r}: {file} is a folder, not a .npy file")
+    try:
+        array = np.load(file, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as error:
+        reason = str(error) or f"{type(error).__name__} (empty or truncated file)"
+        raise DatasetError(f"array {file.stem!r} ({file}) cannot be read: {reason}") from error
+    if not array.dtype.isnative:
+        if mmap_mode is not None:
+            raise DatasetError(f"array {file.stem!r} ({file}) has byte order {array.dtype.str!r}, which cannot be "
+                               "memory-mapped; load it with dataset_storage=memory or save it in native byte order")
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array

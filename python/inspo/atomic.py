@@ -1,0 +1,51 @@
+"""Crash-safe file writes: a reader (or a resumed run) sees the old file or the new one, never half.
+
+The bytes go to a temporary file in the target's folder, are flushed to disk, and the file is then
+renamed over the target. mkstemp creates the temporary file 0600; it is given the mode an ordinary
+`open` would have made (0666 minus the umask), so that a shared lab folder can read checkpoints,
+results and datasets like it reads the logs.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Callable
+
+TMP_SUFFIX = ".tmp"  # temporary files are .<target name>.<random>.tmp; `orphan_temporaries` finds them
+
+
+def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """`write(handle)` into a temporary file next to `target`, then rename it to `target`.
+
+    Any error (or an interrupt) removes the temporary file and leaves `target` as it was.
+    """
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(target: str | os.PathLike, text: str) -> None:
+    atomic_write(target, lambda handle: handle.write(text.encode()))
+
+
+def orphan_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Temporary files `atomic_write` left in `folder` when its process was killed mid-write."""
+    return sorted(Path(folder).glob(f".*{TMP_SUFFIX}"))
+
+
+def current_umask() -> int:
+    # the only portable way to read the umask is to set it and set it back
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
