@@ -18,7 +18,7 @@ import torch
 
 from inspo.bench import ops as op_specs
 from inspo.bench.ops import OPS, OpSpec, Size
-from inspo.bench.report import Row, fill_ratios, group_rows, terminal_header, terminal_line
+from inspo.bench.report import Row, fill_ratios, terminal_header, terminal_line
 from inspo.bench.roofline import Bandwidth
 from inspo.bench.timing import TimingPolicy, first_call_seconds, measure, peak_memory_bytes
 
