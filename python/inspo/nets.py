@@ -214,22 +214,25 @@ class StackedAdam(nn.Module):
             mask = None if masks is None else masks[f]
             steps = getattr(self, f"steps{f}")
             steps.add_(1 if mask is None else mask.to(steps.dtype))
-            step_size = lr / (1 - beta1 ** steps)
-            bias_correction2_sqrt = (1 - beta2 ** steps).sqrt()
+            dtype = params[0].dtype
+            step_size = (lr / (1 - beta1 ** steps)).to(dtype)
+            bias_correction2_sqrt = (1 - beta2 ** steps).sqrt().to(dtype)
             for k, (p, grad) in enumerate(zip(params, grads[f])):
                 shape = (*steps.shape, *([1] * (p.dim() - 2)))
                 exp_avg, exp_avg_sq = getattr(self, f"exp_avg{f}_{k}"), getattr(self, f"exp_avg_sq{f}_{k}")
+                if mask is None:  # in place, as torch's Adam
+                    exp_avg.lerp_(grad, 1 - beta1)
+                    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                    denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt.view(shape)).add_(self.eps)
+                    p.sub_(step_size.view(shape) * (exp_avg / denom))
+                    continue
                 new_avg = exp_avg.lerp(grad, 1 - beta1)
                 new_avg_sq = exp_avg_sq.mul(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (new_avg_sq.sqrt() / bias_correction2_sqrt.to(p.dtype).view(shape)).add_(self.eps)
-                new_p = p - step_size.to(p.dtype).view(shape) * new_avg / denom
-                if mask is None:
-                    exp_avg.copy_(new_avg), exp_avg_sq.copy_(new_avg_sq), p.copy_(new_p)
-                else:
-                    keep = mask.view(shape)
-                    exp_avg.copy_(torch.where(keep, new_avg, exp_avg))
-                    exp_avg_sq.copy_(torch.where(keep, new_avg_sq, exp_avg_sq))
-                    p.copy_(torch.where(keep, new_p, p))
+                denom = (new_avg_sq.sqrt() / bias_correction2_sqrt.view(shape)).add_(self.eps)
+                keep = mask.view(shape)
+                exp_avg.copy_(torch.where(keep, new_avg, exp_avg))
+                exp_avg_sq.copy_(torch.where(keep, new_avg_sq, exp_avg_sq))
+                p.copy_(torch.where(keep, p - step_size.view(shape) * (new_avg / denom), p))
 
 
 @torch.no_grad()
