@@ -1,10 +1,10 @@
-"""Benchmark of one full InSPO training iteration (`inspo.trainer.InspoStep`), exact vs fused mode.
+"""Benchmark of one full training iteration (InSPO fused and exact, OMIGA), as a user runs it.
 
-One setup (`inspo.bench.iteration.make_case`: a synthetic dataset of the requested size, fresh
-networks per implementation): the critic step and the agent pass, timed end to end with the trainer
-calling ours, the eager reference or the compiled reference ops; then fused vs exact against N.
+`inspo bench --sections iteration` (see `inspo.bench.iteration`): plain PyTorch (the reference ops),
+our ops eager, our compiled iteration, and the compiled iteration with 5 seeds batched (per seed), at
+the SMAX 2s3z shape and at B = 4k, N = 8, A = 16.
 
-    python benchmarks/benchmark_iteration.py [--quick] [--iteration-batch 4096] [--threads 1]
+    python benchmarks/benchmark_iteration.py [--quick] [--iteration-shapes 2s3z,4k] [--threads 1]
 """
 import sys
 

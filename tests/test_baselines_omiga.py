@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
-from inspo.baselines.omiga import M_FLOOR, Z_CLAMP, build_nets, omiga_losses, train
+from inspo.baselines.omiga import M_FLOOR, Z_CLAMP, OmigaLearner, omiga_losses, train
 from inspo.cli import main
 from inspo.config import make_config
 from inspo.data import TransitionBatch
+from inspo.loop import Dims, stack_batches
 
 N, O, S, A, B = 3, 4, 5, 4, 32
 
@@ -23,18 +24,18 @@ def random_batch(generator: torch.Generator) -> TransitionBatch:
     avail.scatter_(-1, actions.unsqueeze(-1), True)  # the dataset action is always available
     next_actions = torch.randint(A, (B, N), generator=generator)
     next_avail.scatter_(-1, next_actions.unsqueeze(-1), True)
-    return TransitionBatch(state=normal(B, S), obs=normal(B, N, O), actions=actions, reward=normal(B),
-                           next_state=normal(B, S), next_obs=normal(B, N, O), next_actions=next_actions,
-                           done=(torch.rand(B, generator=generator) < 0.3).double(), avail=avail,
-                           next_avail=next_avail)
+    return stack_batches([TransitionBatch(  # one seed: [1, B, ...]
+        state=normal(B, S), obs=normal(B, N, O), actions=actions, reward=normal(B), next_state=normal(B, S),
+        next_obs=normal(B, N, O), next_actions=next_actions, done=(torch.rand(B, generator=generator) < 0.3).double(),
+        avail=avail, next_avail=next_avail)])
 
 
 def float64_nets(seed: int, share: bool):
     torch.manual_seed(seed)
     config = make_config("xor", hidden=(8, 8), mixer_hidden=6, share_parameters=share)
-    nets = build_nets(config, N, O, S, A)
-    for name in ("actor", "q_net", "v_net", "mixer", "q_target", "v_target", "mixer_target"):
-        getattr(nets, name).double()
+    nets = OmigaLearner(config, 1, Dims(N, O, S, A))
+    nets.initialize_seed(0)
+    nets.double()
     with torch.no_grad():  # online and target networks differ, so that mixing them up shows
         for module in (nets.q_net, nets.v_net, nets.mixer):
             for p in module.parameters():
@@ -43,30 +44,31 @@ def float64_nets(seed: int, share: bool):
 
 
 def mlp_by_hand(module, x: torch.Tensor) -> torch.Tensor:
-    """AgentMLP's forward written out per agent: x [B, N, in] -> [B, N, out]."""
+    """AgentMLP's forward written out per agent: x [B, N, in] -> [B, N, out] (seed 0's networks)."""
     outputs = []
     for agent in range(N):
         net = 0 if module.share_parameters else agent
         h = x[:, agent]
         if module.share_parameters:
             h = torch.cat([h, torch.eye(N, dtype=h.dtype)[agent].expand(len(h), -1)], dim=-1)
-        for layer, (weights, biases) in enumerate(module.layers):
-            h = h @ weights[net] + biases[net]
-            if layer < len(module.layers) - 1:
+        for layer, (weights, biases) in enumerate(module.mlp.layers):
+            h = h @ weights[0, net] + biases[0, net]
+            if layer < len(module.mlp.layers) - 1:
                 h = h.clamp(min=0)
         outputs.append(h)
     return torch.stack(outputs, dim=1)
 
 
 def mixer_by_hand(mixer, state):
-    def two_layers(seq):
-        first, last = seq[0], seq[2]
-        return (state @ first.weight.T + first.bias).clamp(min=0) @ last.weight.T + last.bias
+    def two_layers(mlp):
+        (w1, b1), (w2, b2) = mlp.layers
+        return (state @ w1[0, 0] + b1[0, 0]).clamp(min=0) @ w2[0, 0] + b2[0, 0]
 
     return two_layers(mixer.weight_net).abs(), two_layers(mixer.bias_net)[:, 0]
 
 
 def losses_by_hand(nets, batch, alpha, gamma):
+    batch = batch.index(0)  # the one seed: [B, ...]
     w_next, b_next = mixer_by_hand(nets.mixer_target, batch.next_state)
     v_next = mlp_by_hand(nets.v_target, batch.next_obs)[..., 0]
     y = batch.reward + gamma * (1 - batch.done) * ((w_next * v_next).sum(1) + b_next)
@@ -101,8 +103,7 @@ def losses_by_hand(nets, batch, alpha, gamma):
 def test_losses_match_a_float64_hand_computation(alpha, v_offset, share):
     nets = float64_nets(seed=3, share=share)
     with torch.no_grad():  # V far above Q: every z very negative
-        for bias in nets.v_net.layers[-1][1]:
-            bias.add_(v_offset)
+        nets.v_net.mlp.layers[-1][1].add_(v_offset)
     batch = random_batch(torch.Generator().manual_seed(7))
     gamma = 0.9
     ours = omiga_losses(nets, batch, alpha=alpha, gamma=gamma)
@@ -117,7 +118,7 @@ def test_losses_match_a_float64_hand_computation(alpha, v_offset, share):
     assert (hand["w"] >= 0).all()
     for name in ("q_loss", "v_loss", "policy_loss"):
         assert ours[name].item() == pytest.approx(hand[name].item(), rel=1e-10, abs=1e-12), name
-    torch.testing.assert_close(ours["weight"], z.exp(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(ours["weight"][0], z.exp(), rtol=1e-12, atol=0)
     # gradients of every loss w.r.t. the online networks it trains
     for name, module in (("q_loss", nets.q_net), ("q_loss", nets.mixer), ("v_loss", nets.v_net),
                          ("policy_loss", nets.actor)):
@@ -142,12 +143,12 @@ def test_losses_reach_only_their_own_networks():
 
 def test_mixer_weights_are_non_negative_where_the_raw_output_is_negative():
     nets = float64_nets(seed=5, share=False)
-    state = torch.randn(256, S, dtype=torch.float64)
-    raw = nets.mixer.weight_net(state)
+    state = torch.randn(1, 256, S, dtype=torch.float64)
+    raw = nets.mixer.weight_net(state.unsqueeze(1))[:, 0]
     w, b = nets.mixer(state)
     assert (raw < 0).any() and (w >= 0).all()
     torch.testing.assert_close(w, raw.abs())
-    assert b.shape == (256,)
+    assert b.shape == (1, 256)
 
 
 def test_omiga_learns_the_best_equilibrium_of_balanced_mne():

@@ -25,8 +25,9 @@ def test_quick_run_writes_every_row(tmp_path):
         for mode in spec.modes:
             for impl in ("ours", "eager"):
                 assert ("ops", name, impl, mode) in measured, (name, impl, mode)
-    for mode in ("exact", "fused"):
-        assert ("iteration", f"iteration/{mode}", "ours", "full") in measured
+    for op in ("exact", "fused", "omiga"):
+        for impl in ("ours", "eager"):
+            assert ("iteration", f"iteration/{op}", impl, "full") in measured
     assert not [r for r in rows if r["note"].startswith("failed")]
     for row in rows:
         if row["median_ms"]:

@@ -51,14 +51,15 @@ def test_a_vault_trains_memory_mapped_with_padded_actions(tmp_path, capsys):
     assert main(["train", "--dataset-path", str(vault), "--steps", "10", "--set", "dataset_storage=mapped",
                  "--out", str(out), *TINY]) == 0
     from inspo.bc import make_policy_net, masked_log_softmax
+    from inspo.cli import policy_state
 
     payload = torch.load(out / "checkpoint.pt", weights_only=False)
     config = TrainConfig.from_dict(payload["config"])
     actor = make_policy_net(config, 3, 6, 4)
-    actor.load_state_dict(payload["learner"]["actor"])
+    actor.load_state_dict(policy_state(payload))
     obs = torch.from_numpy(arrays["obs"][0, :4])
     avail = torch.from_numpy(arrays["avail_actions"][0, :4] != 0)
-    probs = masked_log_softmax(actor(obs), avail).exp()
+    probs = masked_log_softmax(actor.forward_seed(0, obs), avail).exp()
     assert torch.isfinite(probs[avail]).all() and (probs[:, 2, 2:] == 0).all()
     assert torch.allclose(probs.sum(-1), torch.ones(4, 3))
 

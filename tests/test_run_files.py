@@ -114,13 +114,13 @@ def test_a_damaged_checkpoint_is_refused_naming_the_file(tmp_path, finished_run,
 def test_a_flipped_checkpoint_fails_its_checksum(tmp_path, finished_run):
     """Bytes flipped inside a tensor's data still unpickle: only the checksum catches them."""
     payload = torch.load(finished_run / "checkpoint.pt", weights_only=False)
-    tensor = payload["learner"]["actor_opt"]["state"][0]["exp_avg_sq"].flatten()
+    tensor = payload["learner"]["actor_opt.exp_avg_sq0_0"].flatten()
     raw = (finished_run / "checkpoint.pt").read_bytes()
     needle = tensor.numpy().tobytes()
     at = raw.index(needle)
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(raw[:at] + bytes(b ^ 0x01 for b in raw[at:at + 4]) + raw[at + 4:])
-    spoiled = torch.load(path, weights_only=False)["learner"]["actor_opt"]["state"][0]["exp_avg_sq"].flatten()
+    spoiled = torch.load(path, weights_only=False)["learner"]["actor_opt.exp_avg_sq0_0"].flatten()
     assert spoiled[0] != tensor[0] and torch.isfinite(spoiled).all()
     with pytest.raises(CheckpointError, match=f"checkpoint {path} fails its checksum"):
         load_checkpoint(path)
@@ -138,9 +138,9 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path, held, message):
 
 def test_a_checkpoint_holding_non_finite_values_is_refused(tmp_path, finished_run):
     payload = load_checkpoint(finished_run)
-    payload["learner"]["actor_opt"]["state"][0]["exp_avg_sq"][0] = float("nan")
+    payload["learner"]["actor_opt.exp_avg_sq0_0"][0] = float("nan")
     RunFiles(tmp_path).save_checkpoint(payload)  # a valid checksum of a diverged state
-    with pytest.raises(CheckpointError, match=r"non-finite values \(in learner.actor_opt.state.0.exp_avg_sq\)"):
+    with pytest.raises(CheckpointError, match=r"non-finite values \(in learner.actor_opt.exp_avg_sq0_0\)"):
         load_checkpoint(tmp_path / "checkpoint.pt")
 
 

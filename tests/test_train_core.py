@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from inspo.bc import fit_behaviour, make_policy_net
+from inspo.bc import fit_behaviour
 from inspo.config import REGIMES, TrainConfig, make_config, parse_overrides
-from inspo.nets import AgentMLP
+from inspo.loop import Dims, stack_batches
+from inspo.nets import AgentMLP, make_policy_net
 from inspo.run import prepare_run
-from inspo.trainer import InspoStep, build_learner, train
+from inspo.trainer import InspoLearner, train
 
 
 def small(env="xor", **overrides):
@@ -94,7 +95,8 @@ def test_bc_recovers_the_dataset_action_frequencies(env, dataset):
     config = make_config(env, dataset=dataset, bc_steps=400, seed=2)
     run = prepare_run(config)
     mu = make_policy_net(config, run.env.n_agents, run.env.obs_dim, run.env.n_actions)
-    fit_behaviour(mu, run.store, config, run.generator)
+    mu.reset_seed(0)
+    fit_behaviour(mu, [run.store], config, [run.generator])
     probs = run.store.log_mu[0].exp()  # the single state: every row is the same
     for agent in range(run.env.n_agents):
         counts = torch.bincount(run.store.actions[:, agent], minlength=run.env.n_actions).double()
@@ -103,75 +105,95 @@ def test_bc_recovers_the_dataset_action_frequencies(env, dataset):
 
 # ---- per-agent independence ----
 
-def snapshot(module):
-    return [p.detach().clone() for p in module.parameters()]
+def prepared_learner(config, n_seeds=1):
+    """An InSPO learner of seeds config.seed, config.seed + 1, ... after BC, and its runs."""
+    runs, learner = [], None
+    for s in range(n_seeds):
+        run = prepare_run(TrainConfig.from_dict({**config.to_dict(), "seed": config.seed + s}))
+        store = run.store
+        learner = learner or InspoLearner(config, n_seeds, Dims(store.n_agents, store.obs_dim, store.state_dim,
+                                                                 store.n_actions))
+        learner.initialize_seed(s)
+        runs.append(run)
+    learner.prepare([run.store for run in runs], [run.generator for run in runs], resumed=False)
+    return learner, runs
 
 
-def test_an_agent_step_leaves_every_other_agent_untouched():
+def iterate(learner, runs, step, rows=torch.arange(64)):
+    batch = stack_batches([run.store.index(rows) for run in runs])
+    return learner.update(batch, learner.draw([run.generator for run in runs], step), step)
+
+
+def agent_slices(module: AgentMLP, seed: int, agent: int):
+    return [p[seed, agent].detach().clone() for p in module.parameters()]
+
+
+def test_an_agent_step_leaves_every_other_agent_of_every_seed_untouched():
     config = small(mode="fused")
-    run = prepare_run(config)
-    learner = build_learner(config, 2, 1, 1, 2)
-    fit_behaviour(learner.mu, run.store, config, run.generator)
-    step = InspoStep(config, learner, run.generator)
+    learner, runs = prepared_learner(config, n_seeds=2)
     for k in range(5):  # Adam moments of every agent become non-zero
-        step(run.store.index(torch.arange(64) + 64 * k), k)
-    actor_before = [snapshot_agent(learner.actor, a) for a in range(2)]
-    moments_before = [learner.actor_opt.state[p]["exp_avg"].clone() for p in learner.actor.agent_parameters(0)]
-    obs = run.store.obs[:64, 1]
-    loss = learner.actor.forward_agent(1, obs).logsumexp(-1).mean()
-    step.step_actor(loss, agent=1)
-    after = [snapshot_agent(learner.actor, a) for a in range(2)]
-    assert all(torch.equal(b, a) for b, a in zip(actor_before[0], after[0]))  # agent 0: bitwise unchanged
-    assert not all(torch.equal(b, a) for b, a in zip(actor_before[1], after[1]))
-    moments_after = [learner.actor_opt.state[p]["exp_avg"] for p in learner.actor.agent_parameters(0)]
-    assert all(torch.equal(b, a) for b, a in zip(moments_before, moments_after))
-
-
-def snapshot_agent(module: AgentMLP, agent: int):
-    return [p.detach().clone() for p in module.agent_parameters(agent)]
+        iterate(learner, runs, k, torch.arange(64) + 64 * k)
+    moved = torch.tensor([1, 0])  # seed 0 steps agent 1, seed 1 steps agent 0
+    before = {(s, a): agent_slices(learner.actor, s, a) for s in range(2) for a in range(2)}
+    opt = learner.actor_opt
+    moments_before = [getattr(opt, f"exp_avg0_{k}").clone() for k in range(len(opt.families[0]))]
+    obs = stack_batches([run.store.index(torch.arange(64)) for run in runs]).obs
+    loss = learner.actor.forward_agent(moved, obs[:, :, 0]).logsumexp(-1).mean()
+    learner.step_actor(loss, learner.actor.network_mask(moved))
+    for s in range(2):
+        for a in range(2):
+            after = agent_slices(learner.actor, s, a)
+            same = all(torch.equal(x, y) for x, y in zip(before[s, a], after))
+            assert same == (a != moved[s]), (s, a)  # the others: bitwise unchanged
+            for k, moment in enumerate(moments_before):
+                assert torch.equal(moment[s, a], getattr(opt, f"exp_avg0_{k}")[s, a]) == (a != moved[s])
 
 
 def test_exact_iteration_updates_each_agent_once_in_sigma_order():
     config = small(mode="exact")
-    run = prepare_run(config)
-    learner = build_learner(config, 2, 1, 1, 2)
-    fit_behaviour(learner.mu, run.store, config, run.generator)
-    step = InspoStep(config, learner, run.generator)
+    learner, runs = prepared_learner(config, n_seeds=2)
     seen = []
-    original = step.step_actor
-    step.step_actor = lambda loss, agent=None: (seen.append(agent), original(loss, agent))
-    step(run.store.index(torch.arange(64)), 0)
-    assert sorted(seen) == [0, 1]  # N dependent single-agent steps, never a joint one
+    original = learner.step_actor
+    learner.step_actor = lambda loss, mask=None: (seen.append(mask.clone()), original(loss, mask))
+    draws = learner.draw([run.generator for run in runs], 0)
+    learner.update(stack_batches([run.store.index(torch.arange(64)) for run in runs]), draws, 0)
+    # N dependent single-agent steps per seed, never a joint one, in each seed's own order sigma
+    assert [mask.int().argmax(1).tolist() for mask in seen] == draws["order"].T.tolist()
+    assert all(mask.sum(1).tolist() == [1, 1] for mask in seen)
 
 
 @pytest.mark.parametrize("mode, per_iteration", [("exact", 2 * 3), ("fused", 3), ("simultaneous", 3)])
 def test_policy_steps_per_iteration_and_none_in_the_critic_warm_up(mode, per_iteration):
     config = small(mode=mode, policy_steps=3, critic_warmup_steps=2)
-    run = prepare_run(config)
-    learner = build_learner(config, 2, 1, 1, 2)
-    fit_behaviour(learner.mu, run.store, config, run.generator)
-    step = InspoStep(config, learner, run.generator)
-    actor_steps, local_before = [], snapshot(learner.local_critic)
-    original = step.step_actor
-    step.step_actor = lambda loss, agent=None: (actor_steps.append(agent), original(loss, agent))
+    learner, runs = prepared_learner(config)
+    actor_steps = []
+    local_before = [p.detach().clone() for p in learner.local_critic.parameters()]
+    original = learner.step_actor
+    learner.step_actor = lambda loss, mask=None: (actor_steps.append(mask), original(loss, mask))
     for k in range(2):  # warm-up: the local critics train, the policy does not
-        step(run.store.index(torch.arange(64)), k)
+        iterate(learner, runs, k)
     assert actor_steps == []
-    assert not any(torch.equal(b, a) for b, a in zip(local_before, snapshot(learner.local_critic)))
-    step(run.store.index(torch.arange(64)), 2)
+    assert not any(torch.equal(b, a) for b, a in zip(local_before, learner.local_critic.parameters()))
+    iterate(learner, runs, 2)
     assert len(actor_steps) == per_iteration
 
 
-def test_agent_mlp_is_one_batched_module_equal_to_per_agent_networks():
+@pytest.mark.parametrize("share", [False, True])
+def test_agent_mlp_is_one_batched_module_equal_to_per_agent_networks(share):
     torch.manual_seed(0)
-    net = AgentMLP(3, 4, 5, (8,))
-    x = torch.randn(7, 3, 4)
+    net = AgentMLP(2, 3, 4, 5, (8,), share_parameters=share)
+    for seed in range(2):
+        net.reset_seed(seed)
+    x = torch.randn(2, 7, 3, 4)
     joint = net(x)
+    assert joint.shape == (2, 7, 3, 5) and net.n_nets == (1 if share else 3)
+    for seed in range(2):
+        torch.testing.assert_close(net.forward_seed(seed, x[seed]), joint[seed])
     for agent in range(3):
-        assert torch.allclose(joint[:, agent], net.forward_agent(agent, x[:, agent]), atol=1e-6)
-    shared = AgentMLP(3, 4, 5, (8,), share_parameters=True)
-    assert shared(x).shape == (7, 3, 5) and len(list(shared.parameter_groups())) == 1
-    assert torch.allclose(shared(x)[:, 2], shared.forward_agent(2, x[:, 2]), atol=1e-6)
+        agents = torch.tensor([agent, 2 - agent])
+        by_agent = net.forward_agent(agents, x[torch.arange(2), :, agents])
+        for seed in range(2):
+            torch.testing.assert_close(by_agent[seed], joint[seed, :, agents[seed]], atol=1e-6, rtol=1e-5)
 
 
 # ---- every mode and weighting runs ----
@@ -219,9 +241,10 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path)
     resumed = train(config, out_dir=tmp_path / "cut", resume=True, progress=False)
     assert resumed["scores"] == whole["scores"]
     final = [torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["learner"] for d in ("whole", "cut")]
-    for part in ("actor", "local_critic", "critic", "critic_target"):
-        for key, value in final[0][part].items():
-            assert torch.equal(value, final[1][part][key]), (part, key)
+    assert {key.split(".")[0] for key in final[0]} >= {"actor", "local_critic", "critic", "critic_target",
+                                                       "actor_opt", "mu"}
+    for key, value in final[0].items():  # networks and optimizer moments, bit for bit
+        assert torch.equal(value, final[1][key]), key
     for kind in ("metrics", "eval"):  # the logs read as one run: no step twice, same rows
         for suffix in ("jsonl", "csv"):
             assert (tmp_path / "whole" / f"{kind}.{suffix}").read_text().count("\n") == \

@@ -1,78 +1,109 @@
-"""Behaviour cloning: per-agent masked-softmax maximum likelihood. InSPO's mu, and the BC baseline."""
+"""Behaviour cloning: per-agent masked-softmax maximum likelihood. InSPO's mu, and the BC baseline.
+
+Both fit the same way, for S seeds at once: bc_steps minibatch Adam steps, the step size decaying
+linearly to 0 so that the minibatch noise averages out at the end.
+"""
 from __future__ import annotations
 
-import time
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
 from inspo.config import TrainConfig
-from inspo.data import MappedTransitions, TransitionStore
-from inspo.envs.base import PolicyFn
-from inspo.nets import AgentMLP, clip_grad_norm_per_group
-from inspo.run import RunFiles, eval_generator, prepare_run
+from inspo.data import TransitionBatch
+from inspo.loop import Dims, Learner, stack_batches, train_seeds
+from inspo.nets import AgentMLP, StackedAdam, make_policy_net, masked_log_softmax, network_families, policy_fn
+
+__all__ = ["fit_behaviour", "behaviour_nll", "BCLearner", "train_bc", "make_policy_net", "policy_fn",
+           "masked_log_softmax"]
 
 
-def masked_log_softmax(logits: Tensor, avail: Tensor) -> Tensor:
-    return torch.log_softmax(logits.masked_fill(~avail, float("-inf")), dim=-1)
+def bc_batch_size(config: TrainConfig, stores: Sequence[Any]) -> int:
+    sizes = {min(config.bc_batch_size, len(store)) for store in stores}
+    if len(sizes) > 1:
+        raise ValueError(f"the seeds' datasets are smaller than bc_batch_size and differ in size ({sorted(sizes)}): "
+                         "train these seeds separately")
+    return sizes.pop()
 
 
-def make_policy_net(config: TrainConfig, n_agents: int, obs_dim: int, n_actions: int) -> AgentMLP:
-    """An actor (or mu): per-agent MLP from the observation to the action logits."""
-    return AgentMLP(n_agents, obs_dim, n_actions, config.hidden, config.share_parameters).to(config.device)
+def bc_step(mu: AgentMLP, optimizer: StackedAdam, batch: TransitionBatch, lr: float, grad_clip: float) -> Tensor:
+    """One maximum-likelihood step of every seed's mu on the stacked batch; returns the NLL per seed [S]."""
+    log_probs = masked_log_softmax(mu(batch.obs), batch.avail)
+    nll = -log_probs.gather(-1, batch.actions.unsqueeze(-1)).flatten(1).mean(1)
+    # the sum of the per-agent means: each agent's own loss
+    optimizer.minimize((nll * mu.n_agents).sum(), grad_clip, lr=lr)
+    return nll.detach()
 
 
-def fit_behaviour(mu: AgentMLP, store: TransitionStore | MappedTransitions, config: TrainConfig,
-                  generator: torch.Generator) -> float:
-    """Fit mu by maximum likelihood of the dataset actions (bc_steps minibatch Adam steps, the step
-    size decaying linearly to 0 so that the minibatch noise averages out at the end).
+def bc_lr(config: TrainConfig, step: int) -> float:
+    return config.bc_lr * (1.0 - step / config.bc_steps)
 
-    Returns the final mean negative log-likelihood per agent over the whole dataset.
-    """
-    optimizer = torch.optim.Adam(mu.parameters(), lr=config.bc_lr, fused=True)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0 - k / config.bc_steps)
-    batch_size = min(config.bc_batch_size, len(store))
-    groups = list(mu.parameter_groups())
-    for _ in range(config.bc_steps):
-        rows = torch.randint(len(store), (batch_size,), generator=generator, device=store.reward.device)
-        log_probs = masked_log_softmax(mu(store.obs[rows]), store.avail[rows])
-        nll = -log_probs.gather(-1, store.actions[rows].unsqueeze(-1)).mean()
-        optimizer.zero_grad(set_to_none=True)
-        (nll * store.n_agents).backward()  # the sum of the per-agent means: each agent's own loss
-        clip_grad_norm_per_group(groups, config.grad_clip)
-        optimizer.step()
-        schedule.step()
+
+def behaviour_nll(store: Any) -> float:
+    """Mean negative log-likelihood per agent of the dataset actions under the cached log mu."""
+    return float(-store.log_mu.gather(-1, store.actions.unsqueeze(-1)).mean())
+
+
+def cache_behaviour(mu: AgentMLP, stores: Sequence[Any]) -> None:
     with torch.no_grad():
-        store.cache_behaviour(lambda obs, avail: masked_log_softmax(mu(obs), avail))
-        return float(-store.log_mu.gather(-1, store.actions.unsqueeze(-1)).mean())
+        for seed, store in enumerate(stores):
+            store.cache_behaviour(lambda obs, avail, s=seed: masked_log_softmax(mu.forward_seed(s, obs), avail))
 
 
-def policy_fn(actor: AgentMLP) -> PolicyFn:
-    @torch.no_grad()
-    def policy(obs: Tensor, avail: Tensor) -> Tensor:
-        device = next(actor.parameters()).device
-        return actor(obs.to(device)).cpu()
-    return policy
+def fit_behaviour(mu: AgentMLP, stores: Sequence[Any], config: TrainConfig,
+                  generators: Sequence[torch.Generator]) -> Tensor:
+    """Fit every seed's mu on its store (minibatches from its generator); cache log mu in the stores.
+
+    Returns the final mean negative log-likelihood per agent over each whole dataset [S].
+    """
+    optimizer = StackedAdam(network_families(mu), lr=config.bc_lr)
+    batch_size = bc_batch_size(config, stores)
+    for step in range(config.bc_steps):
+        rows = [torch.randint(len(store), (batch_size,), generator=generator, device=store.reward.device)
+                for store, generator in zip(stores, generators)]
+        bc_step(mu, optimizer, stack_batches([store.index(r) for store, r in zip(stores, rows)]),
+                bc_lr(config, step), config.grad_clip)
+    cache_behaviour(mu, stores)
+    return torch.tensor([behaviour_nll(store) for store in stores], dtype=torch.float64)
+
+
+class BCLearner(Learner):
+    """The BC baseline: bc_steps iterations of `bc_step` on bc_batch_size rows; the policy is mu."""
+
+    algo = "bc"
+    postfix_keys = ("nll",)
+
+    def __init__(self, config: TrainConfig, n_seeds: int, dims: Dims):
+        super().__init__(config, n_seeds, dims)
+        self.actor = make_policy_net(config, dims.n_agents, dims.obs_dim, dims.n_actions, n_seeds)
+        self.optimizer = StackedAdam(network_families(self.actor), lr=config.bc_lr)
+
+    @property
+    def steps(self) -> int:
+        return self.config.bc_steps
+
+    def batch_size(self, stores: Sequence[Any]) -> int:
+        return bc_batch_size(self.config, stores)
+
+    def initialize_seed(self, seed: int) -> None:
+        self.actor.reset_seed(seed)
+
+    def step_scalars(self, step: int) -> dict[str, Any]:
+        # a tensor, not a number: a compiled step reads it as an input instead of recompiling per value
+        return dict(lr=torch.tensor(bc_lr(self.config, step), dtype=torch.float64))
+
+    def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor], *, lr: Tensor) -> dict[str, Tensor]:
+        return dict(nll=bc_step(self.actor, self.optimizer, batch, lr, self.config.grad_clip))
+
+    def results_extras(self, seed: int, store: Any) -> dict[str, Any]:
+        with torch.no_grad():
+            store.cache_behaviour(lambda obs, avail: masked_log_softmax(self.actor.forward_seed(seed, obs), avail))
+        return {"bc_nll": behaviour_nll(store)}
 
 
 def train_bc(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True,
              on_step=None) -> dict[str, Any]:
-    """The BC baseline: fit mu, evaluate it. (No iterations to resume: BC is short.)"""
-    start = time.perf_counter()
-    run = prepare_run(config)
-    files = RunFiles(out_dir, config.tensorboard)
-    files.write_config(config)
-    mu = make_policy_net(config, run.store.n_agents, run.store.obs_dim, run.store.n_actions)
-    nll = fit_behaviour(mu, run.store, config, run.generator)
-    scores = {}  # dataset-only run (no env): evaluation skipped
-    if run.env is not None:
-        scores = run.env.evaluate(policy_fn(mu), episodes=config.eval_episodes,
-                                  generator=eval_generator(config, config.bc_steps))
-        files.log("eval", {"step": config.bc_steps, **scores})
-    results = dict(config=config.to_dict(), algo="bc", bc_nll=nll, scores=scores,
-                   seconds=time.perf_counter() - start, transitions=len(run.store))
-    files.save_checkpoint(dict(config=config.to_dict(), algo="bc", step=config.bc_steps, mu=mu.state_dict()))
-    files.write_results(results)
-    files.close()
-    return results
+    """The BC baseline (one seed; `inspo.loop.train_seeds` batches several)."""
+    config = config if config.algo == "bc" else TrainConfig.from_dict({**config.to_dict(), "algo": "bc"})
+    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]

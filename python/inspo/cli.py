@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--regime", choices=tuple(REGIMES),
                        help="update regime of spec section 5 (default one-step; see inspo.config.REGIMES)")
     train.add_argument("--seed", type=int, help="seed of data, initialization and sampling (default 0)")
+    train.add_argument("--seeds", type=parse_seeds, metavar="LIST",
+                       help="train these seeds batched in one process, e.g. 0-4 or 0,3,7: one run folder "
+                            "OUT/seedK each")
     train.add_argument("--steps", type=int, help="training iterations (default: the env preset's)")
     train.add_argument("--config", metavar="FILE",
                        help="a YAML or JSON file of TrainConfig fields (the same fields as --set, which wins)")
@@ -154,10 +157,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         values["tensorboard"] = True
     if values.get("tensorboard"):
         require("tensorboard", "--tensorboard", "'inspo[tensorboard]'")
+    if args.seeds is not None and args.seed is not None:
+        raise ValueError("give --seed or --seeds, not both")
     if "env" not in values and values.get("dataset_path") is None:
         return run_default_job(args, values)
     # a dataset path without an env: a dataset-only run (trains and logs, evaluation skipped)
-    config = make_config(values.pop("env", None if values.get("dataset_path") else "xor"), **values)
+    env = values.pop("env", None if values.get("dataset_path") else "xor")
+    if args.seeds is not None:
+        configs = [make_config(env, **{**values, "seed": seed}) for seed in args.seeds]
+        out = Path(args.out or default_out_dir(configs[0]).rsplit("-s", 1)[0])
+        print_table(train_seed_folders(configs, [out / f"seed{seed}" for seed in args.seeds], args))
+        print(f"run folders: {out}/seed{{{','.join(map(str, args.seeds))}}}")
+        return 0
+    config = make_config(env, **values)
     out = args.out or default_out_dir(config)
     claim_run_folder(out, overwrite=args.overwrite)
     args.run_folder = Path(out)
@@ -165,6 +177,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     print_table([(config.algo, config, results)])
     print(f"run folder: {out}")
     return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0-4" -> [0, 1, 2, 3, 4]; "0,3,7" -> [0, 3, 7]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, dash, last = part.strip().partition("-")
+            seeds += list(range(int(first), int(last if dash else first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0-4 or 0,3,7, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected distinct seeds >= 0, like 0-4 or 0,3,7, got {text!r}")
+    return seeds
+
+
+def train_seed_folders(configs: list[TrainConfig], folders: list[Path], args: argparse.Namespace, *,
+                       resume: bool = False) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
+    """Runs that differ only in their seed, batched (inspo.loop.train_seeds): the table rows."""
+    from inspo.loop import train_seeds
+    from inspo.run import claim_run_folder
+
+    if not resume:
+        for folder in folders:
+            claim_run_folder(folder, overwrite=args.overwrite)
+    args.run_folder = folders[0].parent
+    results = train_seeds(configs, folders, resume=resume, progress=not args.quiet)
+    return [(config.algo, config, result) for config, result in zip(configs, results)]
 
 
 def resume_run(args: argparse.Namespace) -> int:
@@ -188,6 +228,14 @@ def resume_run(args: argparse.Namespace) -> int:
                          f"(got {', '.join(changed)})")
     out = Path(args.out)
     checkpoint_path = out / CHECKPOINT
+    seed_folders = sorted(path.parent for path in out.glob("seed*/" + CHECKPOINT))
+    if not checkpoint_path.exists() and not (out / CONFIG).is_file() and seed_folders:
+        # a batched run (--seeds): its seeds resume together
+        configs = [TrainConfig.from_dict(load_checkpoint(folder / CHECKPOINT)["config"]) for folder in seed_folders]
+        if args.steps is not None:
+            configs = [TrainConfig.from_dict({**config.to_dict(), "steps": args.steps}) for config in configs]
+        print_table(train_seed_folders(configs, seed_folders, args, resume=True))
+        return 0
     if checkpoint_path.exists():
         checkpoint = load_checkpoint(checkpoint_path)
         config = TrainConfig.from_dict(checkpoint["config"])
@@ -226,6 +274,10 @@ def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         claim_run_folder(out, overwrite=args.overwrite)
     rows = []
     for config, out in jobs:
+        if args.seeds is not None:  # the seeds of each task batched: OUT/TASK/seedK
+            configs = [TrainConfig.from_dict({**config.to_dict(), "seed": seed}) for seed in args.seeds]
+            rows += train_seed_folders(configs, [out / f"seed{seed}" for seed in args.seeds], args)
+            continue
         args.run_folder = out
         results = get_trainer(config.algo)(config, out_dir=out, progress=not args.quiet)
         rows.append((config.algo, config, results))
@@ -295,14 +347,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def policy_state(payload: dict[str, Any]) -> dict[str, Any]:
-    """The policy network of a checkpoint: "actor" (any trainer), InSPO's learner actor, or BC's mu."""
-    if "actor" in payload:
-        return payload["actor"]
-    if "learner" in payload:
-        return payload["learner"]["actor"]
-    if "mu" in payload:
-        return payload["mu"]
-    raise ValueError(f"checkpoint holds no policy (keys: {sorted(payload)})")
+    """The policy network of a checkpoint (every algorithm saves it as "actor")."""
+    if "actor" not in payload:
+        raise ValueError(f"checkpoint holds no policy (keys: {sorted(payload)})")
+    return payload["actor"]
 
 
 if __name__ == "__main__":

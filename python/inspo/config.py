@@ -113,6 +113,9 @@ class TrainConfig:
     # torch CPU threads; the networks here are tiny, so one thread beats several (and does not fight
     # other processes for cores); None leaves torch's default
     threads: Optional[int] = 1
+    # run each training iteration as one torch.compile(fullgraph=True) graph (the first iterations pay
+    # the compile time; see docs/PERFORMANCE.md for where it pays)
+    compile: bool = False
 
     @property
     def tau(self) -> float:
@@ -183,6 +186,9 @@ class TrainConfig:
                 raise ValueError(f"config.{name} must be >= 0, got {getattr(self, name)}")
         if self.alpha + min(self.beta, self.beta if self.beta_end is None else self.beta_end) <= 0:
             raise ValueError("the temperature tau = alpha + beta must stay > 0 (alpha > 0 or beta > 0 throughout)")
+        if self.compile and self.beta_end is not None:
+            raise ValueError("config.compile needs a constant beta (beta_end = None): the ops take beta as a "
+                             "number, so a schedule would recompile the step at every iteration")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"config.gamma must be in [0, 1], got {self.gamma}")
         if not 0.0 <= self.eta <= 1.0:

@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -33,7 +33,6 @@ from inspo.data.formats import Dataset, build_store, detect_format, read_dataset
 from inspo.data.transitions import end_rule
 from inspo.envs import Env, make_env
 from inspo.extras import require
-from inspo.progress import progress_bar
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -381,35 +380,3 @@ def _tensors(value: Any, name: str = "") -> Iterator[tuple[str, torch.Tensor]]:
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             yield from _tensors(item, f"{name}.{index}" if name else str(index))
-
-
-def train_loop(config: TrainConfig, run: RunContext, files: RunFiles, first_step: int, start_time: float, *,
-               step_fn: Callable[[Any, int], dict[str, Any]], row_extras: Callable[[int], dict[str, Any]],
-               save: Callable[[int], None], evaluate: Callable[[int], dict[str, float]], label: str,
-               postfix_keys: tuple[str, ...], progress: bool,
-               on_step: Optional[Callable[[int], None]]) -> dict[str, float]:
-    """Iterations first_step..config.steps of any trainer: minibatch, `step_fn(batch, step)`, metrics rows,
-    periodic evaluation and checkpoints, progress bar; then the final evaluation and checkpoint.
-    Returns the final scores."""
-    store = run.store
-    bar = progress_bar(config.steps, initial=first_step, desc=label, enabled=progress)
-    for step in range(first_step, config.steps):
-        rows = torch.randint(len(store), (config.batch_size,), generator=run.generator, device=run.generator.device)
-        metrics = step_fn(store.index(rows), step)
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            row = {"step": done, **{k: round(float(v), 6) for k, v in metrics.items()}, **row_extras(step),
-                   "seconds": round(time.perf_counter() - start_time, 3)}
-            files.log("metrics", row)
-            bar.set_postfix({k: f"{row[k]:.3g}" for k in postfix_keys if k in row})
-        if config.eval_every and done % config.eval_every == 0 and done != config.steps:
-            evaluate(done)
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done != config.steps:
-            save(done)
-        bar.update(1)
-        if on_step is not None:
-            on_step(done)
-    bar.close()
-    scores = evaluate(config.steps)
-    save(config.steps)
-    return scores

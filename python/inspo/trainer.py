@@ -1,4 +1,4 @@
-"""The InSPO training loop (spec: shared/spec/inspo.md, sections 4-6).
+"""The InSPO learner (spec: shared/spec/inspo.md, sections 4-6), for S seeds at once.
 
     fit mu by BC; cache log mu; pi <- copy of mu; init Q, Q_target, local critics
     for k in 1..K:
@@ -9,329 +9,311 @@
         simultaneous: one pass: every agent against the current teammates (the ablation)
         Polyak-update Q_target
 
-The per-sample math runs in the `inspo_ext` ops; this file moves batches between them and steps the
-optimizers. With weighting="resample" each agent trains on its own resampled rows of B; with
-"importance" / "self_normalized" all agents train on B itself with the ratio as a weight.
+Every tensor carries the seeds as its leading dimension S (batch [S, B, ...], order [S, N]); the
+per-sample math runs in the `inspo_ext` ops through `inspo.batched_ops`; this file moves batches
+between them and steps the optimizers. The randomness of an iteration (sigma, the resampling uniforms)
+is drawn by `draw` from each seed's generator in a single run's order, before the update. With
+weighting="resample" each agent trains on its own resampled rows of B; with "importance" /
+"self_normalized" all agents train on B itself with the ratio as a weight.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-import inspo_ext as ops
-from inspo.bc import fit_behaviour, make_policy_net, masked_log_softmax, policy_fn
+from inspo import batched_ops as ops
+from inspo.bc import fit_behaviour
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
-from inspo.nets import AgentMLP, CentralCritic, clip_grad_norm_per_group, polyak_update
-from inspo.run import RunFiles, eval_generator, prepare_run, resume_config, rng_state, set_rng_state, train_loop
-
-
-@dataclass
-class Learner:
-    """Networks and optimizers of one InSPO run (everything a checkpoint restores besides the RNG)."""
-
-    actor: AgentMLP  # pi
-    mu: AgentMLP  # the behaviour policy, frozen after BC
-    local_critic: AgentMLP  # Q~^i(s, .) on the state
-    critic: CentralCritic  # Q(s, a)
-    critic_target: CentralCritic
-    actor_opt: torch.optim.Adam
-    local_opt: torch.optim.Adam
-    critic_opt: torch.optim.Adam
-
-    PARTS = ("actor", "mu", "local_critic", "critic", "critic_target", "actor_opt", "local_opt", "critic_opt")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name).state_dict() for name in self.PARTS}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in self.PARTS:
-            getattr(self, name).load_state_dict(state[name])
-
-
-def build_learner(config: TrainConfig, n_agents: int, obs_dim: int, state_dim: int, n_actions: int) -> Learner:
-    # one Adam per network family: per-agent parameters are separate tensors, so a step after a
-    # backward pass that reached only agent i (grads of the others None) moves agent i alone
-    actor = make_policy_net(config, n_agents, obs_dim, n_actions)
-    mu = make_policy_net(config, n_agents, obs_dim, n_actions)
-    local_critic = AgentMLP(n_agents, state_dim, n_actions, config.hidden, config.share_parameters).to(config.device)
-    critic = CentralCritic(state_dim, n_agents, n_actions, config.critic_hidden).to(config.device)
-    critic_target = CentralCritic(state_dim, n_agents, n_actions, config.critic_hidden).to(config.device)
-    critic_target.load_state_dict(critic.state_dict())
-    critic_target.requires_grad_(False)
-    return Learner(actor, mu, local_critic, critic, critic_target,
-                   actor_opt=torch.optim.Adam(actor.parameters(), lr=config.lr, fused=True),
-                   local_opt=torch.optim.Adam(local_critic.parameters(), lr=config.critic_lr, fused=True),
-                   critic_opt=torch.optim.Adam(critic.parameters(), lr=config.critic_lr, fused=True))
+from inspo.loop import Dims, Learner, train_seeds
+from inspo.nets import (AgentMLP, CentralCritic, StackedAdam, make_policy_net, masked_log_softmax, network_families,
+                        polyak_update)
 
 
 @dataclass
 class AgentRows:
-    """Per-agent training rows: column k holds the rows of agent agents[k]."""
+    """Per-agent training rows: column k holds the rows of agent agents[:, k] of each seed."""
 
-    obs: Tensor  # [B, n, O]
-    state: Tensor  # [B, n, S]
-    actions: Tensor  # [B, n] the agent's own action
-    avail: Tensor  # [B, n, A]
-    log_mu: Tensor  # [B, n, A]
-    q_target: Tensor  # [B, n] target critic at the row's state and joint action
+    obs: Tensor  # [S, B, n, O]
+    state: Tensor  # [S, B, n, state dim]
+    actions: Tensor  # [S, B, n] the agent's own action
+    avail: Tensor  # [S, B, n, A]
+    log_mu: Tensor  # [S, B, n, A]
+    q_target: Tensor  # [S, B, n] target critic at the row's state and joint action
 
 
-class InspoStep:
-    """One training iteration of InSPO in the configured mode; returns scalar metrics."""
+def seed_index(n_seeds: int, dims: int, device: torch.device) -> Tensor:
+    """arange(S) shaped [S, 1, ...] (dims dimensions) to index a seed-leading tensor."""
+    return torch.arange(n_seeds, device=device).view(n_seeds, *([1] * (dims - 1)))
 
-    def __init__(self, config: TrainConfig, learner: Learner, generator: torch.Generator):
-        self.cfg = config
-        self.net = learner
-        self.generator = generator
-        self.n_agents = learner.actor.n_agents
+
+class InspoLearner(Learner):
+    """Networks and optimizers of S InSPO runs, and one iteration in the configured mode."""
+
+    algo = "inspo"
+    postfix_keys = ("critic_loss", "ess", "entropy")
+
+    def __init__(self, config: TrainConfig, n_seeds: int, dims: Dims):
+        super().__init__(config, n_seeds, dims)
+        n, a = dims.n_agents, dims.n_actions
+        self.actor = make_policy_net(config, n, dims.obs_dim, a, n_seeds)  # pi
+        self.mu = make_policy_net(config, n, dims.obs_dim, a, n_seeds)  # the behaviour policy, frozen after BC
+        self.local_critic = AgentMLP(n_seeds, n, dims.state_dim, a, config.hidden,  # Q~^i(s, .) on the state
+                                     config.share_parameters).to(config.device)
+        self.critic = CentralCritic(n_seeds, dims.state_dim, n, a, config.critic_hidden).to(config.device)  # Q(s, a)
+        self.critic_target = CentralCritic(n_seeds, dims.state_dim, n, a, config.critic_hidden).to(config.device)
+        self.critic_target.requires_grad_(False)
+        self.actor_opt = StackedAdam(network_families(self.actor), lr=config.lr)
+        self.local_opt = StackedAdam(network_families(self.local_critic), lr=config.critic_lr)
+        self.critic_opt = StackedAdam(network_families(self.critic), lr=config.critic_lr)
+        self.register_buffer("bc_nll", torch.zeros(n_seeds, dtype=torch.float64))
         self.local_steps = config.local_critic_steps or config.policy_steps
 
-    def __call__(self, batch: TransitionBatch, step: int) -> dict[str, Tensor]:
-        beta = self.cfg.beta_at(step)
-        metrics = self.critic_step(batch, beta)
-        order = torch.randperm(self.n_agents, generator=self.generator, device=self.generator.device)
-        pass_fn = self.exact_pass if self.cfg.mode == "exact" else self.joint_pass
+    @property
+    def label(self) -> str:
+        return f"{self.config.env}/{self.config.dataset_path or self.config.dataset} {self.config.mode}"
+
+    def initialize_seed(self, seed: int) -> None:
+        for module in (self.actor, self.mu, self.local_critic, self.critic, self.critic_target):
+            module.reset_seed(seed)
+        with torch.no_grad():
+            for target, online in zip(self.critic_target.parameters(), self.critic.parameters()):
+                target[seed] = online[seed]
+
+    def prepare(self, stores: Sequence[Any], generators: Sequence[torch.Generator], resumed: bool) -> None:
+        if resumed:
+            for seed, store in enumerate(stores):
+                with torch.no_grad():
+                    store.cache_behaviour(lambda obs, avail, s=seed: masked_log_softmax(self.mu.forward_seed(s, obs),
+                                                                                          avail))
+        else:
+            self.bc_nll.copy_(fit_behaviour(self.mu, stores, self.config, generators))
+            if self.config.pi_init_from_mu:
+                self.actor.load_state_dict(self.mu.state_dict())
+        self.mu.requires_grad_(False)
+
+    def row_extras(self, step: int) -> dict[str, Any]:
+        return {"beta": self.config.beta_at(step)}
+
+    def results_extras(self, seed: int, store: Any) -> dict[str, Any]:
+        return {"bc_nll": float(self.bc_nll[seed])}
+
+    def draw(self, generators: Sequence[torch.Generator], step: int) -> dict[str, Tensor]:
+        """Per seed, in a single run's order: the critic's resampling uniforms, sigma, the agents' uniforms
+        (exact: one agent at a time, column m for the m-th agent of sigma)."""
+        cfg, n = self.config, self.dims.n_agents
+        resample, method, batch = cfg.weighting == "resample", cfg.resample_method, cfg.batch_size
+        per_seed = []
+        for generator in generators:
+            draws = {}
+            if resample:
+                draws["critic_uniforms"] = ops.resample_uniforms(generator, batch, 1, method)
+            draws["order"] = torch.randperm(n, generator=generator, device=generator.device)
+            if resample and cfg.mode == "exact":
+                draws["agent_uniforms"] = torch.cat([ops.resample_uniforms(generator, batch, 1, method)
+                                                     for _ in range(n)], dim=1)
+            elif resample:
+                draws["agent_uniforms"] = ops.resample_uniforms(generator, batch, n, method)
+            per_seed.append(draws)
+        return {key: torch.stack([draws[key] for draws in per_seed]) for key in per_seed[0]}
+
+    def step_scalars(self, step: int) -> dict[str, Any]:
         # during the critic warm-up the local critics train too; the policy loss is only measured
-        policy_steps = self.cfg.policy_steps if step >= self.cfg.critic_warmup_steps else 0
-        metrics.update(pass_fn(batch, order, beta, policy_steps))
-        polyak_update(self.net.critic_target, self.net.critic, self.cfg.polyak)
+        return dict(beta=self.config.beta_at(step),
+                    policy_steps=self.config.policy_steps if step >= self.config.critic_warmup_steps else 0)
+
+    def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor], *, beta: float,
+                  policy_steps: int) -> dict[str, Tensor]:
+        cfg = self.config
+        metrics = self.critic_step(batch, draws.get("critic_uniforms"), beta)
+        pass_fn = self.exact_pass if cfg.mode == "exact" else self.joint_pass
+        metrics.update(pass_fn(batch, draws["order"], draws.get("agent_uniforms"), beta, policy_steps))
+        polyak_update(self.critic_target, self.critic, cfg.polyak)
         return metrics
 
     def temperatures(self, beta: float) -> dict[str, float]:
-        return dict(alpha=self.cfg.alpha, beta=beta, log_rho_max=self.cfg.log_rho_max)
+        return dict(alpha=self.config.alpha, beta=beta, log_rho_max=self.config.log_rho_max)
 
     # ---- global critic: soft in-sample evaluation on B resampled (or weighted) by rho' ----
-    def critic_step(self, batch: TransitionBatch, beta: float) -> dict[str, Tensor]:
-        cfg, net = self.cfg, self.net
+    def critic_step(self, batch: TransitionBatch, uniforms: Optional[Tensor], beta: float) -> dict[str, Tensor]:
+        cfg = self.config
         with torch.no_grad():
             target = ops.soft_bellman_target(
-                batch.reward, batch.done, net.critic_target(batch.next_state, batch.next_actions),
-                net.actor(batch.next_obs), batch.next_log_mu, batch.next_avail, batch.next_actions,
+                batch.reward, batch.done, self.critic_target(batch.next_state, batch.next_actions),
+                self.actor(batch.next_obs), batch.next_log_mu, batch.next_avail, batch.next_actions,
                 gamma=cfg.gamma, **self.temperatures(beta))
         if cfg.weighting == "resample":
-            rows = ops.resample(target.log_ratio.unsqueeze(1), method=cfg.resample_method,
-                                generator=self.generator).indices[:, 0]
-            loss = (net.critic(batch.state[rows], batch.actions[rows]) - target.target[rows]).pow(2).mean()
+            rows = ops.resample(target.log_ratio.unsqueeze(-1), uniforms=uniforms,
+                                method=cfg.resample_method).indices[..., 0]  # [S, B]
+            seeds = seed_index(len(rows), 2, rows.device)
+            q = self.critic(batch.state[seeds, rows], batch.actions[seeds, rows])
+            loss = (q - target.target.gather(1, rows)).pow(2).mean(1)
         else:
-            sq_error = (net.critic(batch.state, batch.actions) - target.target).pow(2)
+            sq_error = (self.critic(batch.state, batch.actions) - target.target).pow(2)
             loss = weighted_mean(sq_error, target.log_ratio, cfg.weighting)
-        net.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.critic.parameters(), cfg.grad_clip)
-        net.critic_opt.step()
-        return dict(critic_loss=loss.detach(), next_kl=target.kl.sum(-1).mean(),
-                    next_entropy=target.entropy.sum(-1).mean())
+        self.critic_opt.minimize(loss.sum(), cfg.grad_clip)  # seeds share no parameter: each its own gradient
+        return dict(critic_loss=loss.detach(), next_kl=target.kl.sum(-1).mean(-1),
+                    next_entropy=target.entropy.sum(-1).mean(-1))
 
     # ---- fused / simultaneous: all agents in one pass ----
-    def joint_pass(self, batch: TransitionBatch, order: Tensor, beta: float, policy_steps: int
-                   ) -> dict[str, Tensor]:
-        cfg, net = self.cfg, self.net
+    def joint_pass(self, batch: TransitionBatch, order: Tensor, uniforms: Optional[Tensor], beta: float,
+                   policy_steps: int) -> dict[str, Tensor]:
+        cfg, n = self.config, self.dims.n_agents
         eta = cfg.eta if cfg.mode == "fused" else 0.0  # simultaneous: teammates at their current policy
-        state = batch.state.unsqueeze(1).expand(-1, self.n_agents, -1)
+        state = batch.state.unsqueeze(2).expand(-1, -1, n, -1)
         with torch.no_grad():
             log_rho = ops.teammate_log_ratios(
-                net.actor(batch.obs), batch.log_mu, batch.avail, batch.actions, order, predecessors="target",
-                q_local=net.local_critic(state), eta=eta, **self.temperatures(beta))
+                self.actor(batch.obs), batch.log_mu, batch.avail, batch.actions, order, predecessors="target",
+                q_local=self.local_critic(state), eta=eta, **self.temperatures(beta))
         if cfg.weighting == "resample":
-            indices, ess = ops.resample(log_rho, method=cfg.resample_method, generator=self.generator)
+            indices, ess = ops.resample(log_rho, uniforms=uniforms, method=cfg.resample_method)
             rows, ratio, weight_log_rho = self.gather_rows(batch, indices), "none", None
         else:  # the whole joint batch with the ratio as a weight: the one fused op call
             rows, ratio, weight_log_rho = self.joint_rows(batch), cfg.weighting, log_rho
             ess = effective_sample_size(log_rho)
         local_loss = self.fit_local_critics(rows, weight_log_rho)
         with torch.no_grad():
-            q_rows = net.local_critic(rows.state)
+            q_rows = self.local_critic(rows.state)
         for _ in range(max(1, policy_steps)):
             policy = ops.sequential_policy_loss(
-                net.actor(rows.obs), rows.log_mu, rows.avail, rows.actions, q_rows, order, predecessors="target",
+                self.actor(rows.obs), rows.log_mu, rows.avail, rows.actions, q_rows, order, predecessors="target",
                 eta=eta, log_w_max=cfg.log_w_max, ratio=ratio, **self.temperatures(beta))
             if policy_steps:
                 self.step_actor(policy.loss.sum())
-        return dict(policy_loss=policy.loss.detach().sum(), local_loss=local_loss.sum(), ess=ess.mean(),
-                    min_ess=ess.min(), mean_weight=policy.mean_weight.mean(), entropy=policy.entropy.mean(),
-                    kl=policy.kl.mean())
+        return dict(policy_loss=policy.loss.detach().sum(-1), local_loss=local_loss.sum(-1), ess=ess.mean(-1),
+                    min_ess=ess.min(-1).values, mean_weight=policy.mean_weight.mean(-1),
+                    entropy=policy.entropy.mean(-1), kl=policy.kl.mean(-1))
 
     # ---- exact: N dependent agent steps ----
-    def exact_pass(self, batch: TransitionBatch, order: Tensor, beta: float, policy_steps: int
-                   ) -> dict[str, Tensor]:
-        cfg, net = self.cfg, self.net
+    def exact_pass(self, batch: TransitionBatch, order: Tensor, uniforms: Optional[Tensor], beta: float,
+                   policy_steps: int) -> dict[str, Tensor]:
+        cfg = self.config
+        n_seeds, n = order.shape
+        batch_size = batch.reward.shape[1]
         parts: dict[str, list[Tensor]] = {}
-        for agent in order.tolist():
+        for position in range(n):
+            agents = order[:, position]  # [S]: the agent each seed updates now
+            actor_mask, local_mask = self.actor.network_mask(agents), self.local_critic.network_mask(agents)
             with torch.no_grad():  # refresh: every teammate at its current network (predecessors updated)
-                logits = net.actor(batch.obs)
-                log_pi_taken = masked_log_softmax(logits, batch.avail).gather(-1, batch.actions.unsqueeze(-1))
+                logits = self.actor(batch.obs)
+                log_pi_taken = masked_log_softmax(logits, batch.avail).gather(-1, batch.actions.unsqueeze(-1))[..., 0]
                 log_rho = ops.teammate_log_ratios(
                     logits, batch.log_mu, batch.avail, batch.actions, order, predecessors="policy",
-                    updated_log_probs=log_pi_taken.squeeze(-1), eta=0.0, **self.temperatures(beta))
+                    updated_log_probs=log_pi_taken, eta=0.0, **self.temperatures(beta))
+            own_log_rho = log_rho.gather(2, agents.view(n_seeds, 1, 1).expand(-1, batch_size, 1))  # [S, B, 1]
             if cfg.weighting == "resample":
-                indices, ess = ops.resample(log_rho[:, agent:agent + 1].contiguous(), method=cfg.resample_method,
-                                            generator=self.generator)
-                rows = self.gather_rows(batch, indices, agents=[agent])
-                local_loss = self.fit_local_critics(rows, None, agent)
+                indices, ess = ops.resample(own_log_rho, uniforms=uniforms[..., position:position + 1],
+                                            method=cfg.resample_method)
+                rows = self.gather_rows(batch, indices, agents.unsqueeze(1))
+                local_loss = self.fit_local_critics(rows, None, agents, local_mask)
                 with torch.no_grad():
-                    q_rows = net.local_critic.forward_agent(agent, rows.state[:, 0]).unsqueeze(1)
-                only_agent = torch.zeros(1, dtype=torch.int64, device=order.device)
+                    q_rows = self.local_critic.forward_agent(agents, rows.state[:, :, 0]).unsqueeze(2)
+                only_agent = torch.zeros(n_seeds, 1, dtype=torch.int64, device=order.device)
                 for _ in range(max(1, policy_steps)):
                     policy = ops.sequential_policy_loss(
-                        net.actor.forward_agent(agent, rows.obs[:, 0]).unsqueeze(1), rows.log_mu, rows.avail,
+                        self.actor.forward_agent(agents, rows.obs[:, :, 0]).unsqueeze(2), rows.log_mu, rows.avail,
                         rows.actions, q_rows, only_agent, predecessors="target", eta=0.0, log_w_max=cfg.log_w_max,
                         ratio="none", **self.temperatures(beta))
                     if policy_steps:
-                        self.step_actor(policy.loss.sum(), agent)
-                column = 0
+                        self.step_actor(policy.loss.sum(), actor_mask)
+                column = torch.zeros_like(agents)
             else:
-                rows = self.joint_rows(batch, agents=[agent])
-                ess = effective_sample_size(log_rho[:, agent:agent + 1])
-                local_loss = self.fit_local_critics(rows, log_rho[:, agent:agent + 1], agent)
+                rows = self.joint_rows(batch, agents.unsqueeze(1))
+                ess = effective_sample_size(own_log_rho)
+                local_loss = self.fit_local_critics(rows, own_log_rho, agents, local_mask)
                 with torch.no_grad():
-                    q_all = net.local_critic(batch.state.unsqueeze(1).expand(-1, self.n_agents, -1))
+                    q_all = self.local_critic(batch.state.unsqueeze(2).expand(-1, -1, n, -1))
+                is_own = nn.functional.one_hot(agents, n).bool().view(n_seeds, 1, n, 1)
+                own_obs = rows.obs[:, :, 0]
                 for _ in range(max(1, policy_steps)):
-                    # agent's column with gradient, teammates' columns fixed: the op's loss[agent]
-                    own = net.actor.forward_agent(agent, batch.obs[:, agent]).unsqueeze(1)
-                    joint_logits = torch.cat([logits[:, :agent], own, logits[:, agent + 1:]], dim=1)
+                    # the agent's column with gradient, the teammates' columns fixed: the op's loss[agent]
+                    own = self.actor.forward_agent(agents, own_obs).unsqueeze(2)
                     policy = ops.sequential_policy_loss(
-                        joint_logits, batch.log_mu, batch.avail, batch.actions, q_all, order, predecessors="policy",
-                        updated_log_probs=log_pi_taken.squeeze(-1), eta=0.0, log_w_max=cfg.log_w_max,
+                        torch.where(is_own, own, logits), batch.log_mu, batch.avail, batch.actions, q_all, order,
+                        predecessors="policy", updated_log_probs=log_pi_taken, eta=0.0, log_w_max=cfg.log_w_max,
                         ratio=cfg.weighting, **self.temperatures(beta))
                     if policy_steps:
-                        self.step_actor(policy.loss[agent], agent)
-                column = agent
-            for key, value in (("policy_loss", policy.loss[column]), ("local_loss", local_loss.sum()),
-                               ("ess", ess[0]), ("mean_weight", policy.mean_weight[column]),
-                               ("entropy", policy.entropy[column]), ("kl", policy.kl[column])):
+                        self.step_actor(policy.loss.gather(1, agents.unsqueeze(1)).sum(), actor_mask)
+                column = agents
+            own_column = lambda values: values.gather(1, column.unsqueeze(1))[:, 0]  # noqa: E731
+            for key, value in (("policy_loss", own_column(policy.loss)), ("local_loss", local_loss.sum(-1)),
+                               ("ess", ess[:, 0]), ("mean_weight", own_column(policy.mean_weight)),
+                               ("entropy", own_column(policy.entropy)), ("kl", own_column(policy.kl))):
                 parts.setdefault(key, []).append(value.detach())
-        metrics = {key: torch.stack(values) for key, values in parts.items()}
-        return dict(policy_loss=metrics["policy_loss"].sum(), local_loss=metrics["local_loss"].sum(),
-                    ess=metrics["ess"].mean(), min_ess=metrics["ess"].min(),
-                    mean_weight=metrics["mean_weight"].mean(), entropy=metrics["entropy"].mean(),
-                    kl=metrics["kl"].mean())
+        metrics = {key: torch.stack(values, dim=1) for key, values in parts.items()}  # [S, N]
+        return dict(policy_loss=metrics["policy_loss"].sum(1), local_loss=metrics["local_loss"].sum(1),
+                    ess=metrics["ess"].mean(1), min_ess=metrics["ess"].min(1).values,
+                    mean_weight=metrics["mean_weight"].mean(1), entropy=metrics["entropy"].mean(1),
+                    kl=metrics["kl"].mean(1))
 
     # ---- shared pieces ----
-    def gather_rows(self, batch: TransitionBatch, indices: Tensor, agents: Optional[list[int]] = None) -> AgentRows:
-        """Rows indices[:, k] of agent agents[k] (all agents by default) from every per-agent field."""
-        agent_ids = torch.arange(self.n_agents, device=indices.device) if agents is None else \
-            torch.tensor(agents, device=indices.device)
-        state = batch.state[indices]  # [B, n, S]
-        with torch.no_grad():
-            q_target = self.net.critic_target(state, batch.actions[indices])
-        return AgentRows(obs=batch.obs[indices, agent_ids], state=state, actions=batch.actions[indices, agent_ids],
-                         avail=batch.avail[indices, agent_ids], log_mu=batch.log_mu[indices, agent_ids],
-                         q_target=q_target)
+    def gather_rows(self, batch: TransitionBatch, indices: Tensor, agents: Optional[Tensor] = None) -> AgentRows:
+        """Rows indices[s, :, k] of agent agents[s, k] (all agents by default) from every per-agent field."""
+        seeds = seed_index(indices.shape[0], 3, indices.device)
+        agent_ids = torch.arange(self.dims.n_agents, device=indices.device) if agents is None else agents.unsqueeze(1)
+        with torch.no_grad():  # a resampled row is a row of B: one target-critic pass over B, then gathers
+            q_target = self.critic_target(batch.state, batch.actions)[seeds, indices]
+        return AgentRows(obs=batch.obs[seeds, indices, agent_ids], state=batch.state[seeds, indices],
+                         actions=batch.actions[seeds, indices, agent_ids], avail=batch.avail[seeds, indices, agent_ids],
+                         log_mu=batch.log_mu[seeds, indices, agent_ids], q_target=q_target)
 
-    def joint_rows(self, batch: TransitionBatch, agents: Optional[list[int]] = None) -> AgentRows:
+    def joint_rows(self, batch: TransitionBatch, agents: Optional[Tensor] = None) -> AgentRows:
         """B itself as every agent's rows (the importance / self-normalized options)."""
-        cols = list(range(self.n_agents)) if agents is None else agents
         with torch.no_grad():
-            q_target = self.net.critic_target(batch.state, batch.actions)
-        return AgentRows(obs=batch.obs[:, cols], state=batch.state.unsqueeze(1).expand(-1, len(cols), -1),
-                         actions=batch.actions[:, cols], avail=batch.avail[:, cols], log_mu=batch.log_mu[:, cols],
-                         q_target=q_target.unsqueeze(1).expand(-1, len(cols)))
+            q_target = self.critic_target(batch.state, batch.actions)
+        if agents is None:
+            obs, actions, avail, log_mu = batch.obs, batch.actions, batch.avail, batch.log_mu
+        else:
+            seeds = seed_index(agents.shape[0], 3, agents.device)
+            samples = torch.arange(batch.reward.shape[1], device=agents.device).view(1, -1, 1)
+            agent_ids = agents.unsqueeze(1)
+            obs, actions, avail, log_mu = (field[seeds, samples, agent_ids]
+                                           for field in (batch.obs, batch.actions, batch.avail, batch.log_mu))
+        n = actions.shape[2]
+        return AgentRows(obs=obs, state=batch.state.unsqueeze(2).expand(-1, -1, n, -1), actions=actions,
+                         avail=avail, log_mu=log_mu, q_target=q_target.unsqueeze(2).expand(-1, -1, n))
 
-    def fit_local_critics(self, rows: AgentRows, weight_log_rho: Optional[Tensor],
-                          agent: Optional[int] = None) -> Tensor:
-        """Regress Q~^i(s, a^i) on Q_target(s, a) over the rows; returns the per-agent losses [n]."""
-        net = self.net
+    def fit_local_critics(self, rows: AgentRows, weight_log_rho: Optional[Tensor], agents: Optional[Tensor] = None,
+                          mask: Optional[Tensor] = None) -> Tensor:
+        """Regress Q~^i(s, a^i) on Q_target(s, a) over the rows; returns the per-agent losses [S, n]."""
         for _ in range(self.local_steps):
-            if agent is None:
-                q = net.local_critic(rows.state)
+            if agents is None:
+                q = self.local_critic(rows.state)
             else:
-                q = net.local_critic.forward_agent(agent, rows.state[:, 0]).unsqueeze(1)
-            sq_error = (q.gather(-1, rows.actions.unsqueeze(-1)).squeeze(-1) - rows.q_target).pow(2)  # [B, n]
+                q = self.local_critic.forward_agent(agents, rows.state[:, :, 0]).unsqueeze(2)
+            sq_error = (q.gather(-1, rows.actions.unsqueeze(-1)).squeeze(-1) - rows.q_target).pow(2)  # [S, B, n]
             if weight_log_rho is None:
-                per_agent = sq_error.mean(0)
+                per_agent = sq_error.mean(1)
             else:
-                per_agent = weighted_mean(sq_error, weight_log_rho, self.cfg.weighting, dim=0)
-            net.local_opt.zero_grad(set_to_none=True)
-            per_agent.sum().backward()
-            clip_grad_norm_per_group(self.groups(net.local_critic, agent), self.cfg.grad_clip)
-            net.local_opt.step()
+                per_agent = weighted_mean(sq_error, weight_log_rho, self.config.weighting)
+            self.local_opt.minimize(per_agent.sum(), self.config.grad_clip, None if mask is None else [mask])
         return per_agent.detach()
 
-    def step_actor(self, loss: Tensor, agent: Optional[int] = None) -> None:
-        net = self.net
-        net.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_grad_norm_per_group(self.groups(net.actor, agent), self.cfg.grad_clip)
-        net.actor_opt.step()
-
-    @staticmethod
-    def groups(module: AgentMLP, agent: Optional[int]) -> list[list[torch.nn.Parameter]]:
-        return list(module.parameter_groups()) if agent is None else [module.agent_parameters(agent)]
+    def step_actor(self, loss: Tensor, mask: Optional[Tensor] = None) -> None:
+        """One actor step on `loss`; with `mask` [S, G] only the selected networks move."""
+        self.actor_opt.minimize(loss, self.config.grad_clip, None if mask is None else [mask])
 
 
-def weighted_mean(values: Tensor, log_rho: Tensor, weighting: str, dim: Optional[int] = None) -> Tensor:
-    """mean_b rho(b) values(b) ("importance") or sum_b rho values / sum_b rho ("self_normalized")."""
+def weighted_mean(values: Tensor, log_rho: Tensor, weighting: str) -> Tensor:
+    """Over the samples (dim 1): mean_b rho(b) values(b) ("importance") or sum_b rho values / sum_b rho
+    ("self_normalized")."""
     rho = log_rho.exp()
     if weighting == "importance":
-        return (rho * values).mean() if dim is None else (rho * values).mean(dim)
-    if dim is None:
-        return (rho * values).sum() / rho.sum()
-    return (rho * values).sum(dim) / rho.sum(dim)
+        return (rho * values).mean(1)
+    return (rho * values).sum(1) / rho.sum(1)
 
 
 def effective_sample_size(log_rho: Tensor) -> Tensor:
-    """(sum rho)^2 / sum rho^2 per column, in log space."""
-    shifted = log_rho - log_rho.max(0, keepdim=True).values
-    return torch.exp(2 * torch.logsumexp(shifted, 0) - torch.logsumexp(2 * shifted, 0))
+    """(sum rho)^2 / sum rho^2 over the samples (dim 1), in log space."""
+    shifted = log_rho - log_rho.max(1, keepdim=True).values
+    return torch.exp(2 * torch.logsumexp(shifted, 1) - torch.logsumexp(2 * shifted, 1))
 
 
 def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True,
-          on_step: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
-    """Run InSPO: returns {"scores": final evaluation, ...}; writes logs/checkpoints when out_dir is set.
-
-    resume=True continues from out_dir's checkpoint (its config wins, except steps: run.resume_config)
-    bit-identically on the CPU.
-    `on_step(step)` is called after every iteration (a hook for progress displays and tests).
-    """
-    start_time = time.perf_counter()
-    files = RunFiles(out_dir, config.tensorboard)
-    checkpoint = None
-    if resume:
-        checkpoint = files.load_checkpoint()
-        config = resume_config(checkpoint, config)
-    run = prepare_run(config)
-    files.write_config(config)
-    env, store = run.env, run.store
-    learner = build_learner(config, store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
-    if checkpoint is None:
-        bc_nll = fit_behaviour(learner.mu, store, config, run.generator)
-        if config.pi_init_from_mu:
-            learner.actor.load_state_dict(learner.mu.state_dict())
-        first_step = 0
-    else:
-        learner.load_state_dict(checkpoint["learner"])
-        set_rng_state(run.generator, checkpoint["rng"])
-        with torch.no_grad():
-            store.cache_behaviour(lambda obs, avail: masked_log_softmax(learner.mu(obs), avail))
-        bc_nll, first_step = checkpoint["bc_nll"], checkpoint["step"]
-        files.truncate_logs(first_step)
-    learner.mu.requires_grad_(False)
-    iteration = InspoStep(config, learner, run.generator)
-    policy = policy_fn(learner.actor)
-
-    def save(step: int) -> None:
-        files.save_checkpoint(dict(config=config.to_dict(), algo="inspo", step=step, bc_nll=bc_nll,
-                                   learner=learner.state_dict(), rng=rng_state(run.generator)))
-
-    def evaluate(step: int) -> dict[str, float]:
-        if env is None:  # dataset-only run: evaluation skipped
-            return {}
-        scores = env.evaluate(policy, episodes=config.eval_episodes, generator=eval_generator(config, step))
-        files.log("eval", {"step": step, **scores})
-        return scores
-
-    label = f"{config.env}/{config.dataset_path or config.dataset} {config.mode}"
-    scores = train_loop(config, run, files, first_step, start_time, step_fn=iteration,
-                        row_extras=lambda step: {"beta": config.beta_at(step)}, save=save, evaluate=evaluate,
-                        label=label, postfix_keys=("critic_loss", "ess", "entropy"), progress=progress,
-                        on_step=on_step)
-    results = dict(config=config.to_dict(), algo="inspo", scores=scores, bc_nll=bc_nll, steps=config.steps,
-                   transitions=len(store), seconds=time.perf_counter() - start_time)
-    files.write_results(results)
-    files.close()
-    return results
+          on_step=None) -> dict[str, Any]:
+    """Run InSPO (one seed; `inspo.loop.train_seeds` batches several): returns {"scores": ..., ...}."""
+    config = config if config.algo == "inspo" else TrainConfig.from_dict({**config.to_dict(), "algo": "inspo"})
+    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]

@@ -43,10 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", default=None, help=f"B values of the op sweep (default {DEFAULT_SWEEP['batch']})")
     parser.add_argument("--agents", default=None, help=f"N values (default {DEFAULT_SWEEP['agents']})")
     parser.add_argument("--actions", default=None, help=f"A values (default {DEFAULT_SWEEP['actions']})")
-    parser.add_argument("--iteration-batch", type=int, default=None,
-                        help="B of the training-iteration section (default 4096)")
-    parser.add_argument("--iteration-agents", default="2,8,27",
-                        help="N values of the training-iteration section (default 2,8,27)")
+    parser.add_argument("--iteration-shapes", default="2s3z,4k",
+                        help="shapes of the training-iteration section: 2s3z (B=256, N=5, A=10, SMAX 2s3z "
+                             "obs/state), 4k (B=4096, N=8, A=16)")
     parser.add_argument("--max-elements", type=float, default=40e6,
                         help="skip sizes with B*N*A above this (the eager reference's memory and time)")
     parser.add_argument("--threads", type=int, default=None, help="torch / OpenMP threads (default: all cores)")
@@ -65,6 +64,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _ints_or_names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def iteration_shape(name: str, batch: int = 0, agents: int = 0, actions: int = 0):
+    """A named shape of inspo.bench.iteration.SHAPES, or (name "quick") a tiny one for smoke runs."""
+    from inspo.bench.iteration import SHAPES, Shape
+
+    if name == "quick":
+        return Shape("quick", batch, agents, actions, 8, 12, (16, 16), (32, 32), False)
+    if name not in SHAPES:
+        raise SystemExit(f"inspo bench: unknown iteration shape {name!r}; choose from {sorted(SHAPES)}")
+    return SHAPES[name]
 
 
 def _names(text: str, allowed: Sequence[str], what: str) -> list[str]:
@@ -98,13 +112,15 @@ def run(args: argparse.Namespace) -> int:
         sweep = dict(batch="1024", agents="2,8", actions="5")
         policy = TimingPolicy(warmup=1, min_repeats=3, max_repeats=20, min_time=0.02)
         bandwidth_bytes = 256 << 20
-        iteration_sizes = [Size(args.iteration_batch or 256, n, 5) for n in (2, 4)]
+        iteration_shapes = [iteration_shape("quick", 64, 3, 5)]
+        iteration_variants = ("eager", "ours")  # no compile: a first torch.compile takes a minute here
         batch_points, thread_size = [256, 1024], Size(1024, 4, 5)
     else:
         sweep = FULL_SWEEP if args.full else DEFAULT_SWEEP
         policy = TimingPolicy()
         bandwidth_bytes = max(1 << 30, 2 * last_level_cache_bytes())
-        iteration_sizes = [Size(args.iteration_batch or 4096, n, 16) for n in _ints(args.iteration_agents)]
+        iteration_shapes = [iteration_shape(name) for name in _ints_or_names(args.iteration_shapes)]
+        iteration_variants = ("eager", "ours", "ours+compile", "ours+compile/S5")
         batch_points, thread_size = None, Size(65536, 8, 16)
     policy = TimingPolicy(
         warmup=policy.warmup if args.warmup is None else args.warmup,
@@ -160,9 +176,11 @@ def run(args: argparse.Namespace) -> int:
     if "threads" in sections and POLICY_LOSS in op_names and device.type == "cpu":
         bench.thread_scaling(thread_size, thread_counts)
     if "iteration" in sections:
-        bench.iterations(iteration_sizes)
+        from inspo.bench.iteration import VARIANTS
 
-    targets = evaluate_targets(bench.rows)
+        bench.iterations(iteration_shapes, tuple(v for v in VARIANTS if v.name in iteration_variants))
+
+    targets = evaluate_targets(bench.rows, bench.floors)
     print("\n## targets (CPU, this run)\n")
     for line in format_targets(targets):
         print("  " + line)

@@ -1,48 +1,84 @@
-"""One full InSPO training iteration (critic step + the exact or fused agent pass), timed end to end.
+"""One full training iteration of a learner (InSPO fused / exact, OMIGA), timed end to end.
 
-The trainer's single-iteration function `inspo.trainer.InspoStep` runs on a synthetic dataset of the
-requested size (random observations, states, masks and actions; behaviour log-probs cached from a
-randomly initialized mu). The three implementations differ only in the ops module the trainer calls:
-`inspo_ext` (ours), the eager reference, or the compiled reference; the networks, optimizers and
-data movement are the same PyTorch code in all three.
+The learner's `update` runs on synthetic datasets of the requested shape (random observations,
+states, masks and actions; behaviour log-probs cached from a randomly initialized mu, pi = mu). The
+variants (the `impl` column) are what a user could run:
+
+    eager            plain PyTorch: the learner calling the reference ops (inspo_ext.reference), one seed
+    ours             the learner calling our ops (inspo_ext), eager, one seed
+    ours+compile     the same iteration as one torch.compile(fullgraph=True) graph, one seed
+    ours+compile/S5  the compiled iteration with 5 seeds batched; time per seed (the batched time / 5)
+
+OMIGA calls no InSPO op: its eager and ours rows are the same code. The minibatch gather and the
+iteration's random draws happen in `prepare`, outside the timed region.
 """
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from inspo import trainer
-from inspo.bc import masked_log_softmax
-from inspo.bench.ops import HYPER, Size
+from inspo import batched_ops
+from inspo.bench.ops import HYPER, ReferenceOps
 from inspo.config import TrainConfig
 from inspo.data import TransitionStore
-
-OBS_DIM = 32
-STATE_DIM = 64
-
-
-@dataclass
-class IterationCase:
-    step: trainer.InspoStep
-    store: TransitionStore
-    generator: torch.Generator
-    batch_size: int
-    first_step: int  # an iteration index past any critic warm-up, so the agent pass runs
-
-    def prepare(self):
-        rows = torch.randint(len(self.store), (self.batch_size,), generator=self.generator,
-                             device=self.generator.device)
-        return self.store.index(rows)
-
-    def region(self, batch) -> None:
-        self.step(batch, self.first_step)
+from inspo.loop import Dims, get_learner, stack_batches
+from inspo.nets import masked_log_softmax
 
 
-def synthetic_store(transitions: int, size: Size, device: torch.device, generator: torch.Generator) -> TransitionStore:
-    n, a = size.agents, size.actions
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    batch: int
+    agents: int
+    actions: int
+    obs_dim: int
+    state_dim: int
+    hidden: tuple[int, ...]
+    critic_hidden: tuple[int, ...]
+    share_parameters: bool
+
+
+# SMAX 2s3z (inspo.smax.env.smax_spec("2s3z")) with the smax preset's networks; and a large joint batch
+SHAPES = {
+    "2s3z": Shape("2s3z", 256, 5, 10, 127, 120, (128, 128), (256, 256), True),
+    "4k": Shape("B=4k", 4096, 8, 16, 32, 64, (64, 64), (128, 128), False),
+}
+OMIGA_HIDDEN = (256, 256)  # OMIGA's official network sizes (mixer 64)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    reference_ops: bool
+    compiled: bool
+    seeds: int
+
+
+VARIANTS = (Variant("eager", True, False, 1), Variant("ours", False, False, 1),
+            Variant("ours+compile", False, True, 1), Variant("ours+compile/S5", False, True, 5))
+
+REFERENCE_BACKEND = ReferenceOps()
+
+
+@contextlib.contextmanager
+def ops_backend(use_reference: bool) -> Iterator[None]:
+    """Run the learners on the reference ops (plain PyTorch) or on ours: the one switch between them."""
+    saved = batched_ops.backend
+    batched_ops.backend = REFERENCE_BACKEND if use_reference else batched_ops.OURS
+    try:
+        yield
+    finally:
+        batched_ops.backend = saved
+
+
+def synthetic_store(transitions: int, shape: Shape, device: torch.device, generator: torch.Generator
+                    ) -> TransitionStore:
+    n, a = shape.agents, shape.actions
 
     def avail_and_actions():
         actions = torch.randint(0, a, (transitions, n), generator=generator)
@@ -53,42 +89,87 @@ def synthetic_store(transitions: int, size: Size, device: torch.device, generato
     avail, actions = avail_and_actions()
     next_avail, next_actions = avail_and_actions()
 
-    def randn(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator).to(device)
+    def randn(*size: int) -> torch.Tensor:
+        return torch.randn(*size, generator=generator).to(device)
 
     return TransitionStore(
-        state=randn(transitions, STATE_DIM), obs=randn(transitions, n, OBS_DIM), actions=actions,
-        reward=randn(transitions), next_state=randn(transitions, STATE_DIM), next_obs=randn(transitions, n, OBS_DIM),
-        next_actions=next_actions, done=(torch.rand(transitions, generator=generator) < 0.05).float().to(device),
-        avail=avail, next_avail=next_avail)
+        state=randn(transitions, shape.state_dim), obs=randn(transitions, n, shape.obs_dim), actions=actions,
+        reward=randn(transitions), next_state=randn(transitions, shape.state_dim),
+        next_obs=randn(transitions, n, shape.obs_dim), next_actions=next_actions,
+        done=(torch.rand(transitions, generator=generator) < 0.05).float().to(device), avail=avail,
+        next_avail=next_avail)
 
 
-def make_case(size: Size, mode: str, device: torch.device, seed: int = 0) -> IterationCase:
-    config = TrainConfig(mode=mode, batch_size=size.batch, alpha=HYPER["alpha"], beta=HYPER["beta"],
-                         eta=HYPER["eta"], device=str(device), seed=seed).validate()
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    torch.manual_seed(seed)  # network initialization
-    store = synthetic_store(2 * size.batch, size, device, torch.Generator().manual_seed(seed))
-    learner = trainer.build_learner(config, size.agents, OBS_DIM, STATE_DIM, size.actions)
-    learner.mu.requires_grad_(False)
-    with torch.no_grad():
-        store.cache_behaviour(lambda obs, avail: masked_log_softmax(learner.mu(obs), avail))
-        learner.actor.load_state_dict(learner.mu.state_dict())  # pi starts as mu, as in training
-    first_step = getattr(config, "critic_warmup_steps", 0)
-    return IterationCase(trainer.InspoStep(config, learner, generator), store, generator, size.batch, first_step)
+@dataclass
+class IterationCase:
+    learner: Any
+    stores: list[TransitionStore]
+    generators: list[torch.Generator]
+    batch_size: int
+    step: int  # an iteration index past any critic warm-up, so the agent pass runs
+
+    def prepare(self):
+        rows = [torch.randint(len(store), (self.batch_size,), generator=g) for store, g in zip(self.stores,
+                                                                                              self.generators)]
+        batch = stack_batches([store.index(r) for store, r in zip(self.stores, rows)])
+        return batch, self.learner.draw(self.generators, self.step)
+
+    def region(self, prepared) -> None:
+        self.learner.update(*prepared, self.step)
 
 
-@contextlib.contextmanager
-def trainer_ops(ops: Any) -> Iterator[None]:
-    """Run the trainer on `ops` (an object with the public inspo_ext op functions).
+def make_case(algo: str, mode: str, shape: Shape, seeds: int, compiled: bool, device: torch.device,
+              seed: int = 0) -> IterationCase:
+    hidden = OMIGA_HIDDEN if algo == "omiga" else shape.hidden
+    config = TrainConfig(algo=algo, mode=mode, batch_size=shape.batch, alpha=HYPER["alpha"], beta=HYPER["beta"],
+                         eta=HYPER["eta"], hidden=hidden, critic_hidden=shape.critic_hidden, mixer_hidden=64,
+                         share_parameters=shape.share_parameters, device=str(device), seed=seed,
+                         compile=compiled).validate()
+    learner = get_learner(algo)(config, seeds, Dims(shape.agents, shape.obs_dim, shape.state_dim, shape.actions))
+    for s in range(seeds):
+        torch.manual_seed(seed + s)  # network initialization
+        learner.initialize_seed(s)
+    stores = [synthetic_store(2 * shape.batch, shape, device, torch.Generator().manual_seed(seed + s))
+              for s in range(seeds)]
+    if algo == "inspo":
+        with torch.no_grad():
+            for s, store in enumerate(stores):
+                store.cache_behaviour(lambda obs, avail, s=s: masked_log_softmax(learner.mu.forward_seed(s, obs), avail))
+            learner.actor.load_state_dict(learner.mu.state_dict())  # pi starts as mu, as in training
+        learner.mu.requires_grad_(False)
+    generators = [torch.Generator().manual_seed(seed + s) for s in range(seeds)]
+    return IterationCase(learner, stores, generators, shape.batch, config.critic_warmup_steps)
 
-    The trainer calls its ops through the module attribute `inspo.trainer.ops`; swapping it is the
-    one switch between the three implementations.
-    """
-    saved = trainer.ops
-    trainer.ops = ops
-    try:
-        yield
-    finally:
-        trainer.ops = saved
+
+def matmul_flops(case: IterationCase) -> int:
+    """The matmul FLOPs of one iteration (forward and backward), counted by torch's FLOP counter."""
+    prepared = case.prepare()
+    with FlopCounterMode(display=False) as counter:
+        case.learner.iteration(*prepared, **case.learner.step_scalars(case.step))
+    return counter.get_total_flops()
+
+
+def gemm_rate(shape: Shape, width: int, device: torch.device, repeats: int = 20) -> float:
+    """FLOP/s of this machine on the iteration's typical matmul: [B*N, H] x [H, H] at hidden width H."""
+    x = torch.randn(shape.batch * shape.agents, width, device=device)
+    w = torch.randn(width, width, device=device)
+    for _ in range(3):
+        x @ w
+    start = time.perf_counter()
+    for _ in range(repeats):
+        x @ w
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * x.shape[0] * width * width * repeats / (time.perf_counter() - start)
+
+
+def ops_share(case: IterationCase, iterations: int = 5) -> float:
+    """Fraction of the eager iteration's wall time spent inside the inspo_ext custom ops (profiler)."""
+    prepared = [case.prepare() for _ in range(iterations)]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        start = time.perf_counter()
+        for item in prepared:
+            case.region(item)
+        wall = time.perf_counter() - start
+    inside = sum(e.cpu_time_total for e in profile.key_averages() if e.key.startswith("inspo_ext::"))
+    return inside / 1e6 / wall

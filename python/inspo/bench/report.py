@@ -203,11 +203,39 @@ def plot_speedup(rows: Sequence[Row], path: Path, title: str) -> Optional[Path]:
     return path
 
 
+ITERATION_HEADERS = ("shape", "iteration", "B", "N", "A", "thr", "variant", "ms per seed", "samples/s per seed",
+                     "vs plain PyTorch", "first call s", "note")
+ITERATION_WIDTHS = (6, 15, 5, 3, 3, 3, 16, 12, 12, 9, 9, 0)
+
+
+def iteration_cells(shape: str, row: Row) -> list[str]:
+    per_second = row.batch / (row.median_ms / 1e3) if row.ok else NAN
+    return [shape, row.op, str(row.batch), str(row.agents), str(row.actions), str(row.threads), row.impl, _ms(row),
+            _num(per_second), _ratio(row.vs_eager), _num(row.first_call_s), row.note]
+
+
+def iteration_header() -> str:
+    line = format_line(ITERATION_HEADERS, ITERATION_WIDTHS)
+    return line + "\n" + "-" * len(line)
+
+
+def iteration_line(shape: str, row: Row) -> str:
+    return format_line(iteration_cells(shape, row), ITERATION_WIDTHS)
+
+
+def iteration_table(rows: Sequence[Row]) -> str:
+    lines = ["| " + " | ".join(ITERATION_HEADERS) + " |", "|" + "---|" * len(ITERATION_HEADERS)]
+    for row in rows:
+        shape = "2s3z" if (row.batch, row.agents) == (256, 5) else f"B={row.batch}"
+        lines.append("| " + " | ".join(iteration_cells(shape, row)) + " |")
+    return "\n".join(lines)
+
+
 SECTION_TITLES = {
     "ops": "Ops: forward (fwd), backward (bwd), both (full)",
     "batch_scaling": "Scaling with B (sequential_policy_loss, fwd+bwd)",
     "thread_scaling": "Scaling with threads (sequential_policy_loss, fwd+bwd)",
-    "iteration": "One training iteration (InspoStep: critic step + agent pass)",
+    "iteration": "One training iteration of each learner (plain PyTorch, our ops, compiled, 5 seeds batched)",
 }
 
 
@@ -215,6 +243,11 @@ def markdown_report(header: dict[str, str], rows: Sequence[Row], target_lines: S
     lines = ["# inspo bench results", ""]
     lines += [f"* {key}: {value}" for key, value in header.items()]
     for section, title in SECTION_TITLES.items():
+        if section == "iteration":
+            chosen = [r for r in rows if r.section == section]
+            if chosen:
+                lines += ["", f"## {title}", "", iteration_table(chosen)]
+            continue
         groups = group_rows(r for r in rows if r.section == section)
         if groups:
             lines += ["", f"## {title}", "", markdown_table(groups)]

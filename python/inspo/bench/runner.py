@@ -18,7 +18,7 @@ import torch
 
 from inspo.bench import ops as op_specs
 from inspo.bench.ops import OPS, OpSpec, Size
-from inspo.bench.report import Row, fill_ratios, group_rows, terminal_header, terminal_line
+from inspo.bench.report import Row, fill_ratios, terminal_header, terminal_line
 from inspo.bench.roofline import Bandwidth
 from inspo.bench.timing import TimingPolicy, first_call_seconds, measure, peak_memory_bytes
 
@@ -72,6 +72,7 @@ class Bench:
         self.impls = op_specs.make_implementations(settings.impls, dynamic=settings.compile_dynamic)
         self.rows: list[Row] = []
         self._measured: dict[tuple, Row] = {}  # (op, impl, mode, size, threads) -> Row, reused across sections
+        self.floors: dict[tuple[str, str], float] = {}  # (iteration op, shape) -> matmul-FLOP floor in ms
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -184,28 +185,44 @@ class Bench:
                 speedups = ", ".join(f"{t} threads: {times[1] / ms:.2f}x" for t, ms in sorted(times.items()))
                 self.say(f"  {impl:9s} speed-up over 1 thread: {speedups}")
 
-    def iterations(self, sizes: list[Size]) -> None:
-        from inspo.bench import iteration  # imports the trainer, only when this section runs
+    def iterations(self, shapes: list, variants: tuple) -> None:
+        """One training iteration per learner and shape, in every variant of `inspo.bench.iteration`."""
+        from inspo.bench import iteration  # imports the learners, only when this section runs
+        from inspo.bench.report import iteration_header, iteration_line
 
-        self.say("\n## training iteration: critic step + agent pass (InspoStep), exact and fused modes\n")
-        self.say(terminal_header())
-        for size in sizes:
-            for mode in ("exact", "fused"):
+        threads = self.settings.threads
+        self.say("\n## training iteration: what a user runs (plain PyTorch, our ops, compiled, 5 seeds batched)\n")
+        self.say(iteration_header())
+        for shape in shapes:
+            size = Size(shape.batch, shape.agents, shape.actions)
+            for algo, mode in (("inspo", "fused"), ("inspo", "exact"), ("omiga", "fused")):
+                op = f"iteration/{'omiga' if algo == 'omiga' else mode}"
                 group = {}
-                for impl in self.settings.impls:
-                    row = self._blank("iteration", f"iteration/{mode}", impl, "full", size, self.settings.threads)
-                    case = iteration.make_case(size, mode, self.settings.device, self.settings.seed)
-                    with iteration.trainer_ops(self.impls[impl]):
-                        self._time(row, case.prepare, case.region, self.settings.threads)
-                    group[impl] = row
-                self._finish_group(group)
-        for size in sizes:
-            cells = []
-            for impl in self.settings.impls:
-                exact, fused = (self.find("iteration", f"iteration/{m}", impl, "full", size) for m in ("exact", "fused"))
-                if exact and fused and exact.ok and fused.ok:
-                    cells.append(f"{impl} {exact.median_ms / fused.median_ms:.2f}x")
-            self.say(f"  fused vs exact, {size.label}: " + ", ".join(cells))
+                for variant in variants:
+                    row = self._blank("iteration", op, variant.name, "full", size, threads)
+                    case = iteration.make_case(algo, mode, shape, variant.seeds, variant.compiled, self.settings.device,
+                                               self.settings.seed)
+                    with iteration.ops_backend(variant.reference_ops):
+                        self._time(row, case.prepare, case.region, threads)
+                        if row.ok and variant.name == "ours":
+                            previous = torch.get_num_threads()
+                            torch.set_num_threads(threads)
+                            rate = iteration.gemm_rate(shape, case.learner.config.hidden[0], self.settings.device)
+                            floor_ms = iteration.matmul_flops(case) / rate * 1e3
+                            self.floors[(op, shape.name)] = floor_ms
+                            row.note = f"matmul floor {floor_ms:.2f} ms at {rate / 1e9:.0f} GFLOP/s"
+                            if algo == "inspo":
+                                row.note += f"; our ops {100 * iteration.ops_share(case):.0f}% of the iteration"
+                            torch.set_num_threads(previous)
+                    if row.ok and variant.seeds > 1:  # per seed
+                        row.median_ms, row.p25_ms, row.p75_ms = (t / variant.seeds for t in
+                                                                 (row.median_ms, row.p25_ms, row.p75_ms))
+                        row.note = f"{variant.seeds} seeds batched, time per seed"
+                    group[variant.name] = row
+                fill_ratios(list(group.values()))
+                self.rows.extend(group.values())
+                for row in group.values():
+                    self.say(iteration_line(shape.name, row))
 
     def find(self, section: str, op: str, impl: str, mode: str, size: Size, threads: Optional[int] = None
              ) -> Optional[Row]:
@@ -236,7 +253,7 @@ class Target:
     met: Optional[bool]  # None: not measured in this run
 
 
-def evaluate_targets(rows: list[Row]) -> list[Target]:
+def evaluate_targets(rows: list[Row], floors: Optional[dict[tuple[str, str], float]] = None) -> list[Target]:
     ours = [r for r in rows if r.impl == "ours" and r.section == "ops"]
     targets = []
 
@@ -262,18 +279,7 @@ def evaluate_targets(rows: list[Row]) -> list[Target]:
         targets.append(Target(f"{POLICY_LOSS} at the largest size, fraction of copy bandwidth", ">= 50%",
                               "not measured", None))
 
-    iteration = {(r.op, r.agents, r.batch, r.actions): r for r in rows if r.section == "iteration" and r.impl == "ours"}
-    at8 = [(key, row) for key, row in iteration.items() if key[0] == "iteration/fused" and key[1] == 8 and row.ok]
-    if at8:
-        (_, _, batch, actions), fused = at8[0]
-        exact = iteration.get(("iteration/exact", 8, batch, actions))
-        if exact is not None and exact.ok:
-            ratio = exact.median_ms / fused.median_ms
-            targets.append(Target("fused iteration vs exact iteration, N = 8", ">= 3x",
-                                  f"{ratio:.2f}x (B={batch} A={actions}: exact {exact.median_ms:.1f} ms, "
-                                  f"fused {fused.median_ms:.1f} ms)", ratio >= 3.0))
-    if not any(t.name.startswith("fused iteration") for t in targets):
-        targets.append(Target("fused iteration vs exact iteration, N = 8", ">= 3x", "not measured", None))
+    targets += iteration_targets(rows, floors or {})
 
     small = [r for r in ours if r.batch == 1024 and r.ok and not math.isnan(r.vs_eager)]
     if small:
@@ -284,6 +290,37 @@ def evaluate_targets(rows: list[Row]) -> list[Target]:
                               f"A={worst.actions}); {slower} of {len(small)} rows below 1x", worst.vs_eager >= 1.0))
     else:
         targets.append(Target("B = 1k: ours no slower than eager", ">= 1x", "not measured", None))
+    return targets
+
+
+def iteration_targets(rows: list[Row], floors: dict[tuple[str, str], float]) -> list[Target]:
+    """Issue 10's targets on the iteration rows (2s3z: N = 5; the large batch: N = 8)."""
+    found = {(r.op, r.agents, r.impl): r for r in rows if r.section == "iteration" and r.ok}
+    targets = []
+
+    def ratio(name: str, op: str, agents: int, impl: str, base: str, goal: float) -> None:
+        row, other = found.get((op, agents, impl)), found.get((op, agents, base))
+        if row is None or other is None:
+            targets.append(Target(name, f">= {goal:g}x", "not measured", None))
+            return
+        value = other.median_ms / row.median_ms
+        targets.append(Target(name, f">= {goal:g}x", f"{value:.2f}x ({base} {other.median_ms:.2f} ms, {impl} "
+                                                       f"{row.median_ms:.2f} ms)", value >= goal))
+
+    ratio("2s3z fused: compiled vs plain PyTorch", "iteration/fused", 5, "ours+compile", "eager", 3.0)
+    ratio("2s3z fused: 5 seeds batched, per seed, vs plain PyTorch", "iteration/fused", 5, "ours+compile/S5", "eager",
+          4.0)
+    ratio("B=4k N=8 fused: compiled vs plain PyTorch", "iteration/fused", 8, "ours+compile", "eager", 2.0)
+    ratio("2s3z exact: compiled vs its eager iteration", "iteration/exact", 5, "ours+compile", "ours", 2.0)
+    ratio("2s3z OMIGA (256-wide): compiled vs eager", "iteration/omiga", 5, "ours+compile", "ours", 3.0)
+    ratio("2s3z OMIGA: 5 seeds batched, per seed, vs eager", "iteration/omiga", 5, "ours+compile/S5", "ours", 4.0)
+    compiled, floor = found.get(("iteration/fused", 5, "ours+compile")), floors.get(("iteration/fused", "2s3z"))
+    if compiled is not None and floor:
+        value = compiled.median_ms / floor
+        targets.append(Target("2s3z fused: compiled iteration vs its matmul floor", "<= 1.5x",
+                              f"{value:.2f}x (floor {floor:.2f} ms, compiled {compiled.median_ms:.2f} ms)", value <= 1.5))
+    else:
+        targets.append(Target("2s3z fused: compiled iteration vs its matmul floor", "<= 1.5x", "not measured", None))
     return targets
 
 

@@ -3,7 +3,7 @@
     python -m inspo.smax.bench --dataset ~/.cache/inspo/smax/2s3z/seed0/expert-1m --batch 256 1024
 
 One timed iteration = draw a minibatch of rows, gather them from the mapped episode arrays
-(``inspo.data.MappedTransitions.index``) and run the trainer's ``InspoStep`` (critic step + the
+(``inspo.data.MappedTransitions.index``) and run the InSPO learner's iteration (critic step + the
 agents' pass), exactly what ``inspo train --set dataset_storage=mapped`` does per step apart from
 logging. The behaviour policy mu is fitted briefly by BC on the same store first and its log-probs
 cached for the whole dataset (one pass over the files, timed separately). Medians over repeats;
@@ -21,23 +21,23 @@ from pathlib import Path
 import torch
 
 
-def _fit_mu(learner, store, config, steps: int, generator) -> None:
-    from inspo.bc import masked_log_softmax
+def _learner(config, store, mu_state=None):
+    from inspo.loop import Dims
+    from inspo.trainer import InspoLearner
 
-    optimizer = torch.optim.Adam(learner.mu.parameters(), lr=config.bc_lr)
-    for _ in range(steps):
-        batch = store.index(torch.randint(len(store), (config.bc_batch_size,), generator=generator))
-        log_probs = masked_log_softmax(learner.mu(batch.obs), batch.avail)
-        loss = -log_probs.gather(-1, batch.actions.unsqueeze(-1)).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    torch.manual_seed(0)  # every case starts from the same networks and fresh optimizers
+    learner = InspoLearner(config, 1, Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions))
+    learner.initialize_seed(0)
+    if mu_state is not None:
+        learner.mu.load_state_dict(mu_state)
+        learner.actor.load_state_dict(mu_state)  # pi starts as mu, as in training
+    return learner
 
 
 def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: int, overrides: dict, log) -> dict:
-    from inspo import trainer
-    from inspo.bc import masked_log_softmax
+    from inspo.bc import fit_behaviour
     from inspo.config import make_config
+    from inspo.loop import stack_batches
     from inspo.smax.card import load_dataset
     from inspo.data import MappedTransitions
 
@@ -52,28 +52,20 @@ def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: 
                   index_seconds=round(time.perf_counter() - started, 2), threads=torch.get_num_threads(),
                   compiled_ops=bool(inspo_ext.build_info()["compiled"]), torch=torch.__version__, rows=[])
     log(f"{card['env']} {card['tier']}: {len(store)} transitions, {result['dataset_bytes'] / 2**30:.2f} GiB mapped")
-    config = make_config(card["env"], dataset_path=str(dataset), **overrides)
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    learner = trainer.build_learner(config, store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
-    _fit_mu(learner, store, config, bc_steps, generator)
-    learner.mu.requires_grad_(False)
+    config = make_config(card["env"], dataset_path=str(dataset), **{**overrides, "bc_steps": bc_steps})
+    learner = _learner(config, store)
     cache_started = time.perf_counter()
-    store.cache_behaviour(lambda obs, avail: masked_log_softmax(learner.mu(obs), avail))
+    fit_behaviour(learner.mu, [store], config, [torch.Generator().manual_seed(0)])  # BC, then the cache
     result["behaviour_cache_seconds"] = round(time.perf_counter() - cache_started, 1)
-    log(f"behaviour cache over the whole dataset: {result['behaviour_cache_seconds']} s")
+    log(f"BC ({bc_steps} steps) and behaviour cache over the whole dataset: {result['behaviour_cache_seconds']} s")
     mu_state = learner.mu.state_dict()
     for batch_size in batches:
         for mode in modes:
             mode_config = make_config(card["env"], dataset_path=str(dataset), **{**overrides, "mode": mode,
                                                                                  "batch_size": batch_size})
-            torch.manual_seed(0)  # every case starts from the same networks and fresh optimizers
-            learner = trainer.build_learner(mode_config, store.n_agents, store.obs_dim, store.state_dim,
-                                            store.n_actions)
-            learner.mu.load_state_dict(mu_state)
+            learner = _learner(mode_config, store, mu_state)
             learner.mu.requires_grad_(False)
-            learner.actor.load_state_dict(mu_state)  # pi starts as mu, as in training
-            step = trainer.InspoStep(mode_config, learner, torch.Generator().manual_seed(1))
+            generators = [torch.Generator().manual_seed(1)]
             first = mode_config.critic_warmup_steps
             draw = torch.Generator().manual_seed(2)
             gather_times, step_times = [], []
@@ -81,9 +73,9 @@ def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: 
                 gather, compute = 0.0, 0.0
                 for i in range(iterations):
                     t0 = time.perf_counter()
-                    batch = store.index(torch.randint(len(store), (batch_size,), generator=draw))
+                    batch = stack_batches([store.index(torch.randint(len(store), (batch_size,), generator=draw))])
                     t1 = time.perf_counter()
-                    step(batch, first + i)
+                    learner.update(batch, learner.draw(generators, first + i), first + i)
                     t2 = time.perf_counter()
                     gather, compute = gather + t1 - t0, compute + t2 - t1
                 if repeat:

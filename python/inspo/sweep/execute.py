@@ -9,12 +9,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+from inspo.atomic import atomic_write_text
 from inspo.config import TrainConfig
 
 KEY_FILE = "sweep_key.json"  # written last: a run folder holding it (and a matching key) is finished
@@ -66,28 +65,40 @@ def finished_result(out_dir: Path, key: dict[str, Any]) -> Optional[dict[str, An
     return results if stored == key else None
 
 
-def train_one(config: TrainConfig, out_dir: Path) -> dict[str, Any]:
-    """Train one run into out_dir: continue a checkpoint of the same config, else start clean."""
-    from inspo.algos import get_trainer
+def resumable(config: TrainConfig, out_dir: Path) -> bool:
+    """Whether out_dir holds an unfinished checkpoint of this very config; a stale, foreign or half-written
+    run folder is removed (a fresh run starts clean: the logs append)."""
     from inspo.run import CheckpointError, load_checkpoint
 
     checkpoint = out_dir / "checkpoint.pt"
     resume = False
-    if checkpoint.is_file() and config.algo != "bc":
+    if checkpoint.is_file():
         try:
             payload = load_checkpoint(checkpoint)
             resume = payload["config"] == config.to_dict() and payload["step"] < config.steps
         except CheckpointError:  # a checkpoint cut by a killed process: start over
             resume = False
     if not resume and out_dir.exists():
-        shutil.rmtree(out_dir)  # a stale, foreign or half-written run: start clean (the logs append)
-    return dict(get_trainer(config.algo)(config, out_dir=out_dir, resume=resume, progress=False), resumed=resume)
+        shutil.rmtree(out_dir)
+    return resume
 
 
 def run_seed_group(configs: list[TrainConfig], out_dirs: list[Path]) -> list[dict[str, Any]]:
-    """Train runs whose configs differ only in seed: the one place a sweep calls the trainers (batched
-    seed training replaces this loop with one call)."""
-    return [train_one(config, out_dir) for config, out_dir in zip(configs, out_dirs)]
+    """Train runs whose configs differ only in seed, batched in one process (`inspo.train_seeds`): the one
+    place a sweep calls the trainers. The fresh runs train together; a run with a checkpoint to continue
+    resumes on its own (its step differs from the others')."""
+    from inspo.loop import train_seeds
+
+    resume = [resumable(config, out_dir) for config, out_dir in zip(configs, out_dirs)]
+    results: list[Optional[dict[str, Any]]] = [None] * len(configs)
+    fresh = [i for i, flag in enumerate(resume) if not flag]
+    if fresh:
+        trained = train_seeds([configs[i] for i in fresh], [out_dirs[i] for i in fresh], progress=False)
+        for i, result in zip(fresh, trained):
+            results[i] = dict(result, resumed=False)
+    for i in (i for i, flag in enumerate(resume) if flag):
+        results[i] = dict(train_seeds([configs[i]], [out_dirs[i]], resume=True, progress=False)[0], resumed=True)
+    return results
 
 
 def call_finish(finish: list, out_dir: Path) -> None:
@@ -95,13 +106,6 @@ def call_finish(finish: list, out_dir: Path) -> None:
     final evaluation: function(out_dir, **kwargs)."""
     module_name, function = finish[0].split(":")
     getattr(importlib.import_module(module_name), function)(out_dir, **finish[1])
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def sweep_task(runs: list[dict[str, Any]], version: str, threads: int) -> list[dict[str, Any]]:
@@ -121,7 +125,7 @@ def sweep_task(runs: list[dict[str, Any]], version: str, threads: int) -> list[d
     for i in pending:
         if finishes[i] is not None:
             call_finish(finishes[i], out_dirs[i])
-        _atomic_write(out_dirs[i] / KEY_FILE, json.dumps(keys[i], indent=1) + "\n")
+        atomic_write_text(out_dirs[i] / KEY_FILE, json.dumps(keys[i], indent=1) + "\n")
         found[i] = json.loads((out_dirs[i] / "results.json").read_text())
     return [dict(results=found[i], reused=i not in resumed, resumed=resumed.get(i, False),
                  files=collect_files(out_dirs[i])) for i in range(len(runs))]
@@ -138,4 +142,4 @@ def store_files(out_dir: Path, files: dict[str, str]) -> None:
         if name in files:
             path = out_dir / name
             if not path.is_file() or path.read_text() != files[name]:
-                _atomic_write(path, files[name])
+                atomic_write_text(path, files[name])

@@ -1,0 +1,260 @@
+"""The training loop of every algorithm, for S seeds at once.
+
+A learner (InSPO, BC, OMIGA: `LEARNERS`) holds the networks of S runs that differ only in their seed,
+batched as a leading tensor dimension, and knows one iteration: `update(batch, draws, step)`. This loop
+owns everything around it, per seed: the dataset and its seeded generator, the minibatch rows, the
+metrics rows, the evaluations, the checkpoints and the run folder (the same files a single run writes),
+and resume. Seed s draws exactly what a single run with seed s draws, in the same order: its networks
+right after its dataset, then the behaviour-cloning and training minibatches and the iteration's
+randomness from its own generator.
+
+    for step in first_step .. steps:
+        rows of every seed from its generator; batch = the seeds' rows stacked [S, B, ...]
+        draws = learner.draw(generators, step)          # permutations, resampling uniforms
+        metrics = learner.update(batch, draws, step)   # [S] each
+        metrics rows, evaluation, checkpoint (each seed to its own folder)
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, fields
+from typing import Any, Callable, ClassVar, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from inspo.config import TrainConfig
+from inspo.data import TransitionBatch
+from inspo.nets import AgentMLP, policy_fn
+from inspo.progress import progress_bar
+from inspo.run import RunFiles, eval_generator, prepare_run, resume_config, rng_state, set_rng_state
+
+# torch.compile's backend for config.compile (tests of the graph itself may use "aot_eager": same capture)
+COMPILE_BACKEND = "inductor"
+LEARNERS = {"inspo": "inspo.trainer:InspoLearner", "bc": "inspo.bc:BCLearner",
+            "omiga": "inspo.baselines.omiga:OmigaLearner"}
+
+
+@dataclass(frozen=True)
+class Dims:
+    n_agents: int
+    obs_dim: int
+    state_dim: int
+    n_actions: int
+
+
+class Learner(nn.Module):
+    """The networks and optimizers of S seeds of one algorithm (every tensor of its state_dict [S, ...])."""
+
+    algo: ClassVar[str]
+    postfix_keys: ClassVar[tuple[str, ...]] = ()
+    actor: AgentMLP  # the policy that is evaluated and checkpointed as "actor"
+
+    def __init__(self, config: TrainConfig, n_seeds: int, dims: Dims):
+        super().__init__()
+        self.config, self.n_seeds, self.dims = config, n_seeds, dims
+        self._compiled: Optional[Callable[..., dict[str, Tensor]]] = None
+
+    @property
+    def steps(self) -> int:
+        return self.config.steps
+
+    def batch_size(self, stores: Sequence[Any]) -> int:
+        return self.config.batch_size
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.env}/{self.config.dataset_path or self.config.dataset} {self.algo}"
+
+    def initialize_seed(self, seed: int) -> None:
+        """Draw seed `seed`'s networks from the global torch RNG, as a single run builds them."""
+        raise NotImplementedError
+
+    def prepare(self, stores: Sequence[Any], generators: Sequence[torch.Generator], resumed: bool) -> None:
+        """Work before the first iteration (InSPO: fit and cache the behaviour policy)."""
+
+    def draw(self, generators: Sequence[torch.Generator], step: int) -> dict[str, Tensor]:
+        """The iteration's randomness beyond the minibatch, stacked over seeds."""
+        return {}
+
+    def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor], **scalars: Any) -> dict[str, Tensor]:
+        """One iteration on the stacked batch, a function of tensors and the step's `scalars` only (what
+        torch.compile traces); returns metrics [S]."""
+        raise NotImplementedError
+
+    def step_scalars(self, step: int) -> dict[str, Any]:
+        """The python numbers iteration `step` depends on (a schedule's value)."""
+        return {}
+
+    def update(self, batch: TransitionBatch, draws: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        """Iteration `step`, compiled when config.compile."""
+        run = self.compiled_iteration() if self.config.compile else self.iteration
+        return run(batch, draws, **self.step_scalars(step))
+
+    def compiled_iteration(self) -> Callable[..., dict[str, Tensor]]:
+        """`iteration` as one torch.compile(fullgraph=True) graph; the custom ops and the gradients
+        (torch.autograd.grad, traced with trace_autograd_ops) inside it."""
+        if self._compiled is None:
+            compiled = torch.compile(self.iteration, fullgraph=True, dynamic=False, backend=COMPILE_BACKEND)
+            self._compiled = torch._dynamo.config.patch(trace_autograd_ops=True)(compiled)
+        return self._compiled
+
+    def row_extras(self, step: int) -> dict[str, Any]:
+        return {}
+
+    def results_extras(self, seed: int, store: Any) -> dict[str, Any]:
+        return {}
+
+    def seed_state(self, seed: int) -> dict[str, Tensor]:
+        return seed_slice(self.state_dict(), seed)
+
+    def load_seed_states(self, states: Sequence[dict[str, Tensor]]) -> None:
+        self.load_state_dict({key: torch.cat([state[key] for state in states]) for key in states[0]})
+
+
+def seed_slice(state: dict[str, Tensor], seed: int) -> dict[str, Tensor]:
+    """Seed `seed`'s part of a batched state dict: every tensor's slice [seed:seed+1]."""
+    return {key: value[seed:seed + 1].clone() for key, value in state.items()}
+
+
+def get_learner(algo: str) -> type[Learner]:
+    if algo not in LEARNERS:
+        raise ValueError(f"unknown algorithm {algo!r}; known: {sorted(LEARNERS)}")
+    module_name, name = LEARNERS[algo].split(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def stack_batches(batches: Sequence[TransitionBatch]) -> TransitionBatch:
+    return TransitionBatch(**{f.name: None if getattr(batches[0], f.name) is None else
+                              torch.stack([getattr(b, f.name) for b in batches]) for f in fields(TransitionBatch)})
+
+
+def check_seed_batch(configs: Sequence[TrainConfig]) -> None:
+    """Runs batched together must differ only in their seed."""
+    def without_seed(config: TrainConfig) -> dict[str, Any]:
+        return {k: v for k, v in config.to_dict().items() if k != "seed"}
+
+    first = without_seed(configs[0])
+    for config in configs[1:]:
+        other = without_seed(config)
+        differ = sorted(k for k in first if first[k] != other[k])
+        if differ:
+            raise ValueError(f"runs trained together must differ only in their seed; these fields differ: {differ}")
+
+
+def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]] = None, *, resume: bool = False,
+                progress: bool = True, on_step: Optional[Callable[[int], None]] = None) -> list[dict[str, Any]]:
+    """Train runs that differ only in their seed, batched in one process; returns each run's results
+    ({"scores": final evaluation, ...}) and writes each run folder of `out_dirs` (None: no files).
+
+    Seed s reaches what `train_seeds([configs[s]], ...)` reaches (float64: to rounding). resume=True
+    continues every folder from its checkpoint (all at the same step) bit-identically on the CPU.
+    `on_step(step)` is called after every iteration (a hook for progress displays and tests).
+    """
+    start_time = time.perf_counter()
+    configs = list(configs)
+    out_dirs = [None] * len(configs) if out_dirs is None else list(out_dirs)
+    if not configs or len(out_dirs) != len(configs):
+        raise ValueError(f"train_seeds needs one out_dir per config, got {len(configs)} configs and "
+                         f"{len(out_dirs)} out_dirs")
+    files = [RunFiles(out_dir, config.tensorboard) for config, out_dir in zip(configs, out_dirs)]
+    checkpoints = None
+    if resume:
+        checkpoints = [run_files.load_checkpoint() for run_files in files]
+        for checkpoint, out_dir, config in zip(checkpoints, out_dirs, configs):
+            if checkpoint.get("algo") != config.algo:
+                raise ValueError(f"checkpoint in {out_dir} is from algo {checkpoint.get('algo')!r}, "
+                                 f"not {config.algo!r}")
+        configs = [resume_config(checkpoint, config) for checkpoint, config in zip(checkpoints, configs)]
+        at = sorted({checkpoint["step"] for checkpoint in checkpoints})
+        if len(at) > 1:
+            raise ValueError(f"the checkpoints are at different steps {at} (a batched run interrupted while "
+                             f"saving): resume each run folder on its own")
+    check_seed_batch(configs)
+    learner_type = get_learner(configs[0].algo)
+
+    runs, learner = [], None
+    for seed, config in enumerate(configs):
+        run = prepare_run(config)  # seeds the global RNG: seed s's networks are drawn right after its data
+        files[seed].write_config(config)
+        store = run.store
+        dims = Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
+        if learner is None:
+            learner = learner_type(config, len(configs), dims)
+        elif dims != learner.dims:
+            raise ValueError(f"seed {config.seed}'s dataset has {dims}, seed {configs[0].seed}'s {learner.dims}")
+        learner.initialize_seed(seed)
+        runs.append(run)
+    stores = [run.store for run in runs]
+    generators = [run.generator for run in runs]
+    first_step = 0
+    if checkpoints is not None:
+        learner.load_seed_states([checkpoint["learner"] for checkpoint in checkpoints])
+        for generator, checkpoint in zip(generators, checkpoints):
+            set_rng_state(generator, checkpoint["rng"])
+        first_step = checkpoints[0]["step"]
+        for run_files in files:
+            run_files.truncate_logs(first_step)
+    learner.prepare(stores, generators, resumed=checkpoints is not None)
+    batch_size = learner.batch_size(stores)
+
+    def evaluate(step: int) -> list[dict[str, float]]:
+        all_scores = []
+        for seed, (run, config) in enumerate(zip(runs, configs)):
+            scores: dict[str, float] = {}
+            if run.env is not None:  # dataset-only training has nothing to evaluate on
+                scores = run.env.evaluate(policy_fn(learner.actor, seed), episodes=config.eval_episodes,
+                                          generator=eval_generator(config, step))
+                files[seed].log("eval", {"step": step, **scores})
+            all_scores.append(scores)
+        return all_scores
+
+    def save(step: int) -> None:
+        actor_state = learner.actor.state_dict()
+        for seed, (config, generator) in enumerate(zip(configs, generators)):
+            files[seed].save_checkpoint(dict(config=config.to_dict(), algo=config.algo, step=step,
+                                             actor=seed_slice(actor_state, seed), learner=learner.seed_state(seed),
+                                             rng=rng_state(generator)))
+
+    steps, log_every = learner.steps, configs[0].log_every
+    eval_every, checkpoint_every = configs[0].eval_every, configs[0].checkpoint_every
+    bar = progress_bar(steps, initial=first_step, desc=learner.label, enabled=progress)
+    for step in range(first_step, steps):
+        rows = [torch.randint(len(store), (batch_size,), generator=generator, device=generator.device)
+                for store, generator in zip(stores, generators)]
+        batch = stack_batches([store.index(seed_rows) for store, seed_rows in zip(stores, rows)])
+        metrics = learner.update(batch, learner.draw(generators, step), step)
+        done = step + 1
+        if done % log_every == 0 or done == steps:
+            values = {key: value.tolist() for key, value in metrics.items()}
+            extras, seconds = learner.row_extras(step), round(time.perf_counter() - start_time, 3)
+            for seed, run_files in enumerate(files):
+                run_files.log("metrics", {"step": done, **{k: round(v[seed], 6) for k, v in values.items()}, **extras,
+                                          "seconds": seconds})
+            bar.set_postfix({k: f"{values[k][0]:.3g}" for k in learner.postfix_keys if k in values})
+        if eval_every and done % eval_every == 0 and done != steps:
+            evaluate(done)
+        if checkpoint_every and done % checkpoint_every == 0 and done != steps:
+            save(done)
+        bar.update(1)
+        if on_step is not None:
+            on_step(done)
+    bar.close()
+    final_scores = evaluate(steps)
+    save(steps)
+    seconds = time.perf_counter() - start_time
+    results = []
+    for seed, (config, store, scores) in enumerate(zip(configs, stores, final_scores)):
+        result = dict(config=config.to_dict(), algo=config.algo, scores=scores, steps=steps, transitions=len(store),
+                      seconds=seconds, **learner.results_extras(seed, store))
+        files[seed].write_results(result)
+        files[seed].close()
+        results.append(result)
+    return results
+
+
+def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True,
+          on_step: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+    """One run (any algorithm of `LEARNERS`): train_seeds([config], [out_dir])[0]."""
+    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]
