@@ -15,6 +15,7 @@ TRAINERS: dict[str, str | Trainer] = {
     "inspo": "inspo.trainer:train",  # modes exact / fused / simultaneous via config.mode
     "bc": "inspo.bc:train_bc",
     "omiga": "inspo.baselines.omiga:train",  # provided by the baselines subpackage
+    "cfcql": "inspo.baselines.cfcql:train",
 }
 
 

@@ -18,7 +18,8 @@ from typing import Any, Optional
 
 from inspo.extras import require
 
-ALGOS = ("inspo", "bc", "omiga")
+ALGOS = ("inspo", "bc", "omiga", "cfcql")
+CFCQL_WEIGHTINGS = ("kl_softmax", "kl_argmax", "uniform")
 MODES = ("fused", "exact", "simultaneous")
 WEIGHTINGS = ("resample", "importance", "self_normalized")
 RESAMPLE_METHODS = ("multinomial", "systematic")
@@ -53,7 +54,7 @@ class TrainConfig:
     dataset_storage: str = "memory"
 
     # ---- algorithm ----
-    algo: str = "inspo"  # trainer in the `inspo.algos` registry: inspo, bc or omiga
+    algo: str = "inspo"  # trainer in the `inspo.algos` registry: inspo, bc, omiga or cfcql
     mode: str = "fused"  # exact (Algorithm 1), fused (one pass, lookahead eta) or simultaneous (ablation)
     seed: int = 0
     steps: int = 2000  # training iterations K
@@ -90,6 +91,16 @@ class TrainConfig:
     # ---- OMIGA baseline (shared/spec/baselines.md; the other fields above apply where they mean the same) ----
     omiga_alpha: float = 10.0  # temperature of OMIGA's in-sample value loss (reward scale matters)
     mixer_hidden: int = 64  # hidden size of OMIGA's state-conditioned mixer weights w(s)
+
+    # ---- CFCQL baseline (docs/BASELINES.md; Q networks and mixer train with critic_lr, targets with polyak) ----
+    cfcql_alpha: float = 50.0  # weight of the counterfactual conservative penalty (official global_cql_alpha)
+    # agent weights lambda_i of the per-agent penalties: "kl_softmax" softmax_i(temperature * KL_i) with
+    # KL_i = KL(softmax_j Q_tot(s, j, a_-i) || mu_i) (the paper's), "kl_argmax" one-hot at the largest
+    # KL_i (the official temperature=100 case), "uniform" 1/N (no behaviour policy fitted)
+    cfcql_weighting: str = "kl_softmax"
+    cfcql_temperature: float = 5.0  # the softmax temperature of "kl_softmax" (official softmax_temp)
+    cfcql_mixer_embed: int = 32  # QMIX mixer's embedding width (official mixing_embed_dim)
+    cfcql_hypernet_hidden: int = 64  # hidden width of the mixer's weight hypernetworks (official hypernet_embed)
 
     # ---- networks and optimisation ----
     hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the actors, mu, local critics
@@ -169,9 +180,12 @@ class TrainConfig:
         one_of("xor_variant", ("penalty", "plain"))
         one_of("mne_sampling", ("stratified", "iid"))
         at_least(1, "steps", "batch_size", "policy_steps", "local_critic_steps", "bc_steps", "bc_batch_size",
-                 "eval_episodes", "log_every", "mixer_hidden", "threads")
+                 "eval_episodes", "log_every", "mixer_hidden", "cfcql_mixer_embed", "cfcql_hypernet_hidden", "threads")
+        one_of("cfcql_weighting", CFCQL_WEIGHTINGS)
         at_least(0, "seed", "dataset_seed", "eval_every", "checkpoint_every")
-        positive("lr", "critic_lr", "bc_lr", "grad_clip", "rho_max", "omiga_alpha")
+        positive("lr", "critic_lr", "bc_lr", "grad_clip", "rho_max", "omiga_alpha", "cfcql_temperature")
+        if self.cfcql_alpha < 0:
+            raise ValueError(f"config.cfcql_alpha must be >= 0, got {self.cfcql_alpha}")
         if not 0 <= self.critic_warmup_steps < self.steps:
             raise ValueError(f"config.critic_warmup_steps must be in [0, steps = {self.steps}), "
                              f"got {self.critic_warmup_steps}")
@@ -231,10 +245,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # <tier> reads those whatever the run's seed. Spec section 7 asks for alpha in [1, 10] at SMAC's
     # reward scale of ~20 per episode; SMAX pays ~2, so the temperatures (InSPO's alpha, OMIGA's) are
     # 10x smaller. 1500 iterations: what 2 shared CPU cores afford for the results grid
-    # (inspo.smax.results), not a converged budget.
+    # (inspo.smax.results), not a converged budget. CFCQL: the values of the official README's SMAC
+    # command (global_cql_alpha=0.1, softmax_temp=0.5), not tuned here.
     "smax": dict(dataset="expert", dataset_seed=0, steps=1500, batch_size=256, alpha=0.1, beta=0.01,
-                 omiga_alpha=1.0, hidden=(128, 128), critic_hidden=(256, 256), bc_steps=1500,
-                 share_parameters=True),
+                 omiga_alpha=1.0, cfcql_alpha=0.1, cfcql_temperature=0.5, hidden=(128, 128),
+                 critic_hidden=(256, 256), bc_steps=1500, share_parameters=True),
 }
 
 

@@ -33,7 +33,7 @@ from inspo.run import RunFiles, eval_generator, prepare_run, resume_config, rng_
 # torch.compile's backend for config.compile (tests of the graph itself may use "aot_eager": same capture)
 COMPILE_BACKEND = "inductor"
 LEARNERS = {"inspo": "inspo.trainer:InspoLearner", "bc": "inspo.bc:BCLearner",
-            "omiga": "inspo.baselines.omiga:OmigaLearner"}
+            "omiga": "inspo.baselines.omiga:OmigaLearner", "cfcql": "inspo.baselines.cfcql:CfcqlLearner"}
 
 
 @dataclass(frozen=True)
