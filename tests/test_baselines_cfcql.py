@@ -1,0 +1,193 @@
+"""CFCQL baseline: losses against a hand-written float64 computation, learning, batched seeds, resume."""
+import json
+
+import pytest
+import torch
+
+from inspo.baselines.cfcql import KL_SMOOTHING, CfcqlLearner, cfcql_losses, train
+from inspo.config import make_config
+from inspo.data import TransitionBatch
+from inspo.loop import Dims, stack_batches, train_seeds
+from inspo.nets import masked_log_softmax
+from train_testing import assert_same_run, final_state, float64, rows, tiny  # noqa: F401 (fixture)
+
+N, O, S, A, B = 3, 4, 5, 4, 12
+
+
+def random_batch(generator: torch.Generator) -> TransitionBatch:
+    def normal(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    avail = torch.rand(B, N, A, generator=generator) < 0.6
+    next_avail = torch.rand(B, N, A, generator=generator) < 0.6
+    actions = torch.randint(A, (B, N), generator=generator)
+    avail.scatter_(-1, actions.unsqueeze(-1), True)  # the dataset action is always available
+    next_actions = torch.randint(A, (B, N), generator=generator)
+    next_avail.scatter_(-1, next_actions.unsqueeze(-1), True)
+    avail[0, 1] = False  # a single-action agent
+    avail[0, 1, actions[0, 1]] = True
+    return stack_batches([TransitionBatch(  # one seed: [1, B, ...]
+        state=normal(B, S), obs=normal(B, N, O), actions=actions, reward=normal(B), next_state=normal(B, S),
+        next_obs=normal(B, N, O), next_actions=next_actions, done=(torch.rand(B, generator=generator) < 0.3).double(),
+        avail=avail, next_avail=next_avail)])
+
+
+def float64_nets(seed: int, share: bool):
+    torch.manual_seed(seed)
+    config = make_config("xor", hidden=(8, 8), cfcql_mixer_embed=5, cfcql_hypernet_hidden=6, share_parameters=share)
+    nets = CfcqlLearner(config, 1, Dims(N, O, S, A))
+    nets.initialize_seed(0)
+    nets.double()
+    with torch.no_grad():  # online and target networks differ, so that mixing them up shows
+        for module in (nets.q_net, nets.mixer, nets.mu):
+            for p in module.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+    return nets
+
+
+def mlp_by_hand(module, x):
+    """AgentMLP's forward written out per agent: x [B, N, in] -> [B, N, out] (seed 0's networks)."""
+    outputs = []
+    for agent in range(N):
+        net = 0 if module.share_parameters else agent
+        h = x[:, agent]
+        if module.share_parameters:
+            h = torch.cat([h, torch.eye(N, dtype=h.dtype)[agent].expand(len(h), -1)], dim=-1)
+        for layer, (weights, biases) in enumerate(module.mlp.layers):
+            h = h @ weights[0, net] + biases[0, net]
+            if layer < len(module.mlp.layers) - 1:
+                h = h.clamp(min=0)
+        outputs.append(h)
+    return torch.stack(outputs, dim=1)
+
+
+def q_tot_by_hand(mixer, q, state):
+    """QMIX on one joint action: q [N], state [D] -> scalar."""
+    def layers(net):
+        h = state
+        for layer, (w, b) in enumerate(net.layers):
+            h = h @ w[0, 0] + b[0, 0]
+            if layer < len(net.layers) - 1:
+                h = h.clamp(min=0)
+        return h
+
+    w1 = layers(mixer.hyper_w1).abs().reshape(N, -1)
+    hidden = torch.nn.functional.elu(q @ w1 + layers(mixer.hyper_b1))
+    return hidden @ layers(mixer.hyper_w2).abs() + layers(mixer.hyper_b2)[0]
+
+
+def losses_by_hand(nets, batch, alpha, gamma, weighting, temperature):
+    batch = batch.index(0)  # the one seed: [B, ...]
+    q = mlp_by_hand(nets.q_net, batch.obs)
+    q_next_online = mlp_by_hand(nets.q_net, batch.next_obs).detach()
+    q_next_target = mlp_by_hand(nets.q_target, batch.next_obs)
+    log_mu = mlp_by_hand(nets.mu, batch.obs)
+    td, penalty, weights = [], [], torch.zeros(B, N, dtype=torch.float64)
+    for k in range(B):
+        greedy = [max((a for a in range(A) if batch.next_avail[k, i, a]), key=lambda a: q_next_online[k, i, a])
+                  for i in range(N)]
+        q_next = torch.stack([q_next_target[k, i, greedy[i]] for i in range(N)])
+        y = batch.reward[k] + gamma * (1 - batch.done[k]) * q_tot_by_hand(nets.mixer_target, q_next, batch.next_state[k])
+        q_data = torch.stack([q[k, i, batch.actions[k, i]] for i in range(N)])
+        q_tot = q_tot_by_hand(nets.mixer, q_data, batch.state[k])
+        td.append(0.5 * (q_tot - y.detach()) ** 2)
+        lse, kl = [], []
+        for i in range(N):
+            allowed = [j for j in range(A) if batch.avail[k, i, j]]
+            cf = []
+            for j in allowed:  # agent i plays j, the others their data actions
+                joint = torch.stack([q[k, m, j] if m == i else q[k, m, batch.actions[k, m]] for m in range(N)])
+                cf.append(q_tot_by_hand(nets.mixer, joint, batch.state[k]))
+            cf = torch.stack(cf)
+            lse.append(torch.logsumexp(cf, 0))
+            p = torch.softmax(cf.detach(), 0) + KL_SMOOTHING
+            mu = torch.softmax(log_mu[k, i, allowed].detach(), 0) + KL_SMOOTHING
+            kl.append((p * (p.log() - mu.log())).sum())
+        kl = torch.stack(kl)
+        if weighting == "uniform":
+            lam = torch.full((N,), 1.0 / N, dtype=torch.float64)
+        elif weighting == "kl_argmax":
+            lam = torch.nn.functional.one_hot(kl.argmax(), N).double()
+        else:
+            lam = torch.softmax(temperature * kl, 0)
+        weights[k] = lam
+        penalty.append(alpha * ((lam * torch.stack(lse)).sum() - q_tot))
+    td, penalty = torch.stack(td).mean(), torch.stack(penalty).mean()
+    return dict(td_loss=td, penalty=penalty, loss=td + penalty, agent_weights=weights)
+
+
+@pytest.mark.parametrize("weighting, temperature, share", [("kl_softmax", 5.0, False), ("kl_softmax", 0.5, True),
+                                                           ("kl_argmax", 1.0, False), ("uniform", 1.0, False)])
+def test_losses_match_a_float64_hand_computation(weighting, temperature, share):
+    nets = float64_nets(seed=3, share=share)
+    batch = random_batch(torch.Generator().manual_seed(7))
+    alpha, gamma = 2.5, 0.9
+    log_mu = masked_log_softmax(nets.mu(batch.obs), batch.avail)
+
+    def ours():
+        return cfcql_losses(nets, batch, log_mu, alpha=alpha, gamma=gamma, weighting=weighting, temperature=temperature)
+
+    def hand():
+        return losses_by_hand(nets, batch, alpha, gamma, weighting, temperature)
+
+    mine, theirs = ours(), hand()
+    for name in ("td_loss", "penalty", "loss"):
+        assert mine[name].item() == pytest.approx(theirs[name].item(), rel=1e-10, abs=1e-12), name
+    torch.testing.assert_close(mine["agent_weights"][0], theirs["agent_weights"], rtol=1e-10, atol=1e-12)
+    if weighting == "kl_softmax":  # the weights are not trivially uniform
+        assert theirs["agent_weights"].max() > 1.0 / N + 0.03 and theirs["agent_weights"].min() < 1.0 / N - 0.01
+    for name in ("td_loss", "penalty"):  # gradients into the Q networks and the mixer
+        params = [*nets.q_net.parameters(), *nets.mixer.parameters()]
+        for g_ours, g_hand in zip(torch.autograd.grad(ours()[name], params), torch.autograd.grad(hand()[name], params)):
+            torch.testing.assert_close(g_ours, g_hand, rtol=1e-9, atol=1e-10)
+
+
+def test_only_the_online_q_networks_and_the_mixer_train():
+    nets = float64_nets(seed=4, share=False)
+    assert not any(p.requires_grad for m in (nets.q_target, nets.mixer_target, nets.mu) for p in m.parameters())
+    assert nets.actor is nets.q_net
+
+
+def test_cfcql_finds_the_best_equilibrium_of_balanced_mne():
+    # uniform data over the 9 joint actions of diag(10, 5, 8): the counterfactual penalty pushes every
+    # action alike, the TD fit ranks A first, so greedy play reaches AA = 10 (measured: E[payoff] 2.7,
+    # a soft policy over the Q values; greedy 10 also at seed 1's single runs of 300 steps)
+    config = make_config("mne", dataset="balanced", algo="cfcql", steps=300, lr=3e-3, critic_lr=3e-3,
+                         hidden=(32, 32), batch_size=128, log_every=100, checkpoint_every=0, seed=1,
+                         critic_warmup_steps=0)
+    assert train(config, progress=False)["scores"]["greedy_payoff"] == 10.0
+
+
+def test_a_batched_seed_reaches_what_its_single_run_reaches(tmp_path, float64):
+    configs = [tiny("cfcql", seed, env="mne", dataset="imbalanced", steps=60, cfcql_alpha=1.0) for seed in (3, 4)]
+    batched = train_seeds(configs, [tmp_path / "batched3", tmp_path / "batched4"], progress=False)
+    states = []
+    for config, together in zip(configs, batched):
+        alone = train_seeds([config], [tmp_path / f"single{config.seed}"], progress=False)[0]
+        assert together["scores"] == pytest.approx(alone["scores"], rel=1e-9, abs=1e-9)
+        assert_same_run(tmp_path / f"batched{config.seed}", tmp_path / f"single{config.seed}")
+        states.append(final_state(tmp_path / f"batched{config.seed}"))
+    key = next(key for key in states[0] if key.startswith("q_net."))
+    assert not torch.allclose(states[0][key], states[1][key])
+
+
+def test_an_interrupted_run_resumes_bit_identically(tmp_path):
+    config = make_config("bridge", algo="cfcql", steps=30, bc_steps=20, batch_size=32, hidden=(8, 8),
+                         cfcql_mixer_embed=4, cfcql_hypernet_hidden=8, checkpoint_every=10, log_every=5,
+                         eval_episodes=2, seed=2)
+    whole = train(config, out_dir=tmp_path / "whole", progress=False)
+
+    def stop_at_13(step):
+        if step == 13:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out_dir=tmp_path / "cut", progress=False, on_step=stop_at_13)
+    resumed = train(config, out_dir=tmp_path / "cut", resume=True, progress=False)
+    assert resumed["scores"] == whole["scores"]
+    final = final_state(tmp_path / "whole"), final_state(tmp_path / "cut")
+    for key, value in final[0].items():
+        assert torch.equal(value, final[1][key]), key
+    strip = lambda row: {k: v for k, v in row.items() if k != "seconds"}  # noqa: E731
+    assert [strip(r) for r in rows(tmp_path / "cut")] == [strip(r) for r in rows(tmp_path / "whole")]
+    assert json.loads((tmp_path / "whole" / "results.json").read_text())["config"]["cfcql_alpha"] == 50.0
