@@ -24,7 +24,7 @@ def test_grid_covers_the_issue_and_its_commands_rebuild_the_configs():
     keys = [cell.key for cell in cells]
     assert len(set(keys)) == len(keys)
     main_cells = {(c.env, c.dataset, c.variant, c.method) for c in cells if c.group == "main"}
-    methods = ("BC", "OMIGA", "InSPO fused", "InSPO exact", "InSPO simultaneous")
+    methods = ("BC", "OMIGA", "CFCQL", "InSPO fused", "InSPO exact", "InSPO simultaneous")
     for variant in ("penalty", "plain"):
         for dataset in "abcd":
             assert all(("xor", dataset, variant, m) in main_cells for m in methods)
@@ -102,9 +102,9 @@ def test_tiny_reproduce_writes_results_with_a_row_per_cell_and_reuses_runs(local
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "SMAX rows skipped" in captured.out
-    assert "sweep: 8/8 done (0 reused), 0 running, 0 failed, 0 left" in captured.err
+    assert "sweep: 9/9 done (0 reused), 0 running, 0 failed, 0 left" in captured.err
     cells = [c for c in build_grid() if c.quick and any(text in c.key for text in ONLY)]
-    assert len(cells) == 8
+    assert len(cells) == 9
     text = (tmp_path / "docs" / "RESULTS.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and " ± " in line]
     for cell in cells:
@@ -128,7 +128,7 @@ def test_tiny_reproduce_writes_results_with_a_row_per_cell_and_reuses_runs(local
     # a second invocation trains nothing: every run is reused, and the hand edits outside the regions stay
     (tmp_path / "docs" / "RESULTS.md").write_text(text.replace("## The grid", "## The grid\n\nA hand edit."))
     assert main(args) == 0
-    assert "sweep: 8/8 done (8 reused)" in capsys.readouterr().err
+    assert "sweep: 9/9 done (9 reused)" in capsys.readouterr().err
     assert "A hand edit." in (tmp_path / "docs" / "RESULTS.md").read_text()
 
 

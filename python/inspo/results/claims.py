@@ -63,7 +63,7 @@ def discussion(table: Table) -> dict[str, list[str]]:
                        claim_verdict(len(wins), len(beats))))
     ood_rows = []
     for dataset in "abc":
-        for method in ("BC", "OMIGA", "InSPO fused", "InSPO exact", "InSPO simultaneous"):
+        for method in ("BC", "OMIGA", "CFCQL", "InSPO fused", "InSPO exact", "InSPO simultaneous"):
             found = table.get("xor", dataset, method, "penalty")
             if found is not None and found.runs:
                 ood_rows.append((dataset, method, out_of_data(found), len(found.runs)))

@@ -77,6 +77,7 @@ def build_grid() -> list[Cell]:
         items = tuple(sorted(overrides.items()))
         cells.append(Cell(group, env, dataset, "BC", "bc", items, quick))
         cells.append(Cell(group, env, dataset, "OMIGA", "omiga", items, quick))
+        cells.append(Cell(group, env, dataset, "CFCQL", "cfcql", items, quick))
 
     # XOR (a)-(d), both payoff variants: the baselines and the three modes in both update regimes
     for variant in ("penalty", "plain"):

@@ -28,7 +28,7 @@ from inspo.sweep.stats import format_interval, iqm_interval, probability_of_impr
 
 # every region `inspo reproduce` writes, in the order of a RESULTS.md made from nothing (skeleton)
 REGIONS = ("provenance", "grid", "headline", "aggregates", *DISCUSSION_REGIONS, "cells", "figures", "smax", "runs")
-HEADLINE_METHODS = ["BC", "OMIGA", "InSPO fused", "InSPO exact", "InSPO simultaneous"]
+HEADLINE_METHODS = ["BC", "OMIGA", "CFCQL", "InSPO fused", "InSPO exact", "InSPO simultaneous"]
 # the tasks of each env in the headline tables: (dataset, variant)
 HEADLINE_TASKS = {"xor": [(d, v) for v in ("penalty", "plain") for d in "abcd"],
                   "mne": [("balanced", ""), ("imbalanced", "")], "bridge": [("optimal", ""), ("mixed", "")]}
