@@ -21,7 +21,7 @@ def shaped_dataset(agents=3, actions=4, obs_dim=6, state_dim=9):
     return small_episodes(seed=3, episodes=20, agents=agents, actions=actions, obs_dim=obs_dim, state_dim=state_dim)
 
 
-@pytest.mark.parametrize("algo", ["inspo", "bc", "omiga"])
+@pytest.mark.parametrize("algo", ["inspo", "bc", "omiga", "cfcql"])
 def test_a_dataset_of_any_shapes_trains_without_an_environment(tmp_path, capsys, algo):
     data = write_npy(tmp_path / "three_agents", shaped_dataset())
     out = tmp_path / "run"
