@@ -8,7 +8,8 @@ from inspo.baselines.cfcql import KL_SMOOTHING, CfcqlLearner, cfcql_losses, trai
 from inspo.config import make_config
 from inspo.data import TransitionBatch
 from inspo.loop import Dims, stack_batches, train_seeds
-from inspo.nets import masked_log_softmax
+from inspo.nets import AgentMLP, masked_log_softmax
+from inspo.run import prepare_run
 from train_testing import assert_same_run, final_state, float64, rows, tiny  # noqa: F401 (fixture)
 
 N, O, S, A, B = 3, 4, 5, 4, 12
@@ -148,14 +149,21 @@ def test_only_the_online_q_networks_and_the_mixer_train():
     assert nets.actor is nets.q_net
 
 
-def test_cfcql_finds_the_best_equilibrium_of_balanced_mne():
+def test_cfcql_finds_the_best_equilibrium_of_balanced_mne(tmp_path):
     # uniform data over the 9 joint actions of diag(10, 5, 8): the counterfactual penalty pushes every
-    # action alike, the TD fit ranks A first, so greedy play reaches AA = 10 (measured: E[payoff] 2.7,
-    # a soft policy over the Q values; greedy 10 also at seed 1's single runs of 300 steps)
+    # action alike, so the Q values take the data's ranking A > C > B for each agent (the mean payoff of
+    # an agent's action against a uniform partner: 10/3, 8/3, 5/3) and greedy play reaches AA = 10.
+    # A random start has that ranking for both agents 1 time in 36 (after 1 step here: greedy payoff 0)
     config = make_config("mne", dataset="balanced", algo="cfcql", steps=300, lr=3e-3, critic_lr=3e-3,
                          hidden=(32, 32), batch_size=128, log_every=100, checkpoint_every=0, seed=1,
                          critic_warmup_steps=0)
-    assert train(config, progress=False)["scores"]["greedy_payoff"] == 10.0
+    assert train(config, out_dir=tmp_path, progress=False)["scores"]["greedy_payoff"] == 10.0
+    store = prepare_run(config).store
+    q_net = AgentMLP(1, 2, store.obs_dim, 3, (32, 32))
+    q_net.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False)["actor"])
+    with torch.no_grad():
+        q = q_net.forward_seed(0, store.obs[:1])[0]  # [N, A] at the game's one observation
+    assert (q[:, 0] > q[:, 2]).all() and (q[:, 2] > q[:, 1]).all(), q
 
 
 def test_a_batched_seed_reaches_what_its_single_run_reaches(tmp_path, float64):

@@ -26,11 +26,13 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from inspo.baselines.omiga import taken
 from inspo.bc import fit_behaviour
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.loop import Dims, Learner, train_seeds
-from inspo.nets import AgentMLP, StackedAdam, StackedMLP, make_policy_net, masked_log_softmax, network_families, polyak_update
+from inspo.nets import (AgentMLP, StackedAdam, StackedMLP, make_policy_net, masked_log_softmax, network_families,
+                        polyak_update)
 
 KL_SMOOTHING = 1e-5  # added to both distributions of KL_i (the official kl_div(log(beta + 1e-5), mu + 1e-5))
 
@@ -63,11 +65,6 @@ class QmixMixer(nn.Module):
     def reset_seed(self, seed: int) -> None:
         for net in (self.hyper_w1, self.hyper_b1, self.hyper_w2, self.hyper_b2):
             net.init_like_linear(seed)
-
-
-def taken(values: Tensor, actions: Tensor) -> Tensor:
-    """values [..., N, A], actions [..., N] -> values at the actions [..., N]."""
-    return values.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
 
 def counterfactual_q(q_all: Tensor, actions: Tensor) -> Tensor:
