@@ -59,7 +59,7 @@ class QmixMixer(nn.Module):
         b1 = self.hyper_b1(x).reshape(n_seeds, batch, *extra, self.embed)
         w2 = self.hyper_w2(x).abs().reshape(n_seeds, batch, *extra, self.embed)
         b2 = self.hyper_b2(x).reshape(n_seeds, batch, *extra)
-        hidden = nn.functional.elu((q.unsqueeze(-1) * w1).sum(-2) + b1)
+        hidden = nn.functional.elu((q.unsqueeze(-2) @ w1).squeeze(-2) + b1)  # a matmul: no [.., N, E] product
         return (hidden * w2).sum(-1) + b2
 
     def reset_seed(self, seed: int) -> None:
