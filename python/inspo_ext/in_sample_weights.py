@@ -9,6 +9,7 @@ from torch import Tensor
 
 from . import _backend, reference
 from . import _validation as v
+from ._validation import StatusCode as Code
 from .reference import InSampleWeights
 
 _NAMES = v.RowNames()
@@ -56,7 +57,7 @@ def in_sample_weights(
         return InSampleWeights(*in_sample_weights_op(*inputs, alpha, beta, log_w_max))
     _backend.warn_fallback(q_local.device.type)
     q_local, log_mu, avail, actions = inputs
-    codes = v.row_codes(avail, actions, [(v.LOG_MU_NON_FINITE, log_mu), (v.Q_NON_FINITE, q_local)])
+    codes = v.row_codes(avail, actions, [(Code.LOG_MU_NON_FINITE, log_mu), (Code.Q_NON_FINITE, q_local)])
     v.raise_for_status(v.rows_status(codes), _NAMES, dict(q_local=q_local, log_mu=log_mu, avail=avail,
                                                           actions=actions))
     return reference.in_sample_weights(q_local, log_mu, avail, actions, alpha, beta, log_w_max)

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from . import _backend, reference
 from . import _validation as v
+from ._validation import StatusCode as Code
 from .reference import RESAMPLE_METHODS, Resampled
 
 _NAMES = v.RowNames()
@@ -70,10 +71,10 @@ def reference_status(log_rho: Tensor, uniforms: Tensor) -> int:
     """The kernels' status computed with torch ops (for the reference fallback)."""
     flat = torch.arange(log_rho.numel(), device=log_rho.device).view_as(log_rho)
     invalid = torch.isnan(log_rho) | (log_rho == float("inf"))
-    codes = torch.where(invalid, v.LOG_RHO_INVALID, 0)
-    no_weight = torch.where((log_rho == float("-inf")).all(-2), v.NO_POSITIVE_WEIGHT, 0)
+    codes = torch.where(invalid, Code.LOG_RHO_INVALID, 0)
+    no_weight = torch.where((log_rho == float("-inf")).all(-2), Code.NO_POSITIVE_WEIGHT, 0)
     column_index = log_rho.numel() + torch.arange(no_weight.numel(), device=log_rho.device).view_as(no_weight)
-    bad_uniforms = torch.where(~((uniforms >= 0) & (uniforms < 1)), v.UNIFORM_INVALID, 0)
+    bad_uniforms = torch.where(~((uniforms >= 0) & (uniforms < 1)), Code.UNIFORM_INVALID, 0)
     draw_index = flat[..., :uniforms.shape[-2], :]  # systematic: the draw of (s, i) is at b = 0
     return min(v.first_status(codes, flat), v.first_status(no_weight, column_index),
                v.first_status(bad_uniforms, draw_index))

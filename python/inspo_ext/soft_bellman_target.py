@@ -12,6 +12,7 @@ from torch import Tensor
 
 from . import _backend, reference
 from . import _validation as v
+from ._validation import StatusCode as Code
 from .reference import SoftBellmanTarget
 
 _NAMES = v.RowNames(logits="next_logits", log_mu="next_log_mu", avail="next_avail", actions="next_actions")
@@ -77,11 +78,11 @@ def _reference_status(reward, done, q_next, next_logits, next_log_mu, next_avail
     """The kernel's status computed with torch ops (for the reference fallback)."""
     agents = next_logits.shape[-2]
     live = done == 0
-    sample_codes = torch.where(~(live | (done == 1)), v.DONE_NOT_BINARY,
-                               torch.where(~torch.isfinite(reward), v.REWARD_NON_FINITE,
-                                           torch.where(live & ~torch.isfinite(q_next), v.Q_NEXT_NON_FINITE, 0)))
-    rows = v.row_codes(next_avail, next_actions, [(v.LOGITS_NON_FINITE, next_logits),
-                                                  (v.LOG_MU_NON_FINITE, next_log_mu)])
+    sample_codes = torch.where(~(live | (done == 1)), Code.DONE_NOT_BINARY,
+                               torch.where(~torch.isfinite(reward), Code.REWARD_NON_FINITE,
+                                           torch.where(live & ~torch.isfinite(q_next), Code.Q_NEXT_NON_FINITE, 0)))
+    rows = v.row_codes(next_avail, next_actions, [(Code.LOGITS_NON_FINITE, next_logits),
+                                                  (Code.LOG_MU_NON_FINITE, next_log_mu)])
     rows = torch.where((live & (sample_codes == 0)).unsqueeze(-1), rows, 0)  # rows of terminal samples are not read
     sample_index = torch.arange(done.numel(), device=done.device).view_as(done) * agents
     return min(v.first_status(sample_codes, sample_index), v.rows_status(rows))

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from . import _backend, reference
 from . import _validation as v
+from ._validation import StatusCode as Code
 from .reference import PREDECESSOR_MODES
 
 _NAMES = v.RowNames()
@@ -111,11 +112,11 @@ def teammate_log_ratios(
 def reference_status(logits, log_mu, avail, actions, order, q_local, updated_log_probs) -> int:
     """The kernels' status computed with torch ops (for the reference fallback). q_local /
     updated_log_probs: the ones the call reads (None otherwise)."""
-    checked = [(v.LOGITS_NON_FINITE, logits), (v.LOG_MU_NON_FINITE, log_mu)]
+    checked = [(Code.LOGITS_NON_FINITE, logits), (Code.LOG_MU_NON_FINITE, log_mu)]
     if q_local is not None:
-        checked.append((v.Q_NON_FINITE, q_local))
+        checked.append((Code.Q_NON_FINITE, q_local))
     codes = v.row_codes(avail, actions, checked)
     if updated_log_probs is not None:
         invalid = ~torch.isfinite(updated_log_probs) | (updated_log_probs > 0)
-        codes = torch.where((codes == 0) & invalid, v.UPDATED_LOG_PROB_INVALID, codes)
+        codes = torch.where((codes == 0) & invalid, Code.UPDATED_LOG_PROB_INVALID, codes)
     return min(v.order_status(order), v.rows_status(codes))
