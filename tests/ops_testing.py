@@ -4,10 +4,12 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import pytest
 import torch
 from torch import Tensor
 
-from inspo_ext import reference
+import inspo_ext
+from inspo_ext import _backend, reference
 
 HYPER = dict(alpha=0.1, beta=0.05, eta=0.3, log_rho_max=math.log(100.0), log_w_max=10.0)
 GAMMA = 0.99
@@ -73,38 +75,70 @@ def close(actual: Tensor, expected: Tensor, dtype: Optional[torch.dtype] = None,
     torch.testing.assert_close(actual, expected, **default)
 
 
-# ---- calling an op and its reference on one input dict ---------------------------------------------------
-def weights_pair(d: dict[str, Tensor], **hyper):
-    import inspo_ext
+# ---- the backends every op test runs on ------------------------------------------------------------------
+def cuda_ready() -> bool:
+    return torch.cuda.is_available() and bool(inspo_ext.build_info()["cuda"])
 
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    not cuda_ready(), reason="needs a CUDA device and a CUDA build of inspo_ext")]), "reference"])
+def backend(request, monkeypatch) -> torch.device:
+    """The device an op test runs the public op on: the CPU kernels, the CUDA kernels, or (on the CPU) the
+    reference fallback with its torch-computed status. A kernel backend must really run its kernels (a
+    silent fallback would make the comparison with the reference vacuous)."""
+    if request.param == "reference":
+        monkeypatch.setattr(_backend, "has_kernels", lambda device: False)
+        monkeypatch.setattr(_backend, "warn_fallback", lambda device_type: None)
+        return CPU
+    device = torch.device(request.param)
+    assert _backend.has_kernels(device), f"inspo_ext has no {device} kernels"
+    return device
+
+
+def on(device: torch.device, d: dict) -> dict:
+    """`d` with its tensors on `device`."""
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in d.items()}
+
+
+def to_cpu(out):
+    """An op's result (a tensor or a tuple / NamedTuple of them) on the CPU."""
+    if isinstance(out, Tensor):
+        return out.cpu()
+    return type(out)(*(to_cpu(t) for t in out)) if hasattr(out, "_fields") else tuple(to_cpu(t) for t in out)
+
+
+# ---- calling an op and its reference on one input dict ---------------------------------------------------
+# `device`: where the public op runs (the reference always runs on the CPU); its result comes back on the CPU.
+def weights_pair(d: dict[str, Tensor], device: torch.device = CPU, **hyper):
     h = {**HYPER, **hyper}
-    ours = inspo_ext.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=h["alpha"],
-                                       beta=h["beta"], log_w_max=h["log_w_max"])
+    x = on(device, d)
+    ours = to_cpu(inspo_ext.in_sample_weights(x["q_local"], x["log_mu"], x["avail"], x["actions"], alpha=h["alpha"],
+                                              beta=h["beta"], log_w_max=h["log_w_max"]))
     ref = reference.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], h["alpha"], h["beta"],
                                       h["log_w_max"])
     return ours, ref
 
 
-def ratios_pair(d: dict[str, Tensor], predecessors: str, **hyper):
-    import inspo_ext
-
+def ratios_pair(d: dict[str, Tensor], predecessors: str, device: torch.device = CPU, **hyper):
     h = {**HYPER, **hyper}
-    ours = inspo_ext.teammate_log_ratios(
-        d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], predecessors=predecessors,
-        q_local=d["q_local"], updated_log_probs=d["updated_log_probs"], alpha=h["alpha"], beta=h["beta"],
-        eta=h["eta"], log_rho_max=h["log_rho_max"])
+    x = on(device, d)
+    ours = to_cpu(inspo_ext.teammate_log_ratios(
+        x["logits"], x["log_mu"], x["avail"], x["actions"], x["order"], predecessors=predecessors,
+        q_local=x["q_local"], updated_log_probs=x["updated_log_probs"], alpha=h["alpha"], beta=h["beta"],
+        eta=h["eta"], log_rho_max=h["log_rho_max"]))
     ref = reference.teammate_log_ratios(
         d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], predecessors, d["q_local"],
         d["updated_log_probs"], h["alpha"], h["beta"], h["eta"], h["log_rho_max"])
     return ours, ref
 
 
-def bellman_pair(n: dict[str, Tensor], gamma: float = GAMMA, **hyper):
-    import inspo_ext
-
+def bellman_pair(n: dict[str, Tensor], gamma: float = GAMMA, device: torch.device = CPU, **hyper):
     h = {**HYPER, **hyper}
-    ours = inspo_ext.soft_bellman_target(**n, gamma=gamma, alpha=h["alpha"], beta=h["beta"],
-                                         log_rho_max=h["log_rho_max"])
+    ours = to_cpu(inspo_ext.soft_bellman_target(**on(device, n), gamma=gamma, alpha=h["alpha"], beta=h["beta"],
+                                                log_rho_max=h["log_rho_max"]))
     ref = reference.soft_bellman_target(n["reward"], n["done"], n["q_next"], n["next_logits"], n["next_log_mu"],
                                         n["next_avail"], n["next_actions"], gamma, h["alpha"], h["beta"],
                                         h["log_rho_max"])
@@ -112,30 +146,26 @@ def bellman_pair(n: dict[str, Tensor], gamma: float = GAMMA, **hyper):
 
 
 def loss_pair(d: dict[str, Tensor], ratio: str, predecessors: str = "target", grad_weights: Optional[Tensor] = None,
-              **hyper):
+              device: torch.device = CPU, **hyper):
     """(ours PolicyLoss, ours d logits, reference PolicyLoss, reference d logits) for the loss
     sum_i grad_weights[i] * loss_i (random weights: every agent's gradient path is checked)."""
-    import inspo_ext
-
     h = {**HYPER, **hyper}
     n_agents = d["logits"].shape[-2]
     if grad_weights is None:
         grad_weights = torch.linspace(0.5, 1.5, n_agents, dtype=d["logits"].dtype)
-    results = []
-    for impl in ("ours", "ref"):
-        logits = d["logits"].clone().requires_grad_()
-        if impl == "ours":
-            out = inspo_ext.sequential_policy_loss(
-                logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], predecessors=predecessors,
-                updated_log_probs=d["updated_log_probs"], alpha=h["alpha"], beta=h["beta"], eta=h["eta"],
-                log_rho_max=h["log_rho_max"], log_w_max=h["log_w_max"], ratio=ratio)
-        else:
-            out = reference.sequential_policy_loss(
-                logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], predecessors,
-                d["updated_log_probs"], h["alpha"], h["beta"], h["eta"], h["log_rho_max"], h["log_w_max"], ratio)
-        (out.loss * grad_weights).sum().backward()
-        results += [out, logits.grad]
-    return tuple(results)
+    x = on(device, d)
+    logits = x["logits"].clone().requires_grad_()
+    ours = inspo_ext.sequential_policy_loss(
+        logits, x["log_mu"], x["avail"], x["actions"], x["q_local"], x["order"], predecessors=predecessors,
+        updated_log_probs=x["updated_log_probs"], alpha=h["alpha"], beta=h["beta"], eta=h["eta"],
+        log_rho_max=h["log_rho_max"], log_w_max=h["log_w_max"], ratio=ratio)
+    (ours.loss * grad_weights.to(device)).sum().backward()
+    ref_logits = d["logits"].clone().requires_grad_()
+    ref = reference.sequential_policy_loss(
+        ref_logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], predecessors,
+        d["updated_log_probs"], h["alpha"], h["beta"], h["eta"], h["log_rho_max"], h["log_w_max"], ratio)
+    (ref.loss * grad_weights).sum().backward()
+    return to_cpu(ours), logits.grad.cpu(), ref, ref_logits.grad
 
 
 def assert_policy_loss_close(ours, ref, **tol) -> None:

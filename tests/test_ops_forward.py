@@ -9,22 +9,23 @@ import torch
 
 import inspo_ext
 from inspo_ext import reference
-from ops_testing import GAMMA, HYPER, bellman_pair, close, joint_batch, next_step, ratios_pair, weights_pair
+from ops_testing import (GAMMA, HYPER, backend, bellman_pair, close, joint_batch, next_step,  # noqa: F401 (fixture)
+                         ratios_pair, weights_pair)
 
 MASKS = ("random", "padding", "single", "full")
 
 
 # ---- in_sample_weights ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mask", MASKS)
-def test_in_sample_weights_matches_reference(mask):
-    ours, ref = weights_pair(joint_batch(64, 5, 7, mask=mask, seed=1))
+def test_in_sample_weights_matches_reference(mask, backend):
+    ours, ref = weights_pair(joint_batch(64, 5, 7, mask=mask, seed=1), backend)
     for a, b in zip(ours, ref):
         close(a, b)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 27, 3), (3, 2, 1024), (2, 3, 1023)])
-def test_in_sample_weights_shapes(shape):
-    ours, ref = weights_pair(joint_batch(*shape, seed=2))
+def test_in_sample_weights_shapes(shape, backend):
+    ours, ref = weights_pair(joint_batch(*shape, seed=2), backend)
     for a, b in zip(ours, ref):
         close(a, b)
 
@@ -69,16 +70,16 @@ def test_in_sample_weights_ties_and_extremes():
 # ---- teammate_log_ratios -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("predecessors", ["target", "policy"])
 @pytest.mark.parametrize("mask", MASKS)
-def test_teammate_log_ratios_matches_reference(predecessors, mask):
-    ours, ref = ratios_pair(joint_batch(48, 5, 6, mask=mask, seed=7), predecessors, log_rho_max=math.inf)
+def test_teammate_log_ratios_matches_reference(predecessors, mask, backend):
+    ours, ref = ratios_pair(joint_batch(48, 5, 6, mask=mask, seed=7), predecessors, backend, log_rho_max=math.inf)
     close(ours, ref)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 4), (5, 27, 3), (2, 70, 3), (2, 3, 1024), (1, 4, 1)])
-def test_teammate_log_ratios_shapes(shape):
+def test_teammate_log_ratios_shapes(shape, backend):
     d = joint_batch(*shape, seed=8)
     for predecessors in ("target", "policy"):
-        ours, ref = ratios_pair(d, predecessors)
+        ours, ref = ratios_pair(d, predecessors, backend)
         close(ours, ref)
     if shape[1] == 1:  # no teammates: log rho = 0
         assert torch.equal(ours, torch.zeros_like(ours))
@@ -119,10 +120,10 @@ def test_teammate_log_ratios_eta_zero_is_current_teammates():
 
 # ---- soft_bellman_target ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mask", MASKS)
-def test_soft_bellman_target_matches_reference(mask):
+def test_soft_bellman_target_matches_reference(mask, backend):
     n = next_step(64, 4, 6, mask=mask, seed=13)
     assert 0 < n["done"].sum() < 64
-    ours, ref = bellman_pair(n, log_rho_max=math.inf)
+    ours, ref = bellman_pair(n, device=backend, log_rho_max=math.inf)
     for a, b in zip(ours, ref):
         close(a, b)
     terminal = n["done"].bool()
@@ -131,8 +132,8 @@ def test_soft_bellman_target_matches_reference(mask):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (3, 27, 4), (2, 3, 1024)])
-def test_soft_bellman_target_shapes(shape):
-    ours, ref = bellman_pair(next_step(*shape, seed=14, terminal_fraction=0.0))
+def test_soft_bellman_target_shapes(shape, backend):
+    ours, ref = bellman_pair(next_step(*shape, seed=14, terminal_fraction=0.0), device=backend)
     for a, b in zip(ours, ref):
         close(a, b)
 

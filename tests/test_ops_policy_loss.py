@@ -7,7 +7,7 @@ import torch
 
 import inspo_ext
 from inspo_ext import reference
-from ops_testing import HYPER, assert_policy_loss_close, close, joint_batch, loss_pair
+from ops_testing import HYPER, assert_policy_loss_close, backend, close, joint_batch, loss_pair  # noqa: F401 (fixture)
 
 RATIOS = ("importance", "self_normalized", "none")
 
@@ -19,9 +19,9 @@ def _taken(x, actions):
 @pytest.mark.parametrize("ratio", RATIOS)
 @pytest.mark.parametrize("predecessors", ["target", "policy"])
 @pytest.mark.parametrize("mask", ["random", "padding", "single"])
-def test_policy_loss_matches_reference(ratio, predecessors, mask):
+def test_policy_loss_matches_reference(ratio, predecessors, mask, backend):
     d = joint_batch(48, 4, 6, mask=mask, seed=20)
-    ours, grad, ref, ref_grad = loss_pair(d, ratio, predecessors)
+    ours, grad, ref, ref_grad = loss_pair(d, ratio, predecessors, device=backend)
     assert_policy_loss_close(ours, ref)
     close(grad, ref_grad)
     assert torch.all(grad[~d["avail"]] == 0)  # no gradient at unavailable actions
@@ -29,10 +29,10 @@ def test_policy_loss_matches_reference(ratio, predecessors, mask):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 3, 5), (6, 27, 3), (2, 70, 3), (3, 2, 1024), (2, 3, 1023)])
-def test_policy_loss_shapes(shape):
+def test_policy_loss_shapes(shape, backend):
     d = joint_batch(*shape, seed=21)
     for ratio in RATIOS:
-        ours, grad, ref, ref_grad = loss_pair(d, ratio)
+        ours, grad, ref, ref_grad = loss_pair(d, ratio, device=backend)
         assert_policy_loss_close(ours, ref)
         close(grad, ref_grad)
 

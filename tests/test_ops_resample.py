@@ -6,7 +6,7 @@ import torch
 
 import inspo_ext
 from inspo_ext import reference
-from ops_testing import close
+from ops_testing import CPU, backend, close, to_cpu  # noqa: F401 (fixture)
 
 
 def _log_rho(batch, agents, seed, dtype=torch.float64, scale=2.0):
@@ -14,19 +14,22 @@ def _log_rho(batch, agents, seed, dtype=torch.float64, scale=2.0):
     return (torch.randn(batch, agents, generator=g, dtype=torch.float64) * scale).to(dtype)
 
 
-def _pair(log_rho, method, seed):
-    ours = inspo_ext.resample(log_rho, method=method, generator=torch.Generator().manual_seed(seed))
+def _pair(log_rho, method, seed, device=CPU):
+    """resample on `device` with a seeded generator there, and the reference on the CPU with the same draws."""
+    generator = torch.Generator(device).manual_seed(seed)
+    ours = to_cpu(inspo_ext.resample(log_rho.to(device), method=method, generator=generator))
     shape = log_rho.shape if method == "multinomial" else (1, log_rho.shape[1])
-    uniforms = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    generator = torch.Generator(device).manual_seed(seed)
+    uniforms = torch.rand(shape, generator=generator, dtype=torch.float64, device=device).cpu()
     return ours, reference.resample(log_rho, uniforms, method)
 
 
 @pytest.mark.parametrize("method", ["multinomial", "systematic"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 3), (7, 1), (500, 4), (64, 27)])
-def test_resample_equals_reference(method, dtype, shape):
+def test_resample_equals_reference(method, dtype, shape, backend):
     log_rho = _log_rho(*shape, seed=40, dtype=dtype)
-    ours, ref = _pair(log_rho, method, seed=41)
+    ours, ref = _pair(log_rho, method, seed=41, device=backend)
     assert ours.indices.dtype == torch.int64 and ours.ess.dtype == dtype
     assert torch.equal(ours.indices, ref.indices)
     close(ours.ess, ref.ess)
