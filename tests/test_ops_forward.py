@@ -9,10 +9,11 @@ import torch
 
 import inspo_ext
 from inspo_ext import reference
-from ops_testing import (GAMMA, HYPER, backend, bellman_pair, close, joint_batch, next_step,  # noqa: F401 (fixture)
-                         ratios_pair, weights_pair)
-
-MASKS = ("random", "padding", "single", "full")
+from inspo_ext.reference import PREDECESSOR_MODES
+from ops_testing import backend  # noqa: F401 (the fixture)
+from ops_testing import (GAMMA, HYPER, LOG_RHO_MAX, MASKS, SHAPES, bellman_pair, close, compare, extreme, joint_batch,
+                         next_step, ratios_pair, ref_ratios, ref_soft_bellman, ref_weights, run_ratios,
+                         run_soft_bellman, run_weights, to, weights_pair, with_ties)
 
 
 # ---- in_sample_weights ------------------------------------------------------------------------------------
@@ -253,3 +254,76 @@ def test_problem_dimension_errors_name_the_problem():
         weights_pair(dict(d, log_mu=d["log_mu"][0]))
     with pytest.raises(ValueError, match=r"^order must have shape \[S, N\] = \[3, 4\], got \[2, 4\]$"):
         ratios_pair(dict(d, order=d["order"][:2]), "target")
+
+
+# ---- the shape grid of the kernels (every group size of csrc/cuda/common.cuh), extremes, ties, float32 ----
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("mask", MASKS)
+def test_soft_bellman_target_matches_reference_on_the_shape_grid(shape, mask, backend):
+    data = next_step(*shape, mask=mask, seed=11)
+    compare(run_soft_bellman(to(data, backend)), ref_soft_bellman(data))
+
+
+@pytest.mark.parametrize("log_rho_max", [0.0, math.inf])
+@pytest.mark.parametrize("logit_scale", [1.0, 1e4])
+def test_soft_bellman_target_clip_and_extreme_logits(log_rho_max, logit_scale, backend):
+    data = next_step(50, 6, 7, seed=12, logit_scale=logit_scale)
+    if log_rho_max == 0.0 and logit_scale == 1.0:  # the clip must be active on some live samples
+        assert (ref_soft_bellman(data, math.inf).log_ratio > 0).any()
+    compare(run_soft_bellman(to(data, backend), log_rho_max), ref_soft_bellman(data, log_rho_max))
+
+
+def test_soft_bellman_target_float32(backend):
+    data = next_step(64, 5, 12, seed=13)
+    data32 = to(data, "cpu", torch.float32)
+    compare(run_soft_bellman(to(data32, backend)), ref_soft_bellman(to(data32, "cpu", torch.float64)), torch.float32)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("mask", MASKS)
+def test_in_sample_weights_matches_reference_on_the_shape_grid(shape, mask, backend):
+    data = joint_batch(*shape, mask=mask, seed=21)
+    compare(run_weights(to(data, backend)), ref_weights(data))
+
+
+@pytest.mark.parametrize("log_w_max", [0.0, math.inf])
+@pytest.mark.parametrize("q_scale", [1.0, 1e4])
+def test_in_sample_weights_clip_and_extreme_q(log_w_max, q_scale, backend):
+    data = joint_batch(50, 6, 7, seed=22, q_scale=q_scale)
+    if log_w_max == 0.0:
+        assert (ref_weights(data).log_weight > 0).any()
+    compare(run_weights(to(data, backend), log_w_max), ref_weights(data, log_w_max))
+
+
+def test_in_sample_weights_ties_and_float32(backend):
+    data = with_ties(joint_batch(64, 5, 9, seed=23))
+    compare(run_weights(to(data, backend)), ref_weights(data))
+    data32 = to(data, "cpu", torch.float32)
+    compare(run_weights(to(data32, backend)), ref_weights(to(data32, "cpu", torch.float64)), torch.float32)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("predecessors", PREDECESSOR_MODES)
+def test_teammate_log_ratios_matches_reference_on_the_shape_grid(shape, predecessors, backend):
+    data = joint_batch(*shape, seed=31)
+    compare([run_ratios(to(data, backend), predecessors)], [ref_ratios(data, predecessors)])
+
+
+@pytest.mark.parametrize("mask", MASKS)
+@pytest.mark.parametrize("variant", ["extreme", "ties", "clipped"])
+def test_teammate_log_ratios_masks_extremes_ties_clip(mask, variant, backend):
+    data = joint_batch(48, 27, 6, mask=mask, seed=32, logit_scale=1e4 if variant == "extreme" else 1.0)
+    if variant == "extreme":
+        data = extreme(data)
+    if variant == "ties":
+        data = with_ties(data)
+    log_rho_max = 0.0 if variant == "clipped" else LOG_RHO_MAX
+    if variant == "clipped" and mask != "single":  # (one action per row: every ratio is exactly 1)
+        assert (ref_ratios(data, log_rho_max=math.inf) > 0).any()
+    for predecessors in PREDECESSOR_MODES:
+        compare([run_ratios(to(data, backend), predecessors, log_rho_max)], [ref_ratios(data, predecessors, log_rho_max)])
+
+
+def test_teammate_log_ratios_float32(backend):
+    data32 = to(joint_batch(64, 5, 12, seed=33), "cpu", torch.float32)
+    compare([run_ratios(to(data32, backend))], [ref_ratios(to(data32, "cpu", torch.float64))], torch.float32)

@@ -6,7 +6,9 @@ import torch
 
 import inspo_ext
 from inspo_ext import reference
-from ops_testing import CPU, backend, close, to_cpu  # noqa: F401 (fixture)
+from inspo_ext.reference import RESAMPLE_METHODS
+from ops_testing import backend  # noqa: F401 (the fixture)
+from ops_testing import CPU, assert_nearly_equal_draws, close, random_log_rho, run_resample, to_cpu, uniforms_for
 
 
 def _log_rho(batch, agents, seed, dtype=torch.float64, scale=2.0):
@@ -164,3 +166,55 @@ def test_resample_opcheck_and_compile_with_problems():
     uniforms = torch.rand(2, 20, 3, dtype=torch.float64)
     compiled = torch.compile(lambda x, u: inspo_ext.resample(x, uniforms=u), fullgraph=True)
     assert torch.equal(compiled(log_rho, uniforms).indices, inspo_ext.resample(log_rho, uniforms=uniforms).indices)
+
+
+# ---- exact draws against the reference on every backend -------------------------------------------------
+# B = 3000 spans three scan tiles of 1024 samples (csrc/cuda/resample.cu).
+@pytest.mark.parametrize("shape", [(1, 1), (1, 4), (7, 1), (64, 5), (1000, 27), (3000, 3)])
+@pytest.mark.parametrize("method", RESAMPLE_METHODS)
+def test_resample_matches_reference_exactly(shape, method, backend):
+    log_rho = random_log_rho(*shape)
+    uniforms = uniforms_for(*shape, method)
+    indices, ess = run_resample(log_rho.to(backend), uniforms.to(backend), method)
+    expected = reference.resample(log_rho, uniforms, method)
+    assert torch.equal(indices.cpu(), expected.indices)  # same uniforms, same draws
+    close(ess.cpu(), expected.ess)
+    zero_weight = torch.isinf(log_rho).gather(0, indices.cpu())
+    assert not zero_weight.any()  # a zero-weight sample is never drawn
+
+
+@pytest.mark.parametrize("method", RESAMPLE_METHODS)
+def test_resample_ties_and_float32(method, backend):
+    # Equal weights (exp(0) = 1): an integer cdf, exact whatever the summation order and the exp.
+    log_rho = torch.full((200, 4), 0.5, dtype=torch.float64)
+    uniforms = uniforms_for(200, 4, method, seed=6)
+    indices, ess = run_resample(log_rho.to(backend), uniforms.to(backend), method)
+    assert torch.equal(indices.cpu(), reference.resample(log_rho, uniforms, method).indices)
+    close(ess.cpu(), torch.full((4,), 200.0, dtype=torch.float64))
+    # float32 weights of 1 or 0 (log_rho 0 or -inf): exact draws too.
+    log_rho32 = torch.where(random_log_rho(500, 6, seed=8) > 0, 0.0, -math.inf).float()
+    log_rho32[0] = 0.0
+    uniforms = uniforms_for(500, 6, method, seed=9)
+    indices, ess = run_resample(log_rho32.to(backend), uniforms.to(backend), method)
+    expected = reference.resample(log_rho32, uniforms, method)
+    assert torch.equal(indices.cpu(), expected.indices)
+    close(ess.cpu(), expected.ess)
+    # Random float32 weights.
+    log_rho32 = random_log_rho(500, 6, seed=10).float()
+    indices, ess = run_resample(log_rho32.to(backend), uniforms.to(backend), method)
+    expected = reference.resample(log_rho32, uniforms, method)
+    assert_nearly_equal_draws(indices.cpu(), expected.indices)
+    close(ess.cpu(), expected.ess)
+
+
+@pytest.mark.parametrize("method", RESAMPLE_METHODS)
+def test_resample_public_op_uses_the_generator(method, backend):
+    log_rho = random_log_rho(300, 4, seed=11)
+    generator = torch.Generator(device=backend).manual_seed(123)
+    out = inspo_ext.resample(log_rho.to(backend), method=method, generator=generator)
+    shape = (300, 4) if method == "multinomial" else (1, 4)
+    replay = torch.rand(shape, generator=torch.Generator(device=backend).manual_seed(123), dtype=torch.float64,
+                        device=backend)
+    expected = reference.resample(log_rho, replay.cpu(), method)
+    assert torch.equal(out.indices.cpu(), expected.indices)
+    close(out.ess.cpu(), expected.ess)
