@@ -5,6 +5,16 @@ the kernels or to the reference fallback.
 Dims are written without the leading problem dimension S ("[B, N, A]", "[B, N]", "[B]", "[N]"): every
 batch tensor of a call may carry S first (then every one does; the first input decides). "[N]" inputs
 (`order`) may be [N] or [S, N]; outputs of dims "[N]" are per (problem, agent), [S, N].
+
+Adding an op OP touches:
+  * its kernels: csrc/cpu/OP.cpp and csrc/cuda/OP.cu (each ending in INSPO_INSTANTIATE_CPU / _CUDA(OP)), its
+    argument struct in csrc/common/args.h, its line in the INSPO_OPS table (csrc/common/backends.h), and its
+    binding in csrc/bindings.cpp (the shape checks of its arrays and its m.def; the dispatch is shared);
+  * its reference: a function in python/inspo_ext/reference.py;
+  * its spec entry: python/inspo_ext/OP.py (the OpSpec, its reference status and the public wrapper), exported
+    from python/inspo_ext/__init__.py;
+  * its tests: tests/test_ops_OP.py on the `backend` fixture of tests/ops_testing.py (cpu, cuda, reference);
+  * to benchmark it: its setup / call / bytes in python/inspo/bench/ops.py (the reference adapter is generic).
 """
 from __future__ import annotations
 
@@ -18,6 +28,8 @@ from . import _backend
 from . import _validation as v
 
 _SYMBOLS = ("B", "N", "A")
+
+OPS: dict[str, "OpSpec"] = {}  # every op, by name, in the order the op modules define them
 
 
 def _dims(dims: str) -> tuple[str, ...]:
@@ -65,6 +77,7 @@ class OpSpec:
         self._first = next(a for a in self.inputs if a.name == self.first)
         self._inner = len(_dims(self._first.dims))
         self.op = self._define()
+        OPS[self.name] = self
 
     # ---- checks -------------------------------------------------------------------------------------
     def check(self, tensors: dict[str, Optional[Tensor]]) -> v.TensorChecker:
