@@ -321,3 +321,9 @@ def loss_and_grad(run, data: dict, coefficients: torch.Tensor, **kwargs):
     out = run(data, **kwargs)
     (out.loss * coefficients.to(out.loss)).sum().backward()
     return list(out), data["logits"].grad
+
+
+def problem_batches(batch=37, agents=4, actions=5, mask="random", shared_order=False, **kwargs):
+    """Three problems of one shape stacked (seeds 80, 81, 82)."""
+    return stack_problems([joint_batch(batch, agents, actions, seed=80 + s, mask=mask, **kwargs) for s in range(3)],
+                          shared_order=shared_order)

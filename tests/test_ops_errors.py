@@ -8,8 +8,9 @@ import torch
 import inspo_ext
 from inspo_ext import _backend
 from ops_testing import backend  # noqa: F401 (the fixture)
-from ops_testing import (HYPER, compare, joint_batch, next_step, random_log_rho, ref_loss, ref_weights, run_loss,
-                         run_ratios, run_resample, run_soft_bellman, run_weights, to, uniforms_for)
+from ops_testing import (HYPER, bellman_pair, compare, joint_batch, next_step, problem_batches, random_log_rho,
+                         ratios_pair, ref_loss, ref_weights, run_loss, run_ratios, run_resample, run_soft_bellman,
+                         run_weights, stack_problems, to, uniforms_for, weights_pair)
 
 LOSS_HYPER = dict(HYPER)
 
@@ -474,3 +475,23 @@ def test_error_does_not_leak_into_the_next_call(backend):
     with pytest.raises(ValueError):
         run_weights(to(bad, backend))
     compare(run_weights(to(data, backend)), ref_weights(data))  # a fresh status per call
+
+
+def test_problem_dimension_errors_name_the_problem():
+    d = problem_batches()
+    d["actions"][1, 3, 2] = 9
+    with pytest.raises(ValueError, match=r"^actions\[1, 3, 2\] = 9 is out of range \[0, 5\)$"):
+        weights_pair(d)
+    d = problem_batches()
+    d["order"][2] = torch.tensor([0, 0, 1, 2])
+    with pytest.raises(ValueError, match=r"^order\[2\] must be a permutation of 0..3, got \[0, 0, 1, 2\]$"):
+        ratios_pair(d, "target")
+    n = stack_problems([next_step(8, 2, 3, seed=91 + s, terminal_fraction=0.0) for s in range(2)])
+    n["reward"][1, 5] = math.inf
+    with pytest.raises(ValueError, match=r"^reward\[1, 5\] = inf is not finite$"):
+        bellman_pair(n)
+    d = problem_batches()
+    with pytest.raises(ValueError, match=r"^log_mu must have shape \[S, B, N, A\] = \[3, 37, 4, 5\], got \[37, 4, 5\]$"):
+        weights_pair(dict(d, log_mu=d["log_mu"][0]))
+    with pytest.raises(ValueError, match=r"^order must have shape \[S, N\] = \[3, 4\], got \[2, 4\]$"):
+        ratios_pair(dict(d, order=d["order"][:2]), "target")
