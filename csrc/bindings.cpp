@@ -159,22 +159,37 @@ const T* optional_data(const std::optional<In<T>>& a) {
   return a ? a->data() : nullptr;
 }
 
+// The dispatch tail of every op: the CUDA backend for CUDA arrays (status and workspace from the
+// caller), else the CPU backend; inspo::run_cpu / run_cuda pick the op by its argument struct.
+template <typename Args>
+int64_t run(Call& c, Args& args, uintptr_t stream, Status& status, Workspace& workspace) {
+  c.workspace(workspace, args);
+  if (c.cuda()) {
 #if defined(INSPO_WITH_CUDA)
-#define INSPO_CUDA_OR_THROW(call) call
+    int64_t* status_device = c.status_pointer(status);
+    nb::gil_scoped_release release;
+    inspo::run_cuda(args, reinterpret_cast<void*>(stream), status_device);
+    return inspo::kStatusOk;
 #else
-// Unreachable (Call::cuda() throws first in a CPU-only build); keeps the arguments used.
-#define INSPO_CUDA_OR_THROW(call) \
-  ((void)stream, (void)status_device, throw std::invalid_argument("this build of inspo_ext has no CUDA backend"))
+    (void)stream, (void)status;  // unreachable: Call::cuda() throws in a build without CUDA
 #endif
+  }
+  nb::gil_scoped_release release;
+  return inspo::run_cpu(args);
+}
+
+// The trailing keywords of every op's binding (see the calling convention above).
+#define INSPO_BACKEND_KEYWORDS                                                     \
+  "num_threads"_a = 1, "stream"_a = 0, "status"_a.noconvert().none() = nb::none(), \
+  "workspace"_a.noconvert().none() = nb::none()
 
 // ---- ops --------------------------------------------------------------------------------------------
 
 template <typename T>
 int64_t soft_bellman_target(In<T> reward, In<T> done, In<T> q_next, In<T> next_logits, In<T> next_log_mu,
-                            In<bool> next_avail, In<int64_t> next_actions, Out<T> target, Out<T> kl,
-                            Out<T> entropy, Out<T> log_ratio, double gamma, double alpha, double beta,
-                            double log_rho_max, int num_threads, uintptr_t stream, Status status,
-                            Workspace workspace) {
+                            In<bool> next_avail, In<int64_t> next_actions, Out<T> target, Out<T> kl, Out<T> entropy,
+                            Out<T> log_ratio, double gamma, double alpha, double beta, double log_rho_max,
+                            int num_threads, uintptr_t stream, Status status, Workspace workspace) {
   const Dims d = dims_of(next_logits, 3);
   const int64_t B = d.B, N = d.N, A = d.A;
   const Shape& l = d.lead;
@@ -190,25 +205,34 @@ int64_t soft_bellman_target(In<T> reward, In<T> done, In<T> q_next, In<T> next_l
   c.check(kl, "kl", shaped(l, {B, N}));
   c.check(entropy, "entropy", shaped(l, {B, N}));
   c.check(log_ratio, "log_ratio", shaped(l, {B}));
-  inspo::SoftBellmanTargetArgs<T> args{reward.data(), done.data(), q_next.data(), next_logits.data(),
-                                       next_log_mu.data(), next_avail.data(), next_actions.data(),
-                                       target.data(), kl.data(), entropy.data(), log_ratio.data(),
-                                       d.S * B, N, A, gamma, alpha, beta, log_rho_max, num_threads, nullptr, 0};
-  c.workspace(workspace, args);
-  if (c.cuda()) {
-    int64_t* status_device = c.status_pointer(status);
-    nb::gil_scoped_release release;
-    INSPO_CUDA_OR_THROW(inspo::soft_bellman_target_cuda<T>(args, reinterpret_cast<void*>(stream), status_device));
-    return inspo::kStatusOk;
-  }
-  nb::gil_scoped_release release;
-  return inspo::soft_bellman_target_cpu<T>(args);
+  inspo::SoftBellmanTargetArgs<T> args{reward.data(),
+                                       done.data(),
+                                       q_next.data(),
+                                       next_logits.data(),
+                                       next_log_mu.data(),
+                                       next_avail.data(),
+                                       next_actions.data(),
+                                       target.data(),
+                                       kl.data(),
+                                       entropy.data(),
+                                       log_ratio.data(),
+                                       d.S * B,
+                                       N,
+                                       A,
+                                       gamma,
+                                       alpha,
+                                       beta,
+                                       log_rho_max,
+                                       num_threads,
+                                       nullptr,
+                                       0};
+  return run(c, args, stream, status, workspace);
 }
 
 template <typename T>
 int64_t in_sample_weights(In<T> q_local, In<T> log_mu, In<bool> avail, In<int64_t> actions, Out<T> weight,
-                          Out<T> log_weight, Out<T> value, double alpha, double beta, double log_w_max,
-                          int num_threads, uintptr_t stream, Status status, Workspace workspace) {
+                          Out<T> log_weight, Out<T> value, double alpha, double beta, double log_w_max, int num_threads,
+                          uintptr_t stream, Status status, Workspace workspace) {
   const Dims d = dims_of(q_local, 3);
   const int64_t B = d.B, N = d.N, A = d.A;
   const Shape& l = d.lead;
@@ -220,18 +244,23 @@ int64_t in_sample_weights(In<T> q_local, In<T> log_mu, In<bool> avail, In<int64_
   c.check(weight, "weight", shaped(l, {B, N}));
   c.check(log_weight, "log_weight", shaped(l, {B, N}));
   c.check(value, "value", shaped(l, {B, N}));
-  inspo::InSampleWeightsArgs<T> args{q_local.data(), log_mu.data(), avail.data(), actions.data(), weight.data(),
-                                     log_weight.data(), value.data(), d.S * B, N, A, alpha, beta, log_w_max,
-                                     num_threads, nullptr, 0};
-  c.workspace(workspace, args);
-  if (c.cuda()) {
-    int64_t* status_device = c.status_pointer(status);
-    nb::gil_scoped_release release;
-    INSPO_CUDA_OR_THROW(inspo::in_sample_weights_cuda<T>(args, reinterpret_cast<void*>(stream), status_device));
-    return inspo::kStatusOk;
-  }
-  nb::gil_scoped_release release;
-  return inspo::in_sample_weights_cpu<T>(args);
+  inspo::InSampleWeightsArgs<T> args{q_local.data(),
+                                     log_mu.data(),
+                                     avail.data(),
+                                     actions.data(),
+                                     weight.data(),
+                                     log_weight.data(),
+                                     value.data(),
+                                     d.S * B,
+                                     N,
+                                     A,
+                                     alpha,
+                                     beta,
+                                     log_w_max,
+                                     num_threads,
+                                     nullptr,
+                                     0};
+  return run(c, args, stream, status, workspace);
 }
 
 template <typename T>
@@ -257,24 +286,33 @@ int64_t teammate_log_ratios(In<T> logits, In<T> log_mu, In<bool> avail, In<int64
     throw std::invalid_argument("predecessors='policy' needs updated_log_probs");
   if (predecessors != inspo::kPredecessorsTarget && predecessors != inspo::kPredecessorsPolicy)
     throw std::invalid_argument("unknown predecessors mode");
-  inspo::TeammateLogRatiosArgs<T> args{logits.data(), log_mu.data(), avail.data(), actions.data(), order.data(),
-                                       optional_data(q_local), optional_data(updated_log_probs), log_rho.data(),
-                                       d.S, B, N, A, order_stride, predecessors, alpha, beta, eta, log_rho_max,
-                                       num_threads, nullptr, 0};
-  c.workspace(workspace, args);
-  if (c.cuda()) {
-    int64_t* status_device = c.status_pointer(status);
-    nb::gil_scoped_release release;
-    INSPO_CUDA_OR_THROW(inspo::teammate_log_ratios_cuda<T>(args, reinterpret_cast<void*>(stream), status_device));
-    return inspo::kStatusOk;
-  }
-  nb::gil_scoped_release release;
-  return inspo::teammate_log_ratios_cpu<T>(args);
+  inspo::TeammateLogRatiosArgs<T> args{logits.data(),
+                                       log_mu.data(),
+                                       avail.data(),
+                                       actions.data(),
+                                       order.data(),
+                                       optional_data(q_local),
+                                       optional_data(updated_log_probs),
+                                       log_rho.data(),
+                                       d.S,
+                                       B,
+                                       N,
+                                       A,
+                                       order_stride,
+                                       predecessors,
+                                       alpha,
+                                       beta,
+                                       eta,
+                                       log_rho_max,
+                                       num_threads,
+                                       nullptr,
+                                       0};
+  return run(c, args, stream, status, workspace);
 }
 
 template <typename T>
-int64_t resample(In<T> log_rho, In<double> uniforms, Out<int64_t> indices, Out<T> ess, int method,
-                 int num_threads, uintptr_t stream, Status status, Workspace workspace) {
+int64_t resample(In<T> log_rho, In<double> uniforms, Out<int64_t> indices, Out<T> ess, int method, int num_threads,
+                 uintptr_t stream, Status status, Workspace workspace) {
   const Dims d = dims_of(log_rho, 2);
   const int64_t B = d.B, N = d.N;
   const Shape& l = d.lead;
@@ -286,17 +324,9 @@ int64_t resample(In<T> log_rho, In<double> uniforms, Out<int64_t> indices, Out<T
   c.check(indices, "indices", shaped(l, {B, N}));
   c.check(ess, "ess", shaped(l, {N}));
   if (B < 1) throw std::invalid_argument("log_rho needs at least one sample");
-  inspo::ResampleArgs<T> args{log_rho.data(), uniforms.data(), indices.data(), ess.data(), d.S, B, N, method,
-                              num_threads, nullptr, 0};
-  c.workspace(workspace, args);
-  if (c.cuda()) {
-    int64_t* status_device = c.status_pointer(status);
-    nb::gil_scoped_release release;
-    INSPO_CUDA_OR_THROW(inspo::resample_cuda<T>(args, reinterpret_cast<void*>(stream), status_device));
-    return inspo::kStatusOk;
-  }
-  nb::gil_scoped_release release;
-  return inspo::resample_cpu<T>(args);
+  inspo::ResampleArgs<T> args{log_rho.data(), uniforms.data(), indices.data(), ess.data(), d.S, B, N,
+                              method,         num_threads,     nullptr,        0};
+  return run(c, args, stream, status, workspace);
 }
 
 template <typename T>
@@ -317,8 +347,12 @@ int64_t sequential_policy_loss(In<T> logits, In<T> log_mu, In<bool> avail, In<in
   c.check(q_local, "q_local", shaped(l, {B, N, A}));
   const int64_t order_stride = c.check_order(order, d);
   c.check(updated_log_probs, "updated_log_probs", shaped(l, {B, N}));
-  for (auto [out, name] : {std::pair{&loss, "loss"}, {&mean_weight, "mean_weight"}, {&ess, "ess"},
-                           {&entropy, "entropy"}, {&kl, "kl"}, {&norm, "norm"}})
+  for (auto [out, name] : {std::pair{&loss, "loss"},
+                           {&mean_weight, "mean_weight"},
+                           {&ess, "ess"},
+                           {&entropy, "entropy"},
+                           {&kl, "kl"},
+                           {&norm, "norm"}})
     c.check(*out, name, shaped(l, {N}));
   c.check(grad, "grad", shaped(l, {B, N, A}));
   if (B < 1) throw std::invalid_argument("logits needs at least one sample");
@@ -328,37 +362,48 @@ int64_t sequential_policy_loss(In<T> logits, In<T> log_mu, In<bool> avail, In<in
     throw std::invalid_argument("unknown predecessors mode");
   if (ratio != inspo::kRatioNone && predecessors == inspo::kPredecessorsPolicy && !updated_log_probs)
     throw std::invalid_argument("predecessors='policy' needs updated_log_probs");
-  inspo::SequentialPolicyLossArgs<T> args{logits.data(), log_mu.data(), avail.data(), actions.data(),
-                                          q_local.data(), order.data(), optional_data(updated_log_probs),
-                                          loss.data(), mean_weight.data(), ess.data(), entropy.data(), kl.data(),
-                                          norm.data(), grad ? grad->data() : nullptr, d.S, B, N, A, order_stride,
-                                          predecessors, ratio, grad.has_value(), alpha, beta, eta, log_rho_max,
-                                          log_w_max, num_threads, nullptr, 0};
-  c.workspace(workspace, args);
-  if (c.cuda()) {
-    int64_t* status_device = c.status_pointer(status);
-    nb::gil_scoped_release release;
-    INSPO_CUDA_OR_THROW(
-        inspo::sequential_policy_loss_cuda<T>(args, reinterpret_cast<void*>(stream), status_device));
-    return inspo::kStatusOk;
-  }
-  nb::gil_scoped_release release;
-  return inspo::sequential_policy_loss_cpu<T>(args);
+  inspo::SequentialPolicyLossArgs<T> args{logits.data(),
+                                          log_mu.data(),
+                                          avail.data(),
+                                          actions.data(),
+                                          q_local.data(),
+                                          order.data(),
+                                          optional_data(updated_log_probs),
+                                          loss.data(),
+                                          mean_weight.data(),
+                                          ess.data(),
+                                          entropy.data(),
+                                          kl.data(),
+                                          norm.data(),
+                                          grad ? grad->data() : nullptr,
+                                          d.S,
+                                          B,
+                                          N,
+                                          A,
+                                          order_stride,
+                                          predecessors,
+                                          ratio,
+                                          grad.has_value(),
+                                          alpha,
+                                          beta,
+                                          eta,
+                                          log_rho_max,
+                                          log_w_max,
+                                          num_threads,
+                                          nullptr,
+                                          0};
+  return run(c, args, stream, status, workspace);
 }
 
 // Bytes of CUDA workspace an op needs for S problems of B samples (see backends.h); 0 in a build without CUDA.
 int64_t cuda_workspace_bytes(const std::string& op, int64_t S, int64_t B, int64_t N, int64_t A, bool is_double) {
 #if defined(INSPO_WITH_CUDA)
-#define INSPO_WS(name)                                                                              \
-  if (op == #name)                                                                                  \
-    return is_double ? inspo::name##_cuda_workspace_bytes<double>(S, B, N, A)                       \
+#define INSPO_WORKSPACE_BYTES(name, Args)                                     \
+  if (op == #name)                                                            \
+    return is_double ? inspo::name##_cuda_workspace_bytes<double>(S, B, N, A) \
                      : inspo::name##_cuda_workspace_bytes<float>(S, B, N, A);
-  INSPO_WS(soft_bellman_target)
-  INSPO_WS(in_sample_weights)
-  INSPO_WS(teammate_log_ratios)
-  INSPO_WS(resample)
-  INSPO_WS(sequential_policy_loss)
-#undef INSPO_WS
+  INSPO_OPS(INSPO_WORKSPACE_BYTES)
+#undef INSPO_WORKSPACE_BYTES
   throw std::invalid_argument("unknown op " + op);
 #else
   (void)op, (void)S, (void)B, (void)N, (void)A, (void)is_double;
@@ -407,30 +452,24 @@ nb::dict build_info() {
 template <typename T>
 void bind_ops(nb::module_& m) {
   m.def("soft_bellman_target", &soft_bellman_target<T>, "reward"_a.noconvert(), "done"_a.noconvert(),
-        "q_next"_a.noconvert(), "next_logits"_a.noconvert(), "next_log_mu"_a.noconvert(),
-        "next_avail"_a.noconvert(), "next_actions"_a.noconvert(), "target"_a.noconvert(), "kl"_a.noconvert(),
-        "entropy"_a.noconvert(), "log_ratio"_a.noconvert(), "gamma"_a, "alpha"_a, "beta"_a, "log_rho_max"_a,
-        "num_threads"_a = 1, "stream"_a = 0, "status"_a.noconvert().none() = nb::none(),
-        "workspace"_a.noconvert().none() = nb::none());
+        "q_next"_a.noconvert(), "next_logits"_a.noconvert(), "next_log_mu"_a.noconvert(), "next_avail"_a.noconvert(),
+        "next_actions"_a.noconvert(), "target"_a.noconvert(), "kl"_a.noconvert(), "entropy"_a.noconvert(),
+        "log_ratio"_a.noconvert(), "gamma"_a, "alpha"_a, "beta"_a, "log_rho_max"_a, INSPO_BACKEND_KEYWORDS);
   m.def("in_sample_weights", &in_sample_weights<T>, "q_local"_a.noconvert(), "log_mu"_a.noconvert(),
         "avail"_a.noconvert(), "actions"_a.noconvert(), "weight"_a.noconvert(), "log_weight"_a.noconvert(),
-        "value"_a.noconvert(), "alpha"_a, "beta"_a, "log_w_max"_a, "num_threads"_a = 1, "stream"_a = 0,
-        "status"_a.noconvert().none() = nb::none(), "workspace"_a.noconvert().none() = nb::none());
+        "value"_a.noconvert(), "alpha"_a, "beta"_a, "log_w_max"_a, INSPO_BACKEND_KEYWORDS);
   m.def("teammate_log_ratios", &teammate_log_ratios<T>, "logits"_a.noconvert(), "log_mu"_a.noconvert(),
         "avail"_a.noconvert(), "actions"_a.noconvert(), "order"_a.noconvert(), "q_local"_a.noconvert().none(),
-        "updated_log_probs"_a.noconvert().none(), "log_rho"_a.noconvert(), "predecessors"_a, "alpha"_a,
-        "beta"_a, "eta"_a, "log_rho_max"_a, "num_threads"_a = 1, "stream"_a = 0,
-        "status"_a.noconvert().none() = nb::none(), "workspace"_a.noconvert().none() = nb::none());
+        "updated_log_probs"_a.noconvert().none(), "log_rho"_a.noconvert(), "predecessors"_a, "alpha"_a, "beta"_a,
+        "eta"_a, "log_rho_max"_a, INSPO_BACKEND_KEYWORDS);
   m.def("resample", &resample<T>, "log_rho"_a.noconvert(), "uniforms"_a.noconvert(), "indices"_a.noconvert(),
-        "ess"_a.noconvert(), "method"_a, "num_threads"_a = 1, "stream"_a = 0,
-        "status"_a.noconvert().none() = nb::none(), "workspace"_a.noconvert().none() = nb::none());
+        "ess"_a.noconvert(), "method"_a, INSPO_BACKEND_KEYWORDS);
   m.def("sequential_policy_loss", &sequential_policy_loss<T>, "logits"_a.noconvert(), "log_mu"_a.noconvert(),
         "avail"_a.noconvert(), "actions"_a.noconvert(), "q_local"_a.noconvert(), "order"_a.noconvert(),
         "updated_log_probs"_a.noconvert().none(), "loss"_a.noconvert(), "mean_weight"_a.noconvert(),
         "ess"_a.noconvert(), "entropy"_a.noconvert(), "kl"_a.noconvert(), "norm"_a.noconvert(),
-        "grad"_a.noconvert().none(), "predecessors"_a, "ratio"_a, "alpha"_a, "beta"_a, "eta"_a,
-        "log_rho_max"_a, "log_w_max"_a, "num_threads"_a = 1, "stream"_a = 0,
-        "status"_a.noconvert().none() = nb::none(), "workspace"_a.noconvert().none() = nb::none());
+        "grad"_a.noconvert().none(), "predecessors"_a, "ratio"_a, "alpha"_a, "beta"_a, "eta"_a, "log_rho_max"_a,
+        "log_w_max"_a, INSPO_BACKEND_KEYWORDS);
 }
 
 }  // namespace
@@ -448,4 +487,9 @@ NB_MODULE(_C, m) {
   m.attr("WITH_CUDA") = false;
 #endif
   m.attr("STATUS_CODE_BITS") = inspo::kStatusCodeBits;
+  nb::dict codes;  // the error codes, NAME -> value (python/inspo_ext/_validation.py StatusCode)
+#define INSPO_STATUS_ENTRY(Name, NAME, value) codes[#NAME] = int64_t(inspo::k##Name);
+  INSPO_STATUS_CODES(INSPO_STATUS_ENTRY)
+#undef INSPO_STATUS_ENTRY
+  m.attr("STATUS_CODES") = codes;
 }

@@ -7,7 +7,10 @@ import torch
 
 import inspo_ext
 from inspo_ext import _backend
-from ops_testing import HYPER, joint_batch, next_step
+from ops_testing import backend  # noqa: F401 (the fixture)
+from ops_testing import (HYPER, bellman_pair, compare, joint_batch, next_step, problem_batches, random_log_rho,
+                         ratios_pair, ref_loss, ref_weights, run_loss, run_ratios, run_resample, run_soft_bellman,
+                         run_weights, stack_problems, to, uniforms_for, weights_pair)
 
 LOSS_HYPER = dict(HYPER)
 
@@ -330,3 +333,165 @@ def test_positive_updated_log_probs_are_not_log_probabilities(d):
         _ratios(d, predecessors="policy", q_local=None, updated_log_probs=d["updated_log_probs"])
     d["updated_log_probs"][2, 1] = 0.0  # log 1
     _ratios(d, predecessors="policy", q_local=None, updated_log_probs=d["updated_log_probs"])
+
+
+# ---- bad values: every backend raises the CPU kernels' message -----------------------------------------
+def _set(key, index, value):
+    def mutate(d):
+        d[key][index] = value
+    return mutate
+
+
+def _repeat_order(d):
+    d["order"][1] = d["order"][0]
+
+
+def _no_avail(key, b, i):
+    def mutate(d):
+        d[key][b, i] = False
+    return mutate
+
+
+def _take_away_action(avail_key, actions_key, b, i):
+    def mutate(d):
+        d[avail_key][b, i, int(d[actions_key][b, i])] = False
+    return mutate
+
+
+def _two_errors(first, second):
+    def mutate(d):
+        first(d)
+        second(d)
+    return mutate
+
+
+def _next_step_valid():
+    return next_step(8, 4, 5, seed=61, mask="full", terminal_fraction=0.0)  # all live: every row is read
+
+
+def _joint_valid():
+    return joint_batch(8, 4, 5, seed=62, mask="full")
+
+
+# (case id, make valid inputs, corrupt them, call the op, pattern the message must match)
+ERROR_CASES = [
+    ("sbt-done", _next_step_valid, _set("done", 3, 0.5), run_soft_bellman, r"done\[3\] = 0\.5 must be 0 or 1"),
+    ("sbt-reward", _next_step_valid, _set("reward", 2, math.inf), run_soft_bellman, r"reward\[2\]"),
+    ("sbt-q-next", _next_step_valid, _set("q_next", 5, math.nan), run_soft_bellman, r"q_next\[5\]"),
+    ("sbt-no-avail", _next_step_valid, _no_avail("next_avail", 1, 2), run_soft_bellman,
+     r"next_avail\[1, 2\] has no available action"),
+    ("sbt-action-range", _next_step_valid, _set("next_actions", (4, 1), 5), run_soft_bellman,
+     r"next_actions\[4, 1\] = 5 is out of range"),
+    ("sbt-action-negative", _next_step_valid, _set("next_actions", (4, 1), -1), run_soft_bellman,
+     r"next_actions\[4, 1\] = -1 is out of range"),
+    ("sbt-action-unavailable", _next_step_valid, _take_away_action("next_avail", "next_actions", 6, 3),
+     run_soft_bellman, r"next_actions\[6, 3\] = \d is not available"),
+    ("sbt-logits", _next_step_valid, _set("next_logits", (2, 0, 4), math.inf), run_soft_bellman,
+     r"next_logits\[2, 0\] has a non-finite value"),
+    ("sbt-log-mu", _next_step_valid, _set("next_log_mu", (7, 3, 1), math.nan), run_soft_bellman,
+     r"next_log_mu\[7, 3\] has a non-finite value"),
+    ("sbt-first-error", _next_step_valid,
+     _two_errors(_set("next_logits", (5, 0, 0), math.nan), _set("next_actions", (3, 2), 9)), run_soft_bellman,
+     r"next_actions\[3, 2\] = 9"),
+    ("sbt-sample-before-row", _next_step_valid,
+     _two_errors(_set("next_log_mu", (3, 0, 0), math.nan), _set("reward", 3, math.nan)), run_soft_bellman,
+     r"reward\[3\]"),
+    ("isw-q", _joint_valid, _set("q_local", (1, 1, 3), math.nan), run_weights, r"q_local\[1, 1\] has a non-finite"),
+    ("isw-log-mu", _joint_valid, _set("log_mu", (6, 0, 2), -math.inf), run_weights, r"log_mu\[6, 0\]"),
+    ("isw-no-avail", _joint_valid, _no_avail("avail", 0, 3), run_weights, r"avail\[0, 3\] has no available"),
+    ("isw-action-range", _joint_valid, _set("actions", (2, 2), 17), run_weights, r"actions\[2, 2\] = 17"),
+    ("isw-action-unavailable", _joint_valid, _take_away_action("avail", "actions", 3, 1), run_weights,
+     r"actions\[3, 1\] = \d is not available"),
+    ("isw-first-error", _joint_valid,
+     _two_errors(_set("q_local", (7, 3, 0), math.inf), _set("log_mu", (7, 2, 4), math.nan)), run_weights,
+     r"log_mu\[7, 2\]"),
+    ("tlr-order-repeat", _joint_valid, _repeat_order, run_ratios, r"order must be a permutation"),
+    ("tlr-order-range", _joint_valid, _set("order", 3, 4), run_ratios, r"order must be a permutation"),
+    ("tlr-logits", _joint_valid, _set("logits", (5, 2, 1), -math.inf), run_ratios, r"logits\[5, 2\] has a non-finite"),
+    ("tlr-q-target", _joint_valid, _set("q_local", (4, 0, 0), math.nan), run_ratios, r"q_local\[4, 0\]"),
+    ("tlr-updated-policy", _joint_valid, _set("updated_log_probs", (6, 1), math.nan),
+     lambda d: run_ratios(d, "policy"), r"updated_log_probs\[6, 1\] = nan is not a log-probability"),
+    ("tlr-order-first", _joint_valid,
+     _two_errors(_set("logits", (0, 0, 0), math.nan), _set("order", 0, 4)), run_ratios, r"order must be"),
+    ("spl-order", _joint_valid, _set("order", 2, -1), run_loss, r"order must be a permutation"),
+    ("spl-order-ratio-none", _joint_valid, _repeat_order, lambda d: run_loss(d, "none"),
+     r"order must be a permutation"),
+    ("spl-logits", _joint_valid, _set("logits", (3, 3, 2), math.nan), run_loss, r"logits\[3, 3\]"),
+    ("spl-log-mu", _joint_valid, _set("log_mu", (1, 0, 0), math.inf), run_loss, r"log_mu\[1, 0\]"),
+    ("spl-q", _joint_valid, _set("q_local", (2, 1, 4), -math.inf), run_loss, r"q_local\[2, 1\]"),
+    ("spl-action", _joint_valid, _set("actions", (0, 1), 5), run_loss, r"actions\[0, 1\] = 5 is out of range"),
+    ("spl-updated-policy", _joint_valid, _set("updated_log_probs", (5, 3), math.inf),
+     lambda d: run_loss(d, "importance", "policy"), r"updated_log_probs\[5, 3\] = inf"),
+]
+
+
+@pytest.mark.parametrize("case", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+def test_bad_values_raise_value_error_like_the_cpu_backend(case, backend):
+    _, make, corrupt, run, pattern = case
+    data = make()
+    corrupt(data)
+    with pytest.raises(ValueError, match=pattern) as on_backend:
+        run(to(data, backend))
+    with pytest.raises(ValueError) as on_cpu:
+        run(data)
+    assert str(on_backend.value) == str(on_cpu.value)
+
+
+def test_updated_log_probs_not_read_without_ratio(backend):
+    data = _joint_valid()
+    data["updated_log_probs"][0, 0] = math.nan  # ratio="none" reads no teammate ratio: no error
+    out = run_loss(to(data, backend), "none", "policy")
+    compare(out, ref_loss(data, "none", "policy"))
+
+
+@pytest.mark.parametrize("case", ["nan", "inf", "no-weight", "first"])
+def test_resample_bad_values(case, backend):
+    log_rho = random_log_rho(20, 3)
+    if case == "nan":
+        log_rho[4, 1] = math.nan
+        pattern = r"log_rho\[4, 1\] = nan must be finite or -inf"
+    elif case == "inf":
+        log_rho[7, 2] = math.inf
+        pattern = r"log_rho\[7, 2\] = inf"
+    elif case == "no-weight":
+        log_rho[:, 2] = -math.inf
+        pattern = r"log_rho\[:, 2\] has no positive weight"
+    else:  # an element error comes before a column without weight
+        log_rho[:, 0] = -math.inf
+        log_rho[19, 2] = math.nan
+        pattern = r"log_rho\[19, 2\]"
+    uniforms = uniforms_for(20, 3, "multinomial")
+    with pytest.raises(ValueError, match=pattern) as on_backend:
+        run_resample(log_rho.to(backend), uniforms.to(backend), "multinomial")
+    with pytest.raises(ValueError) as on_cpu:
+        run_resample(log_rho, uniforms, "multinomial")
+    assert str(on_backend.value) == str(on_cpu.value)
+
+
+def test_error_does_not_leak_into_the_next_call(backend):
+    data = _joint_valid()
+    bad = {k: v.clone() for k, v in data.items()}
+    bad["q_local"][0, 0, 0] = math.nan
+    with pytest.raises(ValueError):
+        run_weights(to(bad, backend))
+    compare(run_weights(to(data, backend)), ref_weights(data))  # a fresh status per call
+
+
+def test_problem_dimension_errors_name_the_problem():
+    d = problem_batches()
+    d["actions"][1, 3, 2] = 9
+    with pytest.raises(ValueError, match=r"^actions\[1, 3, 2\] = 9 is out of range \[0, 5\)$"):
+        weights_pair(d)
+    d = problem_batches()
+    d["order"][2] = torch.tensor([0, 0, 1, 2])
+    with pytest.raises(ValueError, match=r"^order\[2\] must be a permutation of 0..3, got \[0, 0, 1, 2\]$"):
+        ratios_pair(d, "target")
+    n = stack_problems([next_step(8, 2, 3, seed=91 + s, terminal_fraction=0.0) for s in range(2)])
+    n["reward"][1, 5] = math.inf
+    with pytest.raises(ValueError, match=r"^reward\[1, 5\] = inf is not finite$"):
+        bellman_pair(n)
+    d = problem_batches()
+    with pytest.raises(ValueError, match=r"^log_mu must have shape \[S, B, N, A\] = \[3, 37, 4, 5\], got \[37, 4, 5\]$"):
+        weights_pair(dict(d, log_mu=d["log_mu"][0]))
+    with pytest.raises(ValueError, match=r"^order must have shape \[S, N\] = \[3, 4\], got \[2, 4\]$"):
+        ratios_pair(dict(d, order=d["order"][:2]), "target")

@@ -153,3 +153,17 @@ def test_problem_dimension_same_result_for_one_and_two_threads():
         torch.set_num_threads(previous)
     for a, b in zip(*results):
         assert torch.equal(a.detach(), b.detach())
+
+
+def test_forward_ops_return_constants():
+    """The forward-only ops detach their inputs: no gradient flows into them by design."""
+    d = joint_batch(8, 3, 4, seed=16)
+    logits = d["logits"].clone().requires_grad_()
+    q = d["q_local"].clone().requires_grad_()
+    log_rho = inspo_ext.teammate_log_ratios(logits, d["log_mu"], d["avail"], d["actions"], d["order"], q_local=q,
+                                            alpha=HYPER["alpha"], beta=HYPER["beta"])
+    weights = inspo_ext.in_sample_weights(q, d["log_mu"], d["avail"], d["actions"], alpha=0.1, beta=0.0)
+    assert not log_rho.requires_grad and not weights.weight.requires_grad
+    n = next_step(8, 3, 4, seed=17)
+    n["next_logits"].requires_grad_()
+    assert not inspo_ext.soft_bellman_target(**n, gamma=GAMMA, alpha=0.1, beta=0.1).target.requires_grad

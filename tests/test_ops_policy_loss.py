@@ -7,7 +7,11 @@ import torch
 
 import inspo_ext
 from inspo_ext import reference
-from ops_testing import HYPER, assert_policy_loss_close, close, joint_batch, loss_pair
+from inspo_ext.reference import PREDECESSOR_MODES, RATIO_MODES
+from ops_testing import backend  # noqa: F401 (the fixture)
+from ops_testing import (ALPHA, BETA, ETA, HYPER, MASKS, SHAPES, assert_policy_loss_close, close, compare, extreme,
+                         joint_batch, loss_and_grad, loss_pair, ref_loss, ref_ratios, ref_weights, run_loss, to,
+                         with_ties)
 
 RATIOS = ("importance", "self_normalized", "none")
 
@@ -19,9 +23,9 @@ def _taken(x, actions):
 @pytest.mark.parametrize("ratio", RATIOS)
 @pytest.mark.parametrize("predecessors", ["target", "policy"])
 @pytest.mark.parametrize("mask", ["random", "padding", "single"])
-def test_policy_loss_matches_reference(ratio, predecessors, mask):
+def test_policy_loss_matches_reference(ratio, predecessors, mask, backend):
     d = joint_batch(48, 4, 6, mask=mask, seed=20)
-    ours, grad, ref, ref_grad = loss_pair(d, ratio, predecessors)
+    ours, grad, ref, ref_grad = loss_pair(d, ratio, predecessors, device=backend)
     assert_policy_loss_close(ours, ref)
     close(grad, ref_grad)
     assert torch.all(grad[~d["avail"]] == 0)  # no gradient at unavailable actions
@@ -29,10 +33,10 @@ def test_policy_loss_matches_reference(ratio, predecessors, mask):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 3, 5), (6, 27, 3), (2, 70, 3), (3, 2, 1024), (2, 3, 1023)])
-def test_policy_loss_shapes(shape):
+def test_policy_loss_shapes(shape, backend):
     d = joint_batch(*shape, seed=21)
     for ratio in RATIOS:
-        ours, grad, ref, ref_grad = loss_pair(d, ratio)
+        ours, grad, ref, ref_grad = loss_pair(d, ratio, device=backend)
         assert_policy_loss_close(ours, ref)
         close(grad, ref_grad)
 
@@ -355,3 +359,63 @@ def test_policy_loss_problem_errors_name_the_problem():
     d = _problems(batch=20)
     with pytest.raises(ValueError, match=r"^order must have shape \[N\] = \[4\], got \[3, 4, 1\]$"):
         loss_pair(dict(d, order=d["order"].unsqueeze(-1)), "importance")
+
+
+# ---- the shape grid of the kernels, extremes, ties, clips, float32, many chunks ----------------------------
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("ratio", RATIO_MODES)
+def test_policy_loss_and_gradient_match_reference(shape, ratio, backend):
+    data = joint_batch(*shape, seed=41)
+    coefficients = torch.randn(shape[1], generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for predecessors in PREDECESSOR_MODES:
+        out, grad = loss_and_grad(run_loss, to(data, backend), coefficients, ratio=ratio, predecessors=predecessors)
+        ref_out, ref_grad = loss_and_grad(ref_loss, data, coefficients, ratio=ratio, predecessors=predecessors)
+        compare(out, ref_out)
+        compare([grad], [ref_grad])
+        assert torch.isfinite(grad).all() and (grad.cpu()[~data["avail"]] == 0).all()
+
+
+@pytest.mark.parametrize("mask", MASKS)
+@pytest.mark.parametrize("variant", ["extreme", "ties", "clipped", "unclipped"])
+def test_policy_loss_masks_extremes_ties_clip(mask, variant, backend):
+    data = joint_batch(48, 27, 6, mask=mask, seed=42, logit_scale=1e4 if variant == "extreme" else 1.0)
+    if variant == "extreme":
+        data = extreme(data)
+    if variant == "ties":
+        data = with_ties(data)
+    clip = dict(log_rho_max=0.0, log_w_max=0.0) if variant == "clipped" else \
+        dict(log_rho_max=math.inf, log_w_max=math.inf) if variant == "unclipped" else {}
+    if variant == "clipped" and mask != "single":  # both clips active (one action per row: rho = w = 1)
+        assert (ref_ratios(data, log_rho_max=math.inf) > 0).any()
+        assert (ref_weights(data).log_weight > 0).any()
+    coefficients = torch.randn(27, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for ratio in RATIO_MODES:
+        out, grad = loss_and_grad(run_loss, to(data, backend), coefficients, ratio=ratio, **clip)
+        ref_out, ref_grad = loss_and_grad(ref_loss, data, coefficients, ratio=ratio, **clip)
+        compare(out, ref_out)
+        compare([grad], [ref_grad])
+
+
+def test_policy_loss_float32_and_many_chunks(backend):
+    # B = 40000 > 32 * 1024: chunks of 40 samples in the partial sums (csrc/cuda/sequential_policy_loss.cu).
+    data = joint_batch(40000, 2, 3, seed=43)
+    coefficients = torch.tensor([0.7, -1.3], dtype=torch.float64)
+    out, grad = loss_and_grad(run_loss, to(data, backend), coefficients, ratio="self_normalized")
+    ref_out, ref_grad = loss_and_grad(ref_loss, data, coefficients, ratio="self_normalized")
+    compare(out, ref_out)
+    compare([grad], [ref_grad])
+    data32 = to(joint_batch(256, 5, 12, seed=44), "cpu", torch.float32)
+    out, grad = loss_and_grad(run_loss, to(data32, backend), coefficients.new_ones(5))
+    ref_out, ref_grad = loss_and_grad(ref_loss, to(data32, "cpu", torch.float64), coefficients.new_ones(5))
+    compare(out, ref_out, torch.float32)
+    compare([grad], [ref_grad], torch.float32)
+
+
+def test_policy_loss_module_backward(backend):
+    data = joint_batch(32, 4, 6, seed=45)
+    module = inspo_ext.InSPOPolicyLoss(alpha=ALPHA, beta=BETA, eta=ETA)
+    logits = data["logits"].to(backend).requires_grad_(True)
+    d = to(data, backend)
+    module(logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"]).backward()
+    _, ref_grad = loss_and_grad(ref_loss, data, torch.ones(4, dtype=torch.float64))
+    compare([logits.grad], [ref_grad])

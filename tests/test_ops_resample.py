@@ -6,7 +6,9 @@ import torch
 
 import inspo_ext
 from inspo_ext import reference
-from ops_testing import close
+from inspo_ext.reference import RESAMPLE_METHODS
+from ops_testing import backend  # noqa: F401 (the fixture)
+from ops_testing import CPU, assert_nearly_equal_draws, close, random_log_rho, run_resample, to_cpu, uniforms_for
 
 
 def _log_rho(batch, agents, seed, dtype=torch.float64, scale=2.0):
@@ -14,19 +16,22 @@ def _log_rho(batch, agents, seed, dtype=torch.float64, scale=2.0):
     return (torch.randn(batch, agents, generator=g, dtype=torch.float64) * scale).to(dtype)
 
 
-def _pair(log_rho, method, seed):
-    ours = inspo_ext.resample(log_rho, method=method, generator=torch.Generator().manual_seed(seed))
+def _pair(log_rho, method, seed, device=CPU):
+    """resample on `device` with a seeded generator there, and the reference on the CPU with the same draws."""
+    generator = torch.Generator(device).manual_seed(seed)
+    ours = to_cpu(inspo_ext.resample(log_rho.to(device), method=method, generator=generator))
     shape = log_rho.shape if method == "multinomial" else (1, log_rho.shape[1])
-    uniforms = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    generator = torch.Generator(device).manual_seed(seed)
+    uniforms = torch.rand(shape, generator=generator, dtype=torch.float64, device=device).cpu()
     return ours, reference.resample(log_rho, uniforms, method)
 
 
 @pytest.mark.parametrize("method", ["multinomial", "systematic"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 3), (7, 1), (500, 4), (64, 27)])
-def test_resample_equals_reference(method, dtype, shape):
+def test_resample_equals_reference(method, dtype, shape, backend):
     log_rho = _log_rho(*shape, seed=40, dtype=dtype)
-    ours, ref = _pair(log_rho, method, seed=41)
+    ours, ref = _pair(log_rho, method, seed=41, device=backend)
     assert ours.indices.dtype == torch.int64 and ours.ess.dtype == dtype
     assert torch.equal(ours.indices, ref.indices)
     close(ours.ess, ref.ess)
@@ -161,3 +166,55 @@ def test_resample_opcheck_and_compile_with_problems():
     uniforms = torch.rand(2, 20, 3, dtype=torch.float64)
     compiled = torch.compile(lambda x, u: inspo_ext.resample(x, uniforms=u), fullgraph=True)
     assert torch.equal(compiled(log_rho, uniforms).indices, inspo_ext.resample(log_rho, uniforms=uniforms).indices)
+
+
+# ---- exact draws against the reference on every backend -------------------------------------------------
+# B = 3000 spans three scan tiles of 1024 samples (csrc/cuda/resample.cu).
+@pytest.mark.parametrize("shape", [(1, 1), (1, 4), (7, 1), (64, 5), (1000, 27), (3000, 3)])
+@pytest.mark.parametrize("method", RESAMPLE_METHODS)
+def test_resample_matches_reference_exactly(shape, method, backend):
+    log_rho = random_log_rho(*shape)
+    uniforms = uniforms_for(*shape, method)
+    indices, ess = run_resample(log_rho.to(backend), uniforms.to(backend), method)
+    expected = reference.resample(log_rho, uniforms, method)
+    assert torch.equal(indices.cpu(), expected.indices)  # same uniforms, same draws
+    close(ess.cpu(), expected.ess)
+    zero_weight = torch.isinf(log_rho).gather(0, indices.cpu())
+    assert not zero_weight.any()  # a zero-weight sample is never drawn
+
+
+@pytest.mark.parametrize("method", RESAMPLE_METHODS)
+def test_resample_ties_and_float32(method, backend):
+    # Equal weights (exp(0) = 1): an integer cdf, exact whatever the summation order and the exp.
+    log_rho = torch.full((200, 4), 0.5, dtype=torch.float64)
+    uniforms = uniforms_for(200, 4, method, seed=6)
+    indices, ess = run_resample(log_rho.to(backend), uniforms.to(backend), method)
+    assert torch.equal(indices.cpu(), reference.resample(log_rho, uniforms, method).indices)
+    close(ess.cpu(), torch.full((4,), 200.0, dtype=torch.float64))
+    # float32 weights of 1 or 0 (log_rho 0 or -inf): exact draws too.
+    log_rho32 = torch.where(random_log_rho(500, 6, seed=8) > 0, 0.0, -math.inf).float()
+    log_rho32[0] = 0.0
+    uniforms = uniforms_for(500, 6, method, seed=9)
+    indices, ess = run_resample(log_rho32.to(backend), uniforms.to(backend), method)
+    expected = reference.resample(log_rho32, uniforms, method)
+    assert torch.equal(indices.cpu(), expected.indices)
+    close(ess.cpu(), expected.ess)
+    # Random float32 weights.
+    log_rho32 = random_log_rho(500, 6, seed=10).float()
+    indices, ess = run_resample(log_rho32.to(backend), uniforms.to(backend), method)
+    expected = reference.resample(log_rho32, uniforms, method)
+    assert_nearly_equal_draws(indices.cpu(), expected.indices)
+    close(ess.cpu(), expected.ess)
+
+
+@pytest.mark.parametrize("method", RESAMPLE_METHODS)
+def test_resample_public_op_uses_the_generator(method, backend):
+    log_rho = random_log_rho(300, 4, seed=11)
+    generator = torch.Generator(device=backend).manual_seed(123)
+    out = inspo_ext.resample(log_rho.to(backend), method=method, generator=generator)
+    shape = (300, 4) if method == "multinomial" else (1, 4)
+    replay = torch.rand(shape, generator=torch.Generator(device=backend).manual_seed(123), dtype=torch.float64,
+                        device=backend)
+    expected = reference.resample(log_rho, replay.cpu(), method)
+    assert torch.equal(out.indices.cpu(), expected.indices)
+    close(out.ess.cpu(), expected.ess)

@@ -46,21 +46,29 @@
 
 namespace inspo {
 
+// The error codes, one line each: X(Name, NAME, value), one comment per code. This table is their one
+// source: it makes the enum (kName) and the dict that the module exports (_C.STATUS_CODES, NAME -> value),
+// which python/inspo_ext/_validation.py checks its StatusCode against (tests/test_ops_status.py).
+#define INSPO_STATUS_CODES(X)                                                                              \
+  X(OrderNotPermutation, ORDER_NOT_PERMUTATION, 1)       /* order is not a permutation of 0..N-1 */        \
+  X(DoneNotBinary, DONE_NOT_BINARY, 2)                   /* done[b] is not 0 or 1 */                       \
+  X(RewardNonFinite, REWARD_NON_FINITE, 3)               /* reward[b] is not finite */                     \
+  X(QNextNonFinite, Q_NEXT_NON_FINITE, 4)                /* q_next[b] not finite (checked if done == 0) */ \
+  X(NoAvailableAction, NO_AVAILABLE_ACTION, 5)           /* avail[b, i] has no true entry */               \
+  X(ActionOutOfRange, ACTION_OUT_OF_RANGE, 6)            /* actions[b, i] not in [0, A) */                 \
+  X(ActionUnavailable, ACTION_UNAVAILABLE, 7)            /* avail[b, i, actions[b, i]] is false */         \
+  X(LogitsNonFinite, LOGITS_NON_FINITE, 8)               /* logits[b, i, j] not finite, j available */     \
+  X(LogMuNonFinite, LOG_MU_NON_FINITE, 9)                /* log_mu[b, i, j] not finite, j available */     \
+  X(QNonFinite, Q_NON_FINITE, 10)                        /* q_local[b, i, j] not finite, j available */    \
+  X(UpdatedLogProbInvalid, UPDATED_LOG_PROB_INVALID, 11) /* updated_log_probs[b, i] not finite or > 0 */   \
+  X(LogRhoInvalid, LOG_RHO_INVALID, 12)                  /* log_rho[b, i] NaN or +inf (-inf: weight 0) */  \
+  X(NoPositiveWeight, NO_POSITIVE_WEIGHT, 13)            /* every log_rho[:, i] is -inf */                 \
+  X(UniformInvalid, UNIFORM_INVALID, 14)                 /* uniforms[k, i] not in [0, 1) */
+
 enum StatusCode : int64_t {
-  kOrderNotPermutation = 1,      // order is not a permutation of 0..N-1
-  kDoneNotBinary = 2,            // done[b] is not 0 or 1
-  kRewardNonFinite = 3,          // reward[b] is not finite
-  kQNextNonFinite = 4,           // q_next[b] is not finite (only checked where done[b] == 0)
-  kNoAvailableAction = 5,        // avail[b, i] has no true entry
-  kActionOutOfRange = 6,         // actions[b, i] not in [0, A)
-  kActionUnavailable = 7,        // avail[b, i, actions[b, i]] is false
-  kLogitsNonFinite = 8,          // logits[b, i, j] not finite at an available j
-  kLogMuNonFinite = 9,           // log_mu[b, i, j] not finite at an available j
-  kQNonFinite = 10,              // q_local[b, i, j] not finite at an available j
-  kUpdatedLogProbInvalid = 11,   // updated_log_probs[b, i] not a log-probability (not finite, or > 0)
-  kLogRhoInvalid = 12,           // log_rho[b, i] is NaN or +inf (-inf is a zero weight, allowed)
-  kNoPositiveWeight = 13,        // every log_rho[:, i] is -inf
-  kUniformInvalid = 14,          // uniforms[k, i] not in [0, 1)
+#define INSPO_STATUS_ENUM(Name, NAME, value) k##Name = value,
+  INSPO_STATUS_CODES(INSPO_STATUS_ENUM)
+#undef INSPO_STATUS_ENUM
 };
 
 constexpr int kStatusCodeBits = 6;  // codes < 64
@@ -73,9 +81,7 @@ constexpr int64_t kStatusOk = std::numeric_limits<int64_t>::max();
 #define INSPO_HD
 #endif
 
-INSPO_HD inline int64_t pack_status(int64_t flat_index, int64_t code) {
-  return (flat_index << kStatusCodeBits) | code;
-}
+INSPO_HD inline int64_t pack_status(int64_t flat_index, int64_t code) { return (flat_index << kStatusCodeBits) | code; }
 INSPO_HD inline int64_t status_code(int64_t status) { return status & ((int64_t(1) << kStatusCodeBits) - 1); }
 INSPO_HD inline int64_t status_index(int64_t status) { return status >> kStatusCodeBits; }
 
@@ -109,17 +115,17 @@ enum ResampleMethod : int {
 template <typename T>
 struct SoftBellmanTargetArgs {
   // B: every sample of every problem (S * B); the math is per sample.
-  const T* reward;               // [B]
-  const T* done;                 // [B], 0 or 1
-  const T* q_next;               // [B]  Q_target(s', a')
-  const T* next_logits;          // [B, N, A]
-  const T* next_log_mu;          // [B, N, A]
-  const bool* next_avail;        // [B, N, A]
-  const int64_t* next_actions;   // [B, N]
-  T* target;                     // out [B]
-  T* kl;                         // out [B, N]
-  T* entropy;                    // out [B, N]
-  T* log_ratio;                  // out [B]
+  const T* reward;              // [B]
+  const T* done;                // [B], 0 or 1
+  const T* q_next;              // [B]  Q_target(s', a')
+  const T* next_logits;         // [B, N, A]
+  const T* next_log_mu;         // [B, N, A]
+  const bool* next_avail;       // [B, N, A]
+  const int64_t* next_actions;  // [B, N]
+  T* target;                    // out [B]
+  T* kl;                        // out [B, N]
+  T* entropy;                   // out [B, N]
+  T* log_ratio;                 // out [B]
   int64_t B, N, A;
   double gamma, alpha, beta, log_rho_max;
   int num_threads;
@@ -136,13 +142,13 @@ struct SoftBellmanTargetArgs {
 template <typename T>
 struct InSampleWeightsArgs {
   // B: every sample of every problem (S * B); the math is per row.
-  const T* q_local;         // [B, N, A]
-  const T* log_mu;          // [B, N, A]
-  const bool* avail;        // [B, N, A]
-  const int64_t* actions;   // [B, N]
-  T* weight;                // out [B, N]
-  T* log_weight;            // out [B, N]
-  T* value;                 // out [B, N]
+  const T* q_local;        // [B, N, A]
+  const T* log_mu;         // [B, N, A]
+  const bool* avail;       // [B, N, A]
+  const int64_t* actions;  // [B, N]
+  T* weight;               // out [B, N]
+  T* log_weight;           // out [B, N]
+  T* value;                // out [B, N]
   int64_t B, N, A;
   double alpha, beta, log_w_max;
   int num_threads;
@@ -177,20 +183,20 @@ struct TeammateLogRatiosArgs {
 };
 
 // ---------------------------------------------------------------------------------------------------
-// reference.resample. Per problem s and agent i (the column log_rho[s, :, i]): w_b = (double) exp(log_rho[b, i] - max_b log_rho[:, i]) (the exp in
-// T, then widened, as the reference does), cdf = inclusive cumulative sum in double (sequential order
-// b = 0..B-1 on the CPU), total = cdf[B-1]; draw k at v = u[k, i] * total (multinomial) or
-// v = (k + u[0, i]) / B * total (systematic); indices[k, i] = min(first b with cdf[b] > v, B - 1).
-// ess[i] = (sum rho)^2 / sum rho^2 (computed in double from the shifted weights, stored as T).
-// Validated: kLogRhoInvalid (NaN / +inf), kNoPositiveWeight (a column of -inf), kUniformInvalid.
+// reference.resample. Per problem s and agent i (the column log_rho[s, :, i]): w_b = (double) exp(log_rho[b, i] - max_b
+// log_rho[:, i]) (the exp in T, then widened, as the reference does), cdf = inclusive cumulative sum in double
+// (sequential order b = 0..B-1 on the CPU), total = cdf[B-1]; draw k at v = u[k, i] * total (multinomial) or v = (k +
+// u[0, i]) / B * total (systematic); indices[k, i] = min(first b with cdf[b] > v, B - 1). ess[i] = (sum rho)^2 / sum
+// rho^2 (computed in double from the shifted weights, stored as T). Validated: kLogRhoInvalid (NaN / +inf),
+// kNoPositiveWeight (a column of -inf), kUniformInvalid.
 template <typename T>
 struct ResampleArgs {
-  const T* log_rho;         // [S, B, N]
-  const double* uniforms;   // [S, B, N] (multinomial) or [S, 1, N] (systematic), each in [0, 1)
-  int64_t* indices;         // out [S, B, N]: agent i's resampled batch of problem s is rows indices[s, :, i]
-  T* ess;                   // out [S, N]
+  const T* log_rho;        // [S, B, N]
+  const double* uniforms;  // [S, B, N] (multinomial) or [S, 1, N] (systematic), each in [0, 1)
+  int64_t* indices;        // out [S, B, N]: agent i's resampled batch of problem s is rows indices[s, :, i]
+  T* ess;                  // out [S, N]
   int64_t S, B, N;
-  int method;               // ResampleMethod
+  int method;  // ResampleMethod
   int num_threads;
   void* workspace;
   int64_t workspace_bytes;

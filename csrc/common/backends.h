@@ -14,38 +14,61 @@
 //   for S problems of B samples;
 //   the Python layer allocates it with torch on the tensors' device before each call (for resample,
 //   A is passed as 1).
-//   Each OP.cu defines the three functions below for its op, with explicit instantiations for
-//   T = float and T = double.
+//
+// The table INSPO_OPS below is the one list of the ops: it declares both backends' entry points and the
+// overloads run_cpu / run_cuda that the bindings dispatch on (by the argument struct); the bindings'
+// workspace query walks it too; it also gives the explicit instantiations each kernel file ends with
+// (INSPO_INSTANTIATE_CPU(op) in csrc/cpu/OP.cpp, INSPO_INSTANTIATE_CUDA(op) in csrc/cuda/OP.cu; T = float and double).
 #pragma once
 
 #include <cstdint>
 
 #include "common/args.h"
 
+// X(op, Args): the op's name (its kernel files, its _C function) and its argument struct (args.h).
+#define INSPO_OPS(X)                            \
+  X(soft_bellman_target, SoftBellmanTargetArgs) \
+  X(in_sample_weights, InSampleWeightsArgs)     \
+  X(teammate_log_ratios, TeammateLogRatiosArgs) \
+  X(resample, ResampleArgs)                     \
+  X(sequential_policy_loss, SequentialPolicyLossArgs)
+
 namespace inspo {
 
-template <typename T> int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& args);
-template <typename T> int64_t in_sample_weights_cpu(const InSampleWeightsArgs<T>& args);
-template <typename T> int64_t teammate_log_ratios_cpu(const TeammateLogRatiosArgs<T>& args);
-template <typename T> int64_t resample_cpu(const ResampleArgs<T>& args);
-template <typename T> int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& args);
+#define INSPO_DECLARE_CPU(op, Args)             \
+  template <typename T>                         \
+  using op##_args = Args<T>;                    \
+  template <typename T>                         \
+  int64_t op##_cpu(const Args<T>& args);        \
+  template <typename T>                         \
+  inline int64_t run_cpu(const Args<T>& args) { \
+    return op##_cpu<T>(args);                   \
+  }
+INSPO_OPS(INSPO_DECLARE_CPU)
+#undef INSPO_DECLARE_CPU
+
+#define INSPO_INSTANTIATE_CPU(op)                            \
+  template int64_t op##_cpu<float>(const op##_args<float>&); \
+  template int64_t op##_cpu<double>(const op##_args<double>&);
 
 #if defined(INSPO_WITH_CUDA) || defined(__CUDACC__)
-template <typename T> void soft_bellman_target_cuda(const SoftBellmanTargetArgs<T>& args, void* stream,
-                                                    int64_t* status_device);
-template <typename T> void in_sample_weights_cuda(const InSampleWeightsArgs<T>& args, void* stream,
-                                                  int64_t* status_device);
-template <typename T> void teammate_log_ratios_cuda(const TeammateLogRatiosArgs<T>& args, void* stream,
-                                                    int64_t* status_device);
-template <typename T> void resample_cuda(const ResampleArgs<T>& args, void* stream, int64_t* status_device);
-template <typename T> void sequential_policy_loss_cuda(const SequentialPolicyLossArgs<T>& args, void* stream,
-                                                       int64_t* status_device);
+#define INSPO_DECLARE_CUDA(op, Args)                                                \
+  template <typename T>                                                             \
+  void op##_cuda(const Args<T>& args, void* stream, int64_t* status_device);        \
+  template <typename T>                                                             \
+  int64_t op##_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);    \
+  template <typename T>                                                             \
+  inline void run_cuda(const Args<T>& args, void* stream, int64_t* status_device) { \
+    op##_cuda<T>(args, stream, status_device);                                      \
+  }
+INSPO_OPS(INSPO_DECLARE_CUDA)
+#undef INSPO_DECLARE_CUDA
 
-template <typename T> int64_t soft_bellman_target_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);
-template <typename T> int64_t in_sample_weights_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);
-template <typename T> int64_t teammate_log_ratios_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);
-template <typename T> int64_t resample_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);
-template <typename T> int64_t sequential_policy_loss_cuda_workspace_bytes(int64_t S, int64_t B, int64_t N, int64_t A);
+#define INSPO_INSTANTIATE_CUDA(op)                                                       \
+  template void op##_cuda<float>(const op##_args<float>&, void*, int64_t*);              \
+  template void op##_cuda<double>(const op##_args<double>&, void*, int64_t*);            \
+  template int64_t op##_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t); \
+  template int64_t op##_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
 #endif
 
 }  // namespace inspo

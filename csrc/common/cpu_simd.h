@@ -96,13 +96,12 @@ inline auto finite_mask(V x) {
 // product costs a microcode assist of ~100 cycles per lane, and masked entries (-inf) would hit it on
 // every call (measured: 3x slower rows when 30% of the actions are masked).
 template <typename T, int Bytes>
-inline std::enable_if_t<std::is_same<T, float>::value, typename Lanes<T, Bytes>::V> exp(
-    typename Lanes<T, Bytes>::V x) {
+inline std::enable_if_t<std::is_same<T, float>::value, typename Lanes<T, Bytes>::V> exp(typename Lanes<T, Bytes>::V x) {
   using L = Lanes<float, Bytes>;
   using V = typename L::V;
   using I = typename L::I;
   const V lo = splat<V>(-86.9f), hi = splat<V>(88.72283905f);  // k >= -125
-  const V magic = splat<V>(12582912.0f);  // 0x1.8p23
+  const V magic = splat<V>(12582912.0f);                       // 0x1.8p23
   V xc = x < hi ? x : hi;
   xc = xc > lo ? xc : lo;  // NaN -> lo
   const V kd = (xc * 1.44269504088896341f + magic) - magic;
@@ -128,7 +127,7 @@ inline std::enable_if_t<std::is_same<T, double>::value, typename Lanes<T, Bytes>
   using V = typename L::V;
   using I = typename L::I;
   const V lo = splat<V>(-708.0), hi = splat<V>(709.782712893384);  // k >= -1021
-  const V magic = splat<V>(6755399441055744.0);  // 0x1.8p52
+  const V magic = splat<V>(6755399441055744.0);                    // 0x1.8p52
   V xc = x < hi ? x : hi;
   xc = xc > lo ? xc : lo;
   const V kd = (xc * 1.4426950408889634 + magic) - magic;
@@ -170,8 +169,8 @@ template <>
 struct LogConstants<double> {
   static constexpr int mantissa_bits = 52;
   static constexpr int64_t sqrt_half_bits = 0x3fe6a09e667f3bcdLL;  // the bits of double(sqrt(1/2))
-  static constexpr double min_normal = 2.2250738585072014e-308;   // 2^-1022
-  static constexpr double subnormal_scale = 18014398509481984.0;  // 2^54
+  static constexpr double min_normal = 2.2250738585072014e-308;    // 2^-1022
+  static constexpr double subnormal_scale = 18014398509481984.0;   // 2^54
   static constexpr int64_t subnormal_exponent = 54;
   static constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
   static constexpr int terms = 10;  // the first left out is < 7e-19 relative
@@ -296,8 +295,8 @@ struct Block {
   typename L::V logits, log_mu, q;
   typename L::I avail;
 
-  Block(const T* logits_row, const T* log_mu_row, const T* q_row, const bool* avail_row, int64_t j0,
-        int64_t A, int64_t readable) {
+  Block(const T* logits_row, const T* log_mu_row, const T* q_row, const bool* avail_row, int64_t j0, int64_t A,
+        int64_t readable) {
     constexpr int W = L::W;
     if (j0 + W <= readable) {
       logits = Needs::logits ? load<typename L::V>(logits_row + j0) : typename L::V{};
@@ -328,8 +327,8 @@ struct Block {
 // Pass 1 over a whole row (add_max over every entry). Pointers Needs does not read may be null;
 // `readable` (>= A): entries every input array holds from the row's start (see simd::Block).
 template <typename T, typename Needs, int Bytes>
-inline RowMax<T> row_max(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t A,
-                         int64_t readable, const Temperatures<T>& t) {
+inline RowMax<T> row_max(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t A, int64_t readable,
+                         const Temperatures<T>& t) {
   using L = simd::Lanes<T, Bytes>;
   using V = typename L::V;
   using I = typename L::I;
@@ -356,8 +355,7 @@ inline RowMax<T> row_max(const T* logits, const T* log_mu, const T* q, const boo
       max_lookahead = max_lookahead > h ? max_lookahead : h;
     }
   }
-  RowMax<T> m{int64_t(simd::sum_lanes(n_avail_lanes)), false, false, false, neg_inf<T>(), neg_inf<T>(),
-              neg_inf<T>()};
+  RowMax<T> m{int64_t(simd::sum_lanes(n_avail_lanes)), false, false, false, neg_inf<T>(), neg_inf<T>(), neg_inf<T>()};
   if (simd::any_lanes(bad_logits | bad_log_mu | bad_q)) {  // rare: which input is bad
     m.bad_logits = simd::any_lanes(bad_logits);
     m.bad_log_mu = simd::any_lanes(bad_log_mu);
@@ -372,8 +370,8 @@ inline RowMax<T> row_max(const T* logits, const T* log_mu, const T* q, const boo
 // Pass 2 over a whole row (add_sums over every entry). When `softmax_out` is not null it receives
 // exp(l - max_l) (0 at the unavailable entries): the unnormalized softmax.
 template <typename T, typename Needs, int Bytes>
-inline RowSums<T> row_sums(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t A,
-                           int64_t readable, const RowMax<T>& m, const Temperatures<T>& t, T* softmax_out) {
+inline RowSums<T> row_sums(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t A, int64_t readable,
+                           const RowMax<T>& m, const Temperatures<T>& t, T* softmax_out) {
   using L = simd::Lanes<T, Bytes>;
   using V = typename L::V;
   constexpr int W = L::W;

@@ -207,8 +207,8 @@ struct RowSums {
 // Pass 2 on one entry; returns exp(l - max_l) (0 at an unavailable entry, or when logits are not
 // needed): the unnormalized softmax, which the policy-loss gradient stores.
 template <typename T>
-INSPO_HD inline T add_sums(RowSums<T>& s, const RowMax<T>& m, bool avail, T logit, T log_mu, T q,
-                           const RowNeeds& needs, const Temperatures<T>& t) {
+INSPO_HD inline T add_sums(RowSums<T>& s, const RowMax<T>& m, bool avail, T logit, T log_mu, T q, const RowNeeds& needs,
+                           const Temperatures<T>& t) {
   if (!avail) return T(0);
   T e = T(0);
   if (needs.logits) {
@@ -328,8 +328,8 @@ INSPO_HD inline int64_t row_error(const RowMax<T>& m, int64_t action, int64_t A,
 // permutation (validated before). Suffix sums then prefix sums: no subtraction, so one large d cannot
 // cancel the others' precision.
 template <typename T>
-INSPO_HD inline void ordered_log_ratios(const T* d_cur, const T* d_upd, const int64_t* order, int64_t N,
-                                        T log_rho_max, T* log_rho) {
+INSPO_HD inline void ordered_log_ratios(const T* d_cur, const T* d_upd, const int64_t* order, int64_t N, T log_rho_max,
+                                        T* log_rho) {
   T after = T(0);
   for (int64_t m = N - 1; m >= 0; --m) {
     const int64_t i = order[m];
@@ -395,6 +395,26 @@ struct EssAccumulator {
 
   // NaN when every x was -inf (0 / 0), as the reference gives.
   INSPO_HD double ess() const { return sum1 * sum1 / sum2; }
+};
+
+// Per-agent sums of sequential_policy_loss over a chunk of samples, in double (both backends).
+// One cache line each: on the CPU, chunks on different threads never share one.
+struct alignas(64) AgentSums {
+  double loss = 0.0;     // sum_b c w log pi(a)
+  double weight = 0.0;   // sum_b w
+  double rho = 0.0;      // sum_b rho
+  double entropy = 0.0;  // sum_b H
+  double kl = 0.0;       // sum_b KL
+  EssAccumulator ess;    // of log rho, weighted by w log pi(a) (the self-normalized loss, shifted by max log rho)
+
+  INSPO_HD void merge(const AgentSums& o) {
+    loss += o.loss;
+    weight += o.weight;
+    rho += o.rho;
+    entropy += o.entropy;
+    kl += o.kl;
+    ess.merge(o.ess);
+  }
 };
 
 }  // namespace inspo

@@ -73,7 +73,6 @@ int64_t in_sample_weights_cpu(const InSampleWeightsArgs<T>& a) {
   });
 }
 
-template int64_t in_sample_weights_cpu<float>(const InSampleWeightsArgs<float>&);
-template int64_t in_sample_weights_cpu<double>(const InSampleWeightsArgs<double>&);
+INSPO_INSTANTIATE_CPU(in_sample_weights)
 
 }  // namespace inspo

@@ -40,7 +40,7 @@ int64_t resample_cpu(const ResampleArgs<T>& a) {
 
   const int64_t status = parallel_chunks(S * N, 1, a.num_threads, [&](int64_t, int64_t column_index, int64_t) {
     const int64_t s = column_index / N, i = column_index % N, first = s * B * N + i;  // flat index of b = 0
-    const T* log_rho = a.log_rho + first;  // column (s, i), stride N
+    const T* log_rho = a.log_rho + first;                                             // column (s, i), stride N
     int64_t status = kStatusOk;
     // The draws' uniforms of this column (all errors of the column are found, the smallest wins).
     for (int64_t k = 0; k < (systematic ? 1 : B); ++k) {
@@ -93,7 +93,6 @@ int64_t resample_cpu(const ResampleArgs<T>& a) {
   return kStatusOk;
 }
 
-template int64_t resample_cpu<float>(const ResampleArgs<float>&);
-template int64_t resample_cpu<double>(const ResampleArgs<double>&);
+INSPO_INSTANTIATE_CPU(resample)
 
 }  // namespace inspo

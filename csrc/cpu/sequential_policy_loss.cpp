@@ -21,25 +21,6 @@
 namespace inspo {
 namespace {
 
-// Per-agent sums over one chunk of samples.
-struct alignas(64) AgentSums {  // one cache line: chunks on different threads never share one
-  double loss = 0.0;     // sum_b c w log pi(a)
-  double weight = 0.0;   // sum_b w
-  double rho = 0.0;      // sum_b rho
-  double entropy = 0.0;  // sum_b H
-  double kl = 0.0;       // sum_b KL
-  EssAccumulator ess;    // of log rho, weighted by w log pi(a) (the self-normalized loss, shifted by max log rho)
-
-  void merge(const AgentSums& o) {
-    loss += o.loss;
-    weight += o.weight;
-    rho += o.rho;
-    entropy += o.entropy;
-    kl += o.kl;
-    ess.merge(o.ess);
-  }
-};
-
 constexpr int64_t kSamplesPerChunk = 256;  // fixes the summation grouping (thread-count independent)
 
 // One chunk of samples [begin, end): per-agent sums into `sums` (N slots), the gradient rows in place.
@@ -80,7 +61,7 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
   std::fill(sums_to_log.data(), sums_to_log.data() + n_logs, T(1));
   std::fill(log_weight.data(), log_weight.data() + N_padded, T(0));
   std::fill(log_rho.data(), log_rho.data() + N_padded, T(0));  // stays 0 without ratios
-  std::fill(rho.data(), rho.data() + N_padded, T(1));  // c = 1 without ratios
+  std::fill(rho.data(), rho.data() + N_padded, T(1));          // c = 1 without ratios
   std::fill(ess_shifted.data(), ess_shifted.data() + N_padded_double, 0.0);
   for (int64_t b = begin; b < end; ++b) {
     for (int64_t i = 0; i < N; ++i) {  // the two sweeps over each row: maxima, then sums of exp
@@ -131,8 +112,8 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
       if (use_ratio) {
         d_cur[i] = log_pi_taken[i] - log_mu_taken;
         const T log_hat = target_mode
-            ? taken_lookahead_log_prob(logit_taken, log_mu_taken, q_taken, m, logs[2 * N + i], temps)
-            : a.updated_log_probs[row];
+                              ? taken_lookahead_log_prob(logit_taken, log_mu_taken, q_taken, m, logs[2 * N + i], temps)
+                              : a.updated_log_probs[row];
         d_upd[i] = log_hat - log_mu_taken;
       }
     }
@@ -232,7 +213,6 @@ int64_t sequential_policy_loss_cpu(const SequentialPolicyLossArgs<T>& a) {
   return run<T, StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/true, /*lookahead=*/false, /*q=*/true>>(a);
 }
 
-template int64_t sequential_policy_loss_cpu<float>(const SequentialPolicyLossArgs<float>&);
-template int64_t sequential_policy_loss_cpu<double>(const SequentialPolicyLossArgs<double>&);
+INSPO_INSTANTIATE_CPU(sequential_policy_loss)
 
 }  // namespace inspo

@@ -35,9 +35,12 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
       for (int64_t b = begin; b < end; ++b) {
         const T done = a.done[b], reward = a.reward[b];
         int64_t code = 0;
-        if (!(done == T(0) || done == T(1))) code = kDoneNotBinary;
-        else if (!is_finite(reward)) code = kRewardNonFinite;
-        else if (done == T(0) && !is_finite(a.q_next[b])) code = kQNextNonFinite;
+        if (!(done == T(0) || done == T(1)))
+          code = kDoneNotBinary;
+        else if (!is_finite(reward))
+          code = kRewardNonFinite;
+        else if (done == T(0) && !is_finite(a.q_next[b]))
+          code = kQNextNonFinite;
         T* kl_out = a.kl + b * N;
         T* entropy_out = a.entropy + b * N;
         if (code != 0 || done == T(1)) {  // terminal (or invalid): none of the next-step inputs is read
@@ -88,7 +91,6 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
   });
 }
 
-template int64_t soft_bellman_target_cpu<float>(const SoftBellmanTargetArgs<float>&);
-template int64_t soft_bellman_target_cpu<double>(const SoftBellmanTargetArgs<double>&);
+INSPO_INSTANTIATE_CPU(soft_bellman_target)
 
 }  // namespace inspo

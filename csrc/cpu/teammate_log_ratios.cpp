@@ -1,6 +1,6 @@
 // CPU backend of teammate_log_ratios (reference.teammate_log_ratios; contract in common/args.h).
-// Parallel over the samples of every problem (S * B): each sample computes d_cur / d_upd for its N agents (the logs of their sums
-// taken together, as vectors), then the ordered sums.
+// Parallel over the samples of every problem (S * B): each sample computes d_cur / d_upd for its N agents (the logs of
+// their sums taken together, as vectors), then the ordered sums.
 #include <algorithm>
 #include <memory>
 
@@ -92,7 +92,6 @@ int64_t teammate_log_ratios_cpu(const TeammateLogRatiosArgs<T>& a) {
   return run<T, StaticNeeds</*logits=*/true, /*kl=*/false, /*target=*/false, /*lookahead=*/false, /*q=*/false>>(a);
 }
 
-template int64_t teammate_log_ratios_cpu<float>(const TeammateLogRatiosArgs<float>&);
-template int64_t teammate_log_ratios_cpu<double>(const TeammateLogRatiosArgs<double>&);
+INSPO_INSTANTIATE_CPU(teammate_log_ratios)
 
 }  // namespace inspo

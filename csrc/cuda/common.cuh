@@ -37,14 +37,12 @@ inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(s
 inline void check_launch(const char* op) {
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("inspo_ext.") + op + ": CUDA kernel launch failed: " +
-                             cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
+    throw std::runtime_error(std::string("inspo_ext.") + op + ": CUDA kernel launch failed: " + cudaGetErrorName(err) +
+                             ": " + cudaGetErrorString(err));
   }
 }
 
-inline unsigned blocks_for(int64_t threads) {
-  return static_cast<unsigned>((threads + kBlock - 1) / kBlock);
-}
+inline unsigned blocks_for(int64_t threads) { return static_cast<unsigned>((threads + kBlock - 1) / kBlock); }
 
 // First error wins deterministically: the packed status orders errors by (flat index, code).
 __device__ inline void report(int64_t* status, int64_t flat_index, int64_t code) {
@@ -93,10 +91,18 @@ inline int group_size_for(int64_t A) { return A <= 8 ? 4 : A <= 32 ? 8 : A <= 12
 template <typename F>
 void dispatch_group_size(int64_t A, F&& f) {
   switch (group_size_for(A)) {
-    case 4: f(std::integral_constant<int, 4>{}); break;
-    case 8: f(std::integral_constant<int, 8>{}); break;
-    case 16: f(std::integral_constant<int, 16>{}); break;
-    default: f(std::integral_constant<int, 32>{}); break;
+    case 4:
+      f(std::integral_constant<int, 4>{});
+      break;
+    case 8:
+      f(std::integral_constant<int, 8>{});
+      break;
+    case 16:
+      f(std::integral_constant<int, 16>{});
+      break;
+    default:
+      f(std::integral_constant<int, 32>{});
+      break;
   }
 }
 

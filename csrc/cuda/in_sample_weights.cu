@@ -59,9 +59,6 @@ void in_sample_weights_cuda(const InSampleWeightsArgs<T>& args, void* stream, in
   check_launch("in_sample_weights");
 }
 
-template void in_sample_weights_cuda<float>(const InSampleWeightsArgs<float>&, void*, int64_t*);
-template void in_sample_weights_cuda<double>(const InSampleWeightsArgs<double>&, void*, int64_t*);
-template int64_t in_sample_weights_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t);
-template int64_t in_sample_weights_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
+INSPO_INSTANTIATE_CUDA(in_sample_weights)
 
 }  // namespace inspo

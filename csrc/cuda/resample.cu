@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kScanThreads)
   __shared__ T column_max;
 
   const int64_t S = a.S, B = a.B, N = a.N, column = blockIdx.x, s = column / N, i = column % N;
-  const int64_t first = s * B * N + i;  // flat index of (s, 0, i)
+  const int64_t first = s * B * N + i;   // flat index of (s, 0, i)
   const T* log_rho = a.log_rho + first;  // column (s, i), stride N
   double* cdf = cdf_all + column * B;
   const bool systematic = a.method == kResampleSystematic;
@@ -78,8 +78,10 @@ __global__ void __launch_bounds__(kScanThreads)
   T thread_max = neg_inf<T>();
   for (int64_t b = threadIdx.x; b < B; b += kScanThreads) {
     const T x = log_rho[b * N];
-    if (x != x || x == -neg_inf<T>()) report(status, first + b * N, kLogRhoInvalid);
-    else thread_max = max_(thread_max, x);
+    if (x != x || x == -neg_inf<T>())
+      report(status, first + b * N, kLogRhoInvalid);
+    else
+      thread_max = max_(thread_max, x);
     if (!systematic || b == 0) {
       const double u = a.uniforms[(systematic ? s * N + i : first) + b * N];
       if (!(u >= 0.0 && u < 1.0)) report(status, first + b * N, kUniformInvalid);
@@ -137,8 +139,10 @@ __global__ void __launch_bounds__(kBlock) resample_draw_kernel(const ResampleArg
   int64_t lo = 0, hi = B;  // first b in [lo, hi) with cdf[b] > point; B when there is none
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
-    if (cdf[mid] > point) hi = mid;
-    else lo = mid + 1;
+    if (cdf[mid] > point)
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   a.indices[e] = min_(lo, B - 1);
 }
@@ -157,16 +161,13 @@ void resample_cuda(const ResampleArgs<T>& args, void* stream, int64_t* status_de
   if (args.S == 0 || args.B == 0 || args.N == 0) return;
   const ResampleWorkspace ws(args.workspace, args.S, args.B, args.N);
   require_workspace("resample", args.workspace, args.workspace_bytes, ws.bytes);
-  resample_cdf_kernel<T><<<unsigned(args.S * args.N), kScanThreads, 0, as_stream(stream)>>>(args, ws.cdf,
-                                                                                             status_device);
+  resample_cdf_kernel<T>
+      <<<unsigned(args.S * args.N), kScanThreads, 0, as_stream(stream)>>>(args, ws.cdf, status_device);
   check_launch("resample");
   resample_draw_kernel<T><<<blocks_for(args.S * args.B * args.N), kBlock, 0, as_stream(stream)>>>(args, ws.cdf);
   check_launch("resample");
 }
 
-template void resample_cuda<float>(const ResampleArgs<float>&, void*, int64_t*);
-template void resample_cuda<double>(const ResampleArgs<double>&, void*, int64_t*);
-template int64_t resample_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t);
-template int64_t resample_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
+INSPO_INSTANTIATE_CUDA(resample)
 
 }  // namespace inspo

@@ -21,45 +21,27 @@ namespace inspo {
 namespace cuda {
 namespace {
 
-constexpr int64_t kMinChunk = 32;    // samples per partial sum, at least
+constexpr int64_t kMinChunk = 32;     // samples per partial sum, at least
 constexpr int64_t kMaxChunks = 1024;  // partials per agent, at most (kernel 4 merges 32 per lane at most)
 
-__host__ __device__ inline int64_t chunk_length(int64_t B) { return max_(kMinChunk, (B + kMaxChunks - 1) / kMaxChunks); }
-
-// Per-agent sums over a chunk of samples (double).
-struct AgentSums {
-  double loss;     // sum_b c w log pi(a)
-  double weight;   // sum_b w
-  double rho;      // sum_b c
-  double entropy;  // sum_b H
-  double kl;       // sum_b KL
-  EssAccumulator ess;
-
-  __device__ static AgentSums zero() { return AgentSums{0.0, 0.0, 0.0, 0.0, 0.0, EssAccumulator{}}; }
-  __device__ void merge(const AgentSums& o) {
-    loss += o.loss;
-    weight += o.weight;
-    rho += o.rho;
-    entropy += o.entropy;
-    kl += o.kl;
-    ess.merge(o.ess);
-  }
-};
+__host__ __device__ inline int64_t chunk_length(int64_t B) {
+  return max_(kMinChunk, (B + kMaxChunks - 1) / kMaxChunks);
+}
 
 // Per-row scratch and partial sums; built on a null base it gives the byte count.
 template <typename T>
 struct PolicyLossWorkspace {
   // Rows [S, B, N]; partials [S, n_chunks, N] (n_chunks per problem); shift [S, N].
-  T* log_pi_taken;  // [B, N] log pi(a)
-  T* weight;        // [B, N] clipped in-sample weight w
-  T* entropy;       // [B, N]
-  T* kl;            // [B, N]
-  T* d_cur;         // [B, N] log pi(a) - log mu(a)
-  T* d_upd;         // [B, N] log pi_hat(a) - log mu(a)
-  T* log_rho;       // [B, N] teammate log-ratios (ratio != none)
-  T* max_logit;     // [B, N] max over the available logits
-  T* inv_sum_exp;   // [B, N] 1 / sum exp(l - max)
-  double* shift;    // [S, N] c = exp(log rho - shift): max_b log rho (self-normalized) or 0
+  T* log_pi_taken;      // [B, N] log pi(a)
+  T* weight;            // [B, N] clipped in-sample weight w
+  T* entropy;           // [B, N]
+  T* kl;                // [B, N]
+  T* d_cur;             // [B, N] log pi(a) - log mu(a)
+  T* d_upd;             // [B, N] log pi_hat(a) - log mu(a)
+  T* log_rho;           // [B, N] teammate log-ratios (ratio != none)
+  T* max_logit;         // [B, N] max over the available logits
+  T* inv_sum_exp;       // [B, N] 1 / sum exp(l - max)
+  double* shift;        // [S, N] c = exp(log rho - shift): max_b log rho (self-normalized) or 0
   AgentSums* partials;  // [n_chunks, N]
   int64_t n_chunks;
   int64_t bytes;
@@ -131,7 +113,7 @@ __global__ void __launch_bounds__(kBlock)
   const int64_t s = tid / N / ws.n_chunks, chunk = tid / N % ws.n_chunks, i = tid % N, length = chunk_length(a.B);
   const int64_t begin = s * a.B + chunk * length, end = min_((s + 1) * a.B, begin + length);
   const bool use_ratio = a.ratio != kRatioNone;
-  AgentSums sums = AgentSums::zero();
+  AgentSums sums;
   for (int64_t b = begin; b < end; ++b) {
     const int64_t row = b * N + i;
     const T log_rho = use_ratio ? ws.log_rho[row] : T(0);
@@ -148,7 +130,6 @@ __global__ void __launch_bounds__(kBlock)
   ws.partials[tid] = sums;
 }
 
-template <typename T>
 __device__ inline void shuffle_merge(AgentSums& s, int offset) {
   AgentSums o;
   o.loss = __shfl_xor_sync(kFullMask, s.loss, offset);
@@ -172,10 +153,10 @@ __global__ void __launch_bounds__(kBlock)
   const bool active = column < a.S * a.N;  // whole warps are active or not: the shuffles below see all 32 lanes
   if (!active) return;
   const int64_t s = column / a.N, i = column % a.N;
-  AgentSums sums = AgentSums::zero();
+  AgentSums sums;
   for (int64_t c = lane; c < ws.n_chunks; c += 32) sums.merge(ws.partials[(s * ws.n_chunks + c) * a.N + i]);
 #pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) shuffle_merge<T>(sums, offset);
+  for (int offset = 16; offset > 0; offset /= 2) shuffle_merge(sums, offset);
   if (lane != 0) return;
   // self-normalized: sums of exp(log rho - max), which cannot all underflow (the max term is 1)
   const bool self_normalized = a.ratio == kRatioSelfNormalized;
@@ -199,7 +180,7 @@ __global__ void __launch_bounds__(kBlock)
   if (rl.row >= a.S * a.B * a.N) return;  // no shuffles in this kernel
   const int64_t row = rl.row, A = a.A, action = a.actions[row];
   const int64_t column = row / (a.B * a.N) * a.N + row % a.N;  // (problem, agent)
-  const T c = a.ratio == kRatioNone ? T(1)
+  const T c = a.ratio == kRatioNone             ? T(1)
               : a.ratio == kRatioSelfNormalized ? T(exp_(double(ws.log_rho[row]) - ws.shift[column]))
                                                 : exp_(ws.log_rho[row]);  // the bits the partial sums used
   const T cw = c * ws.weight[row], max_logit = ws.max_logit[row], scale = cw * ws.inv_sum_exp[row];
@@ -252,9 +233,6 @@ void sequential_policy_loss_cuda(const SequentialPolicyLossArgs<T>& args, void* 
   }
 }
 
-template void sequential_policy_loss_cuda<float>(const SequentialPolicyLossArgs<float>&, void*, int64_t*);
-template void sequential_policy_loss_cuda<double>(const SequentialPolicyLossArgs<double>&, void*, int64_t*);
-template int64_t sequential_policy_loss_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t);
-template int64_t sequential_policy_loss_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
+INSPO_INSTANTIATE_CUDA(sequential_policy_loss)
 
 }  // namespace inspo

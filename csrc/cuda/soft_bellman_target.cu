@@ -70,9 +70,12 @@ __global__ void __launch_bounds__(kBlock)
   const int64_t N = a.N;
   const T done = a.done[b], reward = a.reward[b];
   int64_t code = 0;
-  if (!(done == T(0) || done == T(1))) code = kDoneNotBinary;
-  else if (!is_finite(reward)) code = kRewardNonFinite;
-  else if (done == T(0) && !is_finite(a.q_next[b])) code = kQNextNonFinite;
+  if (!(done == T(0) || done == T(1)))
+    code = kDoneNotBinary;
+  else if (!is_finite(reward))
+    code = kRewardNonFinite;
+  else if (done == T(0) && !is_finite(a.q_next[b]))
+    code = kQNextNonFinite;
   if (code != 0 || done == T(1)) {  // terminal (or invalid): none of the next-step inputs is read
     if (code != 0) report(status, b * N, code);
     a.target[b] = reward;
@@ -113,14 +116,11 @@ void soft_bellman_target_cuda(const SoftBellmanTargetArgs<T>& args, void* stream
     });
     check_launch("soft_bellman_target");
   }
-  soft_bellman_samples_kernel<T><<<blocks_for(args.B), kBlock, 0, as_stream(stream)>>>(args, ws.log_ratio_rows,
-                                                                                         status_device);
+  soft_bellman_samples_kernel<T>
+      <<<blocks_for(args.B), kBlock, 0, as_stream(stream)>>>(args, ws.log_ratio_rows, status_device);
   check_launch("soft_bellman_target");
 }
 
-template void soft_bellman_target_cuda<float>(const SoftBellmanTargetArgs<float>&, void*, int64_t*);
-template void soft_bellman_target_cuda<double>(const SoftBellmanTargetArgs<double>&, void*, int64_t*);
-template int64_t soft_bellman_target_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t);
-template int64_t soft_bellman_target_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
+INSPO_INSTANTIATE_CUDA(soft_bellman_target)
 
 }  // namespace inspo

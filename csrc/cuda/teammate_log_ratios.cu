@@ -90,9 +90,6 @@ void teammate_log_ratios_cuda(const TeammateLogRatiosArgs<T>& args, void* stream
   check_launch("teammate_log_ratios");
 }
 
-template void teammate_log_ratios_cuda<float>(const TeammateLogRatiosArgs<float>&, void*, int64_t*);
-template void teammate_log_ratios_cuda<double>(const TeammateLogRatiosArgs<double>&, void*, int64_t*);
-template int64_t teammate_log_ratios_cuda_workspace_bytes<float>(int64_t, int64_t, int64_t, int64_t);
-template int64_t teammate_log_ratios_cuda_workspace_bytes<double>(int64_t, int64_t, int64_t, int64_t);
+INSPO_INSTANTIATE_CUDA(teammate_log_ratios)
 
 }  // namespace inspo

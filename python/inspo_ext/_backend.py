@@ -59,7 +59,7 @@ def warn_fallback(device_type: str) -> None:
     else:
         reason = f"this build of inspo_ext._C has no {device_type} backend"
     warnings.warn(f"inspo_ext: {reason}; using the pure-PyTorch reference ops for {device_type} tensors "
-                  "(same results, slower).", RuntimeWarning, stacklevel=3)
+                  "(same results, slower).", RuntimeWarning, stacklevel=4)  # the caller of the public op
 
 
 def launch(op: str, tensors: dict[str, Any], scalars: dict[str, Any], names: RowNames,

@@ -11,6 +11,7 @@ rows_status, order_status, first_status below), so both paths raise the same err
 """
 from __future__ import annotations
 
+import enum
 import math
 import numbers
 from dataclasses import dataclass
@@ -19,23 +20,32 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-# ---- status codes: mirror of csrc/common/args.h ---------------------------------------------------
-STATUS_OK = 2**63 - 1
-CODE_BITS = 6
-ORDER_NOT_PERMUTATION = 1
-DONE_NOT_BINARY = 2
-REWARD_NON_FINITE = 3
-Q_NEXT_NON_FINITE = 4
-NO_AVAILABLE_ACTION = 5
-ACTION_OUT_OF_RANGE = 6
-ACTION_UNAVAILABLE = 7
-LOGITS_NON_FINITE = 8
-LOG_MU_NON_FINITE = 9
-Q_NON_FINITE = 10
-UPDATED_LOG_PROB_INVALID = 11
-LOG_RHO_INVALID = 12
-NO_POSITIVE_WEIGHT = 13
-UNIFORM_INVALID = 14
+# ---- status codes (csrc/common/args.h INSPO_STATUS_CODES) --------------------------------------------
+class StatusCode(enum.IntEnum):
+    """The kernels' error codes: the Python source of them, for decoding and for the reference fallback
+    (which runs without the compiled module). tests/test_ops_status.py checks it against _C.STATUS_CODES."""
+
+    ORDER_NOT_PERMUTATION = 1
+    DONE_NOT_BINARY = 2
+    REWARD_NON_FINITE = 3
+    Q_NEXT_NON_FINITE = 4
+    NO_AVAILABLE_ACTION = 5
+    ACTION_OUT_OF_RANGE = 6
+    ACTION_UNAVAILABLE = 7
+    LOGITS_NON_FINITE = 8
+    LOG_MU_NON_FINITE = 9
+    Q_NON_FINITE = 10
+    UPDATED_LOG_PROB_INVALID = 11
+    LOG_RHO_INVALID = 12
+    NO_POSITIVE_WEIGHT = 13
+    UNIFORM_INVALID = 14
+
+
+try:  # the packing of a status (args.h pack_status) is the compiled module's
+    from ._C import STATUS_CODE_BITS as CODE_BITS, STATUS_OK
+except ImportError:  # no compiled module: only the fallback packs statuses, any width that fits the codes works
+    CODE_BITS = max(StatusCode).bit_length()
+    STATUS_OK = torch.iinfo(torch.int64).max
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -208,43 +218,44 @@ def decode_status(status: int, names: RowNames, tensors: dict[str, Optional[Tens
     n = rows.shape[-1]
     row = _unravel(index, rows.shape)
     sample = row[:-1]
-    if code == ORDER_NOT_PERMUTATION:
+    if code == StatusCode.ORDER_NOT_PERMUTATION:
         order = tensors["order"]
         if order.dim() == 2:
             s = next(s for s in range(order.shape[0]) if not _is_permutation(order[s]))
             return ValueError(f"order[{s}] must be a permutation of 0..{n - 1}, got {order[s].tolist()}")
         return ValueError(f"order must be a permutation of 0..{n - 1}, got {order.tolist()}")
-    if code == DONE_NOT_BINARY:
+    if code == StatusCode.DONE_NOT_BINARY:
         return ValueError(f"done[{_at(sample)}] = {_item(tensors['done'], sample)} must be 0 or 1")
-    if code == REWARD_NON_FINITE:
+    if code == StatusCode.REWARD_NON_FINITE:
         return ValueError(f"reward[{_at(sample)}] = {_item(tensors['reward'], sample)} is not finite")
-    if code == Q_NEXT_NON_FINITE:
+    if code == StatusCode.Q_NEXT_NON_FINITE:
         return ValueError(f"q_next[{_at(sample)}] = {_item(tensors['q_next'], sample)} is not finite "
                           f"(done[{_at(sample)}] is 0)")
-    if code == NO_AVAILABLE_ACTION:
+    if code == StatusCode.NO_AVAILABLE_ACTION:
         return ValueError(f"{names.avail}[{_at(row)}] has no available action")
-    if code == ACTION_OUT_OF_RANGE:
+    if code == StatusCode.ACTION_OUT_OF_RANGE:
         n_actions = tensors[names.avail].shape[-1]
         return ValueError(f"{names.actions}[{_at(row)}] = {_item(tensors[names.actions], row)} is out of range "
                           f"[0, {n_actions})")
-    if code == ACTION_UNAVAILABLE:
+    if code == StatusCode.ACTION_UNAVAILABLE:
         action = _item(tensors[names.actions], row)
         return ValueError(f"{names.actions}[{_at(row)}] = {action} is not available "
                           f"({names.avail}[{_at(row)}, {action}] is False)")
-    if code in (LOGITS_NON_FINITE, LOG_MU_NON_FINITE, Q_NON_FINITE):
-        name = {LOGITS_NON_FINITE: names.logits, LOG_MU_NON_FINITE: names.log_mu, Q_NON_FINITE: names.q}[code]
+    if code in (StatusCode.LOGITS_NON_FINITE, StatusCode.LOG_MU_NON_FINITE, StatusCode.Q_NON_FINITE):
+        name = {StatusCode.LOGITS_NON_FINITE: names.logits, StatusCode.LOG_MU_NON_FINITE: names.log_mu,
+                StatusCode.Q_NON_FINITE: names.q}[code]
         return ValueError(f"{name}[{_at(row)}] has a non-finite value at an available action")
-    if code == UPDATED_LOG_PROB_INVALID:
+    if code == StatusCode.UPDATED_LOG_PROB_INVALID:
         value = _item(tensors["updated_log_probs"], row)
         return ValueError(f"updated_log_probs[{_at(row)}] = {value} is not a log-probability (finite and <= 0)")
-    if code == LOG_RHO_INVALID:
+    if code == StatusCode.LOG_RHO_INVALID:
         return ValueError(f"log_rho[{_at(row)}] = {_item(tensors['log_rho'], row)} must be finite or -inf")
-    if code == NO_POSITIVE_WEIGHT:
+    if code == StatusCode.NO_POSITIVE_WEIGHT:
         log_rho = tensors["log_rho"]
         column = _unravel(index - log_rho.numel(), tuple(log_rho.shape[:-2]) + (n,))
         return ValueError(f"log_rho[{_at(column[:-1] + (':',) + column[-1:])}] has no positive weight "
                           "(every entry is -inf)")
-    if code == UNIFORM_INVALID:
+    if code == StatusCode.UNIFORM_INVALID:
         uniforms = tensors["uniforms"]
         draw = row[:-2] + (row[-2] if uniforms.shape[-2] > 1 else 0, row[-1])
         return ValueError(f"uniforms[{_at(draw)}] = {_item(uniforms, draw)} must be in [0, 1)")
@@ -291,9 +302,9 @@ def row_codes(avail: Tensor, actions: Tensor, checked: Sequence[tuple[int, Tenso
     # Assign from the last check to the first so that the first failing check wins.
     for code, values in reversed(list(checked)):
         codes = torch.where((avail & ~torch.isfinite(values)).any(-1), code, codes)
-    codes = torch.where(~taken, ACTION_UNAVAILABLE, codes)
-    codes = torch.where(out_of_range, ACTION_OUT_OF_RANGE, codes)
-    codes = torch.where(~avail.any(-1), NO_AVAILABLE_ACTION, codes)
+    codes = torch.where(~taken, StatusCode.ACTION_UNAVAILABLE, codes)
+    codes = torch.where(out_of_range, StatusCode.ACTION_OUT_OF_RANGE, codes)
+    codes = torch.where(~avail.any(-1), StatusCode.NO_AVAILABLE_ACTION, codes)
     return codes
 
 
@@ -305,8 +316,5 @@ def rows_status(codes: Tensor) -> int:
 def order_status(order: Tensor) -> int:
     """order [N] or [S, N]: every row a permutation."""
     valid = all(_is_permutation(row) for row in order.reshape(-1, order.shape[-1]))
-    return STATUS_OK if valid else ORDER_NOT_PERMUTATION  # index 0
+    return STATUS_OK if valid else StatusCode.ORDER_NOT_PERMUTATION  # index 0
 
-
-def combine(*statuses: int) -> int:
-    return min(statuses)

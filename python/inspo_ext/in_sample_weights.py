@@ -7,29 +7,28 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import _backend, reference
+from . import reference
 from . import _validation as v
+from ._spec import Arg, OpSpec, Output
+from ._validation import StatusCode as Code
 from .reference import InSampleWeights
 
-_NAMES = v.RowNames()
+
+def _reference_status(q_local, log_mu, avail, actions) -> int:
+    """The kernels' status computed with torch ops (for the reference fallback)."""
+    codes = v.row_codes(avail, actions, [(Code.LOG_MU_NON_FINITE, log_mu), (Code.Q_NON_FINITE, q_local)])
+    return v.rows_status(codes)
 
 
-@torch.library.custom_op("inspo_ext::in_sample_weights", mutates_args=())
-def in_sample_weights_op(
-    q_local: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, alpha: float, beta: float, log_w_max: float,
-) -> tuple[Tensor, Tensor, Tensor]:
-    weight, log_weight, value = (q_local.new_empty(q_local.shape[:-1]) for _ in range(3))
-    _backend.launch(
-        "in_sample_weights",
-        dict(q_local=q_local, log_mu=log_mu, avail=avail, actions=actions, weight=weight, log_weight=log_weight,
-             value=value),
-        dict(alpha=alpha, beta=beta, log_w_max=log_w_max), _NAMES, _backend.problem_shape(q_local, 3))
-    return weight, log_weight, value
-
-
-@in_sample_weights_op.register_fake
-def _(q_local, log_mu, avail, actions, alpha, beta, log_w_max):
-    return tuple(q_local.new_empty(q_local.shape[:-1]) for _ in range(3))
+SPEC = OpSpec(
+    "in_sample_weights",
+    inputs=(Arg("q_local", "[B, N, A]"), Arg("log_mu", "[B, N, A]"), Arg("avail", "[B, N, A]", torch.bool),
+            Arg("actions", "[B, N]", torch.int64)),
+    outputs=(Output("weight", "[B, N]"), Output("log_weight", "[B, N]"), Output("value", "[B, N]")),
+    scalars=(("alpha", "float"), ("beta", "float"), ("log_w_max", "float")),
+    reference_status=_reference_status,
+)
+in_sample_weights_op = SPEC.op
 
 
 def in_sample_weights(
@@ -44,19 +43,10 @@ def in_sample_weights(
     a leading problem dimension S (then every one does; rows are independent).
     Returns InSampleWeights(weight, log_weight (unclipped), value), each [B, N] ([S, B, N]); no gradient.
     """
-    check = v.TensorChecker("q_local", q_local, 3, "[B, N, A]")
-    batch, agents, n_actions = check.inner
-    check.float("log_mu", log_mu, (batch, agents, n_actions), "[B, N, A]")
-    check.exact("avail", avail, torch.bool, (batch, agents, n_actions), "[B, N, A]")
-    check.exact("actions", actions, torch.int64, (batch, agents), "[B, N]")
+    tensors = dict(q_local=q_local, log_mu=log_mu, avail=avail, actions=actions)
+    SPEC.check(tensors)
     alpha, beta = v.check_temperatures(alpha, beta)
     log_w_max = v.check_clip("log_w_max", log_w_max)
-    inputs = [t.detach() for t in (q_local, log_mu, avail, actions)]
-    if _backend.has_kernels(q_local.device):
-        return InSampleWeights(*in_sample_weights_op(*inputs, alpha, beta, log_w_max))
-    _backend.warn_fallback(q_local.device.type)
-    q_local, log_mu, avail, actions = inputs
-    codes = v.row_codes(avail, actions, [(v.LOG_MU_NON_FINITE, log_mu), (v.Q_NON_FINITE, q_local)])
-    v.raise_for_status(v.rows_status(codes), _NAMES, dict(q_local=q_local, log_mu=log_mu, avail=avail,
-                                                          actions=actions))
-    return reference.in_sample_weights(q_local, log_mu, avail, actions, alpha, beta, log_w_max)
+    tensors = {name: t.detach() for name, t in tensors.items()}
+    return InSampleWeights(*SPEC.run(tensors, (alpha, beta, log_w_max), lambda: reference.in_sample_weights(
+        *tensors.values(), alpha, beta, log_w_max)))

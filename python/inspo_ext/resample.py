@@ -11,26 +11,34 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _backend, reference
+from . import reference
 from . import _validation as v
+from ._spec import Arg, OpSpec, Output
+from ._validation import StatusCode as Code
 from .reference import RESAMPLE_METHODS, Resampled
 
-_NAMES = v.RowNames()
+
+def reference_status(log_rho: Tensor, uniforms: Tensor) -> int:
+    """The kernels' status computed with torch ops (for the reference fallback)."""
+    flat = torch.arange(log_rho.numel(), device=log_rho.device).view_as(log_rho)
+    invalid = torch.isnan(log_rho) | (log_rho == float("inf"))
+    codes = torch.where(invalid, Code.LOG_RHO_INVALID, 0)
+    no_weight = torch.where((log_rho == float("-inf")).all(-2), Code.NO_POSITIVE_WEIGHT, 0)
+    column_index = log_rho.numel() + torch.arange(no_weight.numel(), device=log_rho.device).view_as(no_weight)
+    bad_uniforms = torch.where(~((uniforms >= 0) & (uniforms < 1)), Code.UNIFORM_INVALID, 0)
+    draw_index = flat[..., :uniforms.shape[-2], :]  # systematic: the draw of (s, i) is at b = 0
+    return min(v.first_status(codes, flat), v.first_status(no_weight, column_index),
+               v.first_status(bad_uniforms, draw_index))
 
 
-@torch.library.custom_op("inspo_ext::resample", mutates_args=())
-def resample_op(log_rho: Tensor, uniforms: Tensor, method: int) -> tuple[Tensor, Tensor]:
-    indices = torch.empty(log_rho.shape, dtype=torch.int64, device=log_rho.device)
-    ess = log_rho.new_empty(log_rho.shape[:-2] + log_rho.shape[-1:])
-    _backend.launch("resample", dict(log_rho=log_rho, uniforms=uniforms, indices=indices, ess=ess),
-                    dict(method=method), _NAMES, _backend.problem_shape(log_rho, 2))
-    return indices, ess
-
-
-@resample_op.register_fake
-def _(log_rho, uniforms, method):
-    return (torch.empty(log_rho.shape, dtype=torch.int64, device=log_rho.device),
-            log_rho.new_empty(log_rho.shape[:-2] + log_rho.shape[-1:]))
+SPEC = OpSpec(
+    "resample",
+    inputs=(Arg("log_rho", "[B, N]"), Arg("uniforms", "[B, N]", torch.float64, checked=False)),  # or [1, N]
+    outputs=(Output("indices", "[B, N]", torch.int64), Output("ess", "[N]")),
+    scalars=(("method", "int"),),
+    reference_status=reference_status,
+)
+resample_op = SPEC.op
 
 
 def resample(log_rho: Tensor, *, method: str = "multinomial", generator: Optional[torch.Generator] = None,
@@ -47,7 +55,7 @@ def resample(log_rho: Tensor, *, method: str = "multinomial", generator: Optiona
     Returns Resampled(indices int64 [B, N], ess [N]) ([S, B, N], [S, N]); agent i's resampled batch is rows
     indices[:, i] (of problem s: rows indices[s, :, i] of its own B).
     """
-    check = v.TensorChecker("log_rho", log_rho, 2, "[B, N]")
+    check = SPEC.check(dict(log_rho=log_rho))
     mode = v.check_mode("method", method, RESAMPLE_METHODS)
     log_rho = log_rho.detach()
     batch, agents = check.inner
@@ -59,21 +67,5 @@ def resample(log_rho: Tensor, *, method: str = "multinomial", generator: Optiona
             raise ValueError("resample takes generator or uniforms, not both (given uniforms replace the draw)")
         check.exact("uniforms", uniforms, torch.float64, draws, dims)
         uniforms = uniforms.detach()
-    if _backend.has_kernels(log_rho.device):
-        return Resampled(*resample_op(log_rho, uniforms, mode))
-    _backend.warn_fallback(log_rho.device.type)
-    v.raise_for_status(reference_status(log_rho, uniforms), _NAMES, dict(log_rho=log_rho, uniforms=uniforms))
-    return reference.resample(log_rho, uniforms, method)
-
-
-def reference_status(log_rho: Tensor, uniforms: Tensor) -> int:
-    """The kernels' status computed with torch ops (for the reference fallback)."""
-    flat = torch.arange(log_rho.numel(), device=log_rho.device).view_as(log_rho)
-    invalid = torch.isnan(log_rho) | (log_rho == float("inf"))
-    codes = torch.where(invalid, v.LOG_RHO_INVALID, 0)
-    no_weight = torch.where((log_rho == float("-inf")).all(-2), v.NO_POSITIVE_WEIGHT, 0)
-    column_index = log_rho.numel() + torch.arange(no_weight.numel(), device=log_rho.device).view_as(no_weight)
-    bad_uniforms = torch.where(~((uniforms >= 0) & (uniforms < 1)), v.UNIFORM_INVALID, 0)
-    draw_index = flat[..., :uniforms.shape[-2], :]  # systematic: the draw of (s, i) is at b = 0
-    return min(v.first_status(codes, flat), v.first_status(no_weight, column_index),
-               v.first_status(bad_uniforms, draw_index))
+    return Resampled(*SPEC.run(dict(log_rho=log_rho, uniforms=uniforms), (mode,),
+                               lambda: reference.resample(log_rho, uniforms, method)))

@@ -14,43 +14,28 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from . import _backend, reference
+from . import reference
 from . import _validation as v
 from .reference import RATIO_MODES, PolicyLoss
 from .teammate_log_ratios import check_predecessor_inputs
-from .teammate_log_ratios import reference_status as _ratio_status
-
-_NAMES = v.RowNames()
-
-
-@torch.library.custom_op("inspo_ext::sequential_policy_loss", mutates_args=())
-def sequential_policy_loss_op(
-    logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, q_local: Tensor, order: Tensor,
-    updated_log_probs: Optional[Tensor], predecessors: int, ratio: int, alpha: float, beta: float, eta: float,
-    log_rho_max: float, log_w_max: float, compute_grad: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """-> loss, mean_weight, ess, entropy, kl, norm [N] ([S, N]) and the unnormalized logit gradient G [B, N, A]
-    ([S, B, N, A]; [0] when not compute_grad)."""
-    per_agent = logits.shape[:-3] + logits.shape[-2:-1]
-    loss, mean_weight, ess, entropy, kl, norm = (logits.new_empty(per_agent) for _ in range(6))
-    grad = logits.new_empty(logits.shape if compute_grad else (0,))
-    _backend.launch(
-        "sequential_policy_loss",
-        dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, q_local=q_local, order=order,
-             updated_log_probs=updated_log_probs, loss=loss, mean_weight=mean_weight, ess=ess, entropy=entropy,
-             kl=kl, norm=norm, grad=grad if compute_grad else None),
-        dict(predecessors=predecessors, ratio=ratio, alpha=alpha, beta=beta, eta=eta, log_rho_max=log_rho_max,
-             log_w_max=log_w_max),
-        _NAMES, _backend.problem_shape(logits, 3))
-    return loss, mean_weight, ess, entropy, kl, norm, grad
+from .teammate_log_ratios import reference_status as ratio_status
+from ._spec import Arg, OpSpec, Output
 
 
-@sequential_policy_loss_op.register_fake
-def _(logits, log_mu, avail, actions, q_local, order, updated_log_probs, predecessors, ratio, alpha, beta, eta,
-      log_rho_max, log_w_max, compute_grad):
-    per_agent = logits.shape[:-3] + logits.shape[-2:-1]
-    outputs = tuple(logits.new_empty(per_agent) for _ in range(6))
-    return (*outputs, logits.new_empty(logits.shape if compute_grad else (0,)))
+SPEC = OpSpec(
+    "sequential_policy_loss",
+    inputs=(Arg("logits", "[B, N, A]"), Arg("log_mu", "[B, N, A]"), Arg("avail", "[B, N, A]", torch.bool),
+            Arg("actions", "[B, N]", torch.int64), Arg("q_local", "[B, N, A]"), Arg("order", "[N]", torch.int64),
+            Arg("updated_log_probs", "[B, N]", optional=True)),
+    # loss, mean_weight, ess, entropy, kl, norm [(S,) N] and the unnormalized logit gradient G [(S,) B, N, A]
+    # ([0] when not compute_grad)
+    outputs=(Output("loss", "[N]"), Output("mean_weight", "[N]"), Output("ess", "[N]"), Output("entropy", "[N]"),
+             Output("kl", "[N]"), Output("norm", "[N]"), Output("grad", "[B, N, A]", when="compute_grad")),
+    scalars=(("predecessors", "int"), ("ratio", "int"), ("alpha", "float"), ("beta", "float"), ("eta", "float"),
+             ("log_rho_max", "float"), ("log_w_max", "float"), ("compute_grad", "bool")),
+    reference_status=ratio_status,
+)
+sequential_policy_loss_op = SPEC.op
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -77,7 +62,7 @@ def _backward(ctx, grad_loss, *_unused):
     return (grad_logits,) + (None,) * 14
 
 
-sequential_policy_loss_op.register_autograd(_backward, setup_context=_setup_context)
+SPEC.op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def sequential_policy_loss(
@@ -100,17 +85,12 @@ def sequential_policy_loss(
     Returns PolicyLoss(loss, mean_weight, ess, entropy, kl), each [N] ([S, N]); only loss has a gradient, and
     only w.r.t. logits (computed in the same fused pass when logits require grad).
     """
-    check = v.TensorChecker("logits", logits, 3, "[B, N, A]")
-    shape = check.inner
-    check.float("log_mu", log_mu, shape, "[B, N, A]")
-    check.exact("avail", avail, torch.bool, shape, "[B, N, A]")
-    check.exact("actions", actions, torch.int64, shape[:2], "[B, N]")
-    check.float("q_local", q_local, shape, "[B, N, A]")
-    check.order(order, shape[1])
+    SPEC.check(dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, q_local=q_local, order=order,
+                    updated_log_probs=updated_log_probs))
     ratio_mode = v.check_mode("ratio", ratio, RATIO_MODES)
     # ratio="none": no teammate ratio, updated_log_probs is not read (still checked when passed)
     predecessor_mode, _, updated_log_probs = check_predecessor_inputs(
-        check, predecessors, q_local, updated_log_probs, shape, needs_q=True, reads_updated=ratio != "none")
+        predecessors, q_local, updated_log_probs, needs_q=True, reads_updated=ratio != "none")
     alpha, beta = v.check_temperatures(alpha, beta)
     eta = v.check_unit_interval("eta", eta)
     log_rho_max = v.check_clip("log_rho_max", log_rho_max)
@@ -118,20 +98,14 @@ def sequential_policy_loss(
     log_mu, avail, actions, q_local, order = (t.detach() for t in (log_mu, avail, actions, q_local, order))
     if updated_log_probs is not None:
         updated_log_probs = updated_log_probs.detach()
-
-    if _backend.has_kernels(logits.device):
-        compute_grad = logits.requires_grad and torch.is_grad_enabled()
-        loss, mean_weight, ess, entropy, kl, _, _ = sequential_policy_loss_op(
-            logits, log_mu, avail, actions, q_local, order, updated_log_probs, predecessor_mode, ratio_mode,
-            alpha, beta, eta, log_rho_max, log_w_max, compute_grad)
-        return PolicyLoss(loss, mean_weight, ess, entropy, kl)
-    _backend.warn_fallback(logits.device.type)
-    detached = logits.detach()
-    status = _ratio_status(detached, log_mu, avail, actions, order, q_local, updated_log_probs)
-    v.raise_for_status(status, _NAMES, dict(logits=detached, log_mu=log_mu, avail=avail, actions=actions,
-                                            order=order, q_local=q_local, updated_log_probs=updated_log_probs))
-    return reference.sequential_policy_loss(logits, log_mu, avail, actions, q_local, order, predecessors,
-                                            updated_log_probs, alpha, beta, eta, log_rho_max, log_w_max, ratio)
+    tensors = dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, q_local=q_local, order=order,
+                   updated_log_probs=updated_log_probs)
+    compute_grad = logits.requires_grad and torch.is_grad_enabled()
+    scalars = (predecessor_mode, ratio_mode, alpha, beta, eta, log_rho_max, log_w_max, compute_grad)
+    out = SPEC.run(tensors, scalars, lambda: reference.sequential_policy_loss(
+        logits, log_mu, avail, actions, q_local, order, predecessors, updated_log_probs, alpha, beta, eta,
+        log_rho_max, log_w_max, ratio))
+    return out if isinstance(out, PolicyLoss) else PolicyLoss(*out[:5])
 
 
 class InSPOPolicyLoss(nn.Module):

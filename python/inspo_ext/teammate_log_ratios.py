@@ -10,49 +10,48 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _backend, reference
+from . import reference
 from . import _validation as v
+from ._spec import Arg, OpSpec, Output
+from ._validation import StatusCode as Code
 from .reference import PREDECESSOR_MODES
 
-_NAMES = v.RowNames()
+
+def reference_status(logits, log_mu, avail, actions, order, q_local, updated_log_probs) -> int:
+    """The kernels' status computed with torch ops (for the reference fallback). q_local /
+    updated_log_probs: the ones the call reads (None otherwise)."""
+    checked = [(Code.LOGITS_NON_FINITE, logits), (Code.LOG_MU_NON_FINITE, log_mu)]
+    if q_local is not None:
+        checked.append((Code.Q_NON_FINITE, q_local))
+    codes = v.row_codes(avail, actions, checked)
+    if updated_log_probs is not None:
+        invalid = ~torch.isfinite(updated_log_probs) | (updated_log_probs > 0)
+        codes = torch.where((codes == 0) & invalid, Code.UPDATED_LOG_PROB_INVALID, codes)
+    return min(v.order_status(order), v.rows_status(codes))
 
 
-@torch.library.custom_op("inspo_ext::teammate_log_ratios", mutates_args=())
-def teammate_log_ratios_op(
-    logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, order: Tensor, q_local: Optional[Tensor],
-    updated_log_probs: Optional[Tensor], predecessors: int, alpha: float, beta: float, eta: float,
-    log_rho_max: float,
-) -> Tensor:
-    log_rho = logits.new_empty(logits.shape[:-1])
-    _backend.launch(
-        "teammate_log_ratios",
-        dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, order=order, q_local=q_local,
-             updated_log_probs=updated_log_probs, log_rho=log_rho),
-        dict(predecessors=predecessors, alpha=alpha, beta=beta, eta=eta, log_rho_max=log_rho_max), _NAMES,
-        _backend.problem_shape(logits, 3))
-    return log_rho
+SPEC = OpSpec(
+    "teammate_log_ratios",
+    inputs=(Arg("logits", "[B, N, A]"), Arg("log_mu", "[B, N, A]"), Arg("avail", "[B, N, A]", torch.bool),
+            Arg("actions", "[B, N]", torch.int64), Arg("order", "[N]", torch.int64),
+            Arg("q_local", "[B, N, A]", optional=True), Arg("updated_log_probs", "[B, N]", optional=True)),
+    outputs=(Output("log_rho", "[B, N]"),),
+    scalars=(("predecessors", "int"), ("alpha", "float"), ("beta", "float"), ("eta", "float"),
+             ("log_rho_max", "float")),
+    reference_status=reference_status,
+)
+teammate_log_ratios_op = SPEC.op
 
 
-@teammate_log_ratios_op.register_fake
-def _(logits, log_mu, avail, actions, order, q_local, updated_log_probs, predecessors, alpha, beta, eta,
-      log_rho_max):
-    return logits.new_empty(logits.shape[:-1])
-
-
-def check_predecessor_inputs(check: v.TensorChecker, predecessors: str, q_local: Optional[Tensor],
-                             updated_log_probs: Optional[Tensor], shape: tuple[int, int, int],
+def check_predecessor_inputs(predecessors: str, q_local: Optional[Tensor], updated_log_probs: Optional[Tensor],
                              needs_q: bool, reads_updated: bool = True) -> tuple[int, Optional[Tensor], Optional[Tensor]]:
     """Mode index, and the q_local / updated_log_probs the call reads (None for one it ignores).
 
-    A tensor that is passed is checked (type, dtype, shape, device, layout) whether the mode reads it or
-    not, so a wrong argument never passes silently; its values are checked only where they are read.
-    `reads_updated`: False where no ratio is computed (sequential_policy_loss with ratio="none")."""
+    A tensor that is passed has been checked (the op's SPEC.check: type, dtype, shape, device, layout)
+    whether the mode reads it or not, so a wrong argument never passes silently; its values are checked
+    only where they are read. `reads_updated`: False where no ratio is computed (sequential_policy_loss
+    with ratio="none")."""
     mode = v.check_mode("predecessors", predecessors, PREDECESSOR_MODES)
-    batch, agents, n_actions = shape
-    if q_local is not None:
-        check.float("q_local", q_local, shape, "[B, N, A]")
-    if updated_log_probs is not None:
-        check.float("updated_log_probs", updated_log_probs, (batch, agents), "[B, N]")
     if (needs_q or predecessors == "target") and q_local is None:
         raise ValueError("q_local is required (predecessors='target' steps toward the closed-form target)")
     if not (needs_q or predecessors == "target"):
@@ -82,40 +81,17 @@ def teammate_log_ratios(
     A tensor the mode does not read (q_local with "policy", updated_log_probs with "target") is still
     checked when passed. Returns [B, N]; no gradient.
     """
-    check = v.TensorChecker("logits", logits, 3, "[B, N, A]")
-    shape = check.inner
-    check.float("log_mu", log_mu, shape, "[B, N, A]")
-    check.exact("avail", avail, torch.bool, shape, "[B, N, A]")
-    check.exact("actions", actions, torch.int64, shape[:2], "[B, N]")
-    check.order(order, shape[1])
-    mode, q_local, updated_log_probs = check_predecessor_inputs(check, predecessors, q_local, updated_log_probs,
-                                                                shape, needs_q=False)
+    SPEC.check(dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, order=order, q_local=q_local,
+                    updated_log_probs=updated_log_probs))
+    mode, q_local, updated_log_probs = check_predecessor_inputs(predecessors, q_local, updated_log_probs,
+                                                                needs_q=False)
     alpha, beta = v.check_temperatures(alpha, beta)
     eta = v.check_unit_interval("eta", eta)
     log_rho_max = v.check_clip("log_rho_max", log_rho_max)
-    detach = lambda t: None if t is None else t.detach()  # noqa: E731
-    logits, log_mu, avail, actions, order, q_local, updated_log_probs = map(
-        detach, (logits, log_mu, avail, actions, order, q_local, updated_log_probs))
-    if _backend.has_kernels(logits.device):
-        return teammate_log_ratios_op(logits, log_mu, avail, actions, order, q_local, updated_log_probs, mode,
-                                      alpha, beta, eta, log_rho_max)
-    _backend.warn_fallback(logits.device.type)
-    v.raise_for_status(
-        reference_status(logits, log_mu, avail, actions, order, q_local, updated_log_probs),
-        _NAMES, dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, order=order, q_local=q_local,
-                     updated_log_probs=updated_log_probs))
-    return reference.teammate_log_ratios(logits, log_mu, avail, actions, order, predecessors, q_local,
-                                         updated_log_probs, alpha, beta, eta, log_rho_max)
-
-
-def reference_status(logits, log_mu, avail, actions, order, q_local, updated_log_probs) -> int:
-    """The kernels' status computed with torch ops (for the reference fallback). q_local /
-    updated_log_probs: the ones the call reads (None otherwise)."""
-    checked = [(v.LOGITS_NON_FINITE, logits), (v.LOG_MU_NON_FINITE, log_mu)]
-    if q_local is not None:
-        checked.append((v.Q_NON_FINITE, q_local))
-    codes = v.row_codes(avail, actions, checked)
-    if updated_log_probs is not None:
-        invalid = ~torch.isfinite(updated_log_probs) | (updated_log_probs > 0)
-        codes = torch.where((codes == 0) & invalid, v.UPDATED_LOG_PROB_INVALID, codes)
-    return min(v.order_status(order), v.rows_status(codes))
+    tensors = {name: None if t is None else t.detach() for name, t in dict(
+        logits=logits, log_mu=log_mu, avail=avail, actions=actions, order=order, q_local=q_local,
+        updated_log_probs=updated_log_probs).items()}
+    t = tensors
+    return SPEC.run(tensors, (mode, alpha, beta, eta, log_rho_max), lambda: reference.teammate_log_ratios(
+        t["logits"], t["log_mu"], t["avail"], t["actions"], t["order"], predecessors, t["q_local"],
+        t["updated_log_probs"], alpha, beta, eta, log_rho_max))

@@ -16,6 +16,7 @@ keeps state between the passes, as ours does, moves more than this minimum).
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor
 
 import inspo_ext
+from inspo_ext import _spec as op_specs
 from inspo_ext import reference
 
 IMPLEMENTATIONS = ("ours", "eager", "compiled")
@@ -56,47 +58,41 @@ HYPER = dict(alpha=0.1, beta=0.1, eta=0.3, gamma=0.99, log_rho_max=math.log(100.
 class ReferenceOps:
     """The public `inspo_ext` API backed by `inspo_ext.reference`, eager or `torch.compile`d.
 
+    `ops.NAME(...)` binds its arguments as `inspo_ext.NAME` does (its defaults included) and calls
+    `reference.NAME` with them by name (the two share their parameter names); resample's uniforms are
+    drawn here, outside the compiled region, as `inspo_ext` draws them.
     `dynamic=True` compiles each op once for all shapes of the sweep (one compile instead of one
     per shape); `dynamic=False` specializes on every shape (longer compiles, the compiler's best case).
-    Uniform draws of `resample` happen outside the compiled region, as `inspo_ext` does them.
     """
 
     def __init__(self, compiled: bool = False, dynamic: bool = True):
-        def wrap(fn: Callable) -> Callable:
-            return torch.compile(fn, dynamic=dynamic) if compiled else fn
+        self._compiled, self._dynamic = compiled, dynamic
 
-        self._soft_bellman_target = wrap(reference.soft_bellman_target)
-        self._in_sample_weights = wrap(reference.in_sample_weights)
-        self._teammate_log_ratios = wrap(reference.teammate_log_ratios)
-        self._resample = wrap(reference.resample)
-        self._sequential_policy_loss = wrap(reference.sequential_policy_loss)
+    def __getattr__(self, name: str) -> Callable:
+        if name not in OP_NAMES:
+            raise AttributeError(name)
+        fn = getattr(reference, name)
+        fn = torch.compile(fn, dynamic=self._dynamic) if self._compiled else fn
+        signature = inspect.signature(getattr(inspo_ext, name))
 
-    def soft_bellman_target(self, reward, done, q_next, next_logits, next_log_mu, next_avail, next_actions, *,
-                            gamma, alpha, beta, log_rho_max):
-        return self._soft_bellman_target(reward, done, q_next, next_logits, next_log_mu, next_avail, next_actions,
-                                         gamma, alpha, beta, log_rho_max)
+        def call(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            if name == "resample":
+                generator, log_rho = arguments.pop("generator"), arguments["log_rho"]
+                if arguments["uniforms"] is None:
+                    shape = log_rho.shape if arguments["method"] == "multinomial" else \
+                        log_rho.shape[:-2] + (1, log_rho.shape[-1])
+                    arguments["uniforms"] = torch.rand(shape, generator=generator, device=log_rho.device,
+                                                       dtype=torch.float64)
+            return fn(**arguments)
 
-    def in_sample_weights(self, q_local, log_mu, avail, actions, *, alpha, beta, log_w_max):
-        return self._in_sample_weights(q_local, log_mu, avail, actions, alpha, beta, log_w_max)
-
-    def teammate_log_ratios(self, logits, log_mu, avail, actions, order, *, predecessors="target", q_local=None,
-                            updated_log_probs=None, alpha, beta, eta, log_rho_max):
-        return self._teammate_log_ratios(logits, log_mu, avail, actions, order, predecessors, q_local,
-                                         updated_log_probs, alpha, beta, eta, log_rho_max)
-
-    def resample(self, log_rho, *, method="multinomial", generator=None, uniforms=None):
-        if uniforms is None:
-            shape = log_rho.shape if method == "multinomial" else log_rho.shape[:-2] + (1, log_rho.shape[-1])
-            uniforms = torch.rand(shape, generator=generator, device=log_rho.device, dtype=torch.float64)
-        return self._resample(log_rho, uniforms, method)
-
-    def sequential_policy_loss(self, logits, log_mu, avail, actions, q_local, order, *, predecessors="target",
-                               updated_log_probs=None, alpha, beta, eta, log_rho_max, log_w_max, ratio):
-        return self._sequential_policy_loss(logits, log_mu, avail, actions, q_local, order, predecessors,
-                                            updated_log_probs, alpha, beta, eta, log_rho_max, log_w_max, ratio)
+        setattr(self, name, call)  # bound once per op (one compile per op)
+        return call
 
 
-OP_NAMES = ("soft_bellman_target", "in_sample_weights", "teammate_log_ratios", "resample", "sequential_policy_loss")
+OP_NAMES = tuple(op_specs.OPS)  # every op of inspo_ext (one OpSpec each)
 
 
 def _exports_ops() -> bool:
