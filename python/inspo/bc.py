@@ -12,11 +12,14 @@ from torch import Tensor
 
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
-from inspo.loop import Dims, Learner, stack_batches, train_seeds
+from inspo.loop import Dims, Learner, minibatch, stack_batches, train_seeds
 from inspo.nets import AgentMLP, StackedAdam, make_policy_net, masked_log_softmax, network_families, policy_fn
 
 __all__ = ["fit_behaviour", "behaviour_nll", "BCLearner", "train_bc", "make_policy_net", "policy_fn",
            "masked_log_softmax"]
+
+
+BC_FIELDS = ("obs", "actions", "avail")  # what `bc_step` reads of a minibatch
 
 
 def bc_batch_size(config: TrainConfig, stores: Sequence[Any]) -> int:
@@ -62,7 +65,7 @@ def fit_behaviour(mu: AgentMLP, stores: Sequence[Any], config: TrainConfig,
     for step in range(config.bc_steps):
         rows = [torch.randint(len(store), (batch_size,), generator=generator, device=store.reward.device)
                 for store, generator in zip(stores, generators)]
-        bc_step(mu, optimizer, stack_batches([store.index(r) for store, r in zip(stores, rows)]),
+        bc_step(mu, optimizer, stack_batches([minibatch(store, r, BC_FIELDS) for store, r in zip(stores, rows)]),
                 bc_lr(config, step), config.grad_clip)
     cache_behaviour(mu, stores)
     return torch.tensor([behaviour_nll(store) for store in stores], dtype=torch.float64)
@@ -73,6 +76,7 @@ class BCLearner(Learner):
 
     algo = "bc"
     postfix_keys = ("nll",)
+    batch_fields = BC_FIELDS
 
     def __init__(self, config: TrainConfig, n_seeds: int, dims: Dims):
         super().__init__(config, n_seeds, dims)

@@ -49,6 +49,7 @@ class Learner(nn.Module):
 
     algo: ClassVar[str]
     postfix_keys: ClassVar[tuple[str, ...]] = ()
+    batch_fields: ClassVar[Optional[tuple[str, ...]]] = None  # the TransitionBatch fields `iteration` reads (None: all)
     actor: AgentMLP  # the policy that is evaluated and checkpointed as "actor"
 
     def __init__(self, config: TrainConfig, n_seeds: int, dims: Dims):
@@ -126,8 +127,22 @@ def get_learner(algo: str) -> type[Learner]:
 
 
 def stack_batches(batches: Sequence[TransitionBatch]) -> TransitionBatch:
-    return TransitionBatch(**{f.name: None if getattr(batches[0], f.name) is None else
-                              torch.stack([getattr(b, f.name) for b in batches]) for f in fields(TransitionBatch)})
+    """The seeds' minibatches as one [S, ...] batch (of one seed: views, no copy)."""
+    def stacked(values: list[Optional[Tensor]]) -> Optional[Tensor]:
+        if values[0] is None:
+            return None
+        return values[0].unsqueeze(0) if len(values) == 1 else torch.stack(values)
+
+    return TransitionBatch(**{f.name: stacked([getattr(b, f.name) for b in batches]) for f in fields(TransitionBatch)})
+
+
+def minibatch(store: Any, rows: Tensor, names: Optional[tuple[str, ...]] = None) -> TransitionBatch:
+    """Transitions `rows` of a store: every field, or only the fields `names` (the others None)."""
+    if names is None:
+        return store.index(rows)
+    here = rows.to(store.reward.device)
+    return TransitionBatch(**{f.name: getattr(store, f.name)[here] if f.name in names else None
+                              for f in fields(TransitionBatch)})
 
 
 def check_seed_batch(configs: Sequence[TrainConfig]) -> None:
@@ -223,7 +238,8 @@ def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]
     for step in range(first_step, steps):
         rows = [torch.randint(len(store), (batch_size,), generator=generator, device=generator.device)
                 for store, generator in zip(stores, generators)]
-        batch = stack_batches([store.index(seed_rows) for store, seed_rows in zip(stores, rows)])
+        batch = stack_batches([minibatch(store, seed_rows, learner.batch_fields)
+                               for store, seed_rows in zip(stores, rows)])
         metrics = learner.update(batch, learner.draw(generators, step), step)
         done = step + 1
         if done % log_every == 0 or done == steps:

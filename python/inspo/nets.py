@@ -15,6 +15,7 @@ torch.compile traces as one graph.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -43,9 +44,12 @@ class StackedMLP(nn.Module):
     def forward(self, x: Tensor, seeds: slice = slice(None)) -> Tensor:
         n_seeds, n_nets, rows, _ = x.shape
         h = x.reshape(n_seeds * n_nets, rows, -1)
+        every_seed = seeds == slice(None)  # no slicing then: its backward would zero-fill and copy every weight
         for layer, (weight, bias) in enumerate(self.layers):
-            weight, bias = weight[seeds], bias[seeds]
-            h = torch.baddbmm(bias.reshape(n_seeds * n_nets, 1, -1), h, weight.reshape(n_seeds * n_nets, *weight.shape[2:]))
+            if not every_seed:
+                weight, bias = weight[seeds], bias[seeds]
+            h = torch.baddbmm(bias.reshape(n_seeds * n_nets, 1, -1), h,
+                              weight.reshape(n_seeds * n_nets, *weight.shape[2:]))
             if layer < len(self.layers) - 1:
                 h = torch.relu(h)
         return h.reshape(n_seeds, n_nets, rows, -1)
@@ -173,6 +177,18 @@ def clip_grad_norm_per_network(grads: Sequence[Sequence[Tensor]], max_norm: floa
     return clipped
 
 
+@dataclass(frozen=True)
+class NetworkSlices:
+    """One optimizer family's tensors cut per (seed, network) j: params[j] (its K parameter views), the
+    moments alike, steps[j] its step count (0-d); `key` the data pointers they are views of."""
+
+    key: tuple[int, ...]
+    params: list[list[Tensor]]
+    exp_avgs: list[list[Tensor]]
+    exp_avg_sqs: list[list[Tensor]]
+    steps: tuple[Tensor, ...]
+
+
 class StackedAdam(nn.Module):
     """Adam (torch.optim.Adam's update, no weight decay) with one step count per (seed, network).
 
@@ -180,6 +196,10 @@ class StackedAdam(nn.Module):
     takes the gradient of `loss`, clips every (seed, network) slice on its own, and steps; with
     masks[f] [S, G] only the selected slices of family f move: the rest keep their values and
     moments, as torch's Adam leaves a parameter whose gradient is None.
+
+    One update, two implementations: under torch.compile, `step` on `clip_grad_norm_per_network`
+    (plain tensor ops, which the graph fuses; the reference); eagerly `fused_step`, a few kernel
+    calls instead of ~15 ops per parameter tensor.
     """
 
     def __init__(self, families: Sequence[list[nn.Parameter]], lr: float, betas: tuple[float, float] = (0.9, 0.999),
@@ -194,20 +214,78 @@ class StackedAdam(nn.Module):
             for k, p in enumerate(params):
                 self.register_buffer(f"exp_avg{f}_{k}", torch.zeros_like(p, memory_format=torch.contiguous_format))
                 self.register_buffer(f"exp_avg_sq{f}_{k}", torch.zeros_like(p, memory_format=torch.contiguous_format))
+        self._state_names = [[*(f"exp_avg{f}_{k}" for k in range(len(params))),
+                              *(f"exp_avg_sq{f}_{k}" for k in range(len(params))), f"steps{f}"]
+                             for f, params in enumerate(self.families)]
+        self._slices: dict[int, NetworkSlices] = {}
 
     def minimize(self, loss: Tensor, max_norm: float, masks: Optional[Sequence[Tensor]] = None,
-                 lr: Optional[float] = None) -> None:
+                 lr: Optional[float | Tensor] = None) -> None:
         """One clipped Adam step on the gradient of `loss` (zero for a parameter `loss` does not reach)."""
         flat = torch.autograd.grad(loss, self.params, materialize_grads=True)
         grads, start = [], 0
         for family in self.families:
             grads.append(list(flat[start:start + len(family)]))
             start += len(family)
-        self.step(clip_grad_norm_per_network(grads, max_norm), lr, masks)
+        if torch.compiler.is_compiling():
+            self.step(clip_grad_norm_per_network(grads, max_norm), lr, masks)
+        else:
+            self.fused_step(grads, max_norm, lr, masks)
 
     @torch.no_grad()
-    def step(self, grads: Sequence[Sequence[Tensor]], lr: Optional[float] = None,
+    def fused_step(self, grads: Sequence[Sequence[Tensor]], max_norm: float, lr: Optional[float | Tensor] = None,
+                   masks: Optional[Sequence[Tensor]] = None) -> None:
+        """`step(clip_grad_norm_per_network(grads, max_norm), lr, masks)` with every selected (seed, network)
+        slice as a tensor of its own: per family one foreach norm and one foreach scale (the clipping),
+        then one call of torch's fused Adam kernel (torch.optim.Adam(fused=True)'s) for all of them, each
+        slice with its own step count (a view of `steps{f}`). A mask is read on the host."""
+        params, clipped, exp_avgs, exp_avg_sqs, slice_steps = [], [], [], [], []
+        for f, family in enumerate(self.families):
+            steps = getattr(self, f"steps{f}")
+            mask = None if masks is None else masks[f]
+            steps.add_(1 if mask is None else mask.to(steps.dtype))
+            nets = range(steps.numel()) if mask is None else mask.flatten().nonzero()[:, 0].tolist()
+            if not nets:
+                continue
+            state = self.network_slices(f)
+            grad_per_net = [grad.reshape(-1, *grad.shape[2:]).unbind(0) for grad in grads[f]]
+            family_grads = []
+            for net in nets:  # network-major: the family's K tensors of each selected network in turn
+                params.extend(state.params[net])
+                exp_avgs.extend(state.exp_avgs[net])
+                exp_avg_sqs.extend(state.exp_avg_sqs[net])
+                slice_steps.extend([state.steps[net]] * len(family))
+                family_grads.extend(per_net[net] for per_net in grad_per_net)
+            norms = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(family_grads)).view(len(nets), -1), dim=1)
+            scales = (max_norm / (norms + 1e-6)).clamp(max=1.0).unbind(0)
+            clipped.extend(torch._foreach_mul(family_grads, [scale for scale in scales for _ in family]))
+        if params:
+            torch._fused_adam_(params, clipped, exp_avgs, exp_avg_sqs, [], slice_steps,
+                               lr=self.lr if lr is None else float(lr), beta1=self.betas[0], beta2=self.betas[1],
+                               weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+
+    def network_slices(self, family: int) -> "NetworkSlices":
+        """Views of family `family`'s parameters, moments and step counts, per (seed, network): made once
+        (making them costs more than the update) and again when a tensor was replaced (`.to`, `.double`)."""
+        tensors = [*self.families[family], *(self._buffers[name] for name in self._state_names[family])]
+        key = tuple(t.data_ptr() for t in tensors)
+        cached = self._slices.get(family)
+        if cached is None or cached.key != key:
+            n_params = len(self.families[family])
+
+            def per_net(group: Sequence[Tensor]) -> list[list[Tensor]]:
+                # view, never reshape: a copy would take the update away from the stacked tensor
+                return [list(views) for views in zip(*(t.view(-1, *t.shape[2:]).unbind(0) for t in group))]
+
+            cached = NetworkSlices(key, per_net(tensors[:n_params]), per_net(tensors[n_params:2 * n_params]),
+                                   per_net(tensors[2 * n_params:3 * n_params]), tensors[-1].view(-1).unbind(0))
+            self._slices[family] = cached
+        return cached
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Sequence[Tensor]], lr: Optional[float | Tensor] = None,
              masks: Optional[Sequence[Tensor]] = None) -> None:
+        """The update on already clipped gradients, as tensor ops over the stacked parameters."""
         lr = self.lr if lr is None else lr
         beta1, beta2 = self.betas
         for f, params in enumerate(self.families):
