@@ -7,30 +7,18 @@ import torch
 from inspo.baselines.cfcql import KL_SMOOTHING, CfcqlLearner, cfcql_losses, train
 from inspo.config import make_config
 from inspo.data import TransitionBatch
-from inspo.loop import Dims, stack_batches, train_seeds
+from inspo.loop import Dims, train_seeds
 from inspo.nets import AgentMLP, masked_log_softmax
 from inspo.run import prepare_run
 from train_testing import assert_same_run, final_state, float64, rows, tiny  # noqa: F401 (fixture)
+import train_testing
+
 
 N, O, S, A, B = 3, 4, 5, 4, 12
 
 
 def random_batch(generator: torch.Generator) -> TransitionBatch:
-    def normal(*shape):
-        return torch.randn(*shape, generator=generator, dtype=torch.float64)
-
-    avail = torch.rand(B, N, A, generator=generator) < 0.6
-    next_avail = torch.rand(B, N, A, generator=generator) < 0.6
-    actions = torch.randint(A, (B, N), generator=generator)
-    avail.scatter_(-1, actions.unsqueeze(-1), True)  # the dataset action is always available
-    next_actions = torch.randint(A, (B, N), generator=generator)
-    next_avail.scatter_(-1, next_actions.unsqueeze(-1), True)
-    avail[0, 1] = False  # a single-action agent
-    avail[0, 1, actions[0, 1]] = True
-    return stack_batches([TransitionBatch(  # one seed: [1, B, ...]
-        state=normal(B, S), obs=normal(B, N, O), actions=actions, reward=normal(B), next_state=normal(B, S),
-        next_obs=normal(B, N, O), next_actions=next_actions, done=(torch.rand(B, generator=generator) < 0.3).double(),
-        avail=avail, next_avail=next_avail)])
+    return train_testing.random_batch(generator, (N, O, S, A), B, p_avail=0.6, single_action_agent=True)
 
 
 def float64_nets(seed: int, share: bool):

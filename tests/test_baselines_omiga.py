@@ -9,25 +9,15 @@ from inspo.baselines.omiga import M_FLOOR, Z_CLAMP, OmigaLearner, omiga_losses, 
 from inspo.cli import main
 from inspo.config import make_config
 from inspo.data import TransitionBatch
-from inspo.loop import Dims, stack_batches
+from inspo.loop import Dims
+import train_testing
+
 
 N, O, S, A, B = 3, 4, 5, 4, 32
 
 
 def random_batch(generator: torch.Generator) -> TransitionBatch:
-    def normal(*shape):
-        return torch.randn(*shape, generator=generator, dtype=torch.float64)
-
-    avail = torch.rand(B, N, A, generator=generator) < 0.7
-    next_avail = torch.rand(B, N, A, generator=generator) < 0.7
-    actions = torch.randint(A, (B, N), generator=generator)
-    avail.scatter_(-1, actions.unsqueeze(-1), True)  # the dataset action is always available
-    next_actions = torch.randint(A, (B, N), generator=generator)
-    next_avail.scatter_(-1, next_actions.unsqueeze(-1), True)
-    return stack_batches([TransitionBatch(  # one seed: [1, B, ...]
-        state=normal(B, S), obs=normal(B, N, O), actions=actions, reward=normal(B), next_state=normal(B, S),
-        next_obs=normal(B, N, O), next_actions=next_actions, done=(torch.rand(B, generator=generator) < 0.3).double(),
-        avail=avail, next_avail=next_avail)])
+    return train_testing.random_batch(generator, (N, O, S, A), B, p_avail=0.7)
 
 
 def float64_nets(seed: int, share: bool):

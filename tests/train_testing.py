@@ -52,3 +52,30 @@ def assert_same_run(ours, theirs, rtol=1e-9):
     assert state.keys() == other_state.keys()
     for key in state:
         torch.testing.assert_close(state[key], other_state[key], rtol=rtol, atol=rtol / 10, msg=key)
+
+
+def random_batch(generator: torch.Generator, dims, batch: int, p_avail: float, single_action_agent: bool = False):
+    """One seed's random float64 transitions ([1, B, ...]) for hand-checked losses: dims = (N, O, S, A); every
+    dataset action available, the other actions with probability p_avail; optionally agent 1 of row 0 with a
+    single available action."""
+    from inspo.data import TransitionBatch
+    from inspo.loop import stack_batches
+
+    n, o, s, a = dims
+
+    def normal(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    avail = torch.rand(batch, n, a, generator=generator) < p_avail
+    next_avail = torch.rand(batch, n, a, generator=generator) < p_avail
+    actions = torch.randint(a, (batch, n), generator=generator)
+    avail.scatter_(-1, actions.unsqueeze(-1), True)  # the dataset action is always available
+    next_actions = torch.randint(a, (batch, n), generator=generator)
+    next_avail.scatter_(-1, next_actions.unsqueeze(-1), True)
+    if single_action_agent:
+        avail[0, 1] = False
+        avail[0, 1, actions[0, 1]] = True
+    return stack_batches([TransitionBatch(
+        state=normal(batch, s), obs=normal(batch, n, o), actions=actions, reward=normal(batch),
+        next_state=normal(batch, s), next_obs=normal(batch, n, o), next_actions=next_actions,
+        done=(torch.rand(batch, generator=generator) < 0.3).double(), avail=avail, next_avail=next_avail)])
