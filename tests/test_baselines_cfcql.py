@@ -12,6 +12,7 @@ from inspo.nets import AgentMLP, masked_log_softmax
 from inspo.run import prepare_run
 from train_testing import assert_same_run, final_state, float64, rows, tiny  # noqa: F401 (fixture)
 import train_testing
+from train_testing import mlp_by_hand
 
 
 N, O, S, A, B = 3, 4, 5, 4, 12
@@ -32,22 +33,6 @@ def float64_nets(seed: int, share: bool):
             for p in module.parameters():
                 p.add_(0.3 * torch.randn_like(p))
     return nets
-
-
-def mlp_by_hand(module, x):
-    """AgentMLP's forward written out per agent: x [B, N, in] -> [B, N, out] (seed 0's networks)."""
-    outputs = []
-    for agent in range(N):
-        net = 0 if module.share_parameters else agent
-        h = x[:, agent]
-        if module.share_parameters:
-            h = torch.cat([h, torch.eye(N, dtype=h.dtype)[agent].expand(len(h), -1)], dim=-1)
-        for layer, (weights, biases) in enumerate(module.mlp.layers):
-            h = h @ weights[0, net] + biases[0, net]
-            if layer < len(module.mlp.layers) - 1:
-                h = h.clamp(min=0)
-        outputs.append(h)
-    return torch.stack(outputs, dim=1)
 
 
 def q_tot_by_hand(mixer, q, state):

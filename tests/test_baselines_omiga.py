@@ -11,6 +11,7 @@ from inspo.config import make_config
 from inspo.data import TransitionBatch
 from inspo.loop import Dims
 import train_testing
+from train_testing import mlp_by_hand
 
 
 N, O, S, A, B = 3, 4, 5, 4, 32
@@ -31,22 +32,6 @@ def float64_nets(seed: int, share: bool):
             for p in module.parameters():
                 p.add_(0.3 * torch.randn_like(p))
     return nets
-
-
-def mlp_by_hand(module, x: torch.Tensor) -> torch.Tensor:
-    """AgentMLP's forward written out per agent: x [B, N, in] -> [B, N, out] (seed 0's networks)."""
-    outputs = []
-    for agent in range(N):
-        net = 0 if module.share_parameters else agent
-        h = x[:, agent]
-        if module.share_parameters:
-            h = torch.cat([h, torch.eye(N, dtype=h.dtype)[agent].expand(len(h), -1)], dim=-1)
-        for layer, (weights, biases) in enumerate(module.mlp.layers):
-            h = h @ weights[0, net] + biases[0, net]
-            if layer < len(module.mlp.layers) - 1:
-                h = h.clamp(min=0)
-        outputs.append(h)
-    return torch.stack(outputs, dim=1)
 
 
 def mixer_by_hand(mixer, state):

@@ -79,3 +79,20 @@ def random_batch(generator: torch.Generator, dims, batch: int, p_avail: float, s
         state=normal(batch, s), obs=normal(batch, n, o), actions=actions, reward=normal(batch),
         next_state=normal(batch, s), next_obs=normal(batch, n, o), next_actions=next_actions,
         done=(torch.rand(batch, generator=generator) < 0.3).double(), avail=avail, next_avail=next_avail)])
+
+
+def mlp_by_hand(module, x: torch.Tensor) -> torch.Tensor:
+    """AgentMLP's forward written out per agent: x [B, N, in] -> [B, N, out] (seed 0's networks)."""
+    outputs = []
+    n_agents = x.shape[1]
+    for agent in range(n_agents):
+        net = 0 if module.share_parameters else agent
+        h = x[:, agent]
+        if module.share_parameters:
+            h = torch.cat([h, torch.eye(n_agents, dtype=h.dtype)[agent].expand(len(h), -1)], dim=-1)
+        for layer, (weights, biases) in enumerate(module.mlp.layers):
+            h = h @ weights[0, net] + biases[0, net]
+            if layer < len(module.mlp.layers) - 1:
+                h = h.clamp(min=0)
+        outputs.append(h)
+    return torch.stack(outputs, dim=1)
