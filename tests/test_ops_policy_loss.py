@@ -186,6 +186,21 @@ def test_opcheck_policy_loss():
             torch.library.opcheck(torch.ops.inspo_ext.sequential_policy_loss.default, args)
 
 
+def assert_compiled_matches_eager(step, d):
+    """step(logits, log_mu, avail, actions, q_local, order) -> (total, diagnostic): eager and
+    torch.compile(fullgraph=True) agree on the total, the diagnostic and the logits' gradient."""
+    compiled = torch.compile(step, fullgraph=True)
+    inputs = [d[k] for k in ("log_mu", "avail", "actions", "q_local", "order")]
+    results = []
+    for fn in (step, compiled):
+        logits = d["logits"].clone().requires_grad_()
+        total, diagnostic = fn(logits, *inputs)
+        total.backward()
+        results.append((total.detach(), diagnostic, logits.grad))
+    for a, b in zip(*results):
+        close(a, b)
+
+
 def test_torch_compile_fullgraph_forward_and_backward():
     d = joint_batch(32, 3, 5, seed=32)
 
@@ -194,16 +209,7 @@ def test_torch_compile_fullgraph_forward_and_backward():
                                                **HYPER)
         return out.loss.sum() + 0.0 * out.ess.sum(), out.kl
 
-    compiled = torch.compile(step, fullgraph=True)
-    inputs = [d[k] for k in ("log_mu", "avail", "actions", "q_local", "order")]
-    grads = []
-    for fn in (step, compiled):
-        logits = d["logits"].clone().requires_grad_()
-        total, kl = fn(logits, *inputs)
-        total.backward()
-        grads.append((total.detach(), kl, logits.grad))
-    for a, b in zip(*grads):
-        close(a, b)
+    assert_compiled_matches_eager(step, d)
 
 
 def test_backward_twice_and_a_loss_used_twice():
@@ -338,16 +344,7 @@ def test_policy_loss_with_problems_opcheck_and_compile():
                                                **HYPER)
         return out.loss.sum(), out.ess
 
-    compiled = torch.compile(step, fullgraph=True)
-    inputs = [d[k] for k in ("log_mu", "avail", "actions", "q_local", "order")]
-    results = []
-    for fn in (step, compiled):
-        logits = d["logits"].clone().requires_grad_()
-        total, ess = fn(logits, *inputs)
-        total.backward()
-        results.append((total.detach(), ess, logits.grad))
-    for a, b in zip(*results):
-        close(a, b)
+    assert_compiled_matches_eager(step, d)
 
 
 def test_policy_loss_problem_errors_name_the_problem():
