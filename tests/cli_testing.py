@@ -10,3 +10,17 @@ def main_interrupted(argv):
         return main(argv)
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C came out of inspo.cli.main as a KeyboardInterrupt (a traceback)")
+
+
+def interrupt_at_step(monkeypatch, step):
+    """Ctrl-C right after a run logs its metrics row of `step` (RunFiles.log patched for the test)."""
+    from inspo.run import RunFiles
+
+    log = RunFiles.log
+
+    def interrupted_log(self, kind, row):
+        log(self, kind, row)
+        if row["step"] == step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunFiles, "log", interrupted_log)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_testing import main_interrupted
+from cli_testing import interrupt_at_step, main_interrupted
 from inspo.cli import main
 from inspo.data import DatasetError, TransitionStore, load_episode_buffer, save_episode_buffer
 from inspo.envs.matrix import XorGame
@@ -139,22 +139,13 @@ def test_a_missing_matplotlib_stops_reproduce_before_any_run(without, tmp_path, 
 
 
 def test_ctrl_c_is_one_line_saying_how_to_continue(monkeypatch, tmp_path, capsys):
-    from inspo.run import RunFiles
-
     out = tmp_path / "run"
-    log = RunFiles.log
-
-    def interrupted_log(self, kind, row):
-        log(self, kind, row)
-        if row["step"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunFiles, "log", interrupted_log)
+    interrupt_at_step(monkeypatch, 3)
     argv = ["train", "--env", "xor", "--steps", "6", "--set", "log_every=1", "--set", "checkpoint_every=2",
             "--out", str(out), *TINY]
     assert main_interrupted(argv) == 130
     assert capsys.readouterr().err == f"inspo train: interrupted; continue with: inspo train --out {out} --resume\n"
-    monkeypatch.setattr(RunFiles, "log", log)
+    monkeypatch.undo()
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from cli_testing import main_interrupted
+from cli_testing import interrupt_at_step, main_interrupted
 from inspo.cli import main
 from inspo.config import load_config_file, make_config
 from inspo.trainer import train
@@ -82,18 +82,9 @@ def test_the_resolved_config_is_in_the_run_folder_before_the_first_step(tmp_path
 
 
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_its_config(tmp_path, capsys, monkeypatch):
-    from inspo.run import RunFiles
-
     argv = ["--env", "xor", "--steps", "6", "--set", "log_every=1", "--set", "checkpoint_every=0", *TINY]
     assert main(["train", *argv, "--out", str(tmp_path / "whole")]) == 0
-    log = RunFiles.log
-
-    def interrupted_log(self, kind, row):
-        log(self, kind, row)
-        if row["step"] == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunFiles, "log", interrupted_log)
+    interrupt_at_step(monkeypatch, 4)
     assert main_interrupted(["train", *argv, "--out", str(tmp_path / "cut")]) == 130
     monkeypatch.undo()
     assert not (tmp_path / "cut" / "checkpoint.pt").exists()
@@ -105,18 +96,9 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_its_config(tmp_pa
 
 
 def test_resume_steps_extends_an_interrupted_run(tmp_path, monkeypatch):
-    from inspo.run import RunFiles
-
     common = ["--env", "xor", "--set", "log_every=1", "--set", "checkpoint_every=2", *TINY]
     assert main(["train", *common, "--steps", "10", "--out", str(tmp_path / "whole")]) == 0
-    log = RunFiles.log
-
-    def interrupted_log(self, kind, row):
-        log(self, kind, row)
-        if row["step"] == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunFiles, "log", interrupted_log)
+    interrupt_at_step(monkeypatch, 5)
     assert main_interrupted(["train", *common, "--steps", "6", "--out", str(tmp_path / "cut")]) == 130
     monkeypatch.undo()
     assert main(["train", "--out", str(tmp_path / "cut"), "--resume", "--steps", "10", "--quiet"]) == 0
