@@ -158,12 +158,7 @@ def test_an_interrupted_run_resumes_bit_identically(tmp_path):
                          eval_episodes=2, seed=2)
     whole = train(config, out_dir=tmp_path / "whole", progress=False)
 
-    def stop_at_13(step):
-        if step == 13:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(config, out_dir=tmp_path / "cut", progress=False, on_step=stop_at_13)
+    train_testing.train_until(train, config, tmp_path / "cut", 13)
     resumed = train(config, out_dir=tmp_path / "cut", resume=True, progress=False)
     assert resumed["scores"] == whole["scores"]
     final = final_state(tmp_path / "whole"), final_state(tmp_path / "cut")

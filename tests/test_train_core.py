@@ -12,6 +12,7 @@ from inspo.loop import Dims, stack_batches
 from inspo.nets import AgentMLP, make_policy_net
 from inspo.run import prepare_run
 from inspo.trainer import InspoLearner, train
+from train_testing import train_until
 
 
 def small(env="xor", **overrides):
@@ -231,12 +232,7 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path)
                    beta=0.5, beta_end=0.0)
     whole = train(config, out_dir=tmp_path / "whole", progress=False)
 
-    def interrupt(step):
-        if step == 25:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(config, out_dir=tmp_path / "cut", progress=False, on_step=interrupt)
+    train_until(train, config, tmp_path / "cut", 25)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["step"] == 20
     resumed = train(config, out_dir=tmp_path / "cut", resume=True, progress=False)
     assert resumed["scores"] == whole["scores"]

@@ -13,6 +13,7 @@ from inspo.config import make_config
 from inspo.data import DatasetError, MappedTransitions, TransitionStore, load_episode_buffer, save_episode_buffer
 from inspo.envs.bridge import Bridge
 from inspo.run import prepare_run
+from train_testing import train_until
 
 TINY = dict(steps=8, batch_size=32, bc_steps=10, bc_batch_size=64, hidden=(8, 8), critic_hidden=(8, 8),
             mixer_hidden=4, eval_episodes=3, eval_every=4, log_every=2, checkpoint_every=4)
@@ -85,12 +86,7 @@ def test_a_mapped_run_resumes_into_the_uninterrupted_in_memory_run(bridge_dir, t
 
     get_trainer(algo)(config("memory"), out_dir=tmp_path / "whole", progress=False)
 
-    def interrupt(step):
-        if step == 6:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        get_trainer(algo)(config("mapped"), out_dir=tmp_path / "cut", progress=False, on_step=interrupt)
+    train_until(get_trainer(algo), config("mapped"), tmp_path / "cut", 6)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["step"] == 4
     get_trainer(algo)(config("mapped"), out_dir=tmp_path / "cut", resume=True, progress=False)
     assert_same_run(tmp_path / "whole", tmp_path / "cut")

@@ -96,3 +96,13 @@ def mlp_by_hand(module, x: torch.Tensor) -> torch.Tensor:
                 h = h.clamp(min=0)
         outputs.append(h)
     return torch.stack(outputs, dim=1)
+
+
+def train_until(trainer, config, out_dir, stop_after: int) -> None:
+    """trainer(config) into out_dir, interrupted (as by Ctrl-C) right after step `stop_after`."""
+    def stop(step):
+        if step == stop_after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer(config, out_dir=out_dir, progress=False, on_step=stop)
