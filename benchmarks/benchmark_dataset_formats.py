@@ -8,6 +8,7 @@ then a Markdown table: format, storage, transitions, build seconds, milliseconds
 
     python benchmarks/benchmark_dataset_formats.py --episodes 2000 --steps 50 --out runs/bench/datasets
 """
+
 import argparse
 import statistics
 import time
@@ -29,12 +30,15 @@ def main() -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     E, T, N, O, S, A = args.episodes, args.steps, 5, 30, 60, 11
-    arrays = dict(obs=rng.normal(size=(E, T + 1, N, O)).astype(np.float32),
-                  state=rng.normal(size=(E, T + 1, S)).astype(np.float32),
-                  actions=rng.integers(0, A, size=(E, T + 1, N, 1)),
-                  reward=rng.normal(size=(E, T + 1, 1)).astype(np.float32),
-                  terminated=np.zeros((E, T + 1, 1), np.uint8), filled=np.ones((E, T + 1, 1), np.int64),
-                  avail_actions=np.ones((E, T + 1, N, A), np.int32))
+    arrays = dict(
+        obs=rng.normal(size=(E, T + 1, N, O)).astype(np.float32),
+        state=rng.normal(size=(E, T + 1, S)).astype(np.float32),
+        actions=rng.integers(0, A, size=(E, T + 1, N, 1)),
+        reward=rng.normal(size=(E, T + 1, 1)).astype(np.float32),
+        terminated=np.zeros((E, T + 1, 1), np.uint8),
+        filled=np.ones((E, T + 1, 1), np.int64),
+        avail_actions=np.ones((E, T + 1, N, A), np.int32),
+    )
     arrays["terminated"][:, T - 1] = 1
     paths = {"npy": args.out / "npy", "h5": args.out / "data.h5", "vault": args.out / "vault"}
     if not paths["npy"].exists():
@@ -56,8 +60,11 @@ def main() -> None:
                 start = time.perf_counter()
                 store.index(rows)
                 draws.append(time.perf_counter() - start)
-            print(f"| {format} | {'mapped' if mapped else 'memory'} | {len(store)} | {build:.1f} s | "
-                  f"{statistics.median(draws) * 1000:.1f} ms |", flush=True)
+            print(
+                f"| {format} | {'mapped' if mapped else 'memory'} | {len(store)} | {build:.1f} s | "
+                f"{statistics.median(draws) * 1000:.1f} ms |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,22 @@ CSV / Markdown land in runs/bench/in_sample_weights/. Any `inspo bench` option c
     python benchmarks/benchmark_in_sample_weights.py --quick
     python benchmarks/benchmark_in_sample_weights.py --batch 16384 --agents 8 --actions 16 --threads 1
 """
+
 import sys
 
 from inspo.bench.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["--sections", "ops", "--ops", "in_sample_weights", "--out-dir", "runs/bench/in_sample_weights", *sys.argv[1:]]))
+    sys.exit(
+        main(
+            [
+                "--sections",
+                "ops",
+                "--ops",
+                "in_sample_weights",
+                "--out-dir",
+                "runs/bench/in_sample_weights",
+                *sys.argv[1:],
+            ]
+        )
+    )

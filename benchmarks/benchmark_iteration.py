@@ -6,6 +6,7 @@ the SMAX 2s3z shape and at B = 4k, N = 8, A = 16.
 
     python benchmarks/benchmark_iteration.py [--quick] [--iteration-shapes 2s3z,4k] [--threads 1]
 """
+
 import sys
 
 from inspo.bench.cli import main

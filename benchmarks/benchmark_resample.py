@@ -8,6 +8,7 @@ CSV / Markdown land in runs/bench/resample/. Any `inspo bench` option can follow
     python benchmarks/benchmark_resample.py --quick
     python benchmarks/benchmark_resample.py --batch 16384 --agents 8 --actions 16 --threads 1
 """
+
 import sys
 
 from inspo.bench.cli import main

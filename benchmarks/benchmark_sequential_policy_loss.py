@@ -8,9 +8,22 @@ CSV / Markdown land in runs/bench/sequential_policy_loss/. Any `inspo bench` opt
     python benchmarks/benchmark_sequential_policy_loss.py --quick
     python benchmarks/benchmark_sequential_policy_loss.py --batch 16384 --agents 8 --actions 16 --threads 1
 """
+
 import sys
 
 from inspo.bench.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["--sections", "ops", "--ops", "sequential_policy_loss", "--out-dir", "runs/bench/sequential_policy_loss", *sys.argv[1:]]))
+    sys.exit(
+        main(
+            [
+                "--sections",
+                "ops",
+                "--ops",
+                "sequential_policy_loss",
+                "--out-dir",
+                "runs/bench/sequential_policy_loss",
+                *sys.argv[1:],
+            ]
+        )
+    )

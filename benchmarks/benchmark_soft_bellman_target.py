@@ -8,9 +8,22 @@ CSV / Markdown land in runs/bench/soft_bellman_target/. Any `inspo bench` option
     python benchmarks/benchmark_soft_bellman_target.py --quick
     python benchmarks/benchmark_soft_bellman_target.py --batch 16384 --agents 8 --actions 16 --threads 1
 """
+
 import sys
 
 from inspo.bench.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["--sections", "ops", "--ops", "soft_bellman_target", "--out-dir", "runs/bench/soft_bellman_target", *sys.argv[1:]]))
+    sys.exit(
+        main(
+            [
+                "--sections",
+                "ops",
+                "--ops",
+                "soft_bellman_target",
+                "--out-dir",
+                "runs/bench/soft_bellman_target",
+                *sys.argv[1:],
+            ]
+        )
+    )

@@ -8,9 +8,22 @@ CSV / Markdown land in runs/bench/teammate_log_ratios/. Any `inspo bench` option
     python benchmarks/benchmark_teammate_log_ratios.py --quick
     python benchmarks/benchmark_teammate_log_ratios.py --batch 16384 --agents 8 --actions 16 --threads 1
 """
+
 import sys
 
 from inspo.bench.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["--sections", "ops", "--ops", "teammate_log_ratios", "--out-dir", "runs/bench/teammate_log_ratios", *sys.argv[1:]]))
+    sys.exit(
+        main(
+            [
+                "--sections",
+                "ops",
+                "--ops",
+                "teammate_log_ratios",
+                "--out-dir",
+                "runs/bench/teammate_log_ratios",
+                *sys.argv[1:],
+            ]
+        )
+    )

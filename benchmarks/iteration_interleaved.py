@@ -5,6 +5,7 @@ all of them alike; medians over the rounds. Then a profile of the compiled itera
 
     python benchmarks/iteration_interleaved.py [--shape 2s3z] [--case fused|exact|omiga] [--rounds 30]
 """
+
 import argparse
 import statistics
 import sys
@@ -45,8 +46,10 @@ def main(argv=None) -> int:
     print(f"\n{args.shape} {args.case}, 1 thread, medians of {args.rounds} interleaved rounds (per seed)")
     for variant, values in times.items():
         median = statistics.median(values)
-        print(f"  {variant.name:16s} {1e3 * median:8.2f} ms  {shape.batch / median:9.0f} samples/s  "
-              f"{plain / median:5.2f}x plain PyTorch")
+        print(
+            f"  {variant.name:16s} {1e3 * median:8.2f} ms  {shape.batch / median:9.0f} samples/s  "
+            f"{plain / median:5.2f}x plain PyTorch"
+        )
     if args.profile:
         case = cases[VARIANTS[2]]
         prepared = [case.prepare() for _ in range(5)]

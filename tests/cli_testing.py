@@ -1,4 +1,5 @@
 """Shared by the command-line tests."""
+
 import pytest
 
 from inspo.cli import main

@@ -1,5 +1,6 @@
 """Datasets for the format tests, written with each format's own library (numpy, h5py, flashbax), never
 with inspo's writers."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,15 @@ from pathlib import Path
 import numpy as np
 
 
-def small_episodes(seed: int = 0, episodes: int = 12, limit: int = 7, agents: int = 3, actions: int = 4,
-                   obs_dim: int = 5, state_dim: int = 6) -> dict[str, np.ndarray]:
+def small_episodes(
+    seed: int = 0,
+    episodes: int = 12,
+    limit: int = 7,
+    agents: int = 3,
+    actions: int = 4,
+    obs_dim: int = 5,
+    state_dim: int = 6,
+) -> dict[str, np.ndarray]:
     """Episode arrays [E, limit+1, ...] in PyMARL's layout: random lengths, every other episode
     terminal (the rest cut at the limit with the final state stored, terminated = 0), random masks
     that allow the taken action, and the stored final step filled after every episode."""
@@ -29,7 +37,7 @@ def small_episodes(seed: int = 0, episodes: int = 12, limit: int = 7, agents: in
         steps = int(rng.integers(2, limit)) if e % 2 == 0 else limit
         if e % 2 == 0:
             arrays["terminated"][e, steps - 1] = 1
-        arrays["filled"][e, :steps + 1] = 1  # the final state after the last step is stored
+        arrays["filled"][e, : steps + 1] = 1  # the final state after the last step is stored
         arrays["reward"][e, steps:] = 0
     return arrays
 
@@ -71,13 +79,19 @@ def vault_rows(arrays: dict[str, np.ndarray]) -> dict:
     def per_agent(flags):
         return np.repeat(np.array(flags)[:, None], agents, axis=1)[None]
 
-    return {"observations": arrays["obs"][e, t][None], "actions": arrays["actions"][e, t, :, 0][None].astype(np.int32),
-            "rewards": np.repeat(arrays["reward"][e, t], agents, axis=1)[None],
-            "terminals": per_agent(rows["term"]), "truncations": per_agent(rows["trunc"]),
-            "infos": {"legals": arrays["avail_actions"][e, t][None] != 0, "state": arrays["state"][e, t][None]}}
+    return {
+        "observations": arrays["obs"][e, t][None],
+        "actions": arrays["actions"][e, t, :, 0][None].astype(np.int32),
+        "rewards": np.repeat(arrays["reward"][e, t], agents, axis=1)[None],
+        "terminals": per_agent(rows["term"]),
+        "truncations": per_agent(rows["trunc"]),
+        "infos": {"legals": arrays["avail_actions"][e, t][None] != 0, "state": arrays["state"][e, t][None]},
+    }
 
 
-def write_vault(rel_dir: Path, experience: dict, name: str = "data", uid: str = "run0", rows: int | None = None) -> Path:
+def write_vault(
+    rel_dir: Path, experience: dict, name: str = "data", uid: str = "run0", rows: int | None = None
+) -> Path:
     """A Flashbax vault at rel_dir/name/uid holding `experience` ([1, T, ...] leaves), written by flashbax."""
     import jax
     import jax.numpy as jnp

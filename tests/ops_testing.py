@@ -1,4 +1,5 @@
 """Shared inputs and comparison helpers of the tests/test_ops_*.py files (not a test module)."""
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,18 @@ HYPER = dict(alpha=0.1, beta=0.05, eta=0.3, log_rho_max=math.log(100.0), log_w_m
 GAMMA = 0.99
 
 
-def joint_batch(batch: int, agents: int, actions: int, *, dtype: torch.dtype = torch.float64, seed: int = 0,
-                mask: str = "random", logit_scale: float = 1.0, q_scale: float = 1.0,
-                poison: bool = True) -> dict[str, Tensor]:
+def joint_batch(
+    batch: int,
+    agents: int,
+    actions: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    mask: str = "random",
+    logit_scale: float = 1.0,
+    q_scale: float = 1.0,
+    poison: bool = True,
+) -> dict[str, Tensor]:
     """Random non-zero joint batch. mask: "random" (~30% unavailable), "padding" (agent i has
     A - i % A... trailing actions unavailable), "single" (exactly one available action), "full".
     poison: unavailable entries hold NaN logits, +inf q and -inf log_mu (they must never be read)."""
@@ -30,7 +40,9 @@ def joint_batch(batch: int, agents: int, actions: int, *, dtype: torch.dtype = t
         avail = (torch.arange(actions) < sizes.unsqueeze(-1)).expand(shape).clone()
     elif mask == "single":
         avail = torch.zeros(shape, dtype=torch.bool)
-        avail.view(-1, actions)[torch.arange(batch * agents), torch.randint(0, actions, (batch * agents,), generator=g)] = True
+        avail.view(-1, actions)[
+            torch.arange(batch * agents), torch.randint(0, actions, (batch * agents,), generator=g)
+        ] = True
     elif mask == "full":
         avail = torch.ones(shape, dtype=torch.bool)
     else:
@@ -46,12 +58,28 @@ def joint_batch(batch: int, agents: int, actions: int, *, dtype: torch.dtype = t
         q_local = q_local.masked_fill(~avail, math.inf)
     order = torch.randperm(agents, generator=g)
     updated = -(torch.randn((batch, agents), generator=g, dtype=torch.float64) * 0.5 - 1.0).abs()  # log-probs <= 0
-    return dict(logits=logits.to(dtype), log_mu=log_mu.to(dtype), avail=avail, actions=taken,
-                q_local=q_local.to(dtype), order=order, updated_log_probs=updated.to(dtype))
+    return dict(
+        logits=logits.to(dtype),
+        log_mu=log_mu.to(dtype),
+        avail=avail,
+        actions=taken,
+        q_local=q_local.to(dtype),
+        order=order,
+        updated_log_probs=updated.to(dtype),
+    )
 
 
-def next_step(batch: int, agents: int, actions: int, *, dtype: torch.dtype = torch.float64, seed: int = 1,
-              mask: str = "random", terminal_fraction: float = 0.3, **kwargs) -> dict[str, Tensor]:
+def next_step(
+    batch: int,
+    agents: int,
+    actions: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 1,
+    mask: str = "random",
+    terminal_fraction: float = 0.3,
+    **kwargs,
+) -> dict[str, Tensor]:
     """Inputs of soft_bellman_target; terminal samples get garbage next-step inputs (never read)."""
     data = joint_batch(batch, agents, actions, dtype=dtype, seed=seed, mask=mask, **kwargs)
     g = torch.Generator().manual_seed(seed + 1000)
@@ -62,8 +90,15 @@ def next_step(batch: int, agents: int, actions: int, *, dtype: torch.dtype = tor
     next_actions = data["actions"].masked_fill(terminal.unsqueeze(-1), -1)  # padding at terminal samples
     next_logits = data["logits"].masked_fill(terminal[:, None, None], math.nan)
     q_next = q_next.masked_fill(terminal, math.nan)
-    return dict(reward=reward, done=done, q_next=q_next, next_logits=next_logits, next_log_mu=data["log_mu"],
-                next_avail=data["avail"], next_actions=next_actions)
+    return dict(
+        reward=reward,
+        done=done,
+        q_next=q_next,
+        next_logits=next_logits,
+        next_log_mu=data["log_mu"],
+        next_avail=data["avail"],
+        next_actions=next_actions,
+    )
 
 
 def close(actual: Tensor, expected: Tensor, dtype: Optional[torch.dtype] = None, **tol) -> None:
@@ -83,8 +118,19 @@ def cuda_ready() -> bool:
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(params=["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
-    not cuda_ready(), reason="needs a CUDA device and a CUDA build of inspo_ext")]), "reference"])
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.cuda,
+                pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of inspo_ext"),
+            ],
+        ),
+        "reference",
+    ]
+)
 def backend(request, monkeypatch) -> torch.device:
     """The device an op test runs the public op on: the CPU kernels, the CUDA kernels, or (on the CPU) the
     reference fallback with its torch-computed status. A kernel backend must really run its kernels (a
@@ -115,38 +161,90 @@ def to_cpu(out):
 def weights_pair(d: dict[str, Tensor], device: torch.device = CPU, **hyper):
     h = {**HYPER, **hyper}
     x = on(device, d)
-    ours = to_cpu(inspo_ext.in_sample_weights(x["q_local"], x["log_mu"], x["avail"], x["actions"], alpha=h["alpha"],
-                                              beta=h["beta"], log_w_max=h["log_w_max"]))
-    ref = reference.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], h["alpha"], h["beta"],
-                                      h["log_w_max"])
+    ours = to_cpu(
+        inspo_ext.in_sample_weights(
+            x["q_local"],
+            x["log_mu"],
+            x["avail"],
+            x["actions"],
+            alpha=h["alpha"],
+            beta=h["beta"],
+            log_w_max=h["log_w_max"],
+        )
+    )
+    ref = reference.in_sample_weights(
+        d["q_local"], d["log_mu"], d["avail"], d["actions"], h["alpha"], h["beta"], h["log_w_max"]
+    )
     return ours, ref
 
 
 def ratios_pair(d: dict[str, Tensor], predecessors: str, device: torch.device = CPU, **hyper):
     h = {**HYPER, **hyper}
     x = on(device, d)
-    ours = to_cpu(inspo_ext.teammate_log_ratios(
-        x["logits"], x["log_mu"], x["avail"], x["actions"], x["order"], predecessors=predecessors,
-        q_local=x["q_local"], updated_log_probs=x["updated_log_probs"], alpha=h["alpha"], beta=h["beta"],
-        eta=h["eta"], log_rho_max=h["log_rho_max"]))
+    ours = to_cpu(
+        inspo_ext.teammate_log_ratios(
+            x["logits"],
+            x["log_mu"],
+            x["avail"],
+            x["actions"],
+            x["order"],
+            predecessors=predecessors,
+            q_local=x["q_local"],
+            updated_log_probs=x["updated_log_probs"],
+            alpha=h["alpha"],
+            beta=h["beta"],
+            eta=h["eta"],
+            log_rho_max=h["log_rho_max"],
+        )
+    )
     ref = reference.teammate_log_ratios(
-        d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], predecessors, d["q_local"],
-        d["updated_log_probs"], h["alpha"], h["beta"], h["eta"], h["log_rho_max"])
+        d["logits"],
+        d["log_mu"],
+        d["avail"],
+        d["actions"],
+        d["order"],
+        predecessors,
+        d["q_local"],
+        d["updated_log_probs"],
+        h["alpha"],
+        h["beta"],
+        h["eta"],
+        h["log_rho_max"],
+    )
     return ours, ref
 
 
 def bellman_pair(n: dict[str, Tensor], gamma: float = GAMMA, device: torch.device = CPU, **hyper):
     h = {**HYPER, **hyper}
-    ours = to_cpu(inspo_ext.soft_bellman_target(**on(device, n), gamma=gamma, alpha=h["alpha"], beta=h["beta"],
-                                                log_rho_max=h["log_rho_max"]))
-    ref = reference.soft_bellman_target(n["reward"], n["done"], n["q_next"], n["next_logits"], n["next_log_mu"],
-                                        n["next_avail"], n["next_actions"], gamma, h["alpha"], h["beta"],
-                                        h["log_rho_max"])
+    ours = to_cpu(
+        inspo_ext.soft_bellman_target(
+            **on(device, n), gamma=gamma, alpha=h["alpha"], beta=h["beta"], log_rho_max=h["log_rho_max"]
+        )
+    )
+    ref = reference.soft_bellman_target(
+        n["reward"],
+        n["done"],
+        n["q_next"],
+        n["next_logits"],
+        n["next_log_mu"],
+        n["next_avail"],
+        n["next_actions"],
+        gamma,
+        h["alpha"],
+        h["beta"],
+        h["log_rho_max"],
+    )
     return ours, ref
 
 
-def loss_pair(d: dict[str, Tensor], ratio: str, predecessors: str = "target", grad_weights: Optional[Tensor] = None,
-              device: torch.device = CPU, **hyper):
+def loss_pair(
+    d: dict[str, Tensor],
+    ratio: str,
+    predecessors: str = "target",
+    grad_weights: Optional[Tensor] = None,
+    device: torch.device = CPU,
+    **hyper,
+):
     """(ours PolicyLoss, ours d logits, reference PolicyLoss, reference d logits) for the loss
     sum_i grad_weights[i] * loss_i (random weights: every agent's gradient path is checked)."""
     h = {**HYPER, **hyper}
@@ -156,14 +254,39 @@ def loss_pair(d: dict[str, Tensor], ratio: str, predecessors: str = "target", gr
     x = on(device, d)
     logits = x["logits"].clone().requires_grad_()
     ours = inspo_ext.sequential_policy_loss(
-        logits, x["log_mu"], x["avail"], x["actions"], x["q_local"], x["order"], predecessors=predecessors,
-        updated_log_probs=x["updated_log_probs"], alpha=h["alpha"], beta=h["beta"], eta=h["eta"],
-        log_rho_max=h["log_rho_max"], log_w_max=h["log_w_max"], ratio=ratio)
+        logits,
+        x["log_mu"],
+        x["avail"],
+        x["actions"],
+        x["q_local"],
+        x["order"],
+        predecessors=predecessors,
+        updated_log_probs=x["updated_log_probs"],
+        alpha=h["alpha"],
+        beta=h["beta"],
+        eta=h["eta"],
+        log_rho_max=h["log_rho_max"],
+        log_w_max=h["log_w_max"],
+        ratio=ratio,
+    )
     (ours.loss * grad_weights.to(device)).sum().backward()
     ref_logits = d["logits"].clone().requires_grad_()
     ref = reference.sequential_policy_loss(
-        ref_logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], predecessors,
-        d["updated_log_probs"], h["alpha"], h["beta"], h["eta"], h["log_rho_max"], h["log_w_max"], ratio)
+        ref_logits,
+        d["log_mu"],
+        d["avail"],
+        d["actions"],
+        d["q_local"],
+        d["order"],
+        predecessors,
+        d["updated_log_probs"],
+        h["alpha"],
+        h["beta"],
+        h["eta"],
+        h["log_rho_max"],
+        h["log_w_max"],
+        ratio,
+    )
     (ref.loss * grad_weights).sum().backward()
     return to_cpu(ours), logits.grad.cpu(), ref, ref_logits.grad
 
@@ -197,8 +320,19 @@ LOG_RHO_MAX, LOG_W_MAX = HYPER["log_rho_max"], HYPER["log_w_max"]
 
 # (B, N, A): B = 1 and N = 1; N = 27 (SMAX 27m_vs_30m); A on both sides of every group-size boundary of
 # csrc/cuda/common.cuh (4 lanes up to A = 8, 8 up to 32, 16 up to 128, 32 beyond) up to A = 1024.
-SHAPES = [(1, 1, 1), (1, 3, 5), (64, 1, 5), (64, 3, 5), (40, 27, 5), (16, 4, 8), (16, 4, 9), (16, 4, 33),
-          (8, 3, 64), (8, 3, 129), (4, 2, 1024)]
+SHAPES = [
+    (1, 1, 1),
+    (1, 3, 5),
+    (64, 1, 5),
+    (64, 3, 5),
+    (40, 27, 5),
+    (16, 4, 8),
+    (16, 4, 9),
+    (16, 4, 33),
+    (8, 3, 64),
+    (8, 3, 129),
+    (4, 2, 1024),
+]
 MASKS = ["random", "padding", "single", "full"]
 
 
@@ -252,8 +386,9 @@ def ref_soft_bellman(d: dict, log_rho_max=LOG_RHO_MAX):
 
 
 def run_weights(d: dict, log_w_max=LOG_W_MAX):
-    return inspo_ext.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=ALPHA, beta=BETA,
-                                       log_w_max=log_w_max)
+    return inspo_ext.in_sample_weights(
+        d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=ALPHA, beta=BETA, log_w_max=log_w_max
+    )
 
 
 def ref_weights(d: dict, log_w_max=LOG_W_MAX):
@@ -262,28 +397,74 @@ def ref_weights(d: dict, log_w_max=LOG_W_MAX):
 
 def run_ratios(d: dict, predecessors="target", log_rho_max=LOG_RHO_MAX):
     return inspo_ext.teammate_log_ratios(
-        d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], predecessors=predecessors,
-        q_local=d["q_local"], updated_log_probs=d["updated_log_probs"], alpha=ALPHA, beta=BETA, eta=ETA,
-        log_rho_max=log_rho_max)
+        d["logits"],
+        d["log_mu"],
+        d["avail"],
+        d["actions"],
+        d["order"],
+        predecessors=predecessors,
+        q_local=d["q_local"],
+        updated_log_probs=d["updated_log_probs"],
+        alpha=ALPHA,
+        beta=BETA,
+        eta=ETA,
+        log_rho_max=log_rho_max,
+    )
 
 
 def ref_ratios(d: dict, predecessors="target", log_rho_max=LOG_RHO_MAX):
     return reference.teammate_log_ratios(
-        d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], predecessors, d["q_local"],
-        d["updated_log_probs"], ALPHA, BETA, ETA, log_rho_max)
+        d["logits"],
+        d["log_mu"],
+        d["avail"],
+        d["actions"],
+        d["order"],
+        predecessors,
+        d["q_local"],
+        d["updated_log_probs"],
+        ALPHA,
+        BETA,
+        ETA,
+        log_rho_max,
+    )
 
 
 def run_loss(d: dict, ratio="importance", predecessors="target", log_rho_max=LOG_RHO_MAX, log_w_max=LOG_W_MAX):
     return inspo_ext.sequential_policy_loss(
-        d["logits"], d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], predecessors=predecessors,
-        updated_log_probs=d["updated_log_probs"], alpha=ALPHA, beta=BETA, eta=ETA, log_rho_max=log_rho_max,
-        log_w_max=log_w_max, ratio=ratio)
+        d["logits"],
+        d["log_mu"],
+        d["avail"],
+        d["actions"],
+        d["q_local"],
+        d["order"],
+        predecessors=predecessors,
+        updated_log_probs=d["updated_log_probs"],
+        alpha=ALPHA,
+        beta=BETA,
+        eta=ETA,
+        log_rho_max=log_rho_max,
+        log_w_max=log_w_max,
+        ratio=ratio,
+    )
 
 
 def ref_loss(d: dict, ratio="importance", predecessors="target", log_rho_max=LOG_RHO_MAX, log_w_max=LOG_W_MAX):
     return reference.sequential_policy_loss(
-        d["logits"], d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], predecessors,
-        d["updated_log_probs"], ALPHA, BETA, ETA, log_rho_max, log_w_max, ratio)
+        d["logits"],
+        d["log_mu"],
+        d["avail"],
+        d["actions"],
+        d["q_local"],
+        d["order"],
+        predecessors,
+        d["updated_log_probs"],
+        ALPHA,
+        BETA,
+        ETA,
+        log_rho_max,
+        log_w_max,
+        ratio,
+    )
 
 
 def run_resample(log_rho: Tensor, uniforms: Tensor, method: str):
@@ -325,5 +506,7 @@ def loss_and_grad(run, data: dict, coefficients: torch.Tensor, **kwargs):
 
 def problem_batches(batch=37, agents=4, actions=5, mask="random", shared_order=False, **kwargs):
     """Three problems of one shape stacked (seeds 80, 81, 82)."""
-    return stack_problems([joint_batch(batch, agents, actions, seed=80 + s, mask=mask, **kwargs) for s in range(3)],
-                          shared_order=shared_order)
+    return stack_problems(
+        [joint_batch(batch, agents, actions, seed=80 + s, mask=mask, **kwargs) for s in range(3)],
+        shared_order=shared_order,
+    )

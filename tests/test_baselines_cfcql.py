@@ -1,19 +1,18 @@
 """CFCQL baseline: losses against a hand-written float64 computation, learning, batched seeds, resume."""
+
 import json
 
 import pytest
 import torch
 
+import train_testing
 from inspo.baselines.cfcql import KL_SMOOTHING, CfcqlLearner, cfcql_losses, train
 from inspo.config import make_config
 from inspo.data import TransitionBatch
 from inspo.loop import Dims, train_seeds
 from inspo.nets import AgentMLP, masked_log_softmax
 from inspo.run import prepare_run
-from train_testing import assert_same_run, final_state, float64, rows, tiny  # noqa: F401 (fixture)
-import train_testing
-from train_testing import mlp_by_hand
-
+from train_testing import assert_same_run, final_state, mlp_by_hand, rows, tiny
 
 N, O, S, A, B = 3, 4, 5, 4, 12
 
@@ -37,6 +36,7 @@ def float64_nets(seed: int, share: bool):
 
 def q_tot_by_hand(mixer, q, state):
     """QMIX on one joint action: q [N], state [D] -> scalar."""
+
     def layers(net):
         h = state
         for layer, (w, b) in enumerate(net.layers):
@@ -58,10 +58,14 @@ def losses_by_hand(nets, batch, alpha, gamma, weighting, temperature):
     log_mu = mlp_by_hand(nets.mu, batch.obs)
     td, penalty, weights = [], [], torch.zeros(B, N, dtype=torch.float64)
     for k in range(B):
-        greedy = [max((a for a in range(A) if batch.next_avail[k, i, a]), key=lambda a: q_next_online[k, i, a])
-                  for i in range(N)]
+        greedy = [
+            max((a for a in range(A) if batch.next_avail[k, i, a]), key=lambda a: q_next_online[k, i, a])
+            for i in range(N)
+        ]
         q_next = torch.stack([q_next_target[k, i, greedy[i]] for i in range(N)])
-        y = batch.reward[k] + gamma * (1 - batch.done[k]) * q_tot_by_hand(nets.mixer_target, q_next, batch.next_state[k])
+        y = batch.reward[k] + gamma * (1 - batch.done[k]) * q_tot_by_hand(
+            nets.mixer_target, q_next, batch.next_state[k]
+        )
         q_data = torch.stack([q[k, i, batch.actions[k, i]] for i in range(N)])
         q_tot = q_tot_by_hand(nets.mixer, q_data, batch.state[k])
         td.append(0.5 * (q_tot - y.detach()) ** 2)
@@ -90,8 +94,10 @@ def losses_by_hand(nets, batch, alpha, gamma, weighting, temperature):
     return dict(td_loss=td, penalty=penalty, loss=td + penalty, agent_weights=weights)
 
 
-@pytest.mark.parametrize("weighting, temperature, share", [("kl_softmax", 5.0, False), ("kl_softmax", 0.5, True),
-                                                           ("kl_argmax", 1.0, False), ("uniform", 1.0, False)])
+@pytest.mark.parametrize(
+    "weighting, temperature, share",
+    [("kl_softmax", 5.0, False), ("kl_softmax", 0.5, True), ("kl_argmax", 1.0, False), ("uniform", 1.0, False)],
+)
 def test_losses_match_a_float64_hand_computation(weighting, temperature, share):
     nets = float64_nets(seed=3, share=share)
     batch = random_batch(torch.Generator().manual_seed(7))
@@ -127,9 +133,20 @@ def test_cfcql_finds_the_best_equilibrium_of_balanced_mne(tmp_path):
     # action alike, so the Q values take the data's ranking A > C > B for each agent (the mean payoff of
     # an agent's action against a uniform partner: 10/3, 8/3, 5/3) and greedy play reaches AA = 10.
     # A random start has that ranking for both agents 1 time in 36 (after 1 step here: greedy payoff 0)
-    config = make_config("mne", dataset="balanced", algo="cfcql", steps=300, lr=3e-3, critic_lr=3e-3,
-                         hidden=(32, 32), batch_size=128, log_every=100, checkpoint_every=0, seed=1,
-                         critic_warmup_steps=0)
+    config = make_config(
+        "mne",
+        dataset="balanced",
+        algo="cfcql",
+        steps=300,
+        lr=3e-3,
+        critic_lr=3e-3,
+        hidden=(32, 32),
+        batch_size=128,
+        log_every=100,
+        checkpoint_every=0,
+        seed=1,
+        critic_warmup_steps=0,
+    )
     assert train(config, out_dir=tmp_path, progress=False)["scores"]["greedy_payoff"] == 10.0
     store = prepare_run(config).store
     q_net = AgentMLP(1, 2, store.obs_dim, 3, (32, 32))
@@ -153,9 +170,20 @@ def test_a_batched_seed_reaches_what_its_single_run_reaches(tmp_path, float64):
 
 
 def test_an_interrupted_run_resumes_bit_identically(tmp_path):
-    config = make_config("bridge", algo="cfcql", steps=30, bc_steps=20, batch_size=32, hidden=(8, 8),
-                         cfcql_mixer_embed=4, cfcql_hypernet_hidden=8, checkpoint_every=10, log_every=5,
-                         eval_episodes=2, seed=2)
+    config = make_config(
+        "bridge",
+        algo="cfcql",
+        steps=30,
+        bc_steps=20,
+        batch_size=32,
+        hidden=(8, 8),
+        cfcql_mixer_embed=4,
+        cfcql_hypernet_hidden=8,
+        checkpoint_every=10,
+        log_every=5,
+        eval_episodes=2,
+        seed=2,
+    )
     whole = train(config, out_dir=tmp_path / "whole", progress=False)
 
     train_testing.train_until(train, config, tmp_path / "cut", 13)

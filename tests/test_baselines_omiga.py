@@ -1,18 +1,18 @@
 """OMIGA baseline: losses against a hand-written float64 computation, learning, CLI, resume."""
+
 import json
 import math
 
 import pytest
 import torch
 
+import train_testing
 from inspo.baselines.omiga import M_FLOOR, Z_CLAMP, OmigaLearner, omiga_losses, train
 from inspo.cli import main
 from inspo.config import make_config
 from inspo.data import TransitionBatch
 from inspo.loop import Dims
-import train_testing
 from train_testing import mlp_by_hand
-
 
 N, O, S, A, B = 3, 4, 5, 4, 32
 
@@ -58,8 +58,7 @@ def losses_by_hand(nets, batch, alpha, gamma):
     v = mlp_by_hand(nets.v_net, batch.obs)[..., 0]
     z = torch.clamp((w_bar.detach() * q_bar.detach() - w_bar.detach() * v) / alpha, -10.0, 10.0)
     m = max(float(z.detach().max()), -1.0)
-    v_loss = sum((torch.exp(z[:, i] - m) + math.exp(-m) * w_bar[:, i] * v[:, i] / alpha).mean()
-                 for i in range(N))
+    v_loss = sum((torch.exp(z[:, i] - m) + math.exp(-m) * w_bar[:, i] * v[:, i] / alpha).mean() for i in range(N))
 
     logits = mlp_by_hand(nets.actor, batch.obs)
     policy_loss = 0.0
@@ -95,8 +94,12 @@ def test_losses_match_a_float64_hand_computation(alpha, v_offset, share):
         assert ours[name].item() == pytest.approx(hand[name].item(), rel=1e-10, abs=1e-12), name
     torch.testing.assert_close(ours["weight"][0], z.exp(), rtol=1e-12, atol=0)
     # gradients of every loss w.r.t. the online networks it trains
-    for name, module in (("q_loss", nets.q_net), ("q_loss", nets.mixer), ("v_loss", nets.v_net),
-                         ("policy_loss", nets.actor)):
+    for name, module in (
+        ("q_loss", nets.q_net),
+        ("q_loss", nets.mixer),
+        ("v_loss", nets.v_net),
+        ("policy_loss", nets.actor),
+    ):
         params = list(module.parameters())
         ours_grad = torch.autograd.grad(omiga_losses(nets, batch, alpha=alpha, gamma=gamma)[name], params)
         hand_grad = torch.autograd.grad(losses_by_hand(nets, batch, alpha, gamma)[name], params)
@@ -110,10 +113,15 @@ def test_losses_reach_only_their_own_networks():
     losses = omiga_losses(nets, batch, alpha=0.5, gamma=0.99)
     # the policy loss carries no gradient into V (z detached), the V loss none into Q or the mixer
     assert not any(p.requires_grad for m in (nets.q_target, nets.v_target, nets.mixer_target) for p in m.parameters())
-    assert all(g is None for g in torch.autograd.grad(losses["policy_loss"], list(nets.v_net.parameters()),
-                                                      allow_unused=True))
-    assert all(g is None for g in torch.autograd.grad(losses["v_loss"], [*nets.q_net.parameters(),
-                                                                         *nets.mixer.parameters()], allow_unused=True))
+    assert all(
+        g is None for g in torch.autograd.grad(losses["policy_loss"], list(nets.v_net.parameters()), allow_unused=True)
+    )
+    assert all(
+        g is None
+        for g in torch.autograd.grad(
+            losses["v_loss"], [*nets.q_net.parameters(), *nets.mixer.parameters()], allow_unused=True
+        )
+    )
 
 
 def test_mixer_weights_are_non_negative_where_the_raw_output_is_negative():
@@ -130,9 +138,20 @@ def test_omiga_learns_the_best_equilibrium_of_balanced_mne():
     # uniform data: the best additive fit of diag(10, 5, 8) ranks A > C > B for each agent, so the
     # in-sample weights exp(z) favour A; the behaviour (uniform) policy is worth 23/9 = 2.56 and
     # has p(A) = 1/3 (measured here: 3.4, p(A) 0.48 after 300 steps)
-    config = make_config("mne", dataset="balanced", steps=300, omiga_alpha=1.0, lr=3e-3, critic_lr=3e-3,
-                         hidden=(32, 32), batch_size=128, log_every=100, checkpoint_every=0, seed=1,
-                         critic_warmup_steps=0)
+    config = make_config(
+        "mne",
+        dataset="balanced",
+        steps=300,
+        omiga_alpha=1.0,
+        lr=3e-3,
+        critic_lr=3e-3,
+        hidden=(32, 32),
+        batch_size=128,
+        log_every=100,
+        checkpoint_every=0,
+        seed=1,
+        critic_warmup_steps=0,
+    )
     scores = train(config, progress=False)["scores"]
     assert scores["expected_payoff"] > 3.0
     assert scores["p1_A"] > 0.4 and scores["p2_A"] > 0.4
@@ -141,8 +160,28 @@ def test_omiga_learns_the_best_equilibrium_of_balanced_mne():
 
 def test_train_omiga_from_the_cli_writes_a_run_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--env", "xor", "--dataset", "c", "--algo", "omiga", "--steps", "20", "--seed", "2", "--quiet",
-            "--set", "hidden=8,8", "--set", "checkpoint_every=10", "--set", "log_every=5", "--out", str(out)]
+    args = [
+        "train",
+        "--env",
+        "xor",
+        "--dataset",
+        "c",
+        "--algo",
+        "omiga",
+        "--steps",
+        "20",
+        "--seed",
+        "2",
+        "--quiet",
+        "--set",
+        "hidden=8,8",
+        "--set",
+        "checkpoint_every=10",
+        "--set",
+        "log_every=5",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert "omiga" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
@@ -150,7 +189,8 @@ def test_train_omiga_from_the_cli_writes_a_run_and_resumes(tmp_path, capsys):
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [5, 10, 15, 20]
     assert main(["eval", str(out), "--json"]) == 0  # `inspo eval` finds the actor in the checkpoint
     assert json.loads(capsys.readouterr().out)["expected_payoff"] == pytest.approx(
-        results["scores"]["expected_payoff"], abs=1e-6)
+        results["scores"]["expected_payoff"], abs=1e-6
+    )
 
     # an interrupted run resumed from its step-10 checkpoint ends where the uninterrupted one did
     class Stop(Exception):
@@ -160,8 +200,9 @@ def test_train_omiga_from_the_cli_writes_a_run_and_resumes(tmp_path, capsys):
         if step == 13:
             raise Stop
 
-    config = make_config("xor", dataset="c", algo="omiga", steps=20, seed=2, hidden=(8, 8), checkpoint_every=10,
-                         log_every=5)
+    config = make_config(
+        "xor", dataset="c", algo="omiga", steps=20, seed=2, hidden=(8, 8), checkpoint_every=10, log_every=5
+    )
     with pytest.raises(Stop):
         train(config, out_dir=tmp_path / "cut", progress=False, on_step=stop_at_13)
     resumed = train(config, out_dir=tmp_path / "cut", resume=True, progress=False)

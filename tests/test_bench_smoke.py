@@ -3,6 +3,7 @@
 The harness must run end to end, compare implementations that compute the same thing, and measure
 what it claims to measure (peak memory of a known allocation, quartiles around the median).
 """
+
 import csv
 import math
 
@@ -64,8 +65,21 @@ def test_reference_adapter_passes_arguments_in_order():
     via_adapter = bench_ops.call_sequential_policy_loss(bench_ops.ReferenceOps(), inputs)
     h = bench_ops.HYPER
     direct = reference.sequential_policy_loss(
-        inputs["logits"], inputs["log_mu"], inputs["avail"], inputs["actions"], inputs["q_local"], inputs["order"],
-        "target", None, h["alpha"], h["beta"], h["eta"], h["log_rho_max"], h["log_w_max"], "self_normalized")
+        inputs["logits"],
+        inputs["log_mu"],
+        inputs["avail"],
+        inputs["actions"],
+        inputs["q_local"],
+        inputs["order"],
+        "target",
+        None,
+        h["alpha"],
+        h["beta"],
+        h["eta"],
+        h["log_rho_max"],
+        h["log_w_max"],
+        "self_normalized",
+    )
     for a, b in zip(via_adapter, direct):
         torch.testing.assert_close(a, b)
 
@@ -82,7 +96,11 @@ def test_peak_memory_sees_a_known_allocation():
 
 
 def test_measure_reports_quartiles_of_the_repeats():
-    stats = measure(lambda _: torch.randn(1000).sum(), lambda: None, CPU,
-                    TimingPolicy(warmup=1, min_repeats=7, max_repeats=7, min_time=0.0))
+    stats = measure(
+        lambda _: torch.randn(1000).sum(),
+        lambda: None,
+        CPU,
+        TimingPolicy(warmup=1, min_repeats=7, max_repeats=7, min_time=0.0),
+    )
     assert stats.repeats == 7
     assert 0 < stats.p25 <= stats.median <= stats.p75 and math.isfinite(stats.spread)

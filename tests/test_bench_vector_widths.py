@@ -6,6 +6,7 @@ per process, hence one subprocess per width) on row lengths around every vector 
 unavailable entries (NaN / inf: a lane read without its mask would show) and the last rows of the
 arrays (the tail that is copied instead). A cap above what the CPU has runs its widest width.
 """
+
 import os
 import subprocess
 import sys
@@ -44,6 +45,7 @@ print("ok")
 @pytest.mark.parametrize("vector_bytes", ["16", "32", "64"])
 def test_ops_match_the_reference_at_each_vector_width(vector_bytes):
     env = dict(os.environ, INSPO_CPU_VECTOR_BYTES=vector_bytes, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-c", CHECKS], cwd=Path(__file__).parent, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", CHECKS], cwd=Path(__file__).parent, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr

@@ -1,5 +1,6 @@
 """Bad datasets, bad command lines, missing extras, Ctrl-C and the progress display (issue 11, items
 12-14): each a one-line `inspo CMD: error: ...` (exit 2) or the documented behaviour, never a traceback."""
+
 import importlib.util
 import io
 import json
@@ -14,8 +15,19 @@ from inspo.data import DatasetError, TransitionStore, load_episode_buffer, save_
 from inspo.envs.matrix import XorGame
 from inspo.progress import LineProgress, progress_bar
 
-TINY = ["--set", "bc_steps=5", "--set", "batch_size=32", "--set", "hidden=8,8", "--set", "critic_hidden=8,8",
-        "--set", "eval_episodes=3", "--quiet"]
+TINY = [
+    "--set",
+    "bc_steps=5",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "hidden=8,8",
+    "--set",
+    "critic_hidden=8,8",
+    "--set",
+    "eval_episodes=3",
+    "--quiet",
+]
 
 
 @pytest.fixture
@@ -33,11 +45,15 @@ def train_on(path, capsys):
 
 # ---- item 12: datasets ----
 
-@pytest.mark.parametrize("meta, message", [
-    ("{not json", r"meta.json cannot be read as JSON: Expecting property name"),
-    ('{"episodes_in_buffer": "abc"}', r"meta.json: episodes_in_buffer = 'abc', but it must be an integer in \[1, "),
-    ("[1, 2]", "meta.json must hold a JSON object, got a list"),
-])
+
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ("{not json", r"meta.json cannot be read as JSON: Expecting property name"),
+        ('{"episodes_in_buffer": "abc"}', r"meta.json: episodes_in_buffer = 'abc', but it must be an integer in \[1, "),
+        ("[1, 2]", "meta.json must hold a JSON object, got a list"),
+    ],
+)
 def test_a_bad_meta_json_is_named(dataset, meta, message, capsys):
     (dataset / "meta.json").write_text(meta)
     with pytest.raises(DatasetError, match=message):
@@ -81,12 +97,16 @@ def test_a_dataset_path_that_is_a_file_says_so(dataset, capsys):
 
 # ---- item 13: the command line ----
 
-@pytest.mark.parametrize("argv, message", [
-    (["--set", "device=nosuch"], "config.device must be 'cpu', 'cuda' or 'cuda:N', got 'nosuch'"),
-    (["--set", "device=meta"], "config.device must be 'cpu', 'cuda' or 'cuda:N', got 'meta'"),
-    (["--set", "hidden="], "config.hidden must hold layer sizes >= 1 (one or more), got ()"),
-    (["--set", "critic_hidden=0"], "config.critic_hidden must hold layer sizes >= 1 (one or more), got (0,)"),
-])
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "device=nosuch"], "config.device must be 'cpu', 'cuda' or 'cuda:N', got 'nosuch'"),
+        (["--set", "device=meta"], "config.device must be 'cpu', 'cuda' or 'cuda:N', got 'meta'"),
+        (["--set", "hidden="], "config.hidden must hold layer sizes >= 1 (one or more), got ()"),
+        (["--set", "critic_hidden=0"], "config.critic_hidden must hold layer sizes >= 1 (one or more), got (0,)"),
+    ],
+)
 def test_bad_fields_are_one_line(argv, message, tmp_path, capsys):
     assert main(["train", "--env", "xor", "--steps", "2", "--out", str(tmp_path), *argv, "--quiet"]) == 2
     assert capsys.readouterr().err == f"inspo train: error: {message}\n"
@@ -114,25 +134,42 @@ def test_eval_needs_a_positive_episode_count(episodes, tmp_path, capsys):
 @pytest.fixture
 def without(monkeypatch):
     """Pretend an optional package is not installed."""
+
     def hide(*modules):
         find_spec = importlib.util.find_spec
-        monkeypatch.setattr(importlib.util, "find_spec",
-                            lambda name, *args: None if name in modules else find_spec(name, *args))
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda name, *args: None if name in modules else find_spec(name, *args)
+        )
+
     return hide
 
 
 def test_a_missing_tensorboard_is_named_before_training(without, tmp_path, capsys):
     without("tensorboard")
     assert main(["train", "--env", "xor", "--steps", "2", "--tensorboard", "--out", str(tmp_path / "run")]) == 2
-    assert capsys.readouterr().err == ("inspo train: error: --tensorboard needs the tensorboard package, which is "
-                                       "not installed: pip install 'inspo[tensorboard]'\n")
+    assert capsys.readouterr().err == (
+        "inspo train: error: --tensorboard needs the tensorboard package, which is "
+        "not installed: pip install 'inspo[tensorboard]'\n"
+    )
     assert not (tmp_path / "run").exists()
 
 
 def test_a_missing_matplotlib_stops_reproduce_before_any_run(without, tmp_path, capsys):
     without("matplotlib")
-    argv = ["reproduce", "--quick", "--only", "main-xor-penalty-c-bc", "--seeds", "1", "--steps", "2", "--num-cpus", "1",
-            "--out", str(tmp_path / "runs")]
+    argv = [
+        "reproduce",
+        "--quick",
+        "--only",
+        "main-xor-penalty-c-bc",
+        "--seeds",
+        "1",
+        "--steps",
+        "2",
+        "--num-cpus",
+        "1",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
     assert main(argv) == 2
     assert "needs the matplotlib package, which is not installed: pip install 'inspo[plots]'" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
@@ -141,8 +178,20 @@ def test_a_missing_matplotlib_stops_reproduce_before_any_run(without, tmp_path, 
 def test_ctrl_c_is_one_line_saying_how_to_continue(monkeypatch, tmp_path, capsys):
     out = tmp_path / "run"
     interrupt_at_step(monkeypatch, 3)
-    argv = ["train", "--env", "xor", "--steps", "6", "--set", "log_every=1", "--set", "checkpoint_every=2",
-            "--out", str(out), *TINY]
+    argv = [
+        "train",
+        "--env",
+        "xor",
+        "--steps",
+        "6",
+        "--set",
+        "log_every=1",
+        "--set",
+        "checkpoint_every=2",
+        "--out",
+        str(out),
+        *TINY,
+    ]
     assert main_interrupted(argv) == 130
     assert capsys.readouterr().err == f"inspo train: interrupted; continue with: inspo train --out {out} --resume\n"
     monkeypatch.undo()
@@ -162,6 +211,7 @@ def test_ctrl_c_before_the_run_starts_offers_no_resume(monkeypatch, tmp_path, ca
 
 
 # ---- item 14: progress outside a terminal ----
+
 
 class Terminal(io.StringIO):
     def isatty(self):

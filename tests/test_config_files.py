@@ -1,5 +1,6 @@
 """Config files and run records (issue 12, item 4): --config FILE under --set, config.json before the
 first step, --resume --steps N extends a run, and a run folder is never silently mixed."""
+
 import json
 
 import pytest
@@ -29,33 +30,63 @@ def checkpoint_config(out):
 def test_a_yaml_config_file_sets_fields_and_set_and_flags_win(tmp_path, capsys):
     (tmp_path / "run.yaml").write_text(YAML)
     out = tmp_path / "run"
-    argv = ["train", "--config", str(tmp_path / "run.yaml"), "--set", "steps=4", "--seed", "2", "--set", "seed=1",
-            "--out", str(out), *TINY]
+    argv = [
+        "train",
+        "--config",
+        str(tmp_path / "run.yaml"),
+        "--set",
+        "steps=4",
+        "--seed",
+        "2",
+        "--set",
+        "seed=1",
+        "--out",
+        str(out),
+        *TINY,
+    ]
     assert main(argv) == 0
     config = checkpoint_config(out)
     assert (config["env"], config["dataset"], config["steps"], config["seed"]) == ("bridge", "optimal", 4, 2)
-    assert (config["hidden"], config["lr"], config["beta_end"], config["share_parameters"]) == ((8, 8), 1e-3, None,
-                                                                                              True)
+    assert (config["hidden"], config["lr"], config["beta_end"], config["share_parameters"]) == (
+        (8, 8),
+        1e-3,
+        None,
+        True,
+    )
     assert config["critic_lr"] == make_config("bridge").critic_lr  # the preset under the file
     assert "bridge/optimal" in capsys.readouterr().out
 
 
 def test_a_json_config_file_reads_like_the_yaml_one(tmp_path):
-    (tmp_path / "run.json").write_text(json.dumps(dict(env="bridge", steps=3, hidden=[8, 8], critic_hidden=[8, 8],
-                                                       lr="1e-3", beta_end=None, share_parameters=True)))
+    (tmp_path / "run.json").write_text(
+        json.dumps(
+            dict(
+                env="bridge",
+                steps=3,
+                hidden=[8, 8],
+                critic_hidden=[8, 8],
+                lr="1e-3",
+                beta_end=None,
+                share_parameters=True,
+            )
+        )
+    )
     (tmp_path / "run.yaml").write_text(YAML)
     assert load_config_file(tmp_path / "run.json") == load_config_file(tmp_path / "run.yaml")
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("a.yaml", "etta: 1\n", "unknown config field 'etta'"),
-    ("a.yaml", "steps: many\n", "config field 'steps' expects"),
-    ("a.yaml", "alpha: [1, 2]\n", "config.alpha must be a finite float"),
-    ("a.yaml", "- steps\n", "must hold a mapping of config fields, got a list"),
-    ("a.yaml", "steps: [1\n", "is not valid YAML"),
-    ("a.json", "{steps: 1}", "is not valid JSON"),
-    ("a.toml", "steps = 1", "must be .json, .yaml or .yml"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("a.yaml", "etta: 1\n", "unknown config field 'etta'"),
+        ("a.yaml", "steps: many\n", "config field 'steps' expects"),
+        ("a.yaml", "alpha: [1, 2]\n", "config.alpha must be a finite float"),
+        ("a.yaml", "- steps\n", "must hold a mapping of config fields, got a list"),
+        ("a.yaml", "steps: [1\n", "is not valid YAML"),
+        ("a.json", "{steps: 1}", "is not valid JSON"),
+        ("a.toml", "steps = 1", "must be .json, .yaml or .yml"),
+    ],
+)
 def test_a_bad_config_file_is_one_line_naming_it(tmp_path, capsys, name, text, message):
     path = tmp_path / name
     path.write_text(text)
@@ -91,8 +122,14 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_its_config(tmp_pa
     assert main(["train", "--out", str(tmp_path / "cut"), "--resume", "--quiet"]) == 0
     final = [torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("whole", "cut")]
     assert final[0]["checksum"] == final[1]["checksum"]
-    assert [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()] == \
-        [1, 2, 3, 4, 5, 6]
+    assert [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
 
 
 def test_resume_steps_extends_an_interrupted_run(tmp_path, monkeypatch):
@@ -106,11 +143,14 @@ def test_resume_steps_extends_an_interrupted_run(tmp_path, monkeypatch):
     assert final[1]["step"] == 10 and final[0]["checksum"] == final[1]["checksum"]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--steps", "2"], "--steps 2 is below the 4 steps the run in"),
-    (["--set", "lr=1"], "--resume continues the run with its own config; only --steps can change it (got --set)"),
-    (["--mode", "exact", "--config", "x.yaml"], "only --steps can change it (got --mode, --config)"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--steps", "2"], "--steps 2 is below the 4 steps the run in"),
+        (["--set", "lr=1"], "--resume continues the run with its own config; only --steps can change it (got --set)"),
+        (["--mode", "exact", "--config", "x.yaml"], "only --steps can change it (got --mode, --config)"),
+    ],
+)
 def test_resume_refuses_what_it_cannot_do(tmp_path, capsys, extra, message):
     assert main(["train", "--env", "xor", "--steps", "4", "--set", "hidden=8", "--out", str(tmp_path), *TINY]) == 0
     assert main(["train", "--out", str(tmp_path), "--resume", *extra]) == 2
@@ -123,13 +163,27 @@ def test_resume_of_an_empty_folder_names_what_is_missing(tmp_path, capsys):
 
 
 def test_a_fresh_run_into_a_used_folder_is_refused_and_overwrite_starts_over(tmp_path, capsys):
-    argv = ["train", "--env", "xor", "--steps", "3", "--set", "log_every=1", "--set", "hidden=8",
-            "--out", str(tmp_path), *TINY]
+    argv = [
+        "train",
+        "--env",
+        "xor",
+        "--steps",
+        "3",
+        "--set",
+        "log_every=1",
+        "--set",
+        "hidden=8",
+        "--out",
+        str(tmp_path),
+        *TINY,
+    ]
     assert main(argv) == 0
     before = (tmp_path / "checkpoint.pt").read_bytes()
     assert main(argv) == 2
-    assert capsys.readouterr().err == (f"inspo train: error: run folder {tmp_path} is not empty: --resume continues "
-                                       "the run there, --overwrite starts it over, or choose another --out\n")
+    assert capsys.readouterr().err == (
+        f"inspo train: error: run folder {tmp_path} is not empty: --resume continues "
+        "the run there, --overwrite starts it over, or choose another --out\n"
+    )
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
     assert main([*argv, "--overwrite", "--seed", "1"]) == 0
     assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]

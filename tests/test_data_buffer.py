@@ -1,4 +1,5 @@
 """The episode-buffer format (round trip, other projects' layout, errors) and the transition store."""
+
 import json
 
 import numpy as np
@@ -54,8 +55,9 @@ def test_other_projects_buffers_load_unchanged(tmp_path, bridge_mixed):
     directory.mkdir()
     for name, array in pymarl_style(arrays).items():
         np.save(directory / f"{name}.npy", array)
-    (directory / "meta.json").write_text(json.dumps({"buffer_index": 1000, "episodes_in_buffer": 1000,
-                                                     "buffer_size": 1003}))
+    (directory / "meta.json").write_text(
+        json.dumps({"buffer_index": 1000, "episodes_in_buffer": 1000, "buffer_size": 1003})
+    )
     loaded, meta = load_episode_buffer(directory)
     assert loaded["obs"].shape[0] == 1000 and loaded["obs"].dtype == np.float64 and "actions_onehot" in loaded
     ours = TransitionStore.from_episode_buffer(arrays)

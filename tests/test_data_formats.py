@@ -1,6 +1,7 @@
 """The three dataset formats, each written with its own library (numpy, h5py, flashbax) and read back:
 the same transitions as the arrays they came from, lazily read, and every malformed file of
 tests/test_data_buffer.py per format with an error naming the file and the field."""
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +11,19 @@ from inspo.data import DatasetError, TransitionStore
 from inspo.data.formats import build_store, detect_format, read_dataset
 
 pytest.importorskip("h5py")
-STORE_FIELDS = ("state", "obs", "actions", "reward", "next_state", "next_obs", "next_actions", "done", "avail",
-                "next_avail", "truncated")
+STORE_FIELDS = (
+    "state",
+    "obs",
+    "actions",
+    "reward",
+    "next_state",
+    "next_obs",
+    "next_actions",
+    "done",
+    "avail",
+    "next_avail",
+    "truncated",
+)
 
 
 def needs_flashbax():
@@ -73,10 +85,16 @@ def test_vault_ends_follow_og_marl(tmp_path):
     for key, at in ends.items():
         flags[key][0, at] = True
     observations = rng.normal(size=(1, rows, agents, 4)).astype(np.float32)
-    experience = {"observations": observations, "actions": rng.integers(0, actions, (1, rows, agents)).astype(np.int32),
-                  "rewards": np.repeat(np.arange(rows, dtype=np.float32)[None, :, None], agents, axis=2), **flags,
-                  "infos": {"legals": np.ones((1, rows, agents, actions), bool),
-                            "state": rng.normal(size=(1, rows, 5)).astype(np.float32)}}
+    experience = {
+        "observations": observations,
+        "actions": rng.integers(0, actions, (1, rows, agents)).astype(np.int32),
+        "rewards": np.repeat(np.arange(rows, dtype=np.float32)[None, :, None], agents, axis=2),
+        **flags,
+        "infos": {
+            "legals": np.ones((1, rows, agents, actions), bool),
+            "state": rng.normal(size=(1, rows, 5)).astype(np.float32),
+        },
+    }
     dataset = read_dataset(write_vault(tmp_path, experience))
     store = build_store(dataset)
     # kept: rows 0-3 (3 terminal), rows 4-6 (7 truncated without a next row: dropped), rows 8-9
@@ -125,29 +143,50 @@ def _mask_taken(avail, actions, index):
 
 # case -> (change to the episode arrays (npy, h5), change to the vault experience, field named per format)
 MALFORMED = {
-    "missing field": (lambda a: _drop(a, "reward"), lambda x: _drop(x, "rewards"),
-                      {"npy": "reward", "h5": "reward", "vault": "rewards"}),
-    "mismatched shapes": (lambda a: a.update(state=a["state"][:5]),
-                          lambda x: x["infos"].update(legals=np.concatenate([x["infos"]["legals"]] * 2, axis=2)),
-                          {"npy": "state", "h5": "state", "vault": "infos.legals"}),
-    "wrong rank": (lambda a: a.update(actions=a["actions"][..., 0]), lambda x: x.update(actions=x["actions"][..., None]),
-                   {"npy": "actions", "h5": "actions", "vault": "actions"}),
-    "wrong dtype": (lambda a: a.update(actions=a["actions"].astype(np.float32)),
-                    lambda x: x.update(actions=x["actions"].astype(np.float32)),
-                    {"npy": "actions", "h5": "actions", "vault": "actions"}),
-    "action out of range": (lambda a: _set(a, "actions", (1, 0, 2, 0), 4), lambda x: _set(x, "actions", (0, 9, 2), 4),
-                            {"npy": "'actions.npy'.*outside", "h5": "'/actions'.*outside", "vault": "'actions'.*outside"}),
-    "masked action": (lambda a: _mask_taken(a["avail_actions"], a["actions"][..., 0], (1, 0, 0)),
-                      lambda x: _mask_taken(x["infos"]["legals"], x["actions"], (0, 9, 0)),
-                      {"npy": "'avail_actions.npy'.*not available", "h5": "'/avail_actions'.*not available",
-                       "vault": "'infos.legals'.*not available"}),
-    "non-finite reward": (lambda a: _set(a, "reward", (3, 0, 0), np.nan), lambda x: _set(x, "rewards", (0, 9), np.nan),
-                          {"npy": "'reward.npy'.*non-finite", "h5": "'/reward'.*non-finite",
-                           "vault": "'rewards'.*non-finite"}),
-    "non-finite observation": (lambda a: _set(a, "obs", (3, 1, 0, 0), np.inf),
-                               lambda x: _set(x, "observations", (0, 9, 0, 0), np.inf),
-                               {"npy": "'obs.npy'.*non-finite", "h5": "'/obs'.*non-finite",
-                                "vault": "'observations'.*non-finite"}),
+    "missing field": (
+        lambda a: _drop(a, "reward"),
+        lambda x: _drop(x, "rewards"),
+        {"npy": "reward", "h5": "reward", "vault": "rewards"},
+    ),
+    "mismatched shapes": (
+        lambda a: a.update(state=a["state"][:5]),
+        lambda x: x["infos"].update(legals=np.concatenate([x["infos"]["legals"]] * 2, axis=2)),
+        {"npy": "state", "h5": "state", "vault": "infos.legals"},
+    ),
+    "wrong rank": (
+        lambda a: a.update(actions=a["actions"][..., 0]),
+        lambda x: x.update(actions=x["actions"][..., None]),
+        {"npy": "actions", "h5": "actions", "vault": "actions"},
+    ),
+    "wrong dtype": (
+        lambda a: a.update(actions=a["actions"].astype(np.float32)),
+        lambda x: x.update(actions=x["actions"].astype(np.float32)),
+        {"npy": "actions", "h5": "actions", "vault": "actions"},
+    ),
+    "action out of range": (
+        lambda a: _set(a, "actions", (1, 0, 2, 0), 4),
+        lambda x: _set(x, "actions", (0, 9, 2), 4),
+        {"npy": "'actions.npy'.*outside", "h5": "'/actions'.*outside", "vault": "'actions'.*outside"},
+    ),
+    "masked action": (
+        lambda a: _mask_taken(a["avail_actions"], a["actions"][..., 0], (1, 0, 0)),
+        lambda x: _mask_taken(x["infos"]["legals"], x["actions"], (0, 9, 0)),
+        {
+            "npy": "'avail_actions.npy'.*not available",
+            "h5": "'/avail_actions'.*not available",
+            "vault": "'infos.legals'.*not available",
+        },
+    ),
+    "non-finite reward": (
+        lambda a: _set(a, "reward", (3, 0, 0), np.nan),
+        lambda x: _set(x, "rewards", (0, 9), np.nan),
+        {"npy": "'reward.npy'.*non-finite", "h5": "'/reward'.*non-finite", "vault": "'rewards'.*non-finite"},
+    ),
+    "non-finite observation": (
+        lambda a: _set(a, "obs", (3, 1, 0, 0), np.inf),
+        lambda x: _set(x, "observations", (0, 9, 0, 0), np.inf),
+        {"npy": "'obs.npy'.*non-finite", "h5": "'/obs'.*non-finite", "vault": "'observations'.*non-finite"},
+    ),
 }
 
 

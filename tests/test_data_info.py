@@ -1,5 +1,6 @@
 """`inspo data info` (any format: sizes, ends, returns, Joint SACo, win rate, histogram) and
 `inspo data convert` (lossless round trips between npy, h5 and vault)."""
+
 import json
 
 import numpy as np
@@ -12,8 +13,19 @@ from inspo.data import TransitionStore
 from inspo.data.formats import build_store, read_dataset
 
 pytest.importorskip("h5py")
-STORE_FIELDS = ("state", "obs", "actions", "reward", "next_state", "next_obs", "next_actions", "done", "avail",
-                "next_avail", "truncated")
+STORE_FIELDS = (
+    "state",
+    "obs",
+    "actions",
+    "reward",
+    "next_state",
+    "next_obs",
+    "next_actions",
+    "done",
+    "avail",
+    "next_avail",
+    "truncated",
+)
 
 
 def repeated_episodes():
@@ -132,7 +144,9 @@ def test_npy_to_vault_to_npy_keeps_every_transition_and_flashbax_reads_our_vault
     assert real(back.arrays).sum() == real(arrays).sum()
     assert np.array_equal(back.arrays["actions_onehot"][real(back.arrays)], arrays["actions_onehot"][real(arrays)])
     # flashbax opens what we wrote: the same observations, row for row
-    experience = flashbax.vault.Vault(vault_name="mine", rel_dir=str(tmp_path / "vaults"), vault_uid="v1").read().experience
+    experience = (
+        flashbax.vault.Vault(vault_name="mine", rel_dir=str(tmp_path / "vaults"), vault_uid="v1").read().experience
+    )
     ours = read_dataset(vault).arrays["obs"][0:12]
     assert np.array_equal(np.asarray(experience["observations"][0]), ours[ours.any(axis=(2, 3))])
 
@@ -142,8 +156,10 @@ def test_vault_to_npy_to_vault_keeps_the_leaves(tmp_path):
     rows = vault_rows(small_episodes())
     first = write_vault(tmp_path / "vaults", rows, name="og", uid="u")
     assert main(["data", "convert", str(first), str(tmp_path / "npy"), "--to", "npy"]) == 0
-    assert main(["data", "convert", str(tmp_path / "npy"), str(tmp_path / "vaults" / "og" / "again"), "--to",
-                 "vault"]) == 0
+    assert (
+        main(["data", "convert", str(tmp_path / "npy"), str(tmp_path / "vaults" / "og" / "again"), "--to", "vault"])
+        == 0
+    )
     again = flashbax.vault.Vault(vault_name="og", rel_dir=str(tmp_path / "vaults"), vault_uid="again").read().experience
     for leaf in ("observations", "actions", "rewards", "terminals", "truncations"):
         assert np.array_equal(np.asarray(again[leaf]), rows[leaf]), leaf

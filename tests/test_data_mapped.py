@@ -3,6 +3,7 @@
 Two datasets: Bridge's mixed data (time-limited episodes without a next step, finished agents with
 one available action; always run) and a tiny scripted SMAX dataset (skipped without jaxmarl).
 """
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +11,7 @@ import torch
 from inspo.data import DatasetError, MappedTransitions, TransitionStore, load_episode_buffer, save_episode_buffer
 from inspo.envs.bridge import Bridge
 
-FIELDS = ("state", "obs", "actions", "reward", "next_state", "next_obs", "next_actions", "done", "avail",
-          "next_avail")
+FIELDS = ("state", "obs", "actions", "reward", "next_state", "next_obs", "next_actions", "done", "avail", "next_avail")
 
 
 @pytest.fixture(scope="module", params=["bridge", "smax"])
@@ -27,8 +27,7 @@ def dataset(request, tmp_path_factory):
         from inspo.smax.card import load_dataset
         from inspo.smax.tiers import DataConfig, make_dataset
 
-        directory = make_dataset(DataConfig(map_name="3m", tier="scripted", episodes=12, root=root),
-                                 log=lambda m: None)
+        directory = make_dataset(DataConfig(map_name="3m", tier="scripted", episodes=12, root=root), log=lambda m: None)
         arrays, _ = load_dataset(directory)
     assert all(isinstance(array, np.memmap) for array in arrays.values())
     return arrays, {k: np.array(v) for k, v in arrays.items()}
@@ -44,8 +43,12 @@ def test_same_transitions_as_the_in_memory_store(dataset):
     mapped = MappedTransitions(mapped_arrays, chunk=chunk_of(arrays))  # several chunks
     store = TransitionStore.from_episode_buffer(arrays)
     assert len(mapped) == len(store) > 0
-    assert (mapped.n_agents, mapped.n_actions, mapped.obs_dim, mapped.state_dim) == \
-        (store.n_agents, store.n_actions, store.obs_dim, store.state_dim)
+    assert (mapped.n_agents, mapped.n_actions, mapped.obs_dim, mapped.state_dim) == (
+        store.n_agents,
+        store.n_actions,
+        store.obs_dim,
+        store.state_dim,
+    )
     rows = torch.randperm(len(store), generator=torch.Generator().manual_seed(0))[:50]
     rows = torch.cat([rows, rows[:5]])  # repeated rows too
     got, expected = mapped.index(rows), store.index(rows)
@@ -61,8 +64,13 @@ def test_same_transitions_as_the_in_memory_store(dataset):
 def test_looser_dtypes_give_the_same_batches(dataset):
     """Other projects' buffers (float64 observations, int32 actions, bool flags) load unchanged."""
     _, arrays = dataset
-    loose = dict(arrays, obs=arrays["obs"].astype(np.float64), actions=arrays["actions"].astype(np.int32),
-                 terminated=arrays["terminated"].astype(bool), avail_actions=arrays["avail_actions"].astype(np.int8))
+    loose = dict(
+        arrays,
+        obs=arrays["obs"].astype(np.float64),
+        actions=arrays["actions"].astype(np.int32),
+        terminated=arrays["terminated"].astype(bool),
+        avail_actions=arrays["avail_actions"].astype(np.int8),
+    )
     mapped, store = MappedTransitions(loose), TransitionStore.from_episode_buffer(arrays)
     rows = torch.arange(len(store))
     got = mapped.index(rows)

@@ -1,5 +1,6 @@
 """Training on a dataset alone (any shapes, no built-in environment), evaluation in a user environment,
 and time-limit ends kept apart from terminals in the transition store."""
+
 import json
 import textwrap
 
@@ -13,8 +14,21 @@ from inspo.config import TrainConfig, make_config
 from inspo.data import TransitionStore
 from inspo.envs.bridge import Bridge
 
-TINY = ["--set", "bc_steps=5", "--set", "batch_size=32", "--set", "hidden=8,8", "--set", "critic_hidden=8,8",
-        "--set", "critic_warmup_steps=0", "--set", "log_every=5", "--quiet"]
+TINY = [
+    "--set",
+    "bc_steps=5",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "hidden=8,8",
+    "--set",
+    "critic_hidden=8,8",
+    "--set",
+    "critic_warmup_steps=0",
+    "--set",
+    "log_every=5",
+    "--quiet",
+]
 
 
 def shaped_dataset(agents=3, actions=4, obs_dim=6, state_dim=9):
@@ -48,8 +62,23 @@ def test_a_vault_trains_memory_mapped_with_padded_actions(tmp_path, capsys):
     np.put_along_axis(arrays["avail_actions"], arrays["actions"], 1, axis=-1)  # the taken action stays available
     vault = write_vault(tmp_path / "vaults", vault_rows(arrays))
     out = tmp_path / "run"
-    assert main(["train", "--dataset-path", str(vault), "--steps", "10", "--set", "dataset_storage=mapped",
-                 "--out", str(out), *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset-path",
+                str(vault),
+                "--steps",
+                "10",
+                "--set",
+                "dataset_storage=mapped",
+                "--out",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     from inspo.bc import make_policy_net, masked_log_softmax
     from inspo.cli import policy_state
 
@@ -103,11 +132,15 @@ def repeated_xor_dataset(episodes=40, limit=50, seed=0):
     actions = np.stack([joint // 2, joint % 2], axis=-1)
     previous = np.concatenate([np.zeros((episodes, 1), int), 2 * actions[:, :-1, 0] + actions[:, :-1, 1]], axis=1)
     onehot = np.eye(4, dtype=np.float32)[previous]
-    arrays = {"obs": np.repeat(onehot[:, :, None], 2, axis=2), "state": onehot,
-              "actions": actions[..., None].astype(np.int64),
-              "reward": (actions[..., 0] != actions[..., 1]).astype(np.float32)[..., None],
-              "terminated": np.zeros((episodes, length, 1), np.uint8), "filled": np.ones((episodes, length, 1), np.int64),
-              "avail_actions": np.ones((episodes, length, 2, 2), np.int32)}
+    arrays = {
+        "obs": np.repeat(onehot[:, :, None], 2, axis=2),
+        "state": onehot,
+        "actions": actions[..., None].astype(np.int64),
+        "reward": (actions[..., 0] != actions[..., 1]).astype(np.float32)[..., None],
+        "terminated": np.zeros((episodes, length, 1), np.uint8),
+        "filled": np.ones((episodes, length, 1), np.int64),
+        "avail_actions": np.ones((episodes, length, 2, 2), np.int32),
+    }
     arrays["terminated"][:, limit - 1] = 1
     arrays["reward"][:, limit] = 0
     return arrays
@@ -118,8 +151,25 @@ def test_a_repeated_matrix_game_dataset_trains_and_evaluates_in_a_user_env(tmp_p
     monkeypatch.chdir(tmp_path)  # `--env repeated_xor:make_env` finds repeated_xor.py in the current folder
     data = write_npy(tmp_path / "xor_buffers", repeated_xor_dataset())
     out = tmp_path / "run"
-    assert main(["train", "--dataset-path", str(data), "--env", "repeated_xor:make_env", "--episode-limit", "50",
-                 "--steps", "10", "--out", str(out), *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset-path",
+                str(data),
+                "--env",
+                "repeated_xor:make_env",
+                "--episode-limit",
+                "50",
+                "--steps",
+                "10",
+                "--out",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert "greedy return" in capsys.readouterr().out
     scores = json.loads((out / "results.json").read_text())["scores"]
     assert 0 <= scores["greedy_return"] <= 50

@@ -1,4 +1,5 @@
 """Bridge dynamics, rewards, datasets and scoring against hand-computed cases."""
+
 import math
 
 import numpy as np
@@ -6,21 +7,36 @@ import pytest
 import torch
 
 from inspo.envs.bridge import (
-    DOWN, GOALS, LEFT, RIGHT, STARTS, STAY, UP, Bridge, avail_vector, optimal_plan, resolve_moves, state_vector, step,
+    DOWN,
+    GOALS,
+    LEFT,
+    RIGHT,
+    STARTS,
+    STAY,
+    UP,
+    Bridge,
+    avail_vector,
+    optimal_plan,
+    resolve_moves,
+    state_vector,
+    step,
 )
 
 
-@pytest.mark.parametrize("positions, done, actions, expected", [
-    ([(0, 0), (2, 5)], [False, False], [UP, RIGHT], [(0, 0), (2, 5)]),  # off the grid: stay
-    ([(1, 2), (1, 3)], [False, False], [UP, DOWN], [(1, 2), (1, 3)]),  # into blocked cells: stay
-    ([(1, 2), (1, 3)], [False, False], [RIGHT, LEFT], [(1, 2), (1, 3)]),  # swap: both stay
-    ([(1, 1), (1, 3)], [False, False], [RIGHT, LEFT], [(1, 1), (1, 3)]),  # same target cell: both stay
-    ([(1, 2), (1, 3)], [False, False], [RIGHT, RIGHT], [(1, 3), (1, 4)]),  # into a cell being vacated: ok
-    ([(1, 2), (1, 3)], [False, False], [RIGHT, UP], [(1, 2), (1, 3)]),  # the leader is blocked: chain
-    ([(1, 2), (1, 3)], [False, False], [RIGHT, STAY], [(1, 2), (1, 3)]),  # into a staying agent
-    ([(1, 4), (1, 3)], [False, False], [DOWN, RIGHT], [(2, 4), (1, 4)]),  # a follower takes the vacated cell
-    ([(0, 1), (0, 0)], [False, True], [LEFT, RIGHT], [(0, 1), (0, 0)]),  # a done agent stays and blocks
-])
+@pytest.mark.parametrize(
+    "positions, done, actions, expected",
+    [
+        ([(0, 0), (2, 5)], [False, False], [UP, RIGHT], [(0, 0), (2, 5)]),  # off the grid: stay
+        ([(1, 2), (1, 3)], [False, False], [UP, DOWN], [(1, 2), (1, 3)]),  # into blocked cells: stay
+        ([(1, 2), (1, 3)], [False, False], [RIGHT, LEFT], [(1, 2), (1, 3)]),  # swap: both stay
+        ([(1, 1), (1, 3)], [False, False], [RIGHT, LEFT], [(1, 1), (1, 3)]),  # same target cell: both stay
+        ([(1, 2), (1, 3)], [False, False], [RIGHT, RIGHT], [(1, 3), (1, 4)]),  # into a cell being vacated: ok
+        ([(1, 2), (1, 3)], [False, False], [RIGHT, UP], [(1, 2), (1, 3)]),  # the leader is blocked: chain
+        ([(1, 2), (1, 3)], [False, False], [RIGHT, STAY], [(1, 2), (1, 3)]),  # into a staying agent
+        ([(1, 4), (1, 3)], [False, False], [DOWN, RIGHT], [(2, 4), (1, 4)]),  # a follower takes the vacated cell
+        ([(0, 1), (0, 0)], [False, True], [LEFT, RIGHT], [(0, 1), (0, 0)]),  # a done agent stays and blocks
+    ],
+)
 def test_moves(positions, done, actions, expected):
     assert resolve_moves(positions, done, actions) == expected
 
@@ -102,6 +118,7 @@ def test_mixed_dataset_adds_random_episodes():
 
 def _lookup_policy(table):
     """A deterministic policy from a state -> joint action table (unknown states: stay)."""
+
     def policy(obs, avail):
         logits = torch.zeros(avail.shape)
         for e, state in enumerate(obs[:, 0]):
@@ -109,14 +126,17 @@ def _lookup_policy(table):
             for agent, action in enumerate(joint):
                 logits[e, agent, action] = 10.0
         return logits
+
     return policy
 
 
 def test_evaluate_scripted_and_stuck_policies(optimal_dataset):
     arrays, _ = optimal_dataset
     episode = int(np.argmax(arrays["reward"][..., 0].sum(1)))  # a -1.235 plan
-    table = {tuple(arrays["state"][episode, t].tolist()): tuple(arrays["actions"][episode, t, :, 0].tolist())
-             for t in range(8)}
+    table = {
+        tuple(arrays["state"][episode, t].tolist()): tuple(arrays["actions"][episode, t, :, 0].tolist())
+        for t in range(8)
+    }
     generator = torch.Generator().manual_seed(0)
     scores = Bridge().evaluate(_lookup_policy(table), episodes=10, generator=generator)
     assert scores["greedy_return"] == pytest.approx(-1.235, abs=1e-3)

@@ -1,4 +1,5 @@
 """XOR and M-NE: payoffs, datasets, exact scoring."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,8 +19,15 @@ def test_xor_payoffs():
         XorGame("other")
 
 
-@pytest.mark.parametrize("name, support", [("a", {(0, 1)}), ("b", {(0, 1), (1, 0)}),
-                                           ("c", {(0, 0), (0, 1), (1, 0)}), ("d", {(0, 0), (0, 1), (1, 0), (1, 1)})])
+@pytest.mark.parametrize(
+    "name, support",
+    [
+        ("a", {(0, 1)}),
+        ("b", {(0, 1), (1, 0)}),
+        ("c", {(0, 0), (0, 1), (1, 0)}),
+        ("d", {(0, 0), (0, 1), (1, 0), (1, 1)}),
+    ],
+)
 def test_xor_datasets_hold_equal_numbers_of_their_joint_actions(name, support):
     arrays, meta = XorGame("penalty").generate_dataset(name, seed=1)
     joint = arrays["actions"][:, 0, :, 0]
@@ -53,8 +61,9 @@ def test_expected_payoff_by_hand():
     assert expected_payoff(penalty, np.array([[0.8, 0.2], [0.3, 0.7]])) == pytest.approx(0.56 + 0.06 - 0.28)
     three = np.arange(8.0).reshape(2, 2, 2)  # three agents: R[a1, a2, a3]
     probs = np.array([[0.1, 0.9], [0.6, 0.4], [0.25, 0.75]])
-    brute = sum(three[a, b, c] * probs[0, a] * probs[1, b] * probs[2, c]
-                for a in range(2) for b in range(2) for c in range(2))
+    brute = sum(
+        three[a, b, c] * probs[0, a] * probs[1, b] * probs[2, c] for a in range(2) for b in range(2) for c in range(2)
+    )
     assert expected_payoff(three, probs) == pytest.approx(brute)
 
 

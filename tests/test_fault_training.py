@@ -7,6 +7,7 @@ The kill points are drawn from INSPO_FAULT_SEED (default 0); INSPO_FAULT_CASES=N
 (default 1) for a longer local run. The child kills itself from a hook in the run-folder writes, so
 the point is exact and the test deterministic for a given seed.
 """
+
 import json
 import os
 import random
@@ -20,9 +21,31 @@ import torch
 from inspo.cli import main
 
 STEPS, CHECKPOINT_EVERY = 12, 4
-ARGV = ["--env", "xor", "--steps", str(STEPS), "--set", f"checkpoint_every={CHECKPOINT_EVERY}", "--set", "log_every=1",
-        "--set", "eval_every=4", "--set", "bc_steps=5", "--set", "batch_size=32", "--set", "hidden=8,8",
-        "--set", "critic_hidden=8,8", "--set", "beta=0.5", "--set", "beta_end=0.0", "--quiet"]
+ARGV = [
+    "--env",
+    "xor",
+    "--steps",
+    str(STEPS),
+    "--set",
+    f"checkpoint_every={CHECKPOINT_EVERY}",
+    "--set",
+    "log_every=1",
+    "--set",
+    "eval_every=4",
+    "--set",
+    "bc_steps=5",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "hidden=8,8",
+    "--set",
+    "critic_hidden=8,8",
+    "--set",
+    "beta=0.5",
+    "--set",
+    "beta_end=0.0",
+    "--quiet",
+]
 SEED = int(os.environ.get("INSPO_FAULT_SEED", "0"))
 CASES = int(os.environ.get("INSPO_FAULT_CASES", "1"))
 
@@ -74,10 +97,12 @@ def kill_points():
     draw = random.Random(SEED)
     cases = []
     for _ in range(CASES):
-        cases += [("after step", draw.randrange(1, CHECKPOINT_EVERY)),  # before the first checkpoint
-                  ("after step", draw.randrange(CHECKPOINT_EVERY + 1, STEPS)),  # after one
-                  ("during a log line", draw.randrange(1, STEPS + 1)),
-                  ("during a checkpoint write", draw.randrange(1, STEPS // CHECKPOINT_EVERY + 1))]
+        cases += [
+            ("after step", draw.randrange(1, CHECKPOINT_EVERY)),  # before the first checkpoint
+            ("after step", draw.randrange(CHECKPOINT_EVERY + 1, STEPS)),  # after one
+            ("during a log line", draw.randrange(1, STEPS + 1)),
+            ("during a checkpoint write", draw.randrange(1, STEPS // CHECKPOINT_EVERY + 1)),
+        ]
     return cases
 
 
@@ -95,8 +120,12 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("kind, at", kill_points())
 def test_resume_after_sigkill_is_bit_identical(tmp_path, uninterrupted, kind, at):
     out = tmp_path / "run"
-    child = subprocess.run([sys.executable, "-c", CHILD, kind, str(at), "train", *ARGV, "--out", str(out)],
-                           capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, str(at), "train", *ARGV, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.returncode == -9, f"seed {SEED}: the child was to be killed ({kind} {at}): {child.stderr}"
     if kind == "during a checkpoint write":
         assert [p.name for p in out.iterdir() if p.name.startswith(".checkpoint.pt.")]  # the orphan temporary

@@ -8,6 +8,7 @@ entry or argument) must raise the named exception whose message names the argume
 INSPO_FUZZ_CASES (default 200) cases per op; INSPO_FUZZ_SEED (default 0) picks another set. Reproduce one
 case: `python tests/test_fuzz_ops.py OP CASE_SEED 1` (prints its failure, if any).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,15 +31,23 @@ CHUNK = 2000  # cases per child process
 # ---- the parent: one child per op (and per CHUNK cases) ---------------------------------------------------
 def _run_child(op: str, first_seed: int, count: int) -> list[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, __file__, op, str(first_seed), str(count)], capture_output=True,
-                          text=True, env=env, cwd=Path(__file__).parent, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, __file__, op, str(first_seed), str(count)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent,
+        timeout=600,
+    )
     lines = proc.stdout.splitlines()
     failures = [json.loads(line[5:]) for line in lines if line.startswith("FAIL ")]
     if proc.returncode != 0 or not any(line == "DONE" for line in lines):
         started = [line for line in lines if line.startswith("CASE ")]
         seed = started[-1].split()[1] if started else "?"
-        failures.append(f"{op}: child exited with {proc.returncode} during case {seed} "
-                        f"(reproduce: python tests/test_fuzz_ops.py {op} {seed} 1)\n{proc.stderr[-3000:]}")
+        failures.append(
+            f"{op}: child exited with {proc.returncode} during case {seed} "
+            f"(reproduce: python tests/test_fuzz_ops.py {op} {seed} 1)\n{proc.stderr[-3000:]}"
+        )
     return failures
 
 
@@ -63,8 +72,11 @@ def _cases(op: str, first_seed: int, count: int) -> None:
         except Exception:  # noqa: BLE001  (an unexpected exception is a failure of this case)
             error = traceback.format_exc(limit=4)
         if error:
-            print("FAIL " + json.dumps(f"{op} case {seed} (reproduce: python tests/test_fuzz_ops.py {op} {seed} 1): "
-                                       f"{error}"), flush=True)
+            print(
+                "FAIL "
+                + json.dumps(f"{op} case {seed} (reproduce: python tests/test_fuzz_ops.py {op} {seed} 1): {error}"),
+                flush=True,
+            )
     print("DONE", flush=True)
 
 
@@ -83,22 +95,37 @@ def _hyper(g) -> dict:
 
     alpha = _choice(g, [0.0, 0.01, 0.1, 1.0, float(torch.rand(1, generator=g)) * 2])
     beta = _choice(g, [0.01, 0.1, 1.0, float(torch.rand(1, generator=g)) * 2 + 1e-3])
-    return dict(alpha=alpha, beta=beta, eta=_choice(g, [0.0, 0.3, 1.0, float(torch.rand(1, generator=g))]),
-                log_rho_max=_choice(g, [math.log(100.0), 0.5, math.inf]), log_w_max=_choice(g, [10.0, 0.0, math.inf]))
+    return dict(
+        alpha=alpha,
+        beta=beta,
+        eta=_choice(g, [0.0, 0.3, 1.0, float(torch.rand(1, generator=g))]),
+        log_rho_max=_choice(g, [math.log(100.0), 0.5, math.inf]),
+        log_w_max=_choice(g, [10.0, 0.0, math.inf]),
+    )
 
 
 def _batch(g, seed: int, problems: int = 0) -> tuple[dict, dict]:
     """A random valid joint batch (float64 or float32) and its description; `problems` > 0: that many
     problems stacked on a leading S (with an [S, N] or a shared [N] order)."""
     import torch
+
     from ops_testing import joint_batch, stack_problems
 
     shape = (_randint(g, 1, 40), _randint(g, 1, 6), _randint(g, 1, 9))
     dtype = _choice(g, [torch.float64, torch.float64, torch.float32])
     scale = _choice(g, [1.0, 3.0]) if dtype == torch.float32 else _choice(g, [1.0, 3.0, 30.0, 300.0])
     mask = _choice(g, ["random", "padding", "single", "full"])
-    make = lambda s: joint_batch(*shape, dtype=dtype, seed=seed + 7919 * s, mask=mask,  # noqa: E731
-                                 logit_scale=scale, q_scale=scale)
+
+    def make(s):
+        return joint_batch(
+            *shape,
+            dtype=dtype,
+            seed=seed + 7919 * s,
+            mask=mask,
+            logit_scale=scale,
+            q_scale=scale,
+        )
+
     d = stack_problems([make(s) for s in range(problems)], shared_order=_randint(g, 0, 1) == 1) if problems else make(0)
     return d, dict(shape=shape, dtype=dtype, scale=scale, mask=mask, problems=problems)
 
@@ -184,30 +211,40 @@ NAMES = dict(logits="logits", log_mu="log_mu", q_local="q_local", avail="avail",
 
 # ---- one check per op: (generator, seed) -> None or the failure --------------------------------------------
 def check_in_sample_weights(g, seed: int):
-    import torch
     import inspo_ext
     from inspo_ext import reference
-
     from ops_testing import problem_slice
 
     problems = _problems(g)
     d, info = _batch(g, seed, problems)
     h = _hyper(g)
-    call = lambda x: inspo_ext.in_sample_weights(x["q_local"], x["log_mu"], x["avail"], x["actions"],  # noqa: E731
-                                                 alpha=h["alpha"], beta=h["beta"], log_w_max=h["log_w_max"])
+
+    def call(x):
+        return inspo_ext.in_sample_weights(
+            x["q_local"],
+            x["log_mu"],
+            x["avail"],
+            x["actions"],
+            alpha=h["alpha"],
+            beta=h["beta"],
+            log_w_max=h["log_w_max"],
+        )
+
     if problems:
         ours = call(d)
         problem = _same_as_slices(ours, lambda s: call(problem_slice(d, s)), problems, "in_sample_weights")
         if problem:
             return problem
     elif _randint(g, 0, 3) == 0:
-        spec = _corrupt_row(g, d, NAMES, ["action_out_of_range", "action_unavailable", "no_available_action",
-                                          "log_mu", "q_local"])
+        spec = _corrupt_row(
+            g, d, NAMES, ["action_out_of_range", "action_unavailable", "no_available_action", "log_mu", "q_local"]
+        )
         return spec and _expect(lambda: call(d), *spec, "invalid in_sample_weights")
     ours = call(d)
     x = _double(d)
-    ref = reference.in_sample_weights(x["q_local"], x["log_mu"], x["avail"], x["actions"], h["alpha"], h["beta"],
-                                      h["log_w_max"])
+    ref = reference.in_sample_weights(
+        x["q_local"], x["log_mu"], x["avail"], x["actions"], h["alpha"], h["beta"], h["log_w_max"]
+    )
     for field, a, b in zip(ref._fields, ours, ref):
         # the weight is exp(log w): its relative error is log w's absolute error
         problem = _close(a, b, info | dict(scale=info["scale"] * max(1.0, float(b.abs().max()))), field)
@@ -217,10 +254,8 @@ def check_in_sample_weights(g, seed: int):
 
 
 def check_teammate_log_ratios(g, seed: int):
-    import torch
     import inspo_ext
     from inspo_ext import reference
-
     from ops_testing import problem_slice
 
     problems = _problems(g)
@@ -230,10 +265,19 @@ def check_teammate_log_ratios(g, seed: int):
 
     def call(x):
         return inspo_ext.teammate_log_ratios(
-            x["logits"], x["log_mu"], x["avail"], x["actions"], x["order"], predecessors=predecessors,
+            x["logits"],
+            x["log_mu"],
+            x["avail"],
+            x["actions"],
+            x["order"],
+            predecessors=predecessors,
             q_local=x["q_local"] if predecessors == "target" else None,
             updated_log_probs=x["updated_log_probs"] if predecessors == "policy" else None,
-            alpha=h["alpha"], beta=h["beta"], eta=h["eta"], log_rho_max=h["log_rho_max"])
+            alpha=h["alpha"],
+            beta=h["beta"],
+            eta=h["eta"],
+            log_rho_max=h["log_rho_max"],
+        )
 
     if problems:
         problem = _same_as_slices([call(d)], lambda s: [call(problem_slice(d, s))], problems, "teammate_log_ratios")
@@ -249,21 +293,37 @@ def check_teammate_log_ratios(g, seed: int):
         if kind == 1 and predecessors == "policy":
             b, i = _randint(g, 0, d["actions"].shape[0] - 1), _randint(g, 0, agents - 1)
             d["updated_log_probs"][b, i] = _choice(g, [0.5, math.nan, math.inf])
-            return _expect(lambda: call(d), ValueError, rf"^updated_log_probs\[{b}, {i}\] = \S+ is not a log-prob",
-                           "bad updated_log_probs")
+            return _expect(
+                lambda: call(d),
+                ValueError,
+                rf"^updated_log_probs\[{b}, {i}\] = \S+ is not a log-prob",
+                "bad updated_log_probs",
+            )
         kinds = ["action_out_of_range", "action_unavailable", "no_available_action", "logits", "log_mu"]
         spec = _corrupt_row(g, d, NAMES, kinds + (["q_local"] if predecessors == "target" else []))
         return spec and _expect(lambda: call(d), *spec, "invalid teammate_log_ratios")
     ours = call(d)
     x = _double(d)
-    ref = reference.teammate_log_ratios(x["logits"], x["log_mu"], x["avail"], x["actions"], x["order"], predecessors,
-                                        x["q_local"], x["updated_log_probs"], h["alpha"], h["beta"], h["eta"],
-                                        h["log_rho_max"])
+    ref = reference.teammate_log_ratios(
+        x["logits"],
+        x["log_mu"],
+        x["avail"],
+        x["actions"],
+        x["order"],
+        predecessors,
+        x["q_local"],
+        x["updated_log_probs"],
+        h["alpha"],
+        h["beta"],
+        h["eta"],
+        h["log_rho_max"],
+    )
     return _close(ours, ref, info | dict(scale=info["scale"] * d["order"].shape[-1]), "log_rho")
 
 
 def check_soft_bellman_target(g, seed: int):
     import torch
+
     import inspo_ext
     from inspo_ext import reference
     from ops_testing import next_step
@@ -271,12 +331,26 @@ def check_soft_bellman_target(g, seed: int):
     shape = (_randint(g, 1, 40), _randint(g, 1, 6), _randint(g, 1, 9))
     dtype = _choice(g, [torch.float64, torch.float32])
     info = dict(shape=shape, dtype=dtype, scale=1.0 if dtype == torch.float32 else _choice(g, [1.0, 30.0]))
-    n = next_step(*shape, dtype=dtype, seed=seed, mask=_choice(g, ["random", "padding", "single", "full"]),
-                  terminal_fraction=_choice(g, [0.0, 0.3, 1.0]), logit_scale=info["scale"])
+    n = next_step(
+        *shape,
+        dtype=dtype,
+        seed=seed,
+        mask=_choice(g, ["random", "padding", "single", "full"]),
+        terminal_fraction=_choice(g, [0.0, 0.3, 1.0]),
+        logit_scale=info["scale"],
+    )
     h = _hyper(g)
     gamma = _choice(g, [0.0, 0.99, 1.0])
-    call = lambda x: inspo_ext.soft_bellman_target(**x, gamma=gamma, alpha=h["alpha"], beta=h["beta"],  # noqa: E731
-                                                   log_rho_max=h["log_rho_max"])
+
+    def call(x):
+        return inspo_ext.soft_bellman_target(
+            **x,
+            gamma=gamma,
+            alpha=h["alpha"],
+            beta=h["beta"],
+            log_rho_max=h["log_rho_max"],
+        )
+
     if _randint(g, 0, 3) == 0:
         live = torch.nonzero(n["done"] == 0).flatten().tolist()
         kind = _randint(g, 0, 3)
@@ -294,14 +368,25 @@ def check_soft_bellman_target(g, seed: int):
             n["q_next"][b] = math.nan
             return _expect(lambda: call(n), ValueError, rf"^q_next\[{b}\] = nan is not finite", "bad q_next")
         names = dict(logits="next_logits", log_mu="next_log_mu", avail="next_avail", actions="next_actions")
-        spec = _corrupt_row(g, n, names, ["action_out_of_range", "no_available_action", "logits", "log_mu"],
-                            samples=[b])  # the first live sample: terminal samples are not read
+        spec = _corrupt_row(
+            g, n, names, ["action_out_of_range", "no_available_action", "logits", "log_mu"], samples=[b]
+        )  # the first live sample: terminal samples are not read
         return spec and _expect(lambda: call(n), *spec, "bad next row")
     ours = call(n)
     x = _double(n)
-    ref = reference.soft_bellman_target(x["reward"], x["done"], x["q_next"], x["next_logits"], x["next_log_mu"],
-                                        x["next_avail"], x["next_actions"], gamma, h["alpha"], h["beta"],
-                                        h["log_rho_max"])
+    ref = reference.soft_bellman_target(
+        x["reward"],
+        x["done"],
+        x["q_next"],
+        x["next_logits"],
+        x["next_log_mu"],
+        x["next_avail"],
+        x["next_actions"],
+        gamma,
+        h["alpha"],
+        h["beta"],
+        h["log_rho_max"],
+    )
     for field, a, b in zip(ref._fields, ours, ref):
         problem = _close(a, b, info | dict(scale=info["scale"] * shape[1] * (1 + h["alpha"] + h["beta"])), field)
         if problem:
@@ -311,6 +396,7 @@ def check_soft_bellman_target(g, seed: int):
 
 def check_resample(g, seed: int):
     import torch
+
     import inspo_ext
     from inspo_ext import reference
 
@@ -332,30 +418,42 @@ def check_resample(g, seed: int):
         ref = reference.resample(log_rho, uniforms, method)
         if not torch.equal(ours.indices, ref.indices):
             return f"indices differ from the reference ({method}, {dtype}, S={problems}, B={batch}, N={agents})"
-        problem = _same_as_slices(ours, lambda s: inspo_ext.resample(log_rho[s], method=method, uniforms=uniforms[s]),
-                                  problems, "resample")
+        problem = _same_as_slices(
+            ours, lambda s: inspo_ext.resample(log_rho[s], method=method, uniforms=uniforms[s]), problems, "resample"
+        )
         return problem or _close(ours.ess, ref.ess, dict(dtype=dtype, scale=float(batch)), "ess")
     if _randint(g, 0, 3) == 0:
         kind = _randint(g, 0, 2)
         b, i = _randint(g, 0, batch - 1), _randint(g, 0, agents - 1)
         if kind == 0:
             log_rho[b, i] = _choice(g, [math.nan, math.inf])
-            return _expect(lambda: inspo_ext.resample(log_rho, method=method), ValueError,
-                           rf"^log_rho\[{b}, {i}\] = \S+ must be finite or -inf$", "bad log_rho")
+            return _expect(
+                lambda: inspo_ext.resample(log_rho, method=method),
+                ValueError,
+                rf"^log_rho\[{b}, {i}\] = \S+ must be finite or -inf$",
+                "bad log_rho",
+            )
         if kind == 1:
             log_rho[:, i] = -math.inf
-            return _expect(lambda: inspo_ext.resample(log_rho, method=method), ValueError,
-                           rf"^log_rho\[:, {i}\] has no positive weight", "empty column")
+            return _expect(
+                lambda: inspo_ext.resample(log_rho, method=method),
+                ValueError,
+                rf"^log_rho\[:, {i}\] has no positive weight",
+                "empty column",
+            )
         uniforms = torch.rand((batch if method == "multinomial" else 1, agents), generator=g, dtype=torch.float64)
         k = b if method == "multinomial" else 0
         uniforms[k, i] = _choice(g, [1.0, -1e-300, math.nan, math.inf])
-        return _expect(lambda: inspo_ext.resample(log_rho, method=method, uniforms=uniforms), ValueError,
-                       rf"^uniforms\[{k}, {i}\] = \S+ must be in \[0, 1\)$", "bad uniforms")
+        return _expect(
+            lambda: inspo_ext.resample(log_rho, method=method, uniforms=uniforms),
+            ValueError,
+            rf"^uniforms\[{k}, {i}\] = \S+ must be in \[0, 1\)$",
+            "bad uniforms",
+        )
     state = g.get_state()
     ours = inspo_ext.resample(log_rho, method=method, generator=g)
     g.set_state(state)
-    uniforms = torch.rand((batch, agents) if method == "multinomial" else (1, agents), generator=g,
-                          dtype=torch.float64)
+    uniforms = torch.rand((batch, agents) if method == "multinomial" else (1, agents), generator=g, dtype=torch.float64)
     ref = reference.resample(log_rho, uniforms, method)
     if not torch.equal(ours.indices, ref.indices):
         return f"indices differ from the reference ({method}, {dtype}, B={batch}, N={agents})"
@@ -367,9 +465,9 @@ def check_resample(g, seed: int):
 
 def check_sequential_policy_loss(g, seed: int):
     import torch
+
     import inspo_ext
     from inspo_ext import reference
-
     from ops_testing import problem_slice
 
     problems = _problems(g)
@@ -381,14 +479,32 @@ def check_sequential_policy_loss(g, seed: int):
 
     def call(x, logits):
         return inspo_ext.sequential_policy_loss(
-            logits, x["log_mu"], x["avail"], x["actions"], x["q_local"], x["order"], predecessors=predecessors,
-            updated_log_probs=x["updated_log_probs"] if uses_updated else None, ratio=ratio, **h)
+            logits,
+            x["log_mu"],
+            x["avail"],
+            x["actions"],
+            x["q_local"],
+            x["order"],
+            predecessors=predecessors,
+            updated_log_probs=x["updated_log_probs"] if uses_updated else None,
+            ratio=ratio,
+            **h,
+        )
 
     if not problems and _randint(g, 0, 3) == 0:
         kind = _randint(g, 0, 3)
         if kind == 0:
-            name, value = _choice(g, [("alpha", -1.0), ("beta", math.nan), ("eta", 1.5), ("log_w_max", -math.inf),
-                                      ("log_rho_max", math.nan), ("alpha", True)])
+            name, value = _choice(
+                g,
+                [
+                    ("alpha", -1.0),
+                    ("beta", math.nan),
+                    ("eta", 1.5),
+                    ("log_w_max", -math.inf),
+                    ("log_rho_max", math.nan),
+                    ("alpha", True),
+                ],
+            )
             h = dict(h, **{name: value})
             return _expect(lambda: call(d, d["logits"]), ValueError, rf"^{name} must", f"bad {name}")
         if kind == 1:
@@ -396,14 +512,19 @@ def check_sequential_policy_loss(g, seed: int):
             bad = dict(d, **{name: d[name][..., :-1] if name != "actions" else d[name].int()})
             exc = TypeError if name == "actions" else ValueError
             return _expect(lambda: call(bad, d["logits"]), exc, rf"^{name} must", f"bad {name} shape or dtype")
-        spec = _corrupt_row(g, d, NAMES, ["action_out_of_range", "action_unavailable", "no_available_action",
-                                          "logits", "log_mu", "q_local"])
+        spec = _corrupt_row(
+            g,
+            d,
+            NAMES,
+            ["action_out_of_range", "action_unavailable", "no_available_action", "logits", "log_mu", "q_local"],
+        )
         return spec and _expect(lambda: call(d, d["logits"]), *spec, "invalid sequential_policy_loss")
     weights = torch.rand(d["logits"].shape[:-3] + d["logits"].shape[-2:-1], generator=g, dtype=torch.float64) + 0.5
     logits = d["logits"].clone().requires_grad_()
     ours = call(d, logits)
     (ours.loss * weights.to(logits.dtype)).sum().backward()
     if problems:
+
         def call_slice(s):
             x = problem_slice(d, s)
             single_logits = x["logits"].clone().requires_grad_()
@@ -416,9 +537,22 @@ def check_sequential_policy_loss(g, seed: int):
             return problem
     x = _double(d)
     ref_logits = x["logits"].clone().requires_grad_()
-    ref = reference.sequential_policy_loss(ref_logits, x["log_mu"], x["avail"], x["actions"], x["q_local"],
-                                           x["order"], predecessors, x["updated_log_probs"], h["alpha"], h["beta"],
-                                           h["eta"], h["log_rho_max"], h["log_w_max"], ratio)
+    ref = reference.sequential_policy_loss(
+        ref_logits,
+        x["log_mu"],
+        x["avail"],
+        x["actions"],
+        x["q_local"],
+        x["order"],
+        predecessors,
+        x["updated_log_probs"],
+        h["alpha"],
+        h["beta"],
+        h["eta"],
+        h["log_rho_max"],
+        h["log_w_max"],
+        ratio,
+    )
     (ref.loss * weights).sum().backward()
     # the loss is a sum of c w log pi: scale by the largest term
     with torch.no_grad():

@@ -1,6 +1,7 @@
 """StackedAdam: the eager fused path (torch's fused Adam kernel on (seed, network) slices) against the
 tensor-op reference the compiled step runs, and both against torch.optim.Adam + clip_grad_norm_ on each
 network alone (float64, masks, clipping that bites and that does not)."""
+
 import pytest
 import torch
 from torch import nn
@@ -13,13 +14,16 @@ OTHER = [(S, 1, 3, 2), (S, 1, 2)]  # a second family with G = 1
 
 
 def make_params(generator):
-    return [[nn.Parameter(torch.randn(shape, generator=generator, dtype=torch.float64)) for shape in shapes]
-            for shapes in (SHAPES, OTHER)]
+    return [
+        [nn.Parameter(torch.randn(shape, generator=generator, dtype=torch.float64)) for shape in shapes]
+        for shapes in (SHAPES, OTHER)
+    ]
 
 
 def random_grads(families, generator, scale):
-    return [[scale * torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in family]
-            for family in families]
+    return [
+        [scale * torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in family] for family in families
+    ]
 
 
 @pytest.mark.parametrize("masked", [False, True])

@@ -5,6 +5,7 @@ Skipped without a CUDA device and a CUDA build of inspo_ext. Unavailable entries
 +inf q, -inf log_mu) so a kernel that reads them fails. A fallback to the reference ops would make these
 tests vacuous, so its RuntimeWarning is an error here.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,23 @@ import torch
 
 import inspo_ext
 from inspo_ext.reference import PREDECESSOR_MODES, RATIO_MODES, RESAMPLE_METHODS
-from ops_testing import (assert_nearly_equal_draws, close, compare, cuda_ready, joint_batch, loss_and_grad, next_step,
-                         random_log_rho, run_loss, run_ratios, run_resample, run_soft_bellman, run_weights, to,
-                         uniforms_for)
+from ops_testing import (
+    assert_nearly_equal_draws,
+    close,
+    compare,
+    cuda_ready,
+    joint_batch,
+    loss_and_grad,
+    next_step,
+    random_log_rho,
+    run_loss,
+    run_ratios,
+    run_resample,
+    run_soft_bellman,
+    run_weights,
+    to,
+    uniforms_for,
+)
 
 pytestmark = [
     pytest.mark.cuda,
@@ -28,6 +43,7 @@ DEV = torch.device("cuda")
 
 
 # ---- against the CPU backend -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_cuda_agrees_with_cpu_backend(dtype):
@@ -58,12 +74,19 @@ def test_cuda_agrees_with_cpu_backend(dtype):
 
 # ---- streams and determinism -------------------------------------------------------------------------------
 
+
 def _next_step_of(d: dict) -> dict:
     """soft_bellman_target inputs built from a joint batch (done = 1 on odd first actions; reward and q_next from
     the finite updated_log_probs, since q_local is poisoned at unavailable entries)."""
-    return dict(reward=d["updated_log_probs"][:, 0].clone(), done=(d["actions"][:, 0] % 2).to(d["logits"].dtype),
-                q_next=d["updated_log_probs"][:, -1].clone(), next_logits=d["logits"], next_log_mu=d["log_mu"],
-                next_avail=d["avail"], next_actions=d["actions"])
+    return dict(
+        reward=d["updated_log_probs"][:, 0].clone(),
+        done=(d["actions"][:, 0] % 2).to(d["logits"].dtype),
+        q_next=d["updated_log_probs"][:, -1].clone(),
+        next_logits=d["logits"],
+        next_log_mu=d["log_mu"],
+        next_avail=d["avail"],
+        next_actions=d["actions"],
+    )
 
 
 def _loss_outputs(d: dict, ratio: str) -> list:
@@ -78,8 +101,10 @@ OPS = {
     "soft_bellman_target": lambda d, log_rho, u: list(run_soft_bellman(_next_step_of(d))),
     "in_sample_weights": lambda d, log_rho, u: list(run_weights(d)),
     "teammate_log_ratios": lambda d, log_rho, u: [run_ratios(d, "target"), run_ratios(d, "policy")],
-    "resample": lambda d, log_rho, u: [*run_resample(log_rho, u, "multinomial"),
-                                       *run_resample(log_rho, u[:1], "systematic")],
+    "resample": lambda d, log_rho, u: [
+        *run_resample(log_rho, u, "multinomial"),
+        *run_resample(log_rho, u[:1], "systematic"),
+    ],
     "sequential_policy_loss": lambda d, log_rho, u: [t for ratio in RATIO_MODES for t in _loss_outputs(d, ratio)],
 }
 
@@ -171,11 +196,25 @@ def test_issue_11_fixes_on_cuda():
     log_mu = torch.full((1, 2, 2), math.log(0.5), device=DEV)
     avail = torch.ones(1, 2, 2, dtype=torch.bool, device=DEV)
     actions = torch.zeros(1, 2, dtype=torch.int64, device=DEV)
-    out = inspo_ext.sequential_policy_loss(logits, log_mu, avail, actions, torch.zeros_like(logits),
-                                           torch.tensor([0, 1], device=DEV), alpha=0.1, beta=0.1,
-                                           ratio="self_normalized")
+    out = inspo_ext.sequential_policy_loss(
+        logits,
+        log_mu,
+        avail,
+        actions,
+        torch.zeros_like(logits),
+        torch.tensor([0, 1], device=DEV),
+        alpha=0.1,
+        beta=0.1,
+        ratio="self_normalized",
+    )
     close(out.loss.cpu().double(), torch.tensor([math.log(2.0), 200.0], dtype=torch.float64), rtol=1e-5, atol=1e-5)
     q = torch.tensor([[[1e15, 7.0, 3e14]]], dtype=torch.float64, device=DEV)
-    weights = inspo_ext.in_sample_weights(q, torch.zeros_like(q), torch.tensor([[[True, False, False]]], device=DEV),
-                                          torch.zeros(1, 1, dtype=torch.int64, device=DEV), alpha=0.1, beta=0.01)
+    weights = inspo_ext.in_sample_weights(
+        q,
+        torch.zeros_like(q),
+        torch.tensor([[[True, False, False]]], device=DEV),
+        torch.zeros(1, 1, dtype=torch.int64, device=DEV),
+        alpha=0.1,
+        beta=0.01,
+    )
     assert weights.log_weight.item() == 0.0

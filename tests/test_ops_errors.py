@@ -1,5 +1,6 @@
 """Bad inputs raise the named exception, naming the argument and the index; the reference fallback raises
 the same errors as the kernels."""
+
 import math
 
 import pytest
@@ -7,17 +8,35 @@ import torch
 
 import inspo_ext
 from inspo_ext import _backend
-from ops_testing import backend  # noqa: F401 (the fixture)
-from ops_testing import (HYPER, bellman_pair, compare, joint_batch, next_step, problem_batches, random_log_rho,
-                         ratios_pair, ref_loss, ref_weights, run_loss, run_ratios, run_resample, run_soft_bellman,
-                         run_weights, stack_problems, to, uniforms_for, weights_pair)
+from ops_testing import (
+    HYPER,
+    bellman_pair,
+    compare,
+    joint_batch,
+    next_step,
+    problem_batches,
+    random_log_rho,
+    ratios_pair,
+    ref_loss,
+    ref_weights,
+    run_loss,
+    run_ratios,
+    run_resample,
+    run_soft_bellman,
+    run_weights,
+    stack_problems,
+    to,
+    uniforms_for,
+    weights_pair,
+)
 
 LOSS_HYPER = dict(HYPER)
 
 
 def _loss(d, **kw):
-    return inspo_ext.sequential_policy_loss(d["logits"], d["log_mu"], d["avail"], d["actions"], d["q_local"],
-                                            d["order"], **{**LOSS_HYPER, **kw})
+    return inspo_ext.sequential_policy_loss(
+        d["logits"], d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], **{**LOSS_HYPER, **kw}
+    )
 
 
 def _ratios(d, **kw):
@@ -72,7 +91,9 @@ def test_not_a_tensor_is_a_type_error(d):
 def test_shape_is_a_value_error(d):
     with pytest.raises(ValueError, match=r"log_mu must have shape \[B, N, A\] = \[6, 3, 5\], got \[6, 3, 4\]"):
         _loss(dict(d, log_mu=d["log_mu"][..., :4]))
-    with pytest.raises(ValueError, match=r"logits must be 3-D \[B, N, A\] \(or 4-D \[S, B, N, A\]: S problems\), got shape \[6, 3\]"):
+    with pytest.raises(
+        ValueError, match=r"logits must be 3-D \[B, N, A\] \(or 4-D \[S, B, N, A\]: S problems\), got shape \[6, 3\]"
+    ):
         _loss(dict(d, logits=d["logits"][..., 0]))
     with pytest.raises(ValueError, match=r"reward must have shape \[B\] = \[6\], got \[5\]"):
         _bellman(dict(next_step(6, 3, 5), reward=torch.zeros(5, dtype=torch.float64)))
@@ -175,7 +196,9 @@ def test_non_finite_q(d):
 
 def test_non_finite_updated_log_probs(d):
     d["updated_log_probs"][5, 2] = math.nan
-    with pytest.raises(ValueError, match=r"^updated_log_probs\[5, 2\] = nan is not a log-probability \(finite and <= 0\)$"):
+    with pytest.raises(
+        ValueError, match=r"^updated_log_probs\[5, 2\] = nan is not a log-probability \(finite and <= 0\)$"
+    ):
         _loss(d, predecessors="policy", updated_log_probs=d["updated_log_probs"])
 
 
@@ -283,8 +306,14 @@ def test_hyperparameters_accept_numpy_scalars_and_0d_tensors(d):
     np = pytest.importorskip("numpy")
     expected = _loss(d)
     for kind in (np.float32, np.float64, lambda x: torch.tensor(x, dtype=torch.float64)):
-        out = _loss(d, alpha=kind(HYPER["alpha"]), beta=kind(HYPER["beta"]), eta=kind(HYPER["eta"]),
-                    log_rho_max=kind(HYPER["log_rho_max"]), log_w_max=kind(HYPER["log_w_max"]))
+        out = _loss(
+            d,
+            alpha=kind(HYPER["alpha"]),
+            beta=kind(HYPER["beta"]),
+            eta=kind(HYPER["eta"]),
+            log_rho_max=kind(HYPER["log_rho_max"]),
+            log_w_max=kind(HYPER["log_w_max"]),
+        )
         for a, b in zip(out, expected):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)  # np.float32(0.1) is not 0.1
     _bellman(next_step(4, 2, 3), gamma=np.float64(0.9), alpha=np.int64(1))
@@ -313,8 +342,12 @@ def test_arguments_a_mode_does_not_read_are_still_checked(d):
     """issue 11 item 5: q_local of shape [3, 3, 3, 3] with predecessors="policy", or an int32 updated_log_probs
     with ratio="none", passed silently."""
     with pytest.raises(ValueError, match=r"^q_local must have shape \[B, N, A\] = \[6, 3, 5\], got \[3, 3, 3, 3\]$"):
-        _ratios(d, predecessors="policy", q_local=torch.zeros(3, 3, 3, 3, dtype=torch.float64),
-                updated_log_probs=d["updated_log_probs"])
+        _ratios(
+            d,
+            predecessors="policy",
+            q_local=torch.zeros(3, 3, 3, 3, dtype=torch.float64),
+            updated_log_probs=d["updated_log_probs"],
+        )
     with pytest.raises(TypeError, match=r"^updated_log_probs must have the dtype of logits"):
         _loss(d, ratio="none", updated_log_probs=d["updated_log_probs"].int())
     with pytest.raises(TypeError, match=r"^updated_log_probs must have the dtype of logits"):
@@ -339,6 +372,7 @@ def test_positive_updated_log_probs_are_not_log_probabilities(d):
 def _set(key, index, value):
     def mutate(d):
         d[key][index] = value
+
     return mutate
 
 
@@ -349,12 +383,14 @@ def _repeat_order(d):
 def _no_avail(key, b, i):
     def mutate(d):
         d[key][b, i] = False
+
     return mutate
 
 
 def _take_away_action(avail_key, actions_key, b, i):
     def mutate(d):
         d[avail_key][b, i, int(d[actions_key][b, i])] = False
+
     return mutate
 
 
@@ -362,6 +398,7 @@ def _two_errors(first, second):
     def mutate(d):
         first(d)
         second(d)
+
     return mutate
 
 
@@ -378,50 +415,117 @@ ERROR_CASES = [
     ("sbt-done", _next_step_valid, _set("done", 3, 0.5), run_soft_bellman, r"done\[3\] = 0\.5 must be 0 or 1"),
     ("sbt-reward", _next_step_valid, _set("reward", 2, math.inf), run_soft_bellman, r"reward\[2\]"),
     ("sbt-q-next", _next_step_valid, _set("q_next", 5, math.nan), run_soft_bellman, r"q_next\[5\]"),
-    ("sbt-no-avail", _next_step_valid, _no_avail("next_avail", 1, 2), run_soft_bellman,
-     r"next_avail\[1, 2\] has no available action"),
-    ("sbt-action-range", _next_step_valid, _set("next_actions", (4, 1), 5), run_soft_bellman,
-     r"next_actions\[4, 1\] = 5 is out of range"),
-    ("sbt-action-negative", _next_step_valid, _set("next_actions", (4, 1), -1), run_soft_bellman,
-     r"next_actions\[4, 1\] = -1 is out of range"),
-    ("sbt-action-unavailable", _next_step_valid, _take_away_action("next_avail", "next_actions", 6, 3),
-     run_soft_bellman, r"next_actions\[6, 3\] = \d is not available"),
-    ("sbt-logits", _next_step_valid, _set("next_logits", (2, 0, 4), math.inf), run_soft_bellman,
-     r"next_logits\[2, 0\] has a non-finite value"),
-    ("sbt-log-mu", _next_step_valid, _set("next_log_mu", (7, 3, 1), math.nan), run_soft_bellman,
-     r"next_log_mu\[7, 3\] has a non-finite value"),
-    ("sbt-first-error", _next_step_valid,
-     _two_errors(_set("next_logits", (5, 0, 0), math.nan), _set("next_actions", (3, 2), 9)), run_soft_bellman,
-     r"next_actions\[3, 2\] = 9"),
-    ("sbt-sample-before-row", _next_step_valid,
-     _two_errors(_set("next_log_mu", (3, 0, 0), math.nan), _set("reward", 3, math.nan)), run_soft_bellman,
-     r"reward\[3\]"),
+    (
+        "sbt-no-avail",
+        _next_step_valid,
+        _no_avail("next_avail", 1, 2),
+        run_soft_bellman,
+        r"next_avail\[1, 2\] has no available action",
+    ),
+    (
+        "sbt-action-range",
+        _next_step_valid,
+        _set("next_actions", (4, 1), 5),
+        run_soft_bellman,
+        r"next_actions\[4, 1\] = 5 is out of range",
+    ),
+    (
+        "sbt-action-negative",
+        _next_step_valid,
+        _set("next_actions", (4, 1), -1),
+        run_soft_bellman,
+        r"next_actions\[4, 1\] = -1 is out of range",
+    ),
+    (
+        "sbt-action-unavailable",
+        _next_step_valid,
+        _take_away_action("next_avail", "next_actions", 6, 3),
+        run_soft_bellman,
+        r"next_actions\[6, 3\] = \d is not available",
+    ),
+    (
+        "sbt-logits",
+        _next_step_valid,
+        _set("next_logits", (2, 0, 4), math.inf),
+        run_soft_bellman,
+        r"next_logits\[2, 0\] has a non-finite value",
+    ),
+    (
+        "sbt-log-mu",
+        _next_step_valid,
+        _set("next_log_mu", (7, 3, 1), math.nan),
+        run_soft_bellman,
+        r"next_log_mu\[7, 3\] has a non-finite value",
+    ),
+    (
+        "sbt-first-error",
+        _next_step_valid,
+        _two_errors(_set("next_logits", (5, 0, 0), math.nan), _set("next_actions", (3, 2), 9)),
+        run_soft_bellman,
+        r"next_actions\[3, 2\] = 9",
+    ),
+    (
+        "sbt-sample-before-row",
+        _next_step_valid,
+        _two_errors(_set("next_log_mu", (3, 0, 0), math.nan), _set("reward", 3, math.nan)),
+        run_soft_bellman,
+        r"reward\[3\]",
+    ),
     ("isw-q", _joint_valid, _set("q_local", (1, 1, 3), math.nan), run_weights, r"q_local\[1, 1\] has a non-finite"),
     ("isw-log-mu", _joint_valid, _set("log_mu", (6, 0, 2), -math.inf), run_weights, r"log_mu\[6, 0\]"),
     ("isw-no-avail", _joint_valid, _no_avail("avail", 0, 3), run_weights, r"avail\[0, 3\] has no available"),
     ("isw-action-range", _joint_valid, _set("actions", (2, 2), 17), run_weights, r"actions\[2, 2\] = 17"),
-    ("isw-action-unavailable", _joint_valid, _take_away_action("avail", "actions", 3, 1), run_weights,
-     r"actions\[3, 1\] = \d is not available"),
-    ("isw-first-error", _joint_valid,
-     _two_errors(_set("q_local", (7, 3, 0), math.inf), _set("log_mu", (7, 2, 4), math.nan)), run_weights,
-     r"log_mu\[7, 2\]"),
+    (
+        "isw-action-unavailable",
+        _joint_valid,
+        _take_away_action("avail", "actions", 3, 1),
+        run_weights,
+        r"actions\[3, 1\] = \d is not available",
+    ),
+    (
+        "isw-first-error",
+        _joint_valid,
+        _two_errors(_set("q_local", (7, 3, 0), math.inf), _set("log_mu", (7, 2, 4), math.nan)),
+        run_weights,
+        r"log_mu\[7, 2\]",
+    ),
     ("tlr-order-repeat", _joint_valid, _repeat_order, run_ratios, r"order must be a permutation"),
     ("tlr-order-range", _joint_valid, _set("order", 3, 4), run_ratios, r"order must be a permutation"),
     ("tlr-logits", _joint_valid, _set("logits", (5, 2, 1), -math.inf), run_ratios, r"logits\[5, 2\] has a non-finite"),
     ("tlr-q-target", _joint_valid, _set("q_local", (4, 0, 0), math.nan), run_ratios, r"q_local\[4, 0\]"),
-    ("tlr-updated-policy", _joint_valid, _set("updated_log_probs", (6, 1), math.nan),
-     lambda d: run_ratios(d, "policy"), r"updated_log_probs\[6, 1\] = nan is not a log-probability"),
-    ("tlr-order-first", _joint_valid,
-     _two_errors(_set("logits", (0, 0, 0), math.nan), _set("order", 0, 4)), run_ratios, r"order must be"),
+    (
+        "tlr-updated-policy",
+        _joint_valid,
+        _set("updated_log_probs", (6, 1), math.nan),
+        lambda d: run_ratios(d, "policy"),
+        r"updated_log_probs\[6, 1\] = nan is not a log-probability",
+    ),
+    (
+        "tlr-order-first",
+        _joint_valid,
+        _two_errors(_set("logits", (0, 0, 0), math.nan), _set("order", 0, 4)),
+        run_ratios,
+        r"order must be",
+    ),
     ("spl-order", _joint_valid, _set("order", 2, -1), run_loss, r"order must be a permutation"),
-    ("spl-order-ratio-none", _joint_valid, _repeat_order, lambda d: run_loss(d, "none"),
-     r"order must be a permutation"),
+    (
+        "spl-order-ratio-none",
+        _joint_valid,
+        _repeat_order,
+        lambda d: run_loss(d, "none"),
+        r"order must be a permutation",
+    ),
     ("spl-logits", _joint_valid, _set("logits", (3, 3, 2), math.nan), run_loss, r"logits\[3, 3\]"),
     ("spl-log-mu", _joint_valid, _set("log_mu", (1, 0, 0), math.inf), run_loss, r"log_mu\[1, 0\]"),
     ("spl-q", _joint_valid, _set("q_local", (2, 1, 4), -math.inf), run_loss, r"q_local\[2, 1\]"),
     ("spl-action", _joint_valid, _set("actions", (0, 1), 5), run_loss, r"actions\[0, 1\] = 5 is out of range"),
-    ("spl-updated-policy", _joint_valid, _set("updated_log_probs", (5, 3), math.inf),
-     lambda d: run_loss(d, "importance", "policy"), r"updated_log_probs\[5, 3\] = inf"),
+    (
+        "spl-updated-policy",
+        _joint_valid,
+        _set("updated_log_probs", (5, 3), math.inf),
+        lambda d: run_loss(d, "importance", "policy"),
+        r"updated_log_probs\[5, 3\] = inf",
+    ),
 ]
 
 
@@ -491,7 +595,9 @@ def test_problem_dimension_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"^reward\[1, 5\] = inf is not finite$"):
         bellman_pair(n)
     d = problem_batches()
-    with pytest.raises(ValueError, match=r"^log_mu must have shape \[S, B, N, A\] = \[3, 37, 4, 5\], got \[37, 4, 5\]$"):
+    with pytest.raises(
+        ValueError, match=r"^log_mu must have shape \[S, B, N, A\] = \[3, 37, 4, 5\], got \[37, 4, 5\]$"
+    ):
         weights_pair(dict(d, log_mu=d["log_mu"][0]))
     with pytest.raises(ValueError, match=r"^order must have shape \[S, N\] = \[3, 4\], got \[2, 4\]$"):
         ratios_pair(dict(d, order=d["order"][:2]), "target")

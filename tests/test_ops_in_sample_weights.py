@@ -3,14 +3,26 @@ fallback): shapes, masks, clips, extremes, ties, float32 and a leading problem d
 
 Inputs are random and non-zero; unavailable entries hold NaN logits, +inf q and -inf log mu (never read).
 """
+
 import math
 
 import pytest
 import torch
 
-from ops_testing import backend  # noqa: F401 (the fixture)
-from ops_testing import (MASKS, SHAPES, close, compare, joint_batch, problem_slice, problem_batches, ref_weights,
-                         run_weights, to, weights_pair, with_ties)
+from ops_testing import (
+    MASKS,
+    SHAPES,
+    close,
+    compare,
+    joint_batch,
+    problem_batches,
+    problem_slice,
+    ref_weights,
+    run_weights,
+    to,
+    weights_pair,
+    with_ties,
+)
 
 
 @pytest.mark.parametrize("mask", MASKS)

@@ -1,5 +1,6 @@
 """The package as a library: the compiled backend is present, torch.library registrations (opcheck),
 results independent of the thread count, zero-copy outputs, the reference fallback."""
+
 import pytest
 import torch
 
@@ -12,8 +13,17 @@ def test_build_has_the_compiled_cpu_backend():
     """A broken build must fail CI instead of silently running the reference."""
     info = inspo_ext.build_info()
     assert info["compiled"], info
-    for key in ("version", "compiler", "build_type", "openmp", "openmp_max_threads", "cuda", "cuda_version",
-                "cuda_architectures", "cuda_device_available"):
+    for key in (
+        "version",
+        "compiler",
+        "build_type",
+        "openmp",
+        "openmp_max_threads",
+        "cuda",
+        "cuda_version",
+        "cuda_architectures",
+        "cuda_device_available",
+    ):
         assert key in info
     assert isinstance(info["cuda_device_available"], bool)
     if not info["cuda_device_available"]:
@@ -27,12 +37,43 @@ def test_opcheck_forward_ops():
     ops = torch.ops.inspo_ext
     cases = [
         (ops.in_sample_weights.default, (d["q_local"], d["log_mu"], d["avail"], d["actions"], 0.1, 0.2, 10.0)),
-        (ops.teammate_log_ratios.default, (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"],
-                                           d["q_local"], None, 0, 0.1, 0.2, 0.3, 4.6)),
-        (ops.teammate_log_ratios.default, (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], None,
-                                           d["updated_log_probs"], 1, 0.1, 0.2, 0.3, 4.6)),
-        (ops.soft_bellman_target.default, (n["reward"], n["done"], n["q_next"], n["next_logits"], n["next_log_mu"],
-                                           n["next_avail"], n["next_actions"], GAMMA, 0.1, 0.2, 4.6)),
+        (
+            ops.teammate_log_ratios.default,
+            (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], d["q_local"], None, 0, 0.1, 0.2, 0.3, 4.6),
+        ),
+        (
+            ops.teammate_log_ratios.default,
+            (
+                d["logits"],
+                d["log_mu"],
+                d["avail"],
+                d["actions"],
+                d["order"],
+                None,
+                d["updated_log_probs"],
+                1,
+                0.1,
+                0.2,
+                0.3,
+                4.6,
+            ),
+        ),
+        (
+            ops.soft_bellman_target.default,
+            (
+                n["reward"],
+                n["done"],
+                n["q_next"],
+                n["next_logits"],
+                n["next_log_mu"],
+                n["next_avail"],
+                n["next_actions"],
+                GAMMA,
+                0.1,
+                0.2,
+                4.6,
+            ),
+        ),
     ]
     for op, args in cases:
         torch.library.opcheck(op, args)
@@ -82,8 +123,12 @@ def test_fallback_to_the_reference(monkeypatch):
     monkeypatch.setattr(_backend, "has_kernels", lambda device: False)
     _backend.warn_fallback.cache_clear()
     with pytest.warns(RuntimeWarning, match="inspo_ext._C has no cpu backend"):
-        fallback = [loss_pair(d, "self_normalized"), weights_pair(d)[0], ratios_pair(d, "policy")[0],
-                    bellman_pair(n)[0]]
+        fallback = [
+            loss_pair(d, "self_normalized"),
+            weights_pair(d)[0],
+            ratios_pair(d, "policy")[0],
+            bellman_pair(n)[0],
+        ]
     kernel_tensors, fallback_tensors = _tensors(kernels), _tensors(fallback)
     assert len(kernel_tensors) == len(fallback_tensors) == 20
     for a, b in zip(kernel_tensors, fallback_tensors):
@@ -98,8 +143,9 @@ def _tensors(obj) -> list:
 
 def test_meta_tensors_give_shapes():
     d = {k: v.to("meta") for k, v in joint_batch(5, 3, 4, seed=77).items()}
-    out = inspo_ext.sequential_policy_loss(d["logits"], d["log_mu"], d["avail"], d["actions"], d["q_local"],
-                                           d["order"], **HYPER)
+    out = inspo_ext.sequential_policy_loss(
+        d["logits"], d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], **HYPER
+    )
     assert all(t.device.type == "meta" and t.shape == (3,) for t in out)
     weights = inspo_ext.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=0.1, beta=0.1)
     assert all(t.shape == (5, 3) for t in weights)
@@ -116,8 +162,13 @@ def test_fallback_with_problems(monkeypatch):
 
     def run():
         log_rho = ratios_pair(d, "target")[0]
-        return [*loss_pair(d, "self_normalized")[:2], *weights_pair(d)[0], log_rho, *bellman_pair(n)[0],
-                *inspo_ext.resample(log_rho, uniforms=uniforms)]
+        return [
+            *loss_pair(d, "self_normalized")[:2],
+            *weights_pair(d)[0],
+            log_rho,
+            *bellman_pair(n)[0],
+            *inspo_ext.resample(log_rho, uniforms=uniforms),
+        ]
 
     kernels = run()
     bad = uniforms.clone()
@@ -160,8 +211,9 @@ def test_forward_ops_return_constants():
     d = joint_batch(8, 3, 4, seed=16)
     logits = d["logits"].clone().requires_grad_()
     q = d["q_local"].clone().requires_grad_()
-    log_rho = inspo_ext.teammate_log_ratios(logits, d["log_mu"], d["avail"], d["actions"], d["order"], q_local=q,
-                                            alpha=HYPER["alpha"], beta=HYPER["beta"])
+    log_rho = inspo_ext.teammate_log_ratios(
+        logits, d["log_mu"], d["avail"], d["actions"], d["order"], q_local=q, alpha=HYPER["alpha"], beta=HYPER["beta"]
+    )
     weights = inspo_ext.in_sample_weights(q, d["log_mu"], d["avail"], d["actions"], alpha=0.1, beta=0.0)
     assert not log_rho.requires_grad and not weights.weight.requires_grad
     n = next_step(8, 3, 4, seed=17)

@@ -1,5 +1,6 @@
 """sequential_policy_loss and InSPOPolicyLoss against the reference: values, logit gradients (the reference's
 autograd), gradcheck, the algorithm's consistency identities, torch.compile and the nn.Module."""
+
 import math
 
 import pytest
@@ -8,10 +9,27 @@ import torch
 import inspo_ext
 from inspo_ext import reference
 from inspo_ext.reference import PREDECESSOR_MODES, RATIO_MODES
-from ops_testing import backend  # noqa: F401 (the fixture)
-from ops_testing import (ALPHA, BETA, ETA, HYPER, MASKS, SHAPES, assert_policy_loss_close, close, compare, extreme,
-                         joint_batch, loss_and_grad, loss_pair, ref_loss, ref_ratios, ref_weights, run_loss, to,
-                         with_ties)
+from ops_testing import (
+    ALPHA,
+    BETA,
+    ETA,
+    HYPER,
+    MASKS,
+    SHAPES,
+    assert_policy_loss_close,
+    close,
+    compare,
+    extreme,
+    joint_batch,
+    loss_and_grad,
+    loss_pair,
+    ref_loss,
+    ref_ratios,
+    ref_weights,
+    run_loss,
+    to,
+    with_ties,
+)
 
 RATIOS = ("importance", "self_normalized", "none")
 
@@ -79,8 +97,15 @@ def test_entropy_of_uniform_rows_is_the_log_of_their_count(dtype):
     avail = (torch.arange(n) < count.unsqueeze(-1)).unsqueeze(0)  # agent i: its first i + 1 actions
     zeros = torch.zeros((1, n, n), dtype=dtype)
     out = inspo_ext.sequential_policy_loss(
-        zeros + 0.25, reference.masked_log_softmax(zeros, avail), avail, torch.zeros((1, n), dtype=torch.int64),
-        zeros, torch.arange(n), alpha=HYPER["alpha"], beta=HYPER["beta"])
+        zeros + 0.25,
+        reference.masked_log_softmax(zeros, avail),
+        avail,
+        torch.zeros((1, n), dtype=torch.int64),
+        zeros,
+        torch.arange(n),
+        alpha=HYPER["alpha"],
+        beta=HYPER["beta"],
+    )
     expected = torch.log(count.double()).to(dtype)
     ulp = torch.nextafter(expected, torch.tensor(math.inf, dtype=dtype)) - expected
     assert out.entropy[0] == 0  # log 1
@@ -89,11 +114,21 @@ def test_entropy_of_uniform_rows_is_the_log_of_their_count(dtype):
 
 def test_policy_loss_clipping_active_and_inactive():
     d = joint_batch(512, 3, 5, seed=25, logit_scale=2.0, q_scale=3.0)
-    log_rho = inspo_ext.teammate_log_ratios(d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"],
-                                            q_local=d["q_local"], alpha=HYPER["alpha"], beta=HYPER["beta"],
-                                            eta=HYPER["eta"], log_rho_max=math.inf)
-    log_w = inspo_ext.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=HYPER["alpha"],
-                                        beta=HYPER["beta"]).log_weight
+    log_rho = inspo_ext.teammate_log_ratios(
+        d["logits"],
+        d["log_mu"],
+        d["avail"],
+        d["actions"],
+        d["order"],
+        q_local=d["q_local"],
+        alpha=HYPER["alpha"],
+        beta=HYPER["beta"],
+        eta=HYPER["eta"],
+        log_rho_max=math.inf,
+    )
+    log_w = inspo_ext.in_sample_weights(
+        d["q_local"], d["log_mu"], d["avail"], d["actions"], alpha=HYPER["alpha"], beta=HYPER["beta"]
+    ).log_weight
     rho_clip, w_clip = float(log_rho.quantile(0.6)), float(log_w.quantile(0.6))
     assert (log_rho > rho_clip).float().mean() > 0.3 and (log_w > w_clip).float().mean() > 0.3  # both active
     for ratio in RATIOS:
@@ -109,21 +144,34 @@ def test_policy_loss_clipping_active_and_inactive():
 def test_self_normalized_loss_by_hand():
     d = joint_batch(100, 3, 4, seed=26)
     ours = loss_pair(d, "self_normalized")[0]
-    log_rho = reference.teammate_log_ratios(d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"],
-                                            "target", d["q_local"], None, HYPER["alpha"], HYPER["beta"],
-                                            HYPER["eta"], HYPER["log_rho_max"])
-    w = reference.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], HYPER["alpha"],
-                                    HYPER["beta"], HYPER["log_w_max"]).weight
+    log_rho = reference.teammate_log_ratios(
+        d["logits"],
+        d["log_mu"],
+        d["avail"],
+        d["actions"],
+        d["order"],
+        "target",
+        d["q_local"],
+        None,
+        HYPER["alpha"],
+        HYPER["beta"],
+        HYPER["eta"],
+        HYPER["log_rho_max"],
+    )
+    w = reference.in_sample_weights(
+        d["q_local"], d["log_mu"], d["avail"], d["actions"], HYPER["alpha"], HYPER["beta"], HYPER["log_w_max"]
+    ).weight
     log_pi = _taken(reference.masked_log_softmax(d["logits"], d["avail"]), d["actions"])
     rho = log_rho.exp()
     close(ours.loss, -(rho * w * log_pi).sum(0) / rho.sum(0))
-    close(ours.ess, rho.sum(0) ** 2 / (rho ** 2).sum(0))
+    close(ours.ess, rho.sum(0) ** 2 / (rho**2).sum(0))
 
 
 def test_policy_mode_fed_with_lookahead_equals_target_mode():
     d = joint_batch(64, 5, 6, seed=27)
-    lookahead = reference.lookahead_log_probs(d["logits"], d["q_local"], d["log_mu"], d["avail"], HYPER["alpha"],
-                                              HYPER["beta"], HYPER["eta"])
+    lookahead = reference.lookahead_log_probs(
+        d["logits"], d["q_local"], d["log_mu"], d["avail"], HYPER["alpha"], HYPER["beta"], HYPER["eta"]
+    )
     d["updated_log_probs"] = _taken(lookahead, d["actions"])
     for ratio in ("importance", "self_normalized"):
         target, target_grad = loss_pair(d, ratio, "target")[:2]
@@ -147,8 +195,9 @@ def test_eta_zero_equals_every_agent_against_current_teammates():
 
 def test_single_agent_is_weighted_behaviour_cloning():
     d = joint_batch(80, 1, 6, seed=29)
-    w = reference.in_sample_weights(d["q_local"], d["log_mu"], d["avail"], d["actions"], HYPER["alpha"],
-                                    HYPER["beta"], HYPER["log_w_max"]).weight
+    w = reference.in_sample_weights(
+        d["q_local"], d["log_mu"], d["avail"], d["actions"], HYPER["alpha"], HYPER["beta"], HYPER["log_w_max"]
+    ).weight
     logits = d["logits"].clone().requires_grad_()
     bc = -(w * _taken(reference.masked_log_softmax(logits, d["avail"]), d["actions"])).mean(0)
     (bc_grad,) = torch.autograd.grad(bc.sum(), logits)
@@ -169,8 +218,16 @@ def test_gradcheck(ratio):
     logits = d["logits"].clone().requires_grad_()
 
     def loss(x):
-        return inspo_ext.sequential_policy_loss(x, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"],
-                                                ratio=ratio, **{k: HYPER[k] for k in HYPER}).loss
+        return inspo_ext.sequential_policy_loss(
+            x,
+            d["log_mu"],
+            d["avail"],
+            d["actions"],
+            d["q_local"],
+            d["order"],
+            ratio=ratio,
+            **{k: HYPER[k] for k in HYPER},
+        ).loss
 
     assert torch.autograd.gradcheck(loss, (logits,))
 
@@ -180,9 +237,23 @@ def test_opcheck_policy_loss():
     for requires_grad in (True, False):
         for ratio, predecessors in ((0, 0), (1, 1), (2, 0)):
             logits = d["logits"].clone().requires_grad_(requires_grad)
-            args = (logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"],
-                    d["updated_log_probs"] if predecessors == 1 else None, predecessors, ratio, HYPER["alpha"],
-                    HYPER["beta"], HYPER["eta"], HYPER["log_rho_max"], HYPER["log_w_max"], requires_grad)
+            args = (
+                logits,
+                d["log_mu"],
+                d["avail"],
+                d["actions"],
+                d["q_local"],
+                d["order"],
+                d["updated_log_probs"] if predecessors == 1 else None,
+                predecessors,
+                ratio,
+                HYPER["alpha"],
+                HYPER["beta"],
+                HYPER["eta"],
+                HYPER["log_rho_max"],
+                HYPER["log_w_max"],
+                requires_grad,
+            )
             torch.library.opcheck(torch.ops.inspo_ext.sequential_policy_loss.default, args)
 
 
@@ -205,8 +276,9 @@ def test_torch_compile_fullgraph_forward_and_backward():
     d = joint_batch(32, 3, 5, seed=32)
 
     def step(logits, log_mu, avail, actions, q_local, order):
-        out = inspo_ext.sequential_policy_loss(logits, log_mu, avail, actions, q_local, order, ratio="self_normalized",
-                                               **HYPER)
+        out = inspo_ext.sequential_policy_loss(
+            logits, log_mu, avail, actions, q_local, order, ratio="self_normalized", **HYPER
+        )
         return out.loss.sum() + 0.0 * out.ess.sum(), out.kl
 
     assert_compiled_matches_eager(step, d)
@@ -223,21 +295,22 @@ def test_backward_twice_and_a_loss_used_twice():
         (first,) = torch.autograd.grad(loss, logits, weights, retain_graph=True)
         (second,) = torch.autograd.grad(loss, logits, 2 * weights, retain_graph=True)  # the saved G is intact
         torch.testing.assert_close(second, 2 * first, rtol=0, atol=0)
-        (loss @ weights + (loss ** 2).sum()).backward()  # the two paths' gradients add up
+        (loss @ weights + (loss**2).sum()).backward()  # the two paths' gradients add up
         grads.append(logits.grad)
     close(*grads)
 
 
-def reference_loss(logits, log_mu, avail, actions, q_local, order, *, ratio, alpha, beta, eta, log_rho_max,
-                   log_w_max):
-    return reference.sequential_policy_loss(logits, log_mu, avail, actions, q_local, order, "target", None, alpha,
-                                            beta, eta, log_rho_max, log_w_max, ratio)
+def reference_loss(logits, log_mu, avail, actions, q_local, order, *, ratio, alpha, beta, eta, log_rho_max, log_w_max):
+    return reference.sequential_policy_loss(
+        logits, log_mu, avail, actions, q_local, order, "target", None, alpha, beta, eta, log_rho_max, log_w_max, ratio
+    )
 
 
 def test_policy_loss_module():
     d = joint_batch(40, 3, 5, seed=33)
-    module = inspo_ext.InSPOPolicyLoss(alpha=HYPER["alpha"], beta=HYPER["beta"], eta=HYPER["eta"],
-                                       ratio="importance", predecessors="target")
+    module = inspo_ext.InSPOPolicyLoss(
+        alpha=HYPER["alpha"], beta=HYPER["beta"], eta=HYPER["eta"], ratio="importance", predecessors="target"
+    )
     assert "ratio='importance'" in repr(module) and module.last is None
     logits = d["logits"].clone().requires_grad_()
     total = module(logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"])
@@ -257,10 +330,15 @@ def test_policy_loss_module():
 def test_self_normalized_when_every_ratio_of_an_agent_underflows(dtype):
     """issue 11 item 1: agent 1's only teammate has log pi = -200 (exp underflows in float32, and the sum
     of rho is then 0 / 0): the shift by max log rho gives its weighted mean, 200, and a finite gradient."""
-    d = dict(logits=torch.tensor([[[0.0, 0.0], [-200.0, 0.0]]], dtype=dtype),
-             log_mu=torch.full((1, 2, 2), math.log(0.5), dtype=dtype), avail=torch.ones(1, 2, 2, dtype=torch.bool),
-             actions=torch.tensor([[0, 0]]), q_local=torch.zeros(1, 2, 2, dtype=dtype), order=torch.tensor([0, 1]),
-             updated_log_probs=None)
+    d = dict(
+        logits=torch.tensor([[[0.0, 0.0], [-200.0, 0.0]]], dtype=dtype),
+        log_mu=torch.full((1, 2, 2), math.log(0.5), dtype=dtype),
+        avail=torch.ones(1, 2, 2, dtype=torch.bool),
+        actions=torch.tensor([[0, 0]]),
+        q_local=torch.zeros(1, 2, 2, dtype=dtype),
+        order=torch.tensor([0, 1]),
+        updated_log_probs=None,
+    )
     ours, grad, ref, ref_grad = loss_pair(d, "self_normalized", alpha=0.1, beta=0.1)
     expected = torch.tensor([math.log(2.0), 200.0], dtype=torch.float64)
     close(ours.loss.detach(), expected, rtol=1e-6, atol=1e-6)
@@ -281,8 +359,9 @@ def test_double_backward_raises():
     derivatives)."""
     d = joint_batch(8, 3, 4, seed=26)
     logits = d["logits"].clone().requires_grad_()
-    out = inspo_ext.sequential_policy_loss(logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"],
-                                           **HYPER)
+    out = inspo_ext.sequential_policy_loss(
+        logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], **HYPER
+    )
     with pytest.raises(RuntimeError, match="sequential_policy_loss: double backward is not supported"):
         torch.autograd.grad(out.loss.sum(), logits, create_graph=True)
 
@@ -293,8 +372,9 @@ from ops_testing import problem_slice, stack_problems  # noqa: E402
 
 def _problems(batch=300, agents=4, actions=5, shared_order=False, **kwargs):
     """3 problems of 300 samples: two CPU chunks each (256 samples), so per-problem chunking is exercised."""
-    return stack_problems([joint_batch(batch, agents, actions, seed=50 + s, **kwargs) for s in range(3)],
-                          shared_order=shared_order)
+    return stack_problems(
+        [joint_batch(batch, agents, actions, seed=50 + s, **kwargs) for s in range(3)], shared_order=shared_order
+    )
 
 
 @pytest.mark.parametrize("ratio", RATIOS)
@@ -320,28 +400,74 @@ def test_policy_loss_with_problems_opcheck_and_compile():
     for requires_grad in (True, False):
         for ratio, predecessors in ((0, 0), (1, 1), (2, 0)):
             logits = d["logits"].clone().requires_grad_(requires_grad)
-            args = (logits, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"],
-                    d["updated_log_probs"] if predecessors == 1 else None, predecessors, ratio, HYPER["alpha"],
-                    HYPER["beta"], HYPER["eta"], HYPER["log_rho_max"], HYPER["log_w_max"], requires_grad)
+            args = (
+                logits,
+                d["log_mu"],
+                d["avail"],
+                d["actions"],
+                d["q_local"],
+                d["order"],
+                d["updated_log_probs"] if predecessors == 1 else None,
+                predecessors,
+                ratio,
+                HYPER["alpha"],
+                HYPER["beta"],
+                HYPER["eta"],
+                HYPER["log_rho_max"],
+                HYPER["log_w_max"],
+                requires_grad,
+            )
             torch.library.opcheck(torch.ops.inspo_ext.sequential_policy_loss.default, args)
     ops = torch.ops.inspo_ext
     from ops_testing import next_step
 
     n = stack_problems([next_step(12, 3, 4, seed=53 + s) for s in range(2)])
     for op, args in [
-        (ops.soft_bellman_target.default, (n["reward"], n["done"], n["q_next"], n["next_logits"], n["next_log_mu"],
-                                           n["next_avail"], n["next_actions"], 0.99, 0.1, 0.2, 4.6)),
+        (
+            ops.soft_bellman_target.default,
+            (
+                n["reward"],
+                n["done"],
+                n["q_next"],
+                n["next_logits"],
+                n["next_log_mu"],
+                n["next_avail"],
+                n["next_actions"],
+                0.99,
+                0.1,
+                0.2,
+                4.6,
+            ),
+        ),
         (ops.in_sample_weights.default, (d["q_local"], d["log_mu"], d["avail"], d["actions"], 0.1, 0.2, 10.0)),
-        (ops.teammate_log_ratios.default, (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"],
-                                           d["q_local"], None, 0, 0.1, 0.2, 0.3, 4.6)),
-        (ops.teammate_log_ratios.default, (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"][0],
-                                           None, d["updated_log_probs"], 1, 0.1, 0.2, 0.3, 4.6)),
+        (
+            ops.teammate_log_ratios.default,
+            (d["logits"], d["log_mu"], d["avail"], d["actions"], d["order"], d["q_local"], None, 0, 0.1, 0.2, 0.3, 4.6),
+        ),
+        (
+            ops.teammate_log_ratios.default,
+            (
+                d["logits"],
+                d["log_mu"],
+                d["avail"],
+                d["actions"],
+                d["order"][0],
+                None,
+                d["updated_log_probs"],
+                1,
+                0.1,
+                0.2,
+                0.3,
+                4.6,
+            ),
+        ),
     ]:
         torch.library.opcheck(op, args)
 
     def step(logits, log_mu, avail, actions, q_local, order):
-        out = inspo_ext.sequential_policy_loss(logits, log_mu, avail, actions, q_local, order, ratio="self_normalized",
-                                               **HYPER)
+        out = inspo_ext.sequential_policy_loss(
+            logits, log_mu, avail, actions, q_local, order, ratio="self_normalized", **HYPER
+        )
         return out.loss.sum(), out.ess
 
     assert_compiled_matches_eager(step, d)
@@ -380,8 +506,13 @@ def test_policy_loss_masks_extremes_ties_clip(mask, variant, backend):
         data = extreme(data)
     if variant == "ties":
         data = with_ties(data)
-    clip = dict(log_rho_max=0.0, log_w_max=0.0) if variant == "clipped" else \
-        dict(log_rho_max=math.inf, log_w_max=math.inf) if variant == "unclipped" else {}
+    clip = (
+        dict(log_rho_max=0.0, log_w_max=0.0)
+        if variant == "clipped"
+        else dict(log_rho_max=math.inf, log_w_max=math.inf)
+        if variant == "unclipped"
+        else {}
+    )
     if variant == "clipped" and mask != "single":  # both clips active (one action per row: rho = w = 1)
         assert (ref_ratios(data, log_rho_max=math.inf) > 0).any()
         assert (ref_weights(data).log_weight > 0).any()

@@ -1,4 +1,5 @@
 """resample against reference.resample (same uniforms -> same indices), and its statistics."""
+
 import math
 
 import pytest
@@ -7,7 +8,6 @@ import torch
 import inspo_ext
 from inspo_ext import reference
 from inspo_ext.reference import RESAMPLE_METHODS
-from ops_testing import backend  # noqa: F401 (the fixture)
 from ops_testing import CPU, assert_nearly_equal_draws, close, random_log_rho, run_resample, to_cpu, uniforms_for
 
 
@@ -83,7 +83,7 @@ def test_ess():
     close(inspo_ext.resample(uniform).ess, torch.full((3,), 50.0, dtype=torch.float64))
     log_rho = _log_rho(50, 3, seed=47, scale=30.0)  # wide range: the shifted computation must stay finite
     rho = torch.exp(log_rho - log_rho.max(0).values)
-    close(inspo_ext.resample(log_rho).ess, rho.sum(0) ** 2 / (rho ** 2).sum(0))
+    close(inspo_ext.resample(log_rho).ess, rho.sum(0) ** 2 / (rho**2).sum(0))
 
 
 def test_resample_opcheck():
@@ -213,8 +213,9 @@ def test_resample_public_op_uses_the_generator(method, backend):
     generator = torch.Generator(device=backend).manual_seed(123)
     out = inspo_ext.resample(log_rho.to(backend), method=method, generator=generator)
     shape = (300, 4) if method == "multinomial" else (1, 4)
-    replay = torch.rand(shape, generator=torch.Generator(device=backend).manual_seed(123), dtype=torch.float64,
-                        device=backend)
+    replay = torch.rand(
+        shape, generator=torch.Generator(device=backend).manual_seed(123), dtype=torch.float64, device=backend
+    )
     expected = reference.resample(log_rho, replay.cpu(), method)
     assert torch.equal(out.indices.cpu(), expected.indices)
     close(out.ess.cpu(), expected.ess)

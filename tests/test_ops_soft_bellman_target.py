@@ -3,14 +3,25 @@ fallback): shapes, masks, clips, extremes, ties, float32 and a leading problem d
 
 Inputs are random and non-zero; unavailable entries hold NaN logits, +inf q and -inf log mu (never read).
 """
+
 import math
 
 import pytest
 import torch
 
-from ops_testing import backend  # noqa: F401 (the fixture)
-from ops_testing import (MASKS, SHAPES, bellman_pair, close, compare, next_step, problem_slice, ref_soft_bellman,
-                         run_soft_bellman, stack_problems, to)
+from ops_testing import (
+    MASKS,
+    SHAPES,
+    bellman_pair,
+    close,
+    compare,
+    next_step,
+    problem_slice,
+    ref_soft_bellman,
+    run_soft_bellman,
+    stack_problems,
+    to,
+)
 
 
 @pytest.mark.parametrize("mask", MASKS)
@@ -46,8 +57,9 @@ def test_soft_bellman_target_clipping_float32_and_extremes():
     _, ref64 = bellman_pair({k: v.double() if v.is_floating_point() else v for k, v in n32.items()}, gamma=0.9)
     for a, b in zip(ours32, ref64):
         close(a, b.float(), rtol=1e-4, atol=2e-4)
-    n["next_logits"] = torch.where(n["next_avail"] & live[:, None, None], torch.sign(n["next_logits"]) * 1e4,
-                                   n["next_logits"])
+    n["next_logits"] = torch.where(
+        n["next_avail"] & live[:, None, None], torch.sign(n["next_logits"]) * 1e4, n["next_logits"]
+    )
     ours, ref = bellman_pair(n, gamma=1.0)
     for a, b in zip(ours, ref):
         close(a, b, rtol=1e-12, atol=1e-7)

@@ -1,5 +1,6 @@
 """The error codes have one source in C++ (csrc/common/args.h INSPO_STATUS_CODES, exported as
 _C.STATUS_CODES) and one in Python (inspo_ext._validation.StatusCode): the two must agree."""
+
 from __future__ import annotations
 
 import pytest

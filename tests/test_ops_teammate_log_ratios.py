@@ -3,6 +3,7 @@ fallback): shapes, masks, clips, extremes, ties, float32 and a leading problem d
 
 Inputs are random and non-zero; unavailable entries hold NaN logits, +inf q and -inf log mu (never read).
 """
+
 import math
 
 import pytest
@@ -10,9 +11,22 @@ import torch
 
 from inspo_ext import reference
 from inspo_ext.reference import PREDECESSOR_MODES
-from ops_testing import backend  # noqa: F401 (the fixture)
-from ops_testing import (LOG_RHO_MAX, MASKS, SHAPES, close, compare, extreme, joint_batch, problem_slice,
-                         problem_batches, ratios_pair, ref_ratios, run_ratios, to, with_ties)
+from ops_testing import (
+    LOG_RHO_MAX,
+    MASKS,
+    SHAPES,
+    close,
+    compare,
+    extreme,
+    joint_batch,
+    problem_batches,
+    problem_slice,
+    ratios_pair,
+    ref_ratios,
+    run_ratios,
+    to,
+    with_ties,
+)
 
 
 @pytest.mark.parametrize("predecessors", ["target", "policy"])
@@ -96,7 +110,9 @@ def test_teammate_log_ratios_masks_extremes_ties_clip(mask, variant, backend):
     if variant == "clipped" and mask != "single":  # (one action per row: every ratio is exactly 1)
         assert (ref_ratios(data, log_rho_max=math.inf) > 0).any()
     for predecessors in PREDECESSOR_MODES:
-        compare([run_ratios(to(data, backend), predecessors, log_rho_max)], [ref_ratios(data, predecessors, log_rho_max)])
+        compare(
+            [run_ratios(to(data, backend), predecessors, log_rho_max)], [ref_ratios(data, predecessors, log_rho_max)]
+        )
 
 
 def test_teammate_log_ratios_float32(backend):

@@ -1,5 +1,6 @@
 """`inspo reproduce`: the grid, the generated regions of RESULTS.md, and a tiny end-to-end run on local Ray
 (tables, verdicts, figures, marl-eval JSON, reuse, a failing run)."""
+
 import json
 import re
 
@@ -12,11 +13,27 @@ from inspo.results.grid import build_grid, cell_config, grid_runs, train_command
 from inspo.results.report import REGIONS, fill_regions, skeleton
 from inspo.results.stats import Stats, compare
 
-TINY = ["--steps", "20", "--set", "bc_steps=20", "--set", "eval_episodes=2", "--set", "hidden=16,16",
-        "--set", "critic_hidden=16,16", "--num-cpus", "2"]
+TINY = [
+    "--steps",
+    "20",
+    "--set",
+    "bc_steps=20",
+    "--set",
+    "eval_episodes=2",
+    "--set",
+    "hidden=16,16",
+    "--set",
+    "critic_hidden=16,16",
+    "--num-cpus",
+    "2",
+]
 # a few cells of every kind: baselines, the three modes, a full-update cell, M-NE, an OMIGA ablation
-ONLY = ["main-xor-penalty-c", "full-update-xor-penalty-c-inspo_simultaneous", "main-mne-imbalanced-omiga",
-        "entropy-mne-imbalanced-inspo_fused_beta0"]
+ONLY = [
+    "main-xor-penalty-c",
+    "full-update-xor-penalty-c-inspo_simultaneous",
+    "main-mne-imbalanced-omiga",
+    "entropy-mne-imbalanced-inspo_fused_beta0",
+]
 
 
 def test_grid_covers_the_issue_and_its_commands_rebuild_the_configs():
@@ -31,13 +48,15 @@ def test_grid_covers_the_issue_and_its_commands_rebuild_the_configs():
     for env, dataset in (("mne", "balanced"), ("mne", "imbalanced"), ("bridge", "optimal"), ("bridge", "mixed")):
         assert all((env, dataset, "", m) in main_cells for m in methods)
     full = [c for c in cells if c.regime == "full-update"]
-    assert {c.method for c in full if c.group == "full-update"} == {f"InSPO {m} (full-update)"
-                                                                    for m in ("fused", "exact", "simultaneous")}
+    assert {c.method for c in full if c.group == "full-update"} == {
+        f"InSPO {m} (full-update)" for m in ("fused", "exact", "simultaneous")
+    }
     assert all(cell_config(c, 0, False, None, {}).policy_steps > 1 for c in full)
     assert {c.key for c in cells if c.quick} < set(keys)
     # the printed `inspo train` command of a cell gives back its config
     from inspo.cli import build_parser
     from inspo.config import parse_overrides
+
     for cell in cells[::7]:
         config = cell_config(cell, 3, False, None, {})
         args = build_parser().parse_args(train_command(cell, config).split()[1:])
@@ -58,9 +77,11 @@ def test_compare_needs_both_resolution_and_two_standard_errors():
 
 
 def test_regions_are_rewritten_between_their_markers_and_the_prose_stays():
-    text = ("# Results\n\nHand-written intro.\n\n<!-- generated: headline -->\nold table\n"
-            "<!-- end generated: headline -->\n\nProse about it.\n<!-- generated: runs -->\nold\n"
-            "<!-- end generated: runs -->\n")
+    text = (
+        "# Results\n\nHand-written intro.\n\n<!-- generated: headline -->\nold table\n"
+        "<!-- end generated: headline -->\n\nProse about it.\n<!-- generated: runs -->\nold\n"
+        "<!-- end generated: runs -->\n"
+    )
     filled = fill_regions(text, {"headline": "| new | table |"})
     assert filled == text.replace("old table", "\n| new | table |\n")  # the runs region, not given, keeps its body
     assert fill_regions(filled, {"headline": "| new | table |"}) == filled
@@ -118,7 +139,9 @@ def test_tiny_reproduce_writes_results_with_a_row_per_cell_and_reuses_runs(local
     configs = json.loads((tmp_path / "docs" / "results" / "configs.json").read_text())
     assert set(configs) == {f"{c.key}/seed0" for c in cells}
     figures = sorted(p.name for p in (tmp_path / "docs" / "results").glob("*.png"))
-    assert {"curves_xor_penalty.png", "joint_xor_penalty.png", "joint_xor_full_update.png", "joint_mne.png"} <= set(figures)
+    assert {"curves_xor_penalty.png", "joint_xor_penalty.png", "joint_xor_full_update.png", "joint_mne.png"} <= set(
+        figures
+    )
     assert all((tmp_path / "docs" / "results" / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
     marl_eval = json.loads((out / "marl_eval.json").read_text())
     run = marl_eval["xor"]["xor c (penalty)"]["InSPO fused"]["run_0"]
@@ -141,8 +164,11 @@ def test_a_failing_run_is_retried_reported_and_the_others_go_on(local_ray, tmp_p
     from inspo.sweep.spec import Run
 
     good = Run("good", make_config("xor", dataset="c", algo="bc", bc_steps=5, hidden=(8, 8)), tmp_path / "good")
-    bad = Run("bad", make_config("xor", dataset="c", algo="bc", bc_steps=5, hidden=(8, 8),
-                                 dataset_path=str(tmp_path / "missing")), tmp_path / "bad")
+    bad = Run(
+        "bad",
+        make_config("xor", dataset="c", algo="bc", bc_steps=5, hidden=(8, 8), dataset_path=str(tmp_path / "missing")),
+        tmp_path / "bad",
+    )
     outcome = run_sweep([bad, good], retries=1)
     assert set(outcome.results) == {("good", 0)}
     assert len(outcome.retries) == 1 and outcome.retries[0].startswith("bad seeds 0: attempt 1 failed (")

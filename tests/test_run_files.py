@@ -1,6 +1,7 @@
 """The run folder under faults: torn log lines, damaged checkpoints, orphan temporaries, file modes,
 failed writes (issue 11, items 7-11). Each fault is met with one line naming the file, never a
 traceback or a silently wrong run."""
+
 import errno
 import json
 import os
@@ -46,6 +47,7 @@ def log_steps(path):
 
 # ---- item 7: a torn last log line ----
 
+
 def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path):
     config = interrupted_run(tmp_path / "cut")
     train(config, out_dir=tmp_path / "whole", progress=False)
@@ -74,18 +76,22 @@ def test_a_damaged_log_line_before_the_end_is_named(tmp_path):
 
 # ---- item 8: damaged checkpoints ----
 
+
 def _flip_middle(data: bytes) -> bytes:
     middle = len(data) // 2
-    return data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 64]) + data[middle + 64:]
+    return data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]) + data[middle + 64 :]
 
 
 DAMAGES = {
     "flipped": (lambda data: _flip_middle(data), "cannot be read|fails its checksum"),
     "truncated": (lambda data: data[: len(data) // 2], "cannot be read"),
     "empty": (lambda data: b"", r"is empty \(0 bytes\)"),
-    "random bytes": (lambda data: bytes(torch.randint(256, (len(data),), dtype=torch.uint8,
-                                                     generator=torch.Generator().manual_seed(0)).tolist()),
-                     "cannot be read"),
+    "random bytes": (
+        lambda data: bytes(
+            torch.randint(256, (len(data),), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)).tolist()
+        ),
+        "cannot be read",
+    ),
 }
 
 
@@ -119,17 +125,20 @@ def test_a_flipped_checkpoint_fails_its_checksum(tmp_path, finished_run):
     needle = tensor.numpy().tobytes()
     at = raw.index(needle)
     path = tmp_path / "checkpoint.pt"
-    path.write_bytes(raw[:at] + bytes(b ^ 0x01 for b in raw[at:at + 4]) + raw[at + 4:])
+    path.write_bytes(raw[:at] + bytes(b ^ 0x01 for b in raw[at : at + 4]) + raw[at + 4 :])
     spoiled = torch.load(path, weights_only=False)["learner"]["actor_opt.exp_avg_sq0_0"].flatten()
     assert spoiled[0] != tensor[0] and torch.isfinite(spoiled).all()
     with pytest.raises(CheckpointError, match=f"checkpoint {path} fails its checksum"):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("held, message", [
-    ([1, 2, 3], "it holds a list"),
-    ({"weights": torch.ones(2)}, r"it holds a dict with keys \['weights'\]"),
-])
+@pytest.mark.parametrize(
+    "held, message",
+    [
+        ([1, 2, 3], "it holds a list"),
+        ({"weights": torch.ones(2)}, r"it holds a dict with keys \['weights'\]"),
+    ],
+)
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path, held, message):
     torch.save(held, tmp_path / "checkpoint.pt")
     with pytest.raises(CheckpointError, match=f"{tmp_path / 'checkpoint.pt'} is not an inspo checkpoint: {message}"):
@@ -152,6 +161,7 @@ def test_a_checkpoint_round_trips_through_its_checksum(finished_run):
 
 # ---- item 9: orphan temporaries ----
 
+
 def test_orphan_temporaries_of_a_killed_write_are_removed(tmp_path):
     config = interrupted_run(tmp_path)
     orphans = [tmp_path / ".checkpoint.pt.x1y2.tmp", tmp_path / ".results.json.ab12.tmp"]
@@ -164,10 +174,12 @@ def test_orphan_temporaries_of_a_killed_write_are_removed(tmp_path):
 
 # ---- item 10: file modes ----
 
+
 @pytest.fixture
 def umask():
     def set_umask(mask):
         os.umask(mask)
+
     previous = os.umask(0o022)
     yield set_umask
     os.umask(previous)
@@ -186,6 +198,7 @@ def test_run_and_dataset_files_get_the_umask_mode(tmp_path, umask, mask):
 
 # ---- item 11: writes that fail ----
 
+
 def test_out_pointing_at_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "run").write_text("not a folder")
     assert main(["train", "--env", "xor", "--steps", "2", "--out", str(tmp_path / "run"), "--quiet"]) == 2
@@ -203,8 +216,11 @@ def test_a_folder_that_refuses_writes_is_named_and_the_checkpoint_survives(tmp_p
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    with pytest.raises(RunFolderError, match=f"cannot write checkpoint {tmp_path / 'checkpoint.pt'}: "
-                                             "Permission denied; the previous checkpoint is intact"):
+    with pytest.raises(
+        RunFolderError,
+        match=f"cannot write checkpoint {tmp_path / 'checkpoint.pt'}: "
+        "Permission denied; the previous checkpoint is intact",
+    ):
         files.save_checkpoint(load_checkpoint(finished_run))
     with pytest.raises(RunFolderError, match=f"cannot write results {tmp_path / 'results.json'}: Permission denied"):
         files.write_results({"scores": {}})
@@ -223,8 +239,11 @@ def test_a_short_torch_write_is_named_and_the_checkpoint_survives(tmp_path, fini
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2 vs 65831")
 
     monkeypatch.setattr(torch, "save", short_write)
-    with pytest.raises(RunFolderError, match=r"cannot write checkpoint .*: the write stopped short \(is the disk "
-                                             r"full\?\); the previous checkpoint is intact"):
+    with pytest.raises(
+        RunFolderError,
+        match=r"cannot write checkpoint .*: the write stopped short \(is the disk "
+        r"full\?\); the previous checkpoint is intact",
+    ):
         files.save_checkpoint(payload)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -261,8 +280,12 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays(tmp_path, fin
         (out / name).write_bytes((finished_run / name).read_bytes())
     before = (out / "checkpoint.pt").read_bytes()
     # room for the logs and the config, not for another checkpoint
-    child = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(out), str(len(before) // 2)],
-                           capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, str(out), str(len(before) // 2)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.returncode == 2, child.stderr
     lines = child.stderr.splitlines()
     assert len(lines) == 1, child.stderr

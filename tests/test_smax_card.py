@@ -1,4 +1,5 @@
 """SMAX dataset cards: a dataset that disagrees with its card is an error, never a smaller dataset."""
+
 import json
 import shutil
 
@@ -7,7 +8,6 @@ import pytest
 
 pytest.importorskip("jaxmarl")
 import smax_testing  # noqa: E402,F401  (fast compiles)
-
 from inspo.data.buffer import DatasetError  # noqa: E402
 from inspo.smax.card import load_dataset, verify_card  # noqa: E402
 from inspo.smax.cli import main as data_cli  # noqa: E402
@@ -17,8 +17,9 @@ from inspo.smax.tiers import DataConfig, make_dataset  # noqa: E402
 @pytest.fixture(scope="module")
 def scripted(tmp_path_factory):
     root = tmp_path_factory.mktemp("smax")
-    return make_dataset(DataConfig(map_name="3m", tier="scripted", episodes=12, eps=0.2, root=root),
-                        log=lambda message: None)
+    return make_dataset(
+        DataConfig(map_name="3m", tier="scripted", episodes=12, eps=0.2, root=root), log=lambda message: None
+    )
 
 
 @pytest.fixture

@@ -2,11 +2,12 @@
 
 The exact time limit and the auto-reset of training rollouts are checked on the recorded PPO
 rollouts in test_smax_tiers.py (one compile fewer)."""
-import numpy as np
+
 import pytest
 
 pytest.importorskip("jaxmarl")
 import smax_testing  # noqa: E402,F401  (fast compiles)
+
 torch = pytest.importorskip("torch")
 
 import jax.numpy as jnp  # noqa: E402
@@ -42,8 +43,13 @@ def env():
 
 
 def test_map_sizes():
-    for map_name, sizes in {"3m": (3, 75, 72, 8), "2s3z": (5, 127, 120, 10), "5m_vs_6m": (5, 140, 132, 11),
-                            "3s_vs_5z": (3, 101, 96, 10), "6h_vs_8z": (6, 179, 168, 13)}.items():
+    for map_name, sizes in {
+        "3m": (3, 75, 72, 8),
+        "2s3z": (5, 127, 120, 10),
+        "5m_vs_6m": (5, 140, 132, 11),
+        "3s_vs_5z": (3, 101, 96, 10),
+        "6h_vs_8z": (6, 179, 168, 13),
+    }.items():
         spec = smax_spec(map_name)
         assert (spec.n_agents, spec.obs_dim, spec.state_dim, spec.n_actions) == sizes, map_name
         assert spec.episode_limit == 100 and spec.env_name == f"smax:{map_name}"

@@ -1,5 +1,6 @@
 """The SMAX results grid: a sweep whose finished runs are reused, the table and marl-eval's JSON built
 from the runs' files."""
+
 import json
 
 import numpy as np
@@ -7,7 +8,6 @@ import pytest
 
 pytest.importorskip("jaxmarl")
 import smax_testing  # noqa: E402,F401  (fast compiles)
-
 from inspo.smax import results  # noqa: E402
 from inspo.sweep.execute import KEY_FILE  # noqa: E402
 
@@ -15,13 +15,26 @@ from inspo.sweep.execute import KEY_FILE  # noqa: E402
 def fake_run(out, map_name, tier, algorithm, seed, greedy_wins, stochastic_wins):
     run_dir = out / map_name / tier / algorithm / f"seed{seed}"
     run_dir.mkdir(parents=True)
-    rows = [dict(step=500 * k, greedy_return=0.1 * k, greedy_win_rate=0.05 * k, stochastic_return=0.2,
-                 stochastic_win_rate=0.0) for k in (1, 2)]
+    rows = [
+        dict(
+            step=500 * k,
+            greedy_return=0.1 * k,
+            greedy_win_rate=0.05 * k,
+            stochastic_return=0.2,
+            stochastic_win_rate=0.0,
+        )
+        for k in (1, 2)
+    ]
     (run_dir / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    final = dict(step=1000, episodes=len(greedy_wins), seed=10_000 + seed,
-                 greedy_win_rate=[float(w) for w in greedy_wins], greedy_return=[1.0 + w for w in greedy_wins],
-                 stochastic_win_rate=[float(w) for w in stochastic_wins],
-                 stochastic_return=[0.5 + w for w in stochastic_wins])
+    final = dict(
+        step=1000,
+        episodes=len(greedy_wins),
+        seed=10_000 + seed,
+        greedy_win_rate=[float(w) for w in greedy_wins],
+        greedy_return=[1.0 + w for w in greedy_wins],
+        stochastic_win_rate=[float(w) for w in stochastic_wins],
+        stochastic_return=[0.5 + w for w in stochastic_wins],
+    )
     (run_dir / "final_eval.json").write_text(json.dumps(final))
     (run_dir / KEY_FILE).write_text("{}")  # finished by a sweep
     return run_dir
@@ -29,8 +42,14 @@ def fake_run(out, map_name, tier, algorithm, seed, greedy_wins, stochastic_wins)
 
 @pytest.fixture
 def grid(tmp_path):
-    grid = results.GridConfig(maps=("3m",), tiers=("expert", "medium"), algorithms=("inspo-fused", "bc"),
-                              seeds=(0, 1), data_root=tmp_path / "no-data", out=tmp_path / "runs")
+    grid = results.GridConfig(
+        maps=("3m",),
+        tiers=("expert", "medium"),
+        algorithms=("inspo-fused", "bc"),
+        seeds=(0, 1),
+        data_root=tmp_path / "no-data",
+        out=tmp_path / "runs",
+    )
     fake_run(grid.out, "3m", "expert", "inspo-fused", 0, [1, 1, 0, 1], [1, 0, 0, 0])  # 0.75 / 0.25
     fake_run(grid.out, "3m", "expert", "inspo-fused", 1, [1, 0, 0, 0], [0, 0, 0, 0])  # 0.25 / 0.0
     fake_run(grid.out, "3m", "expert", "bc", 0, [0, 0, 0, 0], [1, 1, 1, 1])
@@ -40,8 +59,8 @@ def grid(tmp_path):
 def test_table_reports_mean_std_over_seeds_and_missing_seeds(grid):
     text = results.markdown(grid)
     assert "not comparable with SMAC papers" in text
-    greedy = text[text.index("Final greedy"):text.index("Final stochastic")]
-    stochastic = text[text.index("Final stochastic"):]
+    greedy = text[text.index("Final greedy") : text.index("Final stochastic")]
+    stochastic = text[text.index("Final stochastic") :]
     row = next(line for line in greedy.splitlines() if line.startswith("| 3m | expert"))
     # InSPO fused: wins 0.75 and 0.25 -> 0.50 ± 0.25, returns 1.75 and 1.25 -> 1.50; BC one seed of two
     assert row == "| 3m | expert | 0, 1 | 0.50 ± 0.25 (1.50) | 0.00 (1.00) [1 of 2 seeds] |"
@@ -58,8 +77,9 @@ def test_marl_eval_json_layout(grid):
     data = results.marl_eval_json(grid)
     runs = data["smax"]["3m-expert"]["inspo-fused"]
     assert sorted(runs) == ["run_0", "run_1"]
-    assert runs["run_0"]["step_1"] == dict(step_count=1000, greedy_return=[0.2], greedy_win_rate=[0.1],
-                                           stochastic_return=[0.2], stochastic_win_rate=[0.0])
+    assert runs["run_0"]["step_1"] == dict(
+        step_count=1000, greedy_return=[0.2], greedy_win_rate=[0.1], stochastic_return=[0.2], stochastic_win_rate=[0.0]
+    )
     absolute = runs["run_0"]["absolute_metrics"]
     assert absolute["greedy_win_rate"] == [1.0, 1.0, 0.0, 1.0] and len(absolute["stochastic_return"]) == 4
     assert data["smax"]["3m-medium"] == {}
@@ -76,13 +96,19 @@ def test_grid_runs_are_one_sweep_run_per_cell_and_seed_with_the_final_evaluation
     (tmp_path / "no-data" / "3m" / "seed0" / "expert" / "meta.json").write_text("{}")  # medium: not made
     messages = []
     runs = results.grid_runs(grid, messages.append)
-    assert [(run.name, run.seed) for run in runs] == [("3m/expert/inspo-fused", 0), ("3m/expert/inspo-fused", 1),
-                                                      ("3m/expert/bc", 0), ("3m/expert/bc", 1)]
+    assert [(run.name, run.seed) for run in runs] == [
+        ("3m/expert/inspo-fused", 0),
+        ("3m/expert/inspo-fused", 1),
+        ("3m/expert/bc", 0),
+        ("3m/expert/bc", 1),
+    ]
     assert runs[1].out_dir == grid.out / "3m/expert/inspo-fused/seed1" and runs[1].config.dataset == "expert"
     assert runs[0].finish == ("inspo.smax.results:write_final_eval", (("episodes", 256), ("seed_offset", 10_000)))
     assert runs[0].group == runs[1].group != runs[2].group  # the seeds of a cell share one task
-    assert messages == [f"skip 3m/medium: no dataset at {tmp_path / 'no-data/3m/seed0/medium'} "
-                        "(inspo data make --env smax:3m --tier medium)"]
+    assert messages == [
+        f"skip 3m/medium: no dataset at {tmp_path / 'no-data/3m/seed0/medium'} "
+        "(inspo data make --env smax:3m --tier medium)"
+    ]
 
 
 def test_finished_runs_are_reused_and_missing_data_is_skipped(grid):
@@ -92,5 +118,6 @@ def test_finished_runs_are_reused_and_missing_data_is_skipped(grid):
     assert any("no dataset" in message for message in messages)
     assert path.read_text() == results.markdown(grid)
     assert json.loads((grid.out / "marl_eval.json").read_text()) == results.marl_eval_json(grid)
-    assert np.isclose(np.mean(json.loads((grid.out / "3m/expert/bc/seed0/final_eval.json").read_text())
-                              ["stochastic_win_rate"]), 1.0)
+    assert np.isclose(
+        np.mean(json.loads((grid.out / "3m/expert/bc/seed0/final_eval.json").read_text())["stochastic_win_rate"]), 1.0
+    )

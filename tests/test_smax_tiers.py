@@ -1,5 +1,6 @@
 """The tier pipeline at a tiny size: behaviour training with checkpoints, expert / medium /
 medium-replay / mixed from one run, the scripted tier, and the trainer-facing SmaxTask."""
+
 import json
 
 import numpy as np
@@ -7,7 +8,6 @@ import pytest
 
 pytest.importorskip("jaxmarl")
 import smax_testing  # noqa: E402,F401  (fast compiles)
-
 from inspo.data import TransitionStore  # noqa: E402
 from inspo.smax.card import load_dataset  # noqa: E402
 from inspo.smax.ippo import PPOConfig, read_progress  # noqa: E402
@@ -18,9 +18,20 @@ LIMIT = 5  # time limit of the tiny battles: PPO's 16-step rollouts cross episod
 
 
 def tiny_config(root, **changes) -> DataConfig:
-    behaviour = PPOConfig(map_name="3m", seed=3, total_env_steps=8 * 16 * 6, num_envs=8, rollout_steps=16,
-                          epochs=1, minibatches=2, hidden=16, layers=1, checkpoint_every=1, eval_episodes=8,
-                          episode_limit=LIMIT)
+    behaviour = PPOConfig(
+        map_name="3m",
+        seed=3,
+        total_env_steps=8 * 16 * 6,
+        num_envs=8,
+        rollout_steps=16,
+        epochs=1,
+        minibatches=2,
+        hidden=16,
+        layers=1,
+        checkpoint_every=1,
+        eval_episodes=8,
+        episode_limit=LIMIT,
+    )
     return DataConfig(map_name="3m", seed=3, episodes=EPISODES, root=root, behaviour=behaviour, **changes)
 
 
@@ -48,13 +59,15 @@ def test_tiers_use_the_final_and_the_medium_checkpoints(made):
     cards = {tier: load_dataset(path)[1]["card"] for tier, path in directories.items()}
     for tier in ("expert", "medium", "mixed"):
         assert cards[tier]["episodes"] == EPISODES and cards[tier]["tier"] == tier
-    assert [p["checkpoint"].rsplit("/", 1)[-1] for p in cards["expert"]["behaviour"]["parts"]] == \
-        [progress[-1]["checkpoint"]]  # the final policy, never the best checkpoint
-    assert [p["checkpoint"].rsplit("/", 1)[-1] for p in cards["medium"]["behaviour"]["parts"]] == \
-        [medium["checkpoint"]]
+    assert [p["checkpoint"].rsplit("/", 1)[-1] for p in cards["expert"]["behaviour"]["parts"]] == [
+        progress[-1]["checkpoint"]
+    ]  # the final policy, never the best checkpoint
+    assert [p["checkpoint"].rsplit("/", 1)[-1] for p in cards["medium"]["behaviour"]["parts"]] == [medium["checkpoint"]]
     mixed_parts = cards["mixed"]["behaviour"]["parts"]
-    assert [(p["checkpoint"].rsplit("/", 1)[-1], p["episodes"]) for p in mixed_parts] == \
-        [(medium["checkpoint"], EPISODES // 2), (progress[-1]["checkpoint"], EPISODES - EPISODES // 2)]
+    assert [(p["checkpoint"].rsplit("/", 1)[-1], p["episodes"]) for p in mixed_parts] == [
+        (medium["checkpoint"], EPISODES // 2),
+        (progress[-1]["checkpoint"], EPISODES - EPISODES // 2),
+    ]
     for card in cards.values():
         assert card["behaviour_config"]["seed"] == 3 and card["seed"] == 3
 
@@ -70,7 +83,7 @@ def test_medium_replay_holds_every_training_episode_until_medium(made):
     # the stitched episodes have the buffer layout: contiguous filled steps, one end flag at most
     filled = np.asarray(arrays["filled"][..., 0])
     lengths = filled.sum(1)
-    assert all(filled[e, : lengths[e]].all() and not filled[e, lengths[e]:].any() for e in range(len(lengths)))
+    assert all(filled[e, : lengths[e]].all() and not filled[e, lengths[e] :].any() for e in range(len(lengths)))
     assert (np.asarray(arrays["terminated"]).sum((1, 2)) <= 1).all()
     assert len(TransitionStore.from_episode_buffer(arrays)) > 0  # actions available, values finite
     # PPO's auto-reset at the time limit: 3m units start out of range, so nobody dies in 5 steps and
@@ -99,8 +112,12 @@ def test_generation_is_deterministic_and_training_is_reused(made, tmp_path):
     second, _ = load_dataset(tmp_path / "expert")
     for name in first:
         assert np.array_equal(first[name], second[name]), name
-    other = DataConfig(map_name="3m", seed=3, root=config.root,
-                       behaviour=PPOConfig(map_name="3m", seed=3, total_env_steps=1000, num_envs=8))
+    other = DataConfig(
+        map_name="3m",
+        seed=3,
+        root=config.root,
+        behaviour=PPOConfig(map_name="3m", seed=3, total_env_steps=1000, num_envs=8),
+    )
     with pytest.raises(ValueError, match="different config"):
         ensure_behaviour(other, log=lambda message: None)
     with pytest.raises(FileExistsError):
@@ -130,8 +147,9 @@ def test_actor_policy_is_greedy_or_stochastic_by_argument():
     weights = rng.normal(size=(obs_dim + n_agents, n_actions)).astype(np.float32)
     avail = rng.random((n_agents, n_actions)) < 0.6
     avail[:, 4] = True
-    observation = Observation(jnp.asarray(rng.normal(size=(n_agents, obs_dim)), jnp.float32),
-                              jnp.zeros(1), jnp.asarray(avail))
+    observation = Observation(
+        jnp.asarray(rng.normal(size=(n_agents, obs_dim)), jnp.float32), jnp.zeros(1), jnp.asarray(avail)
+    )
     act = jax.jit(actor_critic_policy().act)
     keys = jax.random.split(jax.random.PRNGKey(1), 40)
 
@@ -151,8 +169,12 @@ def test_task_makes_the_scripted_tier_and_asks_for_trained_ones(tmp_path):
     arrays, meta = task.generate_dataset("scripted", seed=1)
     assert meta["card"]["episodes"] == 12 and meta["card"]["behaviour"]["kind"] == "jaxmarl-heuristic"
     store = TransitionStore.from_episode_buffer(arrays)
-    assert (store.n_agents, store.n_actions, store.obs_dim, store.state_dim) == \
-        (task.n_agents, task.n_actions, task.obs_dim, task.state_dim)
+    assert (store.n_agents, store.n_actions, store.obs_dim, store.state_dim) == (
+        task.n_agents,
+        task.n_actions,
+        task.obs_dim,
+        task.state_dim,
+    )
     with pytest.raises(FileNotFoundError, match="inspo data make --env smax:3m --tier expert"):
         task.generate_dataset("expert", seed=1)
     with pytest.raises(ValueError):

@@ -1,5 +1,6 @@
 """The sweep's parts that need no Ray: spec files, the run key (config + code version), reuse, resume
 and the seed groups, the progress line and the statistics."""
+
 import io
 
 import numpy as np
@@ -11,8 +12,9 @@ from inspo.sweep.runner import Progress
 from inspo.sweep.spec import load_spec, parse_spec, seed_groups
 from inspo.trainer import train
 
-TINY = dict(steps=20, checkpoint_every=10, log_every=5, hidden=(8, 8), critic_hidden=(8, 8), bc_steps=10,
-            eval_episodes=2)
+TINY = dict(
+    steps=20, checkpoint_every=10, log_every=5, hidden=(8, 8), critic_hidden=(8, 8), bc_steps=10, eval_episodes=2
+)
 
 
 def payload(config, out_dir):
@@ -21,9 +23,11 @@ def payload(config, out_dir):
 
 def test_spec_files_expand_runs_by_seed_and_group_the_seeds(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text("out: OUT\nseeds: [3, 5]\nset: {steps: 7}\nruns:\n"
-                    "  - {name: f, env: xor, dataset: d, set: {mode: exact, eta: 0.5}}\n"
-                    "  - {env: mne, algo: bc, set: {critic_warmup_steps: 2}}\n".replace("OUT", str(tmp_path / "runs")))
+    path.write_text(
+        "out: OUT\nseeds: [3, 5]\nset: {steps: 7}\nruns:\n"
+        "  - {name: f, env: xor, dataset: d, set: {mode: exact, eta: 0.5}}\n"
+        "  - {env: mne, algo: bc, set: {critic_warmup_steps: 2}}\n".replace("OUT", str(tmp_path / "runs"))
+    )
     name, out, runs = load_spec(path)
     assert name == "s" and out == tmp_path / "runs" and len(runs) == 4
     first = runs[0]
@@ -35,18 +39,23 @@ def test_spec_files_expand_runs_by_seed_and_group_the_seeds(tmp_path):
     assert [group[0].name for group in groups] == ["f", "mne-default-bc"]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"runs": []}, "runs must be a non-empty list"),
-    ({"runs": [{"dataset": "c"}]}, "runs[0]: a run is a mapping with at least 'env'"),
-    ({"runs": [{"env": "xor", "steps": 3}]}, "runs[0]: unknown field 'steps'"),
-    ({"runs": [{"env": "xor", "set": {"nope": 1}}]}, "runs[0]: unknown config fields: ['nope']"),
-    ({"runs": [{"env": "xor"}, {"env": "xor"}]}, "runs[1]: the name 'xor-default-inspo' is used twice"),
-    ({"seeds": 0, "runs": [{"env": "xor"}]}, "seeds must be a count >= 1"),
-    ({"runz": []}, "unknown field 'runz'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"runs": []}, "runs must be a non-empty list"),
+        ({"runs": [{"dataset": "c"}]}, "runs[0]: a run is a mapping with at least 'env'"),
+        ({"runs": [{"env": "xor", "steps": 3}]}, "runs[0]: unknown field 'steps'"),
+        ({"runs": [{"env": "xor", "set": {"nope": 1}}]}, "runs[0]: unknown config fields: ['nope']"),
+        ({"runs": [{"env": "xor"}, {"env": "xor"}]}, "runs[1]: the name 'xor-default-inspo' is used twice"),
+        ({"seeds": 0, "runs": [{"env": "xor"}]}, "seeds must be a count >= 1"),
+        ({"runz": []}, "unknown field 'runz'"),
+    ],
+)
 def test_spec_mistakes_name_the_field(spec, message):
-    with pytest.raises(ValueError, match="^spec: .*" + message.replace("[", r"\[").replace("]", r"\]")
-                       .replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ValueError,
+        match="^spec: .*" + message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)"),
+    ):
         parse_spec(spec)
 
 
@@ -99,6 +108,8 @@ def test_the_code_version_follows_the_training_sources_only(tmp_path):
     before = execute.source_hash(packages)
     (tmp_path / "results" / "report.py").write_text("TITLE = 'b'\n")  # a report module: same version
     assert execute.source_hash(packages) == before
+    (tmp_path / "trainer.py").write_text('"""Steps."""\n\n# one step\nSTEP = (\n    1\n)\n')  # layout only
+    assert execute.source_hash(packages) == before
     (tmp_path / "trainer.py").write_text("STEP = 2\n")
     assert execute.source_hash(packages) != before
     assert execute.code_version() == execute.code_version() and len(execute.code_version()) == 16
@@ -148,7 +159,8 @@ def test_without_ray_the_commands_say_which_extra_to_install(tmp_path, monkeypat
     spec = tmp_path / "s.json"
     spec.write_text('{"out": "%s", "runs": [{"env": "xor", "algo": "bc"}]}' % (tmp_path / "runs"))
     assert main(["sweep", str(spec)]) == 2
-    assert capsys.readouterr().err.strip() == ("inspo sweep: error: sweeps run on Ray, which is not installed: "
-                                               "pip install 'inspo[sweep]'")
+    assert capsys.readouterr().err.strip() == (
+        "inspo sweep: error: sweeps run on Ray, which is not installed: pip install 'inspo[sweep]'"
+    )
     assert main(["reproduce", "--quick", "--only", "main-xor-penalty-c-bc", "--out", str(tmp_path / "r")]) == 2
     assert "inspo reproduce: error: sweeps run on Ray" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The sweep runner on a real Ray cluster: a head and a second node started with `ray start` on this
 machine, a sweep across both, one node's worker killed in the middle of a run; the run is retried and
 the results are complete and identical to those of a sweep without the kill."""
+
 import json
 import os
 import signal
@@ -19,22 +20,68 @@ from inspo.sweep.spec import parse_spec  # noqa: E402
 
 PORT = 6391  # the head's port; every other port of both nodes is fixed too (two nodes share one machine)
 NODE_PORTS = [
-    ["--dashboard-agent-listen-port", "52391", "--dashboard-agent-grpc-port", "52392", "--metrics-export-port",
-     "52393", "--runtime-env-agent-port", "52394", "--min-worker-port", "20000", "--max-worker-port", "20199"],
-    ["--dashboard-agent-listen-port", "52395", "--dashboard-agent-grpc-port", "52396", "--metrics-export-port",
-     "52397", "--runtime-env-agent-port", "52398", "--min-worker-port", "20200", "--max-worker-port", "20399"],
+    [
+        "--dashboard-agent-listen-port",
+        "52391",
+        "--dashboard-agent-grpc-port",
+        "52392",
+        "--metrics-export-port",
+        "52393",
+        "--runtime-env-agent-port",
+        "52394",
+        "--min-worker-port",
+        "20000",
+        "--max-worker-port",
+        "20199",
+    ],
+    [
+        "--dashboard-agent-listen-port",
+        "52395",
+        "--dashboard-agent-grpc-port",
+        "52396",
+        "--metrics-export-port",
+        "52397",
+        "--runtime-env-agent-port",
+        "52398",
+        "--min-worker-port",
+        "20200",
+        "--max-worker-port",
+        "20399",
+    ],
 ]
 # 127.0.0.1 only, so no token: Ray's token authentication is for clusters reachable from a network
 RAY_ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-TINY = {"steps": 120, "bc_steps": 10, "hidden": [8, 8], "critic_hidden": [8, 8], "eval_episodes": 2,
-        "checkpoint_every": 40, "log_every": 10, "eval_every": 40}
+TINY = {
+    "steps": 120,
+    "bc_steps": 10,
+    "hidden": [8, 8],
+    "critic_hidden": [8, 8],
+    "eval_episodes": 2,
+    "checkpoint_every": 40,
+    "log_every": 10,
+    "eval_every": 40,
+}
 
 
 def start_node(args, log):
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    return subprocess.Popen([ray_cli, "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--block",
-                             "--disable-usage-stats"], env=RAY_ENV, start_new_session=True,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [
+            ray_cli,
+            "start",
+            *args,
+            "--node-ip-address",
+            "127.0.0.1",
+            "--num-cpus",
+            "1",
+            "--block",
+            "--disable-usage-stats",
+        ],
+        env=RAY_ENV,
+        start_new_session=True,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def stop(process):
@@ -52,8 +99,19 @@ def cluster(tmp_path_factory):
     logs = tmp_path_factory.mktemp("ray-logs")
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    head = start_node(["--head", "--port", str(PORT), "--include-dashboard", "false", "--ray-client-server-port",
-                       "10391", *NODE_PORTS[0]], logs / "head.log")
+    head = start_node(
+        [
+            "--head",
+            "--port",
+            str(PORT),
+            "--include-dashboard",
+            "false",
+            "--ray-client-server-port",
+            "10391",
+            *NODE_PORTS[0],
+        ],
+        logs / "head.log",
+    )
     nodes = [head]
     try:
         time.sleep(1.0)
@@ -68,7 +126,9 @@ def cluster(tmp_path_factory):
             except ConnectionError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("the two-node Ray cluster did not come up in 60 s: " + (logs / "node.log").read_text()[-800:])
+                pytest.fail(
+                    "the two-node Ray cluster did not come up in 60 s: " + (logs / "node.log").read_text()[-800:]
+                )
             time.sleep(0.5)
         yield dict(address=f"127.0.0.1:{PORT}", node=nodes[1])
     finally:
@@ -107,9 +167,17 @@ def sweep_worker_of(node):
 
 
 def spec(out):
-    return parse_spec({"out": str(out), "seeds": 2, "set": TINY, "runs": [
-        {"name": "fused", "env": "xor", "dataset": "c", "set": {"mode": "fused"}},
-        {"name": "exact", "env": "xor", "dataset": "d", "set": {"mode": "exact"}}]})[2]
+    return parse_spec(
+        {
+            "out": str(out),
+            "seeds": 2,
+            "set": TINY,
+            "runs": [
+                {"name": "fused", "env": "xor", "dataset": "c", "set": {"mode": "fused"}},
+                {"name": "exact", "env": "xor", "dataset": "d", "set": {"mode": "exact"}},
+            ],
+        }
+    )[2]
 
 
 def test_a_killed_worker_is_retried_and_the_results_match_a_sweep_without_the_kill(cluster, tmp_path):
@@ -148,10 +216,24 @@ def test_a_killed_worker_is_retried_and_the_results_match_a_sweep_without_the_ki
 
 def test_inspo_sweep_joins_a_cluster_by_address(cluster, tmp_path):
     spec_file = tmp_path / "bc.json"
-    spec_file.write_text(json.dumps({"name": "bc", "out": str(tmp_path / "runs"), "seeds": 2, "set": TINY,
-                                     "runs": [{"name": "bc", "env": "xor", "dataset": "c", "algo": "bc"}]}))
-    done = subprocess.run([sys.executable, "-m", "inspo", "sweep", str(spec_file), "--address", cluster["address"]],
-                          env=RAY_ENV, capture_output=True, text=True, timeout=120)
+    spec_file.write_text(
+        json.dumps(
+            {
+                "name": "bc",
+                "out": str(tmp_path / "runs"),
+                "seeds": 2,
+                "set": TINY,
+                "runs": [{"name": "bc", "env": "xor", "dataset": "c", "algo": "bc"}],
+            }
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "inspo", "sweep", str(spec_file), "--address", cluster["address"]],
+        env=RAY_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "sweep: 2/2 done (0 reused), 0 running, 0 failed, 0 left" in done.stderr
     assert "| c (penalty) | bc | 2 |" in done.stdout

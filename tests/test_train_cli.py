@@ -1,4 +1,5 @@
 """The `inspo` command line, run in-process: train on a tiny step count, eval its checkpoint, errors."""
+
 import json
 
 import pytest
@@ -6,8 +7,21 @@ import torch
 
 from inspo.cli import main
 
-TINY = ["--set", "bc_steps=5", "--set", "batch_size=32", "--set", "hidden=8,8", "--set", "critic_hidden=8,8",
-        "--set", "eval_episodes=3", "--set", "critic_warmup_steps=0", "--quiet"]
+TINY = [
+    "--set",
+    "bc_steps=5",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "hidden=8,8",
+    "--set",
+    "critic_hidden=8,8",
+    "--set",
+    "eval_episodes=3",
+    "--set",
+    "critic_warmup_steps=0",
+    "--quiet",
+]
 
 
 def test_train_writes_a_run_folder_and_eval_reproduces_its_scores(tmp_path, capsys):
@@ -29,8 +43,24 @@ def test_train_writes_a_run_folder_and_eval_reproduces_its_scores(tmp_path, caps
 
 def test_regime_and_overrides_reach_the_config(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--env", "xor", "--dataset", "d", "--mode", "exact", "--regime", "full-update", "--steps", "3",
-            "--set", "policy_steps=2", "--out", str(out), *TINY]
+    argv = [
+        "train",
+        "--env",
+        "xor",
+        "--dataset",
+        "d",
+        "--mode",
+        "exact",
+        "--regime",
+        "full-update",
+        "--steps",
+        "3",
+        "--set",
+        "policy_steps=2",
+        "--out",
+        str(out),
+        *TINY,
+    ]
     assert main(argv) == 0
     config = torch.load(out / "checkpoint.pt", weights_only=False)["config"]
     assert (config["regime"], config["mode"], config["dataset"], config["steps"]) == ("full-update", "exact", "d", 3)
@@ -63,20 +93,23 @@ def test_resume_steps_extends_a_finished_run_to_the_run_it_would_have_been(tmp_p
     assert json.loads((cut / "config.json").read_text())["steps"] == 8
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--env", "nosuch"], "unknown environment 'nosuch'"),
-    (["train", "--env", "xor", "--dataset", "z"], "not 'z'"),
-    (["train", "--env", "xor", "--set", "etta=1"], "unknown config field 'etta'"),
-    (["train", "--env", "xor", "--set", "lr=-1"], "config.lr must be > 0"),
-    (["train", "--env", "xor", "--set", "alpha=nan"], "config.alpha must be a finite float"),
-    (["train", "--env", "xor", "--set", "steps=many"], "config field 'steps' expects"),
-    (["train", "--env", "xor", "--set", "steps"], "--set expects key=value"),
-    (["train", "--env", "mne", "--steps", "100"], "critic_warmup_steps must be in [0, steps = 100)"),
-    (["train", "--env", "xor", "--algo", "nosuch"], "unknown algorithm 'nosuch'"),
-    (["train", "--env", "xor", "--dataset-path", "/nonexistent/ds"], "'/nonexistent/ds' does not exist"),
-    (["train", "--resume"], "--resume needs --out"),
-    (["eval", "/nonexistent/run"], "no checkpoint at /nonexistent/run"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--env", "nosuch"], "unknown environment 'nosuch'"),
+        (["train", "--env", "xor", "--dataset", "z"], "not 'z'"),
+        (["train", "--env", "xor", "--set", "etta=1"], "unknown config field 'etta'"),
+        (["train", "--env", "xor", "--set", "lr=-1"], "config.lr must be > 0"),
+        (["train", "--env", "xor", "--set", "alpha=nan"], "config.alpha must be a finite float"),
+        (["train", "--env", "xor", "--set", "steps=many"], "config field 'steps' expects"),
+        (["train", "--env", "xor", "--set", "steps"], "--set expects key=value"),
+        (["train", "--env", "mne", "--steps", "100"], "critic_warmup_steps must be in [0, steps = 100)"),
+        (["train", "--env", "xor", "--algo", "nosuch"], "unknown algorithm 'nosuch'"),
+        (["train", "--env", "xor", "--dataset-path", "/nonexistent/ds"], "'/nonexistent/ds' does not exist"),
+        (["train", "--resume"], "--resume needs --out"),
+        (["eval", "/nonexistent/run"], "no checkpoint at /nonexistent/run"),
+    ],
+)
 def test_bad_input_is_a_clear_error(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The compiled iteration (config.compile): one torch.compile graph, no graph break, no recompile after
 the warm-up, and the same training as the eager iteration (float64)."""
+
 import dataclasses
 
 import pytest
@@ -9,7 +10,7 @@ from torch._dynamo.utils import counters
 
 import inspo.loop
 from inspo.loop import train_seeds
-from train_testing import assert_same_run, float64, tiny  # noqa: F401 (fixture)
+from train_testing import assert_same_run, tiny
 
 
 @pytest.fixture
@@ -25,15 +26,19 @@ def graph_capture(monkeypatch):
 
 
 # warm-up 3: the critic-only iterations are their own graph; every later one reuses the second graph
-@pytest.mark.parametrize("algo, overrides, graphs", [
-    ("inspo", dict(mode="fused", critic_warmup_steps=3), 2),
-    ("inspo", dict(mode="exact", weighting="importance"), 1),
-    ("inspo", dict(mode="exact", share_parameters=True), 1),
-    ("bc", dict(bc_steps=12), 1),
-    ("omiga", {}, 1),
-])
-def test_the_compiled_iteration_is_one_graph_and_trains_as_the_eager_one(algo, overrides, graphs, tmp_path,
-                                                                          float64, graph_capture):
+@pytest.mark.parametrize(
+    "algo, overrides, graphs",
+    [
+        ("inspo", dict(mode="fused", critic_warmup_steps=3), 2),
+        ("inspo", dict(mode="exact", weighting="importance"), 1),
+        ("inspo", dict(mode="exact", share_parameters=True), 1),
+        ("bc", dict(bc_steps=12), 1),
+        ("omiga", {}, 1),
+    ],
+)
+def test_the_compiled_iteration_is_one_graph_and_trains_as_the_eager_one(
+    algo, overrides, graphs, tmp_path, float64, graph_capture
+):
     config = tiny(algo, 1, steps=12, bc_steps=overrides.pop("bc_steps", 10), log_every=3, **overrides)
     train_seeds([config], [tmp_path / "eager"], progress=False)
     compiled = tiny(algo, 1, steps=12, bc_steps=config.bc_steps, log_every=3, compile=True, **overrides)
@@ -43,8 +48,12 @@ def test_the_compiled_iteration_is_one_graph_and_trains_as_the_eager_one(algo, o
             torch._dynamo.config.error_on_recompile = True
 
     # seed 1 batched with seed 2, compiled, against seed 1 alone, eager
-    train_seeds([compiled, dataclasses.replace(compiled, seed=2)],
-                [tmp_path / "compiled", None], progress=False, on_step=no_recompile_after_warm_up)
+    train_seeds(
+        [compiled, dataclasses.replace(compiled, seed=2)],
+        [tmp_path / "compiled", None],
+        progress=False,
+        on_step=no_recompile_after_warm_up,
+    )
     assert dict(counters["graph_break"]) == {}
     assert counters["stats"]["unique_graphs"] == graphs
     assert_same_run(tmp_path / "compiled", tmp_path / "eager")

@@ -1,4 +1,5 @@
 """Trainer pieces: config, BC, per-agent independence, every mode and weighting, determinism, resume."""
+
 import json
 import re
 
@@ -16,19 +17,28 @@ from train_testing import train_until
 
 
 def small(env="xor", **overrides):
-    values = dict(steps=40, batch_size=64, bc_steps=30, log_every=10, checkpoint_every=0, eval_episodes=4,
-                  hidden=(16, 16), critic_hidden=(32, 32))
+    values = dict(
+        steps=40,
+        batch_size=64,
+        bc_steps=30,
+        log_every=10,
+        checkpoint_every=0,
+        eval_episodes=4,
+        hidden=(16, 16),
+        critic_hidden=(32, 32),
+    )
     values.update(overrides)
     return make_config(env, **values)
 
 
 # ---- config ----
 
+
 def test_overrides_are_typed():
-    parsed = parse_overrides(["eta=0.5", "policy_steps=3", "hidden=32,32", "beta_end=none", "share_parameters=true",
-                              "mode=exact"])
-    assert parsed == dict(eta=0.5, policy_steps=3, hidden=(32, 32), beta_end=None, share_parameters=True,
-                          mode="exact")
+    parsed = parse_overrides(
+        ["eta=0.5", "policy_steps=3", "hidden=32,32", "beta_end=none", "share_parameters=true", "mode=exact"]
+    )
+    assert parsed == dict(eta=0.5, policy_steps=3, hidden=(32, 32), beta_end=None, share_parameters=True, mode="exact")
     with pytest.raises(ValueError, match="unknown config field 'etta'"):
         parse_overrides(["etta=1"])
     with pytest.raises(ValueError, match="policy_steps"):
@@ -47,25 +57,28 @@ def test_presets_and_validation():
         TrainConfig.from_dict({"learning_rate": 1.0})
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("env", "nosuch", "config.env: unknown environment 'nosuch'"),
-    ("alpha", float("nan"), "config.alpha must be a finite float"),
-    ("beta", -0.1, "config.beta must be >= 0"),
-    ("steps", "10", "config.steps must be int"),
-    ("steps", 0, "config.steps must be >= 1"),
-    ("bc_steps", 0, "config.bc_steps must be >= 1"),
-    ("lr", 0.0, "config.lr must be > 0"),
-    ("grad_clip", -1.0, "config.grad_clip must be > 0"),
-    ("gamma", 1.5, "config.gamma must be in [0, 1]"),
-    ("hidden", (64, 0), "config.hidden must hold layer sizes >= 1"),
-    ("share_parameters", 1, "config.share_parameters must be bool"),
-    ("seed", -1, "config.seed must be >= 0"),
-    ("local_critic_steps", 0, "config.local_critic_steps must be >= 1"),
-    ("critic_warmup_steps", 1500, "config.critic_warmup_steps must be in [0, steps = 1500)"),
-    ("weighting", "weighted", "config.weighting must be one of"),
-    ("regime", "half-update", "config.regime must be one of"),
-    ("mne_diagonal", (10.0,), "config.mne_diagonal needs >= 2 actions"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("env", "nosuch", "config.env: unknown environment 'nosuch'"),
+        ("alpha", float("nan"), "config.alpha must be a finite float"),
+        ("beta", -0.1, "config.beta must be >= 0"),
+        ("steps", "10", "config.steps must be int"),
+        ("steps", 0, "config.steps must be >= 1"),
+        ("bc_steps", 0, "config.bc_steps must be >= 1"),
+        ("lr", 0.0, "config.lr must be > 0"),
+        ("grad_clip", -1.0, "config.grad_clip must be > 0"),
+        ("gamma", 1.5, "config.gamma must be in [0, 1]"),
+        ("hidden", (64, 0), "config.hidden must hold layer sizes >= 1"),
+        ("share_parameters", 1, "config.share_parameters must be bool"),
+        ("seed", -1, "config.seed must be >= 0"),
+        ("local_critic_steps", 0, "config.local_critic_steps must be >= 1"),
+        ("critic_warmup_steps", 1500, "config.critic_warmup_steps must be in [0, steps = 1500)"),
+        ("weighting", "weighted", "config.weighting must be one of"),
+        ("regime", "half-update", "config.regime must be one of"),
+        ("mne_diagonal", (10.0,), "config.mne_diagonal needs >= 2 actions"),
+    ],
+)
 def test_bad_values_name_the_field(field, value, message):
     good = make_config("xor")
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -91,6 +104,7 @@ def test_beta_schedule_is_linear_then_constant():
 
 # ---- behaviour cloning ----
 
+
 @pytest.mark.parametrize("env, dataset", [("xor", "c"), ("mne", "imbalanced"), ("xor", "b")])
 def test_bc_recovers_the_dataset_action_frequencies(env, dataset):
     config = make_config(env, dataset=dataset, bc_steps=400, seed=2)
@@ -106,21 +120,24 @@ def test_bc_recovers_the_dataset_action_frequencies(env, dataset):
 
 # ---- per-agent independence ----
 
+
 def prepared_learner(config, n_seeds=1):
     """An InSPO learner of seeds config.seed, config.seed + 1, ... after BC, and its runs."""
     runs, learner = [], None
     for s in range(n_seeds):
         run = prepare_run(TrainConfig.from_dict({**config.to_dict(), "seed": config.seed + s}))
         store = run.store
-        learner = learner or InspoLearner(config, n_seeds, Dims(store.n_agents, store.obs_dim, store.state_dim,
-                                                                 store.n_actions))
+        learner = learner or InspoLearner(
+            config, n_seeds, Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
+        )
         learner.initialize_seed(s)
         runs.append(run)
     learner.prepare([run.store for run in runs], [run.generator for run in runs], resumed=False)
     return learner, runs
 
 
-def iterate(learner, runs, step, rows=torch.arange(64)):
+def iterate(learner, runs, step, rows=None):
+    rows = torch.arange(64) if rows is None else rows
     batch = stack_batches([run.store.index(rows) for run in runs])
     return learner.update(batch, learner.draw([run.generator for run in runs], step), step)
 
@@ -199,6 +216,7 @@ def test_agent_mlp_is_one_batched_module_equal_to_per_agent_networks(share):
 
 # ---- every mode and weighting runs ----
 
+
 @pytest.mark.parametrize("mode", ["fused", "exact", "simultaneous"])
 @pytest.mark.parametrize("weighting", ["resample", "importance", "self_normalized"])
 def test_modes_and_weightings_train(mode, weighting, tmp_path):
@@ -219,6 +237,7 @@ def test_bridge_and_systematic_resampling_and_sharing_train():
 
 # ---- determinism and resume ----
 
+
 def test_same_seed_same_result_and_another_seed_differs():
     config = small(steps=30, beta=1.0, beta_end=0.0)
     first, second = train(config, progress=False), train(config, progress=False)
@@ -228,8 +247,9 @@ def test_same_seed_same_result_and_another_seed_differs():
 
 
 def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path):
-    config = small("bridge", steps=30, checkpoint_every=10, eval_every=10, log_every=5, eval_episodes=3,
-                   beta=0.5, beta_end=0.0)
+    config = small(
+        "bridge", steps=30, checkpoint_every=10, eval_every=10, log_every=5, eval_episodes=3, beta=0.5, beta_end=0.0
+    )
     whole = train(config, out_dir=tmp_path / "whole", progress=False)
 
     train_until(train, config, tmp_path / "cut", 25)
@@ -237,14 +257,21 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path)
     resumed = train(config, out_dir=tmp_path / "cut", resume=True, progress=False)
     assert resumed["scores"] == whole["scores"]
     final = [torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["learner"] for d in ("whole", "cut")]
-    assert {key.split(".")[0] for key in final[0]} >= {"actor", "local_critic", "critic", "critic_target",
-                                                       "actor_opt", "mu"}
+    assert {key.split(".")[0] for key in final[0]} >= {
+        "actor",
+        "local_critic",
+        "critic",
+        "critic_target",
+        "actor_opt",
+        "mu",
+    }
     for key, value in final[0].items():  # networks and optimizer moments, bit for bit
         assert torch.equal(value, final[1][key]), key
     for kind in ("metrics", "eval"):  # the logs read as one run: no step twice, same rows
         for suffix in ("jsonl", "csv"):
-            assert (tmp_path / "whole" / f"{kind}.{suffix}").read_text().count("\n") == \
-                (tmp_path / "cut" / f"{kind}.{suffix}").read_text().count("\n")
+            assert (tmp_path / "whole" / f"{kind}.{suffix}").read_text().count("\n") == (
+                tmp_path / "cut" / f"{kind}.{suffix}"
+            ).read_text().count("\n")
         steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / f"{kind}.jsonl").read_text().splitlines()]
         assert steps == sorted(set(steps))
 

@@ -1,5 +1,6 @@
 """Training on a dataset held in tensors or memory-mapped (config.dataset_storage), SMAX datasets
 through their card, and the SMAX preset."""
+
 import json
 import shutil
 
@@ -15,8 +16,19 @@ from inspo.envs.bridge import Bridge
 from inspo.run import prepare_run
 from train_testing import train_until
 
-TINY = dict(steps=8, batch_size=32, bc_steps=10, bc_batch_size=64, hidden=(8, 8), critic_hidden=(8, 8),
-            mixer_hidden=4, eval_episodes=3, eval_every=4, log_every=2, checkpoint_every=4)
+TINY = dict(
+    steps=8,
+    batch_size=32,
+    bc_steps=10,
+    bc_batch_size=64,
+    hidden=(8, 8),
+    critic_hidden=(8, 8),
+    mixer_hidden=4,
+    eval_episodes=3,
+    eval_every=4,
+    log_every=2,
+    checkpoint_every=4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +78,9 @@ def test_mapped_storage_reads_the_files_in_place(bridge_dir):
 @pytest.mark.parametrize("algo,mode", [("inspo", "fused"), ("inspo", "exact"), ("omiga", "fused"), ("bc", "fused")])
 def test_mapped_storage_trains_bit_identically(bridge_dir, tmp_path, algo, mode):
     for storage in ("memory", "mapped"):
-        config = make_config("bridge", dataset_path=str(bridge_dir), dataset_storage=storage, algo=algo, mode=mode,
-                             **TINY)
+        config = make_config(
+            "bridge", dataset_path=str(bridge_dir), dataset_storage=storage, algo=algo, mode=mode, **TINY
+        )
         get_trainer(algo)(config, out_dir=tmp_path / storage, progress=False)
     assert_same_run(tmp_path / "memory", tmp_path / "mapped")
 
@@ -100,13 +113,19 @@ def test_dataset_storage_is_validated():
 def test_the_smax_preset():
     config = make_config("smax:3m")  # validating the name needs no jaxmarl
     assert (config.dataset, config.dataset_seed) == ("expert", 0)  # `inspo data make` uses data seed 0
-    assert (config.steps, config.alpha, config.beta, config.omiga_alpha, config.share_parameters) == \
-        (1500, 0.1, 0.01, 1.0, True)
+    assert (config.steps, config.alpha, config.beta, config.omiga_alpha, config.share_parameters) == (
+        1500,
+        0.1,
+        0.01,
+        1.0,
+        True,
+    )
     assert make_config("smax:2s3z", seed=3).dataset_seed == 0
     assert make_config("xor").dataset_seed is None and make_config("bridge").dataset == "optimal"
 
 
 # ---- SMAX datasets given as dataset_path (skipped without jaxmarl) ----
+
 
 @pytest.fixture(scope="module")
 def scripted(tmp_path_factory):
@@ -119,14 +138,39 @@ def scripted(tmp_path_factory):
 
 
 # 16 evaluation battles: the batch size of tests/test_smax_env.py, so the jitted step compiles once per session
-SMAX_TINY = ["--steps", "3", "--set", "bc_steps=3", "--set", "batch_size=16", "--set", "hidden=8,8",
-             "--set", "critic_hidden=8,8", "--set", "eval_episodes=16", "--set", "log_every=1", "--quiet"]
+SMAX_TINY = [
+    "--steps",
+    "3",
+    "--set",
+    "bc_steps=3",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "hidden=8,8",
+    "--set",
+    "critic_hidden=8,8",
+    "--set",
+    "eval_episodes=16",
+    "--set",
+    "log_every=1",
+    "--quiet",
+]
 
 
 def test_cli_trains_on_a_smax_dataset_directory_memory_mapped(scripted, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--env", "smax:3m", "--dataset-path", str(scripted), "--set", "dataset_storage=mapped",
-            "--out", str(out), *SMAX_TINY]
+    argv = [
+        "train",
+        "--env",
+        "smax:3m",
+        "--dataset-path",
+        str(scripted),
+        "--set",
+        "dataset_storage=mapped",
+        "--out",
+        str(out),
+        *SMAX_TINY,
+    ]
     assert main(argv) == 0
     assert "smax:3m/scripted" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
@@ -162,7 +206,17 @@ def test_a_dataset_cut_short_is_an_error_not_a_smaller_dataset(scripted, tmp_pat
     config = make_config("smax:3m", dataset_path=str(cut), dataset_storage=storage)
     with pytest.raises(DatasetError, match=r"\.npy has \d+ bytes, the dataset card says"):
         prepare_run(config)
-    argv = ["train", "--env", "smax:3m", "--dataset-path", str(cut), "--set", f"dataset_storage={storage}",
-            "--out", str(tmp_path / "run"), *SMAX_TINY]
+    argv = [
+        "train",
+        "--env",
+        "smax:3m",
+        "--dataset-path",
+        str(cut),
+        "--set",
+        f"dataset_storage={storage}",
+        "--out",
+        str(tmp_path / "run"),
+        *SMAX_TINY,
+    ]
     assert main(argv) == 2
     assert "the dataset card says" in capsys.readouterr().err

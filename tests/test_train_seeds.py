@@ -1,5 +1,6 @@
 """Seeds as a tensor dimension: a batched run's seed s is the single run with seed s (float64), its
 run folders work with `inspo eval` and `--resume`, and resuming a batched run is bit-identical."""
+
 import json
 
 import pytest
@@ -7,18 +8,29 @@ import torch
 
 from inspo.cli import main
 from inspo.loop import train_seeds
-from train_testing import assert_same_run, final_state, float64, rows, tiny  # noqa: F401 (fixture)
+from train_testing import assert_same_run, final_state, rows, tiny
 
 
-@pytest.mark.parametrize("algo, overrides", [
-    ("inspo", dict(mode="fused")),
-    ("inspo", dict(mode="exact")),
-    ("inspo", dict(mode="exact", weighting="self_normalized", share_parameters=True, policy_steps=2)),
-    ("inspo", dict(mode="simultaneous", weighting="importance", resample_method="systematic", env="mne",
-                   dataset="imbalanced")),
-    ("bc", dict(bc_steps=200)),
-    ("omiga", dict(omiga_alpha=1.0)),
-])
+@pytest.mark.parametrize(
+    "algo, overrides",
+    [
+        ("inspo", dict(mode="fused")),
+        ("inspo", dict(mode="exact")),
+        ("inspo", dict(mode="exact", weighting="self_normalized", share_parameters=True, policy_steps=2)),
+        (
+            "inspo",
+            dict(
+                mode="simultaneous",
+                weighting="importance",
+                resample_method="systematic",
+                env="mne",
+                dataset="imbalanced",
+            ),
+        ),
+        ("bc", dict(bc_steps=200)),
+        ("omiga", dict(omiga_alpha=1.0)),
+    ],
+)
 def test_a_batched_seed_reaches_what_its_single_run_reaches(algo, overrides, tmp_path, float64):
     configs = [tiny(algo, seed, **overrides) for seed in (3, 4)]
     batched = train_seeds(configs, [tmp_path / "batched3", tmp_path / "batched4"], progress=False)
@@ -35,8 +47,20 @@ def test_a_batched_seed_reaches_what_its_single_run_reaches(algo, overrides, tmp
 
 
 def test_resuming_a_batched_run_is_bit_identical_to_the_uninterrupted_run(tmp_path):
-    configs = [tiny("inspo", seed, env="bridge", steps=30, checkpoint_every=10, eval_every=10, log_every=5,
-                    beta=0.5, beta_end=0.0) for seed in (0, 1)]
+    configs = [
+        tiny(
+            "inspo",
+            seed,
+            env="bridge",
+            steps=30,
+            checkpoint_every=10,
+            eval_every=10,
+            log_every=5,
+            beta=0.5,
+            beta_end=0.0,
+        )
+        for seed in (0, 1)
+    ]
     whole = train_seeds(configs, [tmp_path / "whole0", tmp_path / "whole1"], progress=False)
 
     def interrupt(step):
@@ -54,7 +78,9 @@ def test_resuming_a_batched_run_is_bit_identical_to_the_uninterrupted_run(tmp_pa
             assert torch.equal(value, final[1][key]), key
         for kind in ("metrics", "eval"):
             strip = lambda row: {k: v for k, v in row.items() if k != "seconds"}  # noqa: E731
-            assert [strip(r) for r in rows(cut[seed], kind)] == [strip(r) for r in rows(tmp_path / f"whole{seed}", kind)]
+            assert [strip(r) for r in rows(cut[seed], kind)] == [
+                strip(r) for r in rows(tmp_path / f"whole{seed}", kind)
+            ]
 
 
 def test_resume_refuses_checkpoints_of_another_algorithm(tmp_path):
@@ -77,8 +103,19 @@ def test_resume_may_raise_the_step_count(tmp_path):
 
 def test_cli_seeds_write_one_run_folder_each_that_eval_and_resume_accept(tmp_path, capsys):
     out = tmp_path / "runs"
-    tiny_args = ["--set", "bc_steps=5", "--set", "batch_size=16", "--set", "hidden=8,8", "--set", "critic_hidden=8,8",
-                 "--set", "checkpoint_every=3", "--quiet"]
+    tiny_args = [
+        "--set",
+        "bc_steps=5",
+        "--set",
+        "batch_size=16",
+        "--set",
+        "hidden=8,8",
+        "--set",
+        "critic_hidden=8,8",
+        "--set",
+        "checkpoint_every=3",
+        "--quiet",
+    ]
     assert main(["train", "--env", "xor", "--seeds", "0-2", "--steps", "6", "--out", str(out), *tiny_args]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["seed0", "seed1", "seed2"]
     table = capsys.readouterr().out

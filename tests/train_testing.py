@@ -1,4 +1,5 @@
 """Shared pieces of the training tests: tiny configs, float64 runs, run-folder readers."""
+
 import json
 
 import pytest
@@ -14,6 +15,7 @@ FLOATS = ("state", "obs", "reward", "next_state", "next_obs", "done")
 @pytest.fixture
 def float64(monkeypatch):
     """Networks and datasets in float64, so that runs that should agree do so to rounding."""
+
     def prepare_in_float64(config):
         run = prepare_run(config)
         for name in FLOATS:
@@ -28,8 +30,20 @@ def float64(monkeypatch):
 
 
 def tiny(algo, seed, **overrides):
-    values = dict(algo=algo, seed=seed, steps=200, bc_steps=30, batch_size=32, hidden=(8, 8), critic_hidden=(16, 16),
-                  mixer_hidden=8, log_every=50, checkpoint_every=0, eval_episodes=3, critic_warmup_steps=0)
+    values = dict(
+        algo=algo,
+        seed=seed,
+        steps=200,
+        bc_steps=30,
+        batch_size=32,
+        hidden=(8, 8),
+        critic_hidden=(16, 16),
+        mixer_hidden=8,
+        log_every=50,
+        checkpoint_every=0,
+        eval_episodes=3,
+        critic_warmup_steps=0,
+    )
     values.update(overrides)
     return make_config(values.pop("env", "xor"), **values)
 
@@ -75,10 +89,22 @@ def random_batch(generator: torch.Generator, dims, batch: int, p_avail: float, s
     if single_action_agent:
         avail[0, 1] = False
         avail[0, 1, actions[0, 1]] = True
-    return stack_batches([TransitionBatch(
-        state=normal(batch, s), obs=normal(batch, n, o), actions=actions, reward=normal(batch),
-        next_state=normal(batch, s), next_obs=normal(batch, n, o), next_actions=next_actions,
-        done=(torch.rand(batch, generator=generator) < 0.3).double(), avail=avail, next_avail=next_avail)])
+    return stack_batches(
+        [
+            TransitionBatch(
+                state=normal(batch, s),
+                obs=normal(batch, n, o),
+                actions=actions,
+                reward=normal(batch),
+                next_state=normal(batch, s),
+                next_obs=normal(batch, n, o),
+                next_actions=next_actions,
+                done=(torch.rand(batch, generator=generator) < 0.3).double(),
+                avail=avail,
+                next_avail=next_avail,
+            )
+        ]
+    )
 
 
 def mlp_by_hand(module, x: torch.Tensor) -> torch.Tensor:
@@ -100,6 +126,7 @@ def mlp_by_hand(module, x: torch.Tensor) -> torch.Tensor:
 
 def train_until(trainer, config, out_dir, stop_after: int) -> None:
     """trainer(config) into out_dir, interrupted (as by Ctrl-C) right after step `stop_after`."""
+
     def stop(step):
         if step == stop_after:
             raise KeyboardInterrupt

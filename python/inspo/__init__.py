@@ -3,7 +3,8 @@
 The hot math runs through the fused ops of `inspo_ext`; this package holds the environments, the
 datasets, the networks, the trainer and the `inspo` command line.
 """
-__version__ = "0.1.0"
+
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str):

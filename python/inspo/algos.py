@@ -4,6 +4,7 @@ A trainer is `train(config, *, out_dir=None, resume=False, progress=True, on_ste
 results holding at least "scores" (the environment's evaluation). Entries are "module:function"
 strings imported on first use, so optional baselines cost nothing until asked for.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -5,6 +5,7 @@ renamed over the target. mkstemp creates the temporary file 0600; it is given th
 `open` would have made (0666 minus the umask), so that a shared lab folder can read checkpoints,
 results and datasets like it reads the logs.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ switch between our ops and the plain-PyTorch reference (`backend`: the benchmark
 `inspo.bench.ops.ReferenceOps`, which has the same signatures). `resample` takes pre-drawn float64
 uniforms (`resample_uniforms`), so no generator is read inside a (compiled) training step.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 Both fit the same way, for S seeds at once: bc_steps minibatch Adam steps, the step size decaying
 linearly to 0 so that the minibatch noise averages out at the end.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -15,8 +16,15 @@ from inspo.data import TransitionBatch
 from inspo.loop import Dims, Learner, minibatch, stack_batches, train_seeds
 from inspo.nets import AgentMLP, StackedAdam, make_policy_net, masked_log_softmax, network_families, policy_fn
 
-__all__ = ["fit_behaviour", "behaviour_nll", "BCLearner", "train_bc", "make_policy_net", "policy_fn",
-           "masked_log_softmax"]
+__all__ = [
+    "fit_behaviour",
+    "behaviour_nll",
+    "BCLearner",
+    "train_bc",
+    "make_policy_net",
+    "policy_fn",
+    "masked_log_softmax",
+]
 
 
 BC_FIELDS = ("obs", "actions", "avail")  # what `bc_step` reads of a minibatch
@@ -25,8 +33,10 @@ BC_FIELDS = ("obs", "actions", "avail")  # what `bc_step` reads of a minibatch
 def bc_batch_size(config: TrainConfig, stores: Sequence[Any]) -> int:
     sizes = {min(config.bc_batch_size, len(store)) for store in stores}
     if len(sizes) > 1:
-        raise ValueError(f"the seeds' datasets are smaller than bc_batch_size and differ in size ({sorted(sizes)}): "
-                         "train these seeds separately")
+        raise ValueError(
+            f"the seeds' datasets are smaller than bc_batch_size and differ in size ({sorted(sizes)}): "
+            "train these seeds separately"
+        )
     return sizes.pop()
 
 
@@ -54,8 +64,9 @@ def cache_behaviour(mu: AgentMLP, stores: Sequence[Any]) -> None:
             store.cache_behaviour(lambda obs, avail, s=seed: masked_log_softmax(mu.forward_seed(s, obs), avail))
 
 
-def fit_behaviour(mu: AgentMLP, stores: Sequence[Any], config: TrainConfig,
-                  generators: Sequence[torch.Generator]) -> Tensor:
+def fit_behaviour(
+    mu: AgentMLP, stores: Sequence[Any], config: TrainConfig, generators: Sequence[torch.Generator]
+) -> Tensor:
     """Fit every seed's mu on its store (minibatches from its generator); cache log mu in the stores.
 
     Returns the final mean negative log-likelihood per agent over each whole dataset [S].
@@ -63,10 +74,17 @@ def fit_behaviour(mu: AgentMLP, stores: Sequence[Any], config: TrainConfig,
     optimizer = StackedAdam(network_families(mu), lr=config.bc_lr)
     batch_size = bc_batch_size(config, stores)
     for step in range(config.bc_steps):
-        rows = [torch.randint(len(store), (batch_size,), generator=generator, device=store.reward.device)
-                for store, generator in zip(stores, generators)]
-        bc_step(mu, optimizer, stack_batches([minibatch(store, r, BC_FIELDS) for store, r in zip(stores, rows)]),
-                bc_lr(config, step), config.grad_clip)
+        rows = [
+            torch.randint(len(store), (batch_size,), generator=generator, device=store.reward.device)
+            for store, generator in zip(stores, generators)
+        ]
+        bc_step(
+            mu,
+            optimizer,
+            stack_batches([minibatch(store, r, BC_FIELDS) for store, r in zip(stores, rows)]),
+            bc_lr(config, step),
+            config.grad_clip,
+        )
     cache_behaviour(mu, stores)
     return torch.tensor([behaviour_nll(store) for store in stores], dtype=torch.float64)
 
@@ -106,8 +124,9 @@ class BCLearner(Learner):
         return {"bc_nll": behaviour_nll(store)}
 
 
-def train_bc(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True,
-             on_step=None) -> dict[str, Any]:
+def train_bc(
+    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None
+) -> dict[str, Any]:
     """The BC baseline (one seed; `inspo.loop.train_seeds` batches several)."""
     config = config if config.algo == "bc" else TrainConfig.from_dict({**config.to_dict(), "algo": "bc"})
     return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]

@@ -1,17 +1,18 @@
 """The `inspo` command line.
 
-    inspo train                      the main job: XOR (c), M-NE imbalanced, Bridge optimal (fused mode),
-                                     then a table of scores
-    inspo train --env xor --dataset d --mode exact --seed 3 --set eta=0.5 --out runs/x
-    inspo train --env xor --dataset c --mode simultaneous --regime full-update
-    inspo train --config run.yaml --set lr=1e-3      a YAML / JSON file of config fields, --set on top
-    inspo train --out runs/x --resume [--steps N]    continue (or extend to N steps) the run in runs/x
-    inspo train --dataset-path DATA  a dataset-only run (any format and shapes; no evaluation)
-    inspo train --dataset-path DATA --env my_envs:make_env   ... evaluated in a user environment
-    inspo eval runs/x                evaluate a checkpoint (a run folder or a checkpoint.pt)
-    inspo data info | convert PATH   any dataset: what it holds, another format (and SMAX make / check)
-    inspo bench | reproduce          provided by optional modules (benchmarks, results)
+inspo train                      the main job: XOR (c), M-NE imbalanced, Bridge optimal (fused mode),
+                                 then a table of scores
+inspo train --env xor --dataset d --mode exact --seed 3 --set eta=0.5 --out runs/x
+inspo train --env xor --dataset c --mode simultaneous --regime full-update
+inspo train --config run.yaml --set lr=1e-3      a YAML / JSON file of config fields, --set on top
+inspo train --out runs/x --resume [--steps N]    continue (or extend to N steps) the run in runs/x
+inspo train --dataset-path DATA  a dataset-only run (any format and shapes; no evaluation)
+inspo train --dataset-path DATA --env my_envs:make_env   ... evaluated in a user environment
+inspo eval runs/x                evaluate a checkpoint (a run folder or a checkpoint.pt)
+inspo data info | convert PATH   any dataset: what it holds, another format (and SMAX make / check)
+inspo bench | reproduce          provided by optional modules (benchmarks, results)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,36 +91,67 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inspo", description="In-Sample Sequential Policy Optimization")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train (no arguments: the main job and its table)",
-                                description="Train one run, or with no --env the main job "
-                                            "(XOR c, M-NE imbalanced, Bridge optimal) and its table.")
-    train.add_argument("--env", help="xor, mne, bridge (smax:<map> when installed), or a user environment "
-                                     "module:factory; omit for the main job, or with --dataset-path for a "
-                                     "dataset-only run (no evaluation)")
+    train = commands.add_parser(
+        "train",
+        help="train (no arguments: the main job and its table)",
+        description="Train one run, or with no --env the main job "
+        "(XOR c, M-NE imbalanced, Bridge optimal) and its table.",
+    )
+    train.add_argument(
+        "--env",
+        help="xor, mne, bridge (smax:<map> when installed), or a user environment "
+        "module:factory; omit for the main job, or with --dataset-path for a "
+        "dataset-only run (no evaluation)",
+    )
     train.add_argument("--dataset", help="dataset name of the env (default: the env preset's)")
-    train.add_argument("--dataset-path", help="train on this dataset instead: a PyMARL .npy folder, an HDF5 file "
-                                              "or an OG-MARL vault (see inspo data info)")
-    train.add_argument("--dataset-format", choices=("auto", "npy", "h5", "vault"),
-                       help="format of --dataset-path (default: detected)")
-    train.add_argument("--episode-limit", type=int,
-                       help="time limit of the dataset's episodes, for data that flags time-limit ends as "
-                            "terminal: an episode that ran this many steps was cut (bootstrapped)")
+    train.add_argument(
+        "--dataset-path",
+        help="train on this dataset instead: a PyMARL .npy folder, an HDF5 file "
+        "or an OG-MARL vault (see inspo data info)",
+    )
+    train.add_argument(
+        "--dataset-format", choices=("auto", "npy", "h5", "vault"), help="format of --dataset-path (default: detected)"
+    )
+    train.add_argument(
+        "--episode-limit",
+        type=int,
+        help="time limit of the dataset's episodes, for data that flags time-limit ends as "
+        "terminal: an episode that ran this many steps was cut (bootstrapped)",
+    )
     train.add_argument("--algo", help="trainer from inspo.algos (inspo, bc, ...; default inspo)")
     train.add_argument("--mode", choices=("fused", "exact", "simultaneous"), help="InSPO update mode")
-    train.add_argument("--regime", choices=tuple(REGIMES),
-                       help="update regime of spec section 5 (default one-step; see inspo.config.REGIMES)")
+    train.add_argument(
+        "--regime",
+        choices=tuple(REGIMES),
+        help="update regime of spec section 5 (default one-step; see inspo.config.REGIMES)",
+    )
     train.add_argument("--seed", type=int, help="seed of data, initialization and sampling (default 0)")
-    train.add_argument("--seeds", type=parse_seeds, metavar="LIST",
-                       help="train these seeds batched in one process, e.g. 0-4 or 0,3,7: one run folder "
-                            "OUT/seedK each")
+    train.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        metavar="LIST",
+        help="train these seeds batched in one process, e.g. 0-4 or 0,3,7: one run folder OUT/seedK each",
+    )
     train.add_argument("--steps", type=int, help="training iterations (default: the env preset's)")
-    train.add_argument("--config", metavar="FILE",
-                       help="a YAML or JSON file of TrainConfig fields (the same fields as --set, which wins)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any TrainConfig field, e.g. --set eta=0.5 (repeatable)")
+    train.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a YAML or JSON file of TrainConfig fields (the same fields as --set, which wins)",
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any TrainConfig field, e.g. --set eta=0.5 (repeatable)",
+    )
     train.add_argument("--out", help="output folder (metrics, checkpoints, results); default under runs/")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out with its own config (--steps N: extend it to N steps)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out with its own config (--steps N: extend it to N steps)",
+    )
     train.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start over")
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -131,8 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation rollouts")
     evaluate.add_argument("--device", help="device of the policy network (default: the run's)")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
-    evaluate.add_argument("--env", help="evaluate in this environment instead of the run's (a dataset-only run "
-                                        "has none): a built-in name or module:factory with the dataset's sizes")
+    evaluate.add_argument(
+        "--env",
+        help="evaluate in this environment instead of the run's (a dataset-only run "
+        "has none): a built-in name or module:factory with the dataset's sizes",
+    )
     evaluate.set_defaults(handler=cmd_eval)
 
     for name, (_, help_text) in LAZY_COMMANDS.items():
@@ -149,8 +184,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     # lowest to highest precedence: the env preset (make_config), --config FILE, --set, the flags
     values = load_config_file(args.config) if args.config else {}
     values.update(parse_overrides(args.overrides))
-    for name in ("env", "algo", "dataset", "dataset_path", "dataset_format", "episode_limit", "mode", "regime",
-                 "seed", "steps"):
+    for name in (
+        "env",
+        "algo",
+        "dataset",
+        "dataset_path",
+        "dataset_format",
+        "episode_limit",
+        "mode",
+        "regime",
+        "seed",
+        "steps",
+    ):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.tensorboard:
@@ -180,7 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """"0-4" -> [0, 1, 2, 3, 4]; "0,3,7" -> [0, 3, 7]."""
+    """ "0-4" -> [0, 1, 2, 3, 4]; "0,3,7" -> [0, 3, 7]."""
     seeds: list[int] = []
     try:
         for part in text.split(","):
@@ -193,8 +238,9 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def train_seed_folders(configs: list[TrainConfig], folders: list[Path], args: argparse.Namespace, *,
-                       resume: bool = False) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
+def train_seed_folders(
+    configs: list[TrainConfig], folders: list[Path], args: argparse.Namespace, *, resume: bool = False
+) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
     """Runs that differ only in their seed, batched (inspo.loop.train_seeds): the table rows."""
     from inspo.loop import train_seeds
     from inspo.run import claim_run_folder
@@ -215,17 +261,29 @@ def resume_run(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise ValueError("--resume needs --out, the folder of the run to continue")
-    changed = [flag for flag, value in (("--env", args.env), ("--dataset", args.dataset),
-                                        ("--dataset-path", args.dataset_path),
-                                        ("--dataset-format", args.dataset_format),
-                                        ("--episode-limit", args.episode_limit), ("--algo", args.algo),
-                                        ("--mode", args.mode), ("--regime", args.regime), ("--seed", args.seed),
-                                        ("--config", args.config), ("--set", args.overrides),
-                                        ("--tensorboard", args.tensorboard), ("--overwrite", args.overwrite))
-               if value]
+    changed = [
+        flag
+        for flag, value in (
+            ("--env", args.env),
+            ("--dataset", args.dataset),
+            ("--dataset-path", args.dataset_path),
+            ("--dataset-format", args.dataset_format),
+            ("--episode-limit", args.episode_limit),
+            ("--algo", args.algo),
+            ("--mode", args.mode),
+            ("--regime", args.regime),
+            ("--seed", args.seed),
+            ("--config", args.config),
+            ("--set", args.overrides),
+            ("--tensorboard", args.tensorboard),
+            ("--overwrite", args.overwrite),
+        )
+        if value
+    ]
     if changed:
-        raise ValueError(f"--resume continues the run with its own config; only --steps can change it "
-                         f"(got {', '.join(changed)})")
+        raise ValueError(
+            f"--resume continues the run with its own config; only --steps can change it (got {', '.join(changed)})"
+        )
     out = Path(args.out)
     checkpoint_path = out / CHECKPOINT
     seed_folders = sorted(path.parent for path in out.glob("seed*/" + CHECKPOINT))
@@ -246,8 +304,10 @@ def resume_run(args: argparse.Namespace) -> int:
         if target < step:
             raise ValueError(f"--steps {target} is below the {step} steps the run in {out} has trained")
         if step >= config.steps and target == step:
-            raise ValueError(f"the run in {out} is finished ({step} of {config.steps} steps); "
-                             f"--resume --steps N (N > {step}) extends it")
+            raise ValueError(
+                f"the run in {out} is finished ({step} of {config.steps} steps); "
+                f"--resume --steps N (N > {step}) extends it"
+            )
     elif (out / CONFIG).is_file():  # killed before its first checkpoint: nothing to keep but the config
         config, resume = read_run_config(out), False
         clear_run_files(out)
@@ -268,8 +328,10 @@ def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if "dataset" in overrides:
         raise ValueError("--dataset needs --env (the main job trains on its own datasets)")
     out_root = Path(args.out or "runs/default")
-    jobs = [(make_config(env, dataset=dataset, **{"mode": "fused", **overrides}), out_root / f"{env}-{dataset}")
-            for env, dataset in DEFAULT_JOB]
+    jobs = [
+        (make_config(env, dataset=dataset, **{"mode": "fused", **overrides}), out_root / f"{env}-{dataset}")
+        for env, dataset in DEFAULT_JOB
+    ]
     for _, out in jobs:  # every folder before the first run trains
         claim_run_folder(out, overwrite=args.overwrite)
     rows = []
@@ -323,18 +385,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     payload = load_checkpoint(args.checkpoint)
-    config = TrainConfig.from_dict({**payload["config"], **({"device": args.device} if args.device else {}),
-                                    **({"env": args.env} if args.env else {})})
+    config = TrainConfig.from_dict(
+        {
+            **payload["config"],
+            **({"device": args.device} if args.device else {}),
+            **({"env": args.env} if args.env else {}),
+        }
+    )
     if config.env is None:
-        raise ValueError(f"{args.checkpoint} is a dataset-only run (no environment); give --env NAME or "
-                         f"--env module:factory")
+        raise ValueError(
+            f"{args.checkpoint} is a dataset-only run (no environment); give --env NAME or --env module:factory"
+        )
     env = make_env(config)
     actor = make_policy_net(config, env.n_agents, env.obs_dim, env.n_actions)
     try:
         actor.load_state_dict(policy_state(payload))
     except RuntimeError as error:
-        raise ValueError(f"the policy in {args.checkpoint} does not fit {config.env} (agents {env.n_agents}, actions "
-                         f"{env.n_actions}, obs dim {env.obs_dim}): {str(error).splitlines()[0]}") from error
+        raise ValueError(
+            f"the policy in {args.checkpoint} does not fit {config.env} (agents {env.n_agents}, actions "
+            f"{env.n_actions}, obs dim {env.obs_dim}): {str(error).splitlines()[0]}"
+        ) from error
     episodes = args.episodes or config.eval_episodes
     config.seed = args.seed
     scores = env.evaluate(policy_fn(actor), episodes=episodes, generator=eval_generator(config, payload["step"]))

@@ -5,6 +5,7 @@ field here, so that a later reading of the paper can switch it without a rewrite
 defaults live in `PRESETS` and are applied by `make_config`; `--set key=value` on the command line
 overrides any field last.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ import json
 import math
 import os
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -160,16 +161,17 @@ class TrainConfig:
                 if not getattr(self, name) > 0:
                     raise ValueError(f"config.{name} must be > 0, got {getattr(self, name)}")
 
-        from inspo.envs import ENVS, LAZY_ENVS  # imported late: inspo.envs imports this module
-
         from inspo.data.formats import FORMATS
+        from inspo.envs import ENVS, LAZY_ENVS  # imported late: inspo.envs imports this module
 
         if self.env is None:
             if self.dataset_path is None:
                 raise ValueError("config.env: a run without an environment needs dataset_path (a dataset-only run)")
         elif self.env.partition(":")[0] not in {**ENVS, **LAZY_ENVS} and not is_user_env(self.env):
-            raise ValueError(f"config.env: unknown environment {self.env!r}; known: {sorted({**ENVS, **LAZY_ENVS})}, "
-                             f"or a user environment as module:factory")
+            raise ValueError(
+                f"config.env: unknown environment {self.env!r}; known: {sorted({**ENVS, **LAZY_ENVS})}, "
+                f"or a user environment as module:factory"
+            )
         one_of("dataset_format", ("auto", *FORMATS))
         at_least(1, "episode_limit")
         one_of("mode", MODES)
@@ -179,16 +181,30 @@ class TrainConfig:
         one_of("regime", tuple(REGIMES))
         one_of("xor_variant", ("penalty", "plain"))
         one_of("mne_sampling", ("stratified", "iid"))
-        at_least(1, "steps", "batch_size", "policy_steps", "local_critic_steps", "bc_steps", "bc_batch_size",
-                 "eval_episodes", "log_every", "mixer_hidden", "cfcql_mixer_embed", "cfcql_hypernet_hidden", "threads")
+        at_least(
+            1,
+            "steps",
+            "batch_size",
+            "policy_steps",
+            "local_critic_steps",
+            "bc_steps",
+            "bc_batch_size",
+            "eval_episodes",
+            "log_every",
+            "mixer_hidden",
+            "cfcql_mixer_embed",
+            "cfcql_hypernet_hidden",
+            "threads",
+        )
         one_of("cfcql_weighting", CFCQL_WEIGHTINGS)
         at_least(0, "seed", "dataset_seed", "eval_every", "checkpoint_every")
         positive("lr", "critic_lr", "bc_lr", "grad_clip", "rho_max", "omiga_alpha", "cfcql_temperature")
         if self.cfcql_alpha < 0:
             raise ValueError(f"config.cfcql_alpha must be >= 0, got {self.cfcql_alpha}")
         if not 0 <= self.critic_warmup_steps < self.steps:
-            raise ValueError(f"config.critic_warmup_steps must be in [0, steps = {self.steps}), "
-                             f"got {self.critic_warmup_steps}")
+            raise ValueError(
+                f"config.critic_warmup_steps must be in [0, steps = {self.steps}), got {self.critic_warmup_steps}"
+            )
         for name in ("hidden", "critic_hidden"):
             if not getattr(self, name) or any(size < 1 for size in getattr(self, name)):
                 raise ValueError(f"config.{name} must hold layer sizes >= 1 (one or more), got {getattr(self, name)}")
@@ -201,8 +217,10 @@ class TrainConfig:
         if self.alpha + min(self.beta, self.beta if self.beta_end is None else self.beta_end) <= 0:
             raise ValueError("the temperature tau = alpha + beta must stay > 0 (alpha > 0 or beta > 0 throughout)")
         if self.compile and self.beta_end is not None:
-            raise ValueError("config.compile needs a constant beta (beta_end = None): the ops take beta as a "
-                             "number, so a schedule would recompile the step at every iteration")
+            raise ValueError(
+                "config.compile needs a constant beta (beta_end = None): the ops take beta as a "
+                "number, so a schedule would recompile the step at every iteration"
+            )
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"config.gamma must be in [0, 1], got {self.gamma}")
         if not 0.0 <= self.eta <= 1.0:
@@ -237,19 +255,51 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The data favour the sub-optimal CC; an annealed beta (10 -> 0 over 70%) lets the agents find AA.
     # Rewards 10x XOR's: the gradient clip scales with them (a tight clip biases the rare, heavily
     # weighted actions down). The critics warm up first so that the policy moves on fitted values.
-    "mne": dict(dataset="imbalanced", steps=3000, lr=1e-3, critic_lr=1e-3, bc_steps=300, beta=10.0, beta_end=0.0,
-                grad_clip=10.0, critic_warmup_steps=300),
-    "bridge": dict(dataset="optimal", steps=3000, alpha=0.1, beta=0.01, gamma=0.99, batch_size=256,
-                   hidden=(128, 128), critic_hidden=(256, 256), bc_steps=1500, lr=1e-3, critic_lr=1e-3),
+    "mne": dict(
+        dataset="imbalanced",
+        steps=3000,
+        lr=1e-3,
+        critic_lr=1e-3,
+        bc_steps=300,
+        beta=10.0,
+        beta_end=0.0,
+        grad_clip=10.0,
+        critic_warmup_steps=300,
+    ),
+    "bridge": dict(
+        dataset="optimal",
+        steps=3000,
+        alpha=0.1,
+        beta=0.01,
+        gamma=0.99,
+        batch_size=256,
+        hidden=(128, 128),
+        critic_hidden=(256, 256),
+        bc_steps=1500,
+        lr=1e-3,
+        critic_lr=1e-3,
+    ),
     # Every SMAX map (docs/SMAX.md). `inspo data make` makes datasets with data seed 0, so --dataset
     # <tier> reads those whatever the run's seed. Spec section 7 asks for alpha in [1, 10] at SMAC's
     # reward scale of ~20 per episode; SMAX pays ~2, so the temperatures (InSPO's alpha, OMIGA's) are
     # 10x smaller. 1500 iterations: what 2 shared CPU cores afford for the results grid
     # (inspo.smax.results), not a converged budget. CFCQL: the values of the official README's SMAC
     # command (global_cql_alpha=0.1, softmax_temp=0.5), not tuned here.
-    "smax": dict(dataset="expert", dataset_seed=0, steps=1500, batch_size=256, alpha=0.1, beta=0.01,
-                 omiga_alpha=1.0, cfcql_alpha=0.1, cfcql_temperature=0.5, hidden=(128, 128),
-                 critic_hidden=(256, 256), bc_steps=1500, share_parameters=True),
+    "smax": dict(
+        dataset="expert",
+        dataset_seed=0,
+        steps=1500,
+        batch_size=256,
+        alpha=0.1,
+        beta=0.01,
+        omiga_alpha=1.0,
+        cfcql_alpha=0.1,
+        cfcql_temperature=0.5,
+        hidden=(128, 128),
+        critic_hidden=(256, 256),
+        bc_steps=1500,
+        share_parameters=True,
+    ),
 }
 
 
@@ -268,8 +318,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Tuned on the matrix games (XOR, M-NE); on Bridge it is a configuration, not a tuned one.
 REGIMES: dict[str, dict[str, Any]] = {
     "one-step": {},
-    "full-update": dict(policy_steps=100, lr=3e-2, critic_lr=3e-2, polyak=0.1, steps=100, critic_warmup_steps=50,
-                        eta=1.0),
+    "full-update": dict(
+        policy_steps=100, lr=3e-2, critic_lr=3e-2, polyak=0.1, steps=100, critic_warmup_steps=50, eta=1.0
+    ),
 }
 
 
@@ -285,11 +336,14 @@ def check_device(name: str) -> None:
         raise ValueError(f"config.device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"config.device is {name!r}, but CUDA is not available on this machine "
-                             "(torch.cuda.is_available() is False); use device=cpu")
+            raise ValueError(
+                f"config.device is {name!r}, but CUDA is not available on this machine "
+                "(torch.cuda.is_available() is False); use device=cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"config.device is {name!r}, but this machine has {torch.cuda.device_count()} "
-                             "CUDA device(s)")
+            raise ValueError(
+                f"config.device is {name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """Optional dependencies: check for one before the work that needs it starts, and say how to get it."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -14,6 +14,7 @@ randomness from its own generator.
         metrics = learner.update(batch, draws, step)   # [S] each
         metrics rows, evaluation, checkpoint (each seed to its own folder)
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,8 +33,12 @@ from inspo.run import RunFiles, eval_generator, prepare_run, resume_config, rng_
 
 # torch.compile's backend for config.compile (tests of the graph itself may use "aot_eager": same capture)
 COMPILE_BACKEND = "inductor"
-LEARNERS = {"inspo": "inspo.trainer:InspoLearner", "bc": "inspo.bc:BCLearner",
-            "omiga": "inspo.baselines.omiga:OmigaLearner", "cfcql": "inspo.baselines.cfcql:CfcqlLearner"}
+LEARNERS = {
+    "inspo": "inspo.trainer:InspoLearner",
+    "bc": "inspo.bc:BCLearner",
+    "omiga": "inspo.baselines.omiga:OmigaLearner",
+    "cfcql": "inspo.baselines.cfcql:CfcqlLearner",
+}
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ class Learner(nn.Module):
 
 def seed_slice(state: dict[str, Tensor], seed: int) -> dict[str, Tensor]:
     """Seed `seed`'s part of a batched state dict: every tensor's slice [seed:seed+1]."""
-    return {key: value[seed:seed + 1].clone() for key, value in state.items()}
+    return {key: value[seed : seed + 1].clone() for key, value in state.items()}
 
 
 def get_learner(algo: str) -> type[Learner]:
@@ -128,6 +133,7 @@ def get_learner(algo: str) -> type[Learner]:
 
 def stack_batches(batches: Sequence[TransitionBatch]) -> TransitionBatch:
     """The seeds' minibatches as one [S, ...] batch (of one seed: views, no copy)."""
+
     def stacked(values: list[Optional[Tensor]]) -> Optional[Tensor]:
         if values[0] is None:
             return None
@@ -141,12 +147,14 @@ def minibatch(store: Any, rows: Tensor, names: Optional[tuple[str, ...]] = None)
     if names is None:
         return store.index(rows)
     here = rows.to(store.reward.device)
-    return TransitionBatch(**{f.name: getattr(store, f.name)[here] if f.name in names else None
-                              for f in fields(TransitionBatch)})
+    return TransitionBatch(
+        **{f.name: getattr(store, f.name)[here] if f.name in names else None for f in fields(TransitionBatch)}
+    )
 
 
 def check_seed_batch(configs: Sequence[TrainConfig]) -> None:
     """Runs batched together must differ only in their seed."""
+
     def without_seed(config: TrainConfig) -> dict[str, Any]:
         return {k: v for k, v in config.to_dict().items() if k != "seed"}
 
@@ -158,8 +166,14 @@ def check_seed_batch(configs: Sequence[TrainConfig]) -> None:
             raise ValueError(f"runs trained together must differ only in their seed; these fields differ: {differ}")
 
 
-def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]] = None, *, resume: bool = False,
-                progress: bool = True, on_step: Optional[Callable[[int], None]] = None) -> list[dict[str, Any]]:
+def train_seeds(
+    configs: Sequence[TrainConfig],
+    out_dirs: Optional[Sequence[Any]] = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Optional[Callable[[int], None]] = None,
+) -> list[dict[str, Any]]:
     """Train runs that differ only in their seed, batched in one process; returns each run's results
     ({"scores": final evaluation, ...}) and writes each run folder of `out_dirs` (None: no files).
 
@@ -171,21 +185,25 @@ def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]
     configs = list(configs)
     out_dirs = [None] * len(configs) if out_dirs is None else list(out_dirs)
     if not configs or len(out_dirs) != len(configs):
-        raise ValueError(f"train_seeds needs one out_dir per config, got {len(configs)} configs and "
-                         f"{len(out_dirs)} out_dirs")
+        raise ValueError(
+            f"train_seeds needs one out_dir per config, got {len(configs)} configs and {len(out_dirs)} out_dirs"
+        )
     files = [RunFiles(out_dir, config.tensorboard) for config, out_dir in zip(configs, out_dirs)]
     checkpoints = None
     if resume:
         checkpoints = [run_files.load_checkpoint() for run_files in files]
         for checkpoint, out_dir, config in zip(checkpoints, out_dirs, configs):
             if checkpoint.get("algo") != config.algo:
-                raise ValueError(f"checkpoint in {out_dir} is from algo {checkpoint.get('algo')!r}, "
-                                 f"not {config.algo!r}")
+                raise ValueError(
+                    f"checkpoint in {out_dir} is from algo {checkpoint.get('algo')!r}, not {config.algo!r}"
+                )
         configs = [resume_config(checkpoint, config) for checkpoint, config in zip(checkpoints, configs)]
         at = sorted({checkpoint["step"] for checkpoint in checkpoints})
         if len(at) > 1:
-            raise ValueError(f"the checkpoints are at different steps {at} (a batched run interrupted while "
-                             f"saving): resume each run folder on its own")
+            raise ValueError(
+                f"the checkpoints are at different steps {at} (a batched run interrupted while "
+                f"saving): resume each run folder on its own"
+            )
     check_seed_batch(configs)
     learner_type = get_learner(configs[0].algo)
 
@@ -219,8 +237,11 @@ def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]
         for seed, (run, config) in enumerate(zip(runs, configs)):
             scores: dict[str, float] = {}
             if run.env is not None:  # dataset-only training has nothing to evaluate on
-                scores = run.env.evaluate(policy_fn(learner.actor, seed), episodes=config.eval_episodes,
-                                          generator=eval_generator(config, step))
+                scores = run.env.evaluate(
+                    policy_fn(learner.actor, seed),
+                    episodes=config.eval_episodes,
+                    generator=eval_generator(config, step),
+                )
                 files[seed].log("eval", {"step": step, **scores})
             all_scores.append(scores)
         return all_scores
@@ -228,26 +249,38 @@ def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]
     def save(step: int) -> None:
         actor_state = learner.actor.state_dict()
         for seed, (config, generator) in enumerate(zip(configs, generators)):
-            files[seed].save_checkpoint(dict(config=config.to_dict(), algo=config.algo, step=step,
-                                             actor=seed_slice(actor_state, seed), learner=learner.seed_state(seed),
-                                             rng=rng_state(generator)))
+            files[seed].save_checkpoint(
+                dict(
+                    config=config.to_dict(),
+                    algo=config.algo,
+                    step=step,
+                    actor=seed_slice(actor_state, seed),
+                    learner=learner.seed_state(seed),
+                    rng=rng_state(generator),
+                )
+            )
 
     steps, log_every = learner.steps, configs[0].log_every
     eval_every, checkpoint_every = configs[0].eval_every, configs[0].checkpoint_every
     bar = progress_bar(steps, initial=first_step, desc=learner.label, enabled=progress)
     for step in range(first_step, steps):
-        rows = [torch.randint(len(store), (batch_size,), generator=generator, device=generator.device)
-                for store, generator in zip(stores, generators)]
-        batch = stack_batches([minibatch(store, seed_rows, learner.batch_fields)
-                               for store, seed_rows in zip(stores, rows)])
+        rows = [
+            torch.randint(len(store), (batch_size,), generator=generator, device=generator.device)
+            for store, generator in zip(stores, generators)
+        ]
+        batch = stack_batches(
+            [minibatch(store, seed_rows, learner.batch_fields) for store, seed_rows in zip(stores, rows)]
+        )
         metrics = learner.update(batch, learner.draw(generators, step), step)
         done = step + 1
         if done % log_every == 0 or done == steps:
             values = {key: value.tolist() for key, value in metrics.items()}
             extras, seconds = learner.row_extras(step), round(time.perf_counter() - start_time, 3)
             for seed, run_files in enumerate(files):
-                run_files.log("metrics", {"step": done, **{k: round(v[seed], 6) for k, v in values.items()}, **extras,
-                                          "seconds": seconds})
+                run_files.log(
+                    "metrics",
+                    {"step": done, **{k: round(v[seed], 6) for k, v in values.items()}, **extras, "seconds": seconds},
+                )
             bar.set_postfix({k: f"{values[k][0]:.3g}" for k in learner.postfix_keys if k in values})
         if eval_every and done % eval_every == 0 and done != steps:
             evaluate(done)
@@ -262,15 +295,28 @@ def train_seeds(configs: Sequence[TrainConfig], out_dirs: Optional[Sequence[Any]
     seconds = time.perf_counter() - start_time
     results = []
     for seed, (config, store, scores) in enumerate(zip(configs, stores, final_scores)):
-        result = dict(config=config.to_dict(), algo=config.algo, scores=scores, steps=steps, transitions=len(store),
-                      seconds=seconds, **learner.results_extras(seed, store))
+        result = dict(
+            config=config.to_dict(),
+            algo=config.algo,
+            scores=scores,
+            steps=steps,
+            transitions=len(store),
+            seconds=seconds,
+            **learner.results_extras(seed, store),
+        )
         files[seed].write_results(result)
         files[seed].close()
         results.append(result)
     return results
 
 
-def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True,
-          on_step: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    *,
+    out_dir=None,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Optional[Callable[[int], None]] = None,
+) -> dict[str, Any]:
     """One run (any algorithm of `LEARNERS`): train_seeds([config], [out_dir])[0]."""
     return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]

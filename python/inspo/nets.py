@@ -12,6 +12,7 @@ seed at a time; the others stay bitwise unchanged, moments included). Gradients 
 torch.autograd.grad, never stored in .grad: the whole step is one function of tensors, which
 torch.compile traces as one graph.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,9 @@ class StackedMLP(nn.Module):
     def __init__(self, n_seeds: int, n_nets: int, dims: Sequence[int]):
         super().__init__()
         self.dims = tuple(dims)
-        self.weights = nn.ParameterList(nn.Parameter(torch.empty(n_seeds, n_nets, i, o))
-                                        for i, o in zip(dims, dims[1:]))
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(n_seeds, n_nets, i, o)) for i, o in zip(dims, dims[1:])
+        )
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(n_seeds, n_nets, o)) for o in dims[1:])
         # plain list of the same Parameter objects: indexing a ParameterList costs more than the math
         self.layers = list(zip(self.weights, self.biases))
@@ -48,8 +50,9 @@ class StackedMLP(nn.Module):
         for layer, (weight, bias) in enumerate(self.layers):
             if not every_seed:
                 weight, bias = weight[seeds], bias[seeds]
-            h = torch.baddbmm(bias.reshape(n_seeds * n_nets, 1, -1), h,
-                              weight.reshape(n_seeds * n_nets, *weight.shape[2:]))
+            h = torch.baddbmm(
+                bias.reshape(n_seeds * n_nets, 1, -1), h, weight.reshape(n_seeds * n_nets, *weight.shape[2:])
+            )
             if layer < len(self.layers) - 1:
                 h = torch.relu(h)
         return h.reshape(n_seeds, n_nets, rows, -1)
@@ -92,8 +95,15 @@ class AgentMLP(nn.Module):
     With `share_parameters` one MLP per seed serves all agents, with a one-hot agent id appended.
     """
 
-    def __init__(self, n_seeds: int, n_agents: int, in_dim: int, out_dim: int, hidden: Sequence[int],
-                 share_parameters: bool = False):
+    def __init__(
+        self,
+        n_seeds: int,
+        n_agents: int,
+        in_dim: int,
+        out_dim: int,
+        hidden: Sequence[int],
+        share_parameters: bool = False,
+    ):
         super().__init__()
         self.n_seeds, self.n_agents, self.share_parameters = n_seeds, n_agents, share_parameters
         self.n_nets = 1 if share_parameters else n_agents
@@ -154,10 +164,12 @@ def make_policy_net(config: TrainConfig, n_agents: int, obs_dim: int, n_actions:
 
 def policy_fn(actor: AgentMLP, seed: int = 0) -> PolicyFn:
     """Seed `seed`'s actor as an environment's policy (its live weights)."""
+
     @torch.no_grad()
     def policy(obs: Tensor, avail: Tensor) -> Tensor:
         weight = actor.mlp.weights[0]
         return actor.forward_seed(seed, obs.to(device=weight.device, dtype=weight.dtype)).cpu()
+
     return policy
 
 
@@ -202,30 +214,46 @@ class StackedAdam(nn.Module):
     calls instead of ~15 ops per parameter tensor.
     """
 
-    def __init__(self, families: Sequence[list[nn.Parameter]], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
+    def __init__(
+        self,
+        families: Sequence[list[nn.Parameter]],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
         super().__init__()
         self.families = [list(f) for f in families]
         self.params = [p for family in self.families for p in family]
         self.lr, self.betas, self.eps = lr, betas, eps
         for f, params in enumerate(self.families):
-            self.register_buffer(f"steps{f}", torch.zeros(params[0].shape[:2], dtype=torch.float64,
-                                                          device=params[0].device))
+            self.register_buffer(
+                f"steps{f}", torch.zeros(params[0].shape[:2], dtype=torch.float64, device=params[0].device)
+            )
             for k, p in enumerate(params):
                 self.register_buffer(f"exp_avg{f}_{k}", torch.zeros_like(p, memory_format=torch.contiguous_format))
                 self.register_buffer(f"exp_avg_sq{f}_{k}", torch.zeros_like(p, memory_format=torch.contiguous_format))
-        self._state_names = [[*(f"exp_avg{f}_{k}" for k in range(len(params))),
-                              *(f"exp_avg_sq{f}_{k}" for k in range(len(params))), f"steps{f}"]
-                             for f, params in enumerate(self.families)]
+        self._state_names = [
+            [
+                *(f"exp_avg{f}_{k}" for k in range(len(params))),
+                *(f"exp_avg_sq{f}_{k}" for k in range(len(params))),
+                f"steps{f}",
+            ]
+            for f, params in enumerate(self.families)
+        ]
         self._slices: dict[int, NetworkSlices] = {}
 
-    def minimize(self, loss: Tensor, max_norm: float, masks: Optional[Sequence[Tensor]] = None,
-                 lr: Optional[float | Tensor] = None) -> None:
+    def minimize(
+        self,
+        loss: Tensor,
+        max_norm: float,
+        masks: Optional[Sequence[Tensor]] = None,
+        lr: Optional[float | Tensor] = None,
+    ) -> None:
         """One clipped Adam step on the gradient of `loss` (zero for a parameter `loss` does not reach)."""
         flat = torch.autograd.grad(loss, self.params, materialize_grads=True)
         grads, start = [], 0
         for family in self.families:
-            grads.append(list(flat[start:start + len(family)]))
+            grads.append(list(flat[start : start + len(family)]))
             start += len(family)
         if torch.compiler.is_compiling():
             self.step(clip_grad_norm_per_network(grads, max_norm), lr, masks)
@@ -233,8 +261,13 @@ class StackedAdam(nn.Module):
             self.fused_step(grads, max_norm, lr, masks)
 
     @torch.no_grad()
-    def fused_step(self, grads: Sequence[Sequence[Tensor]], max_norm: float, lr: Optional[float | Tensor] = None,
-                   masks: Optional[Sequence[Tensor]] = None) -> None:
+    def fused_step(
+        self,
+        grads: Sequence[Sequence[Tensor]],
+        max_norm: float,
+        lr: Optional[float | Tensor] = None,
+        masks: Optional[Sequence[Tensor]] = None,
+    ) -> None:
         """`step(clip_grad_norm_per_network(grads, max_norm), lr, masks)` with every selected (seed, network)
         slice as a tensor of its own: per family one foreach norm and one foreach scale (the clipping),
         then one call of torch's fused Adam kernel (torch.optim.Adam(fused=True)'s) for all of them, each
@@ -260,9 +293,21 @@ class StackedAdam(nn.Module):
             scales = (max_norm / (norms + 1e-6)).clamp(max=1.0).unbind(0)
             clipped.extend(torch._foreach_mul(family_grads, [scale for scale in scales for _ in family]))
         if params:
-            torch._fused_adam_(params, clipped, exp_avgs, exp_avg_sqs, [], slice_steps,
-                               lr=self.lr if lr is None else float(lr), beta1=self.betas[0], beta2=self.betas[1],
-                               weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+            torch._fused_adam_(
+                params,
+                clipped,
+                exp_avgs,
+                exp_avg_sqs,
+                [],
+                slice_steps,
+                lr=self.lr if lr is None else float(lr),
+                beta1=self.betas[0],
+                beta2=self.betas[1],
+                weight_decay=0.0,
+                eps=self.eps,
+                amsgrad=False,
+                maximize=False,
+            )
 
     def network_slices(self, family: int) -> "NetworkSlices":
         """Views of family `family`'s parameters, moments and step counts, per (seed, network): made once
@@ -277,14 +322,23 @@ class StackedAdam(nn.Module):
                 # view, never reshape: a copy would take the update away from the stacked tensor
                 return [list(views) for views in zip(*(t.view(-1, *t.shape[2:]).unbind(0) for t in group))]
 
-            cached = NetworkSlices(key, per_net(tensors[:n_params]), per_net(tensors[n_params:2 * n_params]),
-                                   per_net(tensors[2 * n_params:3 * n_params]), tensors[-1].view(-1).unbind(0))
+            cached = NetworkSlices(
+                key,
+                per_net(tensors[:n_params]),
+                per_net(tensors[n_params : 2 * n_params]),
+                per_net(tensors[2 * n_params : 3 * n_params]),
+                tensors[-1].view(-1).unbind(0),
+            )
             self._slices[family] = cached
         return cached
 
     @torch.no_grad()
-    def step(self, grads: Sequence[Sequence[Tensor]], lr: Optional[float | Tensor] = None,
-             masks: Optional[Sequence[Tensor]] = None) -> None:
+    def step(
+        self,
+        grads: Sequence[Sequence[Tensor]],
+        lr: Optional[float | Tensor] = None,
+        masks: Optional[Sequence[Tensor]] = None,
+    ) -> None:
         """The update on already clipped gradients, as tensor ops over the stacked parameters."""
         lr = self.lr if lr is None else lr
         beta1, beta2 = self.betas
@@ -293,8 +347,8 @@ class StackedAdam(nn.Module):
             steps = getattr(self, f"steps{f}")
             steps.add_(1 if mask is None else mask.to(steps.dtype))
             dtype = params[0].dtype
-            step_size = (lr / (1 - beta1 ** steps)).to(dtype)
-            bias_correction2_sqrt = (1 - beta2 ** steps).sqrt().to(dtype)
+            step_size = (lr / (1 - beta1**steps)).to(dtype)
+            bias_correction2_sqrt = (1 - beta2**steps).sqrt().to(dtype)
             for k, (p, grad) in enumerate(zip(params, grads[f])):
                 shape = (*steps.shape, *([1] * (p.dim() - 2)))
                 exp_avg, exp_avg_sq = getattr(self, f"exp_avg{f}_{k}"), getattr(self, f"exp_avg_sq{f}_{k}")

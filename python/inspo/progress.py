@@ -4,6 +4,7 @@ Outside a terminal (a log file, CI, a pipe) a bar's carriage-return updates pile
 and the next output lands on its last line, so there the progress is one ordinary line every few
 percent of the way instead.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,14 +17,16 @@ from tqdm import tqdm
 LINE_EVERY_PERCENT = 5
 
 
-def progress_bar(total: int, *, initial: int = 0, desc: str = "", enabled: bool = True,
-                 stream: Optional[IO[str]] = None) -> Any:
+def progress_bar(
+    total: int, *, initial: int = 0, desc: str = "", enabled: bool = True, stream: Optional[IO[str]] = None
+) -> Any:
     """A progress display with tqdm's update(n), set_postfix(dict) and close(), on `stream` (stderr)."""
     stream = sys.stderr if stream is None else stream
     if enabled and not _is_terminal(stream):
         return LineProgress(total, initial=initial, desc=desc, stream=stream)
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True,
-                file=stream)
+    return tqdm(
+        total=total, initial=initial, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, file=stream
+    )
 
 
 class LineProgress:
@@ -48,8 +51,11 @@ class LineProgress:
     def print_line(self) -> None:
         shown = "".join(f" {key}={value}" for key, value in self.postfix.items())
         percent = 100 * self.n / self.total if self.total else 100.0
-        print(f"{self.desc}: {self.n}/{self.total} ({percent:.0f}%) {time.perf_counter() - self.start:.1f}s{shown}",
-              file=self.stream, flush=True)
+        print(
+            f"{self.desc}: {self.n}/{self.total} ({percent:.0f}%) {time.perf_counter() - self.start:.1f}s{shown}",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self) -> None:
         pass  # the line of the last update is the final one

@@ -8,6 +8,7 @@ resume cuts the logs back to the checkpoint's step so they read as one run. Ever
 through `load_checkpoint`, which refuses a damaged one naming the file; `claim_run_folder` keeps a
 fresh run out of a folder that holds another.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +39,13 @@ CONFIG = "config.json"
 RESULTS = "results.json"
 LOG_KINDS = ("metrics", "eval")
 # everything a run writes into its folder (what --overwrite deletes)
-RUN_ENTRIES = (CONFIG, CHECKPOINT, RESULTS, "tensorboard",
-               *(f"{kind}.{suffix}" for kind in LOG_KINDS for suffix in ("jsonl", "csv")))
+RUN_ENTRIES = (
+    CONFIG,
+    CHECKPOINT,
+    RESULTS,
+    "tensorboard",
+    *(f"{kind}.{suffix}" for kind in LOG_KINDS for suffix in ("jsonl", "csv")),
+)
 CHECKPOINT_KEYS = frozenset({"config", "algo", "step"})  # what every trainer's checkpoint holds
 CHECKSUM = "checksum"  # the payload key of the checkpoint's sha256 (payload_digest)
 
@@ -74,15 +79,17 @@ def prepare_run(config: TrainConfig) -> RunContext:
     else:
         env.check_dataset_name(config.dataset)
         seed = config.seed if config.dataset_seed is None else config.dataset_seed
-        dataset = Dataset(Path(f"{config.env}/{config.dataset}"), "generated", *env.generate_dataset(config.dataset, seed),
-                          fields={})
+        dataset = Dataset(
+            Path(f"{config.env}/{config.dataset}"), "generated", *env.generate_dataset(config.dataset, seed), fields={}
+        )
     store = build_store(dataset, mapped=mapped, device=config.device, episode_limit=config.episode_limit)
     meta = {**dataset.meta, "end_rule": end_rule("truncated" in dataset.arrays, config.episode_limit)}
     found = (store.n_agents, store.n_actions, store.obs_dim, store.state_dim)
     if env is not None and (env.n_agents, env.n_actions, env.obs_dim, env.state_dim) != found:
         expected = (env.n_agents, env.n_actions, env.obs_dim, env.state_dim)
-        raise ValueError(f"dataset has (agents, actions, obs dim, state dim) = {found}, but {config.env} "
-                         f"expects {expected}")
+        raise ValueError(
+            f"dataset has (agents, actions, obs dim, state dim) = {found}, but {config.env} expects {expected}"
+        )
     generator = torch.Generator(device=config.device).manual_seed(config.seed)
     return RunContext(config, env, store, meta, generator)
 
@@ -93,8 +100,12 @@ def eval_generator(config: TrainConfig, step: int) -> torch.Generator:
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    return dict(generator=generator.get_state(), torch=torch.get_rng_state(), numpy=np.random.get_state(),
-                python=random.getstate())
+    return dict(
+        generator=generator.get_state(),
+        torch=torch.get_rng_state(),
+        numpy=np.random.get_state(),
+        python=random.getstate(),
+    )
 
 
 def set_rng_state(generator: torch.Generator, state: dict[str, Any]) -> None:
@@ -168,8 +179,9 @@ class RunFiles:
         for kind in LOG_KINDS:
             jsonl = self.dir / f"{kind}.jsonl"
             if jsonl.exists():
-                kept = [line for number, line in _complete_lines(jsonl)
-                        if _jsonl_step(jsonl, number, line) <= last_step]
+                kept = [
+                    line for number, line in _complete_lines(jsonl) if _jsonl_step(jsonl, number, line) <= last_step
+                ]
                 with _writing("log", jsonl):
                     atomic_write_text(jsonl, "".join(line + "\n" for line in kept))
             csv_path = self.dir / f"{kind}.csv"
@@ -180,8 +192,11 @@ class RunFiles:
                     if "step" not in rows[0]:
                         raise RunFolderError(f"log {csv_path} has no step column in its header {rows[0]}")
                     column = rows[0].index("step")
-                    rows = rows[:1] + [row for (number, _), row in zip(lines[1:], rows[1:])
-                                       if _csv_step(csv_path, number, row, column) <= last_step]
+                    rows = rows[:1] + [
+                        row
+                        for (number, _), row in zip(lines[1:], rows[1:])
+                        if _csv_step(csv_path, number, row, column) <= last_step
+                    ]
                 text = io.StringIO()
                 csv.writer(text).writerows(rows)
                 with _writing("log", csv_path):
@@ -233,18 +248,30 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         payload = torch.load(path, weights_only=False, map_location="cpu")
     except Exception as error:  # torch, zipfile and pickle each fail differently on a damaged file
         reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be read (truncated, corrupt or not a torch file): "
-                              f"{reason}") from error
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read (truncated, corrupt or not a torch file): {reason}"
+        ) from error
     if not isinstance(payload, dict) or not CHECKPOINT_KEYS <= set(payload):
-        held = f"a dict with keys {sorted(map(str, payload))}" if isinstance(payload, dict) else \
-            f"a {type(payload).__name__}"
-        raise CheckpointError(f"checkpoint {path} is not an inspo checkpoint: it holds {held}, "
-                              f"expected a dict with {sorted(CHECKPOINT_KEYS)}")
+        held = (
+            f"a dict with keys {sorted(map(str, payload))}"
+            if isinstance(payload, dict)
+            else f"a {type(payload).__name__}"
+        )
+        raise CheckpointError(
+            f"checkpoint {path} is not an inspo checkpoint: it holds {held}, "
+            f"expected a dict with {sorted(CHECKPOINT_KEYS)}"
+        )
     stored = payload.pop(CHECKSUM, None)
     if stored is not None and stored != payload_digest(payload):
         raise CheckpointError(f"checkpoint {path} fails its checksum: the file is corrupt")
-    bad = next((name for name, tensor in _tensors(payload) if tensor.is_floating_point()
-                and not bool(torch.isfinite(tensor).all())), None)
+    bad = next(
+        (
+            name
+            for name, tensor in _tensors(payload)
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        ),
+        None,
+    )
     if bad is not None:
         raise CheckpointError(f"checkpoint {path} holds non-finite values (in {bad})")
     return payload
@@ -266,13 +293,18 @@ def claim_run_folder(path: str | os.PathLike, *, overwrite: bool) -> None:
     if not folder.is_dir() or not any(folder.iterdir()):
         return
     if not overwrite:
-        raise RunFolderError(f"run folder {folder} is not empty: --resume continues the run there, "
-                             "--overwrite starts it over, or choose another --out")
-    foreign = sorted(p.name for p in folder.iterdir() if p.name not in RUN_ENTRIES and p not in
-                     orphan_temporaries(folder))
+        raise RunFolderError(
+            f"run folder {folder} is not empty: --resume continues the run there, "
+            "--overwrite starts it over, or choose another --out"
+        )
+    foreign = sorted(
+        p.name for p in folder.iterdir() if p.name not in RUN_ENTRIES and p not in orphan_temporaries(folder)
+    )
     if foreign:
-        raise RunFolderError(f"run folder {folder} holds files that are not a run's ({', '.join(foreign[:5])}); "
-                             "--overwrite does not delete them: choose another --out")
+        raise RunFolderError(
+            f"run folder {folder} holds files that are not a run's ({', '.join(foreign[:5])}); "
+            "--overwrite does not delete them: choose another --out"
+        )
     clear_run_files(folder)
 
 
@@ -320,8 +352,9 @@ def _writing(what: str, path: Optional[Path], consequence: str = "") -> Iterator
     except RuntimeError as error:  # torch.save reports a short write (a full disk) as a RuntimeError
         if not any(mark in str(error) for mark in ("inline_container", "PytorchStreamWriter")):
             raise
-        raise RunFolderError(f"cannot write {what} {path}: the write stopped short (is the disk full?){consequence}"
-                             ) from error
+        raise RunFolderError(
+            f"cannot write {what} {path}: the write stopped short (is the disk full?){consequence}"
+        ) from error
 
 
 def _complete_lines(path: Path) -> list[tuple[int, str]]:

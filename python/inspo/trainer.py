@@ -16,6 +16,7 @@ is drawn by `draw` from each seed's generator in a single run's order, before th
 weighting="resample" each agent trains on its own resampled rows of B; with "importance" /
 "self_normalized" all agents train on B itself with the ratio as a weight.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,15 @@ from inspo.bc import fit_behaviour
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.loop import Dims, Learner, train_seeds
-from inspo.nets import (AgentMLP, CentralCritic, StackedAdam, make_policy_net, masked_log_softmax, network_families,
-                        polyak_update)
+from inspo.nets import (
+    AgentMLP,
+    CentralCritic,
+    StackedAdam,
+    make_policy_net,
+    masked_log_softmax,
+    network_families,
+    polyak_update,
+)
 
 
 @dataclass
@@ -61,8 +69,14 @@ class InspoLearner(Learner):
         n, a = dims.n_agents, dims.n_actions
         self.actor = make_policy_net(config, n, dims.obs_dim, a, n_seeds)  # pi
         self.mu = make_policy_net(config, n, dims.obs_dim, a, n_seeds)  # the behaviour policy, frozen after BC
-        self.local_critic = AgentMLP(n_seeds, n, dims.state_dim, a, config.hidden,  # Q~^i(s, .) on the state
-                                     config.share_parameters).to(config.device)
+        self.local_critic = AgentMLP(
+            n_seeds,
+            n,
+            dims.state_dim,
+            a,
+            config.hidden,  # Q~^i(s, .) on the state
+            config.share_parameters,
+        ).to(config.device)
         self.critic = CentralCritic(n_seeds, dims.state_dim, n, a, config.critic_hidden).to(config.device)  # Q(s, a)
         self.critic_target = CentralCritic(n_seeds, dims.state_dim, n, a, config.critic_hidden).to(config.device)
         self.critic_target.requires_grad_(False)
@@ -87,8 +101,9 @@ class InspoLearner(Learner):
         if resumed:
             for seed, store in enumerate(stores):
                 with torch.no_grad():
-                    store.cache_behaviour(lambda obs, avail, s=seed: masked_log_softmax(self.mu.forward_seed(s, obs),
-                                                                                          avail))
+                    store.cache_behaviour(
+                        lambda obs, avail, s=seed: masked_log_softmax(self.mu.forward_seed(s, obs), avail)
+                    )
         else:
             self.bc_nll.copy_(fit_behaviour(self.mu, stores, self.config, generators))
             if self.config.pi_init_from_mu:
@@ -113,8 +128,9 @@ class InspoLearner(Learner):
                 draws["critic_uniforms"] = ops.resample_uniforms(generator, batch, 1, method)
             draws["order"] = torch.randperm(n, generator=generator, device=generator.device)
             if resample and cfg.mode == "exact":
-                draws["agent_uniforms"] = torch.cat([ops.resample_uniforms(generator, batch, 1, method)
-                                                     for _ in range(n)], dim=1)
+                draws["agent_uniforms"] = torch.cat(
+                    [ops.resample_uniforms(generator, batch, 1, method) for _ in range(n)], dim=1
+                )
             elif resample:
                 draws["agent_uniforms"] = ops.resample_uniforms(generator, batch, n, method)
             per_seed.append(draws)
@@ -122,11 +138,14 @@ class InspoLearner(Learner):
 
     def step_scalars(self, step: int) -> dict[str, Any]:
         # during the critic warm-up the local critics train too; the policy loss is only measured
-        return dict(beta=self.config.beta_at(step),
-                    policy_steps=self.config.policy_steps if step >= self.config.critic_warmup_steps else 0)
+        return dict(
+            beta=self.config.beta_at(step),
+            policy_steps=self.config.policy_steps if step >= self.config.critic_warmup_steps else 0,
+        )
 
-    def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor], *, beta: float,
-                  policy_steps: int) -> dict[str, Tensor]:
+    def iteration(
+        self, batch: TransitionBatch, draws: dict[str, Tensor], *, beta: float, policy_steps: int
+    ) -> dict[str, Tensor]:
         cfg = self.config
         metrics = self.critic_step(batch, draws.get("critic_uniforms"), beta)
         pass_fn = self.exact_pass if cfg.mode == "exact" else self.joint_pass
@@ -142,12 +161,20 @@ class InspoLearner(Learner):
         cfg = self.config
         with torch.no_grad():
             target = ops.soft_bellman_target(
-                batch.reward, batch.done, self.critic_target(batch.next_state, batch.next_actions),
-                self.actor(batch.next_obs), batch.next_log_mu, batch.next_avail, batch.next_actions,
-                gamma=cfg.gamma, **self.temperatures(beta))
+                batch.reward,
+                batch.done,
+                self.critic_target(batch.next_state, batch.next_actions),
+                self.actor(batch.next_obs),
+                batch.next_log_mu,
+                batch.next_avail,
+                batch.next_actions,
+                gamma=cfg.gamma,
+                **self.temperatures(beta),
+            )
         if cfg.weighting == "resample":
-            rows = ops.resample(target.log_ratio.unsqueeze(-1), uniforms=uniforms,
-                                method=cfg.resample_method).indices[..., 0]  # [S, B]
+            rows = ops.resample(target.log_ratio.unsqueeze(-1), uniforms=uniforms, method=cfg.resample_method).indices[
+                ..., 0
+            ]  # [S, B]
             seeds = seed_index(len(rows), 2, rows.device)
             q = self.critic(batch.state[seeds, rows], batch.actions[seeds, rows])
             loss = (q - target.target.gather(1, rows)).pow(2).mean(1)
@@ -155,19 +182,29 @@ class InspoLearner(Learner):
             sq_error = (self.critic(batch.state, batch.actions) - target.target).pow(2)
             loss = weighted_mean(sq_error, target.log_ratio, cfg.weighting)
         self.critic_opt.minimize(loss.sum(), cfg.grad_clip)  # seeds share no parameter: each its own gradient
-        return dict(critic_loss=loss.detach(), next_kl=target.kl.sum(-1).mean(-1),
-                    next_entropy=target.entropy.sum(-1).mean(-1))
+        return dict(
+            critic_loss=loss.detach(), next_kl=target.kl.sum(-1).mean(-1), next_entropy=target.entropy.sum(-1).mean(-1)
+        )
 
     # ---- fused / simultaneous: all agents in one pass ----
-    def joint_pass(self, batch: TransitionBatch, order: Tensor, uniforms: Optional[Tensor], beta: float,
-                   policy_steps: int) -> dict[str, Tensor]:
+    def joint_pass(
+        self, batch: TransitionBatch, order: Tensor, uniforms: Optional[Tensor], beta: float, policy_steps: int
+    ) -> dict[str, Tensor]:
         cfg, n = self.config, self.dims.n_agents
         eta = cfg.eta if cfg.mode == "fused" else 0.0  # simultaneous: teammates at their current policy
         state = batch.state.unsqueeze(2).expand(-1, -1, n, -1)
         with torch.no_grad():
             log_rho = ops.teammate_log_ratios(
-                self.actor(batch.obs), batch.log_mu, batch.avail, batch.actions, order, predecessors="target",
-                q_local=self.local_critic(state), eta=eta, **self.temperatures(beta))
+                self.actor(batch.obs),
+                batch.log_mu,
+                batch.avail,
+                batch.actions,
+                order,
+                predecessors="target",
+                q_local=self.local_critic(state),
+                eta=eta,
+                **self.temperatures(beta),
+            )
         if cfg.weighting == "resample":
             indices, ess = ops.resample(log_rho, uniforms=uniforms, method=cfg.resample_method)
             rows, ratio, weight_log_rho = self.gather_rows(batch, indices), "none", None
@@ -179,17 +216,34 @@ class InspoLearner(Learner):
             q_rows = self.local_critic(rows.state)
         for _ in range(max(1, policy_steps)):
             policy = ops.sequential_policy_loss(
-                self.actor(rows.obs), rows.log_mu, rows.avail, rows.actions, q_rows, order, predecessors="target",
-                eta=eta, log_w_max=cfg.log_w_max, ratio=ratio, **self.temperatures(beta))
+                self.actor(rows.obs),
+                rows.log_mu,
+                rows.avail,
+                rows.actions,
+                q_rows,
+                order,
+                predecessors="target",
+                eta=eta,
+                log_w_max=cfg.log_w_max,
+                ratio=ratio,
+                **self.temperatures(beta),
+            )
             if policy_steps:
                 self.step_actor(policy.loss.sum())
-        return dict(policy_loss=policy.loss.detach().sum(-1), local_loss=local_loss.sum(-1), ess=ess.mean(-1),
-                    min_ess=ess.min(-1).values, mean_weight=policy.mean_weight.mean(-1),
-                    entropy=policy.entropy.mean(-1), kl=policy.kl.mean(-1))
+        return dict(
+            policy_loss=policy.loss.detach().sum(-1),
+            local_loss=local_loss.sum(-1),
+            ess=ess.mean(-1),
+            min_ess=ess.min(-1).values,
+            mean_weight=policy.mean_weight.mean(-1),
+            entropy=policy.entropy.mean(-1),
+            kl=policy.kl.mean(-1),
+        )
 
     # ---- exact: N dependent agent steps ----
-    def exact_pass(self, batch: TransitionBatch, order: Tensor, uniforms: Optional[Tensor], beta: float,
-                   policy_steps: int) -> dict[str, Tensor]:
+    def exact_pass(
+        self, batch: TransitionBatch, order: Tensor, uniforms: Optional[Tensor], beta: float, policy_steps: int
+    ) -> dict[str, Tensor]:
         cfg = self.config
         n_seeds, n = order.shape
         batch_size = batch.reward.shape[1]
@@ -201,12 +255,21 @@ class InspoLearner(Learner):
                 logits = self.actor(batch.obs)
                 log_pi_taken = masked_log_softmax(logits, batch.avail).gather(-1, batch.actions.unsqueeze(-1))[..., 0]
                 log_rho = ops.teammate_log_ratios(
-                    logits, batch.log_mu, batch.avail, batch.actions, order, predecessors="policy",
-                    updated_log_probs=log_pi_taken, eta=0.0, **self.temperatures(beta))
+                    logits,
+                    batch.log_mu,
+                    batch.avail,
+                    batch.actions,
+                    order,
+                    predecessors="policy",
+                    updated_log_probs=log_pi_taken,
+                    eta=0.0,
+                    **self.temperatures(beta),
+                )
             own_log_rho = log_rho.gather(2, agents.view(n_seeds, 1, 1).expand(-1, batch_size, 1))  # [S, B, 1]
             if cfg.weighting == "resample":
-                indices, ess = ops.resample(own_log_rho, uniforms=uniforms[..., position:position + 1],
-                                            method=cfg.resample_method)
+                indices, ess = ops.resample(
+                    own_log_rho, uniforms=uniforms[..., position : position + 1], method=cfg.resample_method
+                )
                 rows = self.gather_rows(batch, indices, agents.unsqueeze(1))
                 local_loss = self.fit_local_critics(rows, None, agents, local_mask)
                 with torch.no_grad():
@@ -214,9 +277,18 @@ class InspoLearner(Learner):
                 only_agent = torch.zeros(n_seeds, 1, dtype=torch.int64, device=order.device)
                 for _ in range(max(1, policy_steps)):
                     policy = ops.sequential_policy_loss(
-                        self.actor.forward_agent(agents, rows.obs[:, :, 0]).unsqueeze(2), rows.log_mu, rows.avail,
-                        rows.actions, q_rows, only_agent, predecessors="target", eta=0.0, log_w_max=cfg.log_w_max,
-                        ratio="none", **self.temperatures(beta))
+                        self.actor.forward_agent(agents, rows.obs[:, :, 0]).unsqueeze(2),
+                        rows.log_mu,
+                        rows.avail,
+                        rows.actions,
+                        q_rows,
+                        only_agent,
+                        predecessors="target",
+                        eta=0.0,
+                        log_w_max=cfg.log_w_max,
+                        ratio="none",
+                        **self.temperatures(beta),
+                    )
                     if policy_steps:
                         self.step_actor(policy.loss.sum(), actor_mask)
                 column = torch.zeros_like(agents)
@@ -232,22 +304,45 @@ class InspoLearner(Learner):
                     # the agent's column with gradient, the teammates' columns fixed: the op's loss[agent]
                     own = self.actor.forward_agent(agents, own_obs).unsqueeze(2)
                     policy = ops.sequential_policy_loss(
-                        torch.where(is_own, own, logits), batch.log_mu, batch.avail, batch.actions, q_all, order,
-                        predecessors="policy", updated_log_probs=log_pi_taken, eta=0.0, log_w_max=cfg.log_w_max,
-                        ratio=cfg.weighting, **self.temperatures(beta))
+                        torch.where(is_own, own, logits),
+                        batch.log_mu,
+                        batch.avail,
+                        batch.actions,
+                        q_all,
+                        order,
+                        predecessors="policy",
+                        updated_log_probs=log_pi_taken,
+                        eta=0.0,
+                        log_w_max=cfg.log_w_max,
+                        ratio=cfg.weighting,
+                        **self.temperatures(beta),
+                    )
                     if policy_steps:
                         self.step_actor(policy.loss.gather(1, agents.unsqueeze(1)).sum(), actor_mask)
                 column = agents
-            own_column = lambda values: values.gather(1, column.unsqueeze(1))[:, 0]  # noqa: E731
-            for key, value in (("policy_loss", own_column(policy.loss)), ("local_loss", local_loss.sum(-1)),
-                               ("ess", ess[:, 0]), ("mean_weight", own_column(policy.mean_weight)),
-                               ("entropy", own_column(policy.entropy)), ("kl", own_column(policy.kl))):
+
+            def own_column(values: Tensor, column: Tensor = column) -> Tensor:
+                return values.gather(1, column.unsqueeze(1))[:, 0]
+
+            for key, value in (
+                ("policy_loss", own_column(policy.loss)),
+                ("local_loss", local_loss.sum(-1)),
+                ("ess", ess[:, 0]),
+                ("mean_weight", own_column(policy.mean_weight)),
+                ("entropy", own_column(policy.entropy)),
+                ("kl", own_column(policy.kl)),
+            ):
                 parts.setdefault(key, []).append(value.detach())
         metrics = {key: torch.stack(values, dim=1) for key, values in parts.items()}  # [S, N]
-        return dict(policy_loss=metrics["policy_loss"].sum(1), local_loss=metrics["local_loss"].sum(1),
-                    ess=metrics["ess"].mean(1), min_ess=metrics["ess"].min(1).values,
-                    mean_weight=metrics["mean_weight"].mean(1), entropy=metrics["entropy"].mean(1),
-                    kl=metrics["kl"].mean(1))
+        return dict(
+            policy_loss=metrics["policy_loss"].sum(1),
+            local_loss=metrics["local_loss"].sum(1),
+            ess=metrics["ess"].mean(1),
+            min_ess=metrics["ess"].min(1).values,
+            mean_weight=metrics["mean_weight"].mean(1),
+            entropy=metrics["entropy"].mean(1),
+            kl=metrics["kl"].mean(1),
+        )
 
     # ---- shared pieces ----
     def gather_rows(self, batch: TransitionBatch, indices: Tensor, agents: Optional[Tensor] = None) -> AgentRows:
@@ -256,9 +351,14 @@ class InspoLearner(Learner):
         agent_ids = torch.arange(self.dims.n_agents, device=indices.device) if agents is None else agents.unsqueeze(1)
         with torch.no_grad():  # a resampled row is a row of B: one target-critic pass over B, then gathers
             q_target = self.critic_target(batch.state, batch.actions)[seeds, indices]
-        return AgentRows(obs=batch.obs[seeds, indices, agent_ids], state=batch.state[seeds, indices],
-                         actions=batch.actions[seeds, indices, agent_ids], avail=batch.avail[seeds, indices, agent_ids],
-                         log_mu=batch.log_mu[seeds, indices, agent_ids], q_target=q_target)
+        return AgentRows(
+            obs=batch.obs[seeds, indices, agent_ids],
+            state=batch.state[seeds, indices],
+            actions=batch.actions[seeds, indices, agent_ids],
+            avail=batch.avail[seeds, indices, agent_ids],
+            log_mu=batch.log_mu[seeds, indices, agent_ids],
+            q_target=q_target,
+        )
 
     def joint_rows(self, batch: TransitionBatch, agents: Optional[Tensor] = None) -> AgentRows:
         """B itself as every agent's rows (the importance / self-normalized options)."""
@@ -270,14 +370,26 @@ class InspoLearner(Learner):
             seeds = seed_index(agents.shape[0], 3, agents.device)
             samples = torch.arange(batch.reward.shape[1], device=agents.device).view(1, -1, 1)
             agent_ids = agents.unsqueeze(1)
-            obs, actions, avail, log_mu = (field[seeds, samples, agent_ids]
-                                           for field in (batch.obs, batch.actions, batch.avail, batch.log_mu))
+            obs, actions, avail, log_mu = (
+                field[seeds, samples, agent_ids] for field in (batch.obs, batch.actions, batch.avail, batch.log_mu)
+            )
         n = actions.shape[2]
-        return AgentRows(obs=obs, state=batch.state.unsqueeze(2).expand(-1, -1, n, -1), actions=actions,
-                         avail=avail, log_mu=log_mu, q_target=q_target.unsqueeze(2).expand(-1, -1, n))
+        return AgentRows(
+            obs=obs,
+            state=batch.state.unsqueeze(2).expand(-1, -1, n, -1),
+            actions=actions,
+            avail=avail,
+            log_mu=log_mu,
+            q_target=q_target.unsqueeze(2).expand(-1, -1, n),
+        )
 
-    def fit_local_critics(self, rows: AgentRows, weight_log_rho: Optional[Tensor], agents: Optional[Tensor] = None,
-                          mask: Optional[Tensor] = None) -> Tensor:
+    def fit_local_critics(
+        self,
+        rows: AgentRows,
+        weight_log_rho: Optional[Tensor],
+        agents: Optional[Tensor] = None,
+        mask: Optional[Tensor] = None,
+    ) -> Tensor:
         """Regress Q~^i(s, a^i) on Q_target(s, a) over the rows; returns the per-agent losses [S, n]."""
         for _ in range(self.local_steps):
             if agents is None:
@@ -312,8 +424,9 @@ def effective_sample_size(log_rho: Tensor) -> Tensor:
     return torch.exp(2 * torch.logsumexp(shifted, 1) - torch.logsumexp(2 * shifted, 1))
 
 
-def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True,
-          on_step=None) -> dict[str, Any]:
+def train(
+    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None
+) -> dict[str, Any]:
     """Run InSPO (one seed; `inspo.loop.train_seeds` batches several): returns {"scores": ..., ...}."""
     config = config if config.algo == "inspo" else TrainConfig.from_dict({**config.to_dict(), "algo": "inspo"})
     return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]

@@ -4,6 +4,7 @@ Every op has a pure-PyTorch twin in `inspo_ext.reference` that defines its math;
 (float64 to rounding), check their inputs (exceptions name the argument and the index), and fall back to
 the reference with a warning when the compiled module lacks the tensors' device.
 """
+
 from __future__ import annotations
 
 import torch  # noqa: F401  (import torch before the extension: both then share one libgomp)
@@ -17,7 +18,8 @@ from .soft_bellman_target import soft_bellman_target
 from .teammate_log_ratios import teammate_log_ratios
 
 try:
-    from importlib.metadata import PackageNotFoundError, version as _version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
 
     __version__ = _version("inspo")
 except PackageNotFoundError:  # running from a source tree that is not installed
@@ -44,9 +46,19 @@ def build_info() -> dict:
     (cudaGetDeviceCount; its error string when there is no driver or device)."""
     info = {"version": __version__, "compiled": _backend.COMPILED}
     if _backend._C is None:
-        info.update(compiler=None, build_type=None, openmp=False, openmp_max_threads=1, cuda=False,
-                    cuda_version=None, cuda_architectures=None, cuda_device_available=False,
-                    cuda_device_count=0, cuda_device_error=None, import_error=_backend._IMPORT_ERROR)
+        info.update(
+            compiler=None,
+            build_type=None,
+            openmp=False,
+            openmp_max_threads=1,
+            cuda=False,
+            cuda_version=None,
+            cuda_architectures=None,
+            cuda_device_available=False,
+            cuda_device_count=0,
+            cuda_device_error=None,
+            import_error=_backend._IMPORT_ERROR,
+        )
         return info
     info.update(_backend._C.build_info())
     return info

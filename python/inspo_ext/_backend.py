@@ -7,6 +7,7 @@ price of raising a ValueError for bad inputs at the call that had them).
 When `_C` is missing, or the build lacks the tensors' device (a CUDA tensor in a CPU-only build), the
 public functions use `inspo_ext.reference` instead and warn once.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,7 +34,7 @@ def problem_shape(t: Tensor, inner: int) -> tuple[int, int, int, int]:
     """(S, B, N, A) of a [B, N, A] / [B, N] tensor (inner = 3 / 2; A = 1), or of one with a leading S."""
     dims = tuple(t.shape)
     problems = dims[0] if len(dims) > inner else 1
-    core = dims[len(dims) - inner:]
+    core = dims[len(dims) - inner :]
     return (problems, core[0], core[1], core[2] if inner == 3 else 1)
 
 
@@ -58,12 +59,16 @@ def warn_fallback(device_type: str) -> None:
         reason = f"the compiled module inspo_ext._C could not be imported ({_IMPORT_ERROR})"
     else:
         reason = f"this build of inspo_ext._C has no {device_type} backend"
-    warnings.warn(f"inspo_ext: {reason}; using the pure-PyTorch reference ops for {device_type} tensors "
-                  "(same results, slower).", RuntimeWarning, stacklevel=4)  # the caller of the public op
+    warnings.warn(
+        f"inspo_ext: {reason}; using the pure-PyTorch reference ops for {device_type} tensors (same results, slower).",
+        RuntimeWarning,
+        stacklevel=4,
+    )  # the caller of the public op
 
 
-def launch(op: str, tensors: dict[str, Any], scalars: dict[str, Any], names: RowNames,
-           shape: tuple[int, int, int, int]) -> None:
+def launch(
+    op: str, tensors: dict[str, Any], scalars: dict[str, Any], names: RowNames, shape: tuple[int, int, int, int]
+) -> None:
     """Run kernel `op` of `_C` on `tensors` (inputs and preallocated outputs, keyword names of the binding)
     and raise the ValueError of the first invalid input. `shape` = (S, B, N, A) (S problems of B samples;
     S = 1 without a problem dimension) sizes the CUDA workspace."""

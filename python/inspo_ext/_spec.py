@@ -16,6 +16,7 @@ Adding an op OP touches:
   * its tests: tests/test_ops_OP.py on the `backend` fixture of tests/ops_testing.py (cpu, cuda, reference);
   * to benchmark it: its setup / call / bytes in python/inspo/bench/ops.py (the reference adapter is generic).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -114,8 +115,8 @@ class OpSpec:
 
     def _empty_outputs(self, named: dict[str, Any]) -> tuple[Tensor, ...]:
         first: Tensor = named[self.first]
-        lead = tuple(first.shape[:first.dim() - self._inner])
-        sizes = dict(zip(_SYMBOLS, first.shape[first.dim() - self._inner:]))
+        lead = tuple(first.shape[: first.dim() - self._inner])
+        sizes = dict(zip(_SYMBOLS, first.shape[first.dim() - self._inner :]))
         outputs = []
         for out in self.outputs:
             if out.when is not None and not named[out.when]:
@@ -135,8 +136,9 @@ class OpSpec:
             for out, t in zip(self.outputs, outputs):
                 tensors[out.name] = None if out.when is not None and not named[out.when] else t
             scalars = {name: named[name] for name, _ in self.scalars if name not in flags}
-            _backend.launch(self.name, tensors, scalars, self.row_names,
-                            _backend.problem_shape(named[self.first], self._inner))
+            _backend.launch(
+                self.name, tensors, scalars, self.row_names, _backend.problem_shape(named[self.first], self._inner)
+            )
             return outputs[0] if len(outputs) == 1 else outputs
 
         op = torch.library.custom_op(f"inspo_ext::{self.name}", kernel, mutates_args=(), schema=self._schema())

@@ -9,6 +9,7 @@ a bad `order`) are found by the kernels in the same pass as the math and come ba
 For the reference fallback, the op modules compute the same packed status with torch ops (row_codes,
 rows_status, order_status, first_status below), so both paths raise the same errors.
 """
+
 from __future__ import annotations
 
 import enum
@@ -19,6 +20,7 @@ from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
+
 
 # ---- status codes (csrc/common/args.h INSPO_STATUS_CODES) --------------------------------------------
 class StatusCode(enum.IntEnum):
@@ -42,7 +44,8 @@ class StatusCode(enum.IntEnum):
 
 
 try:  # the packing of a status (args.h pack_status) is the compiled module's
-    from ._C import STATUS_CODE_BITS as CODE_BITS, STATUS_OK
+    from ._C import STATUS_CODE_BITS as CODE_BITS
+    from ._C import STATUS_OK
 except ImportError:  # no compiled module: only the fallback packs statuses, any width that fits the codes works
     CODE_BITS = max(StatusCode).bit_length()
     STATUS_OK = torch.iinfo(torch.int64).max
@@ -67,16 +70,18 @@ class TensorChecker:
         if first.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{first_name} must be float32 or float64, got {first.dtype}")
         if first.dim() not in (ndim, ndim + 1):
-            raise ValueError(f"{first_name} must be {ndim}-D {dims} (or {ndim + 1}-D {_batched(dims)}: S problems), "
-                             f"got shape {_shape_str(first.shape)}")
+            raise ValueError(
+                f"{first_name} must be {ndim}-D {dims} (or {ndim + 1}-D {_batched(dims)}: S problems), "
+                f"got shape {_shape_str(first.shape)}"
+            )
         if any(s == 0 for s in first.shape):
             raise ValueError(f"{first_name} must be non-empty {dims}, got shape {_shape_str(first.shape)}")
         _check_contiguous(first_name, first)
         self.first_name = first_name
         self.device = first.device
         self.dtype = first.dtype
-        self.lead: tuple[int, ...] = tuple(first.shape[:first.dim() - ndim])
-        self.inner: tuple[int, ...] = tuple(first.shape[first.dim() - ndim:])
+        self.lead: tuple[int, ...] = tuple(first.shape[: first.dim() - ndim])
+        self.inner: tuple[int, ...] = tuple(first.shape[first.dim() - ndim :])
         self.problems = self.lead[0] if self.lead else 1
 
     def float(self, name: str, t: Tensor, shape: Sequence[int], dims: str) -> None:
@@ -93,8 +98,16 @@ class TensorChecker:
         else:
             self._check("order", order, torch.int64, (agents,), "[N]", batched=False)
 
-    def _check(self, name: str, t: Tensor, dtype: torch.dtype, shape: Sequence[int], dims: str,
-               batched: bool = True, same_dtype: bool = False) -> None:
+    def _check(
+        self,
+        name: str,
+        t: Tensor,
+        dtype: torch.dtype,
+        shape: Sequence[int],
+        dims: str,
+        batched: bool = True,
+        same_dtype: bool = False,
+    ) -> None:
         _check_is_tensor(name, t)
         if t.dtype != dtype:
             what = f"the dtype of {self.first_name} ({dtype})" if same_dtype else f"dtype {dtype}"
@@ -104,8 +117,10 @@ class TensorChecker:
         if tuple(t.shape) != tuple(shape):
             raise ValueError(f"{name} must have shape {dims} = {_shape_str(shape)}, got {_shape_str(t.shape)}")
         if t.device != self.device:
-            raise ValueError(f"{name} is on {t.device} but {self.first_name} is on {self.device}: "
-                             "every tensor of the call must be on one device")
+            raise ValueError(
+                f"{name} is on {t.device} but {self.first_name} is on {self.device}: "
+                "every tensor of the call must be on one device"
+            )
         _check_contiguous(name, t)
 
 
@@ -151,8 +166,9 @@ def check_temperatures(alpha: float, beta: float) -> tuple[float, float]:
     if not tau > 0:
         raise ValueError(f"alpha + beta must be > 0 (tau = alpha + beta is a temperature), got {alpha} + {beta}")
     if not (math.isfinite(tau) and math.isfinite(1.0 / tau)):
-        raise ValueError(f"alpha + beta must be finite with a finite 1 / (alpha + beta) (tau = alpha + beta), "
-                         f"got {alpha} + {beta}")
+        raise ValueError(
+            f"alpha + beta must be finite with a finite 1 / (alpha + beta) (tau = alpha + beta), got {alpha} + {beta}"
+        )
     return alpha_f, beta_f
 
 
@@ -229,21 +245,27 @@ def decode_status(status: int, names: RowNames, tensors: dict[str, Optional[Tens
     if code == StatusCode.REWARD_NON_FINITE:
         return ValueError(f"reward[{_at(sample)}] = {_item(tensors['reward'], sample)} is not finite")
     if code == StatusCode.Q_NEXT_NON_FINITE:
-        return ValueError(f"q_next[{_at(sample)}] = {_item(tensors['q_next'], sample)} is not finite "
-                          f"(done[{_at(sample)}] is 0)")
+        return ValueError(
+            f"q_next[{_at(sample)}] = {_item(tensors['q_next'], sample)} is not finite (done[{_at(sample)}] is 0)"
+        )
     if code == StatusCode.NO_AVAILABLE_ACTION:
         return ValueError(f"{names.avail}[{_at(row)}] has no available action")
     if code == StatusCode.ACTION_OUT_OF_RANGE:
         n_actions = tensors[names.avail].shape[-1]
-        return ValueError(f"{names.actions}[{_at(row)}] = {_item(tensors[names.actions], row)} is out of range "
-                          f"[0, {n_actions})")
+        return ValueError(
+            f"{names.actions}[{_at(row)}] = {_item(tensors[names.actions], row)} is out of range [0, {n_actions})"
+        )
     if code == StatusCode.ACTION_UNAVAILABLE:
         action = _item(tensors[names.actions], row)
-        return ValueError(f"{names.actions}[{_at(row)}] = {action} is not available "
-                          f"({names.avail}[{_at(row)}, {action}] is False)")
+        return ValueError(
+            f"{names.actions}[{_at(row)}] = {action} is not available ({names.avail}[{_at(row)}, {action}] is False)"
+        )
     if code in (StatusCode.LOGITS_NON_FINITE, StatusCode.LOG_MU_NON_FINITE, StatusCode.Q_NON_FINITE):
-        name = {StatusCode.LOGITS_NON_FINITE: names.logits, StatusCode.LOG_MU_NON_FINITE: names.log_mu,
-                StatusCode.Q_NON_FINITE: names.q}[code]
+        name = {
+            StatusCode.LOGITS_NON_FINITE: names.logits,
+            StatusCode.LOG_MU_NON_FINITE: names.log_mu,
+            StatusCode.Q_NON_FINITE: names.q,
+        }[code]
         return ValueError(f"{name}[{_at(row)}] has a non-finite value at an available action")
     if code == StatusCode.UPDATED_LOG_PROB_INVALID:
         value = _item(tensors["updated_log_probs"], row)
@@ -253,8 +275,9 @@ def decode_status(status: int, names: RowNames, tensors: dict[str, Optional[Tens
     if code == StatusCode.NO_POSITIVE_WEIGHT:
         log_rho = tensors["log_rho"]
         column = _unravel(index - log_rho.numel(), tuple(log_rho.shape[:-2]) + (n,))
-        return ValueError(f"log_rho[{_at(column[:-1] + (':',) + column[-1:])}] has no positive weight "
-                          "(every entry is -inf)")
+        return ValueError(
+            f"log_rho[{_at(column[:-1] + (':',) + column[-1:])}] has no positive weight (every entry is -inf)"
+        )
     if code == StatusCode.UNIFORM_INVALID:
         uniforms = tensors["uniforms"]
         draw = row[:-2] + (row[-2] if uniforms.shape[-2] > 1 else 0, row[-1])
@@ -317,4 +340,3 @@ def order_status(order: Tensor) -> int:
     """order [N] or [S, N]: every row a permutation."""
     valid = all(_is_permutation(row) for row in order.reshape(-1, order.shape[-1]))
     return STATUS_OK if valid else StatusCode.ORDER_NOT_PERMUTATION  # index 0
-

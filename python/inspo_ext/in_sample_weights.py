@@ -2,13 +2,14 @@
 
 Forward-only: w carries no gradient by design, so the op runs on detached inputs.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from . import reference
 from . import _validation as v
+from . import reference
 from ._spec import Arg, OpSpec, Output
 from ._validation import StatusCode as Code
 from .reference import InSampleWeights
@@ -22,8 +23,12 @@ def _reference_status(q_local, log_mu, avail, actions) -> int:
 
 SPEC = OpSpec(
     "in_sample_weights",
-    inputs=(Arg("q_local", "[B, N, A]"), Arg("log_mu", "[B, N, A]"), Arg("avail", "[B, N, A]", torch.bool),
-            Arg("actions", "[B, N]", torch.int64)),
+    inputs=(
+        Arg("q_local", "[B, N, A]"),
+        Arg("log_mu", "[B, N, A]"),
+        Arg("avail", "[B, N, A]", torch.bool),
+        Arg("actions", "[B, N]", torch.int64),
+    ),
     outputs=(Output("weight", "[B, N]"), Output("log_weight", "[B, N]"), Output("value", "[B, N]")),
     scalars=(("alpha", "float"), ("beta", "float"), ("log_w_max", "float")),
     reference_status=_reference_status,
@@ -32,7 +37,13 @@ in_sample_weights_op = SPEC.op
 
 
 def in_sample_weights(
-    q_local: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, *, alpha: float, beta: float,
+    q_local: Tensor,
+    log_mu: Tensor,
+    avail: Tensor,
+    actions: Tensor,
+    *,
+    alpha: float,
+    beta: float,
     log_w_max: float = 10.0,
 ) -> InSampleWeights:
     """V = tau logsumexp_avail(kappa log mu + Q / tau), log w = -(beta / tau) log mu(a) + (Q(a) - V) / tau,
@@ -48,5 +59,10 @@ def in_sample_weights(
     alpha, beta = v.check_temperatures(alpha, beta)
     log_w_max = v.check_clip("log_w_max", log_w_max)
     tensors = {name: t.detach() for name, t in tensors.items()}
-    return InSampleWeights(*SPEC.run(tensors, (alpha, beta, log_w_max), lambda: reference.in_sample_weights(
-        *tensors.values(), alpha, beta, log_w_max)))
+    return InSampleWeights(
+        *SPEC.run(
+            tensors,
+            (alpha, beta, log_w_max),
+            lambda: reference.in_sample_weights(*tensors.values(), alpha, beta, log_w_max),
+        )
+    )

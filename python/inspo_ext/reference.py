@@ -11,6 +11,7 @@ and the unavailable actions). Every batch tensor may carry a leading problem dim
 the batch is then per problem (dim -2 of a [..., B, N] tensor) and the outputs gain the leading S. Values at unavailable actions are never read: they may be anything,
 including -inf or NaN. Temperatures: tau = alpha + beta, kappa = alpha / tau.
 """
+
 from __future__ import annotations
 
 import math
@@ -173,8 +174,9 @@ def _ordered_log_ratios(d_current: Tensor, d_updated: Tensor, order: Tensor) -> 
     position = torch.argsort(order, dim=-1)  # position[..., i]: where agent i comes in the order
     before = position.unsqueeze(-2) < position.unsqueeze(-1)  # before[..., i, l]: l precedes i
     after = position.unsqueeze(-2) > position.unsqueeze(-1)
-    return (d_updated @ before.to(d_updated.dtype).transpose(-1, -2)
-            + d_current @ after.to(d_current.dtype).transpose(-1, -2))
+    return d_updated @ before.to(d_updated.dtype).transpose(-1, -2) + d_current @ after.to(d_current.dtype).transpose(
+        -1, -2
+    )
 
 
 def teammate_log_ratios(
@@ -238,8 +240,9 @@ def resample(log_rho: Tensor, uniforms: Tensor, method: str) -> Resampled:
         points = (steps + uniforms.double()) / batch * total
     else:
         raise ValueError(f"method must be one of {RESAMPLE_METHODS}, got {method!r}")
-    indices = torch.searchsorted(cdf.transpose(-1, -2).contiguous(), points.transpose(-1, -2).contiguous(),
-                                 right=True).transpose(-1, -2)
+    indices = torch.searchsorted(
+        cdf.transpose(-1, -2).contiguous(), points.transpose(-1, -2).contiguous(), right=True
+    ).transpose(-1, -2)
     return Resampled(indices.clamp(max=batch - 1).contiguous(), effective_sample_size(log_rho))
 
 
@@ -279,8 +282,18 @@ def sequential_policy_loss(
             log_rho = torch.zeros_like(weights)
         else:
             log_rho = teammate_log_ratios(
-                logits, log_mu, avail, actions, order, predecessors, q_local,
-                updated_log_probs, alpha, beta, eta, log_rho_max,
+                logits,
+                log_mu,
+                avail,
+                actions,
+                order,
+                predecessors,
+                q_local,
+                updated_log_probs,
+                alpha,
+                beta,
+                eta,
+                log_rho_max,
             )
         if ratio == "self_normalized":
             rho = (log_rho - log_rho.max(dim=-2, keepdim=True).values).exp()

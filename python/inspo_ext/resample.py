@@ -4,6 +4,7 @@ The uniform draws are the caller's `uniforms`, or come from torch.rand (float64)
 generator, so seeding is torch-native; the kernel turns them into indices exactly as reference.resample does (cdf in float64, first b with
 cdf[b] > draw). Forward-only (indices are integers; ess is a diagnostic): inputs are detached.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -11,8 +12,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import reference
 from . import _validation as v
+from . import reference
 from ._spec import Arg, OpSpec, Output
 from ._validation import StatusCode as Code
 from .reference import RESAMPLE_METHODS, Resampled
@@ -26,9 +27,10 @@ def reference_status(log_rho: Tensor, uniforms: Tensor) -> int:
     no_weight = torch.where((log_rho == float("-inf")).all(-2), Code.NO_POSITIVE_WEIGHT, 0)
     column_index = log_rho.numel() + torch.arange(no_weight.numel(), device=log_rho.device).view_as(no_weight)
     bad_uniforms = torch.where(~((uniforms >= 0) & (uniforms < 1)), Code.UNIFORM_INVALID, 0)
-    draw_index = flat[..., :uniforms.shape[-2], :]  # systematic: the draw of (s, i) is at b = 0
-    return min(v.first_status(codes, flat), v.first_status(no_weight, column_index),
-               v.first_status(bad_uniforms, draw_index))
+    draw_index = flat[..., : uniforms.shape[-2], :]  # systematic: the draw of (s, i) is at b = 0
+    return min(
+        v.first_status(codes, flat), v.first_status(no_weight, column_index), v.first_status(bad_uniforms, draw_index)
+    )
 
 
 SPEC = OpSpec(
@@ -41,8 +43,13 @@ SPEC = OpSpec(
 resample_op = SPEC.op
 
 
-def resample(log_rho: Tensor, *, method: str = "multinomial", generator: Optional[torch.Generator] = None,
-             uniforms: Optional[Tensor] = None) -> Resampled:
+def resample(
+    log_rho: Tensor,
+    *,
+    method: str = "multinomial",
+    generator: Optional[torch.Generator] = None,
+    uniforms: Optional[Tensor] = None,
+) -> Resampled:
     """Draw B indices per agent with probability rho_i(b) / sum_b rho_i(b), as reference.resample.
 
     log_rho: [B, N] float32/float64 (finite, or -inf for a zero weight; each column needs one finite
@@ -67,5 +74,8 @@ def resample(log_rho: Tensor, *, method: str = "multinomial", generator: Optiona
             raise ValueError("resample takes generator or uniforms, not both (given uniforms replace the draw)")
         check.exact("uniforms", uniforms, torch.float64, draws, dims)
         uniforms = uniforms.detach()
-    return Resampled(*SPEC.run(dict(log_rho=log_rho, uniforms=uniforms), (mode,),
-                               lambda: reference.resample(log_rho, uniforms, method)))
+    return Resampled(
+        *SPEC.run(
+            dict(log_rho=log_rho, uniforms=uniforms), (mode,), lambda: reference.resample(log_rho, uniforms, method)
+        )
+    )

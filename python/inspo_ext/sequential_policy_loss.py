@@ -6,6 +6,7 @@ G[b, i, :] = c w (softmax - onehot(a)) (0 at unavailable actions) and the per-ag
 backward is one multiply, d logits = G * (d loss_i / norm_i). The loss is differentiable w.r.t. logits
 only (rho, w, norm carry no gradient, as in the reference); double backward (create_graph=True) raises.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,25 +15,45 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from . import reference
 from . import _validation as v
+from . import reference
+from ._spec import Arg, OpSpec, Output
 from .reference import RATIO_MODES, PolicyLoss
 from .teammate_log_ratios import check_predecessor_inputs
 from .teammate_log_ratios import reference_status as ratio_status
-from ._spec import Arg, OpSpec, Output
-
 
 SPEC = OpSpec(
     "sequential_policy_loss",
-    inputs=(Arg("logits", "[B, N, A]"), Arg("log_mu", "[B, N, A]"), Arg("avail", "[B, N, A]", torch.bool),
-            Arg("actions", "[B, N]", torch.int64), Arg("q_local", "[B, N, A]"), Arg("order", "[N]", torch.int64),
-            Arg("updated_log_probs", "[B, N]", optional=True)),
+    inputs=(
+        Arg("logits", "[B, N, A]"),
+        Arg("log_mu", "[B, N, A]"),
+        Arg("avail", "[B, N, A]", torch.bool),
+        Arg("actions", "[B, N]", torch.int64),
+        Arg("q_local", "[B, N, A]"),
+        Arg("order", "[N]", torch.int64),
+        Arg("updated_log_probs", "[B, N]", optional=True),
+    ),
     # loss, mean_weight, ess, entropy, kl, norm [(S,) N] and the unnormalized logit gradient G [(S,) B, N, A]
     # ([0] when not compute_grad)
-    outputs=(Output("loss", "[N]"), Output("mean_weight", "[N]"), Output("ess", "[N]"), Output("entropy", "[N]"),
-             Output("kl", "[N]"), Output("norm", "[N]"), Output("grad", "[B, N, A]", when="compute_grad")),
-    scalars=(("predecessors", "int"), ("ratio", "int"), ("alpha", "float"), ("beta", "float"), ("eta", "float"),
-             ("log_rho_max", "float"), ("log_w_max", "float"), ("compute_grad", "bool")),
+    outputs=(
+        Output("loss", "[N]"),
+        Output("mean_weight", "[N]"),
+        Output("ess", "[N]"),
+        Output("entropy", "[N]"),
+        Output("kl", "[N]"),
+        Output("norm", "[N]"),
+        Output("grad", "[B, N, A]", when="compute_grad"),
+    ),
+    scalars=(
+        ("predecessors", "int"),
+        ("ratio", "int"),
+        ("alpha", "float"),
+        ("beta", "float"),
+        ("eta", "float"),
+        ("log_rho_max", "float"),
+        ("log_w_max", "float"),
+        ("compute_grad", "bool"),
+    ),
     reference_status=ratio_status,
 )
 sequential_policy_loss_op = SPEC.op
@@ -49,15 +70,19 @@ def _setup_context(ctx, inputs, output) -> None:
 
 def _backward(ctx, grad_loss, *_unused):
     if torch.is_grad_enabled():  # create_graph=True: the saved G is a constant, its result would be wrong
-        raise RuntimeError("sequential_policy_loss: double backward is not supported (the gradient is a "
-                           "constant of the fused forward pass); use inspo_ext.reference.sequential_policy_loss "
-                           "for higher-order gradients")
+        raise RuntimeError(
+            "sequential_policy_loss: double backward is not supported (the gradient is a "
+            "constant of the fused forward pass); use inspo_ext.reference.sequential_policy_loss "
+            "for higher-order gradients"
+        )
     if grad_loss is None:  # nothing flows into the loss (the other outputs carry no gradient)
         return (None,) * 15
     grad, norm = ctx.saved_tensors
     if grad.dim() < 3:
-        raise RuntimeError("sequential_policy_loss: backward without a saved gradient (the op ran with "
-                           "compute_grad=False; logits must require grad when the loss is computed)")
+        raise RuntimeError(
+            "sequential_policy_loss: backward without a saved gradient (the op ran with "
+            "compute_grad=False; logits must require grad when the loss is computed)"
+        )
     grad_logits = grad * (grad_loss / norm).unsqueeze(-2).unsqueeze(-1)  # [(S,) 1, N, 1]
     return (grad_logits,) + (None,) * 14
 
@@ -66,9 +91,21 @@ SPEC.op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def sequential_policy_loss(
-    logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, q_local: Tensor, order: Tensor, *,
-    predecessors: str = "target", updated_log_probs: Optional[Tensor] = None, alpha: float, beta: float,
-    eta: float = 0.3, log_rho_max: float = math.log(100.0), log_w_max: float = 10.0, ratio: str = "importance",
+    logits: Tensor,
+    log_mu: Tensor,
+    avail: Tensor,
+    actions: Tensor,
+    q_local: Tensor,
+    order: Tensor,
+    *,
+    predecessors: str = "target",
+    updated_log_probs: Optional[Tensor] = None,
+    alpha: float,
+    beta: float,
+    eta: float = 0.3,
+    log_rho_max: float = math.log(100.0),
+    log_w_max: float = 10.0,
+    ratio: str = "importance",
 ) -> PolicyLoss:
     """Per-agent InSPO policy loss, as reference.sequential_policy_loss:
     loss_i = -sum_b c_i(b) w_i(b) log pi^i(a^i_b) / norm_i with, by `ratio`,
@@ -85,12 +122,22 @@ def sequential_policy_loss(
     Returns PolicyLoss(loss, mean_weight, ess, entropy, kl), each [N] ([S, N]); only loss has a gradient, and
     only w.r.t. logits (computed in the same fused pass when logits require grad).
     """
-    SPEC.check(dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, q_local=q_local, order=order,
-                    updated_log_probs=updated_log_probs))
+    SPEC.check(
+        dict(
+            logits=logits,
+            log_mu=log_mu,
+            avail=avail,
+            actions=actions,
+            q_local=q_local,
+            order=order,
+            updated_log_probs=updated_log_probs,
+        )
+    )
     ratio_mode = v.check_mode("ratio", ratio, RATIO_MODES)
     # ratio="none": no teammate ratio, updated_log_probs is not read (still checked when passed)
     predecessor_mode, _, updated_log_probs = check_predecessor_inputs(
-        predecessors, q_local, updated_log_probs, needs_q=True, reads_updated=ratio != "none")
+        predecessors, q_local, updated_log_probs, needs_q=True, reads_updated=ratio != "none"
+    )
     alpha, beta = v.check_temperatures(alpha, beta)
     eta = v.check_unit_interval("eta", eta)
     log_rho_max = v.check_clip("log_rho_max", log_rho_max)
@@ -98,13 +145,37 @@ def sequential_policy_loss(
     log_mu, avail, actions, q_local, order = (t.detach() for t in (log_mu, avail, actions, q_local, order))
     if updated_log_probs is not None:
         updated_log_probs = updated_log_probs.detach()
-    tensors = dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, q_local=q_local, order=order,
-                   updated_log_probs=updated_log_probs)
+    tensors = dict(
+        logits=logits,
+        log_mu=log_mu,
+        avail=avail,
+        actions=actions,
+        q_local=q_local,
+        order=order,
+        updated_log_probs=updated_log_probs,
+    )
     compute_grad = logits.requires_grad and torch.is_grad_enabled()
     scalars = (predecessor_mode, ratio_mode, alpha, beta, eta, log_rho_max, log_w_max, compute_grad)
-    out = SPEC.run(tensors, scalars, lambda: reference.sequential_policy_loss(
-        logits, log_mu, avail, actions, q_local, order, predecessors, updated_log_probs, alpha, beta, eta,
-        log_rho_max, log_w_max, ratio))
+    out = SPEC.run(
+        tensors,
+        scalars,
+        lambda: reference.sequential_policy_loss(
+            logits,
+            log_mu,
+            avail,
+            actions,
+            q_local,
+            order,
+            predecessors,
+            updated_log_probs,
+            alpha,
+            beta,
+            eta,
+            log_rho_max,
+            log_w_max,
+            ratio,
+        ),
+    )
     return out if isinstance(out, PolicyLoss) else PolicyLoss(*out[:5])
 
 
@@ -115,8 +186,16 @@ class InSPOPolicyLoss(nn.Module):
     latest forward (its loss detached), for logging.
     """
 
-    def __init__(self, alpha: float, beta: float, eta: float = 0.3, log_rho_max: float = math.log(100.0),
-                 log_w_max: float = 10.0, ratio: str = "importance", predecessors: str = "target"):
+    def __init__(
+        self,
+        alpha: float,
+        beta: float,
+        eta: float = 0.3,
+        log_rho_max: float = math.log(100.0),
+        log_w_max: float = 10.0,
+        ratio: str = "importance",
+        predecessors: str = "target",
+    ):
         super().__init__()
         alpha, beta = v.check_temperatures(alpha, beta)
         eta = v.check_unit_interval("eta", eta)
@@ -129,15 +208,37 @@ class InSPOPolicyLoss(nn.Module):
         self.ratio, self.predecessors = ratio, predecessors
         self.last: Optional[PolicyLoss] = None
 
-    def forward(self, logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, q_local: Tensor,
-                order: Tensor, updated_log_probs: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        logits: Tensor,
+        log_mu: Tensor,
+        avail: Tensor,
+        actions: Tensor,
+        q_local: Tensor,
+        order: Tensor,
+        updated_log_probs: Optional[Tensor] = None,
+    ) -> Tensor:
         out = sequential_policy_loss(
-            logits, log_mu, avail, actions, q_local, order, predecessors=self.predecessors,
-            updated_log_probs=updated_log_probs, alpha=self.alpha, beta=self.beta, eta=self.eta,
-            log_rho_max=self.log_rho_max, log_w_max=self.log_w_max, ratio=self.ratio)
+            logits,
+            log_mu,
+            avail,
+            actions,
+            q_local,
+            order,
+            predecessors=self.predecessors,
+            updated_log_probs=updated_log_probs,
+            alpha=self.alpha,
+            beta=self.beta,
+            eta=self.eta,
+            log_rho_max=self.log_rho_max,
+            log_w_max=self.log_w_max,
+            ratio=self.ratio,
+        )
         self.last = out._replace(loss=out.loss.detach())
         return out.loss.sum()
 
     def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, beta={self.beta}, eta={self.eta}, log_rho_max={self.log_rho_max:.4g}, "
-                f"log_w_max={self.log_w_max}, ratio={self.ratio!r}, predecessors={self.predecessors!r}")
+        return (
+            f"alpha={self.alpha}, beta={self.beta}, eta={self.eta}, log_rho_max={self.log_rho_max:.4g}, "
+            f"log_w_max={self.log_w_max}, ratio={self.ratio!r}, predecessors={self.predecessors!r}"
+        )

@@ -2,6 +2,7 @@
 
 Forward-only: rho carries no gradient by design, so the op runs on detached inputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import reference
 from . import _validation as v
+from . import reference
 from ._spec import Arg, OpSpec, Output
 from ._validation import StatusCode as Code
 from .reference import PREDECESSOR_MODES
@@ -32,19 +33,35 @@ def reference_status(logits, log_mu, avail, actions, order, q_local, updated_log
 
 SPEC = OpSpec(
     "teammate_log_ratios",
-    inputs=(Arg("logits", "[B, N, A]"), Arg("log_mu", "[B, N, A]"), Arg("avail", "[B, N, A]", torch.bool),
-            Arg("actions", "[B, N]", torch.int64), Arg("order", "[N]", torch.int64),
-            Arg("q_local", "[B, N, A]", optional=True), Arg("updated_log_probs", "[B, N]", optional=True)),
+    inputs=(
+        Arg("logits", "[B, N, A]"),
+        Arg("log_mu", "[B, N, A]"),
+        Arg("avail", "[B, N, A]", torch.bool),
+        Arg("actions", "[B, N]", torch.int64),
+        Arg("order", "[N]", torch.int64),
+        Arg("q_local", "[B, N, A]", optional=True),
+        Arg("updated_log_probs", "[B, N]", optional=True),
+    ),
     outputs=(Output("log_rho", "[B, N]"),),
-    scalars=(("predecessors", "int"), ("alpha", "float"), ("beta", "float"), ("eta", "float"),
-             ("log_rho_max", "float")),
+    scalars=(
+        ("predecessors", "int"),
+        ("alpha", "float"),
+        ("beta", "float"),
+        ("eta", "float"),
+        ("log_rho_max", "float"),
+    ),
     reference_status=reference_status,
 )
 teammate_log_ratios_op = SPEC.op
 
 
-def check_predecessor_inputs(predecessors: str, q_local: Optional[Tensor], updated_log_probs: Optional[Tensor],
-                             needs_q: bool, reads_updated: bool = True) -> tuple[int, Optional[Tensor], Optional[Tensor]]:
+def check_predecessor_inputs(
+    predecessors: str,
+    q_local: Optional[Tensor],
+    updated_log_probs: Optional[Tensor],
+    needs_q: bool,
+    reads_updated: bool = True,
+) -> tuple[int, Optional[Tensor], Optional[Tensor]]:
     """Mode index, and the q_local / updated_log_probs the call reads (None for one it ignores).
 
     A tensor that is passed has been checked (the op's SPEC.check: type, dtype, shape, device, layout)
@@ -65,9 +82,19 @@ def check_predecessor_inputs(predecessors: str, q_local: Optional[Tensor], updat
 
 
 def teammate_log_ratios(
-    logits: Tensor, log_mu: Tensor, avail: Tensor, actions: Tensor, order: Tensor, *, predecessors: str = "target",
-    q_local: Optional[Tensor] = None, updated_log_probs: Optional[Tensor] = None, alpha: float, beta: float,
-    eta: float = 0.3, log_rho_max: float = math.log(100.0),
+    logits: Tensor,
+    log_mu: Tensor,
+    avail: Tensor,
+    actions: Tensor,
+    order: Tensor,
+    *,
+    predecessors: str = "target",
+    q_local: Optional[Tensor] = None,
+    updated_log_probs: Optional[Tensor] = None,
+    alpha: float,
+    beta: float,
+    eta: float = 0.3,
+    log_rho_max: float = math.log(100.0),
 ) -> Tensor:
     """log rho_i(b) = sum_{l != i} [log pi_hat^l(a^l_b) - log mu^l(a^l_b)], clipped at log_rho_max, as
     reference.teammate_log_ratios: pi_hat^l is the updated policy for the agents before i in `order`
@@ -81,17 +108,49 @@ def teammate_log_ratios(
     A tensor the mode does not read (q_local with "policy", updated_log_probs with "target") is still
     checked when passed. Returns [B, N]; no gradient.
     """
-    SPEC.check(dict(logits=logits, log_mu=log_mu, avail=avail, actions=actions, order=order, q_local=q_local,
-                    updated_log_probs=updated_log_probs))
-    mode, q_local, updated_log_probs = check_predecessor_inputs(predecessors, q_local, updated_log_probs,
-                                                                needs_q=False)
+    SPEC.check(
+        dict(
+            logits=logits,
+            log_mu=log_mu,
+            avail=avail,
+            actions=actions,
+            order=order,
+            q_local=q_local,
+            updated_log_probs=updated_log_probs,
+        )
+    )
+    mode, q_local, updated_log_probs = check_predecessor_inputs(predecessors, q_local, updated_log_probs, needs_q=False)
     alpha, beta = v.check_temperatures(alpha, beta)
     eta = v.check_unit_interval("eta", eta)
     log_rho_max = v.check_clip("log_rho_max", log_rho_max)
-    tensors = {name: None if t is None else t.detach() for name, t in dict(
-        logits=logits, log_mu=log_mu, avail=avail, actions=actions, order=order, q_local=q_local,
-        updated_log_probs=updated_log_probs).items()}
+    tensors = {
+        name: None if t is None else t.detach()
+        for name, t in dict(
+            logits=logits,
+            log_mu=log_mu,
+            avail=avail,
+            actions=actions,
+            order=order,
+            q_local=q_local,
+            updated_log_probs=updated_log_probs,
+        ).items()
+    }
     t = tensors
-    return SPEC.run(tensors, (mode, alpha, beta, eta, log_rho_max), lambda: reference.teammate_log_ratios(
-        t["logits"], t["log_mu"], t["avail"], t["actions"], t["order"], predecessors, t["q_local"],
-        t["updated_log_probs"], alpha, beta, eta, log_rho_max))
+    return SPEC.run(
+        tensors,
+        (mode, alpha, beta, eta, log_rho_max),
+        lambda: reference.teammate_log_ratios(
+            t["logits"],
+            t["log_mu"],
+            t["avail"],
+            t["actions"],
+            t["order"],
+            predecessors,
+            t["q_local"],
+            t["updated_log_probs"],
+            alpha,
+            beta,
+            eta,
+            log_rho_max,
+        ),
+    )

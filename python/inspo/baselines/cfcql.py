@@ -19,6 +19,7 @@ softmax_i(temperature * KL_i) with KL_i = KL(softmax_j Q_tot(s, (a_-i, j)) || mu
 counterfactual policy strays furthest from the behaviour policy mu (fitted by BC first) get the
 penalty. The evaluated policy is greedy (or Boltzmann) on the Q_i.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -31,8 +32,15 @@ from inspo.bc import fit_behaviour
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.loop import Dims, Learner, train_seeds
-from inspo.nets import (AgentMLP, StackedAdam, StackedMLP, make_policy_net, masked_log_softmax, network_families,
-                        polyak_update)
+from inspo.nets import (
+    AgentMLP,
+    StackedAdam,
+    StackedMLP,
+    make_policy_net,
+    masked_log_softmax,
+    network_families,
+    polyak_update,
+)
 
 KL_SMOOTHING = 1e-5  # added to both distributions of KL_i (the official kl_div(log(beta + 1e-5), mu + 1e-5))
 
@@ -77,8 +85,7 @@ def counterfactual_q(q_all: Tensor, actions: Tensor) -> Tensor:
     return torch.where(is_i, own, data.expand(*q_all.shape[:2], n_agents, n_actions, n_agents))
 
 
-def agent_weights(cf_q_tot: Tensor, avail: Tensor, log_mu: Tensor | None, weighting: str,
-                  temperature: float) -> Tensor:
+def agent_weights(cf_q_tot: Tensor, avail: Tensor, log_mu: Tensor | None, weighting: str, temperature: float) -> Tensor:
     """lambda [S, B, N] (detached) from the counterfactual Q_tot [S, B, N, A] (unavailable j at -inf)."""
     if weighting == "uniform":
         return torch.full(cf_q_tot.shape[:-1], 1.0 / cf_q_tot.shape[-2], dtype=cf_q_tot.dtype, device=cf_q_tot.device)
@@ -103,14 +110,17 @@ class CfcqlLearner(Learner):
         n = dims.n_agents
 
         def mixer() -> QmixMixer:
-            return QmixMixer(n_seeds, dims.state_dim, n, config.cfcql_mixer_embed,
-                             config.cfcql_hypernet_hidden).to(config.device)
+            return QmixMixer(n_seeds, dims.state_dim, n, config.cfcql_mixer_embed, config.cfcql_hypernet_hidden).to(
+                config.device
+            )
 
-        self.q_net = AgentMLP(n_seeds, n, dims.obs_dim, dims.n_actions, config.hidden,
-                              config.share_parameters).to(config.device)
+        self.q_net = AgentMLP(n_seeds, n, dims.obs_dim, dims.n_actions, config.hidden, config.share_parameters).to(
+            config.device
+        )
         self.mixer = mixer()
-        self.q_target = AgentMLP(n_seeds, n, dims.obs_dim, dims.n_actions, config.hidden,
-                                 config.share_parameters).to(config.device)
+        self.q_target = AgentMLP(n_seeds, n, dims.obs_dim, dims.n_actions, config.hidden, config.share_parameters).to(
+            config.device
+        )
         self.mixer_target = mixer()
         self.mu = make_policy_net(config, n, dims.obs_dim, dims.n_actions, n_seeds)  # behaviour policy (BC)
         for frozen in (self.q_target, self.mixer_target, self.mu):
@@ -143,18 +153,37 @@ class CfcqlLearner(Learner):
     def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg = self.config
         log_mu = None if cfg.cfcql_weighting == "uniform" else masked_log_softmax(self.mu(batch.obs), batch.avail)
-        losses = cfcql_losses(self, batch, log_mu, alpha=cfg.cfcql_alpha, gamma=cfg.gamma,
-                              weighting=cfg.cfcql_weighting, temperature=cfg.cfcql_temperature)
+        losses = cfcql_losses(
+            self,
+            batch,
+            log_mu,
+            alpha=cfg.cfcql_alpha,
+            gamma=cfg.gamma,
+            weighting=cfg.cfcql_weighting,
+            temperature=cfg.cfcql_temperature,
+        )
         self.optimizer.minimize(losses["loss"].sum(), cfg.grad_clip)  # seeds share no parameter
         for target, online in self.targets():
             polyak_update(target, online, cfg.polyak)
-        return dict(td_loss=losses["td_loss"].detach(), penalty=losses["penalty"].detach(),
-                    loss=losses["loss"].detach(), q_tot=losses["q_tot"].mean(1),
-                    max_agent_weight=losses["agent_weights"].max(-1).values.mean(1))
+        return dict(
+            td_loss=losses["td_loss"].detach(),
+            penalty=losses["penalty"].detach(),
+            loss=losses["loss"].detach(),
+            q_tot=losses["q_tot"].mean(1),
+            max_agent_weight=losses["agent_weights"].max(-1).values.mean(1),
+        )
 
 
-def cfcql_losses(nets: CfcqlLearner, batch: TransitionBatch, log_mu: Tensor | None, *, alpha: float, gamma: float,
-                 weighting: str, temperature: float) -> dict[str, Tensor]:
+def cfcql_losses(
+    nets: CfcqlLearner,
+    batch: TransitionBatch,
+    log_mu: Tensor | None,
+    *,
+    alpha: float,
+    gamma: float,
+    weighting: str,
+    temperature: float,
+) -> dict[str, Tensor]:
     """CFCQL's loss of every seed on the stacked `batch`: td_loss, penalty (alpha included) and their sum
     loss, each [S] with gradients; agent_weights (lambda) [S, B, N] and q_tot [S, B] detached."""
     with torch.no_grad():
@@ -174,8 +203,9 @@ def cfcql_losses(nets: CfcqlLearner, batch: TransitionBatch, log_mu: Tensor | No
     return dict(td_loss=td_loss, penalty=penalty, loss=td_loss + penalty, agent_weights=weights, q_tot=q_tot.detach())
 
 
-def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True,
-          on_step=None) -> dict[str, Any]:
+def train(
+    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None
+) -> dict[str, Any]:
     """Train CFCQL (one seed; `inspo.loop.train_seeds` batches several): returns {"scores": ..., ...}."""
     config = config if config.algo == "cfcql" else TrainConfig.from_dict({**config.to_dict(), "algo": "cfcql"})
     return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]

@@ -18,6 +18,7 @@ The max-shift m only rescales the V loss (its minimiser is unchanged) and keeps 
 with non-negative weights makes argmax Q_tot = (argmax Q_i)_i (IGM) by construction, which is exactly
 what fails on XOR-like payoffs: the decomposition cannot represent them.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,15 @@ from torch import Tensor, nn
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.loop import Dims, Learner, train_seeds
-from inspo.nets import (AgentMLP, StackedAdam, StackedMLP, make_policy_net, masked_log_softmax, network_families,
-                        polyak_update)
+from inspo.nets import (
+    AgentMLP,
+    StackedAdam,
+    StackedMLP,
+    make_policy_net,
+    masked_log_softmax,
+    network_families,
+    polyak_update,
+)
 
 Z_CLAMP = 10.0  # |z| bound of the in-sample weight exponent (OMIGA's value)
 M_FLOOR = -1.0  # the max-shift m never goes below this (OMIGA's value)
@@ -88,8 +96,7 @@ class OmigaLearner(Learner):
         return (self.q_target, self.q_net), (self.v_target, self.v_net), (self.mixer_target, self.mixer)
 
     def initialize_seed(self, seed: int) -> None:
-        for module in (self.actor, self.q_net, self.v_net, self.mixer, self.q_target, self.v_target,
-                       self.mixer_target):
+        for module in (self.actor, self.q_net, self.v_net, self.mixer, self.q_target, self.v_target, self.mixer_target):
             module.reset_seed(seed)
         with torch.no_grad():
             for target, online in self.targets():
@@ -99,15 +106,23 @@ class OmigaLearner(Learner):
     def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg = self.config
         losses = omiga_losses(self, batch, alpha=cfg.omiga_alpha, gamma=cfg.gamma)
-        for loss, optimizer in ((losses["q_loss"], self.q_opt), (losses["v_loss"], self.v_opt),
-                                (losses["policy_loss"], self.actor_opt)):
+        for loss, optimizer in (
+            (losses["q_loss"], self.q_opt),
+            (losses["v_loss"], self.v_opt),
+            (losses["policy_loss"], self.actor_opt),
+        ):
             optimizer.minimize(loss.sum(), cfg.grad_clip)  # seeds share no parameter: each its own gradient
         for target, online in self.targets():
             polyak_update(target, online, cfg.polyak)
         weight = losses["weight"].flatten(1)
-        return dict(q_loss=losses["q_loss"].detach(), v_loss=losses["v_loss"].detach(),
-                    policy_loss=losses["policy_loss"].detach(), mean_weight=weight.mean(1),
-                    max_weight=weight.max(1).values, mixer_w=losses["w"].flatten(1).mean(1))
+        return dict(
+            q_loss=losses["q_loss"].detach(),
+            v_loss=losses["v_loss"].detach(),
+            policy_loss=losses["policy_loss"].detach(),
+            mean_weight=weight.mean(1),
+            max_weight=weight.max(1).values,
+            mixer_w=losses["w"].flatten(1).mean(1),
+        )
 
 
 def omiga_losses(nets: OmigaLearner, batch: TransitionBatch, *, alpha: float, gamma: float) -> dict[str, Tensor]:
@@ -135,12 +150,14 @@ def omiga_losses(nets: OmigaLearner, batch: TransitionBatch, *, alpha: float, ga
     weight = z.detach().exp()
     log_pi = taken(masked_log_softmax(nets.actor(batch.obs), batch.avail), batch.actions)
     policy_loss = -(weight * log_pi).mean(1).sum(-1)
-    return dict(q_loss=q_loss, v_loss=v_loss, policy_loss=policy_loss, weight=weight, w=w.detach(),
-                log_pi=log_pi.detach())
+    return dict(
+        q_loss=q_loss, v_loss=v_loss, policy_loss=policy_loss, weight=weight, w=w.detach(), log_pi=log_pi.detach()
+    )
 
 
-def train(config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True,
-          on_step=None) -> dict[str, Any]:
+def train(
+    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None
+) -> dict[str, Any]:
     """Train OMIGA (one seed; `inspo.loop.train_seeds` batches several): returns {"scores": ..., ...}."""
     config = config if config.algo == "omiga" else TrainConfig.from_dict({**config.to_dict(), "algo": "omiga"})
     return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]

@@ -6,6 +6,7 @@ Sections (all by default): `ops` (every op over the B x N x A sweep, forward / b
 fused modes, against N). Output: a table on the terminal as rows complete, then CSV, Markdown and the
 speed-up plot in --out-dir, and the issue's targets judged on this run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,37 +27,60 @@ DEFAULT_SWEEP = dict(batch="1024,16384,262144", agents="8", actions="5,16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--full", action="store_true",
-                        help=f"the whole grid B={FULL_SWEEP['batch']} N={FULL_SWEEP['agents']} "
-                             f"A={FULL_SWEEP['actions']} (default: N={DEFAULT_SWEEP['agents']}, "
-                             f"A={DEFAULT_SWEEP['actions']})")
-    parser.add_argument("--quick", action="store_true",
-                        help="a seconds-long smoke run (tiny sizes, few repeats): checks that everything works; "
-                             "its numbers are not measurements")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help=f"the whole grid B={FULL_SWEEP['batch']} N={FULL_SWEEP['agents']} "
+        f"A={FULL_SWEEP['actions']} (default: N={DEFAULT_SWEEP['agents']}, "
+        f"A={DEFAULT_SWEEP['actions']})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a seconds-long smoke run (tiny sizes, few repeats): checks that everything works; "
+        "its numbers are not measurements",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (CUDA rows are timed with CUDA events)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
     parser.add_argument("--ops", default="all", help="comma list of op names, or 'all'")
-    parser.add_argument("--impls", default=None,
-                        help="comma list of ours, eager, compiled (default all three; --quick: ours,eager, because "
-                             "a first torch.compile takes 10-30 s here)")
+    parser.add_argument(
+        "--impls",
+        default=None,
+        help="comma list of ours, eager, compiled (default all three; --quick: ours,eager, because "
+        "a first torch.compile takes 10-30 s here)",
+    )
     parser.add_argument("--modes", default="fwd,bwd,full", help="comma list of fwd, bwd, full")
     parser.add_argument("--batch", default=None, help=f"B values of the op sweep (default {DEFAULT_SWEEP['batch']})")
     parser.add_argument("--agents", default=None, help=f"N values (default {DEFAULT_SWEEP['agents']})")
     parser.add_argument("--actions", default=None, help=f"A values (default {DEFAULT_SWEEP['actions']})")
-    parser.add_argument("--iteration-shapes", default="2s3z,4k",
-                        help="shapes of the training-iteration section: 2s3z (B=256, N=5, A=10, SMAX 2s3z "
-                             "obs/state), 4k (B=4096, N=8, A=16)")
-    parser.add_argument("--max-elements", type=float, default=40e6,
-                        help="skip sizes with B*N*A above this (the eager reference's memory and time)")
+    parser.add_argument(
+        "--iteration-shapes",
+        default="2s3z,4k",
+        help="shapes of the training-iteration section: 2s3z (B=256, N=5, A=10, SMAX 2s3z "
+        "obs/state), 4k (B=4096, N=8, A=16)",
+    )
+    parser.add_argument(
+        "--max-elements",
+        type=float,
+        default=40e6,
+        help="skip sizes with B*N*A above this (the eager reference's memory and time)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch / OpenMP threads (default: all cores)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls per row after the first")
     parser.add_argument("--repeats", type=int, default=None, help="minimum timed calls per row")
     parser.add_argument("--min-time", type=float, default=None, help="minimum timed seconds per row")
-    parser.add_argument("--static-compile", action="store_true",
-                        help="torch.compile(dynamic=False): one compile per shape instead of one per op")
+    parser.add_argument(
+        "--static-compile",
+        action="store_true",
+        help="torch.compile(dynamic=False): one compile per shape instead of one per op",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    parser.add_argument("--bandwidth-mib", type=int, default=None,
-                        help="buffer size of the bandwidth copy (default: 1024, or twice the last-level cache)")
+    parser.add_argument(
+        "--bandwidth-mib",
+        type=int,
+        default=None,
+        help="buffer size of the bandwidth copy (default: 1024, or twice the last-level cache)",
+    )
     parser.add_argument("--out-dir", default="runs/bench", help="where bench.csv, bench.md and the plot go")
     parser.add_argument("--plot", default=None, help="path of the speed-up plot (default OUT_DIR/perf_speedup.png)")
     parser.add_argument("--seed", type=int, default=0)
@@ -93,8 +117,16 @@ def run(args: argparse.Namespace) -> int:
     from inspo.bench import report
     from inspo.bench.ops import IMPLEMENTATIONS, MODES, OPS, Size
     from inspo.bench.roofline import last_level_cache_bytes, measure_bandwidth
-    from inspo.bench.runner import (POLICY_LOSS, Bench, Settings, available_cores, evaluate_targets,
-                                    format_targets, machine_summary, timestamp)
+    from inspo.bench.runner import (
+        POLICY_LOSS,
+        Bench,
+        Settings,
+        available_cores,
+        evaluate_targets,
+        format_targets,
+        machine_summary,
+        timestamp,
+    )
     from inspo.bench.timing import TimingPolicy
 
     device = torch.device(args.device)
@@ -134,8 +166,12 @@ def run(args: argparse.Namespace) -> int:
         batches = _ints(args.batch or sweep["batch"])
         batch_points = sorted(set(batches) | {4**k for k in range(3, 12) if min(batches) < 4**k < max(batches)})
         thread_size = Size(max(b for b in batch_points if b <= 65536), 8, 16)
-    sizes = [Size(b, n, a) for b in _ints(args.batch or sweep["batch"]) for n in _ints(args.agents or sweep["agents"])
-             for a in _ints(args.actions or sweep["actions"])]
+    sizes = [
+        Size(b, n, a)
+        for b in _ints(args.batch or sweep["batch"])
+        for n in _ints(args.agents or sweep["agents"])
+        for a in _ints(args.actions or sweep["actions"])
+    ]
     # 1 -> all cores, whatever --threads the other sections run at
     thread_counts = sorted({1, threads, cores} | {t for t in (2, 4, 8, 16, 32, 64) if t < max(threads, cores)})
     if "compiled" in impls:
@@ -145,29 +181,48 @@ def run(args: argparse.Namespace) -> int:
 
     started = timestamp()
     header = machine_summary(device)
-    header.update({"threads": str(threads), "started": started,
-                   "timing": f"median of >= {policy.min_repeats} repeats and >= {policy.min_time:g} s per row after "
-                             f"{policy.warmup} warm-up call(s) plus the first call; spread = interquartile range",
-                   "torch.compile": "dynamic=False (per shape)" if args.static_compile else "dynamic=True (one per op)"})
+    header.update(
+        {
+            "threads": str(threads),
+            "started": started,
+            "timing": f"median of >= {policy.min_repeats} repeats and >= {policy.min_time:g} s per row after "
+            f"{policy.warmup} warm-up call(s) plus the first call; spread = interquartile range",
+            "torch.compile": "dynamic=False (per shape)" if args.static_compile else "dynamic=True (one per op)",
+        }
+    )
     load = os.getloadavg()[0]
     if load > 0.5:
-        header["warning"] = (f"load average {load:.1f} at start: other processes share the cores, so the "
-                             f"timings are noisy (multi-threaded rows most of all)")
+        header["warning"] = (
+            f"load average {load:.1f} at start: other processes share the cores, so the "
+            f"timings are noisy (multi-threaded rows most of all)"
+        )
     print("inspo bench" + (" --quick (smoke run: not a measurement)" if quick else ""))
     for key, value in header.items():
         print(f"  {key}: {value}")
 
     torch.set_num_threads(threads)
     bandwidth = measure_bandwidth(device, bandwidth_bytes, policy)
-    print(f"  memory bandwidth (copy of {bandwidth.buffer_bytes >> 20} MiB, read + write bytes): "
-          f"{bandwidth.copy_gbps:.1f} GB/s (median {bandwidth.copy_median_gbps:.1f}); read-only "
-          f"{bandwidth.read_gbps:.1f} GB/s")
-    header["memory bandwidth"] = (f"{bandwidth.copy_gbps:.1f} GB/s copy ({bandwidth.buffer_bytes >> 20} MiB, "
-                                  f"read + write), {bandwidth.read_gbps:.1f} GB/s read-only")
+    print(
+        f"  memory bandwidth (copy of {bandwidth.buffer_bytes >> 20} MiB, read + write bytes): "
+        f"{bandwidth.copy_gbps:.1f} GB/s (median {bandwidth.copy_median_gbps:.1f}); read-only "
+        f"{bandwidth.read_gbps:.1f} GB/s"
+    )
+    header["memory bandwidth"] = (
+        f"{bandwidth.copy_gbps:.1f} GB/s copy ({bandwidth.buffer_bytes >> 20} MiB, "
+        f"read + write), {bandwidth.read_gbps:.1f} GB/s read-only"
+    )
 
-    settings = Settings(device=device, impls=impls, modes=modes, policy=policy, threads=threads,
-                        max_elements=int(args.max_elements), measure_memory=not args.no_memory,
-                        compile_dynamic=not args.static_compile, seed=args.seed)
+    settings = Settings(
+        device=device,
+        impls=impls,
+        modes=modes,
+        policy=policy,
+        threads=threads,
+        max_elements=int(args.max_elements),
+        measure_memory=not args.no_memory,
+        compile_dynamic=not args.static_compile,
+        seed=args.seed,
+    )
     bench = Bench(settings, bandwidth)
     if "ops" in sections:
         bench.op_sweep(op_names, sizes)
@@ -190,8 +245,9 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     report.write_csv(bench.rows, out_dir / "bench.csv")
     plot_path = Path(args.plot) if args.plot else out_dir / "perf_speedup.png"
-    plotted = report.plot_speedup(bench.rows, plot_path, title=f"inspo_ext speed-up, {header['cpu']}, "
-                                                              f"{threads} threads ({device.type})")
+    plotted = report.plot_speedup(
+        bench.rows, plot_path, title=f"inspo_ext speed-up, {header['cpu']}, {threads} threads ({device.type})"
+    )
     (out_dir / "bench.md").write_text(report.markdown_report(header, bench.rows, format_targets(targets)))
     print(f"\nwrote {out_dir / 'bench.csv'}, {out_dir / 'bench.md'}" + (f", {plotted}" if plotted else ""))
     return 0

@@ -12,6 +12,7 @@ variants (the `impl` column) are what a user could run:
 OMIGA calls no InSPO op: its eager and ours rows are the same code. The minibatch gather and the
 iteration's random draws happen in `prepare`, outside the timed region.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,8 +60,12 @@ class Variant:
     seeds: int
 
 
-VARIANTS = (Variant("eager", True, False, 1), Variant("ours", False, False, 1),
-            Variant("ours+compile", False, True, 1), Variant("ours+compile/S5", False, True, 5))
+VARIANTS = (
+    Variant("eager", True, False, 1),
+    Variant("ours", False, False, 1),
+    Variant("ours+compile", False, True, 1),
+    Variant("ours+compile/S5", False, True, 5),
+)
 
 REFERENCE_BACKEND = ReferenceOps()
 
@@ -76,8 +81,9 @@ def ops_backend(use_reference: bool) -> Iterator[None]:
         batched_ops.backend = saved
 
 
-def synthetic_store(transitions: int, shape: Shape, device: torch.device, generator: torch.Generator
-                    ) -> TransitionStore:
+def synthetic_store(
+    transitions: int, shape: Shape, device: torch.device, generator: torch.Generator
+) -> TransitionStore:
     n, a = shape.agents, shape.actions
 
     def avail_and_actions():
@@ -93,11 +99,17 @@ def synthetic_store(transitions: int, shape: Shape, device: torch.device, genera
         return torch.randn(*size, generator=generator).to(device)
 
     return TransitionStore(
-        state=randn(transitions, shape.state_dim), obs=randn(transitions, n, shape.obs_dim), actions=actions,
-        reward=randn(transitions), next_state=randn(transitions, shape.state_dim),
-        next_obs=randn(transitions, n, shape.obs_dim), next_actions=next_actions,
-        done=(torch.rand(transitions, generator=generator) < 0.05).float().to(device), avail=avail,
-        next_avail=next_avail)
+        state=randn(transitions, shape.state_dim),
+        obs=randn(transitions, n, shape.obs_dim),
+        actions=actions,
+        reward=randn(transitions),
+        next_state=randn(transitions, shape.state_dim),
+        next_obs=randn(transitions, n, shape.obs_dim),
+        next_actions=next_actions,
+        done=(torch.rand(transitions, generator=generator) < 0.05).float().to(device),
+        avail=avail,
+        next_avail=next_avail,
+    )
 
 
 @dataclass
@@ -109,8 +121,9 @@ class IterationCase:
     step: int  # an iteration index past any critic warm-up, so the agent pass runs
 
     def prepare(self):
-        rows = [torch.randint(len(store), (self.batch_size,), generator=g) for store, g in zip(self.stores,
-                                                                                              self.generators)]
+        rows = [
+            torch.randint(len(store), (self.batch_size,), generator=g) for store, g in zip(self.stores, self.generators)
+        ]
         batch = stack_batches([store.index(r) for store, r in zip(self.stores, rows)])
         return batch, self.learner.draw(self.generators, self.step)
 
@@ -118,23 +131,38 @@ class IterationCase:
         self.learner.update(*prepared, self.step)
 
 
-def make_case(algo: str, mode: str, shape: Shape, seeds: int, compiled: bool, device: torch.device,
-              seed: int = 0) -> IterationCase:
+def make_case(
+    algo: str, mode: str, shape: Shape, seeds: int, compiled: bool, device: torch.device, seed: int = 0
+) -> IterationCase:
     hidden = OMIGA_HIDDEN if algo == "omiga" else shape.hidden
-    config = TrainConfig(algo=algo, mode=mode, batch_size=shape.batch, alpha=HYPER["alpha"], beta=HYPER["beta"],
-                         eta=HYPER["eta"], hidden=hidden, critic_hidden=shape.critic_hidden, mixer_hidden=64,
-                         share_parameters=shape.share_parameters, device=str(device), seed=seed,
-                         compile=compiled).validate()
+    config = TrainConfig(
+        algo=algo,
+        mode=mode,
+        batch_size=shape.batch,
+        alpha=HYPER["alpha"],
+        beta=HYPER["beta"],
+        eta=HYPER["eta"],
+        hidden=hidden,
+        critic_hidden=shape.critic_hidden,
+        mixer_hidden=64,
+        share_parameters=shape.share_parameters,
+        device=str(device),
+        seed=seed,
+        compile=compiled,
+    ).validate()
     learner = get_learner(algo)(config, seeds, Dims(shape.agents, shape.obs_dim, shape.state_dim, shape.actions))
     for s in range(seeds):
         torch.manual_seed(seed + s)  # network initialization
         learner.initialize_seed(s)
-    stores = [synthetic_store(2 * shape.batch, shape, device, torch.Generator().manual_seed(seed + s))
-              for s in range(seeds)]
+    stores = [
+        synthetic_store(2 * shape.batch, shape, device, torch.Generator().manual_seed(seed + s)) for s in range(seeds)
+    ]
     if algo == "inspo":
         with torch.no_grad():
             for s, store in enumerate(stores):
-                store.cache_behaviour(lambda obs, avail, s=s: masked_log_softmax(learner.mu.forward_seed(s, obs), avail))
+                store.cache_behaviour(
+                    lambda obs, avail, s=s: masked_log_softmax(learner.mu.forward_seed(s, obs), avail)
+                )
             learner.actor.load_state_dict(learner.mu.state_dict())  # pi starts as mu, as in training
         learner.mu.requires_grad_(False)
     generators = [torch.Generator().manual_seed(seed + s) for s in range(seeds)]

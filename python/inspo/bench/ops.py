@@ -14,6 +14,7 @@ the logits' gradient written once. Forward + backward ("full") is counted as one
 read once and the per-agent outputs and the logits' gradient written once (an implementation that
 keeps state between the passes, as ours does, moves more than this minimum).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -82,10 +83,14 @@ class ReferenceOps:
             if name == "resample":
                 generator, log_rho = arguments.pop("generator"), arguments["log_rho"]
                 if arguments["uniforms"] is None:
-                    shape = log_rho.shape if arguments["method"] == "multinomial" else \
-                        log_rho.shape[:-2] + (1, log_rho.shape[-1])
-                    arguments["uniforms"] = torch.rand(shape, generator=generator, device=log_rho.device,
-                                                       dtype=torch.float64)
+                    shape = (
+                        log_rho.shape
+                        if arguments["method"] == "multinomial"
+                        else log_rho.shape[:-2] + (1, log_rho.shape[-1])
+                    )
+                    arguments["uniforms"] = torch.rand(
+                        shape, generator=generator, device=log_rho.device, dtype=torch.float64
+                    )
             return fn(**arguments)
 
         setattr(self, name, call)  # bound once per op (one compile per op)
@@ -149,8 +154,10 @@ def setup_soft_bellman_target(size: Size, device: torch.device, generator: torch
         reward=torch.randn(b, generator=generator).to(device),
         done=(torch.rand(b, generator=generator) < 0.05).float().to(device),
         q_next=torch.randn(b, generator=generator).to(device),
-        next_logits=inputs["next_logits"], next_log_mu=inputs["next_log_mu"],
-        next_avail=inputs["next_avail"], next_actions=inputs["next_actions"],
+        next_logits=inputs["next_logits"],
+        next_log_mu=inputs["next_log_mu"],
+        next_avail=inputs["next_avail"],
+        next_actions=inputs["next_actions"],
     )
 
 
@@ -183,19 +190,46 @@ def setup_sequential_policy_loss(size: Size, device: torch.device, generator: to
 # ---------------------------------------------------------------------------------------------
 def call_soft_bellman_target(ops, x: dict[str, Tensor]):
     return ops.soft_bellman_target(
-        x["reward"], x["done"], x["q_next"], x["next_logits"], x["next_log_mu"], x["next_avail"], x["next_actions"],
-        gamma=HYPER["gamma"], alpha=HYPER["alpha"], beta=HYPER["beta"], log_rho_max=HYPER["log_rho_max"])
+        x["reward"],
+        x["done"],
+        x["q_next"],
+        x["next_logits"],
+        x["next_log_mu"],
+        x["next_avail"],
+        x["next_actions"],
+        gamma=HYPER["gamma"],
+        alpha=HYPER["alpha"],
+        beta=HYPER["beta"],
+        log_rho_max=HYPER["log_rho_max"],
+    )
 
 
 def call_in_sample_weights(ops, x: dict[str, Tensor]):
-    return ops.in_sample_weights(x["q_local"], x["log_mu"], x["avail"], x["actions"],
-                                 alpha=HYPER["alpha"], beta=HYPER["beta"], log_w_max=HYPER["log_w_max"])
+    return ops.in_sample_weights(
+        x["q_local"],
+        x["log_mu"],
+        x["avail"],
+        x["actions"],
+        alpha=HYPER["alpha"],
+        beta=HYPER["beta"],
+        log_w_max=HYPER["log_w_max"],
+    )
 
 
 def call_teammate_log_ratios(ops, x: dict[str, Tensor]):
     return ops.teammate_log_ratios(
-        x["logits"], x["log_mu"], x["avail"], x["actions"], x["order"], predecessors="target", q_local=x["q_local"],
-        alpha=HYPER["alpha"], beta=HYPER["beta"], eta=HYPER["eta"], log_rho_max=HYPER["log_rho_max"])
+        x["logits"],
+        x["log_mu"],
+        x["avail"],
+        x["actions"],
+        x["order"],
+        predecessors="target",
+        q_local=x["q_local"],
+        alpha=HYPER["alpha"],
+        beta=HYPER["beta"],
+        eta=HYPER["eta"],
+        log_rho_max=HYPER["log_rho_max"],
+    )
 
 
 def call_resample(ops, x: dict[str, Tensor]):
@@ -204,9 +238,20 @@ def call_resample(ops, x: dict[str, Tensor]):
 
 def call_sequential_policy_loss(ops, x: dict[str, Tensor]):
     return ops.sequential_policy_loss(
-        x["logits"], x["log_mu"], x["avail"], x["actions"], x["q_local"], x["order"], predecessors="target",
-        alpha=HYPER["alpha"], beta=HYPER["beta"], eta=HYPER["eta"], log_rho_max=HYPER["log_rho_max"],
-        log_w_max=HYPER["log_w_max"], ratio="self_normalized")
+        x["logits"],
+        x["log_mu"],
+        x["avail"],
+        x["actions"],
+        x["q_local"],
+        x["order"],
+        predecessors="target",
+        alpha=HYPER["alpha"],
+        beta=HYPER["beta"],
+        eta=HYPER["eta"],
+        log_rho_max=HYPER["log_rho_max"],
+        log_w_max=HYPER["log_w_max"],
+        ratio="self_normalized",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,12 +320,17 @@ OPS: dict[str, OpSpec] = {
     for spec in (
         OpSpec("soft_bellman_target", setup_soft_bellman_target, call_soft_bellman_target, bytes_soft_bellman_target),
         OpSpec("in_sample_weights", setup_in_sample_weights, call_in_sample_weights, bytes_in_sample_weights),
-        OpSpec("teammate_log_ratios", setup_teammate_log_ratios, call_teammate_log_ratios,
-               bytes_teammate_log_ratios),
+        OpSpec("teammate_log_ratios", setup_teammate_log_ratios, call_teammate_log_ratios, bytes_teammate_log_ratios),
         OpSpec("resample", setup_resample, call_resample, bytes_resample),
-        OpSpec("sequential_policy_loss", setup_sequential_policy_loss, call_sequential_policy_loss,
-               bytes_policy_loss_forward, bytes_policy_loss_backward, grad_input="logits",
-               grad_output=lambda out: out.loss),
+        OpSpec(
+            "sequential_policy_loss",
+            setup_sequential_policy_loss,
+            call_sequential_policy_loss,
+            bytes_policy_loss_forward,
+            bytes_policy_loss_backward,
+            grad_input="logits",
+            grad_output=lambda out: out.loss,
+        ),
     )
 }
 

@@ -1,4 +1,5 @@
 """Rows of a benchmark run and their outputs: the terminal table, CSV, Markdown and the speed-up plot."""
+
 from __future__ import annotations
 
 import csv
@@ -119,8 +120,23 @@ def group_rows(rows: Iterable[Row]) -> list[dict[str, Row]]:
     return list(groups.values())
 
 
-HEADERS = ("op", "mode", "B", "N", "A", "thr", "eager ms", "compiled ms", "ours ms", "ours vs eager",
-           "ours vs compiled", "ours GB/s", "% of BW", "peak MB e/c/o", "note")
+HEADERS = (
+    "op",
+    "mode",
+    "B",
+    "N",
+    "A",
+    "thr",
+    "eager ms",
+    "compiled ms",
+    "ours ms",
+    "ours vs eager",
+    "ours vs compiled",
+    "ours GB/s",
+    "% of BW",
+    "peak MB e/c/o",
+    "note",
+)
 
 
 def table_cells(group: dict[str, Row]) -> list[str]:
@@ -128,10 +144,17 @@ def table_cells(group: dict[str, Row]) -> list[str]:
     ours = group.get("ours")
     notes = sorted({r.note for r in group.values() if r.note})
     return [
-        any_row.op, any_row.mode, str(any_row.batch), str(any_row.agents), str(any_row.actions), str(any_row.threads),
+        any_row.op,
+        any_row.mode,
+        str(any_row.batch),
+        str(any_row.agents),
+        str(any_row.actions),
+        str(any_row.threads),
         *(_ms(group.get(impl)) for impl in IMPL_ORDER),
-        _ratio(ours.vs_eager) if ours else "-", _ratio(ours.vs_compiled) if ours else "-",
-        _num(ours.gbps) if ours else "-", _pct(ours.roofline) if ours else "-",
+        _ratio(ours.vs_eager) if ours else "-",
+        _ratio(ours.vs_compiled) if ours else "-",
+        _num(ours.gbps) if ours else "-",
+        _pct(ours.roofline) if ours else "-",
         "/".join(_mb(group.get(impl)) for impl in IMPL_ORDER),
         "; ".join(notes),
     ]
@@ -173,8 +196,13 @@ def plot_speedup(rows: Sequence[Row], path: Path, title: str) -> Optional[Path]:
     for row in rows:
         if row.impl == "ours" and row.ok and row.section in ("ops", "batch_scaling"):
             series.setdefault(f"{row.op} ({row.mode}, N={row.agents}, A={row.actions})", []).append(row)
-    chosen = {label: pts for label, pts in series.items() if len({r.batch for r in pts}) >= 2 and
-              ("N=8, A=16" in label) and (("full" in label) or ("sequential" not in label and "fwd" in label))}
+    chosen = {
+        label: pts
+        for label, pts in series.items()
+        if len({r.batch for r in pts}) >= 2
+        and ("N=8, A=16" in label)
+        and (("full" in label) or ("sequential" not in label and "fwd" in label))
+    }
     if not chosen:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -203,15 +231,39 @@ def plot_speedup(rows: Sequence[Row], path: Path, title: str) -> Optional[Path]:
     return path
 
 
-ITERATION_HEADERS = ("shape", "iteration", "B", "N", "A", "thr", "variant", "ms per seed", "samples/s per seed",
-                     "vs plain PyTorch", "first call s", "note")
+ITERATION_HEADERS = (
+    "shape",
+    "iteration",
+    "B",
+    "N",
+    "A",
+    "thr",
+    "variant",
+    "ms per seed",
+    "samples/s per seed",
+    "vs plain PyTorch",
+    "first call s",
+    "note",
+)
 ITERATION_WIDTHS = (6, 15, 5, 3, 3, 3, 16, 12, 12, 9, 9, 0)
 
 
 def iteration_cells(shape: str, row: Row) -> list[str]:
     per_second = row.batch / (row.median_ms / 1e3) if row.ok else NAN
-    return [shape, row.op, str(row.batch), str(row.agents), str(row.actions), str(row.threads), row.impl, _ms(row),
-            _num(per_second), _ratio(row.vs_eager), _num(row.first_call_s), row.note]
+    return [
+        shape,
+        row.op,
+        str(row.batch),
+        str(row.agents),
+        str(row.actions),
+        str(row.threads),
+        row.impl,
+        _ms(row),
+        _num(per_second),
+        _ratio(row.vs_eager),
+        _num(row.first_call_s),
+        row.note,
+    ]
 
 
 def iteration_header() -> str:

@@ -6,6 +6,7 @@ is a reduction over the same buffer (bytes read only), printed for reference: op
 more than they write can go above the copy figure. The buffer is chosen larger than the last-level
 cache so that the figure is DRAM's, not the cache's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

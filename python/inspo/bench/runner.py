@@ -3,6 +3,7 @@
 Every row of a group (same op, mode, size, threads) is measured back to back for the three
 implementations, so the ratios compare numbers taken under the same machine load.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,9 @@ class Bench:
         print(text, file=self.out, flush=True)
 
     # ---- one group: the implementations of one (op, mode, size, threads) ----
-    def op_group(self, section: str, spec: OpSpec, size: Size, mode: str, inputs: Optional[dict[str, Any]],
-                 threads: int) -> dict[str, Row]:
+    def op_group(
+        self, section: str, spec: OpSpec, size: Size, mode: str, inputs: Optional[dict[str, Any]], threads: int
+    ) -> dict[str, Row]:
         group = {}
         for impl in self.settings.impls:
             key = (spec.name, impl, mode, size, threads)
@@ -92,8 +94,16 @@ class Bench:
         self._finish_group(group)
         return group
 
-    def _op_row(self, section: str, spec: OpSpec, size: Size, mode: str, impl: str,
-                inputs: Optional[dict[str, Any]], threads: int) -> Row:
+    def _op_row(
+        self,
+        section: str,
+        spec: OpSpec,
+        size: Size,
+        mode: str,
+        impl: str,
+        inputs: Optional[dict[str, Any]],
+        threads: int,
+    ) -> Row:
         row = self._blank(section, spec.name, impl, mode, size, threads)
         if inputs is None:
             row.note = self._skip_note(size)
@@ -107,12 +117,23 @@ class Bench:
         return row
 
     def _blank(self, section: str, op: str, impl: str, mode: str, size: Size, threads: int) -> Row:
-        return Row(section=section, op=op, impl=impl, mode=mode, batch=size.batch, agents=size.agents,
-                   actions=size.actions, threads=threads, device=str(self.settings.device))
+        return Row(
+            section=section,
+            op=op,
+            impl=impl,
+            mode=mode,
+            batch=size.batch,
+            agents=size.agents,
+            actions=size.actions,
+            threads=threads,
+            device=str(self.settings.device),
+        )
 
     def _skip_note(self, size: Size) -> str:
-        return (f"skipped: B*N*A = {size.elements / 1e6:.0f}M > --max-elements "
-                f"{self.settings.max_elements / 1e6:.0f}M (eager memory/time)")
+        return (
+            f"skipped: B*N*A = {size.elements / 1e6:.0f}M > --max-elements "
+            f"{self.settings.max_elements / 1e6:.0f}M (eager memory/time)"
+        )
 
     def _time(self, row: Row, prepare: Callable, region: Callable, threads: int) -> None:
         device, policy = self.settings.device, self.settings.policy
@@ -164,14 +185,17 @@ class Bench:
         groups = []
         for batch in batches:
             size = Size(batch, agents, actions)
-            groups.append(self.op_group("batch_scaling", spec, size, "full", self._inputs(spec, size),
-                                        self.settings.threads))
+            groups.append(
+                self.op_group("batch_scaling", spec, size, "full", self._inputs(spec, size), self.settings.threads)
+            )
         for impl in self.settings.impls:
             points = [(g[impl].batch, g[impl].median_ms) for g in groups if impl in g and g[impl].ok]
             if len(points) >= 2:
                 per_sample = ", ".join(f"B={b}: {t * 1e6 / b:.0f} ns" for b, t in points)
-                self.say(f"  {impl:9s} log-log slope {loglog_slope(points):.2f} (1 = linear in B); "
-                         f"time per sample {per_sample}")
+                self.say(
+                    f"  {impl:9s} log-log slope {loglog_slope(points):.2f} (1 = linear in B); "
+                    f"time per sample {per_sample}"
+                )
 
     def thread_scaling(self, size: Size, thread_counts: list[int]) -> None:
         spec = OPS[POLICY_LOSS]
@@ -200,8 +224,9 @@ class Bench:
                 group = {}
                 for variant in variants:
                     row = self._blank("iteration", op, variant.name, "full", size, threads)
-                    case = iteration.make_case(algo, mode, shape, variant.seeds, variant.compiled, self.settings.device,
-                                               self.settings.seed)
+                    case = iteration.make_case(
+                        algo, mode, shape, variant.seeds, variant.compiled, self.settings.device, self.settings.seed
+                    )
                     with iteration.ops_backend(variant.reference_ops):
                         self._time(row, case.prepare, case.region, threads)
                         if row.ok and variant.name == "ours":
@@ -215,8 +240,9 @@ class Bench:
                                 row.note += f"; our ops {100 * iteration.ops_share(case):.0f}% of the iteration"
                             torch.set_num_threads(previous)
                     if row.ok and variant.seeds > 1:  # per seed
-                        row.median_ms, row.p25_ms, row.p75_ms = (t / variant.seeds for t in
-                                                                 (row.median_ms, row.p25_ms, row.p75_ms))
+                        row.median_ms, row.p25_ms, row.p75_ms = (
+                            t / variant.seeds for t in (row.median_ms, row.p25_ms, row.p75_ms)
+                        )
                         row.note = f"{variant.seeds} seeds batched, time per seed"
                     group[variant.name] = row
                 fill_ratios(list(group.values()))
@@ -224,12 +250,21 @@ class Bench:
                 for row in group.values():
                     self.say(iteration_line(shape.name, row))
 
-    def find(self, section: str, op: str, impl: str, mode: str, size: Size, threads: Optional[int] = None
-             ) -> Optional[Row]:
+    def find(
+        self, section: str, op: str, impl: str, mode: str, size: Size, threads: Optional[int] = None
+    ) -> Optional[Row]:
         threads = self.settings.threads if threads is None else threads
         for row in self.rows:
             if (row.section, row.op, row.impl, row.mode, row.batch, row.agents, row.actions, row.threads) == (
-                    section, op, impl, mode, size.batch, size.agents, size.actions, threads):
+                section,
+                op,
+                impl,
+                mode,
+                size.batch,
+                size.agents,
+                size.actions,
+                threads,
+            ):
                 return row
         return None
 
@@ -262,22 +297,35 @@ def evaluate_targets(rows: list[Row], floors: Optional[dict[tuple[str, str], flo
         values = [(getattr(r, attr), r) for r in big if not math.isnan(getattr(r, attr))]
         if values:
             worst, row = min(values, key=lambda v: v[0])
-            targets.append(Target(f"{POLICY_LOSS} fwd+bwd vs {label}, B*N >= 64k", f">= {goal:g}x",
-                                  f"min {worst:.2f}x at B={row.batch} N={row.agents} A={row.actions} "
-                                  f"(over {len(values)} sizes)", worst >= goal))
+            targets.append(
+                Target(
+                    f"{POLICY_LOSS} fwd+bwd vs {label}, B*N >= 64k",
+                    f">= {goal:g}x",
+                    f"min {worst:.2f}x at B={row.batch} N={row.agents} A={row.actions} (over {len(values)} sizes)",
+                    worst >= goal,
+                )
+            )
         else:
-            targets.append(Target(f"{POLICY_LOSS} fwd+bwd vs {label}, B*N >= 64k", f">= {goal:g}x",
-                                  "not measured", None))
+            targets.append(
+                Target(f"{POLICY_LOSS} fwd+bwd vs {label}, B*N >= 64k", f">= {goal:g}x", "not measured", None)
+            )
 
     full = [r for r in ours if r.op == POLICY_LOSS and r.mode == "full" and r.ok]
     if full:
         largest = max(full, key=lambda r: (r.batch * r.agents * r.actions, r.batch))
-        targets.append(Target(f"{POLICY_LOSS} fwd+bwd at the largest size, fraction of copy bandwidth", ">= 50%",
-                              f"{100 * largest.roofline:.0f}% ({largest.gbps:.1f} GB/s) at B={largest.batch} "
-                              f"N={largest.agents} A={largest.actions}", largest.roofline >= 0.5))
+        targets.append(
+            Target(
+                f"{POLICY_LOSS} fwd+bwd at the largest size, fraction of copy bandwidth",
+                ">= 50%",
+                f"{100 * largest.roofline:.0f}% ({largest.gbps:.1f} GB/s) at B={largest.batch} "
+                f"N={largest.agents} A={largest.actions}",
+                largest.roofline >= 0.5,
+            )
+        )
     else:
-        targets.append(Target(f"{POLICY_LOSS} at the largest size, fraction of copy bandwidth", ">= 50%",
-                              "not measured", None))
+        targets.append(
+            Target(f"{POLICY_LOSS} at the largest size, fraction of copy bandwidth", ">= 50%", "not measured", None)
+        )
 
     targets += iteration_targets(rows, floors or {})
 
@@ -285,9 +333,15 @@ def evaluate_targets(rows: list[Row], floors: Optional[dict[tuple[str, str], flo
     if small:
         worst = min(small, key=lambda r: r.vs_eager)
         slower = sum(r.vs_eager < 1.0 for r in small)
-        targets.append(Target("B = 1k, every op and mode: ours no slower than eager", ">= 1x",
-                              f"min {worst.vs_eager:.2f}x ({worst.op} {worst.mode} N={worst.agents} "
-                              f"A={worst.actions}); {slower} of {len(small)} rows below 1x", worst.vs_eager >= 1.0))
+        targets.append(
+            Target(
+                "B = 1k, every op and mode: ours no slower than eager",
+                ">= 1x",
+                f"min {worst.vs_eager:.2f}x ({worst.op} {worst.mode} N={worst.agents} "
+                f"A={worst.actions}); {slower} of {len(small)} rows below 1x",
+                worst.vs_eager >= 1.0,
+            )
+        )
     else:
         targets.append(Target("B = 1k: ours no slower than eager", ">= 1x", "not measured", None))
     return targets
@@ -304,12 +358,19 @@ def iteration_targets(rows: list[Row], floors: dict[tuple[str, str], float]) -> 
             targets.append(Target(name, f">= {goal:g}x", "not measured", None))
             return
         value = other.median_ms / row.median_ms
-        targets.append(Target(name, f">= {goal:g}x", f"{value:.2f}x ({base} {other.median_ms:.2f} ms, {impl} "
-                                                       f"{row.median_ms:.2f} ms)", value >= goal))
+        targets.append(
+            Target(
+                name,
+                f">= {goal:g}x",
+                f"{value:.2f}x ({base} {other.median_ms:.2f} ms, {impl} {row.median_ms:.2f} ms)",
+                value >= goal,
+            )
+        )
 
     ratio("2s3z fused: compiled vs plain PyTorch", "iteration/fused", 5, "ours+compile", "eager", 3.0)
-    ratio("2s3z fused: 5 seeds batched, per seed, vs plain PyTorch", "iteration/fused", 5, "ours+compile/S5", "eager",
-          4.0)
+    ratio(
+        "2s3z fused: 5 seeds batched, per seed, vs plain PyTorch", "iteration/fused", 5, "ours+compile/S5", "eager", 4.0
+    )
     ratio("B=4k N=8 fused: compiled vs plain PyTorch", "iteration/fused", 8, "ours+compile", "eager", 2.0)
     ratio("2s3z exact: compiled vs its eager iteration", "iteration/exact", 5, "ours+compile", "ours", 2.0)
     ratio("2s3z OMIGA (256-wide): compiled vs eager", "iteration/omiga", 5, "ours+compile", "ours", 3.0)
@@ -317,8 +378,14 @@ def iteration_targets(rows: list[Row], floors: dict[tuple[str, str], float]) -> 
     compiled, floor = found.get(("iteration/fused", 5, "ours+compile")), floors.get(("iteration/fused", "2s3z"))
     if compiled is not None and floor:
         value = compiled.median_ms / floor
-        targets.append(Target("2s3z fused: compiled iteration vs its matmul floor", "<= 1.5x",
-                              f"{value:.2f}x (floor {floor:.2f} ms, compiled {compiled.median_ms:.2f} ms)", value <= 1.5))
+        targets.append(
+            Target(
+                "2s3z fused: compiled iteration vs its matmul floor",
+                "<= 1.5x",
+                f"{value:.2f}x (floor {floor:.2f} ms, compiled {compiled.median_ms:.2f} ms)",
+                value <= 1.5,
+            )
+        )
     else:
         targets.append(Target("2s3z fused: compiled iteration vs its matmul floor", "<= 1.5x", "not measured", None))
     return targets

@@ -6,6 +6,7 @@ recorded around the region, so host-side call overhead that stalls the GPU count
 Repeats continue until both `min_repeats` and `min_time` are reached (capped at `max_repeats`):
 small sizes get many repeats, large ones a few. The result is the median with its quartiles.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -19,6 +19,7 @@ the directory (e.g. PyMARL's actions_onehot) are loaded and saved too, unchanged
 on the exact dtypes above; the reader accepts any float dtype for the float arrays and any integer
 or bool dtype for the others, so datasets of other projects load unchanged.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,7 +82,8 @@ def validate_episode_arrays(arrays: dict[str, np.ndarray], *, exact_dtypes: bool
         shape = tuple(array.shape)
         if len(shape) != len(dims):
             raise DatasetError(
-                f"array {name!r} must have shape [{', '.join(dims)}] (rank {len(dims)}), got {shape}", name)
+                f"array {name!r} must have shape [{', '.join(dims)}] (rank {len(dims)}), got {shape}", name
+            )
         for dim, size in zip(dims, shape):
             if dim == "1":
                 if size != 1:
@@ -89,7 +91,9 @@ def validate_episode_arrays(arrays: dict[str, np.ndarray], *, exact_dtypes: bool
             elif sizes.setdefault(dim, size) != size:
                 raise DatasetError(
                     f"array {name!r} has {dim} = {size} but earlier arrays have {dim} = {sizes[dim]} "
-                    f"(shape {shape}, expected [{', '.join(dims)}])", name)
+                    f"(shape {shape}, expected [{', '.join(dims)}])",
+                    name,
+                )
     if sizes["E"] == 0 or sizes["T+1"] < 2:
         raise DatasetError(f"episode buffer is empty: E = {sizes['E']} episodes of T+1 = {sizes['T+1']} steps")
     return sizes
@@ -137,8 +141,10 @@ def load_episode_buffer(
         stored = int(stored)
     if stored is not None:
         if not isinstance(stored, int) or isinstance(stored, bool) or not 0 < stored <= sizes["E"]:
-            raise DatasetError(f"{directory / META_FILE}: episodes_in_buffer = {stored!r}, but it must be an "
-                               f"integer in [1, {sizes['E']}] (the arrays hold E = {sizes['E']} episodes)")
+            raise DatasetError(
+                f"{directory / META_FILE}: episodes_in_buffer = {stored!r}, but it must be an "
+                f"integer in [1, {sizes['E']}] (the arrays hold E = {sizes['E']} episodes)"
+            )
         if stored < sizes["E"]:
             arrays = {name: array[:stored] for name, array in arrays.items()}
     return arrays, meta
@@ -168,7 +174,9 @@ def _read_array(file: Path, mmap_mode: Optional[str]) -> np.ndarray:
         raise DatasetError(f"array {file.stem!r} ({file}) cannot be read: {reason}") from error
     if not array.dtype.isnative:
         if mmap_mode is not None:
-            raise DatasetError(f"array {file.stem!r} ({file}) has byte order {array.dtype.str!r}, which cannot be "
-                               "memory-mapped; load it with dataset_storage=memory or save it in native byte order")
+            raise DatasetError(
+                f"array {file.stem!r} ({file}) has byte order {array.dtype.str!r}, which cannot be "
+                "memory-mapped; load it with dataset_storage=memory or save it in native byte order"
+            )
         array = array.astype(array.dtype.newbyteorder("="))
     return array

@@ -7,6 +7,7 @@
 
 The registering CLI calls ``add_arguments(parser)`` on its ``data`` subparser and ``run(args)``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,22 +25,29 @@ FORMAT_CHOICES = ("auto", *FORMATS)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from inspo.smax import cli as smax_cli
 
-    commands = parser.add_subparsers(dest="data_command", required=True,
-                                     metavar="{info,convert," + ",".join(smax_cli.COMMANDS) + "}")
+    commands = parser.add_subparsers(
+        dest="data_command", required=True, metavar="{info,convert," + ",".join(smax_cli.COMMANDS) + "}"
+    )
 
     def source(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--dataset-format", choices=FORMAT_CHOICES, default="auto",
-                         help="format of the dataset (default: detected)")
-        sub.add_argument("--episode-limit", type=int, default=None,
-                         help="time limit of the episodes: an episode that ran this many steps was cut there "
-                              "(truncated, bootstrapped) even if flagged terminated; for data that does not "
-                              "store truncations apart")
+        sub.add_argument(
+            "--dataset-format", choices=FORMAT_CHOICES, default="auto", help="format of the dataset (default: detected)"
+        )
+        sub.add_argument(
+            "--episode-limit",
+            type=int,
+            default=None,
+            help="time limit of the episodes: an episode that ran this many steps was cut there "
+            "(truncated, bootstrapped) even if flagged terminated; for data that does not "
+            "store truncations apart",
+        )
 
     info = commands.add_parser("info", help="what a dataset holds (any format)")
     info.add_argument("path", type=Path)
     source(info)
-    info.add_argument("--histogram", type=Path, default=None,
-                      help="PNG of the episode returns (default ./<dataset name>-returns.png)")
+    info.add_argument(
+        "--histogram", type=Path, default=None, help="PNG of the episode returns (default ./<dataset name>-returns.png)"
+    )
     info.add_argument("--no-histogram", action="store_true", help="write no histogram")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -101,8 +109,14 @@ def _convert(args: argparse.Namespace) -> int:
     if destination.exists():
         shutil.rmtree(destination) if destination.is_dir() else destination.unlink()
     try:
-        write_dataset(destination, dataset.arrays, dataset.meta, args.to, episode_limit=args.episode_limit,
-                      log=lambda message: print(message, file=sys.stderr))
+        write_dataset(
+            destination,
+            dataset.arrays,
+            dataset.meta,
+            args.to,
+            episode_limit=args.episode_limit,
+            log=lambda message: print(message, file=sys.stderr),
+        )
     except DatasetError as error:
         raise dataset.error(error) from error
     print(f"{args.source} ({dataset.format}) -> {destination} ({args.to})")

@@ -10,6 +10,7 @@ read once per draw, never copied per epoch. It selects exactly the transitions
 ``TransitionBatch`` and the same fields (``store.obs[rows]``, ``store.actions``, ...), so every trainer
 takes either (tests/test_data_mapped.py checks that row by row).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -48,8 +49,14 @@ class MappedColumn:
 class MappedTransitions:
     """All transitions of an episode buffer whose arrays may be memory-mapped (np.load(mmap_mode="r"))."""
 
-    def __init__(self, arrays: dict, device: str | torch.device = "cpu", chunk: int = 8192, check: bool = True,
-                 episode_limit: Optional[int] = None):
+    def __init__(
+        self,
+        arrays: dict,
+        device: str | torch.device = "cpu",
+        chunk: int = 8192,
+        check: bool = True,
+        episode_limit: Optional[int] = None,
+    ):
         sizes = validate_episode_arrays(arrays, exact_dtypes=False)
         self.arrays = arrays
         self.device = torch.device(device)
@@ -60,8 +67,12 @@ class MappedTransitions:
         for start in range(0, sizes["E"], chunk):  # TransitionStore's selection rule, chunk by chunk
             rows = slice(start, start + chunk)
             episode, step, done, truncated = select_transitions(
-                arrays["filled"][rows, :, 0], arrays["terminated"][rows, :, 0],
-                arrays["truncated"][rows, :, 0] if "truncated" in arrays else None, episode_limit, first_episode=start)
+                arrays["filled"][rows, :, 0],
+                arrays["terminated"][rows, :, 0],
+                arrays["truncated"][rows, :, 0] if "truncated" in arrays else None,
+                episode_limit,
+                first_episode=start,
+            )
             episodes.append(episode)
             steps.append(step)
             dones.append(done)
@@ -99,11 +110,13 @@ class MappedTransitions:
             next_actions = self._gather("actions", episode, next_step)[..., 0].astype(np.int64)
             next_avail = self._gather("avail_actions", episode, next_step) != 0
             check_actions("next actions (a')", next_actions, next_avail, episode, next_step)
-            values = [("obs", step, self._gather("obs", episode, step)),
-                      ("obs", next_step, self._gather("obs", episode, next_step)),
-                      ("state", step, self._gather("state", episode, step)),
-                      ("state", next_step, self._gather("state", episode, next_step)),
-                      ("reward", step, rewards[-1])]
+            values = [
+                ("obs", step, self._gather("obs", episode, step)),
+                ("obs", next_step, self._gather("obs", episode, next_step)),
+                ("state", step, self._gather("state", episode, step)),
+                ("state", next_step, self._gather("state", episode, next_step)),
+                ("reward", step, rewards[-1]),
+            ]
             for name, at, value in values:
                 check_finite(name, value, episode, at)
         return np.concatenate(actions), np.concatenate(rewards)
@@ -134,8 +147,13 @@ class MappedTransitions:
     def index(self, rows: Tensor) -> TransitionBatch:
         """The minibatch of transitions ``rows`` (a 1-D index tensor)."""
         here = rows.to(self.device)
-        batch = TransitionBatch(actions=self.actions[here], reward=self.reward[here], done=self.done[here],
-                                truncated=self.truncated[here], **{field: self.read(field, rows) for field in MAPPED_FIELDS})
+        batch = TransitionBatch(
+            actions=self.actions[here],
+            reward=self.reward[here],
+            done=self.done[here],
+            truncated=self.truncated[here],
+            **{field: self.read(field, rows) for field in MAPPED_FIELDS},
+        )
         if self.log_mu is not None:
             batch.log_mu = self.log_mu[rows.to(self.log_mu.device)]
             batch.next_log_mu = self.next_log_mu[rows.to(self.next_log_mu.device)]

@@ -5,6 +5,7 @@ rule (inspo.data.transitions.end_rule), so the counts are those a training run s
 OG-MARL's coverage measure: unique (state, joint action) pairs over transitions, counted through
 two independent 64-bit hashes of each pair's bytes (a false match has probability ~ n^2 / 2^129).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -52,8 +53,11 @@ class DatasetSummary:
         return out
 
     def lines(self) -> list[str]:
-        per_agent = "" if len(set(self.actions_per_agent)) == 1 else \
-            f" (available per agent: {', '.join(map(str, self.actions_per_agent))}; the rest padded as unavailable)"
+        per_agent = (
+            ""
+            if len(set(self.actions_per_agent)) == 1
+            else f" (available per agent: {', '.join(map(str, self.actions_per_agent))}; the rest padded as unavailable)"
+        )
         win = "not recorded in the dataset" if self.win_rate is None else f"{self.win_rate:.3f}"
         return [
             f"dataset       {self.path} ({self.format})",
@@ -62,7 +66,8 @@ class DatasetSummary:
             f"obs dim       {self.obs_dim}",
             f"state dim     {self.state_dim}",
             f"episodes      {self.episodes} (terminal {self.terminal_episodes}, truncated {self.truncated_episodes}"
-            + (f", no usable transition {self.empty_episodes}" if self.empty_episodes else "") + ")",
+            + (f", no usable transition {self.empty_episodes}" if self.empty_episodes else "")
+            + ")",
             f"transitions   {self.transitions} (terminal {self.terminal_transitions}, "
             f"truncated {self.truncated_transitions}, bootstrapped)",
             f"episode ends  {self.end_rule}",
@@ -76,8 +81,13 @@ class DatasetSummary:
 
 def _pair_hashes(state: np.ndarray, actions: np.ndarray) -> np.ndarray:
     """[R, 2] uint64: two independent hashes of each row's (state, joint action) bytes."""
-    raw = np.concatenate([np.ascontiguousarray(state).reshape(len(state), -1).view(np.uint8),
-                          np.ascontiguousarray(actions.astype(np.int64)).view(np.uint8)], axis=1)
+    raw = np.concatenate(
+        [
+            np.ascontiguousarray(state).reshape(len(state), -1).view(np.uint8),
+            np.ascontiguousarray(actions.astype(np.int64)).view(np.uint8),
+        ],
+        axis=1,
+    )
     pad = (-raw.shape[1]) % 8
     words = np.concatenate([raw, np.zeros((len(raw), pad), np.uint8)], axis=1).view(np.uint64)
     rng = np.random.default_rng(20240917)  # fixed: the same pair hashes alike in every block
@@ -142,19 +152,35 @@ def _summarize(dataset: Dataset, arrays: dict[str, Any], episode_limit: Optional
     per_agent = [int(np.nonzero(row)[0].max()) + 1 if row.any() else 0 for row in ever_available]
     notes = list(dataset.notes)
     if flagged_at_limit and episode_limit is None and not has_truncated:
-        notes.append(f"{flagged_at_limit} episode(s) end flagged terminated at the metadata's episode_limit = "
-                     f"{stated_limit}; if those are time-limit cuts, pass --episode-limit {stated_limit}")
+        notes.append(
+            f"{flagged_at_limit} episode(s) end flagged terminated at the metadata's episode_limit = "
+            f"{stated_limit}; if those are time-limit cuts, pass --episode-limit {stated_limit}"
+        )
     return DatasetSummary(
-        path=str(dataset.path), format=dataset.format, agents=n_agents, actions=n_actions,
-        actions_per_agent=per_agent, obs_dim=obs_dim, state_dim=state_dim, episodes=n_episodes,
-        terminal_episodes=counts["terminal_episodes"], truncated_episodes=counts["truncated_episodes"],
+        path=str(dataset.path),
+        format=dataset.format,
+        agents=n_agents,
+        actions=n_actions,
+        actions_per_agent=per_agent,
+        obs_dim=obs_dim,
+        state_dim=state_dim,
+        episodes=n_episodes,
+        terminal_episodes=counts["terminal_episodes"],
+        truncated_episodes=counts["truncated_episodes"],
         empty_episodes=n_episodes - counts["terminal_episodes"] - counts["truncated_episodes"],
-        transitions=counts["transitions"], terminal_transitions=counts["terminal"],
-        truncated_transitions=counts["truncated"], end_rule=end_rule(has_truncated, episode_limit),
-        return_mean=float(returns_all.mean()), return_std=float(returns_all.std()),
-        return_min=float(returns_all.min()), return_max=float(returns_all.max()),
+        transitions=counts["transitions"],
+        terminal_transitions=counts["terminal"],
+        truncated_transitions=counts["truncated"],
+        end_rule=end_rule(has_truncated, episode_limit),
+        return_mean=float(returns_all.mean()),
+        return_std=float(returns_all.std()),
+        return_min=float(returns_all.min()),
+        return_max=float(returns_all.max()),
         joint_saco=unique_pairs / max(1, counts["transitions"]),
-        win_rate=None if win_rate is None else float(win_rate), notes=notes, returns=returns_all)
+        win_rate=None if win_rate is None else float(win_rate),
+        notes=notes,
+        returns=returns_all,
+    )
 
 
 def write_histogram(summary: DatasetSummary, path: str | Path, bins: int = 30) -> Path:
@@ -165,15 +191,19 @@ def write_histogram(summary: DatasetSummary, path: str | Path, bins: int = 30) -
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ModuleNotFoundError as error:
-        raise ModuleNotFoundError("the return histogram needs matplotlib: pip install 'inspo[plots]' "
-                                  "(or pass --no-histogram)") from error
+        raise ModuleNotFoundError(
+            "the return histogram needs matplotlib: pip install 'inspo[plots]' (or pass --no-histogram)"
+        ) from error
     path = Path(path)
     figure, axes = plt.subplots(figsize=(6, 3.5))
     axes.hist(summary.returns, bins=bins, color="tab:blue")
     axes.set_xlabel("episode return")
     axes.set_ylabel("episodes")
-    axes.set_title(f"{Path(summary.path).name}: {summary.episodes} episodes, "
-                   f"mean {summary.return_mean:.3g} ± {summary.return_std:.3g}", fontsize=9)
+    axes.set_title(
+        f"{Path(summary.path).name}: {summary.episodes} episodes, "
+        f"mean {summary.return_mean:.3g} ± {summary.return_std:.3g}",
+        fontsize=9,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

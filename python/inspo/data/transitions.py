@@ -16,6 +16,7 @@ else PyMARL's convention: ``terminated`` as stored, an end without the flag is a
 The store is built chunk by chunk of episodes, so lazy arrays (memory maps, HDF5 datasets, vault
 views) are read once, a block at a time, never whole.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -45,8 +46,9 @@ class TransitionBatch:
     truncated: Optional[Tensor] = None  # [B] float, 1 on the last transition of a time-limit-cut episode
 
     def index(self, rows: Tensor) -> "TransitionBatch":
-        return TransitionBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[rows]
-                                  for f in fields(self)})
+        return TransitionBatch(
+            **{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[rows] for f in fields(self)}
+        )
 
     def __len__(self) -> int:
         return self.reward.shape[0]
@@ -72,20 +74,29 @@ class TransitionStore(TransitionBatch):
         return self.state.shape[1]
 
     @classmethod
-    def from_episode_buffer(cls, arrays: dict[str, np.ndarray], device: str | torch.device = "cpu",
-                            episode_limit: Optional[int] = None, chunk: int = 4096) -> "TransitionStore":
+    def from_episode_buffer(
+        cls,
+        arrays: dict[str, np.ndarray],
+        device: str | torch.device = "cpu",
+        episode_limit: Optional[int] = None,
+        chunk: int = 4096,
+    ) -> "TransitionStore":
         sizes = validate_episode_arrays(arrays, exact_dtypes=False)
         length = sizes["T+1"]
         parts: dict[str, list[np.ndarray]] = {}
         for start in range(0, sizes["E"], chunk):
-            block = {name: np.asarray(arrays[name][start:start + chunk]) for name in EPISODE_FIELDS if name in arrays}
+            block = {name: np.asarray(arrays[name][start : start + chunk]) for name in EPISODE_FIELDS if name in arrays}
             episode, step, done, truncated = select_transitions(
-                block["filled"][..., 0], block["terminated"][..., 0],
-                block["truncated"][..., 0] if "truncated" in block else None, episode_limit, first_episode=start)
+                block["filled"][..., 0],
+                block["terminated"][..., 0],
+                block["truncated"][..., 0] if "truncated" in block else None,
+                episode_limit,
+                first_episode=start,
+            )
             local = episode - start
             next_step = np.where(done, step, np.minimum(step + 1, length - 1))
 
-            def take(name: str, at: np.ndarray) -> np.ndarray:
+            def take(name: str, at: np.ndarray, block=block, local=local) -> np.ndarray:
                 return block[name][local, at]
 
             actions = take("actions", step)[..., 0].astype(np.int64)
@@ -95,13 +106,22 @@ class TransitionStore(TransitionBatch):
             _check_actions("actions", actions, avail, episode, step)
             _check_actions("next actions (a')", next_actions, next_avail, episode, next_step)
             values = dict(
-                state=take("state", step), obs=take("obs", step), reward=take("reward", step)[..., 0],
-                next_state=take("state", next_step), next_obs=take("obs", next_step),
+                state=take("state", step),
+                obs=take("obs", step),
+                reward=take("reward", step)[..., 0],
+                next_state=take("state", next_step),
+                next_obs=take("obs", next_step),
             )
             for name, value in values.items():
                 check_finite(name, value, episode, next_step if name.startswith("next_") else step)
-            values.update(actions=actions, next_actions=next_actions, avail=avail, next_avail=next_avail, done=done,
-                          truncated=truncated)
+            values.update(
+                actions=actions,
+                next_actions=next_actions,
+                avail=avail,
+                next_avail=next_avail,
+                done=done,
+                truncated=truncated,
+            )
             for name, value in values.items():
                 parts.setdefault(name, []).append(value)
         if sum(len(part) for part in parts["done"]) == 0:
@@ -111,15 +131,20 @@ class TransitionStore(TransitionBatch):
             return torch.from_numpy(np.ascontiguousarray(np.concatenate(parts[name]))).to(device=device, dtype=dtype)
 
         floats = ("state", "obs", "reward", "next_state", "next_obs", "done", "truncated")
-        return cls(**{name: tensor(name, torch.float32) for name in floats},
-                   **{name: tensor(name, torch.int64) for name in ("actions", "next_actions")},
-                   **{name: tensor(name, torch.bool) for name in ("avail", "next_avail")})
+        return cls(
+            **{name: tensor(name, torch.float32) for name in floats},
+            **{name: tensor(name, torch.int64) for name in ("actions", "next_actions")},
+            **{name: tensor(name, torch.bool) for name in ("avail", "next_avail")},
+        )
 
     @torch.no_grad()
     def cache_behaviour(self, log_probs_fn, chunk: int = 65536) -> None:
         """Store log mu(.|o) and log mu(.|o') for every transition; `log_probs_fn(obs, avail) -> [B, N, A]`."""
+
         def run(obs: Tensor, avail: Tensor) -> Tensor:
-            return torch.cat([log_probs_fn(obs[i:i + chunk], avail[i:i + chunk]) for i in range(0, len(obs), chunk)])
+            return torch.cat(
+                [log_probs_fn(obs[i : i + chunk], avail[i : i + chunk]) for i in range(0, len(obs), chunk)]
+            )
 
         self.log_mu = run(self.obs, self.avail)
         self.next_log_mu = run(self.next_obs, self.next_avail)
@@ -137,14 +162,20 @@ def end_rule(has_truncated: bool, episode_limit: Optional[int]) -> str:
     if has_truncated:
         return "truncations as stored (the dataset keeps them apart from terminals)"
     if episode_limit is not None:
-        return (f"episode_limit = {episode_limit}: an episode that ran {episode_limit} steps was cut there "
-                f"(truncated, even if flagged terminated)")
+        return (
+            f"episode_limit = {episode_limit}: an episode that ran {episode_limit} steps was cut there "
+            f"(truncated, even if flagged terminated)"
+        )
     return "PyMARL convention: terminated as stored, an episode end without the flag is a time-limit cut"
 
 
-def resolve_ends(filled: np.ndarray, terminated: np.ndarray, truncated: Optional[np.ndarray] = None,
-                 episode_limit: Optional[int] = None, first_episode: int = 0
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def resolve_ends(
+    filled: np.ndarray,
+    terminated: np.ndarray,
+    truncated: Optional[np.ndarray] = None,
+    episode_limit: Optional[int] = None,
+    first_episode: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(filled, terminal, cut) bool [E, T+1] under the dataset's end rule (`end_rule`): a step is
     terminal or cut (a time-limit end), never both."""
     filled, terminal = np.asarray(filled) != 0, np.asarray(terminated) != 0
@@ -154,20 +185,27 @@ def resolve_ends(filled: np.ndarray, terminated: np.ndarray, truncated: Optional
     if episode_limit is not None:
         # steps after a terminal step (PyMARL marks the stored final state as filled) are not real
         real = filled & ~(np.cumsum(terminal, axis=1) - terminal > 0)
-        beyond = real[:, episode_limit + 1:].any(axis=1)  # index episode_limit may hold the final state
+        beyond = real[:, episode_limit + 1 :].any(axis=1)  # index episode_limit may hold the final state
         if beyond.any():
             e = int(np.argmax(beyond)) + first_episode
-            raise DatasetError(f"episode {e} has real steps after episode_limit = {episode_limit}; "
-                               f"the limit must be at least the longest episode", "filled")
+            raise DatasetError(
+                f"episode {e} has real steps after episode_limit = {episode_limit}; "
+                f"the limit must be at least the longest episode",
+                "filled",
+            )
         if episode_limit <= filled.shape[1]:
             cut[:, episode_limit - 1] = filled[:, episode_limit - 1]
             terminal = terminal & ~cut
     return filled, terminal, cut
 
 
-def select_transitions(filled: np.ndarray, terminated: np.ndarray, truncated: Optional[np.ndarray] = None,
-                       episode_limit: Optional[int] = None, first_episode: int = 0
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def select_transitions(
+    filled: np.ndarray,
+    terminated: np.ndarray,
+    truncated: Optional[np.ndarray] = None,
+    episode_limit: Optional[int] = None,
+    first_episode: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The transitions of episodes [E, T+1] (filled, terminated and optional truncated flags, any dtype):
     (episode, step, done, truncated) of every real step that has a next step or is terminal. done and
     truncated are bool; truncated marks the last transition of an episode that did not terminate.
@@ -190,8 +228,9 @@ def check_finite(name: str, value: np.ndarray, episode: np.ndarray, step: np.nda
     bad = ~np.isfinite(value).reshape(value.shape[0], int(np.prod(value.shape[1:]))).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DatasetError(f"{name} has non-finite values (episode {episode[i]}, step {step[i]})",
-                           name.removeprefix("next_"))
+        raise DatasetError(
+            f"{name} has non-finite values (episode {episode[i]}, step {step[i]})", name.removeprefix("next_")
+        )
 
 
 def _check_actions(what: str, actions: np.ndarray, avail: np.ndarray, episode: np.ndarray, step: np.ndarray) -> None:
@@ -199,14 +238,21 @@ def _check_actions(what: str, actions: np.ndarray, avail: np.ndarray, episode: n
     out_of_range = (actions < 0) | (actions >= n_actions)
     if out_of_range.any():
         e, n = np.argwhere(out_of_range)[0]
-        raise DatasetError(f"{what}: action {actions[e, n]} of agent {n} outside [0, {n_actions}) "
-                           f"(episode {episode[e]}, step {step[e]})", "actions")
+        raise DatasetError(
+            f"{what}: action {actions[e, n]} of agent {n} outside [0, {n_actions}) "
+            f"(episode {episode[e]}, step {step[e]})",
+            "actions",
+        )
     if not avail.any(axis=-1).all():
         e, n = np.argwhere(~avail.any(axis=-1))[0]
-        raise DatasetError(f"{what}: agent {n} has no available action (episode {episode[e]}, step {step[e]})",
-                           "avail_actions")
+        raise DatasetError(
+            f"{what}: agent {n} has no available action (episode {episode[e]}, step {step[e]})", "avail_actions"
+        )
     taken = np.take_along_axis(avail, actions[..., None], axis=-1)[..., 0]
     if not taken.all():
         e, n = np.argwhere(~taken)[0]
-        raise DatasetError(f"{what}: action {actions[e, n]} of agent {n} is not available under the mask "
-                           f"(episode {episode[e]}, step {step[e]})", "avail_actions")
+        raise DatasetError(
+            f"{what}: action {actions[e, n]} of agent {n} is not available under the mask "
+            f"(episode {episode[e]}, step {step[e]})",
+            "avail_actions",
+        )

@@ -8,6 +8,7 @@ or a file module.py in the current folder) returns an object with `n_agents`, `n
 evaluation part of `Env`; it needs no datasets of its own). Agents with fewer actions than
 `n_actions` mark the rest unavailable in the masks they pass the policy, as the datasets do.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -45,15 +46,18 @@ def make_env(config: TrainConfig) -> Env:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
-            raise ValueError(f"environment {config.env!r} needs {module_name}, which is not installed "
-                             f"({error})") from error
+            raise ValueError(
+                f"environment {config.env!r} needs {module_name}, which is not installed ({error})"
+            ) from error
         ENVS[family] = getattr(module, function)
     if family in ENVS:
         return ENVS[family](config, arg or None)
     if is_user_env(config.env):
         return make_user_env(config)
-    raise ValueError(f"unknown environment {config.env!r}; known: {sorted(ENVS) + sorted(LAZY_ENVS)}, "
-                     f"or a user environment as module:factory")
+    raise ValueError(
+        f"unknown environment {config.env!r}; known: {sorted(ENVS) + sorted(LAZY_ENVS)}, "
+        f"or a user environment as module:factory"
+    )
 
 
 USER_ENV_SIZES = ("n_agents", "n_actions", "obs_dim", "state_dim")
@@ -68,8 +72,10 @@ def make_user_env(config: TrainConfig) -> Env:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if error.name and module_name.startswith(error.name):
-            raise ValueError(f"environment {config.env!r}: no module {module_name!r} (neither installed nor "
-                             f"{module_name.replace('.', '/')}.py in the current folder)") from error
+            raise ValueError(
+                f"environment {config.env!r}: no module {module_name!r} (neither installed nor "
+                f"{module_name.replace('.', '/')}.py in the current folder)"
+            ) from error
         raise
     factory = getattr(module, factory_name, None)
     if not callable(factory):

@@ -1,4 +1,5 @@
 """What the trainer needs from an environment."""
+
 from __future__ import annotations
 
 import os

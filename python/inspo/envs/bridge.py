@@ -20,6 +20,7 @@ Agent 1 starts at (1,2) with goal (2,5), agent 2 at (1,3) with goal (0,0). Actio
   episodes at 50 (a cut is a time limit, not a termination).
 Observation of each agent = state = [r1, c1, g1r, g1c, r2, c2, g2r, g2c].
 """
+
 from __future__ import annotations
 
 import math
@@ -76,12 +77,16 @@ def resolve_moves(positions: Sequence[Position], done: Sequence[bool], actions: 
             targets[i] = positions[i]
 
 
-def step(positions: Sequence[Position], done: Sequence[bool], actions: Sequence[int]
-         ) -> tuple[list[Position], float, list[bool]]:
+def step(
+    positions: Sequence[Position], done: Sequence[bool], actions: Sequence[int]
+) -> tuple[list[Position], float, list[bool]]:
     """(next positions, shared reward, next done flags) of one step."""
     nxt = resolve_moves(positions, done, actions)
-    penalty = sum(-0.1 * math.hypot(cell[0] - goal[0], cell[1] - goal[1])
-                  for cell, goal, was_done in zip(nxt, GOALS, done) if not was_done)
+    penalty = sum(
+        -0.1 * math.hypot(cell[0] - goal[0], cell[1] - goal[1])
+        for cell, goal, was_done in zip(nxt, GOALS, done)
+        if not was_done
+    )
     new_done = [was_done or cell == goal for cell, goal, was_done in zip(nxt, GOALS, done)]
     return nxt, penalty / len(positions), new_done
 
@@ -139,8 +144,12 @@ class Bridge(Env):
     obs_dim = STATE_DIM
     state_dim = STATE_DIM
     dataset_names = ("optimal", "mixed")
-    score_columns = (("greedy_return", "greedy return"), ("greedy_optimal", "greedy optimal"),
-                     ("stochastic_return", "stoch. return"), ("stochastic_optimal", "stoch. optimal"))
+    score_columns = (
+        ("greedy_return", "greedy return"),
+        ("greedy_optimal", "greedy optimal"),
+        ("stochastic_return", "stoch. return"),
+        ("stochastic_optimal", "stoch. optimal"),
+    )
 
     def generate_dataset(self, name: str, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self.check_dataset_name(name)
@@ -150,8 +159,9 @@ class Bridge(Env):
         if name == "mixed":
             episodes += [self._record(rng=rng) for _ in range(OPTIMAL_EPISODES)]
         arrays = _stack_episodes(episodes, DATA_LIMIT)
-        meta = dict(env=self.name, dataset=name, seed=seed, n_agents=N_AGENTS, n_actions=N_ACTIONS,
-                    episode_limit=DATA_LIMIT)
+        meta = dict(
+            env=self.name, dataset=name, seed=seed, n_agents=N_AGENTS, n_actions=N_ACTIONS, episode_limit=DATA_LIMIT
+        )
         return arrays, meta
 
     def _record(self, plan: list[tuple[int, int]] | None = None, rng: np.random.Generator | None = None) -> dict:
@@ -185,8 +195,9 @@ class Bridge(Env):
         return scores
 
     @torch.no_grad()
-    def rollouts(self, policy: PolicyFn, episodes: int, *, greedy: bool, generator: torch.Generator,
-                 limit: int = EVAL_LIMIT) -> tuple[np.ndarray, np.ndarray]:
+    def rollouts(
+        self, policy: PolicyFn, episodes: int, *, greedy: bool, generator: torch.Generator, limit: int = EVAL_LIMIT
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(returns [E], both goals reached [E]) of `episodes` parallel evaluation episodes."""
         positions = [list(STARTS) for _ in range(episodes)]
         done = [[False] * N_AGENTS for _ in range(episodes)]

@@ -3,6 +3,7 @@
 Horizon 1, one state, a constant observation. Scores are exact: the expected payoff of the learned
 product policy computed from its probabilities, and the payoff of the greedy joint action.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -11,7 +12,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from inspo.envs.base import Env, PolicyFn, greedy_actions, masked_probs
 
@@ -52,11 +52,20 @@ class MatrixGame(Env):
         self.check_dataset_name(name)
         actions = self.joint_actions(name, np.random.default_rng(seed))
         arrays = episode_arrays_one_step(actions, self.payoff[tuple(actions.T)], self.n_actions)
-        meta = dict(env=self.name, dataset=name, seed=seed, n_agents=self.n_agents, n_actions=self.n_actions,
-                    episode_limit=1, payoff=self.payoff.tolist())
+        meta = dict(
+            env=self.name,
+            dataset=name,
+            seed=seed,
+            n_agents=self.n_agents,
+            n_actions=self.n_actions,
+            episode_limit=1,
+            payoff=self.payoff.tolist(),
+        )
         return arrays, meta
 
-    def evaluate(self, policy: PolicyFn, *, episodes: int = 0, generator: torch.Generator | None = None) -> dict[str, float]:
+    def evaluate(
+        self, policy: PolicyFn, *, episodes: int = 0, generator: torch.Generator | None = None
+    ) -> dict[str, float]:
         obs = torch.ones(1, self.n_agents, self.obs_dim)
         avail = torch.ones(1, self.n_agents, self.n_actions, dtype=torch.bool)
         logits = policy(obs, avail)
@@ -102,8 +111,13 @@ class MneGame(MatrixGame):
 
     dataset_names = tuple(MNE_MARGINALS)
 
-    def __init__(self, diagonal: Sequence[float] = (10.0, 5.0, 8.0), samples: int = DATASET_SAMPLES,
-                 marginals: dict[str, Sequence[float]] | None = None, sampling: str = "stratified"):
+    def __init__(
+        self,
+        diagonal: Sequence[float] = (10.0, 5.0, 8.0),
+        samples: int = DATASET_SAMPLES,
+        marginals: dict[str, Sequence[float]] | None = None,
+        sampling: str = "stratified",
+    ):
         super().__init__("mne", np.diag(np.asarray(diagonal, dtype=np.float64)), samples)
         if sampling not in ("stratified", "iid"):
             raise ValueError(f"M-NE sampling must be 'stratified' or 'iid', got {sampling!r}")

@@ -1,5 +1,6 @@
 """The computed part of docs/RESULTS.md's discussion: comparisons and verdicts from the runs, written into
 its generated regions (the explanations are hand-written prose around them)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -43,8 +44,15 @@ def discussion(table: Table) -> dict[str, list[str]]:
 
     # 1. InSPO vs the baselines
     region("baselines")
-    tasks = [("xor", "c", "penalty"), ("xor", "d", "penalty"), ("xor", "c", "plain"), ("xor", "d", "plain"),
-             ("mne", "imbalanced", ""), ("bridge", "optimal", ""), ("bridge", "mixed", "")]
+    tasks = [
+        ("xor", "c", "penalty"),
+        ("xor", "d", "penalty"),
+        ("xor", "c", "plain"),
+        ("xor", "d", "plain"),
+        ("mne", "imbalanced", ""),
+        ("bridge", "optimal", ""),
+        ("bridge", "mixed", ""),
+    ]
     beats = []
     for env, dataset, variant in tasks:
         inspo, exact, omiga, bc = (s(env, dataset, m, variant) for m in ("InSPO fused", "InSPO exact", "OMIGA", "BC"))
@@ -52,15 +60,23 @@ def discussion(table: Table) -> dict[str, list[str]]:
             continue
         vs_omiga, vs_bc = compare(inspo, omiga, env), compare(inspo, bc, env)
         beats.append((name(env, dataset, variant), vs_omiga == 1 and vs_bc == 1, vs_omiga == 1))
-        said(f"* {name(env, dataset, variant)}: InSPO fused {inspo} (exact {exact}) is {verdict(vs_omiga)} "
-             f"OMIGA {omiga} and {verdict(vs_bc)} BC {bc}.")
+        said(
+            f"* {name(env, dataset, variant)}: InSPO fused {inspo} (exact {exact}) is {verdict(vs_omiga)} "
+            f"OMIGA {omiga} and {verdict(vs_bc)} BC {bc}."
+        )
     if beats:
         wins = [task for task, both, _ in beats if both]
-        said(f"\nInSPO (fused) is above both baselines on {len(wins)} of these {len(beats)} tasks"
-             + (f" ({', '.join(wins)})." if wins else "."))
-        claims.append(("InSPO beats the offline MARL state of the art (here OMIGA) and BC",
-                       f"fused above OMIGA and BC on {len(wins)}/{len(beats)} tasks",
-                       claim_verdict(len(wins), len(beats))))
+        said(
+            f"\nInSPO (fused) is above both baselines on {len(wins)} of these {len(beats)} tasks"
+            + (f" ({', '.join(wins)})." if wins else ".")
+        )
+        claims.append(
+            (
+                "InSPO beats the offline MARL state of the art (here OMIGA) and BC",
+                f"fused above OMIGA and BC on {len(wins)}/{len(beats)} tasks",
+                claim_verdict(len(wins), len(beats)),
+            )
+        )
     ood_rows = []
     for dataset in "abc":
         for method in ("BC", "OMIGA", "CFCQL", "InSPO fused", "InSPO exact", "InSPO simultaneous"):
@@ -68,20 +84,32 @@ def discussion(table: Table) -> dict[str, list[str]]:
             if found is not None and found.runs:
                 ood_rows.append((dataset, method, out_of_data(found), len(found.runs)))
     if ood_rows:
-        said("\nGreedy joint action outside the dataset's joint actions (XOR penalty variant; seeds): " +
-             "; ".join(f"{d} {m} {k}/{n}" for d, m, k, n in ood_rows) + ".")
+        said(
+            "\nGreedy joint action outside the dataset's joint actions (XOR penalty variant; seeds): "
+            + "; ".join(f"{d} {m} {k}/{n}" for d, m, k, n in ood_rows)
+            + "."
+        )
         omiga_ood = [(d, k, n) for d, m, k, n in ood_rows if m == "OMIGA" and d == "c"]
         inspo_ood = [(d, k, n) for d, m, k, n in ood_rows if m.startswith("InSPO") and d == "c"]
         if omiga_ood and inspo_ood and omiga_ood[0][1] > 0:
             inspo_total = sum(k for _, k, _ in inspo_ood)
-            said(f"XOR (c) = {{AA, AB, BA}}: the greedy BB (payoff -2, outside the data) in OMIGA "
-                 f"{omiga_ood[0][1]}/{omiga_ood[0][2]} seeds, the InSPO modes "
-                 f"{inspo_total}/{sum(n for _, _, n in inspo_ood)}.")
-            claims.append(("Sequential in-sample updates avoid out-of-distribution joint actions (XOR c)",
-                           f"greedy BB: OMIGA {omiga_ood[0][1]}/{omiga_ood[0][2]} seeds, InSPO modes "
-                           f"{inspo_total}/{sum(n for _, _, n in inspo_ood)}",
-                           "holds" if inspo_total == 0 and omiga_ood[0][1] > 0 else
-                           "does not hold" if inspo_total > 0 else "not tested (OMIGA avoids BB too)"))
+            said(
+                f"XOR (c) = {{AA, AB, BA}}: the greedy BB (payoff -2, outside the data) in OMIGA "
+                f"{omiga_ood[0][1]}/{omiga_ood[0][2]} seeds, the InSPO modes "
+                f"{inspo_total}/{sum(n for _, _, n in inspo_ood)}."
+            )
+            claims.append(
+                (
+                    "Sequential in-sample updates avoid out-of-distribution joint actions (XOR c)",
+                    f"greedy BB: OMIGA {omiga_ood[0][1]}/{omiga_ood[0][2]} seeds, InSPO modes "
+                    f"{inspo_total}/{sum(n for _, _, n in inspo_ood)}",
+                    "holds"
+                    if inspo_total == 0 and omiga_ood[0][1] > 0
+                    else "does not hold"
+                    if inspo_total > 0
+                    else "not tested (OMIGA avoids BB too)",
+                )
+            )
 
     # 2. The sequence
     region("sequence")
@@ -89,25 +117,37 @@ def discussion(table: Table) -> dict[str, list[str]]:
         parts, hits, total = [], 0, 0
         for dataset in "cd":
             for variant in ("penalty", "plain"):
-                seq, fused, sim = (s("xor", dataset, f"InSPO {m}{suffix}", variant)
-                                   for m in ("exact", "fused", "simultaneous"))
+                seq, fused, sim = (
+                    s("xor", dataset, f"InSPO {m}{suffix}", variant) for m in ("exact", "fused", "simultaneous")
+                )
                 word = versus(seq, sim, "xor")
                 if word is None:
                     continue
                 total += 1
                 hits += word == "above"
-                parts.append(f"XOR {dataset} ({variant}): exact {seq}, fused {fused}, simultaneous {sim} "
-                             f"(exact {word} simultaneous)")
+                parts.append(
+                    f"XOR {dataset} ({variant}): exact {seq}, fused {fused}, simultaneous {sim} "
+                    f"(exact {word} simultaneous)"
+                )
         if parts:
             said(f"* {regime} regime: " + "; ".join(parts) + ".")
             if regime == "full-update":
-                claims.append(("With full updates the sequence prevents miscoordination (spec section 5)",
-                               f"exact above simultaneous on {hits}/{total} XOR (c), (d) tasks",
-                               claim_verdict(hits, total)))
+                claims.append(
+                    (
+                        "With full updates the sequence prevents miscoordination (spec section 5)",
+                        f"exact above simultaneous on {hits}/{total} XOR (c), (d) tasks",
+                        claim_verdict(hits, total),
+                    )
+                )
             else:
-                claims.append(("With one small step per iteration, sequential and simultaneous updates behave alike "
-                               "(spec section 5)", f"exact above simultaneous on {hits}/{total} XOR (c), (d) tasks",
-                               claim_verdict(total - hits, total)))
+                claims.append(
+                    (
+                        "With one small step per iteration, sequential and simultaneous updates behave alike "
+                        "(spec section 5)",
+                        f"exact above simultaneous on {hits}/{total} XOR (c), (d) tasks",
+                        claim_verdict(total - hits, total),
+                    )
+                )
     for env, dataset in (("mne", "imbalanced"), ("bridge", "optimal"), ("bridge", "mixed")):
         seq, sim = s(env, dataset, "InSPO exact"), s(env, dataset, "InSPO simultaneous")
         word = versus(seq, sim, env)
@@ -116,9 +156,14 @@ def discussion(table: Table) -> dict[str, list[str]]:
 
     # 3. The entropy term
     region("entropy")
-    sweep = [("β=0", "InSPO fused β=0"), ("β=0.1 const", "InSPO fused β=0.1 const"),
-             ("β=1 const", "InSPO fused β=1 const"), ("β=3 const", "InSPO fused β=3 const"),
-             ("β 3→0", "InSPO fused β 3→0"), ("β 10→0 (preset)", "InSPO fused")]
+    sweep = [
+        ("β=0", "InSPO fused β=0"),
+        ("β=0.1 const", "InSPO fused β=0.1 const"),
+        ("β=1 const", "InSPO fused β=1 const"),
+        ("β=3 const", "InSPO fused β=3 const"),
+        ("β 3→0", "InSPO fused β 3→0"),
+        ("β 10→0 (preset)", "InSPO fused"),
+    ]
     reached: dict[str, tuple[int, int]] = {}
     parts = []
     for label, method in sweep:
@@ -127,8 +172,10 @@ def discussion(table: Table) -> dict[str, list[str]]:
             continue
         greedy = [greedy_joint(run["scores"], 3) for run in found.runs.values()]
         reached[label] = (sum(g == (0, 0) for g in greedy), len(greedy))
-        parts.append(f"{label}: {found.headline} (greedy AA in {reached[label][0]}/{len(greedy)} seeds, "
-                     f"CC in {sum(g == (2, 2) for g in greedy)})")
+        parts.append(
+            f"{label}: {found.headline} (greedy AA in {reached[label][0]}/{len(greedy)} seeds, "
+            f"CC in {sum(g == (2, 2) for g in greedy)})"
+        )
     if parts:
         said("* " + "; ".join(parts) + ".")
         zero, annealed = s("mne", "imbalanced", "InSPO fused β=0"), s("mne", "imbalanced", "InSPO fused")
@@ -138,10 +185,17 @@ def discussion(table: Table) -> dict[str, list[str]]:
                 said(f"* Annealed β (10→0) is {word} {label}.")
         if "β=0" in reached and "β 10→0 (preset)" in reached:
             (k0, n0), (ka, na) = reached["β=0"], reached["β 10→0 (preset)"]
-            claims.append(("The entropy term avoids premature convergence to the sub-optimal equilibrium (M-NE)",
-                           f"greedy AA: annealed β {ka}/{na} seeds, β = 0 {k0}/{n0}",
-                           "holds" if ka > k0 and ka == na else "does not hold" if ka <= k0 else
-                           f"partly holds ({ka}/{na} seeds)"))
+            claims.append(
+                (
+                    "The entropy term avoids premature convergence to the sub-optimal equilibrium (M-NE)",
+                    f"greedy AA: annealed β {ka}/{na} seeds, β = 0 {k0}/{n0}",
+                    "holds"
+                    if ka > k0 and ka == na
+                    else "does not hold"
+                    if ka <= k0
+                    else f"partly holds ({ka}/{na} seeds)",
+                )
+            )
 
     # 4. Bridge: InSPO's Algorithm 1 (exact) and its one-pass approximation (fused), each its own row
     for dataset in ("optimal", "mixed"):
@@ -153,53 +207,86 @@ def discussion(table: Table) -> dict[str, list[str]]:
             optimal = sum(run["scores"]["greedy_optimal"] >= 0.99 for run in found.runs.values())
             success = sum(run["scores"]["greedy_success"] >= 0.99 for run in found.runs.values())
             mode = method.split()[1]
-            claims.append((f"InSPO solves the temporally extended coordination of Bridge ({dataset} data), {mode}",
-                           f"{mode}: greedy return {found.headline}; greedy policy optimal (return ≥ −1.27) in "
-                           f"{optimal}/{n} seeds, both goals reached with return ≥ −1.3 in {success}/{n}; "
-                           f"stochastic return {found.stats('stochastic_return')}",
-                           claim_verdict(success, n)))
+            claims.append(
+                (
+                    f"InSPO solves the temporally extended coordination of Bridge ({dataset} data), {mode}",
+                    f"{mode}: greedy return {found.headline}; greedy policy optimal (return ≥ −1.27) in "
+                    f"{optimal}/{n} seeds, both goals reached with return ≥ −1.3 in {success}/{n}; "
+                    f"stochastic return {found.stats('stochastic_return')}",
+                    claim_verdict(success, n),
+                )
+            )
 
     # 5. XOR (b)
     region("xor-b")
     left: set[str] = set()
     stayed: set[str] = set()
     for variant, behaviour_value in (("penalty", 0.0), ("plain", 0.5)):
-        rows = [(m, s("xor", "b", m, variant)) for m in ("BC", "OMIGA", "InSPO fused", "InSPO exact",
-                                                        "InSPO simultaneous")]
+        rows = [
+            (m, s("xor", "b", m, variant)) for m in ("BC", "OMIGA", "InSPO fused", "InSPO exact", "InSPO simultaneous")
+        ]
         rows = [(m, st) for m, st in rows if st.values]
         if rows:
             stays = [m for m, st in rows if abs(st.mean - behaviour_value) <= max(0.05, 2 * st.std)]
             stayed.update(m for m in stays if m.startswith("InSPO"))
             left.update(m for m, _ in rows if m.startswith("InSPO") and m not in stays)
-            said(f"* {variant}: the factorized behaviour value is {behaviour_value:g}; " +
-                 ", ".join(f"{m} {st}" for m, st in rows) +
-                 f". Within 0.05 (or 2 std) of it: {', '.join(stays) if stays else 'none'}.")
+            said(
+                f"* {variant}: the factorized behaviour value is {behaviour_value:g}; "
+                + ", ".join(f"{m} {st}" for m, st in rows)
+                + f". Within 0.05 (or 2 std) of it: {', '.join(stays) if stays else 'none'}."
+            )
     if left or stayed:
-        claims.append(("XOR (b) stays at the behaviour value under factorized BC (spec section 8)",
-                       f"InSPO modes that stay: {', '.join(sorted(stayed)) or 'none'}; that leave it: "
-                       f"{', '.join(sorted(left - stayed)) or 'none'}",
-                       "holds" if not left else "does not hold" if not stayed else "partly holds"))
+        claims.append(
+            (
+                "XOR (b) stays at the behaviour value under factorized BC (spec section 8)",
+                f"InSPO modes that stay: {', '.join(sorted(stayed)) or 'none'}; that leave it: "
+                f"{', '.join(sorted(left - stayed)) or 'none'}",
+                "holds" if not left else "does not hold" if not stayed else "partly holds",
+            )
+        )
 
     # 6. Reconstructed choices
     region("choices")
-    for env, dataset, variant in (("xor", "c", "penalty"), ("xor", "d", "penalty"), ("mne", "imbalanced", ""),
-                                  ("bridge", "mixed", "")):
+    for env, dataset, variant in (
+        ("xor", "c", "penalty"),
+        ("xor", "d", "penalty"),
+        ("mne", "imbalanced", ""),
+        ("bridge", "mixed", ""),
+    ):
         base, alt = s(env, dataset, "InSPO fused", variant), s(env, dataset, "InSPO fused self-normalized", variant)
         word = versus(base, alt, env)
         if word:
-            said(f"* Resampling vs self-normalized weights, {name(env, dataset, variant)}: resampling {base}, "
-                 f"self-normalized {alt} (resampling {word} self-normalized).")
+            said(
+                f"* Resampling vs self-normalized weights, {name(env, dataset, variant)}: resampling {base}, "
+                f"self-normalized {alt} (resampling {word} self-normalized)."
+            )
     for regime in ("one-step", "full-update"):
-        eta_sweep = sorted((next(iter(r.runs.values()))["config"]["eta"], r.headline) for r in table.results
-                           if r.runs and r.cell.env == "xor" and r.cell.dataset == "c" and r.cell.variant == "penalty"
-                           and r.cell.regime == regime and r.cell.method.startswith("InSPO fused")
-                           and set(dict(r.cell.overrides)) <= {"mode", "xor_variant", "eta"})
+        eta_sweep = sorted(
+            (next(iter(r.runs.values()))["config"]["eta"], r.headline)
+            for r in table.results
+            if r.runs
+            and r.cell.env == "xor"
+            and r.cell.dataset == "c"
+            and r.cell.variant == "penalty"
+            and r.cell.regime == regime
+            and r.cell.method.startswith("InSPO fused")
+            and set(dict(r.cell.overrides)) <= {"mode", "xor_variant", "eta"}
+        )
         if len(eta_sweep) > 1:
-            said(f"* Fused lookahead η on XOR c (penalty), {regime} regime: " +
-                 ", ".join(f"η={eta:g}: {stats}" for eta, stats in eta_sweep) + ".")
-    for env, dataset, variant in (("xor", "c", "penalty"), ("xor", "d", "penalty"), ("xor", "c", "plain"),
-                                  ("xor", "d", "plain"), ("mne", "imbalanced", ""), ("bridge", "optimal", ""),
-                                  ("bridge", "mixed", "")):
+            said(
+                f"* Fused lookahead η on XOR c (penalty), {regime} regime: "
+                + ", ".join(f"η={eta:g}: {stats}" for eta, stats in eta_sweep)
+                + "."
+            )
+    for env, dataset, variant in (
+        ("xor", "c", "penalty"),
+        ("xor", "d", "penalty"),
+        ("xor", "c", "plain"),
+        ("xor", "d", "plain"),
+        ("mne", "imbalanced", ""),
+        ("bridge", "optimal", ""),
+        ("bridge", "mixed", ""),
+    ):
         fused, exact = s(env, dataset, "InSPO fused", variant), s(env, dataset, "InSPO exact", variant)
         word = versus(fused, exact, env)
         if word:
@@ -211,23 +298,44 @@ def discussion(table: Table) -> dict[str, list[str]]:
             said(f"* β = 0 on {name(env, dataset, variant)}: {zero} vs the preset β {base} (preset {word} β = 0).")
     for env, dataset, variant, alphas in (("xor", "c", "penalty", (1.0, 10.0)), ("mne", "imbalanced", "", (0.1, 10.0))):
         parts = [f"α={OMIGA_ALPHA[env][0]:g} (grid): {s(env, dataset, 'OMIGA', variant)}"]
-        parts += [f"α={a:g}: {s(env, dataset, f'OMIGA α={a:g}', variant)}" for a in alphas
-                  if s(env, dataset, f"OMIGA α={a:g}", variant).values]
+        parts += [
+            f"α={a:g}: {s(env, dataset, f'OMIGA α={a:g}', variant)}"
+            for a in alphas
+            if s(env, dataset, f"OMIGA α={a:g}", variant).values
+        ]
         if len(parts) > 1:
             said(f"* OMIGA temperature on {name(env, dataset, variant)}: " + ", ".join(parts) + ".")
-            best = max((s(env, dataset, m, variant) for m in ["OMIGA", *(f"OMIGA α={a:g}" for a in alphas)]
-                        if s(env, dataset, m, variant).values), key=lambda st: st.mean)
+            best = max(
+                (
+                    s(env, dataset, m, variant)
+                    for m in ["OMIGA", *(f"OMIGA α={a:g}" for a in alphas)]
+                    if s(env, dataset, m, variant).values
+                ),
+                key=lambda st: st.mean,
+            )
             inspo = s(env, dataset, "InSPO fused", variant)
             if inspo.values:
                 word = versus(best, inspo, env)
-                said(f"  OMIGA at its best temperature here ({best}) is {word} InSPO fused ({inspo})" +
-                     (", so the comparison does not hinge on the temperature picked for the grid." if word == "below"
-                      else "."))
+                said(
+                    f"  OMIGA at its best temperature here ({best}) is {word} InSPO fused ({inspo})"
+                    + (
+                        ", so the comparison does not hinge on the temperature picked for the grid."
+                        if word == "below"
+                        else "."
+                    )
+                )
     region("claims")
-    said("Rule for \"above\" / \"below\": the difference of the means exceeds both twice its standard error "
-         "(sample std over seeds) and a resolution of " +
-         ", ".join(f"{v:g} ({k})" for k, v in RESOLUTION.items()) + "; otherwise \"level with\".")
+    said(
+        'Rule for "above" / "below": the difference of the means exceeds both twice its standard error '
+        "(sample std over seeds) and a resolution of "
+        + ", ".join(f"{v:g} ({k})" for k, v in RESOLUTION.items())
+        + '; otherwise "level with".'
+    )
 
-    regions["claims"] = (["| claim | evidence | verdict |", "|---|---|---|"] +
-                         [f"| {c} | {e} | {v} |" for c, e, v in claims] + [""] + regions["claims"])
+    regions["claims"] = (
+        ["| claim | evidence | verdict |", "|---|---|---|"]
+        + [f"| {c} | {e} | {v} |" for c, e, v in claims]
+        + [""]
+        + regions["claims"]
+    )
     return regions

@@ -12,6 +12,7 @@ prose around them is hand-written) and results/*.png are rewritten under --docs 
 the run folder for --quick, so that a CI-sized run never overwrites the committed results), and
 <out>/marl_eval.json holds every run in marl-eval's layout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,17 +33,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the CI-sized grid (fewer cells, steps, seeds)")
     parser.add_argument("--seeds", type=int, help=f"seeds 0..N-1 (default {SEEDS}, quick {QUICK_SEEDS})")
     parser.add_argument("--steps", type=int, help="training iterations of every run (default: per env, see STEPS)")
-    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
-                        help="run only cells whose key contains TEXT (repeatable: any of them)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a TrainConfig field in every run (repeatable)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only cells whose key contains TEXT (repeatable: any of them)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a TrainConfig field in every run (repeatable)",
+    )
     parser.add_argument("--out", help="run folders (default runs/reproduce, quick runs/reproduce-quick)")
     parser.add_argument("--docs", help="where RESULTS.md and results/*.png go (default docs/; quick: --out)")
-    parser.add_argument("--smax", action="store_true",
-                        help="add the SMAX grid (inspo.smax.results.reproduce_rows; needs the smax extra)")
+    parser.add_argument(
+        "--smax",
+        action="store_true",
+        help="add the SMAX grid (inspo.smax.results.reproduce_rows; needs the smax extra)",
+    )
     parser.add_argument("--list", action="store_true", help="print the cells and their commands, run nothing")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: write RESULTS.md and the plots from the runs already finished")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write RESULTS.md and the plots from the runs already finished",
+    )
     add_ray_arguments(parser)
 
 
@@ -99,15 +117,20 @@ def reproduce(args: argparse.Namespace) -> int:
             print(f"{cell.key}: {train_command(cell, cell_config(cell, 0, args.quick, args.steps, extra))}")
         print(f"{len(cells)} cells x {len(seeds)} seeds = {len(runs)} runs")
         return 0
-    print(f"inspo reproduce: {len(cells)} cells x {len(seeds)} seeds = {len(runs)} runs, run folders under "
-          f"{out_root}/", flush=True)
+    print(
+        f"inspo reproduce: {len(cells)} cells x {len(seeds)} seeds = {len(runs)} runs, run folders under {out_root}/",
+        flush=True,
+    )
 
     failures: list[str] = []
     smax_markdown = None
     if args.report_only:
         version = code_version()
-        finished = {(run.name, run.seed): result for run in runs
-                    if (result := finished_result(run.out_dir, run_key(run.config, run.finish_spec, version)))}
+        finished = {
+            (run.name, run.seed): result
+            for run in runs
+            if (result := finished_result(run.out_dir, run_key(run.config, run.finish_spec, version)))
+        }
     else:
         with ray_session(args.address, args.num_cpus):
             outcome = run_sweep(runs, **sweep_options(args))
@@ -116,33 +139,59 @@ def reproduce(args: argparse.Namespace) -> int:
                 smax_markdown = smax_rows(out_root / "smax", args)
     if not args.smax:
         print("inspo reproduce: SMAX rows skipped (pass --smax to add them)")
-    results = [CellResult(c, {seed: finished[(c.key, seed)] for seed in seeds if (c.key, seed) in finished})
-               for c in cells]
+    results = [
+        CellResult(c, {seed: finished[(c.key, seed)] for seed in seeds if (c.key, seed) in finished}) for c in cells
+    ]
 
     out_root.mkdir(parents=True, exist_ok=True)
-    (out_root / "marl_eval.json").write_text(json.dumps(marl_eval_json(
-        [Entry(run.config, cell.task, cell.method, run.out_dir, finished[(run.name, run.seed)])
-         for cell in cells for run in runs if run.name == cell.key and (run.name, run.seed) in finished]),
-        indent=1) + "\n")
+    (out_root / "marl_eval.json").write_text(
+        json.dumps(
+            marl_eval_json(
+                [
+                    Entry(run.config, cell.task, cell.method, run.out_dir, finished[(run.name, run.seed)])
+                    for cell in cells
+                    for run in runs
+                    if run.name == cell.key and (run.name, run.seed) in finished
+                ]
+            ),
+            indent=1,
+        )
+        + "\n"
+    )
     figure_dir = docs / "results"
     figures = [f"results/{name}" for name in make_figures(results, out_root, figure_dir)]
     figure_dir.mkdir(parents=True, exist_ok=True)
-    (figure_dir / "configs.json").write_text(json.dumps(
-        {f"{r.cell.key}/seed{seed}": run["config"] for r in results for seed, run in sorted(r.runs.items())},
-        indent=1) + "\n")
+    (figure_dir / "configs.json").write_text(
+        json.dumps(
+            {f"{r.cell.key}/seed{seed}": run["config"] for r in results for seed, run in sorted(r.runs.items())},
+            indent=1,
+        )
+        + "\n"
+    )
     reused = sum(1 for result in finished.values() if result.get("reused"))
-    notes = [f"Cells of the {'quick' if args.quick else 'full'} grid: {len(cells)}; runs: {len(runs)} "
-             + (f"({len(finished)} finished)." if args.report_only else
-                f"({reused} reused from an earlier invocation).")]
+    notes = [
+        f"Cells of the {'quick' if args.quick else 'full'} grid: {len(cells)}; runs: {len(runs)} "
+        + (f"({len(finished)} finished)." if args.report_only else f"({reused} reused from an earlier invocation).")
+    ]
     notes += [f"FAILED (not in the tables): {failure}" for failure in failures]
     missing = [run for run in runs if (run.name, run.seed) not in finished]
     if missing and not failures:
-        notes.append(f"Not finished when these tables were written: {len(missing)} of {len(runs)} runs (seeds "
-                     f"{', '.join(map(str, sorted({run.seed for run in missing})))}); the *seeds* column gives each "
-                     "cell's count. Rerun the same command to complete them.")
-    write_results_md(docs / "RESULTS.md", results, command=command_line(args),
-                     wall_seconds=None if args.report_only else time.perf_counter() - start,
-                     quick=args.quick, seeds=seeds, figures=figures, smax_markdown=smax_markdown, notes=notes)
+        notes.append(
+            f"Not finished when these tables were written: {len(missing)} of {len(runs)} runs (seeds "
+            f"{', '.join(map(str, sorted({run.seed for run in missing})))}); the *seeds* column gives each "
+            "cell's count. Rerun the same command to complete them."
+        )
+    write_results_md(
+        docs / "RESULTS.md",
+        results,
+        command=command_line(args),
+        wall_seconds=None if args.report_only else time.perf_counter() - start,
+        quick=args.quick,
+        seeds=seeds,
+        figures=figures,
+        smax_markdown=smax_markdown,
+        notes=notes,
+    )
     print(f"wrote {docs / 'RESULTS.md'}, {out_root / 'marl_eval.json'} and {len(figures)} figures under {figure_dir}/")
     if failures:
         print(f"inspo reproduce: {len(failures)} seed groups failed:\n  " + "\n  ".join(failures), file=sys.stderr)

@@ -1,4 +1,5 @@
 """The figures of docs/RESULTS.md: learning curves (mean ± std over seeds) and final joint-action heatmaps."""
+
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import numpy as np
 
 from inspo.results.stats import SCORES, CellResult
 
+
 def read_curve(run_dir: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     path = run_dir / "eval.jsonl"
     if not path.is_file():
@@ -17,15 +19,27 @@ def read_curve(run_dir: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([r["step"] for r in rows]), np.array([r.get(key, np.nan) for r in rows])
 
 
-def plot_curves(results: list[CellResult], out_root: Path, figure_dir: Path, name: str, env: str,
-                groups: tuple[str, ...], variant: str = "", score: int = 0) -> Optional[str]:
+def plot_curves(
+    results: list[CellResult],
+    out_root: Path,
+    figure_dir: Path,
+    name: str,
+    env: str,
+    groups: tuple[str, ...],
+    variant: str = "",
+    score: int = 0,
+) -> Optional[str]:
     """Learning curves (mean ± std over seeds of the env's score SCORES[env][score]), one panel per dataset."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results if r.cell.env == env and r.cell.group in groups and r.runs and
-            (not variant or r.cell.variant == variant)]
+    rows = [
+        r
+        for r in results
+        if r.cell.env == env and r.cell.group in groups and r.runs and (not variant or r.cell.variant == variant)
+    ]
     datasets = list(dict.fromkeys(r.cell.dataset for r in rows))
     if not datasets:
         return None
@@ -43,7 +57,7 @@ def plot_curves(results: list[CellResult], out_root: Path, figure_dir: Path, nam
             steps = curves[0][0][:length]
             values = np.stack([c[1][:length] for c in curves])
             mean, std = values.mean(0), values.std(0)
-            line, = ax.plot(steps, mean, label=row.cell.method)
+            (line,) = ax.plot(steps, mean, label=row.cell.method)
             ax.fill_between(steps, mean - std, mean + std, alpha=0.15, color=line.get_color())
         ax.set_title(f"{env} {dataset}" + (f" ({variant})" if variant else ""))
         ax.set_xlabel("iteration")
@@ -57,23 +71,34 @@ def plot_curves(results: list[CellResult], out_root: Path, figure_dir: Path, nam
     return path.name
 
 
-def plot_heatmaps(results: list[CellResult], figure_dir: Path, name: str, env: str, variant: str = "",
-                  groups: tuple[str, ...] = ("main",)) -> Optional[str]:
+def plot_heatmaps(
+    results: list[CellResult],
+    figure_dir: Path,
+    name: str,
+    env: str,
+    variant: str = "",
+    groups: tuple[str, ...] = ("main",),
+) -> Optional[str]:
     """Final joint-action distribution pi^1 x pi^2 (mean over seeds): datasets as rows, methods as columns."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results if r.cell.env == env and r.cell.group in groups and r.runs and
-            (not variant or r.cell.variant == variant)]
+    rows = [
+        r
+        for r in results
+        if r.cell.env == env and r.cell.group in groups and r.runs and (not variant or r.cell.variant == variant)
+    ]
     datasets = list(dict.fromkeys(r.cell.dataset for r in rows))
     methods = list(dict.fromkeys(r.cell.method for r in rows))
     if not rows:
         return None
     n_actions = 2 if env == "xor" else 3
     letters = "ABC"[:n_actions]
-    fig, axes = plt.subplots(len(datasets), len(methods), figsize=(1.9 * len(methods), 1.9 * len(datasets)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(datasets), len(methods), figsize=(1.9 * len(methods), 1.9 * len(datasets)), squeeze=False
+    )
     for i, dataset in enumerate(datasets):
         for j, method in enumerate(methods):
             ax = axes[i][j]
@@ -85,17 +110,30 @@ def plot_heatmaps(results: list[CellResult], figure_dir: Path, name: str, env: s
             if found is None:
                 ax.axis("off")  # (the title stays)
                 continue
-            joint = np.mean([np.outer([run["scores"][f"p1_{a}"] for a in letters],
-                                      [run["scores"][f"p2_{a}"] for a in letters]) for run in found.runs.values()],
-                            axis=0)
+            joint = np.mean(
+                [
+                    np.outer([run["scores"][f"p1_{a}"] for a in letters], [run["scores"][f"p2_{a}"] for a in letters])
+                    for run in found.runs.values()
+                ],
+                axis=0,
+            )
             ax.imshow(joint, vmin=0, vmax=1, cmap="viridis")
             for (r, c), value in np.ndenumerate(joint):
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                        color="black" if value > 0.5 else "white")
+                ax.text(
+                    c,
+                    r,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if value > 0.5 else "white",
+                )
             if j == 0:
                 ax.set_ylabel(f"{dataset}\nagent 1", fontsize=8)
-    fig.suptitle(f"{env}{f' ({variant})' if variant else ''}: final joint-action distribution "
-                 "(rows agent 1, columns agent 2)", fontsize=9)
+    fig.suptitle(
+        f"{env}{f' ({variant})' if variant else ''}: final joint-action distribution (rows agent 1, columns agent 2)",
+        fontsize=9,
+    )
     fig.tight_layout()
     figure_dir.mkdir(parents=True, exist_ok=True)
     path = figure_dir / f"{name}.png"

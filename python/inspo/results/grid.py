@@ -1,5 +1,6 @@
 """The grid of docs/RESULTS.md: every algorithm x environment x dataset (a cell), its run configs, and the
 sweep of its runs (one per cell and seed)."""
+
 from __future__ import annotations
 
 import shlex
@@ -15,8 +16,11 @@ from inspo.sweep.spec import Run
 STEPS = {"xor": (600, 200), "mne": (1500, 400), "bridge": (2000, 400)}
 # OMIGA's temperature per env, with its reason (printed in RESULTS.md); the other settings are the presets
 OMIGA_ALPHA: dict[str, tuple[float, str]] = {
-    "xor": (0.1, "OMIGA's alpha = 10 is tuned for SMAC's returns of ~20; XOR pays ~1, so alpha = 0.1, InSPO's own "
-                 "temperature scale (the OMIGA alpha sweep shows what alpha = 1 and 10 do)"),
+    "xor": (
+        0.1,
+        "OMIGA's alpha = 10 is tuned for SMAC's returns of ~20; XOR pays ~1, so alpha = 0.1, InSPO's own "
+        "temperature scale (the OMIGA alpha sweep shows what alpha = 1 and 10 do)",
+    ),
     "mne": (1.0, "M-NE pays ~10: alpha = 1, the same ratio to the reward scale as on XOR"),
     "bridge": (0.1, "Bridge pays about -0.1 to -0.5 per step (return ~-1.3): alpha = 0.1"),
 }
@@ -55,14 +59,31 @@ class Cell:
         """A file-name-safe unique name: group-env-variant-dataset-method."""
         parts = [self.group, self.env, self.variant, self.dataset, self.method]
         text = "-".join(p for p in parts if p).lower()
-        for old, new in (("β", "beta"), ("η", "eta"), ("α", "alpha"), ("→", "to"), (" ", "_"), ("=", ""),
-                         ("(", ""), (")", ""), ("/", "_")):
+        for old, new in (
+            ("β", "beta"),
+            ("η", "eta"),
+            ("α", "alpha"),
+            ("→", "to"),
+            (" ", "_"),
+            ("=", ""),
+            ("(", ""),
+            (")", ""),
+            ("/", "_"),
+        ):
             text = text.replace(old, new)
         return text
 
 
-def inspo_cell(group: str, env: str, dataset: str, mode: str, label: str = "", quick: bool = False,
-               regime: str = "one-step", **overrides: Any) -> Cell:
+def inspo_cell(
+    group: str,
+    env: str,
+    dataset: str,
+    mode: str,
+    label: str = "",
+    quick: bool = False,
+    regime: str = "one-step",
+    **overrides: Any,
+) -> Cell:
     method = f"InSPO {mode}" + (f" {label}" if label else "") + (f" ({regime})" if regime != "one-step" else "")
     overrides = {"mode": mode, **overrides}
     return Cell(group, env, dataset, method, "inspo", tuple(sorted(overrides.items())), quick, regime)
@@ -87,15 +108,27 @@ def build_grid() -> list[Cell]:
             for mode in modes:
                 cells.append(inspo_cell("main", "xor", dataset, mode, quick=quick, xor_variant=variant))
                 if dataset in "cd":  # (a) and (b) leave nothing to coordinate: one regime suffices there
-                    cells.append(inspo_cell("full-update", "xor", dataset, mode, quick=quick and dataset == "c",
-                                            regime="full-update", xor_variant=variant))
+                    cells.append(
+                        inspo_cell(
+                            "full-update",
+                            "xor",
+                            dataset,
+                            mode,
+                            quick=quick and dataset == "c",
+                            regime="full-update",
+                            xor_variant=variant,
+                        )
+                    )
     # M-NE: the baselines and modes on both datasets; the entropy term (beta sweep) on imbalanced
     for dataset in ("balanced", "imbalanced"):
         baselines("main", "mne", dataset, dataset == "imbalanced")
         for mode in modes:
             cells.append(inspo_cell("main", "mne", dataset, mode, quick=dataset == "imbalanced" and mode == "fused"))
-        cells.append(inspo_cell("entropy", "mne", dataset, "fused", "β=0", quick=dataset == "imbalanced",
-                                beta=0.0, beta_end=None))
+        cells.append(
+            inspo_cell(
+                "entropy", "mne", dataset, "fused", "β=0", quick=dataset == "imbalanced", beta=0.0, beta_end=None
+            )
+        )
     for beta in (0.1, 1.0, 3.0):
         cells.append(inspo_cell("entropy", "mne", "imbalanced", "fused", f"β={beta:g} const", beta=beta, beta_end=None))
     cells.append(inspo_cell("entropy", "mne", "imbalanced", "fused", "β 3→0", beta=3.0, beta_end=0.0))
@@ -136,9 +169,16 @@ def cell_config(cell: Cell, seed: int, quick: bool, steps: Optional[int], extra:
         else:  # the regime's own length
             steps = max(2, round(base.steps * (QUICK_FULL_UPDATE_FRACTION if quick else 1.0)))
     values: dict[str, Any] = dict(omiga_alpha=OMIGA_ALPHA[cell.env][0]) if cell.algo == "omiga" else {}
-    values.update(steps=steps, seed=seed, algo=cell.algo, dataset=cell.dataset,
-                  critic_warmup_steps=base.critic_warmup_steps * steps // base.steps,
-                  eval_every=max(1, steps // 10), log_every=max(1, steps // 10), checkpoint_every=max(1, steps // 2))
+    values.update(
+        steps=steps,
+        seed=seed,
+        algo=cell.algo,
+        dataset=cell.dataset,
+        critic_warmup_steps=base.critic_warmup_steps * steps // base.steps,
+        eval_every=max(1, steps // 10),
+        log_every=max(1, steps // 10),
+        checkpoint_every=max(1, steps // 2),
+    )
     values.update(dict(cell.overrides))
     values.update(extra)
     return make_config(cell.env, regime=cell.regime, **values)
@@ -161,9 +201,12 @@ def train_command(cell: Cell, config: TrainConfig) -> str:
     return shlex.join(words)
 
 
-
-def grid_runs(cells: list[Cell], seeds: list[int], quick: bool, steps: Optional[int], extra: dict[str, Any],
-              out_root: Path) -> list[Run]:
+def grid_runs(
+    cells: list[Cell], seeds: list[int], quick: bool, steps: Optional[int], extra: dict[str, Any], out_root: Path
+) -> list[Run]:
     """The sweep of the grid: one run per cell and seed, in <out_root>/<cell key>/seed<k>."""
-    return [Run(cell.key, cell_config(cell, seed, quick, steps, extra), out_root / cell.key / f"seed{seed}")
-            for cell in cells for seed in seeds]
+    return [
+        Run(cell.key, cell_config(cell, seed, quick, steps, extra), out_root / cell.key / f"seed{seed}")
+        for cell in cells
+        for seed in seeds
+    ]

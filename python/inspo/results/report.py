@@ -8,6 +8,7 @@ by hand. A region is
 and `inspo reproduce` rewrites what lies between the two markers, nothing else. A RESULTS.md without
 the markers of a region it writes is an error (add them where the region belongs).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,11 @@ from inspo.sweep.stats import format_interval, iqm_interval, probability_of_impr
 REGIONS = ("provenance", "grid", "headline", "aggregates", *DISCUSSION_REGIONS, "cells", "figures", "smax", "runs")
 HEADLINE_METHODS = ["BC", "OMIGA", "CFCQL", "InSPO fused", "InSPO exact", "InSPO simultaneous"]
 # the tasks of each env in the headline tables: (dataset, variant)
-HEADLINE_TASKS = {"xor": [(d, v) for v in ("penalty", "plain") for d in "abcd"],
-                  "mne": [("balanced", ""), ("imbalanced", "")], "bridge": [("optimal", ""), ("mixed", "")]}
+HEADLINE_TASKS = {
+    "xor": [(d, v) for v in ("penalty", "plain") for d in "abcd"],
+    "mne": [("balanced", ""), ("imbalanced", "")],
+    "bridge": [("optimal", ""), ("mixed", "")],
+}
 MARKER = re.compile(r"<!-- generated: (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- end generated: (?P=name) -->", re.S)
 
 
@@ -40,16 +44,21 @@ def fill_regions(text: str, regions: dict[str, str], where: str = "RESULTS.md") 
     found = {match["name"] for match in MARKER.finditer(text)}
     missing = [name for name in regions if name not in found]
     if missing:
-        raise ValueError(f"{where} has no generated region {missing[0]!r}: add the lines "
-                         f"'<!-- generated: {missing[0]} -->' and '<!-- end generated: {missing[0]} -->' where it belongs")
+        raise ValueError(
+            f"{where} has no generated region {missing[0]!r}: add the lines "
+            f"'<!-- generated: {missing[0]} -->' and '<!-- end generated: {missing[0]} -->' where it belongs"
+        )
 
     def replace(match: re.Match) -> str:
         name = match["name"]
         if name not in regions:
             return match[0]
         body = regions[name].strip("\n")  # blank lines around it: a table or list ends before the marker
-        return f"<!-- generated: {name} -->\n\n{body}\n\n<!-- end generated: {name} -->" if body else \
-            f"<!-- generated: {name} -->\n<!-- end generated: {name} -->"
+        return (
+            f"<!-- generated: {name} -->\n\n{body}\n\n<!-- end generated: {name} -->"
+            if body
+            else f"<!-- generated: {name} -->\n<!-- end generated: {name} -->"
+        )
 
     return MARKER.sub(replace, text)
 
@@ -82,8 +91,10 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} logical cores; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}; {ops_backend()}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}; {ops_backend()}"
+    )
 
 
 def ops_backend() -> str:
@@ -93,6 +104,7 @@ def ops_backend() -> str:
         compiled = getattr(inspo_ext, "HAS_COMPILED", None)
         if compiled is None:
             import importlib.util
+
             compiled = importlib.util.find_spec("inspo_ext._C") is not None
         return "inspo_ext compiled ops" if compiled else "inspo_ext reference ops (no compiled module)"
     except ImportError:
@@ -101,8 +113,13 @@ def ops_backend() -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -113,13 +130,22 @@ def results_table(rows: list[CellResult]) -> list[str]:
     its 95% bootstrap interval, seeds, time per run."""
     env = rows[0].cell.env
     headline_title = SCORES[env][0][1]
-    headers = ["task", "method", *[f"{title}" for _, title in SCORES[env]], f"{headline_title} IQM [95% CI]", "seeds",
-               "s / run"]
+    headers = [
+        "task",
+        "method",
+        *[f"{title}" for _, title in SCORES[env]],
+        f"{headline_title} IQM [95% CI]",
+        "seeds",
+        "s / run",
+    ]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
         values = [str(row.stats(key)) for key, _ in SCORES[env]]
-        lines.append(f"| {row.cell.task} | {row.cell.method} | " + " | ".join(values) +
-                     f" | {format_interval(row.headline.iqm)} | {row.headline.n} | {row.seconds.mean:.1f} |")
+        lines.append(
+            f"| {row.cell.task} | {row.cell.method} | "
+            + " | ".join(values)
+            + f" | {format_interval(row.headline.iqm)} | {row.headline.n} | {row.seconds.mean:.1f} |"
+        )
     return lines
 
 
@@ -157,15 +183,19 @@ def aggregates(table: Table) -> list[str]:
             improvement = "—"
             if method != "InSPO fused" and fused.shape[1:] == scores.shape[1:] and fused.size:
                 improvement = format_interval(probability_of_improvement(fused, scores), digits=2)
-            lines.append(f"| {env} | {scores.shape[1]} | {method} | {format_interval(iqm_interval(scores))} | "
-                         f"{improvement} |")
+            lines.append(
+                f"| {env} | {scores.shape[1]} | {method} | {format_interval(iqm_interval(scores))} | {improvement} |"
+            )
     return lines
 
 
 def grid_region(results: list[CellResult]) -> list[str]:
-    lines = [f"Iterations per run: XOR {STEPS['xor'][0]}, M-NE {STEPS['mne'][0]}, Bridge {STEPS['bridge'][0]} "
-             f"(--quick: {STEPS['xor'][1]}, {STEPS['mne'][1]}, {STEPS['bridge'][1]}); the full-update regime its own "
-             f"{REGIMES['full-update'].get('steps', 'preset')}.", ""]
+    lines = [
+        f"Iterations per run: XOR {STEPS['xor'][0]}, M-NE {STEPS['mne'][0]}, Bridge {STEPS['bridge'][0]} "
+        f"(--quick: {STEPS['xor'][1]}, {STEPS['mne'][1]}, {STEPS['bridge'][1]}); the full-update regime its own "
+        f"{REGIMES['full-update'].get('steps', 'preset')}.",
+        "",
+    ]
     for group in dict.fromkeys(r.cell.group for r in results):
         tasks: dict[str, list[str]] = {}
         for r in results:
@@ -184,8 +214,10 @@ def runs_region(results: list[CellResult]) -> list[str]:
         if not result.runs:
             continue
         config = TrainConfig.from_dict(result.runs[min(result.runs)]["config"])
-        lines.append(f"* `{result.cell.key}` (seeds {', '.join(map(str, sorted(result.runs)))}): "
-                     f"`{train_command(result.cell, config)}`")
+        lines.append(
+            f"* `{result.cell.key}` (seeds {', '.join(map(str, sorted(result.runs)))}): "
+            f"`{train_command(result.cell, config)}`"
+        )
     return lines
 
 
@@ -199,9 +231,18 @@ def cells_region(results: list[CellResult]) -> list[str]:
     return lines
 
 
-def write_results_md(path: Path, results: list[CellResult], *, command: str, wall_seconds: Optional[float],
-                     quick: bool, seeds: list[int], figures: list[str], smax_markdown: Optional[str],
-                     notes: list[str]) -> None:
+def write_results_md(
+    path: Path,
+    results: list[CellResult],
+    *,
+    command: str,
+    wall_seconds: Optional[float],
+    quick: bool,
+    seeds: list[int],
+    figures: list[str],
+    smax_markdown: Optional[str],
+    notes: list[str],
+) -> None:
     """Fill the generated regions of `path` (made from the template when it does not exist yet)."""
     table = Table(results)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -209,9 +250,13 @@ def write_results_md(path: Path, results: list[CellResult], *, command: str, wal
     provenance = [
         f"Generated by `{command}` on {now} (git {git_commit()}), "
         f"{'quick (CI-sized) grid' if quick else 'full grid'}, seeds {', '.join(map(str, seeds))}, "
-        + (f"wall time of this invocation {wall_seconds / 60:.1f} min." if wall_seconds is not None else
-           "tables written from the finished runs (`--report-only`)."),
-        f"Machine: {machine_description()}.", "",
+        + (
+            f"wall time of this invocation {wall_seconds / 60:.1f} min."
+            if wall_seconds is not None
+            else "tables written from the finished runs (`--report-only`)."
+        ),
+        f"Machine: {machine_description()}.",
+        "",
         *[f"* {note}" for note in notes],
         f"* Sum of the training times of all runs: {run_seconds / 60:.1f} min (one CPU each; per-cell means in "
         "the *s / run* columns).",
@@ -219,14 +264,22 @@ def write_results_md(path: Path, results: list[CellResult], *, command: str, wal
     headline: list[str] = []
     for env, tasks in HEADLINE_TASKS.items():
         headline += pivot(table, env, tasks, HEADLINE_METHODS) + [""]
-    regions = {"provenance": provenance, "grid": grid_region(results), "headline": headline,
-               "aggregates": aggregates(table), **discussion(table), "cells": cells_region(results),
-               "figures": [f"![{Path(f).stem}]({f})" for f in figures], "runs": runs_region(results)}
+    regions = {
+        "provenance": provenance,
+        "grid": grid_region(results),
+        "headline": headline,
+        "aggregates": aggregates(table),
+        **discussion(table),
+        "cells": cells_region(results),
+        "figures": [f"![{Path(f).stem}]({f})" for f in figures],
+        "runs": runs_region(results),
+    }
     if smax_markdown is not None:
         regions["smax"] = [smax_markdown.strip()]
     elif not path.is_file():  # a new RESULTS.md: not the template's SMAX numbers
         regions["smax"] = ["Not part of this invocation (`inspo reproduce --smax` adds the SMAX grid)."]
-    text = fill_regions(template_text(path), {name: "\n".join(lines) for name, lines in regions.items()},
-                        where=str(path))
+    text = fill_regions(
+        template_text(path), {name: "\n".join(lines) for name, lines in regions.items()}, where=str(path)
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -1,4 +1,5 @@
 """The numbers of the results: scores per env, mean ± std and IQM over seeds, and the comparison rule."""
+
 from __future__ import annotations
 
 import math
@@ -10,13 +11,15 @@ import numpy as np
 from inspo.results.grid import Cell
 from inspo.sweep.stats import iqm_interval
 
-
 # the score of a run: (key, header) per env, the first one is the headline
 SCORES = {
     "xor": (("expected_payoff", "E[payoff]"), ("greedy_payoff", "greedy payoff")),
     "mne": (("expected_payoff", "E[payoff]"), ("greedy_payoff", "greedy payoff")),
-    "bridge": (("greedy_return", "greedy return"), ("greedy_optimal", "greedy optimal"),
-               ("stochastic_return", "stoch. return")),
+    "bridge": (
+        ("greedy_return", "greedy return"),
+        ("greedy_optimal", "greedy optimal"),
+        ("stochastic_return", "stoch. return"),
+    ),
 }
 ENV_NAMES = {"xor": "XOR", "mne": "M-NE", "bridge": "Bridge"}
 # the smallest difference of the headline score called a difference (besides 2 standard errors)
@@ -56,7 +59,7 @@ def compare(a: Stats, b: Stats, env: str) -> int:
     """+1 when a is above b beyond 2 standard errors of the difference and the env's resolution, -1 below, 0 else."""
     if not a.values or not b.values:
         return 0
-    margin = max(2 * math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n), RESOLUTION[env])
+    margin = max(2 * math.sqrt(a.std**2 / a.n + b.std**2 / b.n), RESOLUTION[env])
     difference = a.mean - b.mean
     return 1 if difference > margin else -1 if difference < -margin else 0
 
@@ -105,5 +108,3 @@ def out_of_data(result: CellResult) -> int:
 
     support = set(XOR_DATASETS[result.cell.dataset])
     return sum(greedy_joint(run["scores"], 2) not in support for run in result.runs.values())
-
-

@@ -25,4 +25,4 @@ def map_from_env_name(env_name: str) -> str:
     """``"smax:3m"`` -> ``"3m"``; raises ValueError for names without the prefix."""
     if not env_name.startswith(ENV_PREFIX) or len(env_name) == len(ENV_PREFIX):
         raise ValueError(f"env: expected 'smax:<map>' (e.g. smax:3m), got {env_name!r}")
-    return env_name[len(ENV_PREFIX):]
+    return env_name[len(ENV_PREFIX) :]

@@ -35,22 +35,29 @@ def _learner(config, store, mu_state=None):
 
 
 def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: int, overrides: dict, log) -> dict:
+    import inspo_ext
     from inspo.bc import fit_behaviour
     from inspo.config import make_config
+    from inspo.data import MappedTransitions
     from inspo.loop import stack_batches
     from inspo.smax.card import load_dataset
-    from inspo.data import MappedTransitions
-
-    import inspo_ext
 
     started = time.perf_counter()
     arrays, meta = load_dataset(dataset)  # memory-mapped, checked against its card
     store = MappedTransitions(arrays)
     card = meta["card"]
-    result = dict(dataset=str(dataset), env=card["env"], tier=card["tier"], transitions=len(store),
-                  dataset_bytes=sum(f["bytes"] for f in card["files"].values()),
-                  index_seconds=round(time.perf_counter() - started, 2), threads=torch.get_num_threads(),
-                  compiled_ops=bool(inspo_ext.build_info()["compiled"]), torch=torch.__version__, rows=[])
+    result = dict(
+        dataset=str(dataset),
+        env=card["env"],
+        tier=card["tier"],
+        transitions=len(store),
+        dataset_bytes=sum(f["bytes"] for f in card["files"].values()),
+        index_seconds=round(time.perf_counter() - started, 2),
+        threads=torch.get_num_threads(),
+        compiled_ops=bool(inspo_ext.build_info()["compiled"]),
+        torch=torch.__version__,
+        rows=[],
+    )
     log(f"{card['env']} {card['tier']}: {len(store)} transitions, {result['dataset_bytes'] / 2**30:.2f} GiB mapped")
     config = make_config(card["env"], dataset_path=str(dataset), **{**overrides, "bc_steps": bc_steps})
     learner = _learner(config, store)
@@ -61,8 +68,9 @@ def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: 
     mu_state = learner.mu.state_dict()
     for batch_size in batches:
         for mode in modes:
-            mode_config = make_config(card["env"], dataset_path=str(dataset), **{**overrides, "mode": mode,
-                                                                                 "batch_size": batch_size})
+            mode_config = make_config(
+                card["env"], dataset_path=str(dataset), **{**overrides, "mode": mode, "batch_size": batch_size}
+            )
             learner = _learner(mode_config, store, mu_state)
             learner.mu.requires_grad_(False)
             generators = [torch.Generator().manual_seed(1)]
@@ -83,13 +91,17 @@ def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: 
                     step_times.append(compute / iterations)
             gather_ms = 1e3 * statistics.median(gather_times)
             step_ms = 1e3 * statistics.median(step_times)
-            row = dict(mode=mode, batch=batch_size, gather_ms=round(gather_ms, 3), step_ms=round(step_ms, 3),
-                       samples_per_s=round(batch_size / ((gather_ms + step_ms) / 1e3), 1),
-                       step_only_samples_per_s=round(batch_size / (step_ms / 1e3), 1))
+            row = dict(
+                mode=mode,
+                batch=batch_size,
+                gather_ms=round(gather_ms, 3),
+                step_ms=round(step_ms, 3),
+                samples_per_s=round(batch_size / ((gather_ms + step_ms) / 1e3), 1),
+                step_only_samples_per_s=round(batch_size / (step_ms / 1e3), 1),
+            )
             result["rows"].append(row)
             log(json.dumps(row))
-    result["index_bytes"] = int(store.episode.nbytes + store.step.nbytes + store.next_step.nbytes
-                                + store.done.nbytes)
+    result["index_bytes"] = int(store.episode.nbytes + store.step.nbytes + store.next_step.nbytes + store.done.nbytes)
     result["behaviour_cache_bytes"] = int(store.log_mu.nbytes + store.next_log_mu.nbytes)
     result["private_rss_bytes"] = _private_rss()
     return result
@@ -123,8 +135,10 @@ def markdown(result: dict) -> str:
     for row in result["rows"]:
         exact = by_key.get((row["batch"], "exact"))
         ratio = f"{row['samples_per_s'] / exact['samples_per_s']:.2f}x" if exact and row["mode"] == "fused" else ""
-        lines.append(f"| {row['batch']} | {row['mode']} | {row['gather_ms']:.2f} | {row['step_ms']:.2f} | "
-                     f"{row['samples_per_s']:,.0f} | {row['step_only_samples_per_s']:,.0f} | {ratio} |")
+        lines.append(
+            f"| {row['batch']} | {row['mode']} | {row['gather_ms']:.2f} | {row['step_ms']:.2f} | "
+            f"{row['samples_per_s']:,.0f} | {row['step_only_samples_per_s']:,.0f} | {ratio} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -145,8 +159,16 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {"steps": 10_000, **parse_overrides(args.overrides)}  # on top of the trainer's SMAX preset
-    result = run(args.dataset, args.modes, args.batch, args.iterations, args.repeats, args.bc_steps, overrides,
-                 log=lambda message: print(message, file=sys.stderr, flush=True))
+    result = run(
+        args.dataset,
+        args.modes,
+        args.batch,
+        args.iterations,
+        args.repeats,
+        args.bc_steps,
+        overrides,
+        log=lambda message: print(message, file=sys.stderr, flush=True),
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     print(markdown(result))

@@ -68,8 +68,10 @@ def file_digest(path: Path, block: int = 1 << 24) -> str:
 
 def file_table(directory: Path, names) -> dict:
     """{array name: {"bytes": size, "sha256": digest}} of the .npy files of a dataset."""
-    return {name: {"bytes": os.path.getsize(directory / f"{name}.npy"),
-                   "sha256": file_digest(directory / f"{name}.npy")} for name in names}
+    return {
+        name: {"bytes": os.path.getsize(directory / f"{name}.npy"), "sha256": file_digest(directory / f"{name}.npy")}
+        for name in names
+    }
 
 
 def verify_card(arrays: dict, meta: dict, directory: Optional[Path] = None, *, hashes: bool = False) -> dict:
@@ -88,13 +90,18 @@ def verify_card(arrays: dict, meta: dict, directory: Optional[Path] = None, *, h
                 raise DatasetError(f"dataset card lists {name}.npy, which is missing from {directory}")
             size = os.path.getsize(path)
             if size != expected["bytes"]:
-                raise DatasetError(f"{path} has {size} bytes, the dataset card says {expected['bytes']} "
-                                   "(truncated or replaced file)")
+                raise DatasetError(
+                    f"{path} has {size} bytes, the dataset card says {expected['bytes']} (truncated or replaced file)"
+                )
             if hashes and file_digest(path) != expected["sha256"]:
                 raise DatasetError(f"{path} does not match the sha256 in the dataset card")
-    expected_dims = dict(n_agents=arrays["obs"].shape[2], obs_dim=arrays["obs"].shape[3],
-                         state_dim=arrays["state"].shape[2], n_actions=arrays["avail_actions"].shape[3],
-                         padded_length=arrays["obs"].shape[1])
+    expected_dims = dict(
+        n_agents=arrays["obs"].shape[2],
+        obs_dim=arrays["obs"].shape[3],
+        state_dim=arrays["state"].shape[2],
+        n_actions=arrays["avail_actions"].shape[3],
+        padded_length=arrays["obs"].shape[1],
+    )
     for name, actual in expected_dims.items():
         if card.get(name) != actual:
             raise DatasetError(f"dataset card says {name} = {card.get(name)}, the arrays have {actual}")
@@ -120,8 +127,10 @@ def summary_table(root: Path) -> str:
     each dataset is checked against its card first."""
     import json
 
-    lines = ["| map | tier | seed | episodes | transitions | return | win rate | behaviour | generator |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| map | tier | seed | episodes | transitions | return | win rate | behaviour | generator |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for meta_path in sorted(Path(root).glob("*/seed*/*/meta.json")):
         card = json.loads(meta_path.read_text()).get("card")
         if not isinstance(card, dict):
@@ -133,13 +142,17 @@ def summary_table(root: Path) -> str:
             status = f" **fails its card check: {error}**"
         behaviour = card["behaviour"]
         if "parts" in behaviour:
-            source = " + ".join(f"{p['kind']} update {p['update']} ({p['env_steps']:,} steps) x {p['episodes']}"
-                                for p in behaviour["parts"])
+            source = " + ".join(
+                f"{p['kind']} update {p['update']} ({p['env_steps']:,} steps) x {p['episodes']}"
+                for p in behaviour["parts"]
+            )
         elif "until" in behaviour:
             source = f"{behaviour['kind']} until update {behaviour['until']['update']}"
         else:
             source = f"{behaviour['kind']} eps {behaviour.get('eps')}"
-        lines.append(f"| {card['map']} | {card['tier']} | {card['seed']} | {card['episodes']:,} | "
-                     f"{card['transitions']:,} | {card['return_mean']:.3f} ± {card['return_std']:.3f} | "
-                     f"{card['win_rate']:.3f} | {source}{status} | {card['generator']} |")
+        lines.append(
+            f"| {card['map']} | {card['tier']} | {card['seed']} | {card['episodes']:,} | "
+            f"{card['transitions']:,} | {card['return_mean']:.3f} ± {card['return_std']:.3f} | "
+            f"{card['win_rate']:.3f} | {source}{status} | {card['generator']} |"
+        )
     return "\n".join(lines) + "\n"

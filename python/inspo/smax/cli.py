@@ -16,7 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-
 COMMANDS = ("make", "behaviour", "summary", "check")
 
 
@@ -30,22 +29,36 @@ def add_commands(commands) -> None:
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--env", required=True, help="smax:<map>, e.g. smax:3m, smax:2s3z, smax:5m_vs_6m")
         sub.add_argument("--seed", type=int, default=0, help="seed of the behaviour training and the rollouts")
-        sub.add_argument("--root", type=Path, default=None,
-                         help="data root (default $INSPO_DATA/smax or ~/.cache/inspo/smax)")
-        sub.add_argument("--algorithm", choices=("mappo", "ippo"), default="mappo",
-                         help="behaviour learner: MAPPO (critic sees the state) or IPPO (critic sees the obs)")
-        sub.add_argument("--behaviour-steps", type=int, default=None,
-                         help="environment steps of behaviour training (default: the map preset)")
+        sub.add_argument(
+            "--root", type=Path, default=None, help="data root (default $INSPO_DATA/smax or ~/.cache/inspo/smax)"
+        )
+        sub.add_argument(
+            "--algorithm",
+            choices=("mappo", "ippo"),
+            default="mappo",
+            help="behaviour learner: MAPPO (critic sees the state) or IPPO (critic sees the obs)",
+        )
+        sub.add_argument(
+            "--behaviour-steps",
+            type=int,
+            default=None,
+            help="environment steps of behaviour training (default: the map preset)",
+        )
         sub.add_argument("--num-envs", type=int, default=None, help="battles per PPO rollout")
         sub.add_argument("--checkpoint-every", type=int, default=None, help="PPO updates between checkpoints")
 
     make = commands.add_parser("make", help="generate a dataset tier (episode-buffer directory + card)")
     common(make)
-    make.add_argument("--tier", required=True,
-                      help="expert, medium, medium-replay, mixed, scripted, or all (the four trained tiers)")
+    make.add_argument(
+        "--tier", required=True, help="expert, medium, medium-replay, mixed, scripted, or all (the four trained tiers)"
+    )
     make.add_argument("--episodes", type=int, default=1000, help="episodes per dataset (default 1000)")
-    make.add_argument("--replay-episodes", type=int, default=None,
-                      help="cap on medium-replay episodes, drawn uniformly (default: all)")
+    make.add_argument(
+        "--replay-episodes",
+        type=int,
+        default=None,
+        help="cap on medium-replay episodes, drawn uniformly (default: all)",
+    )
     make.add_argument("--eps", type=float, default=0.2, help="scripted tier: random-action probability")
     make.add_argument("--out", type=Path, default=None, help="dataset directory (default <root>/<map>/seed<S>/<tier>)")
     make.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
@@ -66,15 +79,26 @@ def _data_config(args, tier: str):
     from inspo.smax.tiers import DEFAULT_ROOT, DataConfig, behaviour_config
 
     map_name = map_from_env_name(args.env)
-    behaviour = behaviour_config(map_name, args.seed, total_env_steps=args.behaviour_steps,
-                                 num_envs=args.num_envs, checkpoint_every=args.checkpoint_every,
-                                 critic="global" if args.algorithm == "mappo" else "local")
+    behaviour = behaviour_config(
+        map_name,
+        args.seed,
+        total_env_steps=args.behaviour_steps,
+        num_envs=args.num_envs,
+        checkpoint_every=args.checkpoint_every,
+        critic="global" if args.algorithm == "mappo" else "local",
+    )
     extra = {}
     if args.data_command == "make":
-        extra = dict(episodes=args.episodes, replay_episodes=args.replay_episodes, eps=args.eps,
-                     out=args.out, overwrite=args.overwrite)
-    return DataConfig(map_name=map_name, tier=tier, seed=args.seed, root=args.root or DEFAULT_ROOT,
-                      behaviour=behaviour, **extra).validate()
+        extra = dict(
+            episodes=args.episodes,
+            replay_episodes=args.replay_episodes,
+            eps=args.eps,
+            out=args.out,
+            overwrite=args.overwrite,
+        )
+    return DataConfig(
+        map_name=map_name, tier=tier, seed=args.seed, root=args.root or DEFAULT_ROOT, behaviour=behaviour, **extra
+    ).validate()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,8 +128,7 @@ def _run(args: argparse.Namespace) -> int:
             log(f"dataset check failed: {error}")
             return 1
         card = meta["card"]
-        keys = ("env", "tier", "seed", "episodes", "transitions", "return_mean", "return_std", "win_rate",
-                "generator")
+        keys = ("env", "tier", "seed", "episodes", "transitions", "return_mean", "return_std", "win_rate", "generator")
         print(json.dumps({key: card[key] for key in keys}, indent=2))
         return 0
 

@@ -87,9 +87,7 @@ class SmaxCore:
             raise ValueError(f"episode_limit: must be >= 1, got {episode_limit}")
         # JaxMARL tests the time limit before counting the step, so max_steps=k ends an episode
         # after k + 1 steps; ask for one less to get exactly episode_limit steps.
-        self.env = _smax.HeuristicEnemySMAX(
-            scenario=_smax.map_name_to_scenario(map_name), max_steps=episode_limit - 1
-        )
+        self.env = _smax.HeuristicEnemySMAX(scenario=_smax.map_name_to_scenario(map_name), max_steps=episode_limit - 1)
         self.spec = SmaxSpec(
             map_name=map_name,
             n_agents=self.env.num_allies,
@@ -292,9 +290,7 @@ class SmaxVecEnv:
         chosen = np.take_along_axis(self._avail, actions[..., None].astype(np.int64), axis=-1)[..., 0]
         if not chosen.all():
             env, agent = np.argwhere(~chosen)[0]
-            raise ValueError(
-                f"actions: action {actions[env, agent]} of agent {agent} in env {env} is not available"
-            )
+            raise ValueError(f"actions: action {actions[env, agent]} of agent {agent} in env {env} is not available")
 
 
 def make_env(config, arg):

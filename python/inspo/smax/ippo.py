@@ -83,13 +83,21 @@ class PPOConfig:
         return NetworkConfig(hidden=self.hidden, layers=self.layers, critic=self.critic)
 
     def validate(self) -> "PPOConfig":
-        for name in ("total_env_steps", "num_envs", "rollout_steps", "epochs", "minibatches", "checkpoint_every",
-                     "eval_episodes", "episode_limit"):
+        for name in (
+            "total_env_steps",
+            "num_envs",
+            "rollout_steps",
+            "epochs",
+            "minibatches",
+            "checkpoint_every",
+            "eval_episodes",
+            "episode_limit",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if (self.num_envs * self.rollout_steps) % self.minibatches:
             raise ValueError(f"minibatches: {self.minibatches} must divide num_envs * rollout_steps")
-        self.network  # checks critic
+        _ = self.network  # building it checks critic
         return self
 
 
@@ -131,14 +139,25 @@ def build_update(config: PPOConfig, core: SmaxCore, optimizer):
         env_state, out, start = step_all(jax.random.split(step_key, config.num_envs), runner.env_state, actions)
         episode_return = runner.running_return + out.reward
         record = dict(
-            obs=runner.current.obs, state=runner.current.state, avail=runner.current.avail,
-            actions=actions, log_prob=log_prob, value=value, reward=out.reward, done=out.done,
-            terminated=out.terminated, won=out.won, final_value=values(params, out.next, net),
-            final_obs=out.next.obs, final_state=out.next.state, final_avail=out.next.avail,
+            obs=runner.current.obs,
+            state=runner.current.state,
+            avail=runner.current.avail,
+            actions=actions,
+            log_prob=log_prob,
+            value=value,
+            reward=out.reward,
+            done=out.done,
+            terminated=out.terminated,
+            won=out.won,
+            final_value=values(params, out.next, net),
+            final_obs=out.next.obs,
+            final_state=out.next.state,
+            final_avail=out.next.avail,
             episode_return=episode_return,
         )
-        runner = runner._replace(env_state=env_state, current=start, key=key,
-                                 running_return=jnp.where(out.done, 0.0, episode_return))
+        runner = runner._replace(
+            env_state=env_state, current=start, key=key, running_return=jnp.where(out.done, 0.0, episode_return)
+        )
         return runner, record
 
     def advantages(steps):
@@ -205,7 +224,9 @@ def build_update(config: PPOConfig, core: SmaxCore, optimizer):
             episodes=episodes,
             train_return=jnp.where(done, steps["episode_return"], 0.0).sum() / jnp.maximum(episodes, 1),
             train_win_rate=(steps["won"] & done).sum() / jnp.maximum(episodes, 1),
-            policy_loss=parts[0].mean(), value_loss=parts[1].mean(), entropy=parts[2].mean(),
+            policy_loss=parts[0].mean(),
+            value_loss=parts[1].mean(),
+            entropy=parts[2].mean(),
         )
         return runner, stats, steps
 
@@ -239,8 +260,7 @@ def train(
     key, init_key, reset_key, eval_key = jax.random.split(key, 4)
     params = init_actor_critic(init_key, core.spec, config.network)
     env_state, current = jax.vmap(core.reset)(jax.random.split(reset_key, config.num_envs))
-    runner = Runner(params, optimizer.init(params), env_state, current,
-                    jnp.zeros((config.num_envs,), jnp.float32), key)
+    runner = Runner(params, optimizer.init(params), env_state, current, jnp.zeros((config.num_envs,), jnp.float32), key)
     update = compiled_update(config, core, optimizer)
     evaluator = EpisodePlayer(core, actor_critic_policy(), batch=rollout_batch(config.eval_episodes))
     if out_dir is not None:
@@ -258,16 +278,22 @@ def train(
             on_rollout({name: np.asarray(value) for name, value in steps.items()})
         if out_dir is None or (index % config.checkpoint_every and index != config.num_updates):
             continue
-        row = dict(update=index, env_steps=index * config.steps_per_update, seconds=round(time.time() - started, 1),
-                   checkpoint=checkpoint_name(index), training_episodes=int(sum(s["episodes"] for s in window)))
+        row = dict(
+            update=index,
+            env_steps=index * config.steps_per_update,
+            seconds=round(time.time() - started, 1),
+            checkpoint=checkpoint_name(index),
+            training_episodes=int(sum(s["episodes"] for s in window)),
+        )
         done = [s for s in window if s["episodes"] > 0]
         weights = [s["episodes"] for s in done]
         for name in ("train_return", "train_win_rate"):
             row[name] = float(np.average([s[name] for s in done], weights=weights)) if done else None
         row["entropy"] = window[-1]["entropy"]
         for kind in ("stochastic", "greedy"):
-            summary = evaluator.summary(actor_params(runner.params, kind == "greedy"),
-                                        jax.random.fold_in(eval_key, index), config.eval_episodes)
+            summary = evaluator.summary(
+                actor_params(runner.params, kind == "greedy"), jax.random.fold_in(eval_key, index), config.eval_episodes
+            )
             row[f"{kind}_return"] = summary["return_mean"]
             row[f"{kind}_win_rate"] = summary["win_rate"]
         save_params(out_dir / row["checkpoint"], runner.params)
@@ -275,13 +301,17 @@ def train(
             handle.write(json.dumps(row) + "\n")
         progress.append(row)
         window = []
-        log(f"[{config.algorithm} {config.map_name}] update {index}/{config.num_updates} "
+        log(
+            f"[{config.algorithm} {config.map_name}] update {index}/{config.num_updates} "
             f"steps {row['env_steps']} {row['seconds']}s  train return {row['train_return']}  "
             f"eval return {row['stochastic_return']:.3f} win {row['stochastic_win_rate']:.2f} "
-            f"(greedy {row['greedy_return']:.3f} / {row['greedy_win_rate']:.2f})")
+            f"(greedy {row['greedy_return']:.3f} / {row['greedy_win_rate']:.2f})"
+        )
     if out_dir is not None:
-        save_json(out_dir / "final.json", dict(checkpoint=checkpoint_name(last), update=last,
-                                               seconds=round(time.time() - started, 1)))
+        save_json(
+            out_dir / "final.json",
+            dict(checkpoint=checkpoint_name(last), update=last, seconds=round(time.time() - started, 1)),
+        )
     return dict(params=runner.params, progress=progress)
 
 

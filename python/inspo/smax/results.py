@@ -67,8 +67,8 @@ def final_policy(run_dir: Path):
     from inspo.cli import policy_state
     from inspo.config import TrainConfig
     from inspo.run import load_checkpoint
-    from inspo.smax.env import smax_spec
     from inspo.smax import map_from_env_name
+    from inspo.smax.env import smax_spec
 
     payload = load_checkpoint(run_dir / "checkpoint.pt")
     config = TrainConfig.from_dict(payload["config"])
@@ -90,8 +90,9 @@ def final_evaluation(run_dir: Path, episodes: int, seed: int) -> dict:
     result: dict[str, Any] = dict(step=step, episodes=episodes, seed=seed)
     for kind in ("greedy", "stochastic"):
         generator = torch.Generator().manual_seed(seed)
-        episodes_ = play(map_from_env_name(config.env), policy, episodes, seed=seed, greedy=kind == "greedy",
-                         generator=generator)
+        episodes_ = play(
+            map_from_env_name(config.env), policy, episodes, seed=seed, greedy=kind == "greedy", generator=generator
+        )
         result[f"{kind}_return"] = episodes_.returns.tolist()
         result[f"{kind}_win_rate"] = episodes_.wins.astype(float).tolist()
     return result
@@ -107,8 +108,15 @@ def run_config(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed:
     from inspo.config import make_config
 
     trainer_name, mode = ALGORITHMS[algorithm]
-    overrides = {**SMAX_OVERRIDES, **grid.overrides, "seed": seed, "dataset": tier, "dataset_seed": grid.data_seed,
-                 "dataset_path": str(dataset_dir(grid, map_name, tier)), "algo": trainer_name}
+    overrides = {
+        **SMAX_OVERRIDES,
+        **grid.overrides,
+        "seed": seed,
+        "dataset": tier,
+        "dataset_seed": grid.data_seed,
+        "dataset_path": str(dataset_dir(grid, map_name, tier)),
+        "algo": trainer_name,
+    }
     if mode is not None:
         overrides["mode"] = mode
     return make_config(f"smax:{map_name}", **overrides)
@@ -134,8 +142,10 @@ def grid_runs(grid: GridConfig, log) -> list:
         for tier in grid.tiers:
             dataset = dataset_dir(grid, map_name, tier)
             if not (dataset / "meta.json").is_file():
-                log(f"skip {map_name}/{tier}: no dataset at {dataset} (inspo data make --env smax:{map_name} "
-                    f"--tier {tier})")
+                log(
+                    f"skip {map_name}/{tier}: no dataset at {dataset} (inspo data make --env smax:{map_name} "
+                    f"--tier {tier})"
+                )
                 continue
             for algorithm in grid.algorithms:
                 try:
@@ -144,10 +154,17 @@ def grid_runs(grid: GridConfig, log) -> list:
                     log(f"skip {algorithm}: {error}")
                     continue
                 for seed in seeds_of(grid, map_name, tier):
-                    runs.append(Run(f"{map_name}/{tier}/{algorithm}", run_config(grid, map_name, tier, algorithm, seed),
-                                    grid.out / map_name / tier / algorithm / f"seed{seed}",
-                                    finish=("inspo.smax.results:write_final_eval",
-                                            (("episodes", grid.final_episodes), ("seed_offset", FINAL_SEED_OFFSET)))))
+                    runs.append(
+                        Run(
+                            f"{map_name}/{tier}/{algorithm}",
+                            run_config(grid, map_name, tier, algorithm, seed),
+                            grid.out / map_name / tier / algorithm / f"seed{seed}",
+                            finish=(
+                                "inspo.smax.results:write_final_eval",
+                                (("episodes", grid.final_episodes), ("seed_offset", FINAL_SEED_OFFSET)),
+                            ),
+                        )
+                    )
     return runs
 
 
@@ -170,14 +187,24 @@ def marl_eval_json(grid: GridConfig) -> dict:
                     lines = eval_log.read_text().splitlines() if eval_log.is_file() else []
                     rows = [json.loads(line) for line in lines if line.strip()]
                     for k, row in enumerate(rows):
-                        run[f"step_{k}"] = {"step_count": row["step"], **{
-                            metric: [row[metric]] for metric in
-                            ("greedy_return", "greedy_win_rate", "stochastic_return", "stochastic_win_rate")
-                            if metric in row}}
+                        run[f"step_{k}"] = {
+                            "step_count": row["step"],
+                            **{
+                                metric: [row[metric]]
+                                for metric in (
+                                    "greedy_return",
+                                    "greedy_win_rate",
+                                    "stochastic_return",
+                                    "stochastic_win_rate",
+                                )
+                                if metric in row
+                            },
+                        }
                     final = json.loads((run_dir / "final_eval.json").read_text())
-                    run["absolute_metrics"] = {metric: final[metric] for metric in
-                                               ("greedy_return", "greedy_win_rate", "stochastic_return",
-                                                "stochastic_win_rate")}
+                    run["absolute_metrics"] = {
+                        metric: final[metric]
+                        for metric in ("greedy_return", "greedy_win_rate", "stochastic_return", "stochastic_win_rate")
+                    }
                     task.setdefault(algorithm, {})[f"run_{seed}"] = run
     return data
 
@@ -239,7 +266,7 @@ def markdown(grid: GridConfig) -> str:
         "afford, not a tuned or converged one. Raw per-episode results for IQM / bootstrap intervals: "
         "`marl_eval.json` (marl-eval layout) beside the run folders.",
         "",
-        "Datasets (data seed " f"{grid.data_seed}; win rate and return of the behaviour episodes themselves):",
+        f"Datasets (data seed {grid.data_seed}; win rate and return of the behaviour episodes themselves):",
         "",
         "| map | tier | episodes | transitions | behaviour win rate | behaviour return | behaviour policy | generator |",
         "|---|---|---|---|---|---|---|---|",
@@ -248,25 +275,35 @@ def markdown(grid: GridConfig) -> str:
         for tier in grid.tiers:
             card = _dataset_card(grid, map_name, tier)
             if card is None:
-                lines.append(f"| {map_name} | {tier} | not made | | | | "
-                             f"`inspo data make --env smax:{map_name} --tier {tier}` | |")
+                lines.append(
+                    f"| {map_name} | {tier} | not made | | | | "
+                    f"`inspo data make --env smax:{map_name} --tier {tier}` | |"
+                )
                 continue
             behaviour = card["behaviour"]
             if "parts" in behaviour:
-                source = " + ".join(f"{p['kind']} at {p['env_steps']:,} env steps x {p['episodes']}"
-                                    for p in behaviour["parts"])
+                source = " + ".join(
+                    f"{p['kind']} at {p['env_steps']:,} env steps x {p['episodes']}" for p in behaviour["parts"]
+                )
             else:
                 until = behaviour["until"]
                 recorded, total = behaviour["recorded_of_total"]
-                source = (f"{behaviour['kind']} until {until['env_steps']:,} env steps "
-                          f"({recorded:,} of {total:,} episodes)")
-            lines.append(f"| {map_name} | {tier} | {card['episodes']:,} | {card['transitions']:,} | "
-                         f"{card['win_rate']:.3f} | {card['return_mean']:.2f} ± {card['return_std']:.2f} | {source} | "
-                         f"{card['generator']} |")
+                source = (
+                    f"{behaviour['kind']} until {until['env_steps']:,} env steps ({recorded:,} of {total:,} episodes)"
+                )
+            lines.append(
+                f"| {map_name} | {tier} | {card['episodes']:,} | {card['transitions']:,} | "
+                f"{card['win_rate']:.3f} | {card['return_mean']:.2f} ± {card['return_std']:.2f} | {source} | "
+                f"{card['generator']} |"
+            )
     for kind in ("greedy", "stochastic"):
-        lines += ["", f"Final {kind} win rate (return):", "",
-                  "| map | tier | seeds | " + " | ".join(ALGORITHM_TITLES[a] for a in algorithms) + " |",
-                  "|---|---|---|" + "---|" * len(algorithms)]
+        lines += [
+            "",
+            f"Final {kind} win rate (return):",
+            "",
+            "| map | tier | seeds | " + " | ".join(ALGORITHM_TITLES[a] for a in algorithms) + " |",
+            "|---|---|---|" + "---|" * len(algorithms),
+        ]
         for map_name in grid.maps:
             for tier in grid.tiers:
                 seeds = seeds_of(grid, map_name, tier)
@@ -306,8 +343,7 @@ def reproduce_rows(out_dir, quick: bool, **sweep_options) -> str:
     ``out_dir`` (finished ones are reused; cells without a dataset are listed as not made, they are
     not generated here), writes marl_eval.json and smax_results.md there, returns the markdown."""
     grid = GridConfig(out=Path(out_dir), **(QUICK_GRID if quick else FULL_GRID))
-    path = run_grid(grid, log=lambda message: print(f"smax: {message}", file=sys.stderr, flush=True),
-                    **sweep_options)
+    path = run_grid(grid, log=lambda message: print(f"smax: {message}", file=sys.stderr, flush=True), **sweep_options)
     return path.read_text()
 
 
@@ -324,17 +360,31 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--out", type=Path, default=defaults.out)
     parser.add_argument("--final-episodes", type=int, default=defaults.final_episodes)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="TrainConfig override on top of the SMAX settings (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="TrainConfig override on top of the SMAX settings (repeatable)",
+    )
     parser.add_argument("--table-only", action="store_true", help="only rebuild the JSON and table")
     add_ray_arguments(parser)
     args = parser.parse_args(argv)
     from inspo.config import parse_overrides
     from inspo.sweep.cli import sweep_options
 
-    grid = GridConfig(maps=tuple(args.maps), tiers=tuple(args.tiers), algorithms=tuple(args.algorithms),
-                      seeds=tuple(args.seeds), data_seed=args.data_seed, data_root=args.data_root, out=args.out,
-                      final_episodes=args.final_episodes, overrides=parse_overrides(args.overrides))
+    grid = GridConfig(
+        maps=tuple(args.maps),
+        tiers=tuple(args.tiers),
+        algorithms=tuple(args.algorithms),
+        seeds=tuple(args.seeds),
+        data_seed=args.data_seed,
+        data_root=args.data_root,
+        out=args.out,
+        final_episodes=args.final_episodes,
+        overrides=parse_overrides(args.overrides),
+    )
     if args.table_only:
         grid.out.mkdir(parents=True, exist_ok=True)
         (grid.out / "marl_eval.json").write_text(json.dumps(marl_eval_json(grid)))

@@ -254,8 +254,9 @@ class EpisodeStitcher:
         length = len(part["reward"])
         if length > self.spec.episode_limit:
             raise AssertionError(f"stitched an episode of {length} steps > limit {self.spec.episode_limit}")
-        one = {name: np.zeros((1,) + shape[1:], BUFFER_DTYPES[name])
-               for name, shape in buffer_shapes(self.spec, 1).items()}
+        one = {
+            name: np.zeros((1,) + shape[1:], BUFFER_DTYPES[name]) for name, shape in buffer_shapes(self.spec, 1).items()
+        }
         one["obs"][0, :length] = part["obs"]
         one["state"][0, :length] = part["state"]
         one["avail_actions"][0, :length] = part["avail"]

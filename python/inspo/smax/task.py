@@ -27,8 +27,16 @@ class EpisodeResults(NamedTuple):
 
 
 @torch.no_grad()
-def play(map_name: str, policy: PolicyFn, episodes: int, *, seed: int, greedy: bool,
-         generator: torch.Generator, episode_limit: int = 100) -> EpisodeResults:
+def play(
+    map_name: str,
+    policy: PolicyFn,
+    episodes: int,
+    *,
+    seed: int,
+    greedy: bool,
+    generator: torch.Generator,
+    episode_limit: int = 100,
+) -> EpisodeResults:
     """Play ``episodes`` battles with a torch policy ``policy(obs [E, N, O], avail [E, N, A]) -> logits``.
 
     Battles are seeded by ``seed`` alone, so greedy and stochastic play meet the same starts.
@@ -46,8 +54,9 @@ def play(map_name: str, policy: PolicyFn, episodes: int, *, seed: int, greedy: b
         done = torch.zeros(count, dtype=torch.bool)
         while not env.all_done:
             logits = policy(current.obs, current.avail).cpu()
-            actions = greedy_actions(logits, current.avail) if greedy else sample_actions(logits, current.avail,
-                                                                                           generator)
+            actions = (
+                greedy_actions(logits, current.avail) if greedy else sample_actions(logits, current.avail, generator)
+            )
             out = env.step(actions)
             length += (~done).long()
             episode_return += out.reward
@@ -74,8 +83,12 @@ class SmaxTask(Env):
     generated on the fly, the trained tiers are read from the data root (``inspo data make``)."""
 
     dataset_names = TIERS
-    score_columns = (("greedy_win_rate", "greedy win"), ("greedy_return", "greedy return"),
-                     ("stochastic_win_rate", "stoch. win"), ("stochastic_return", "stoch. return"))
+    score_columns = (
+        ("greedy_win_rate", "greedy win"),
+        ("greedy_return", "greedy return"),
+        ("stochastic_win_rate", "stoch. win"),
+        ("stochastic_return", "stoch. return"),
+    )
 
     def __init__(self, map_name: str, episode_limit: int = 100, root=DEFAULT_ROOT, scripted_episodes: int = 1000):
         spec = smax_spec(map_name, episode_limit)
@@ -88,14 +101,16 @@ class SmaxTask(Env):
 
     def generate_dataset(self, name: str, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self.check_dataset_name(name)
-        config = DataConfig(map_name=self.spec.map_name, tier=name, seed=seed, root=self.root,
-                            episodes=self.scripted_episodes)
+        config = DataConfig(
+            map_name=self.spec.map_name, tier=name, seed=seed, root=self.root, episodes=self.scripted_episodes
+        )
         if name == "scripted":
             return build_dataset(config, log=lambda message: None)
         if not (config.dataset_dir / "meta.json").is_file():
             raise FileNotFoundError(
                 f"no {name} dataset for {self.name} seed {seed} in {config.dataset_dir}; make it with "
-                f"`inspo data make --env {self.name} --tier {name} --seed {seed}` or pass --dataset-path")
+                f"`inspo data make --env {self.name} --tier {name} --seed {seed}` or pass --dataset-path"
+            )
         return load_dataset(config.dataset_dir)
 
     def load_dataset(self, path, *, mmap: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -107,7 +122,14 @@ class SmaxTask(Env):
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         scores: dict[str, float] = {}
         for kind in ("greedy", "stochastic"):
-            results = play(self.spec.map_name, policy, episodes, seed=seed, greedy=kind == "greedy",
-                           generator=generator, episode_limit=self.spec.episode_limit)
+            results = play(
+                self.spec.map_name,
+                policy,
+                episodes,
+                seed=seed,
+                greedy=kind == "greedy",
+                generator=generator,
+                episode_limit=self.spec.episode_limit,
+            )
             scores.update(summarize(results, kind))
         return scores

@@ -41,7 +41,7 @@ from inspo.data.buffer import REQUIRED_ARRAYS, save_episode_buffer  # noqa: E402
 
 from . import card as cards  # noqa: E402
 from .env import SmaxCore, make_core  # noqa: E402
-from .ippo import PPOConfig, checkpoint_name, is_complete, read_config, read_progress, train  # noqa: E402
+from .ippo import PPOConfig, is_complete, read_config, read_progress, train  # noqa: E402
 from .policies import actor_critic_policy, actor_params, heuristic_policy, load_params, save_json  # noqa: E402
 from .rollout import EpisodePlayer, EpisodeSink, EpisodeStitcher, buffer_bytes, rollout_batch  # noqa: E402
 
@@ -119,8 +119,10 @@ def ensure_behaviour(config: DataConfig, log: Callable[[str], None] = print) -> 
     if is_complete(directory):
         found = read_config(directory)
         if found != config.behaviour:
-            raise ValueError(f"{directory} holds a behaviour run with a different config:\n  found    {found}\n"
-                             f"  expected {config.behaviour}\nuse another --root or remove it")
+            raise ValueError(
+                f"{directory} holds a behaviour run with a different config:\n  found    {found}\n"
+                f"  expected {config.behaviour}\nuse another --root or remove it"
+            )
         log(f"behaviour policy: reusing {directory}")
         return directory
     log(f"behaviour policy: training {config.behaviour.algorithm} on {config.map_name} -> {directory}")
@@ -139,10 +141,17 @@ def pick_medium(progress: list, fraction: float) -> dict:
 
 def _checkpoint_card(directory: Path, row: dict, algorithm: str) -> dict:
     path = directory / row["checkpoint"]
-    return dict(kind=algorithm, checkpoint=str(path), checkpoint_sha256=cards.file_digest(path),
-                update=row["update"], env_steps=row["env_steps"],
-                eval_stochastic_return=row["stochastic_return"], eval_stochastic_win_rate=row["stochastic_win_rate"],
-                eval_greedy_return=row["greedy_return"], eval_greedy_win_rate=row["greedy_win_rate"])
+    return dict(
+        kind=algorithm,
+        checkpoint=str(path),
+        checkpoint_sha256=cards.file_digest(path),
+        update=row["update"],
+        env_steps=row["env_steps"],
+        eval_stochastic_return=row["stochastic_return"],
+        eval_stochastic_win_rate=row["stochastic_win_rate"],
+        eval_greedy_return=row["greedy_return"],
+        eval_greedy_win_rate=row["greedy_win_rate"],
+    )
 
 
 def _record_replay(config: DataConfig, core: SmaxCore, medium: dict, sink: EpisodeSink, total: int, log) -> None:
@@ -157,11 +166,15 @@ def _record_replay(config: DataConfig, core: SmaxCore, medium: dict, sink: Episo
     log(f"medium-replay: replaying {medium['update']} updates of training, recording {sink.capacity} episodes")
     result = train(config.behaviour, None, stop_after_update=medium["update"], on_rollout=stitcher.add, log=log)
     saved = load_params(config.behaviour_dir / medium["checkpoint"])
-    mismatch = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-                   for a, b in zip(jax.tree.leaves(result["params"]), jax.tree.leaves(saved)))
+    mismatch = max(
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+        for a, b in zip(jax.tree.leaves(result["params"]), jax.tree.leaves(saved))
+    )
     if mismatch > 1e-5:
-        raise RuntimeError(f"the replay of behaviour training did not reproduce {medium['checkpoint']} "
-                           f"(max parameter difference {mismatch:.3g}); was it trained with other code?")
+        raise RuntimeError(
+            f"the replay of behaviour training did not reproduce {medium['checkpoint']} "
+            f"(max parameter difference {mismatch:.3g}); was it trained with other code?"
+        )
     if not sink.full:
         raise RuntimeError(f"medium-replay recorded {sink.count} episodes, expected {sink.capacity}")
 
@@ -188,27 +201,37 @@ def build_dataset(config: DataConfig, log: Callable[[str], None] = print, stagin
         progress = read_progress(directory)
         algorithm = config.behaviour.algorithm
         expert_row, medium_row = progress[-1], pick_medium(progress, config.medium_fraction)
-        log(f"expert = {expert_row['checkpoint']} (eval return {expert_row['stochastic_return']:.3f}), "
-            f"medium = {medium_row['checkpoint']} (eval return {medium_row['stochastic_return']:.3f})")
+        log(
+            f"expert = {expert_row['checkpoint']} (eval return {expert_row['stochastic_return']:.3f}), "
+            f"medium = {medium_row['checkpoint']} (eval return {medium_row['stochastic_return']:.3f})"
+        )
         if config.tier == "medium-replay":
             episodes = sum(row["training_episodes"] for row in progress if row["update"] <= medium_row["update"])
             sink = new_sink(min(episodes, config.replay_episodes or episodes))
             _record_replay(config, core, medium_row, sink, episodes, log)
-            behaviour_card = dict(kind=f"{algorithm}-training-replay", behaviour_dir=str(directory),
-                                  until=_checkpoint_card(directory, medium_row, algorithm),
-                                  recorded_of_total=[sink.count, episodes])
+            behaviour_card = dict(
+                kind=f"{algorithm}-training-replay",
+                behaviour_dir=str(directory),
+                until=_checkpoint_card(directory, medium_row, algorithm),
+                recorded_of_total=[sink.count, episodes],
+            )
         else:
             half = config.episodes // 2
-            parts = {"expert": [(expert_row, config.episodes)], "medium": [(medium_row, config.episodes)],
-                     "mixed": [(medium_row, half), (expert_row, config.episodes - half)]}[config.tier]
+            parts = {
+                "expert": [(expert_row, config.episodes)],
+                "medium": [(medium_row, config.episodes)],
+                "mixed": [(medium_row, half), (expert_row, config.episodes - half)],
+            }[config.tier]
             sink = new_sink(config.episodes)
             player = EpisodePlayer(core, actor_critic_policy(), batch=rollout_batch(config.episodes))
             for i, (row, count) in enumerate(parts):
                 network = load_params(directory / row["checkpoint"])
                 player.fill(sink, actor_params(network, greedy=False), jax.random.fold_in(key, i), count)
-            behaviour_card = dict(kind=algorithm, behaviour_dir=str(directory),
-                                  parts=[dict(_checkpoint_card(directory, row, algorithm), episodes=count)
-                                         for row, count in parts])
+            behaviour_card = dict(
+                kind=algorithm,
+                behaviour_dir=str(directory),
+                parts=[dict(_checkpoint_card(directory, row, algorithm), episodes=count) for row, count in parts],
+            )
     # pad to the longest episode, not to the time limit: SMAX battles are often far shorter
     padded_length = int(sink.lengths[: sink.count].max()) + 1
     arrays = {name: array[:, :padded_length] for name, array in sink.result().items()}
@@ -217,19 +240,40 @@ def build_dataset(config: DataConfig, log: Callable[[str], None] = print, stagin
         raise AssertionError("the reward-based win rule disagrees with the environment's win flag")
     summary = cards.summarize(**statistics)
     spec = core.spec
-    card = dict(version=cards.CARD_VERSION, generator=cards.GENERATOR, env=spec.env_name, map=spec.map_name,
-                tier=config.tier, seed=config.seed, n_agents=spec.n_agents, obs_dim=spec.obs_dim,
-                state_dim=spec.state_dim, n_actions=spec.n_actions, episode_limit=spec.episode_limit,
-                padded_length=padded_length, behaviour=behaviour_card, behaviour_config=asdict(config.behaviour),
-                **summary,
-                versions={name: metadata.version(name) for name in ("jaxmarl", "jax", "jaxlib", "numpy")},
-                seconds=round(time.time() - started, 1),
-                note="SMAX returns lie in [0, ~2] (damage + 1 for a win); not comparable with SMAC numbers")
-    meta = dict(env=spec.env_name, dataset=config.tier, seed=config.seed, n_agents=spec.n_agents,
-                n_actions=spec.n_actions, episode_limit=spec.episode_limit, card=card)
-    log(f"{spec.env_name} {config.tier}: {summary['episodes']} episodes, {summary['transitions']} transitions, "
+    card = dict(
+        version=cards.CARD_VERSION,
+        generator=cards.GENERATOR,
+        env=spec.env_name,
+        map=spec.map_name,
+        tier=config.tier,
+        seed=config.seed,
+        n_agents=spec.n_agents,
+        obs_dim=spec.obs_dim,
+        state_dim=spec.state_dim,
+        n_actions=spec.n_actions,
+        episode_limit=spec.episode_limit,
+        padded_length=padded_length,
+        behaviour=behaviour_card,
+        behaviour_config=asdict(config.behaviour),
+        **summary,
+        versions={name: metadata.version(name) for name in ("jaxmarl", "jax", "jaxlib", "numpy")},
+        seconds=round(time.time() - started, 1),
+        note="SMAX returns lie in [0, ~2] (damage + 1 for a win); not comparable with SMAC numbers",
+    )
+    meta = dict(
+        env=spec.env_name,
+        dataset=config.tier,
+        seed=config.seed,
+        n_agents=spec.n_agents,
+        n_actions=spec.n_actions,
+        episode_limit=spec.episode_limit,
+        card=card,
+    )
+    log(
+        f"{spec.env_name} {config.tier}: {summary['episodes']} episodes, {summary['transitions']} transitions, "
         f"return {summary['return_mean']:.3f} +- {summary['return_std']:.3f}, win rate {summary['win_rate']:.3f} "
-        f"({card['seconds']} s)")
+        f"({card['seconds']} s)"
+    )
     return arrays, meta
 
 

@@ -6,6 +6,7 @@
 
 Writes the run folders, <out>/marl_eval.json and <out>/summary.md, and prints the summary.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,19 +24,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of every command that runs a sweep (inspo sweep, inspo reproduce)."""
     parser.add_argument("--address", help="a Ray cluster to join: auto or HOST:PORT (default: start Ray here)")
-    parser.add_argument("--cpus-per-run", type=float, default=1.0,
-                        help="CPUs of each run (its torch threads; default 1)")
-    parser.add_argument("--gpus-per-run", type=float, default=0.0,
-                        help="GPUs of each run (> 0: the runs train on device cuda; default 0)")
-    parser.add_argument("--num-cpus", type=int,
-                        help="CPUs of the Ray started here (default: all of this machine's; ignored with --address)")
-    parser.add_argument("--retries", type=int, default=2,
-                        help="times a failed or lost seed group is tried again (default 2)")
+    parser.add_argument(
+        "--cpus-per-run", type=float, default=1.0, help="CPUs of each run (its torch threads; default 1)"
+    )
+    parser.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=0.0,
+        help="GPUs of each run (> 0: the runs train on device cuda; default 0)",
+    )
+    parser.add_argument(
+        "--num-cpus",
+        type=int,
+        help="CPUs of the Ray started here (default: all of this machine's; ignored with --address)",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=2, help="times a failed or lost seed group is tried again (default 2)"
+    )
 
 
 def sweep_options(args: argparse.Namespace) -> dict:
-    return dict(address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                num_cpus=args.num_cpus, retries=args.retries)
+    return dict(
+        address=args.address,
+        cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run,
+        num_cpus=args.num_cpus,
+        retries=args.retries,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,15 +69,20 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"inspo sweep: error: {error}", file=sys.stderr)
         return 2
-    entries = [Entry(run.config, task_name(run.config), run.name, run.out_dir,
-                     outcome.results[(run.name, run.seed)]) for run in runs if (run.name, run.seed) in outcome.results]
+    entries = [
+        Entry(run.config, task_name(run.config), run.name, run.out_dir, outcome.results[(run.name, run.seed)])
+        for run in runs
+        if (run.name, run.seed) in outcome.results
+    ]
     if entries:
         marl_eval, summary = write_outputs(out, entries, title=f"Sweep {name}")
         print(summary.read_text())
         print(f"wrote {summary} and {marl_eval}")
     if outcome.failures:
-        print(f"inspo sweep: {len(outcome.failures)} seed groups failed:\n  " + "\n  ".join(outcome.failures),
-              file=sys.stderr)
+        print(
+            f"inspo sweep: {len(outcome.failures)} seed groups failed:\n  " + "\n  ".join(outcome.failures),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

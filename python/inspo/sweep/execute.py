@@ -4,8 +4,10 @@ train the rest of its seed group, and hand back the run folders' small files.
 No Ray here: a task is a plain function of plain data, so it runs (and is tested) the same in a Ray
 worker and in this process.
 """
+
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import json
@@ -19,11 +21,26 @@ from inspo.config import TrainConfig
 KEY_FILE = "sweep_key.json"  # written last: a run folder holding it (and a matching key) is finished
 # the files a task sends back, so that the driver's run folders are complete when the run trained on
 # another machine (checkpoints stay where they were written)
-COLLECTED_FILES = ("results.json", "eval.jsonl", "eval.csv", "metrics.jsonl", "metrics.csv", "final_eval.json",
-                   KEY_FILE)
+COLLECTED_FILES = (
+    "results.json",
+    "eval.jsonl",
+    "eval.csv",
+    "metrics.jsonl",
+    "metrics.csv",
+    "final_eval.json",
+    KEY_FILE,
+)
 # modules that write reports or drive runs: editing them changes no result, so the code version skips them
-NOT_TRAINING_CODE = ("results/", "sweep/", "bench/", "cli.py", "__main__.py", "smax/results.py", "smax/cli.py",
-                     "smax/bench.py")
+NOT_TRAINING_CODE = (
+    "results/",
+    "sweep/",
+    "bench/",
+    "cli.py",
+    "__main__.py",
+    "smax/results.py",
+    "smax/cli.py",
+    "smax/bench.py",
+)
 
 
 def code_version() -> str:
@@ -32,12 +49,30 @@ def code_version() -> str:
     import inspo
     import inspo_ext
 
-    return source_hash([("inspo", Path(inspo.__file__).parent, NOT_TRAINING_CODE),
-                        ("inspo_ext", Path(inspo_ext.__file__).parent, ())])
+    return source_hash(
+        [("inspo", Path(inspo.__file__).parent, NOT_TRAINING_CODE), ("inspo_ext", Path(inspo_ext.__file__).parent, ())]
+    )
+
+
+def code_meaning(source: bytes) -> bytes:
+    """What a module does, without its layout: the syntax tree less docstrings. Reformatting, comments and
+    docstrings leave it unchanged, so a style pass does not invalidate every finished run."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+            first = body[0]
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
 
 
 def source_hash(packages: list[tuple[str, Path, tuple[str, ...]]]) -> str:
-    """sha256 (16 hex digits) of the *.py files under each (name, root, skipped path prefixes)."""
+    """sha256 (16 hex digits) of what the *.py files under each (name, root, skipped path prefixes) do."""
     digest = hashlib.sha256()
     for name, root, skipped in packages:
         for path in sorted(root.rglob("*.py")):
@@ -45,7 +80,7 @@ def source_hash(packages: list[tuple[str, Path, tuple[str, ...]]]) -> str:
             if relative.startswith(skipped) or "__pycache__" in relative:
                 continue
             digest.update(f"{name}/{relative}\0".encode())
-            digest.update(path.read_bytes())
+            digest.update(code_meaning(path.read_bytes()))
     return digest.hexdigest()[:16]
 
 
@@ -127,8 +162,10 @@ def sweep_task(runs: list[dict[str, Any]], version: str, threads: int) -> list[d
             call_finish(finishes[i], out_dirs[i])
         atomic_write_text(out_dirs[i] / KEY_FILE, json.dumps(keys[i], indent=1) + "\n")
         found[i] = json.loads((out_dirs[i] / "results.json").read_text())
-    return [dict(results=found[i], reused=i not in resumed, resumed=resumed.get(i, False),
-                 files=collect_files(out_dirs[i])) for i in range(len(runs))]
+    return [
+        dict(results=found[i], reused=i not in resumed, resumed=resumed.get(i, False), files=collect_files(out_dirs[i]))
+        for i in range(len(runs))
+    ]
 
 
 def collect_files(out_dir: Path) -> dict[str, str]:

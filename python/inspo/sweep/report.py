@@ -1,5 +1,6 @@
 """What every sweep writes beside its run folders: marl-eval's JSON of all runs, and a summary table
 (mean ± std and IQM with its 95% bootstrap interval over seeds, per run name and score)."""
+
 from __future__ import annotations
 
 import json
@@ -40,14 +41,20 @@ def marl_eval_json(entries: Iterable[Entry]) -> dict:
     for entry in entries:
         run: dict[str, Any] = {}
         eval_log = entry.run_dir / "eval.jsonl"
-        rows = [json.loads(line) for line in eval_log.read_text().splitlines() if line.strip()] \
-            if eval_log.is_file() else []
+        rows = (
+            [json.loads(line) for line in eval_log.read_text().splitlines() if line.strip()]
+            if eval_log.is_file()
+            else []
+        )
         for k, row in enumerate(rows):
-            run[f"step_{k}"] = {"step_count": row["step"], **{key: [value] for key, value in row.items()
-                                                              if key != "step" and _number(value)}}
+            run[f"step_{k}"] = {
+                "step_count": row["step"],
+                **{key: [value] for key, value in row.items() if key != "step" and _number(value)},
+            }
         run["absolute_metrics"] = {key: [value] for key, value in entry.results["scores"].items() if _number(value)}
         data.setdefault(entry.env, {}).setdefault(entry.task, {}).setdefault(entry.algorithm, {})[
-            f"run_{entry.seed}"] = run
+            f"run_{entry.seed}"
+        ] = run
     return data
 
 
@@ -71,9 +78,14 @@ def summary_markdown(entries: list[Entry]) -> str:
     for env in dict.fromkeys(entry.env for entry in entries):
         rows = {key: group for key, group in names.items() if key[0] == env}
         columns = score_columns(next(iter(rows.values()))[0])
-        lines += [f"### {env}", "", "| task | run | seeds | " + " | ".join(
-            f"{title} mean ± std | {title} IQM [95% CI]" for _, title in columns) + " |",
-            "|---|---|---|" + "---|---|" * len(columns)]
+        lines += [
+            f"### {env}",
+            "",
+            "| task | run | seeds | "
+            + " | ".join(f"{title} mean ± std | {title} IQM [95% CI]" for _, title in columns)
+            + " |",
+            "|---|---|---|" + "---|---|" * len(columns),
+        ]
         for (_, task, algorithm), group in rows.items():
             cells = []
             for key, _ in columns:

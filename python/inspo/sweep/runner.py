@@ -6,6 +6,7 @@ reused and a run with a checkpoint of its config resumes from it), and one progr
 running / failed / left and the ETA. Without an address Ray starts on this machine and stops at the
 end; with one (`auto` or HOST:PORT) the sweep joins that cluster.
 """
+
 from __future__ import annotations
 
 import sys
@@ -56,8 +57,10 @@ class Progress:
             eta = f"ETA {format_seconds(elapsed / self.trained * max(0, left))}"
         else:
             eta = "ETA -" if left else "ETA 0s"
-        return (f"sweep: {done}/{self.total} done ({reused} reused), {running} running, {failed} failed, "
-                f"{left - running} left, {eta}")
+        return (
+            f"sweep: {done}/{self.total} done ({reused} reused), {running} running, {failed} failed, "
+            f"{left - running} left, {eta}"
+        )
 
     def show(self, text: str) -> None:
         if self.tty:
@@ -89,26 +92,42 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def run_sweep(runs: list[Run], *, address: Optional[str] = None, cpus_per_run: float = 1.0,
-              gpus_per_run: float = 0.0, retries: int = 2, num_cpus: Optional[int] = None,
-              stream: Optional[TextIO] = None) -> SweepOutcome:
+def run_sweep(
+    runs: list[Run],
+    *,
+    address: Optional[str] = None,
+    cpus_per_run: float = 1.0,
+    gpus_per_run: float = 0.0,
+    retries: int = 2,
+    num_cpus: Optional[int] = None,
+    stream: Optional[TextIO] = None,
+) -> SweepOutcome:
     """Run every run not finished yet; return the results of all runs that finished. The progress line goes
     to `stream` (default: sys.stderr at the time of the call)."""
     stream = stream or sys.stderr
     if cpus_per_run <= 0 or gpus_per_run < 0 or retries < 0:
         raise ValueError("--cpus-per-run must be > 0, --gpus-per-run and --retries >= 0")
     if gpus_per_run > 0:  # a run given a GPU trains on it (the device is part of the run's key)
-        runs = [run if run.config.device != "cpu" else
-                Run(run.name, type(run.config).from_dict({**run.config.to_dict(), "device": "cuda"}), run.out_dir,
-                    run.finish) for run in runs]
+        runs = [
+            run
+            if run.config.device != "cpu"
+            else Run(
+                run.name,
+                type(run.config).from_dict({**run.config.to_dict(), "device": "cuda"}),
+                run.out_dir,
+                run.finish,
+            )
+            for run in runs
+        ]
     outcome = SweepOutcome()
     version = code_version()
     groups = []
     for group in seed_groups(runs):  # groups finished in this machine's run folders need no task
         found = [finished_result(run.out_dir, run_key(run.config, run.finish_spec, version)) for run in group]
         if all(result is not None for result in found):
-            outcome.results.update({(run.name, run.seed): dict(result, reused=True, resumed=False)
-                                    for run, result in zip(group, found)})
+            outcome.results.update(
+                {(run.name, run.seed): dict(result, reused=True, resumed=False) for run, result in zip(group, found)}
+            )
         else:
             groups.append(group)
     if not groups:
@@ -148,14 +167,26 @@ def _slots(ray, cpus_per_run: float, gpus_per_run: float) -> int:
     return max(1, slots)
 
 
-def _run_groups(ray, groups: list[list[Run]], outcome: SweepOutcome, total: int, version: str, cpus_per_run: float,
-                gpus_per_run: float, retries: int, stream: TextIO) -> SweepOutcome:
+def _run_groups(
+    ray,
+    groups: list[list[Run]],
+    outcome: SweepOutcome,
+    total: int,
+    version: str,
+    cpus_per_run: float,
+    gpus_per_run: float,
+    retries: int,
+    stream: TextIO,
+) -> SweepOutcome:
     start = time.perf_counter()
     threads = max(1, int(cpus_per_run))
-    task = ray.remote(sweep_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0,
-                                          retry_exceptions=False, name="inspo_sweep_group")
-    payloads = [[dict(config=run.config.to_dict(), out_dir=str(run.out_dir.resolve()), finish=run.finish_spec)
-                 for run in group] for group in groups]
+    task = ray.remote(sweep_task).options(
+        num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0, retry_exceptions=False, name="inspo_sweep_group"
+    )
+    payloads = [
+        [dict(config=run.config.to_dict(), out_dir=str(run.out_dir.resolve()), finish=run.finish_spec) for run in group]
+        for group in groups
+    ]
     # the longest groups first, so that the last task to finish is a short one
     order = deque(sorted(range(len(groups)), key=lambda g: -sum(_cost(run) for run in groups[g])))
     attempts = [0] * len(groups)
@@ -195,8 +226,9 @@ def _run_groups(ray, groups: list[list[Run]], outcome: SweepOutcome, total: int,
                     continue
                 for run, result in zip(group, returned):
                     store_files(run.out_dir, result["files"])
-                    outcome.results[(run.name, run.seed)] = dict(result["results"], reused=result["reused"],
-                                                                resumed=result["resumed"])
+                    outcome.results[(run.name, run.seed)] = dict(
+                        result["results"], reused=result["reused"], resumed=result["resumed"]
+                    )
                     progress.trained += not result["reused"]
         draw()
     finally:
@@ -220,4 +252,3 @@ def _cost(run: Run) -> float:
     per_step *= 1.8 if run.config.algo == "inspo" and run.config.mode == "exact" else 1.0
     per_step *= 1 + 0.15 * (run.config.policy_steps - 1)
     return (0 if run.config.algo == "bc" else run.config.steps * per_step) + run.config.bc_steps * 2.0
-

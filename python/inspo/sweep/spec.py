@@ -11,6 +11,7 @@
 A run entry takes env (required), dataset, algo (default inspo), regime (default one-step) and set
 (any TrainConfig field); its config is inspo.config.make_config(env, regime, **fields).
 """
+
 from __future__ import annotations
 
 import json
@@ -70,7 +71,9 @@ def load_spec(path: str | Path) -> tuple[str, Path, list[Run]]:
         try:
             import yaml
         except ImportError as error:
-            raise ValueError(f"{path}: YAML specs need PyYAML (pip install pyyaml), or write the spec as JSON") from error
+            raise ValueError(
+                f"{path}: YAML specs need PyYAML (pip install pyyaml), or write the spec as JSON"
+            ) from error
         try:
             spec = yaml.safe_load(text)
         except yaml.YAMLError as error:
@@ -122,8 +125,9 @@ def parse_spec(spec: Any, where: str = "spec", default_name: str = "sweep") -> t
         names.add(run_name)
         for seed in seeds:
             try:
-                config = make_config(str(entry["env"]), regime=str(entry.get("regime", "one-step")),
-                                     **{**fields, "seed": seed})
+                config = make_config(
+                    str(entry["env"]), regime=str(entry.get("regime", "one-step")), **{**fields, "seed": seed}
+                )
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{at}: {error}") from error
             runs.append(Run(run_name, config, out / safe_name(run_name) / f"seed{seed}"))

@@ -4,6 +4,7 @@ stratified-bootstrap 95% confidence intervals, and the probability of improvemen
 Scores are arrays of shape (runs, tasks); one task is an array of seeds. The bootstrap draws
 BOOTSTRAP_REPS resamples from a fixed random state, so the same runs always give the same interval.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -32,8 +33,9 @@ def as_matrix(scores: Sequence[float] | np.ndarray) -> np.ndarray:
 def _estimate(library, scores, function):
     with warnings.catch_warnings():  # arch's notice that it will prefer a Generator to the RandomState rliable passes
         warnings.simplefilter("ignore", FutureWarning)
-        return library.get_interval_estimates(scores, function, reps=BOOTSTRAP_REPS,
-                                              random_state=np.random.RandomState(BOOTSTRAP_SEED))
+        return library.get_interval_estimates(
+            scores, function, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(BOOTSTRAP_SEED)
+        )
 
 
 def iqm_interval(scores: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
@@ -49,21 +51,23 @@ def iqm_interval(scores: Sequence[float] | np.ndarray) -> tuple[float, float, fl
     return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
 
 
-def probability_of_improvement(x: Sequence[float] | np.ndarray,
-                               y: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
+def probability_of_improvement(
+    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
+) -> tuple[float, float, float]:
     """(P(X > Y), low, high): the probability that a run of X scores above a run of Y on the same task,
     averaged over tasks, with its stratified-bootstrap 95% interval."""
     mx, my = as_matrix(x), as_matrix(y)
     if mx.size == 0 or my.size == 0:
         return float("nan"), float("nan"), float("nan")
     library, metrics = _rliable()
-    point, interval = _estimate(library, {"x": (mx, my)},
-                                lambda a, b: np.array([metrics.probability_of_improvement(a, b)]))
+    point, interval = _estimate(
+        library, {"x": (mx, my)}, lambda a, b: np.array([metrics.probability_of_improvement(a, b)])
+    )
     return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
 
 
 def format_interval(value: tuple[float, float, float], digits: int = 3) -> str:
-    """"IQM [low, high]" (or "—" when there is nothing to aggregate)."""
+    """ "IQM [low, high]" (or "—" when there is nothing to aggregate)."""
     point, low, high = value
     if np.isnan(point):
         return "—"

@@ -9,6 +9,7 @@ Every reader returns a `Dataset`: episode arrays [E, T+1, ...] in the episode-bu
 arrays, memory maps, or lazy views that read the file a block of episodes at a time), its metadata,
 and which of the file's fields each array comes from, so that an error names the file and the field.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,9 @@ def detect_format(path: str | os.PathLike) -> str:
         with open(path, "rb") as handle:
             if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
                 return "h5"
-        raise DatasetError(f"dataset path {str(path)!r} is a file, not an episode-buffer directory, and not an HDF5 "
-                           f"file either")
+        raise DatasetError(
+            f"dataset path {str(path)!r} is a file, not an episode-buffer directory, and not an HDF5 file either"
+        )
     if not path.is_dir():
         raise DatasetError(f"dataset {str(path)!r} does not exist")
     if (path / "meta.json").is_file() or any(path.glob("*.npy")):
@@ -56,8 +58,10 @@ def detect_format(path: str | os.PathLike) -> str:
 
     if find_vault(path, required=False) is not None:
         return "vault"
-    raise DatasetError(f"{path}: cannot tell the dataset format (no meta.json or .npy files, no vault "
-                       f"metadata.json); give --dataset-format {{{','.join(FORMATS)}}}")
+    raise DatasetError(
+        f"{path}: cannot tell the dataset format (no meta.json or .npy files, no vault "
+        f"metadata.json); give --dataset-format {{{','.join(FORMATS)}}}"
+    )
 
 
 def read_dataset(path: str | os.PathLike, format: str = "auto", *, mmap: bool = True) -> Dataset:
@@ -91,8 +95,15 @@ def build_store(dataset: Dataset, *, mapped: bool = False, device: str = "cpu", 
         raise dataset.error(error) from error
 
 
-def write_dataset(path: str | os.PathLike, arrays: dict[str, Any], meta: dict[str, Any], format: str, *,
-                  episode_limit: Optional[int] = None, log: Callable[[str], None] = lambda message: None) -> None:
+def write_dataset(
+    path: str | os.PathLike,
+    arrays: dict[str, Any],
+    meta: dict[str, Any],
+    format: str,
+    *,
+    episode_limit: Optional[int] = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> None:
     """Write episode arrays (numpy or lazy) as `format` at `path`, a block of episodes at a time.
     `episode_limit` is the time-limit rule of the source (the vault stores the ends it decides)."""
     if format not in FORMATS:

@@ -7,6 +7,7 @@ Read with h5py, lazily: the store and `data info` read blocks of episodes, a min
 memory-mapped run reads only its rows (through HDF5's chunk cache); the file is never loaded whole.
 Mapped runs gather far faster from .npy files (`inspo data convert FILE DIR --to npy`).
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,14 @@ def read(path: Path, *, mmap: bool) -> Dataset:
     return Dataset(path, "h5", arrays, meta, {name: f"/{name}" for name in arrays})
 
 
-def write(path: Path, arrays: dict[str, Any], meta: dict[str, Any], *, episode_limit: Optional[int],
-          log: Callable[[str], None]) -> None:
+def write(
+    path: Path,
+    arrays: dict[str, Any],
+    meta: dict[str, Any],
+    *,
+    episode_limit: Optional[int],
+    log: Callable[[str], None],
+) -> None:
     h5py = _h5py()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -80,10 +87,11 @@ def write(path: Path, arrays: dict[str, Any], meta: dict[str, Any], *, episode_l
     try:
         with h5py.File(tmp, "w") as file:
             for name, array in arrays.items():
-                out = file.create_dataset(name, shape=tuple(array.shape), dtype=array.dtype, chunks=True,
-                                          maxshape=(None, *array.shape[1:]))
+                out = file.create_dataset(
+                    name, shape=tuple(array.shape), dtype=array.dtype, chunks=True, maxshape=(None, *array.shape[1:])
+                )
                 for start in range(0, array.shape[0], CHUNK):
-                    out[start:start + CHUNK] = np.asarray(array[start:start + CHUNK])
+                    out[start : start + CHUNK] = np.asarray(array[start : start + CHUNK])
             meta = dict(meta)
             file.attrs[META_ATTR] = json.dumps(meta)
         os.replace(tmp, path)

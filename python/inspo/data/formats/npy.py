@@ -1,5 +1,6 @@
 """The episode-buffer folder (.npy + meta.json), read by inspo.data.buffer; written here a block of
 episodes at a time with each array's own dtype (a conversion changes no value and no dtype)."""
+
 from __future__ import annotations
 
 import json
@@ -24,17 +25,22 @@ def read(path: Path, *, mmap: bool) -> Dataset:
     return Dataset(path, "npy", arrays, meta, {name: f"{name}.npy" for name in arrays})
 
 
-def write(path: Path, arrays: dict[str, Any], meta: dict[str, Any], *, episode_limit: Optional[int],
-          log: Callable[[str], None]) -> None:
+def write(
+    path: Path,
+    arrays: dict[str, Any],
+    meta: dict[str, Any],
+    *,
+    episode_limit: Optional[int],
+    log: Callable[[str], None],
+) -> None:
     """All arrays into a temporary folder next to `path`, then one rename: never a half-written dataset."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         for name, array in arrays.items():
-            out = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=array.dtype,
-                                            shape=tuple(array.shape))
+            out = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=array.dtype, shape=tuple(array.shape))
             for start in range(0, array.shape[0], CHUNK):
-                out[start:start + CHUNK] = np.asarray(array[start:start + CHUNK])
+                out[start : start + CHUNK] = np.asarray(array[start : start + CHUNK])
             out.flush()
             del out
         meta = dict(meta)

@@ -22,6 +22,7 @@ The vault is read lazily: the end flags, actions and rewards (a few bytes a row)
 observations, states, legal-action masks and extra leaves a block of episodes at a time, or only the
 rows of a minibatch for a memory-mapped run.
 """
+
 from __future__ import annotations
 
 import ast
@@ -48,8 +49,15 @@ CACHE_BYTES = 1 << 30
 CHUNK = 1024  # episodes per block written
 
 # episode array -> vault leaf
-LEAVES = {"obs": "observations", "actions": "actions", "reward": "rewards", "terminated": "terminals",
-          "truncated": "truncations", "avail_actions": "infos.legals", "state": "infos.state"}
+LEAVES = {
+    "obs": "observations",
+    "actions": "actions",
+    "reward": "rewards",
+    "terminated": "terminals",
+    "truncated": "truncations",
+    "avail_actions": "infos.legals",
+    "state": "infos.state",
+}
 BOOTSTRAP = "infos.bootstrap"
 
 
@@ -72,8 +80,9 @@ def find_vault(path: Path, required: bool = True) -> Optional[Path]:
     if not required:
         return None
     if found:
-        raise DatasetError(f"{path} (vault): holds {len(found)} vaults ({', '.join(p.name for p in found)}); "
-                           f"name one of them")
+        raise DatasetError(
+            f"{path} (vault): holds {len(found)} vaults ({', '.join(p.name for p in found)}); name one of them"
+        )
     raise DatasetError(f"{path} (vault): no {METADATA_FILE} here or one folder below")
 
 
@@ -110,8 +119,14 @@ class VaultArray:
     """One vault leaf seen as an episode array [E, T+1, ...]: slices read a block of episodes (one
     read of their rows' span per batch row), [episodes, steps] reads those rows only; padding is 0."""
 
-    def __init__(self, store, episodes: Episodes, dtype: np.dtype, trailing: tuple[int, ...],
-                 transform: Callable[[np.ndarray], np.ndarray] = lambda rows: rows):
+    def __init__(
+        self,
+        store,
+        episodes: Episodes,
+        dtype: np.dtype,
+        trailing: tuple[int, ...],
+        transform: Callable[[np.ndarray], np.ndarray] = lambda rows: rows,
+    ):
         self.store, self.episodes, self.transform = store, episodes, transform
         self.dtype = np.dtype(dtype)
         self.shape = (len(episodes.start), episodes.length, *trailing)
@@ -157,9 +172,12 @@ def read(path: Path, *, mmap: bool) -> Dataset:
         shapes = {name: tuple(ast.literal_eval(shape)) for name, shape in _leaves(metadata["structure_shape"]).items()}
         dtypes = {name: np.dtype(dtype) for name, dtype in _leaves(metadata["structure_dtype"]).items()}
     except (KeyError, ValueError, SyntaxError, TypeError) as error:
-        raise DatasetError(f"{label}: {METADATA_FILE} has no readable structure_shape / structure_dtype "
-                           f"({error})") from error
-    missing = [leaf for leaf in ("observations", "actions", "rewards", "terminals", "truncations") if leaf not in shapes]
+        raise DatasetError(
+            f"{label}: {METADATA_FILE} has no readable structure_shape / structure_dtype ({error})"
+        ) from error
+    missing = [
+        leaf for leaf in ("observations", "actions", "rewards", "terminals", "truncations") if leaf not in shapes
+    ]
     if missing:
         raise DatasetError(f"{label}: missing field(s) {missing}; found {sorted(shapes)}")
 
@@ -172,8 +190,9 @@ def read(path: Path, *, mmap: bool) -> Dataset:
 
     rank("observations", (4,), "[B, T, N, O]")
     batch_size, n_agents = shapes["observations"][0], shapes["observations"][2]
-    rank("actions", (3,), "[B, T, N] (discrete actions; continuous actions have a trailing dimension, "
-                          "InSPO is discrete)")
+    rank(
+        "actions", (3,), "[B, T, N] (discrete actions; continuous actions have a trailing dimension, InSPO is discrete)"
+    )
     for leaf in ("rewards", "terminals", "truncations"):
         rank(leaf, (2, 3), "[B, T, N] or [B, T]")
     if "infos.legals" in shapes:
@@ -181,14 +200,23 @@ def read(path: Path, *, mmap: bool) -> Dataset:
     if "infos.state" in shapes:
         rank("infos.state", (3,), "[B, T, S]")
     for leaf, shape in shapes.items():
-        if shape[0] != batch_size or (leaf not in ("infos.state", BOOTSTRAP) and len(shape) >= 3
-                                      and leaf in LEAVES.values() and shape[2] != n_agents):
-            raise fail(leaf, f"has shape {shape}, but observations have [B, T, N] = "
-                             f"{shapes['observations'][:3]}")
+        if shape[0] != batch_size or (
+            leaf not in ("infos.state", BOOTSTRAP)
+            and len(shape) >= 3
+            and leaf in LEAVES.values()
+            and shape[2] != n_agents
+        ):
+            raise fail(leaf, f"has shape {shape}, but observations have [B, T, N] = {shapes['observations'][:3]}")
     if dtypes["actions"].kind not in "iub":
         raise fail("actions", f"has dtype {dtypes['actions']}; expected integer (discrete) actions")
-    for leaf, kinds in (("observations", "fiub"), ("rewards", "fiub"), ("terminals", "fiub"),
-                        ("truncations", "fiub"), ("infos.legals", "fiub"), ("infos.state", "fiub")):
+    for leaf, kinds in (
+        ("observations", "fiub"),
+        ("rewards", "fiub"),
+        ("terminals", "fiub"),
+        ("truncations", "fiub"),
+        ("infos.legals", "fiub"),
+        ("infos.state", "fiub"),
+    ):
         if leaf in dtypes and dtypes[leaf].kind not in kinds:
             raise fail(leaf, f"has dtype {dtypes[leaf]}; expected a number type")
     try:
@@ -201,8 +229,13 @@ def read(path: Path, *, mmap: bool) -> Dataset:
         raise DatasetError(f"{label}: the vault is empty (vault_index = {count})")
 
     def whole(leaf: str) -> np.ndarray:
-        return np.concatenate([stores[leaf][:, start:min(start + READ_ROWS, count)].read().result()
-                               for start in range(0, count, READ_ROWS)], axis=1)
+        return np.concatenate(
+            [
+                stores[leaf][:, start : min(start + READ_ROWS, count)].read().result()
+                for start in range(0, count, READ_ROWS)
+            ],
+            axis=1,
+        )
 
     def per_row(values: np.ndarray) -> np.ndarray:  # [B, T] or [B, T, N] -> [B, T] (any agent)
         return values.any(axis=2) if values.ndim == 3 else values
@@ -252,61 +285,99 @@ def read(path: Path, *, mmap: bool) -> Dataset:
     if rewards.ndim == 3:
         shared = bool((rewards == rewards[..., :1]).all())
         rewards = rewards[..., 0] if shared else rewards.sum(axis=2)
-        notes.append("team reward: the agents' shared reward" if shared
-                     else "team reward: the sum of the agents' rewards (they differ)")
+        notes.append(
+            "team reward: the agents' shared reward"
+            if shared
+            else "team reward: the sum of the agents' rewards (they differ)"
+        )
     actions = whole("actions")
     arrays: dict[str, Any] = dict(
-        filled=filled, terminated=terminated, truncated=truncated,
+        filled=filled,
+        terminated=terminated,
+        truncated=truncated,
         actions=episode_array(actions[..., None], actions.dtype),
         reward=episode_array(rewards[..., None], rewards.dtype),
         obs=VaultArray(stores["observations"], episodes, dtypes["observations"], shapes["observations"][2:]),
     )
     if "infos.legals" in shapes:
-        arrays["avail_actions"] = VaultArray(stores["infos.legals"], episodes, dtypes["infos.legals"],
-                                             shapes["infos.legals"][2:])
+        arrays["avail_actions"] = VaultArray(
+            stores["infos.legals"], episodes, dtypes["infos.legals"], shapes["infos.legals"][2:]
+        )
     else:
         n_actions = int(metadata.get("n_actions", actions.max() + 1))
         arrays["avail_actions"] = np.broadcast_to(np.ones(1, np.uint8), (E, T1, n_agents, n_actions))
-        notes.append(f"no infos.legals: all {n_actions} actions available "
-                     f"({'metadata n_actions' if 'n_actions' in metadata else 'the largest action + 1'})")
+        notes.append(
+            f"no infos.legals: all {n_actions} actions available "
+            f"({'metadata n_actions' if 'n_actions' in metadata else 'the largest action + 1'})"
+        )
     if "infos.state" in shapes:
         arrays["state"] = VaultArray(stores["infos.state"], episodes, dtypes["infos.state"], shapes["infos.state"][2:])
     else:
         obs_shape = shapes["observations"][2:]
-        arrays["state"] = VaultArray(stores["observations"], episodes, dtypes["observations"],
-                                     (int(np.prod(obs_shape)),), lambda rows: rows.reshape(len(rows), -1))
+        arrays["state"] = VaultArray(
+            stores["observations"],
+            episodes,
+            dtypes["observations"],
+            (int(np.prod(obs_shape)),),
+            lambda rows: rows.reshape(len(rows), -1),
+        )
         notes.append("no infos.state: the state is the agents' observations concatenated")
     for leaf in shapes:  # any other infos.* leaf rides along as an extra episode array
         name = leaf.removeprefix("infos.")
         if leaf.startswith("infos.") and leaf not in LEAVES.values() and leaf != BOOTSTRAP and name not in arrays:
             arrays[name] = VaultArray(stores[leaf], episodes, dtypes[leaf], shapes[leaf][2:])
-    meta = {key: value for key, value in metadata.items()
-            if key not in ("version", "structure_shape", "structure_dtype", "inspo_meta")}
+    meta = {
+        key: value
+        for key, value in metadata.items()
+        if key not in ("version", "structure_shape", "structure_dtype", "inspo_meta")
+    }
     meta.update(metadata.get("inspo_meta", {}))
     fields = {**LEAVES, "filled": "terminals/truncations (episode ends)"}
     fields.update({name: f"infos.{name}" for name in arrays if name not in fields})
     return Dataset(path, "vault", arrays, meta, fields, notes)
 
 
-def write(path: Path, arrays: dict[str, Any], meta: dict[str, Any], *, episode_limit: Optional[int],
-          log: Callable[[str], None]) -> None:
+def write(
+    path: Path,
+    arrays: dict[str, Any],
+    meta: dict[str, Any],
+    *,
+    episode_limit: Optional[int],
+    log: Callable[[str], None],
+) -> None:
     """A vault (batch size 1) whose uid folder is `path`: one row per stored step, the ends decided by
     the source's rule (stored truncations, `episode_limit`, or PyMARL's convention) written as
     terminals / truncations; extra arrays [E, T+1, ...] as infos.<name> leaves."""
     ts = _tensorstore()
-    extras = [name for name, array in arrays.items() if name not in EPISODE_FIELDS
-              and tuple(array.shape[:2]) == tuple(arrays["filled"].shape[:2])]
+    extras = [
+        name
+        for name, array in arrays.items()
+        if name not in EPISODE_FIELDS and tuple(array.shape[:2]) == tuple(arrays["filled"].shape[:2])
+    ]
     skipped = sorted(set(arrays) - set(EPISODE_FIELDS) - set(extras))
     if skipped:
         log(f"vault: arrays {skipped} are not per step ([E, T+1, ...]) and are not written")
     n_agents = arrays["obs"].shape[2]
-    leaves = {"observations": arrays["obs"].shape[2:], "actions": (n_agents,), "rewards": (n_agents,),
-              "terminals": (n_agents,), "truncations": (n_agents,), "infos.legals": arrays["avail_actions"].shape[2:],
-              "infos.state": arrays["state"].shape[2:], BOOTSTRAP: ()}
-    dtypes = {"observations": arrays["obs"].dtype, "actions": arrays["actions"].dtype,
-              "rewards": arrays["reward"].dtype, "terminals": np.dtype(bool), "truncations": np.dtype(bool),
-              "infos.legals": arrays["avail_actions"].dtype, "infos.state": arrays["state"].dtype,
-              BOOTSTRAP: np.dtype(bool)}
+    leaves = {
+        "observations": arrays["obs"].shape[2:],
+        "actions": (n_agents,),
+        "rewards": (n_agents,),
+        "terminals": (n_agents,),
+        "truncations": (n_agents,),
+        "infos.legals": arrays["avail_actions"].shape[2:],
+        "infos.state": arrays["state"].shape[2:],
+        BOOTSTRAP: (),
+    }
+    dtypes = {
+        "observations": arrays["obs"].dtype,
+        "actions": arrays["actions"].dtype,
+        "rewards": arrays["reward"].dtype,
+        "terminals": np.dtype(bool),
+        "truncations": np.dtype(bool),
+        "infos.legals": arrays["avail_actions"].dtype,
+        "infos.state": arrays["state"].dtype,
+        BOOTSTRAP: np.dtype(bool),
+    }
     for name in extras:
         leaves[f"infos.{name}"] = tuple(arrays[name].shape[2:])
         dtypes[f"infos.{name}"] = arrays[name].dtype
@@ -314,26 +385,39 @@ def write(path: Path, arrays: dict[str, Any], meta: dict[str, Any], *, episode_l
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")).resolve()
     try:
-        stores = {leaf: ts.open({**_spec(tmp, leaf + "."), "metadata": {"compressor": COMPRESSION}}, create=True,
-                                dtype=dtypes[leaf].name, shape=(1, TIME_AXIS_MAX_LENGTH, *leaves[leaf])).result()
-                  for leaf in leaves}
+        stores = {
+            leaf: ts.open(
+                {**_spec(tmp, leaf + "."), "metadata": {"compressor": COMPRESSION}},
+                create=True,
+                dtype=dtypes[leaf].name,
+                shape=(1, TIME_AXIS_MAX_LENGTH, *leaves[leaf]),
+            ).result()
+            for leaf in leaves
+        }
         written = 0
         for start in range(0, arrays["filled"].shape[0], CHUNK):
-            block = {name: np.asarray(array[start:start + CHUNK]) for name, array in arrays.items()
-                     if name in EPISODE_FIELDS or name in extras}
+            block = {
+                name: np.asarray(array[start : start + CHUNK])
+                for name, array in arrays.items()
+                if name in EPISODE_FIELDS or name in extras
+            }
             rows = _episode_rows(block, episode_limit)
             if not len(rows["episode"]):
                 continue
             e, t = rows["episode"], rows["step"]
-            values = {"observations": block["obs"][e, t], "actions": block["actions"][e, t, :, 0],
-                      "rewards": np.repeat(block["reward"][e, t], n_agents, axis=1),
-                      "terminals": np.repeat(rows["terminal"][:, None], n_agents, axis=1),
-                      "truncations": np.repeat(rows["truncation"][:, None], n_agents, axis=1),
-                      "infos.legals": block["avail_actions"][e, t], "infos.state": block["state"][e, t],
-                      BOOTSTRAP: rows["bootstrap"]}
+            values = {
+                "observations": block["obs"][e, t],
+                "actions": block["actions"][e, t, :, 0],
+                "rewards": np.repeat(block["reward"][e, t], n_agents, axis=1),
+                "terminals": np.repeat(rows["terminal"][:, None], n_agents, axis=1),
+                "truncations": np.repeat(rows["truncation"][:, None], n_agents, axis=1),
+                "infos.legals": block["avail_actions"][e, t],
+                "infos.state": block["state"][e, t],
+                BOOTSTRAP: rows["bootstrap"],
+            }
             values.update({f"infos.{name}": block[name][e, t] for name in extras})
             for leaf, value in values.items():
-                stores[leaf][0, written:written + len(e)].write(value.astype(dtypes[leaf], copy=False)).result()
+                stores[leaf][0, written : written + len(e)].write(value.astype(dtypes[leaf], copy=False)).result()
             written += len(e)
         if written == 0:
             raise DatasetError(f"{path}: nothing to write (no real steps)")
@@ -350,10 +434,12 @@ def write(path: Path, arrays: dict[str, Any], meta: dict[str, Any], *, episode_l
                 node[key] = value
             return out
 
-        metadata = {"version": VAULT_VERSION,
-                    "structure_shape": tree({leaf: str((1, written, *shape)) for leaf, shape in leaves.items()}),
-                    "structure_dtype": tree({leaf: dtypes[leaf].name for leaf in leaves}),
-                    "inspo_meta": meta}
+        metadata = {
+            "version": VAULT_VERSION,
+            "structure_shape": tree({leaf: str((1, written, *shape)) for leaf, shape in leaves.items()}),
+            "structure_dtype": tree({leaf: dtypes[leaf].name for leaf in leaves}),
+            "inspo_meta": meta,
+        }
         (tmp / METADATA_FILE).write_text(json.dumps(metadata))
         tmp.rename(path)
     except BaseException:
@@ -406,5 +492,10 @@ def _episode_rows(block: dict[str, np.ndarray], episode_limit: Optional[int]) ->
         out_boot.append(boot)
     if not out_e:
         return {"episode": np.zeros(0, int), "step": np.zeros(0, int)}
-    return {"episode": np.concatenate(out_e), "step": np.concatenate(out_t), "terminal": np.concatenate(out_term),
-            "truncation": np.concatenate(out_trunc), "bootstrap": np.concatenate(out_boot)}
+    return {
+        "episode": np.concatenate(out_e),
+        "step": np.concatenate(out_t),
+        "terminal": np.concatenate(out_term),
+        "truncation": np.concatenate(out_trunc),
+        "bootstrap": np.concatenate(out_boot),
+    }
