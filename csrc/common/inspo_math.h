@@ -84,8 +84,8 @@ INSPO_HD inline T min_(T a, T b) {
 
 // ---- temperatures -----------------------------------------------------------------------------------
 
-// tau = alpha + beta, kappa = alpha / tau (spec section 3). Built once per call from the double
-// scalars of the args struct, then cast to the compute type T (as PyTorch does for a Python scalar).
+// tau = alpha + beta, kappa = alpha / tau (docs/ALGORITHM.md#closed-form-per-agent-update). Built once per call from
+// the double scalars of the args struct, then cast to the compute type T (as PyTorch does for a Python scalar).
 template <typename T>
 struct Temperatures {
   T tau;            // alpha + beta  (> 0, checked in Python)
@@ -282,10 +282,10 @@ INSPO_HD inline T taken_lookahead_log_prob(T logit_taken, T log_mu_taken, T q_ta
   return taken_lookahead_log_prob(logit_taken, log_mu_taken, q_taken, m, log_(s.exp_lookahead), t);
 }
 
-// log w = -(beta / tau) log mu(a) + (q(a) - V) / tau (unclipped; spec section 4), computed as the
-// equal log pi*(a) - log mu(a) = (z(a) - max z) - log sum exp(z - max z) - log mu(a) (z = closed_form_logit;
-// beta / tau + kappa = 1): a difference of logits and their log-sum-exp, never of q(a) and V, which are
-// both ~q / tau and cancel catastrophically once |q| / tau >~ 1e13 (float64). One available action gives
+// log w = -(beta / tau) log mu(a) + (q(a) - V) / tau (unclipped; docs/ALGORITHM.md#in-sample-weighted-policy-loss),
+// computed as the equal log pi*(a) - log mu(a) = (z(a) - max z) - log sum exp(z - max z) - log mu(a) (z =
+// closed_form_logit; beta / tau + kappa = 1): a difference of logits and their log-sum-exp, never of q(a) and V, which
+// are both ~q / tau and cancel catastrophically once |q| / tau >~ 1e13 (float64). One available action gives
 // z(a) = max z, sum = 1: log w = -log mu(a) exactly.
 template <typename T>
 INSPO_HD inline T in_sample_log_weight(T log_mu_taken, T q_taken, const RowMax<T>& m, T log_exp_target,

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--regime",
         choices=tuple(REGIMES),
-        help="update regime of spec section 5 (default one-step; see inspo.config.REGIMES)",
+        help="update regime (default one-step; see inspo.config.REGIMES and docs/ALGORITHM.md#update-regimes)",
     )
     train.add_argument("--seed", type=int, help="seed of data, initialization and sampling (default 0)")
     train.add_argument(

@@ -1,4 +1,4 @@
-"""The one typed configuration of a training run (spec: shared/spec/inspo.md).
+"""The one typed configuration of a training run (spec: docs/ALGORITHM.md).
 
 Every hyperparameter and every reconstructed choice of the spec (marked "(choice)" there) is a named
 field here, so that a later reading of the paper can switch it without a rewrite. Per-environment
@@ -29,7 +29,7 @@ DATASET_STORAGES = ("memory", "mapped")
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters and choices of one run. Defaults are spec section 7; see `PRESETS`."""
+    """Hyperparameters and choices of one run. Defaults: docs/ALGORITHM.md#default-hyperparameters; see `PRESETS`."""
 
     # ---- what to train on ----
     # environment: a registry name (xor, mne, bridge; smax:<map> when installed), a user environment
@@ -86,10 +86,11 @@ class TrainConfig:
     # warm-up iterations at the start of the K iterations in which the centralized and local critics
     # train and the policy does not (so that the policy starts moving on fitted critics); 0 = none.
     critic_warmup_steps: int = 0
-    # The agent value V is the exact log-sum-exp over the available actions (spec section 3, a
-    # choice); the learned in-sample V-network alternative is not implemented.
+    # The agent value V is the exact log-sum-exp over the available actions
+    # (docs/ALGORITHM.md#in-sample-weighted-policy-loss, a choice); the learned in-sample V-network alternative is not
+    # implemented.
 
-    # ---- OMIGA baseline (shared/spec/baselines.md; the other fields above apply where they mean the same) ----
+    # ---- OMIGA baseline (docs/ALGORITHM.md#omiga; the other fields above apply where they mean the same) ----
     omiga_alpha: float = 10.0  # temperature of OMIGA's in-sample value loss (reward scale matters)
     mixer_hidden: int = 64  # hidden size of OMIGA's state-conditioned mixer weights w(s)
 
@@ -249,7 +250,8 @@ class TrainConfig:
         return cls(**fixed).validate()
 
 
-# Per-environment defaults (ours, spec section 7: the temperature small against the reward scale).
+# Per-environment defaults (ours, docs/ALGORITHM.md#default-hyperparameters: the temperature small against the reward
+# scale).
 PRESETS: dict[str, dict[str, Any]] = {
     "xor": dict(dataset="c", steps=1500, lr=1e-3, critic_lr=1e-3, bc_steps=300),
     # The data favour the sub-optimal CC; an annealed beta (10 -> 0 over 70%) lets the agents find AA.
@@ -280,8 +282,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         critic_lr=1e-3,
     ),
     # Every SMAX map (docs/SMAX.md). `inspo data make` makes datasets with data seed 0, so --dataset
-    # <tier> reads those whatever the run's seed. Spec section 7 asks for alpha in [1, 10] at SMAC's
-    # reward scale of ~20 per episode; SMAX pays ~2, so the temperatures (InSPO's alpha, OMIGA's) are
+    # <tier> reads those whatever the run's seed. docs/ALGORITHM.md#default-hyperparameters asks for alpha in [1, 10] at
+    # SMAC's reward scale of ~20 per episode; SMAX pays ~2, so the temperatures (InSPO's alpha, OMIGA's) are
     # 10x smaller. 1500 iterations: what 2 shared CPU cores afford for the results grid
     # (inspo.smax.results), not a converged budget. CFCQL: the values of the official README's SMAC
     # command (global_cql_alpha=0.1, softmax_temp=0.5), not tuned here.
@@ -303,14 +305,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# The update regimes of spec section 5 (choice): fields applied by make_config(regime=...) on top of
+# The update regimes (docs/ALGORITHM.md#update-regimes, a choice): fields applied by make_config(regime=...) on top of
 # the env preset, before any override. "one-step" is the usual deep-RL regime: one small gradient
 # step per agent per iteration (the env presets as they are). "full-update" fits each agent to its
-# resampled closed-form target within the iteration, as the tabular check of spec section 5 does:
+# resampled closed-form target within the iteration, as the tabular check of docs/ALGORITHM.md#update-regimes does:
 # * 100 local-critic and 100 policy steps per agent per iteration, at step sizes (3e-2) large enough
 #   for the local critic to follow a teammate that changed completely and for the policy to reach
 #   the target's near-deterministic probabilities: with 1e-2 either stops short, and partial updates
-#   damp the simultaneous mode's oscillation (spec section 5) into convergence within ~25
+#   damp the simultaneous mode's oscillation (docs/ALGORITHM.md#update-regimes) into convergence within ~25
 #   iterations, which is the one-step regime again;
 # * so few iterations (100, the first 50 critic-only) that the target critic must follow faster
 #   (Polyak 0.1) to be fitted when the policies start moving;

@@ -1,4 +1,4 @@
-"""The InSPO learner (spec: shared/spec/inspo.md, sections 4-6), for S seeds at once.
+"""The InSPO learner (docs/ALGORITHM.md#one-training-iteration), for S seeds at once.
 
     fit mu by BC; cache log mu; pi <- copy of mu; init Q, Q_target, local critics
     for k in 1..K:

@@ -1,4 +1,5 @@
-"""in_sample_weights: the in-sample weighted advantage of one agent per row (spec section 4).
+"""in_sample_weights: the in-sample weighted advantage of one agent per row
+(docs/ALGORITHM.md#in-sample-weighted-policy-loss).
 
 Forward-only: w carries no gradient by design, so the op runs on detached inputs.
 """

@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference of every fused op (spec: shared/spec/inspo.md, sections 3-5).
+"""Pure-PyTorch reference of every fused op (docs/ALGORITHM.md#the-op-library).
 
 This module is three things at once: the definition of what each fused kernel computes, the twin the
 tests hold the kernels to (float64, random inputs), and the fallback for a device the build lacks.
@@ -89,7 +89,7 @@ def _taken(x: Tensor, actions: Tensor) -> Tensor:
 
 
 def closed_form_logits(q_local: Tensor, log_mu: Tensor, alpha: float, beta: float) -> Tensor:
-    """Unnormalized log pi* = kappa log mu + Q / tau (spec section 3)."""
+    """Unnormalized log pi* = kappa log mu + Q / tau (docs/ALGORITHM.md#closed-form-per-agent-update)."""
     tau, kappa = _temperatures(alpha, beta)
     return kappa * log_mu + q_local / tau
 
@@ -125,8 +125,8 @@ def soft_bellman_target(
     beta: float,
     log_rho_max: float,
 ) -> SoftBellmanTarget:
-    """Soft in-sample Bellman target of the global critic (spec section 4), with the joint next-step
-    ratio rho' = prod_i pi^i(a'^i) / mu^i(a'^i) used to resample the critic batch.
+    """Soft in-sample Bellman target of the global critic (docs/ALGORITHM.md#soft-in-sample-bellman-target), with the
+    joint next-step ratio rho' = prod_i pi^i(a'^i) / mu^i(a'^i) used to resample the critic batch.
 
     Terminal samples (done == 1) read none of the next-step inputs (they may be padding).
     """
@@ -153,7 +153,7 @@ def in_sample_weights(
     beta: float,
     log_w_max: float,
 ) -> InSampleWeights:
-    """The in-sample weighted advantage of spec section 4:
+    """The in-sample weighted advantage (docs/ALGORITHM.md#in-sample-weighted-policy-loss):
     V = tau logsumexp_avail(kappa log mu + Q/tau),  log w = -(beta/tau) log mu(a) + (Q(a) - V)/tau.
 
     log w is computed as the equal log pi*(a) - log mu(a) (pi* = softmax_avail(z), z = kappa log mu + Q/tau;
@@ -262,7 +262,8 @@ def sequential_policy_loss(
     log_w_max: float,
     ratio: str,
 ) -> PolicyLoss:
-    """Per-agent InSPO policy loss over a joint batch (spec sections 4-5).
+    """Per-agent InSPO policy loss over a joint batch (docs/ALGORITHM.md#in-sample-weighted-policy-loss,
+    docs/ALGORITHM.md#sequence-modes).
 
     loss_i = -sum_b c_i(b) w_i(b) log pi^i(a^i_b) / norm_i, where, by `ratio`,
       "importance":      c = rho_i (teammate ratio),   norm = B

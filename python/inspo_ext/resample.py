@@ -1,4 +1,5 @@
-"""resample: importance resampling of each agent's batch by its teammate ratios (spec section 4).
+"""resample: importance resampling of each agent's batch by its teammate ratios
+(docs/ALGORITHM.md#importance-resampling).
 
 The uniform draws are the caller's `uniforms`, or come from torch.rand (float64) with the caller's
 generator, so seeding is torch-native; the kernel turns them into indices exactly as reference.resample does (cdf in float64, first b with

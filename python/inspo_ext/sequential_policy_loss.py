@@ -1,5 +1,5 @@
-"""sequential_policy_loss: every agent's InSPO policy loss over a joint batch in one fused pass (spec 4-5),
-and InSPOPolicyLoss, its nn.Module.
+"""sequential_policy_loss: every agent's InSPO policy loss over a joint batch in one fused pass
+(docs/ALGORITHM.md#sequence-modes), and InSPOPolicyLoss, its nn.Module.
 
 The forward kernel also writes, when logits require grad, the UNNORMALIZED logit gradient
 G[b, i, :] = c w (softmax - onehot(a)) (0 at unavailable actions) and the per-agent normalizer; the

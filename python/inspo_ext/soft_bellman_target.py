@@ -1,4 +1,5 @@
-"""soft_bellman_target: the global critic's soft in-sample Bellman target (spec section 4).
+"""soft_bellman_target: the global critic's soft in-sample Bellman target
+(docs/ALGORITHM.md#soft-in-sample-bellman-target).
 
 Forward-only: the target and the next-step ratio are constants of the critic loss by design, so the op
 runs on detached inputs (no gradient flows into next_logits or q_next).

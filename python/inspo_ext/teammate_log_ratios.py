@@ -1,4 +1,4 @@
-"""teammate_log_ratios: agent i's importance log-ratio over its teammates' actions (spec sections 4-5).
+"""teammate_log_ratios: agent i's importance log-ratio over its teammates' actions (docs/ALGORITHM.md#teammate-ratios).
 
 Forward-only: rho carries no gradient by design, so the op runs on detached inputs.
 """

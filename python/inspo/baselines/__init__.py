@@ -1,1 +1,1 @@
-"""Baselines InSPO is compared with (spec: shared/spec/baselines.md). BC lives in `inspo.bc`."""
+"""Baselines InSPO is compared with (docs/ALGORITHM.md#baselines). BC lives in `inspo.bc`."""

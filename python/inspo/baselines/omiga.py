@@ -1,6 +1,6 @@
 """OMIGA (Wang et al., NeurIPS 2023): offline in-sample learning with value decomposition.
 
-Spec: shared/spec/baselines.md. For each of S seeds (a leading tensor dimension, as every learner) and
+Spec: docs/ALGORITHM.md#omiga. For each of S seeds (a leading tensor dimension, as every learner) and
 per agent a Q_i(o_i, .), a V_i(o_i) and an actor pi_i(.|o_i), each one
 batched `AgentMLP` over the N agents (separate weights, or one network with an agent-id input when
 `share_parameters`); a mixer gives non-negative state weights w(s) = |W(s)| and a bias b(s):

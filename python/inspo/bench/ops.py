@@ -52,7 +52,8 @@ def _short(n: int) -> str:
     return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
-# Hyperparameters of every benchmark call (spec section 7 defaults; values do not change the cost).
+# Hyperparameters of every benchmark call (the defaults of docs/ALGORITHM.md#default-hyperparameters; values do not
+# change the cost).
 HYPER = dict(alpha=0.1, beta=0.1, eta=0.3, gamma=0.99, log_rho_max=math.log(100.0), log_w_max=10.0)
 
 

@@ -1,4 +1,4 @@
-"""The EPyMARL / PyMARL episode-buffer directory format (spec: shared/spec/environments.md).
+"""The EPyMARL / PyMARL episode-buffer directory format (docs/ALGORITHM.md#episode-buffer-format).
 
 A dataset is a directory of .npy arrays, episode-major and padded to a common length T+1:
 

@@ -1,4 +1,4 @@
-"""The in-memory transition store (s, o, a, r, s', o', a', d, avail, avail') of spec section 1.
+"""The in-memory transition store (s, o, a, r, s', o', a', d, avail, avail'; docs/ALGORITHM.md#setting-and-data).
 
 Built from episode-buffer arrays: transition t of an episode is kept when step t is real (filled),
 the episode did not end before it, and either step t is terminal or step t+1 is real (a' is the next

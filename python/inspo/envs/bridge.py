@@ -1,4 +1,4 @@
-"""Bridge: two agents meet face to face on a one-lane bridge (spec: environments.md).
+"""Bridge: two agents meet face to face on a one-lane bridge (docs/ALGORITHM.md#bridge).
 
     row 0:  g2 .  #  #  .  .
     row 1:  .  .  .  .  .  .        row 1, columns 2-3 is the bridge

@@ -1,4 +1,4 @@
-"""One-step matrix games: XOR (two payoff variants) and M-NE (spec: environments.md).
+"""One-step matrix games: XOR (two payoff variants) and M-NE (docs/ALGORITHM.md#environments-and-datasets).
 
 Horizon 1, one state, a constant observation. Scores are exact: the expected payoff of the learned
 product policy computed from its probabilities, and the payoff of the greedy joint action.

@@ -134,7 +134,7 @@ def discussion(table: Table) -> dict[str, list[str]]:
             if regime == "full-update":
                 claims.append(
                     (
-                        "With full updates the sequence prevents miscoordination (spec section 5)",
+                        "With full updates the sequence prevents miscoordination (docs/ALGORITHM.md#update-regimes)",
                         f"exact above simultaneous on {hits}/{total} XOR (c), (d) tasks",
                         claim_verdict(hits, total),
                     )
@@ -143,7 +143,7 @@ def discussion(table: Table) -> dict[str, list[str]]:
                 claims.append(
                     (
                         "With one small step per iteration, sequential and simultaneous updates behave alike "
-                        "(spec section 5)",
+                        "(docs/ALGORITHM.md#update-regimes)",
                         f"exact above simultaneous on {hits}/{total} XOR (c), (d) tasks",
                         claim_verdict(total - hits, total),
                     )
@@ -238,7 +238,7 @@ def discussion(table: Table) -> dict[str, list[str]]:
     if left or stayed:
         claims.append(
             (
-                "XOR (b) stays at the behaviour value under factorized BC (spec section 8)",
+                "XOR (b) stays at the behaviour value under factorized BC (docs/ALGORITHM.md#expected-behaviour)",
                 f"InSPO modes that stay: {', '.join(sorted(stayed)) or 'none'}; that leave it: "
                 f"{', '.join(sorted(left - stayed)) or 'none'}",
                 "holds" if not left else "does not hold" if not stayed else "partly holds",

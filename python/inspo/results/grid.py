@@ -24,7 +24,7 @@ OMIGA_ALPHA: dict[str, tuple[float, str]] = {
     "mne": (1.0, "M-NE pays ~10: alpha = 1, the same ratio to the reward scale as on XOR"),
     "bridge": (0.1, "Bridge pays about -0.1 to -0.5 per step (return ~-1.3): alpha = 0.1"),
 }
-# The update regimes (spec section 5) are inspo.config.REGIMES, applied by make_config(regime=...):
+# The update regimes (docs/ALGORITHM.md#update-regimes) are inspo.config.REGIMES, applied by make_config(regime=...):
 # "one-step" (the presets) and "full-update" (each agent fitted to its resampled target within the
 # iteration; the regime sets its own, shorter, number of iterations). Quick runs of the full-update
 # regime are cut to this fraction of its iterations.
@@ -146,7 +146,7 @@ def build_grid() -> list[Cell]:
     for eta in (0.1, 0.5, 1.0):  # the one-step default is 0.3
         cells.append(inspo_cell("ablations", "xor", "c", "fused", f"η={eta:g}", eta=eta))
     # Bridge optimal: the lookahead toward pi* ~ mu is what keeps fused mode's coordination modes mixed
-    # (docs/ALGORITHM.md); eta = 0 takes the predecessors at their current policies
+    # (docs/ALGORITHM.md#measured-departures); eta = 0 takes the predecessors at their current policies
     for eta in (0.0, 0.1):
         cells.append(inspo_cell("ablations", "bridge", "optimal", "fused", f"η={eta:g}", eta=eta))
     # the full-update regime takes a predecessor as fully updated (eta = 1); the one-step default beside it

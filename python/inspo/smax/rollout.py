@@ -1,4 +1,4 @@
-"""Recording SMAX episodes in the episode-buffer layout (spec: environments.md).
+"""Recording SMAX episodes in the episode-buffer layout (docs/ALGORITHM.md#episode-buffer-format).
 
 Layout of one episode of L steps, padded to T+1 >= L + 1 slots (the tiers cut T+1 to the longest
 episode + 1 when they save): slots 0..L-1 hold the
