@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from . import _validation as v
 from . import reference
-from ._spec import Arg, OpSpec, Output
+from ._spec import Arg, Benchmark, OpSpec, Output
 from .reference import RATIO_MODES, PolicyLoss
 from .teammate_log_ratios import check_predecessor_inputs
 from .teammate_log_ratios import reference_status as ratio_status
@@ -26,7 +26,7 @@ SPEC = OpSpec(
     "sequential_policy_loss",
     inputs=(
         Arg("logits", "[B, N, A]"),
-        Arg("log_mu", "[B, N, A]"),
+        Arg("log_mu", "[B, N, A]", values="log_probs"),
         Arg("avail", "[B, N, A]", torch.bool),
         Arg("actions", "[B, N]", torch.int64),
         Arg("q_local", "[B, N, A]"),
@@ -55,6 +55,7 @@ SPEC = OpSpec(
         ("compute_grad", "bool"),
     ),
     reference_status=ratio_status,
+    benchmark=Benchmark(keywords=dict(ratio="self_normalized"), grad=("logits", "loss")),
 )
 sequential_policy_loss_op = SPEC.op
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from . import _validation as v
 from . import reference
-from ._spec import Arg, OpSpec, Output
+from ._spec import Arg, Benchmark, OpSpec, Output
 from ._validation import StatusCode as Code
 from .reference import PREDECESSOR_MODES
 
@@ -35,7 +35,7 @@ SPEC = OpSpec(
     "teammate_log_ratios",
     inputs=(
         Arg("logits", "[B, N, A]"),
-        Arg("log_mu", "[B, N, A]"),
+        Arg("log_mu", "[B, N, A]", values="log_probs"),
         Arg("avail", "[B, N, A]", torch.bool),
         Arg("actions", "[B, N]", torch.int64),
         Arg("order", "[N]", torch.int64),
@@ -51,6 +51,7 @@ SPEC = OpSpec(
         ("log_rho_max", "float"),
     ),
     reference_status=reference_status,
+    benchmark=Benchmark(optional=("q_local",)),  # predecessors="target" reads q_local
 )
 teammate_log_ratios_op = SPEC.op
 
