@@ -154,11 +154,6 @@ class Call {
   const char* first_ = "";
 };
 
-template <typename T>
-const T* optional_data(const std::optional<In<T>>& a) {
-  return a ? a->data() : nullptr;
-}
-
 // The dispatch tail of every op: the CUDA backend for CUDA arrays (status and workspace from the
 // caller), else the CPU backend; inspo::run_cpu / run_cuda pick the op by its argument struct.
 template <typename Args>
@@ -184,216 +179,98 @@ int64_t run(Call& c, Args& args, uintptr_t stream, Status& status, Workspace& wo
   "workspace"_a.noconvert().none() = nb::none()
 
 // ---- ops --------------------------------------------------------------------------------------------
+// Each op's _C function is generated from its field table (OPArgs_FIELDS in common/args.h): one parameter per
+// array and scalar field, in the table's order, then the backend keywords; the body checks every array's shape,
+// fills the argument struct, rejects what invalid_args(args) rejects and runs the backend.
 
-template <typename T>
-int64_t soft_bellman_target(In<T> reward, In<T> done, In<T> q_next, In<T> next_logits, In<T> next_log_mu,
-                            In<bool> next_avail, In<int64_t> next_actions, Out<T> target, Out<T> kl, Out<T> entropy,
-                            Out<T> log_ratio, double gamma, double alpha, double beta, double log_rho_max,
-                            int num_threads, uintptr_t stream, Status status, Workspace workspace) {
-  const Dims d = dims_of(next_logits, 3);
-  const int64_t B = d.B, N = d.N, A = d.A;
-  const Shape& l = d.lead;
-  Call c;
-  c.check(next_logits, "next_logits", shaped(l, {B, N, A}));
-  c.check(reward, "reward", shaped(l, {B}));
-  c.check(done, "done", shaped(l, {B}));
-  c.check(q_next, "q_next", shaped(l, {B}));
-  c.check(next_log_mu, "next_log_mu", shaped(l, {B, N, A}));
-  c.check(next_avail, "next_avail", shaped(l, {B, N, A}));
-  c.check(next_actions, "next_actions", shaped(l, {B, N}));
-  c.check(target, "target", shaped(l, {B}));
-  c.check(kl, "kl", shaped(l, {B, N}));
-  c.check(entropy, "entropy", shaped(l, {B, N}));
-  c.check(log_ratio, "log_ratio", shaped(l, {B}));
-  inspo::SoftBellmanTargetArgs<T> args{reward.data(),
-                                       done.data(),
-                                       q_next.data(),
-                                       next_logits.data(),
-                                       next_log_mu.data(),
-                                       next_avail.data(),
-                                       next_actions.data(),
-                                       target.data(),
-                                       kl.data(),
-                                       entropy.data(),
-                                       log_ratio.data(),
-                                       d.S * B,
-                                       N,
-                                       A,
-                                       gamma,
-                                       alpha,
-                                       beta,
-                                       log_rho_max,
-                                       num_threads,
-                                       nullptr,
-                                       0};
-  return run(c, args, stream, status, workspace);
-}
+// The function's parameters.
+#define INSPO_PARAM(kind, type, name, what) INSPO_PARAM_##kind(type, name)
+#define INSPO_PARAM_first(type, name) In<type> name,
+#define INSPO_PARAM_in(type, name) In<type> name,
+#define INSPO_PARAM_in_opt(type, name) std::optional<In<type>> name,
+#define INSPO_PARAM_order(type, name) In<type> name,
+#define INSPO_PARAM_out(type, name) Out<type> name,
+#define INSPO_PARAM_out_opt(type, name) std::optional<Out<type>> name,
+#define INSPO_PARAM_stride(type, name)
+#define INSPO_PARAM_count(type, name)
+#define INSPO_PARAM_present(type, name)
+#define INSPO_PARAM_scalar(type, name) type name,
 
-template <typename T>
-int64_t in_sample_weights(In<T> q_local, In<T> log_mu, In<bool> avail, In<int64_t> actions, Out<T> weight,
-                          Out<T> log_weight, Out<T> value, double alpha, double beta, double log_w_max, int num_threads,
-                          uintptr_t stream, Status status, Workspace workspace) {
-  const Dims d = dims_of(q_local, 3);
-  const int64_t B = d.B, N = d.N, A = d.A;
-  const Shape& l = d.lead;
-  Call c;
-  c.check(q_local, "q_local", shaped(l, {B, N, A}));
-  c.check(log_mu, "log_mu", shaped(l, {B, N, A}));
-  c.check(avail, "avail", shaped(l, {B, N, A}));
-  c.check(actions, "actions", shaped(l, {B, N}));
-  c.check(weight, "weight", shaped(l, {B, N}));
-  c.check(log_weight, "log_weight", shaped(l, {B, N}));
-  c.check(value, "value", shaped(l, {B, N}));
-  inspo::InSampleWeightsArgs<T> args{q_local.data(),
-                                     log_mu.data(),
-                                     avail.data(),
-                                     actions.data(),
-                                     weight.data(),
-                                     log_weight.data(),
-                                     value.data(),
-                                     d.S * B,
-                                     N,
-                                     A,
-                                     alpha,
-                                     beta,
-                                     log_w_max,
-                                     num_threads,
-                                     nullptr,
-                                     0};
-  return run(c, args, stream, status, workspace);
-}
+// Its keywords (m.def).
+#define INSPO_KEYWORD(kind, type, name, what) INSPO_KEYWORD_##kind(name)
+#define INSPO_KEYWORD_first(name) nb::arg(#name).noconvert(),
+#define INSPO_KEYWORD_in(name) nb::arg(#name).noconvert(),
+#define INSPO_KEYWORD_in_opt(name) nb::arg(#name).noconvert().none(),
+#define INSPO_KEYWORD_order(name) nb::arg(#name).noconvert(),
+#define INSPO_KEYWORD_out(name) nb::arg(#name).noconvert(),
+#define INSPO_KEYWORD_out_opt(name) nb::arg(#name).noconvert().none(),
+#define INSPO_KEYWORD_stride(name)
+#define INSPO_KEYWORD_count(name)
+#define INSPO_KEYWORD_present(name)
+#define INSPO_KEYWORD_scalar(name) nb::arg(#name),
 
-template <typename T>
-int64_t teammate_log_ratios(In<T> logits, In<T> log_mu, In<bool> avail, In<int64_t> actions, In<int64_t> order,
-                            std::optional<In<T>> q_local, std::optional<In<T>> updated_log_probs, Out<T> log_rho,
-                            int predecessors, double alpha, double beta, double eta, double log_rho_max,
-                            int num_threads, uintptr_t stream, Status status, Workspace workspace) {
-  const Dims d = dims_of(logits, 3);
-  const int64_t B = d.B, N = d.N, A = d.A;
-  const Shape& l = d.lead;
-  Call c;
-  c.check(logits, "logits", shaped(l, {B, N, A}));
-  c.check(log_mu, "log_mu", shaped(l, {B, N, A}));
-  c.check(avail, "avail", shaped(l, {B, N, A}));
-  c.check(actions, "actions", shaped(l, {B, N}));
-  const int64_t order_stride = c.check_order(order, d);
-  c.check(q_local, "q_local", shaped(l, {B, N, A}));
-  c.check(updated_log_probs, "updated_log_probs", shaped(l, {B, N}));
-  c.check(log_rho, "log_rho", shaped(l, {B, N}));
-  if (predecessors == inspo::kPredecessorsTarget && !q_local)
-    throw std::invalid_argument("predecessors='target' needs q_local");
-  if (predecessors == inspo::kPredecessorsPolicy && !updated_log_probs)
-    throw std::invalid_argument("predecessors='policy' needs updated_log_probs");
-  if (predecessors != inspo::kPredecessorsTarget && predecessors != inspo::kPredecessorsPolicy)
-    throw std::invalid_argument("unknown predecessors mode");
-  inspo::TeammateLogRatiosArgs<T> args{logits.data(),
-                                       log_mu.data(),
-                                       avail.data(),
-                                       actions.data(),
-                                       order.data(),
-                                       optional_data(q_local),
-                                       optional_data(updated_log_probs),
-                                       log_rho.data(),
-                                       d.S,
-                                       B,
-                                       N,
-                                       A,
-                                       order_stride,
-                                       predecessors,
-                                       alpha,
-                                       beta,
-                                       eta,
-                                       log_rho_max,
-                                       num_threads,
-                                       nullptr,
-                                       0};
-  return run(c, args, stream, status, workspace);
-}
+// The call's sizes, from the `first` array: its dims count fixes whether it carries S.
+#define INSPO_UNPAREN(...) __VA_ARGS__
+#define INSPO_COUNT(...) INSPO_COUNT_(__VA_ARGS__, 3, 2, 1, 0)
+#define INSPO_COUNT_(a, b, c, n, ...) n
+#define INSPO_SIZES(kind, type, name, what) INSPO_SIZES_##kind(name, what)
+#define INSPO_SIZES_first(name, shape) sizes = dims_of(name, INSPO_COUNT shape);
+#define INSPO_SIZES_in(name, what)
+#define INSPO_SIZES_in_opt(name, what)
+#define INSPO_SIZES_order(name, what)
+#define INSPO_SIZES_out(name, what)
+#define INSPO_SIZES_out_opt(name, what)
+#define INSPO_SIZES_stride(name, what)
+#define INSPO_SIZES_count(name, what)
+#define INSPO_SIZES_present(name, what)
+#define INSPO_SIZES_scalar(name, what)
 
-template <typename T>
-int64_t resample(In<T> log_rho, In<double> uniforms, Out<int64_t> indices, Out<T> ess, int method, int num_threads,
-                 uintptr_t stream, Status status, Workspace workspace) {
-  const Dims d = dims_of(log_rho, 2);
-  const int64_t B = d.B, N = d.N;
-  const Shape& l = d.lead;
-  if (method != inspo::kResampleMultinomial && method != inspo::kResampleSystematic)
-    throw std::invalid_argument("unknown resampling method");
-  Call c;
-  c.check(log_rho, "log_rho", shaped(l, {B, N}));
-  c.check(uniforms, "uniforms", shaped(l, {method == inspo::kResampleMultinomial ? B : 1, N}));
-  c.check(indices, "indices", shaped(l, {B, N}));
-  c.check(ess, "ess", shaped(l, {N}));
-  if (B < 1) throw std::invalid_argument("log_rho needs at least one sample");
-  inspo::ResampleArgs<T> args{log_rho.data(), uniforms.data(), indices.data(), ess.data(), d.S, B, N,
-                              method,         num_threads,     nullptr,        0};
-  return run(c, args, stream, status, workspace);
-}
+// Its shape checks, in the table's order (an order array returns its stride).
+#define INSPO_CHECK(kind, type, name, what) INSPO_CHECK_##kind(name, what)
+#define INSPO_CHECK_first(name, shape) c.check(name, #name, shaped(lead, {INSPO_UNPAREN shape}));
+#define INSPO_CHECK_in(name, shape) c.check(name, #name, shaped(lead, {INSPO_UNPAREN shape}));
+#define INSPO_CHECK_in_opt(name, shape) c.check(name, #name, shaped(lead, {INSPO_UNPAREN shape}));
+#define INSPO_CHECK_order(name, shape) const int64_t name##_stride = c.check_order(name, sizes);
+#define INSPO_CHECK_out(name, shape) c.check(name, #name, shaped(lead, {INSPO_UNPAREN shape}));
+#define INSPO_CHECK_out_opt(name, shape) c.check(name, #name, shaped(lead, {INSPO_UNPAREN shape}));
+#define INSPO_CHECK_stride(name, what)
+#define INSPO_CHECK_count(name, what)
+#define INSPO_CHECK_present(name, what)
+#define INSPO_CHECK_scalar(name, what)
 
-template <typename T>
-int64_t sequential_policy_loss(In<T> logits, In<T> log_mu, In<bool> avail, In<int64_t> actions, In<T> q_local,
-                               In<int64_t> order, std::optional<In<T>> updated_log_probs, Out<T> loss,
-                               Out<T> mean_weight, Out<T> ess, Out<T> entropy, Out<T> kl, Out<T> norm,
-                               std::optional<Out<T>> grad, int predecessors, int ratio, double alpha, double beta,
-                               double eta, double log_rho_max, double log_w_max, int num_threads, uintptr_t stream,
-                               Status status, Workspace workspace) {
-  const Dims d = dims_of(logits, 3);
-  const int64_t B = d.B, N = d.N, A = d.A;
-  const Shape& l = d.lead;
-  Call c;
-  c.check(logits, "logits", shaped(l, {B, N, A}));
-  c.check(log_mu, "log_mu", shaped(l, {B, N, A}));
-  c.check(avail, "avail", shaped(l, {B, N, A}));
-  c.check(actions, "actions", shaped(l, {B, N}));
-  c.check(q_local, "q_local", shaped(l, {B, N, A}));
-  const int64_t order_stride = c.check_order(order, d);
-  c.check(updated_log_probs, "updated_log_probs", shaped(l, {B, N}));
-  for (auto [out, name] : {std::pair{&loss, "loss"},
-                           {&mean_weight, "mean_weight"},
-                           {&ess, "ess"},
-                           {&entropy, "entropy"},
-                           {&kl, "kl"},
-                           {&norm, "norm"}})
-    c.check(*out, name, shaped(l, {N}));
-  c.check(grad, "grad", shaped(l, {B, N, A}));
-  if (B < 1) throw std::invalid_argument("logits needs at least one sample");
-  if (ratio != inspo::kRatioImportance && ratio != inspo::kRatioSelfNormalized && ratio != inspo::kRatioNone)
-    throw std::invalid_argument("unknown ratio mode");
-  if (predecessors != inspo::kPredecessorsTarget && predecessors != inspo::kPredecessorsPolicy)
-    throw std::invalid_argument("unknown predecessors mode");
-  if (ratio != inspo::kRatioNone && predecessors == inspo::kPredecessorsPolicy && !updated_log_probs)
-    throw std::invalid_argument("predecessors='policy' needs updated_log_probs");
-  inspo::SequentialPolicyLossArgs<T> args{logits.data(),
-                                          log_mu.data(),
-                                          avail.data(),
-                                          actions.data(),
-                                          q_local.data(),
-                                          order.data(),
-                                          optional_data(updated_log_probs),
-                                          loss.data(),
-                                          mean_weight.data(),
-                                          ess.data(),
-                                          entropy.data(),
-                                          kl.data(),
-                                          norm.data(),
-                                          grad ? grad->data() : nullptr,
-                                          d.S,
-                                          B,
-                                          N,
-                                          A,
-                                          order_stride,
-                                          predecessors,
-                                          ratio,
-                                          grad.has_value(),
-                                          alpha,
-                                          beta,
-                                          eta,
-                                          log_rho_max,
-                                          log_w_max,
-                                          num_threads,
-                                          nullptr,
-                                          0};
-  return run(c, args, stream, status, workspace);
-}
+// The argument struct's fields.
+#define INSPO_FILL(kind, type, name, what) INSPO_FILL_##kind(name, what)
+#define INSPO_FILL_first(name, what) args.name = name.data();
+#define INSPO_FILL_in(name, what) args.name = name.data();
+#define INSPO_FILL_in_opt(name, what) args.name = name ? name->data() : nullptr;
+#define INSPO_FILL_order(name, what) args.name = name.data();
+#define INSPO_FILL_out(name, what) args.name = name.data();
+#define INSPO_FILL_out_opt(name, what) args.name = name ? name->data() : nullptr;
+#define INSPO_FILL_stride(name, order) args.name = order##_stride;
+#define INSPO_FILL_count(name, expr) args.name = (expr);
+#define INSPO_FILL_present(name, array) args.name = array.has_value();
+#define INSPO_FILL_scalar(name, what) args.name = name;
+
+// clang-format off
+#define INSPO_DEFINE_BINDING(op, Args)                                                                           \
+  template <typename T>                                                                                          \
+  int64_t op(Args##_FIELDS(INSPO_PARAM) int num_threads, uintptr_t stream, Status status, Workspace workspace) { \
+    Dims sizes;                                                                                                  \
+    Args##_FIELDS(INSPO_SIZES)                                                                                   \
+    const Shape& lead = sizes.lead;                                                                              \
+    const int64_t S = sizes.S, B = sizes.B, N = sizes.N, A = sizes.A;                                            \
+    (void)S, (void)A;                                                                                            \
+    Call c;                                                                                                      \
+    Args##_FIELDS(INSPO_CHECK)                                                                                   \
+    inspo::Args<T> args{};                                                                                       \
+    Args##_FIELDS(INSPO_FILL)                                                                                    \
+    args.num_threads = num_threads;                                                                              \
+    if (const char* invalid = inspo::invalid_args(args)) throw std::invalid_argument(invalid);                   \
+    return run(c, args, stream, status, workspace);                                                              \
+  }
+// clang-format on
+INSPO_OPS(INSPO_DEFINE_BINDING)
+#undef INSPO_DEFINE_BINDING
 
 // Bytes of CUDA workspace an op needs for S problems of B samples (see backends.h); 0 in a build without CUDA.
 int64_t cuda_workspace_bytes(const std::string& op, int64_t S, int64_t B, int64_t N, int64_t A, bool is_double) {
@@ -415,6 +292,7 @@ nb::dict build_info() {
   nb::dict info;
   info["compiler"] = INSPO_CXX_COMPILER;
   info["build_type"] = INSPO_BUILD_TYPE;
+  info["source_hash"] = INSPO_SOURCE_HASH;
 #if defined(INSPO_WITH_OPENMP)
   info["openmp"] = true;
   info["openmp_max_threads"] = omp_get_max_threads();
@@ -451,25 +329,9 @@ nb::dict build_info() {
 
 template <typename T>
 void bind_ops(nb::module_& m) {
-  m.def("soft_bellman_target", &soft_bellman_target<T>, "reward"_a.noconvert(), "done"_a.noconvert(),
-        "q_next"_a.noconvert(), "next_logits"_a.noconvert(), "next_log_mu"_a.noconvert(), "next_avail"_a.noconvert(),
-        "next_actions"_a.noconvert(), "target"_a.noconvert(), "kl"_a.noconvert(), "entropy"_a.noconvert(),
-        "log_ratio"_a.noconvert(), "gamma"_a, "alpha"_a, "beta"_a, "log_rho_max"_a, INSPO_BACKEND_KEYWORDS);
-  m.def("in_sample_weights", &in_sample_weights<T>, "q_local"_a.noconvert(), "log_mu"_a.noconvert(),
-        "avail"_a.noconvert(), "actions"_a.noconvert(), "weight"_a.noconvert(), "log_weight"_a.noconvert(),
-        "value"_a.noconvert(), "alpha"_a, "beta"_a, "log_w_max"_a, INSPO_BACKEND_KEYWORDS);
-  m.def("teammate_log_ratios", &teammate_log_ratios<T>, "logits"_a.noconvert(), "log_mu"_a.noconvert(),
-        "avail"_a.noconvert(), "actions"_a.noconvert(), "order"_a.noconvert(), "q_local"_a.noconvert().none(),
-        "updated_log_probs"_a.noconvert().none(), "log_rho"_a.noconvert(), "predecessors"_a, "alpha"_a, "beta"_a,
-        "eta"_a, "log_rho_max"_a, INSPO_BACKEND_KEYWORDS);
-  m.def("resample", &resample<T>, "log_rho"_a.noconvert(), "uniforms"_a.noconvert(), "indices"_a.noconvert(),
-        "ess"_a.noconvert(), "method"_a, INSPO_BACKEND_KEYWORDS);
-  m.def("sequential_policy_loss", &sequential_policy_loss<T>, "logits"_a.noconvert(), "log_mu"_a.noconvert(),
-        "avail"_a.noconvert(), "actions"_a.noconvert(), "q_local"_a.noconvert(), "order"_a.noconvert(),
-        "updated_log_probs"_a.noconvert().none(), "loss"_a.noconvert(), "mean_weight"_a.noconvert(),
-        "ess"_a.noconvert(), "entropy"_a.noconvert(), "kl"_a.noconvert(), "norm"_a.noconvert(),
-        "grad"_a.noconvert().none(), "predecessors"_a, "ratio"_a, "alpha"_a, "beta"_a, "eta"_a, "log_rho_max"_a,
-        "log_w_max"_a, INSPO_BACKEND_KEYWORDS);
+#define INSPO_BIND(op, Args) m.def(#op, &op<T>, Args##_FIELDS(INSPO_KEYWORD) INSPO_BACKEND_KEYWORDS);
+  INSPO_OPS(INSPO_BIND)
+#undef INSPO_BIND
 }
 
 }  // namespace
@@ -478,9 +340,15 @@ NB_MODULE(_C, m) {
   m.doc() = "inspo_ext compiled backends (CPU OpenMP; CUDA when built with it). Use the inspo_ext functions.";
   bind_ops<float>(m);
   bind_ops<double>(m);
+  nb::list ops;  // the ops' names, in the order of the table (common/backends.h INSPO_OPS)
+#define INSPO_OP_NAME(op, Args) ops.append(#op);
+  INSPO_OPS(INSPO_OP_NAME)
+#undef INSPO_OP_NAME
+  m.attr("OPS") = nb::tuple(ops);
   m.def("cuda_workspace_bytes", &cuda_workspace_bytes, "op"_a, "S"_a, "B"_a, "N"_a, "A"_a, "is_double"_a);
   m.def("build_info", &build_info);
   m.attr("STATUS_OK") = inspo::kStatusOk;
+  m.attr("SOURCE_HASH") = INSPO_SOURCE_HASH;  // of csrc/ and CMakeLists.txt (see there); a constant, as WITH_CUDA
 #if defined(INSPO_WITH_CUDA)
   m.attr("WITH_CUDA") = true;  // a constant: unlike build_info(), reading it never initializes CUDA
 #else

@@ -62,7 +62,7 @@ def test_implementations_agree_through_the_bench_calls(name):
 
 def test_reference_adapter_passes_arguments_in_order():
     inputs = _inputs("sequential_policy_loss")
-    via_adapter = bench_ops.call_sequential_policy_loss(bench_ops.ReferenceOps(), inputs)
+    via_adapter = bench_ops.OPS["sequential_policy_loss"].call(bench_ops.ReferenceOps(), inputs)
     h = bench_ops.HYPER
     direct = reference.sequential_policy_loss(
         inputs["logits"],

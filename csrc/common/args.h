@@ -105,6 +105,49 @@ enum ResampleMethod : int {
 };
 
 // ---------------------------------------------------------------------------------------------------
+// The fields of each struct are a table, OPArgs_FIELDS(X), one X(kind, type, name, what) per field, in the
+// struct's order; INSPO_DEFINE_ARGS makes the struct from it (plus num_threads, workspace, workspace_bytes) and
+// csrc/bindings.cpp makes the op's _C function from it (its keywords are the array and scalar fields, in order;
+// its shape checks are the arrays' dims). Kinds:
+//   first / in / in_opt (type, name, (dims))  input array `const type* name` ([S,] dims); `first` is the
+//                                              array whose shape fixes S, B, N, A; in_opt may be None (null)
+//   out / out_opt (type, name, (dims))        output array `type* name`; out_opt may be None (null)
+//   order (int64_t, name, (N))                `order`: [N] shared by every problem, or [S, N]
+//   stride (int64_t, name, order)             0 when the order array is shared, N when it is [S, N]
+//   count (int64_t, name, expr)               a size, `expr` of the call's S, B, N, A (e.g. S * B)
+//   present (bool, name, array)               whether the optional array was given
+//   scalar (type, name, )                     a scalar keyword of the _C function
+// dims are C++ expressions of B, N, A and the scalars. invalid_args(args) (below the struct, where an op has
+// one) returns the message of an argument combination the kernels cannot run, or null.
+#define INSPO_ARGS_MEMBER(kind, type, name, what) INSPO_ARGS_MEMBER_##kind(type, name)
+#define INSPO_ARGS_MEMBER_first(type, name) const type* name;
+#define INSPO_ARGS_MEMBER_in(type, name) const type* name;
+#define INSPO_ARGS_MEMBER_in_opt(type, name) const type* name;
+#define INSPO_ARGS_MEMBER_order(type, name) const type* name;
+#define INSPO_ARGS_MEMBER_out(type, name) type* name;
+#define INSPO_ARGS_MEMBER_out_opt(type, name) type* name;
+#define INSPO_ARGS_MEMBER_stride(type, name) type name;
+#define INSPO_ARGS_MEMBER_count(type, name) type name;
+#define INSPO_ARGS_MEMBER_present(type, name) type name;
+#define INSPO_ARGS_MEMBER_scalar(type, name) type name;
+// clang-format off
+#define INSPO_DEFINE_ARGS(Args)        \
+  template <typename T>                \
+  struct Args {                        \
+    Args##_FIELDS(INSPO_ARGS_MEMBER)   \
+    int num_threads;                   \
+    void* workspace;                   \
+    int64_t workspace_bytes;           \
+  };
+// clang-format on
+
+// Every argument combination of an op without an invalid_args overload of its own is valid.
+template <typename Args>
+const char* invalid_args(const Args&) {
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------
 // reference.soft_bellman_target. Per sample b (live = done[b] == 0):
 //   kl[b, i], entropy[b, i] = KL(pi^i || mu^i), H(pi^i) of softmax(next_logits[b, i]) over next_avail
 //   target[b] = reward[b] + gamma (1 - done[b]) [q_next[b] - alpha sum_i kl + beta sum_i entropy]
@@ -112,26 +155,27 @@ enum ResampleMethod : int {
 // Terminal samples (done[b] == 1) read none of the next-step inputs (q_next, next_*), write
 // kl = entropy = 0, log_ratio = 0, target = reward. Validated: done in {0, 1}, reward finite; for live
 // samples q_next finite and every row (kNoAvailableAction .. kLogMuNonFinite).
-template <typename T>
-struct SoftBellmanTargetArgs {
-  // B: every sample of every problem (S * B); the math is per sample.
-  const T* reward;              // [B]
-  const T* done;                // [B], 0 or 1
-  const T* q_next;              // [B]  Q_target(s', a')
-  const T* next_logits;         // [B, N, A]
-  const T* next_log_mu;         // [B, N, A]
-  const bool* next_avail;       // [B, N, A]
-  const int64_t* next_actions;  // [B, N]
-  T* target;                    // out [B]
-  T* kl;                        // out [B, N]
-  T* entropy;                   // out [B, N]
-  T* log_ratio;                 // out [B]
-  int64_t B, N, A;
-  double gamma, alpha, beta, log_rho_max;
-  int num_threads;
-  void* workspace;
-  int64_t workspace_bytes;
-};
+// B: every sample of every problem (S * B); the math is per sample.
+#define SoftBellmanTargetArgs_FIELDS(X)             \
+  X(in, T, reward, (B))                             \
+  X(in, T, done, (B))   /* [B], 0 or 1 */           \
+  X(in, T, q_next, (B)) /* [B]  Q_target(s', a') */ \
+  X(first, T, next_logits, (B, N, A))               \
+  X(in, T, next_log_mu, (B, N, A))                  \
+  X(in, bool, next_avail, (B, N, A))                \
+  X(in, int64_t, next_actions, (B, N))              \
+  X(out, T, target, (B))                            \
+  X(out, T, kl, (B, N))                             \
+  X(out, T, entropy, (B, N))                        \
+  X(out, T, log_ratio, (B))                         \
+  X(count, int64_t, B, (S * B))                     \
+  X(count, int64_t, N, N)                           \
+  X(count, int64_t, A, A)                           \
+  X(scalar, double, gamma, )                        \
+  X(scalar, double, alpha, )                        \
+  X(scalar, double, beta, )                         \
+  X(scalar, double, log_rho_max, )
+INSPO_DEFINE_ARGS(SoftBellmanTargetArgs)
 
 // ---------------------------------------------------------------------------------------------------
 // reference.in_sample_weights, per row (b, i):
@@ -139,22 +183,22 @@ struct SoftBellmanTargetArgs {
 //   log_weight = -(beta / tau) log_mu[a] + (q[a] - value) / tau,  weight = exp(min(log_weight, log_w_max))
 //   (log_weight computed as log pi*(a) - log mu(a), inspo_math.h in_sample_log_weight)
 // Validated per row: kNoAvailableAction .. kActionUnavailable, kLogMuNonFinite, kQNonFinite.
-template <typename T>
-struct InSampleWeightsArgs {
-  // B: every sample of every problem (S * B); the math is per row.
-  const T* q_local;        // [B, N, A]
-  const T* log_mu;         // [B, N, A]
-  const bool* avail;       // [B, N, A]
-  const int64_t* actions;  // [B, N]
-  T* weight;               // out [B, N]
-  T* log_weight;           // out [B, N]
-  T* value;                // out [B, N]
-  int64_t B, N, A;
-  double alpha, beta, log_w_max;
-  int num_threads;
-  void* workspace;
-  int64_t workspace_bytes;
-};
+// B: every sample of every problem (S * B); the math is per row.
+#define InSampleWeightsArgs_FIELDS(X) \
+  X(first, T, q_local, (B, N, A))     \
+  X(in, T, log_mu, (B, N, A))         \
+  X(in, bool, avail, (B, N, A))       \
+  X(in, int64_t, actions, (B, N))     \
+  X(out, T, weight, (B, N))           \
+  X(out, T, log_weight, (B, N))       \
+  X(out, T, value, (B, N))            \
+  X(count, int64_t, B, (S * B))       \
+  X(count, int64_t, N, N)             \
+  X(count, int64_t, A, A)             \
+  X(scalar, double, alpha, )          \
+  X(scalar, double, beta, )           \
+  X(scalar, double, log_w_max, )
+INSPO_DEFINE_ARGS(InSampleWeightsArgs)
 
 // ---------------------------------------------------------------------------------------------------
 // reference.teammate_log_ratios. Per sample b, with d_cur[i] = log pi^i(a^i) - log mu^i(a^i) and
@@ -163,24 +207,37 @@ struct InSampleWeightsArgs {
 //   log_rho[b, order[m]] = min(sum_{k < m} d_upd[order[k]] + sum_{k > m} d_cur[order[k]], log_rho_max)
 // Validated: order (kOrderNotPermutation), every row (kNoAvailableAction .. kLogMuNonFinite, plus
 // kQNonFinite in target mode, kUpdatedLogProbInvalid in policy mode).
+// S problems of B samples each (every [B, ...] array is [S, B, ...]).
+#define TeammateLogRatiosArgs_FIELDS(X)                                                                               \
+  X(first, T, logits, (B, N, A))                                                                                      \
+  X(in, T, log_mu, (B, N, A))                                                                                         \
+  X(in, bool, avail, (B, N, A))                                                                                       \
+  X(in, int64_t, actions, (B, N))                                                                                     \
+  X(order, int64_t, order, (N))           /* [N] or [S, N] (order_stride), order[m] = agent updated m-th */           \
+  X(in_opt, T, q_local, (B, N, A))        /* read only when predecessors == kPredecessorsTarget (else may be null) */ \
+  X(in_opt, T, updated_log_probs, (B, N)) /* read only when predecessors == kPredecessorsPolicy (else may be null) */ \
+  X(out, T, log_rho, (B, N))                                                                                          \
+  X(count, int64_t, S, S)                                                                                             \
+  X(count, int64_t, B, B)                                                                                             \
+  X(count, int64_t, N, N)                                                                                             \
+  X(count, int64_t, A, A)                                                                                             \
+  X(stride, int64_t, order_stride, order) /* 0 (one order) or N (one per problem) */                                  \
+  X(scalar, int, predecessors, )          /* Predecessors */                                                          \
+  X(scalar, double, alpha, )                                                                                          \
+  X(scalar, double, beta, )                                                                                           \
+  X(scalar, double, eta, )                                                                                            \
+  X(scalar, double, log_rho_max, )
+INSPO_DEFINE_ARGS(TeammateLogRatiosArgs)
+
 template <typename T>
-struct TeammateLogRatiosArgs {
-  const T* logits;             // [B, N, A]
-  const T* log_mu;             // [B, N, A]
-  const bool* avail;           // [B, N, A]
-  const int64_t* actions;      // [B, N]
-  const int64_t* order;        // [N] or [S, N] (order_stride), order[m] = agent updated m-th
-  const T* q_local;            // [B, N, A], read only when predecessors == kPredecessorsTarget (else may be null)
-  const T* updated_log_probs;  // [B, N], read only when predecessors == kPredecessorsPolicy (else may be null)
-  T* log_rho;                  // out [B, N]
-  int64_t S, B, N, A;          // S problems of B samples each (every [B, ...] array is [S, B, ...])
-  int64_t order_stride;        // 0 (one order) or N (one per problem)
-  int predecessors;            // Predecessors
-  double alpha, beta, eta, log_rho_max;
-  int num_threads;
-  void* workspace;
-  int64_t workspace_bytes;
-};
+const char* invalid_args(const TeammateLogRatiosArgs<T>& a) {
+  if (a.predecessors == kPredecessorsTarget && !a.q_local) return "predecessors='target' needs q_local";
+  if (a.predecessors == kPredecessorsPolicy && !a.updated_log_probs)
+    return "predecessors='policy' needs updated_log_probs";
+  if (a.predecessors != kPredecessorsTarget && a.predecessors != kPredecessorsPolicy)
+    return "unknown predecessors mode";
+  return nullptr;
+}
 
 // ---------------------------------------------------------------------------------------------------
 // reference.resample. Per problem s and agent i (the column log_rho[s, :, i]): w_b = (double) exp(log_rho[b, i] - max_b
@@ -189,18 +246,25 @@ struct TeammateLogRatiosArgs {
 // u[0, i]) / B * total (systematic); indices[k, i] = min(first b with cdf[b] > v, B - 1). ess[i] = (sum rho)^2 / sum
 // rho^2 (computed in double from the shifted weights, stored as T). Validated: kLogRhoInvalid (NaN / +inf),
 // kNoPositiveWeight (a column of -inf), kUniformInvalid.
+// uniforms: [S, B, N] (multinomial) or [S, 1, N] (systematic), each in [0, 1); agent i's resampled batch of
+// problem s is rows indices[s, :, i].
+#define ResampleArgs_FIELDS(X)                                                \
+  X(first, T, log_rho, (B, N))                                                \
+  X(in, double, uniforms, (method == inspo::kResampleMultinomial ? B : 1, N)) \
+  X(out, int64_t, indices, (B, N))                                            \
+  X(out, T, ess, (N))                                                         \
+  X(count, int64_t, S, S)                                                     \
+  X(count, int64_t, B, B)                                                     \
+  X(count, int64_t, N, N)                                                     \
+  X(scalar, int, method, ) /* ResampleMethod */
+INSPO_DEFINE_ARGS(ResampleArgs)
+
 template <typename T>
-struct ResampleArgs {
-  const T* log_rho;        // [S, B, N]
-  const double* uniforms;  // [S, B, N] (multinomial) or [S, 1, N] (systematic), each in [0, 1)
-  int64_t* indices;        // out [S, B, N]: agent i's resampled batch of problem s is rows indices[s, :, i]
-  T* ess;                  // out [S, N]
-  int64_t S, B, N;
-  int method;  // ResampleMethod
-  int num_threads;
-  void* workspace;
-  int64_t workspace_bytes;
-};
+const char* invalid_args(const ResampleArgs<T>& a) {
+  if (a.method != kResampleMultinomial && a.method != kResampleSystematic) return "unknown resampling method";
+  if (a.B < 1) return "log_rho needs at least one sample";
+  return nullptr;
+}
 
 // ---------------------------------------------------------------------------------------------------
 // reference.sequential_policy_loss, forward and (optionally) the logits gradient in one pass.
@@ -218,32 +282,48 @@ struct ResampleArgs {
 // The backward is then d logits = grad * (d loss[i] / norm[i]) (one multiply, in Python).
 // Validated: order; every row (kNoAvailableAction .. kQNonFinite); updated_log_probs when read.
 // Per-agent sums over b are accumulated in double.
+// S problems of B samples each (every [B, ...] array is [S, B, ...]).
+#define SequentialPolicyLossArgs_FIELDS(X)                                                          \
+  X(first, T, logits, (B, N, A))                                                                    \
+  X(in, T, log_mu, (B, N, A))                                                                       \
+  X(in, bool, avail, (B, N, A))                                                                     \
+  X(in, int64_t, actions, (B, N))                                                                   \
+  X(in, T, q_local, (B, N, A))                                                                      \
+  X(order, int64_t, order, (N))           /* [N] or [S, N] (order_stride) */                        \
+  X(in_opt, T, updated_log_probs, (B, N)) /* read only when predecessors == kPredecessorsPolicy and \
+                                             ratio != kRatioNone (else may be null) */              \
+  X(out, T, loss, (N))                                                                              \
+  X(out, T, mean_weight, (N))                                                                       \
+  X(out, T, ess, (N))                                                                               \
+  X(out, T, entropy, (N))                                                                           \
+  X(out, T, kl, (N))                                                                                \
+  X(out, T, norm, (N))           /* saved for the backward */                                       \
+  X(out_opt, T, grad, (B, N, A)) /* when compute_grad, else null */                                 \
+  X(count, int64_t, S, S)                                                                           \
+  X(count, int64_t, B, B)                                                                           \
+  X(count, int64_t, N, N)                                                                           \
+  X(count, int64_t, A, A)                                                                           \
+  X(stride, int64_t, order_stride, order) /* 0 (one order) or N (one per problem) */                \
+  X(scalar, int, predecessors, )          /* Predecessors */                                        \
+  X(scalar, int, ratio, )                 /* RatioMode */                                           \
+  X(present, bool, compute_grad, grad)    /* grad is given */                                       \
+  X(scalar, double, alpha, )                                                                        \
+  X(scalar, double, beta, )                                                                         \
+  X(scalar, double, eta, )                                                                          \
+  X(scalar, double, log_rho_max, )                                                                  \
+  X(scalar, double, log_w_max, )
+INSPO_DEFINE_ARGS(SequentialPolicyLossArgs)
+
 template <typename T>
-struct SequentialPolicyLossArgs {
-  const T* logits;             // [B, N, A]
-  const T* log_mu;             // [B, N, A]
-  const bool* avail;           // [B, N, A]
-  const int64_t* actions;      // [B, N]
-  const T* q_local;            // [B, N, A]
-  const int64_t* order;        // [N] or [S, N] (order_stride)
-  const T* updated_log_probs;  // [B, N], read only when predecessors == kPredecessorsPolicy and
-                               //   ratio != kRatioNone (else may be null)
-  T* loss;                     // out [S, N]
-  T* mean_weight;              // out [S, N]
-  T* ess;                      // out [S, N]
-  T* entropy;                  // out [S, N]
-  T* kl;                       // out [S, N]
-  T* norm;                     // out [S, N]   (saved for the backward)
-  T* grad;                     // out [S, B, N, A] when compute_grad, else may be null
-  int64_t S, B, N, A;          // S problems of B samples each (every [B, ...] array is [S, B, ...])
-  int64_t order_stride;        // 0 (one order) or N (one per problem)
-  int predecessors;            // Predecessors
-  int ratio;                   // RatioMode
-  bool compute_grad;
-  double alpha, beta, eta, log_rho_max, log_w_max;
-  int num_threads;
-  void* workspace;
-  int64_t workspace_bytes;
-};
+const char* invalid_args(const SequentialPolicyLossArgs<T>& a) {
+  if (a.B < 1) return "logits needs at least one sample";
+  if (a.ratio != kRatioImportance && a.ratio != kRatioSelfNormalized && a.ratio != kRatioNone)
+    return "unknown ratio mode";
+  if (a.predecessors != kPredecessorsTarget && a.predecessors != kPredecessorsPolicy)
+    return "unknown predecessors mode";
+  if (a.ratio != kRatioNone && a.predecessors == kPredecessorsPolicy && !a.updated_log_probs)
+    return "predecessors='policy' needs updated_log_probs";
+  return nullptr;
+}
 
 }  // namespace inspo

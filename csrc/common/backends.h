@@ -16,9 +16,10 @@
 //   A is passed as 1).
 //
 // The table INSPO_OPS below is the one list of the ops: it declares both backends' entry points and the
-// overloads run_cpu / run_cuda that the bindings dispatch on (by the argument struct); the bindings'
-// workspace query walks it too; it also gives the explicit instantiations each kernel file ends with
-// (INSPO_INSTANTIATE_CPU(op) in csrc/cpu/OP.cpp, INSPO_INSTANTIATE_CUDA(op) in csrc/cuda/OP.cu; T = float and double).
+// overloads run_cpu / run_cuda that the bindings dispatch on (by the argument struct); the bindings make one _C
+// function per line (from its argument struct's field table, args.h) and walk it for the workspace query; it also gives
+// the explicit instantiations each kernel file ends with (INSPO_INSTANTIATE_CPU(op) in csrc/cpu/OP.cpp,
+// INSPO_INSTANTIATE_CUDA(op) in csrc/cuda/OP.cu; T = float and double).
 #pragma once
 
 #include <cstdint>

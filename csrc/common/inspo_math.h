@@ -417,4 +417,30 @@ struct alignas(64) AgentSums {
   }
 };
 
+// The per-agent outputs of sequential_policy_loss (args.h) at `column` = s * N + i, from the column's sums
+// over its B samples (both backends). Self-normalized: sums of exp(log rho - max), which cannot all
+// underflow (the max term is 1).
+template <typename T>
+INSPO_HD inline void write_agent_outputs(const SequentialPolicyLossArgs<T>& a, int64_t column, const AgentSums& sums) {
+  const bool self_normalized = a.ratio == kRatioSelfNormalized;
+  const double norm = self_normalized ? sums.ess.sum1 : double(a.B);
+  const double inv_batch = 1.0 / double(a.B);
+  a.loss[column] = T(-(self_normalized ? sums.ess.weighted : sums.loss) / norm);
+  a.norm[column] = T(norm);
+  a.mean_weight[column] = T(sums.weight * inv_batch);
+  a.entropy[column] = T(sums.entropy * inv_batch);
+  a.kl[column] = T(sums.kl * inv_batch);
+  a.ess[column] = T(sums.ess.ess());
+}
+
+// The status code of soft_bellman_target's sample (args.h): done not 0 / 1, reward not finite, or (a live
+// sample) q_next not finite; 0 when valid. `q_next` points at the sample's entry, read only when done == 0.
+template <typename T>
+INSPO_HD inline int64_t bellman_sample_code(T done, T reward, const T* q_next) {
+  if (!(done == T(0) || done == T(1))) return kDoneNotBinary;
+  if (!is_finite(reward)) return kRewardNonFinite;
+  if (done == T(0) && !is_finite(*q_next)) return kQNextNonFinite;
+  return 0;
+}
+
 }  // namespace inspo

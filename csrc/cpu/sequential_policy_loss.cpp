@@ -173,20 +173,12 @@ int64_t run(const SequentialPolicyLossArgs<T>& a) {
   const int64_t status = parallel_chunks(S * n_chunks, 1, a.num_threads, chunk);
   if (status != kStatusOk) return status;
 
-  const double inv_batch = 1.0 / double(B);
   std::vector<double> shift(S * N);  // self-normalized: max_b log rho of each (problem, agent)
   for (int64_t column = 0; column < S * N; ++column) {
     const int64_t s = column / N, i = column % N;
     AgentSums total;
     for (int64_t c = 0; c < n_chunks; ++c) total.merge(partials[(s * n_chunks + c) * N + i]);
-    // self-normalized: sums of exp(log rho - max), which cannot all underflow (the max term is 1)
-    const double norm = self_normalized ? total.ess.sum1 : double(B);
-    a.loss[column] = T(-(self_normalized ? total.ess.weighted : total.loss) / norm);
-    a.norm[column] = T(norm);
-    a.mean_weight[column] = T(total.weight * inv_batch);
-    a.entropy[column] = T(total.entropy * inv_batch);
-    a.kl[column] = T(total.kl * inv_batch);
-    a.ess[column] = T(total.ess.ess());
+    write_agent_outputs(a, column, total);
     shift[column] = total.ess.max;
   }
   if (row_log_rho_data != nullptr) {  // the rows' c = exp(log rho - max), now that the max is known

@@ -34,13 +34,7 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
       std::fill(sums_to_log.data(), sums_to_log.data() + n_logs, T(1));
       for (int64_t b = begin; b < end; ++b) {
         const T done = a.done[b], reward = a.reward[b];
-        int64_t code = 0;
-        if (!(done == T(0) || done == T(1)))
-          code = kDoneNotBinary;
-        else if (!is_finite(reward))
-          code = kRewardNonFinite;
-        else if (done == T(0) && !is_finite(a.q_next[b]))
-          code = kQNextNonFinite;
+        const int64_t code = bellman_sample_code(done, reward, a.q_next + b);
         T* kl_out = a.kl + b * N;
         T* entropy_out = a.entropy + b * N;
         if (code != 0 || done == T(1)) {  // terminal (or invalid): none of the next-step inputs is read

@@ -158,17 +158,8 @@ __global__ void __launch_bounds__(kBlock)
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) shuffle_merge(sums, offset);
   if (lane != 0) return;
-  // self-normalized: sums of exp(log rho - max), which cannot all underflow (the max term is 1)
-  const bool self_normalized = a.ratio == kRatioSelfNormalized;
-  const double norm = self_normalized ? sums.ess.sum1 : double(a.B);
-  const double inv_batch = 1.0 / double(a.B);
-  ws.shift[column] = self_normalized ? sums.ess.max : 0.0;
-  a.loss[column] = T(-(self_normalized ? sums.ess.weighted : sums.loss) / norm);
-  a.norm[column] = T(norm);
-  a.mean_weight[column] = T(sums.weight * inv_batch);
-  a.entropy[column] = T(sums.entropy * inv_batch);
-  a.kl[column] = T(sums.kl * inv_batch);
-  a.ess[column] = T(sums.ess.ess());
+  ws.shift[column] = a.ratio == kRatioSelfNormalized ? sums.ess.max : 0.0;
+  write_agent_outputs(a, column, sums);
 }
 
 // grad[b, i, j] = c w (softmax_j - [j == a]) at available j, 0 elsewhere; softmax_j = exp(l_j - max) / S

@@ -69,13 +69,7 @@ __global__ void __launch_bounds__(kBlock)
   if (b >= a.B) return;
   const int64_t N = a.N;
   const T done = a.done[b], reward = a.reward[b];
-  int64_t code = 0;
-  if (!(done == T(0) || done == T(1)))
-    code = kDoneNotBinary;
-  else if (!is_finite(reward))
-    code = kRewardNonFinite;
-  else if (done == T(0) && !is_finite(a.q_next[b]))
-    code = kQNextNonFinite;
+  const int64_t code = bellman_sample_code(done, reward, a.q_next + b);
   if (code != 0 || done == T(1)) {  // terminal (or invalid): none of the next-step inputs is read
     if (code != 0) report(status, b * N, code);
     a.target[b] = reward;

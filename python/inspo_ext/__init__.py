@@ -41,7 +41,7 @@ __all__ = [
 
 
 def build_info() -> dict:
-    """What this build has: version, compiler, build type, OpenMP (and its max threads), CUDA (version,
+    """What this build has: version, compiler, build type, the hash of its native sources (source_hash), OpenMP (and its max threads), CUDA (version,
     architectures), whether the compiled module imports, and whether a CUDA device is usable now
     (cudaGetDeviceCount; its error string when there is no driver or device)."""
     info = {"version": __version__, "compiled": _backend.COMPILED}
@@ -49,6 +49,7 @@ def build_info() -> dict:
         info.update(
             compiler=None,
             build_type=None,
+            source_hash=None,
             openmp=False,
             openmp_max_threads=1,
             cuda=False,

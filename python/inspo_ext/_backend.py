@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -28,6 +28,8 @@ else:
     _IMPORT_ERROR = ""
 
 COMPILED = _C is not None
+# The hash of the native sources the compiled module was built from (CMakeLists.txt); None without one.
+SOURCE_HASH: Optional[str] = _C.SOURCE_HASH if _C is not None else None
 
 
 def problem_shape(t: Tensor, inner: int) -> tuple[int, int, int, int]:

@@ -8,13 +8,13 @@ batch tensor of a call may carry S first (then every one does; the first input d
 
 Adding an op OP touches:
   * its kernels: csrc/cpu/OP.cpp and csrc/cuda/OP.cu (each ending in INSPO_INSTANTIATE_CPU / _CUDA(OP)), its
-    argument struct in csrc/common/args.h, its line in the INSPO_OPS table (csrc/common/backends.h), and its
-    binding in csrc/bindings.cpp (the shape checks of its arrays and its m.def; the dispatch is shared);
+    argument struct as a field table OPArgs_FIELDS in csrc/common/args.h (its _C binding is generated from it)
+    and its line in the INSPO_OPS table (csrc/common/backends.h);
   * its reference: a function in python/inspo_ext/reference.py;
   * its spec entry: python/inspo_ext/OP.py (the OpSpec, its reference status and the public wrapper), exported
-    from python/inspo_ext/__init__.py;
-  * its tests: tests/test_ops_OP.py on the `backend` fixture of tests/ops_testing.py (cpu, cuda, reference);
-  * to benchmark it: its setup / call / bytes in python/inspo/bench/ops.py (the reference adapter is generic).
+    from python/inspo_ext/__init__.py; `inspo bench` makes its benchmark from the OpSpec (`Benchmark`);
+  * its tests: tests/test_ops_OP.py on the `backend` fixture of tests/ops_testing.py (cpu, cuda, reference).
+tests/test_ops_registry.py checks that each op is in every one of these places.
 """
 
 from __future__ import annotations
@@ -33,19 +33,33 @@ _SYMBOLS = ("B", "N", "A")
 OPS: dict[str, "OpSpec"] = {}  # every op, by name, in the order the op modules define them
 
 
-def _dims(dims: str) -> tuple[str, ...]:
+def dims_of(dims: str) -> tuple[str, ...]:
+    """The names of the dims written as `dims` ("[B, N, A]" -> ("B", "N", "A"))."""
     return tuple(d.strip() for d in dims.strip("[]").split(","))
+
+
+VALUES = ("real", "log_probs", "binary", "uniform")
 
 
 @dataclass(frozen=True)
 class Arg:
-    """A tensor input. dtype None: the float dtype of the op's first input. optional: may be None."""
+    """A tensor input. dtype None: the float dtype of the op's first input. optional: may be None.
+
+    `values`, the valid values of a float input (what a benchmark or a test draws): "real" (any finite),
+    "log_probs" (a log-softmax over the op's bool [B, N, A] mask, -inf where it is false), "binary" (0 or 1),
+    "uniform" (in [0, 1)). Integer and bool inputs need none: int64 [B, N] are actions in [0, A) (available in
+    the op's mask), int64 [N] a permutation, bool [B, N, A] the action mask."""
 
     name: str
     dims: str
     dtype: Optional[torch.dtype] = None
     optional: bool = False
     checked: bool = True  # False: the wrapper checks it (its dims depend on a mode)
+    values: str = "real"
+
+    def __post_init__(self) -> None:
+        if self.values not in VALUES:
+            raise ValueError(f"Arg {self.name}: values must be one of {VALUES}, got {self.values!r}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,18 @@ class Output:
     dims: str
     dtype: Optional[torch.dtype] = None
     when: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """How `inspo bench` (python/inspo/bench/ops.py) calls the op through its public function: the optional
+    inputs it passes (the others stay None), keywords other than the hyperparameters (else their defaults),
+    and for a differentiable op the input whose gradient the backward computes and the output it flows from
+    (None: forward-only)."""
+
+    optional: tuple[str, ...] = ()
+    keywords: dict[str, Any] = field(default_factory=dict)
+    grad: Optional[tuple[str, str]] = None  # (input, output)
 
 
 @dataclass
@@ -72,11 +98,12 @@ class OpSpec:
     reference_status: Callable[..., int]
     row_names: v.RowNames = field(default_factory=v.RowNames)
     first: str = ""  # the input that fixes the call's dtype, device and S (default: the first input)
+    benchmark: Benchmark = field(default_factory=Benchmark)
 
     def __post_init__(self) -> None:
         self.first = self.first or self.inputs[0].name
         self._first = next(a for a in self.inputs if a.name == self.first)
-        self._inner = len(_dims(self._first.dims))
+        self._inner = len(dims_of(self._first.dims))
         self.op = self._define()
         OPS[self.name] = self
 
@@ -101,7 +128,7 @@ class OpSpec:
     def shape(self, check: v.TensorChecker, dims: str) -> tuple[int, ...]:
         """The shape (without S) that `dims` has in the call `check` checked."""
         sizes = dict(zip(_SYMBOLS, check.inner))
-        return tuple(sizes[d] if d in sizes else int(d) for d in _dims(dims))
+        return tuple(sizes[d] if d in sizes else int(d) for d in dims_of(dims))
 
     # ---- the custom op -------------------------------------------------------------------------------
     def _schema(self) -> str:
@@ -122,7 +149,7 @@ class OpSpec:
             if out.when is not None and not named[out.when]:
                 shape: tuple[int, ...] = (0,)
             else:
-                shape = lead + tuple(sizes[d] for d in _dims(out.dims))
+                shape = lead + tuple(sizes[d] for d in dims_of(out.dims))
             outputs.append(first.new_empty(shape, dtype=out.dtype or first.dtype))
         return tuple(outputs)
 

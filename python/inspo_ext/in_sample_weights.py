@@ -26,7 +26,7 @@ SPEC = OpSpec(
     "in_sample_weights",
     inputs=(
         Arg("q_local", "[B, N, A]"),
-        Arg("log_mu", "[B, N, A]"),
+        Arg("log_mu", "[B, N, A]", values="log_probs"),
         Arg("avail", "[B, N, A]", torch.bool),
         Arg("actions", "[B, N]", torch.int64),
     ),

@@ -36,7 +36,10 @@ def reference_status(log_rho: Tensor, uniforms: Tensor) -> int:
 
 SPEC = OpSpec(
     "resample",
-    inputs=(Arg("log_rho", "[B, N]"), Arg("uniforms", "[B, N]", torch.float64, checked=False)),  # or [1, N]
+    inputs=(
+        Arg("log_rho", "[B, N]"),
+        Arg("uniforms", "[B, N]", torch.float64, checked=False, values="uniform"),  # or [1, N]
+    ),
     outputs=(Output("indices", "[B, N]", torch.int64), Output("ess", "[N]")),
     scalars=(("method", "int"),),
     reference_status=reference_status,

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from . import _validation as v
 from . import reference
-from ._spec import Arg, OpSpec, Output
+from ._spec import Arg, Benchmark, OpSpec, Output
 from .reference import RATIO_MODES, PolicyLoss
 from .teammate_log_ratios import check_predecessor_inputs
 from .teammate_log_ratios import reference_status as ratio_status
@@ -26,7 +26,7 @@ SPEC = OpSpec(
     "sequential_policy_loss",
     inputs=(
         Arg("logits", "[B, N, A]"),
-        Arg("log_mu", "[B, N, A]"),
+        Arg("log_mu", "[B, N, A]", values="log_probs"),
         Arg("avail", "[B, N, A]", torch.bool),
         Arg("actions", "[B, N]", torch.int64),
         Arg("q_local", "[B, N, A]"),
@@ -55,6 +55,7 @@ SPEC = OpSpec(
         ("compute_grad", "bool"),
     ),
     reference_status=ratio_status,
+    benchmark=Benchmark(keywords=dict(ratio="self_normalized"), grad=("logits", "loss")),
 )
 sequential_policy_loss_op = SPEC.op
 
@@ -122,17 +123,16 @@ def sequential_policy_loss(
     Returns PolicyLoss(loss, mean_weight, ess, entropy, kl), each [N] ([S, N]); only loss has a gradient, and
     only w.r.t. logits (computed in the same fused pass when logits require grad).
     """
-    SPEC.check(
-        dict(
-            logits=logits,
-            log_mu=log_mu,
-            avail=avail,
-            actions=actions,
-            q_local=q_local,
-            order=order,
-            updated_log_probs=updated_log_probs,
-        )
+    passed = dict(
+        logits=logits,
+        log_mu=log_mu,
+        avail=avail,
+        actions=actions,
+        q_local=q_local,
+        order=order,
+        updated_log_probs=updated_log_probs,
     )
+    SPEC.check(passed)
     ratio_mode = v.check_mode("ratio", ratio, RATIO_MODES)
     # ratio="none": no teammate ratio, updated_log_probs is not read (still checked when passed)
     predecessor_mode, _, updated_log_probs = check_predecessor_inputs(
@@ -142,32 +142,23 @@ def sequential_policy_loss(
     eta = v.check_unit_interval("eta", eta)
     log_rho_max = v.check_clip("log_rho_max", log_rho_max)
     log_w_max = v.check_clip("log_w_max", log_w_max)
-    log_mu, avail, actions, q_local, order = (t.detach() for t in (log_mu, avail, actions, q_local, order))
-    if updated_log_probs is not None:
-        updated_log_probs = updated_log_probs.detach()
-    tensors = dict(
-        logits=logits,
-        log_mu=log_mu,
-        avail=avail,
-        actions=actions,
-        q_local=q_local,
-        order=order,
-        updated_log_probs=updated_log_probs,
-    )
+    read = {**passed, "updated_log_probs": updated_log_probs}  # the ones the call reads
+    # logits keep their graph (the op's gradient); the other inputs are constants of the loss
+    t = {name: x if name == "logits" or x is None else x.detach() for name, x in read.items()}
     compute_grad = logits.requires_grad and torch.is_grad_enabled()
     scalars = (predecessor_mode, ratio_mode, alpha, beta, eta, log_rho_max, log_w_max, compute_grad)
     out = SPEC.run(
-        tensors,
+        t,
         scalars,
         lambda: reference.sequential_policy_loss(
-            logits,
-            log_mu,
-            avail,
-            actions,
-            q_local,
-            order,
+            t["logits"],
+            t["log_mu"],
+            t["avail"],
+            t["actions"],
+            t["q_local"],
+            t["order"],
             predecessors,
-            updated_log_probs,
+            t["updated_log_probs"],
             alpha,
             beta,
             eta,

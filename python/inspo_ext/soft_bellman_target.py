@@ -44,10 +44,10 @@ SPEC = OpSpec(
     "soft_bellman_target",
     inputs=(
         Arg("reward", "[B]"),
-        Arg("done", "[B]"),
+        Arg("done", "[B]", values="binary"),
         Arg("q_next", "[B]"),
         Arg("next_logits", "[B, N, A]"),
-        Arg("next_log_mu", "[B, N, A]"),
+        Arg("next_log_mu", "[B, N, A]", values="log_probs"),
         Arg("next_avail", "[B, N, A]", torch.bool),
         Arg("next_actions", "[B, N]", torch.int64),
     ),

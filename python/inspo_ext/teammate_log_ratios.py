@@ -13,7 +13,7 @@ from torch import Tensor
 
 from . import _validation as v
 from . import reference
-from ._spec import Arg, OpSpec, Output
+from ._spec import Arg, Benchmark, OpSpec, Output
 from ._validation import StatusCode as Code
 from .reference import PREDECESSOR_MODES
 
@@ -35,7 +35,7 @@ SPEC = OpSpec(
     "teammate_log_ratios",
     inputs=(
         Arg("logits", "[B, N, A]"),
-        Arg("log_mu", "[B, N, A]"),
+        Arg("log_mu", "[B, N, A]", values="log_probs"),
         Arg("avail", "[B, N, A]", torch.bool),
         Arg("actions", "[B, N]", torch.int64),
         Arg("order", "[N]", torch.int64),
@@ -51,6 +51,7 @@ SPEC = OpSpec(
         ("log_rho_max", "float"),
     ),
     reference_status=reference_status,
+    benchmark=Benchmark(optional=("q_local",)),  # predecessors="target" reads q_local
 )
 teammate_log_ratios_op = SPEC.op
 
@@ -108,36 +109,24 @@ def teammate_log_ratios(
     A tensor the mode does not read (q_local with "policy", updated_log_probs with "target") is still
     checked when passed. Returns [B, N]; no gradient.
     """
-    SPEC.check(
-        dict(
-            logits=logits,
-            log_mu=log_mu,
-            avail=avail,
-            actions=actions,
-            order=order,
-            q_local=q_local,
-            updated_log_probs=updated_log_probs,
-        )
+    passed = dict(
+        logits=logits,
+        log_mu=log_mu,
+        avail=avail,
+        actions=actions,
+        order=order,
+        q_local=q_local,
+        updated_log_probs=updated_log_probs,
     )
+    SPEC.check(passed)
     mode, q_local, updated_log_probs = check_predecessor_inputs(predecessors, q_local, updated_log_probs, needs_q=False)
     alpha, beta = v.check_temperatures(alpha, beta)
     eta = v.check_unit_interval("eta", eta)
     log_rho_max = v.check_clip("log_rho_max", log_rho_max)
-    tensors = {
-        name: None if t is None else t.detach()
-        for name, t in dict(
-            logits=logits,
-            log_mu=log_mu,
-            avail=avail,
-            actions=actions,
-            order=order,
-            q_local=q_local,
-            updated_log_probs=updated_log_probs,
-        ).items()
-    }
-    t = tensors
+    read = {**passed, "q_local": q_local, "updated_log_probs": updated_log_probs}  # the ones the mode reads
+    t = {name: None if x is None else x.detach() for name, x in read.items()}
     return SPEC.run(
-        tensors,
+        t,
         (mode, alpha, beta, eta, log_rho_max),
         lambda: reference.teammate_log_ratios(
             t["logits"],

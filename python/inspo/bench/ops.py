@@ -1,4 +1,6 @@
-"""The benchmarked ops: one setup per kernel, the three implementations, and the bytes each must move.
+"""The benchmarked ops: every op of inspo_ext, its setup, call and bytes made from its OpSpec
+(inspo_ext._spec: inputs with their dims, dtypes and values, outputs, the Benchmark entry), and the three
+implementations.
 
 Every implementation is called through the same public API (`inspo_ext`'s signatures: tensors
 first, keyword-only scalars), so a row differs only in what runs underneath:
@@ -8,9 +10,9 @@ first, keyword-only scalars), so a row differs only in what runs underneath:
 * compiled: `torch.compile` of `inspo_ext.reference`
 
 Bytes model (the roofline): each input read once and each output written once, at its dtype's
-size. The backward of `sequential_policy_loss` alone is counted as what its gradient needs at least:
-the logits, masks and actions, one saved coefficient per (sample, agent), the incoming gradient, and
-the logits' gradient written once. Forward + backward ("full") is counted as one fused op: every input
+size. The backward of a differentiable op (`sequential_policy_loss`) alone is counted as what its gradient
+needs at least: the differentiated input (the logits), masks and actions, one saved coefficient per (sample,
+agent), the incoming gradient, and the input's gradient written once. Forward + backward ("full") is counted as one fused op: every input
 read once and the per-agent outputs and the logits' gradient written once (an implementation that
 keeps state between the passes, as ours does, moves more than this minimum).
 """
@@ -129,221 +131,122 @@ def ours_backend() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Inputs. Random, realistic: ~25% of actions unavailable (the taken one always available),
-# log mu a masked log-softmax (-inf at unavailable actions, as the behaviour cache stores it).
-# ---------------------------------------------------------------------------------------------
-def _joint_batch(size: Size, device: torch.device, generator: torch.Generator, prefix: str = "") -> dict[str, Tensor]:
-    b, n, a = size.batch, size.agents, size.actions
-    actions = torch.randint(0, a, (b, n), generator=generator)
-    avail = torch.rand(b, n, a, generator=generator) > 0.25
-    avail.scatter_(-1, actions.unsqueeze(-1), True)
-    log_mu = reference.masked_log_softmax(torch.randn(b, n, a, generator=generator), avail)
-    tensors = dict(
-        logits=torch.randn(b, n, a, generator=generator),
-        log_mu=log_mu,
-        avail=avail,
-        actions=actions,
-        q_local=torch.randn(b, n, a, generator=generator),
-    )
-    return {prefix + name: t.to(device) for name, t in tensors.items()}
-
-
-def setup_soft_bellman_target(size: Size, device: torch.device, generator: torch.Generator) -> dict[str, Tensor]:
-    b = size.batch
-    inputs = _joint_batch(size, device, generator, prefix="next_")
-    return dict(
-        reward=torch.randn(b, generator=generator).to(device),
-        done=(torch.rand(b, generator=generator) < 0.05).float().to(device),
-        q_next=torch.randn(b, generator=generator).to(device),
-        next_logits=inputs["next_logits"],
-        next_log_mu=inputs["next_log_mu"],
-        next_avail=inputs["next_avail"],
-        next_actions=inputs["next_actions"],
-    )
-
-
-def setup_in_sample_weights(size: Size, device: torch.device, generator: torch.Generator) -> dict[str, Tensor]:
-    inputs = _joint_batch(size, device, generator)
-    return {k: inputs[k] for k in ("q_local", "log_mu", "avail", "actions")}
-
-
-def setup_teammate_log_ratios(size: Size, device: torch.device, generator: torch.Generator) -> dict[str, Tensor]:
-    inputs = _joint_batch(size, device, generator)
-    inputs["order"] = torch.randperm(size.agents, generator=generator).to(device)
-    return inputs
-
-
-def setup_resample(size: Size, device: torch.device, generator: torch.Generator) -> dict[str, Any]:
-    log_rho = (2.0 * torch.randn(size.batch, size.agents, generator=generator)).clamp(max=HYPER["log_rho_max"])
-    draws = torch.Generator(device=device)
-    draws.manual_seed(0)
-    return dict(log_rho=log_rho.to(device), generator=draws)
-
-
-def setup_sequential_policy_loss(size: Size, device: torch.device, generator: torch.Generator) -> dict[str, Tensor]:
-    inputs = setup_teammate_log_ratios(size, device, generator)
-    inputs["logits"].requires_grad_(True)
-    return inputs
-
-
-# ---------------------------------------------------------------------------------------------
-# Calls through the public API.
-# ---------------------------------------------------------------------------------------------
-def call_soft_bellman_target(ops, x: dict[str, Tensor]):
-    return ops.soft_bellman_target(
-        x["reward"],
-        x["done"],
-        x["q_next"],
-        x["next_logits"],
-        x["next_log_mu"],
-        x["next_avail"],
-        x["next_actions"],
-        gamma=HYPER["gamma"],
-        alpha=HYPER["alpha"],
-        beta=HYPER["beta"],
-        log_rho_max=HYPER["log_rho_max"],
-    )
-
-
-def call_in_sample_weights(ops, x: dict[str, Tensor]):
-    return ops.in_sample_weights(
-        x["q_local"],
-        x["log_mu"],
-        x["avail"],
-        x["actions"],
-        alpha=HYPER["alpha"],
-        beta=HYPER["beta"],
-        log_w_max=HYPER["log_w_max"],
-    )
-
-
-def call_teammate_log_ratios(ops, x: dict[str, Tensor]):
-    return ops.teammate_log_ratios(
-        x["logits"],
-        x["log_mu"],
-        x["avail"],
-        x["actions"],
-        x["order"],
-        predecessors="target",
-        q_local=x["q_local"],
-        alpha=HYPER["alpha"],
-        beta=HYPER["beta"],
-        eta=HYPER["eta"],
-        log_rho_max=HYPER["log_rho_max"],
-    )
-
-
-def call_resample(ops, x: dict[str, Tensor]):
-    return ops.resample(x["log_rho"], method="multinomial", generator=x["generator"])
-
-
-def call_sequential_policy_loss(ops, x: dict[str, Tensor]):
-    return ops.sequential_policy_loss(
-        x["logits"],
-        x["log_mu"],
-        x["avail"],
-        x["actions"],
-        x["q_local"],
-        x["order"],
-        predecessors="target",
-        alpha=HYPER["alpha"],
-        beta=HYPER["beta"],
-        eta=HYPER["eta"],
-        log_rho_max=HYPER["log_rho_max"],
-        log_w_max=HYPER["log_w_max"],
-        ratio="self_normalized",
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Bytes each op must move (the roofline numerator).
+# One benchmark per op of inspo_ext, from its OpSpec (inspo_ext._spec): the inputs from their dims, dtypes
+# and values, the call through the public function, the bytes from the inputs and outputs.
 # ---------------------------------------------------------------------------------------------
 F32, BOOL, I64 = 4, 1, 8
+ITEM_BYTES = {None: F32, torch.float32: F32, torch.float64: 8, torch.bool: BOOL, torch.int64: I64}  # None: the float
+DONE_FRACTION = 0.05  # of "binary" inputs (done): terminal samples are a few percent of a replay batch
+UNAVAILABLE_FRACTION = 0.25  # of the actions (the taken one always available)
 
 
-def _joint_bytes(size: Size, float_tensors: int) -> int:
-    """`float_tensors` float [B, N, A] inputs + the avail mask + the [B, N] actions."""
-    bna, bn = size.elements, size.batch * size.agents
-    return float_tensors * bna * F32 + bna * BOOL + bn * I64
+def _shape(dims: str, size: Size) -> tuple[int, ...]:
+    sizes = dict(B=size.batch, N=size.agents, A=size.actions)
+    return tuple(sizes[d] if d in sizes else int(d) for d in op_specs.dims_of(dims))
 
 
-def bytes_soft_bellman_target(size: Size) -> int:
-    b, bn = size.batch, size.batch * size.agents
-    return 3 * b * F32 + _joint_bytes(size, 2) + (2 * b + 2 * bn) * F32
-
-
-def bytes_in_sample_weights(size: Size) -> int:
-    return _joint_bytes(size, 2) + 3 * size.batch * size.agents * F32
-
-
-def bytes_teammate_log_ratios(size: Size) -> int:
-    return _joint_bytes(size, 3) + size.agents * I64 + size.batch * size.agents * F32
-
-
-def bytes_resample(size: Size) -> int:
-    bn = size.batch * size.agents
-    return bn * F32 + bn * I64 + size.agents * F32
-
-
-def bytes_policy_loss_forward(size: Size) -> int:
-    return _joint_bytes(size, 3) + size.agents * I64 + 5 * size.agents * F32
-
-
-def bytes_policy_loss_backward(size: Size) -> int:
-    bna, bn = size.elements, size.batch * size.agents
-    return bna * F32 + bna * BOOL + bn * I64 + bn * F32 + size.agents * F32 + bna * F32
+def _bytes(args, size: Size) -> int:
+    return sum(math.prod(_shape(a.dims, size)) * ITEM_BYTES[a.dtype] for a in args)
 
 
 @dataclass(frozen=True)
-class OpSpec:
-    name: str
-    setup: Callable[[Size, torch.device, torch.Generator], dict[str, Tensor]]
-    call: Callable[[Any, dict[str, Tensor]], Any]
-    bytes_forward: Callable[[Size], int]
-    bytes_backward: Optional[Callable[[Size], int]] = None  # None: forward-only op
-    grad_input: Optional[str] = None  # the input that requires grad
-    grad_output: Optional[Callable[[Any], Tensor]] = None  # the output the backward flows from
+class BenchOp:
+    """The benchmark of one op, made from its OpSpec (`spec`); see the module docstring for the bytes."""
+
+    spec: op_specs.OpSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def inputs(self) -> tuple:
+        """The inputs the benchmark passes: every required one and the optional ones its Benchmark names."""
+        return tuple(a for a in self.spec.inputs if not a.optional or a.name in self.spec.benchmark.optional)
+
+    @property
+    def grad(self) -> Optional[tuple[str, str]]:
+        """(the input the backward differentiates, the output it flows from); None: forward-only."""
+        return self.spec.benchmark.grad
 
     @property
     def modes(self) -> tuple[str, ...]:
-        return MODES if self.bytes_backward is not None else ("fwd",)
+        return MODES if self.grad is not None else ("fwd",)
+
+    def setup(self, size: Size, device: torch.device, generator: torch.Generator) -> dict[str, Tensor]:
+        """Random, realistic inputs: ~25% of the actions unavailable (the taken one always available),
+        log-probabilities a masked log-softmax (-inf at unavailable actions, as the behaviour cache stores
+        them), a few terminal samples; the differentiated input requires grad."""
+        actions = torch.randint(0, size.actions, _shape("[B, N]", size), generator=generator)
+        avail = torch.rand(_shape("[B, N, A]", size), generator=generator) > UNAVAILABLE_FRACTION
+        avail.scatter_(-1, actions.unsqueeze(-1), True)
+        tensors: dict[str, Tensor] = {}
+        for arg in self.inputs:
+            shape = _shape(arg.dims, size)
+            if arg.dtype == torch.bool:
+                t = avail
+            elif arg.dtype == torch.int64:
+                t = torch.randperm(size.agents, generator=generator) if arg.dims == "[N]" else actions
+            elif arg.values == "log_probs":
+                t = reference.masked_log_softmax(torch.randn(shape, generator=generator), avail)
+            elif arg.values == "binary":
+                t = (torch.rand(shape, generator=generator) < DONE_FRACTION).float()
+            elif arg.values == "uniform":
+                t = torch.rand(shape, generator=generator, dtype=torch.float64)
+            else:
+                t = torch.randn(shape, generator=generator)
+            tensors[arg.name] = t.to(arg.dtype or torch.float32).to(device)
+        if self.grad is not None:
+            tensors[self.grad[0]].requires_grad_(True)
+        return tensors
+
+    def call(self, ops, x: dict[str, Tensor]):
+        """The op through `ops` (an object with inspo_ext's public op functions): the inputs by name, the
+        Benchmark's keywords and the hyperparameters the function takes (HYPER)."""
+        fn = getattr(ops, self.name)
+        hyper = {k: v for k, v in HYPER.items() if k in inspect.signature(getattr(inspo_ext, self.name)).parameters}
+        return fn(**x, **self.spec.benchmark.keywords, **hyper)
+
+    def output(self, out, name: str) -> Tensor:
+        """Output `name` of a result (a named tuple of the public function, or one tensor)."""
+        return getattr(out, name) if hasattr(out, name) else out
+
+    def bytes_forward(self, size: Size) -> int:
+        """Every passed input read once, every output written once (an output only made for the backward,
+        `Output.when`, not)."""
+        return _bytes(self.inputs, size) + _bytes([o for o in self.spec.outputs if o.when is None], size)
+
+    def bytes_backward(self, size: Size) -> int:
+        """What the gradient needs at least: the differentiated input and the op's masks and actions (its bool
+        and int64 batch inputs) read, one saved float coefficient per (sample, agent), the incoming gradient
+        read, the input's gradient written."""
+        wrt, out = self.grad  # type: ignore[misc]
+        wrt_bytes = _bytes([a for a in self.inputs if a.name == wrt], size)
+        indices = [a for a in self.inputs if a.dtype in (torch.bool, torch.int64) and a.dims != "[N]"]
+        output = [o for o in self.spec.outputs if o.name == out]
+        return 2 * wrt_bytes + _bytes(indices, size) + size.batch * size.agents * F32 + _bytes(output, size)
 
     def bytes_moved(self, size: Size, mode: str) -> int:
         if mode == "fwd":
             return self.bytes_forward(size)
         if mode == "bwd":
-            return self.bytes_backward(size)  # type: ignore[misc]
-        return self.bytes_forward(size) + size.elements * F32  # fused: + the gradient of the [B, N, A] input
+            return self.bytes_backward(size)
+        wrt = self.grad[0]  # type: ignore[index]
+        return self.bytes_forward(size) + _bytes([a for a in self.inputs if a.name == wrt], size)  # fused: + grad
 
 
-OPS: dict[str, OpSpec] = {
-    spec.name: spec
-    for spec in (
-        OpSpec("soft_bellman_target", setup_soft_bellman_target, call_soft_bellman_target, bytes_soft_bellman_target),
-        OpSpec("in_sample_weights", setup_in_sample_weights, call_in_sample_weights, bytes_in_sample_weights),
-        OpSpec("teammate_log_ratios", setup_teammate_log_ratios, call_teammate_log_ratios, bytes_teammate_log_ratios),
-        OpSpec("resample", setup_resample, call_resample, bytes_resample),
-        OpSpec(
-            "sequential_policy_loss",
-            setup_sequential_policy_loss,
-            call_sequential_policy_loss,
-            bytes_policy_loss_forward,
-            bytes_policy_loss_backward,
-            grad_input="logits",
-            grad_output=lambda out: out.loss,
-        ),
-    )
-}
+OPS: dict[str, BenchOp] = {name: BenchOp(spec) for name, spec in op_specs.OPS.items()}
 
 
-def regions(spec: OpSpec, ops, inputs: dict[str, Tensor], mode: str):
+def regions(spec: BenchOp, ops, inputs: dict[str, Tensor], mode: str):
     """(prepare, region) of one benchmark row; see `timing.measure`."""
     if mode == "fwd":
         return (lambda: None), (lambda _: spec.call(ops, inputs))
-    wrt = inputs[spec.grad_input]
+    wrt_name, out_name = spec.grad  # type: ignore[misc]
+    wrt = inputs[wrt_name]
 
     def backward(out) -> None:
-        loss = spec.grad_output(out)
+        loss = spec.output(out, out_name)
         torch.autograd.grad(loss, wrt, grad_outputs=torch.ones_like(loss))
 
     if mode == "bwd":

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, TextIO
 import torch
 
 from inspo.bench import ops as op_specs
-from inspo.bench.ops import OPS, OpSpec, Size
+from inspo.bench.ops import OPS, BenchOp, Size
 from inspo.bench.report import Row, fill_ratios, terminal_header, terminal_line
 from inspo.bench.roofline import Bandwidth
 from inspo.bench.timing import TimingPolicy, first_call_seconds, measure, peak_memory_bytes
@@ -80,7 +80,7 @@ class Bench:
 
     # ---- one group: the implementations of one (op, mode, size, threads) ----
     def op_group(
-        self, section: str, spec: OpSpec, size: Size, mode: str, inputs: Optional[dict[str, Any]], threads: int
+        self, section: str, spec: BenchOp, size: Size, mode: str, inputs: Optional[dict[str, Any]], threads: int
     ) -> dict[str, Row]:
         group = {}
         for impl in self.settings.impls:
@@ -97,7 +97,7 @@ class Bench:
     def _op_row(
         self,
         section: str,
-        spec: OpSpec,
+        spec: BenchOp,
         size: Size,
         mode: str,
         impl: str,
@@ -159,7 +159,7 @@ class Bench:
         self.rows.extend(rows)
         self.say(terminal_line(group))
 
-    def _inputs(self, spec: OpSpec, size: Size) -> Optional[dict[str, Any]]:
+    def _inputs(self, spec: BenchOp, size: Size) -> Optional[dict[str, Any]]:
         if size.elements > self.settings.max_elements:
             return None
         generator = torch.Generator().manual_seed(self.settings.seed)

@@ -45,13 +45,17 @@ NOT_TRAINING_CODE = (
 
 def code_version() -> str:
     """A hash of the Python sources that training runs (inspo without its reporting modules, and
-    inspo_ext): a finished run is reused only under the code that made it."""
+    inspo_ext) and of the native sources its compiled kernels were built from: a finished run is reused
+    only under the code that made it."""
     import inspo
     import inspo_ext
+    from inspo_ext import _backend
 
-    return source_hash(
+    python = source_hash(
         [("inspo", Path(inspo.__file__).parent, NOT_TRAINING_CODE), ("inspo_ext", Path(inspo_ext.__file__).parent, ())]
     )
+    native = _backend.SOURCE_HASH or "no compiled module"  # a constant of _C: reading it never initializes CUDA
+    return hashlib.sha256(f"{python}\0{native}".encode()).hexdigest()[:16]
 
 
 def code_meaning(source: bytes) -> bytes:
