@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# The GPU check in one go (issue 10 item 7), for a machine with a CUDA device; about 8 minutes at most.
+# The GPU check in one go (issue 10 item 7), for a machine with a CUDA device; under 8 minutes (the sum of
+# the section limits below, 470 s, plus the preflight).
 #
 #   bash benchmarks/gpu_check.sh [REPORT]        (default REPORT: gpu_check_report.txt)
 #
 # Sections, each under its own time limit (seconds, overridable by the environment variable named):
 #   1. preflight: torch sees a CUDA device and this inspo_ext build has the CUDA backend (else it stops
 #      at once, exit code 2, saying which and how to fix it);
-#   2. tests (GPU_CHECK_TESTS_S=240): tests/test_ops_cuda.py (every op on CUDA against the reference and the
-#      CPU backend) and every test marked `cuda` in tests/ (e.g. the compiled / graph-captured step);
-#   3. op benchmarks (GPU_CHECK_OPS_S=200): `inspo bench --device cuda --sections ops` at B = 16k and 256k,
+#   2. tests (GPU_CHECK_TESTS_S=90 each): tests/test_ops_cuda.py (every op on CUDA against the reference
+#      and the CPU backend) and every test marked `cuda` in tests/ (among them the compiled step replayed
+#      as a CUDA graph against the eager step, tests/test_train_compile.py);
+#   3. op benchmarks (GPU_CHECK_OPS_S=110): `inspo bench --device cuda --sections ops` at B = 16k and 256k,
 #      N = 8, A = 16, ours vs eager vs torch.compile (CUDA events);
-#   4. iteration (GPU_CHECK_ITERATION_S=120): `inspo bench --device cuda --sections iteration`, B = 4096,
-#      N = 8 (whatever implementations the iteration section times: compiled rows appear when it has them).
+#   4. iteration (GPU_CHECK_ITERATION_S=180, per shape of GPU_CHECK_ITERATION_SHAPES="2s3z"; add 4k for
+#      B = 4096, N = 8, A = 16 when time allows): benchmarks/iteration_interleaved.py --device cuda, the fused
+#      InSPO iteration: plain PyTorch, our ops eager, our compiled step without and with its CUDA-graph
+#      replay (medians of interleaved rounds, each call synchronized; two compiles per shape).
 # Everything goes to REPORT (and the terminal), with each section's exit status and wall time and the
 # benchmark tables; the exit code is 0 when every section passed, 1 otherwise.
 # PYTHON (default: python) is the interpreter of the environment inspo is installed in.
@@ -82,22 +86,23 @@ command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,driver_version,
   --format=csv 2>&1 | tee -a "$REPORT"
 
 # 2. the CUDA tests.
-section "cuda op tests" "${GPU_CHECK_TESTS_S:-240}" \
+section "cuda op tests" "${GPU_CHECK_TESTS_S:-90}" \
   "$PY" -m pytest -q -x -p no:cacheprovider tests/test_ops_cuda.py
-section "tests marked cuda" "${GPU_CHECK_TESTS_S:-240}" \
+section "tests marked cuda" "${GPU_CHECK_TESTS_S:-90}" \
   bash -c "'$PY' -m pytest -q -p no:cacheprovider -m cuda tests --ignore=tests/test_ops_cuda.py; rc=\$?; [ \$rc -eq 5 ] && exit 0 || exit \$rc"
 
 # 3. the CUDA op benchmark subset.
-section "op benchmarks (cuda)" "${GPU_CHECK_OPS_S:-200}" \
+section "op benchmarks (cuda)" "${GPU_CHECK_OPS_S:-110}" \
   "$PY" -m inspo.bench --device cuda --sections ops --batch 16384,262144 --agents 8 --actions 16 \
   --impls ours,eager,compiled --modes fwd,full --no-memory --out-dir "$OUT/ops"
 [ -f "$OUT/ops/bench.md" ] && { log ""; log "---- op benchmark table (bench.md)"; tee -a "$REPORT" < "$OUT/ops/bench.md"; }
 
-# 4. the training iteration on CUDA.
-section "iteration (cuda)" "${GPU_CHECK_ITERATION_S:-120}" \
-  "$PY" -m inspo.bench --device cuda --sections iteration --iteration-batch 4096 --iteration-agents 8 \
-  --no-memory --out-dir "$OUT/iteration"
-[ -f "$OUT/iteration/bench.md" ] && { log ""; log "---- iteration table (bench.md)"; tee -a "$REPORT" < "$OUT/iteration/bench.md"; }
+# 4. the training iteration on CUDA: the compiled step with and without its CUDA-graph replay.
+for shape in ${GPU_CHECK_ITERATION_SHAPES:-2s3z}; do
+  section "iteration $shape fused (cuda)" "${GPU_CHECK_ITERATION_S:-180}" \
+    "$PY" benchmarks/iteration_interleaved.py --device cuda --shape "$shape" --case fused --rounds 50 \
+    --variants eager,ours,ours+compile/nograph,ours+compile
+done
 
 log ""
 log "==== summary"

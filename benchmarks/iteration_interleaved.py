@@ -1,9 +1,13 @@
 """The iteration variants of `inspo bench --sections iteration`, timed interleaved on a shared machine.
 
 Each round times one iteration of every variant in turn, so that load from other processes falls on
-all of them alike; medians over the rounds. Then a profile of the compiled iteration's top ops.
+all of them alike; medians over the rounds. Optionally a profile of the compiled iteration's top ops.
+On CUDA (`--device cuda`) the compiled variants are replayed as CUDA graphs, and the compiled one-seed
+iteration without the graph ("ours+compile/nograph") is timed too; every call is timed to its
+completion (torch.cuda.synchronize before and after).
 
     python benchmarks/iteration_interleaved.py [--shape 2s3z] [--case fused|exact|omiga] [--rounds 30]
+        [--device cpu|cuda] [--variants eager,ours,...] [--profile]
 """
 
 import argparse
@@ -13,7 +17,7 @@ import time
 
 import torch
 
-from inspo.bench.iteration import SHAPES, VARIANTS, make_case, ops_backend
+from inspo.bench.iteration import COMPILED_WITHOUT_GRAPH, SHAPES, VARIANTS, make_case, ops_backend
 
 
 def main(argv=None) -> int:
@@ -21,42 +25,63 @@ def main(argv=None) -> int:
     parser.add_argument("--shape", default="2s3z", choices=sorted(SHAPES))
     parser.add_argument("--case", default="fused", choices=("fused", "exact", "omiga"))
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--variants", default=None, help="comma list of variant names (default: all)")
     parser.add_argument("--profile", action="store_true", help="also profile the compiled one-seed iteration")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but torch sees no CUDA device")
+    known = (*VARIANTS, COMPILED_WITHOUT_GRAPH) if device.type == "cuda" else VARIANTS
+    chosen = [v.name for v in known] if args.variants is None else args.variants.split(",")
+    unknown = sorted(set(chosen) - {v.name for v in known})
+    if unknown:
+        parser.error(f"unknown --variants {unknown}; choose from {[v.name for v in known]}")
+    variants = [v for v in known if v.name in chosen]
     torch.set_num_threads(1)
     shape = SHAPES[args.shape]
     algo, mode = ("omiga", "fused") if args.case == "omiga" else ("inspo", args.case)
-    cases = {}
-    for variant in VARIANTS:
-        case = make_case(algo, mode, shape, variant.seeds, variant.compiled, torch.device("cpu"))
+
+    def timed(variant, case, prepared) -> float:
         with ops_backend(variant.reference_ops):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             start = time.perf_counter()
-            case.region(case.prepare())  # compiles the compiled variants
-            print(f"{variant.name}: first call {time.perf_counter() - start:.1f} s", flush=True)
+            case.region(prepared)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - start
+
+    cases = {}
+    for variant in variants:
+        case = make_case(algo, mode, shape, variant.seeds, variant.compiled, device, cuda_graphs=variant.cuda_graphs)
+        seconds = timed(variant, case, case.prepare())  # compiles the compiled variants
+        seconds += timed(variant, case, case.prepare())  # and records the CUDA graph (its warm-up was the first)
+        print(f"{variant.name}: first two calls {seconds:.1f} s", flush=True)
         cases[variant] = case
-    times = {variant: [] for variant in VARIANTS}
+    times = {variant: [] for variant in variants}
     for _ in range(args.rounds):
         for variant, case in cases.items():
-            prepared = case.prepare()
-            with ops_backend(variant.reference_ops):
-                start = time.perf_counter()
-                case.region(prepared)
-                times[variant].append((time.perf_counter() - start) / variant.seeds)
-    plain = statistics.median(times[VARIANTS[0]])
-    print(f"\n{args.shape} {args.case}, 1 thread, medians of {args.rounds} interleaved rounds (per seed)")
+            times[variant].append(timed(variant, case, case.prepare()) / variant.seeds)
+    plain = statistics.median(times[variants[0]])
+    threads = "1 thread" if device.type == "cpu" else f"{torch.cuda.get_device_name(device)}"
+    print(f"\n{args.shape} {args.case}, {threads}, medians of {args.rounds} interleaved rounds (per seed)")
     for variant, values in times.items():
         median = statistics.median(values)
         print(
-            f"  {variant.name:16s} {1e3 * median:8.2f} ms  {shape.batch / median:9.0f} samples/s  "
-            f"{plain / median:5.2f}x plain PyTorch"
+            f"  {variant.name:21s} {1e3 * median:8.2f} ms  {shape.batch / median:10.0f} samples/s  "
+            f"{plain / median:5.2f}x {variants[0].name}"
         )
     if args.profile:
-        case = cases[VARIANTS[2]]
+        case = next(case for variant, case in cases.items() if variant.compiled and variant.seeds == 1)
         prepared = [case.prepare() for _ in range(5)]
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as profile:
             for item in prepared:
                 case.region(item)
-        print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
     return 0
 
 

@@ -9,7 +9,9 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 import inspo.loop
-from inspo.loop import train_seeds
+from inspo.loop import replays_cuda_graphs, train_seeds
+from inspo.trainer import InspoLearner
+from ops_testing import cuda_ready
 from train_testing import assert_same_run, tiny
 
 
@@ -62,3 +64,35 @@ def test_the_compiled_iteration_is_one_graph_and_trains_as_the_eager_one(
 def test_compile_refuses_a_beta_schedule():
     with pytest.raises(ValueError, match="config.compile needs a constant beta"):
         tiny("inspo", 0, compile=True, beta_end=0.0)
+
+
+def test_the_compiled_step_is_replayed_as_a_cuda_graph_on_cuda_only():
+    assert replays_cuda_graphs("cuda") and replays_cuda_graphs(torch.device("cuda", 1))
+    assert not replays_cuda_graphs("cpu") and not replays_cuda_graphs(torch.device("cpu"))
+    learner = InspoLearner(tiny("inspo", 0, compile=True), 1, inspo.loop.Dims(2, 3, 4, 5))
+    assert learner.cuda_graphs is False  # on the CPU: the plain compiled graph
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of inspo_ext")
+@pytest.mark.parametrize("overrides", [dict(mode="fused"), dict(mode="exact", weighting="importance")])
+def test_the_cuda_graph_replayed_step_trains_as_the_eager_one(overrides, tmp_path, float64):
+    """On CUDA (inductor, mode="reduce-overhead"): no graph break, no recompile after the warm-up, no CUDA
+    graph skipped, and (float64) the same run as the eager step on the same device."""
+    torch._dynamo.reset()
+    counters.clear()
+    config = tiny("inspo", 1, steps=12, bc_steps=10, log_every=3, device="cuda", **overrides)
+    train_seeds([config], [tmp_path / "eager"], progress=False)
+    compiled = dataclasses.replace(config, compile=True)
+
+    def no_recompile_after_warm_up(step):
+        if step == 2:
+            torch._dynamo.config.error_on_recompile = True
+
+    with torch._dynamo.config.patch(error_on_recompile=False):
+        train_seeds([compiled], [tmp_path / "graph"], progress=False, on_step=no_recompile_after_warm_up)
+    torch._dynamo.reset()
+    assert dict(counters["graph_break"]) == {}
+    assert counters["inductor"]["cudagraph_skips"] == 0
+    assert counters["inductor"]["cudagraph_recorded_non_static_inputs"] > 0  # recorded (batch, draws copied in)
+    assert_same_run(tmp_path / "graph", tmp_path / "eager")

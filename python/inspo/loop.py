@@ -61,6 +61,8 @@ class Learner(nn.Module):
         super().__init__()
         self.config, self.n_seeds, self.dims = config, n_seeds, dims
         self._compiled: Optional[Callable[..., dict[str, Tensor]]] = None
+        # the compiled step replayed as a CUDA graph (set before the first update to compare without it)
+        self.cuda_graphs = replays_cuda_graphs(config.device)
 
     @property
     def steps(self) -> int:
@@ -94,15 +96,27 @@ class Learner(nn.Module):
         return {}
 
     def update(self, batch: TransitionBatch, draws: dict[str, Tensor], step: int) -> dict[str, Tensor]:
-        """Iteration `step`, compiled when config.compile."""
-        run = self.compiled_iteration() if self.config.compile else self.iteration
-        return run(batch, draws, **self.step_scalars(step))
+        """Iteration `step`, compiled when config.compile (and replayed as a CUDA graph on a CUDA device)."""
+        if not self.config.compile:
+            return self.iteration(batch, draws, **self.step_scalars(step))
+        run = self.compiled_iteration()
+        if not self.cuda_graphs:
+            return run(batch, draws, **self.step_scalars(step))
+        # a new replay of the graph: its outputs live in the graph's memory pool, which the next replay
+        # overwrites, so the metrics are copied out; the inputs (batch, draws) are copied in by torch
+        torch.compiler.cudagraph_mark_step_begin()
+        return {key: value.clone() for key, value in run(batch, draws, **self.step_scalars(step)).items()}
 
     def compiled_iteration(self) -> Callable[..., dict[str, Tensor]]:
         """`iteration` as one torch.compile(fullgraph=True) graph; the custom ops and the gradients
-        (torch.autograd.grad, traced with trace_autograd_ops) inside it."""
+        (torch.autograd.grad, traced with trace_autograd_ops) inside it. With `cuda_graphs`, inductor's
+        "reduce-overhead" mode: the graph is recorded once into a CUDA graph (after a warm-up run) and
+        replayed at every later call, one launch sequence per iteration. The parameters, the optimizer
+        moments and step counts are module state at fixed addresses, updated in place inside the graph;
+        the randomness is drawn outside it (`draw`) and enters as input tensors."""
         if self._compiled is None:
-            compiled = torch.compile(self.iteration, fullgraph=True, dynamic=False, backend=COMPILE_BACKEND)
+            mode = {"mode": "reduce-overhead"} if self.cuda_graphs else {}
+            compiled = torch.compile(self.iteration, fullgraph=True, dynamic=False, backend=COMPILE_BACKEND, **mode)
             self._compiled = torch._dynamo.config.patch(trace_autograd_ops=True)(compiled)
         return self._compiled
 
@@ -117,6 +131,12 @@ class Learner(nn.Module):
 
     def load_seed_states(self, states: Sequence[dict[str, Tensor]]) -> None:
         self.load_state_dict({key: torch.cat([state[key] for state in states]) for key in states[0]})
+
+
+def replays_cuda_graphs(device: str | torch.device) -> bool:
+    """Whether a compiled iteration on `device` is replayed as a CUDA graph: on CUDA devices (launch-bound
+    at these sizes, thousands of small kernels per step), not on the CPU (no such thing there)."""
+    return torch.device(device).type == "cuda"
 
 
 def seed_slice(state: dict[str, Tensor], seed: int) -> dict[str, Tensor]:

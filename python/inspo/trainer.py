@@ -20,7 +20,7 @@ weighting="resample" each agent trains on its own resampled rows of B; with "imp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -43,14 +43,22 @@ from inspo.nets import (
 
 @dataclass
 class AgentRows:
-    """Per-agent training rows: column k holds the rows of agent agents[:, k] of each seed."""
+    """Per-agent training rows: column k holds the rows of the k-th trained agent of each seed, as row indices
+    into B (None: B itself) and the per-row fields gathered from B. A network's values on the rows are
+    `take` of its one pass over B, never a second forward over gathered inputs."""
 
-    obs: Tensor  # [S, B, n, O]
-    state: Tensor  # [S, B, n, state dim]
+    indices: Optional[Tensor]  # [S, B, n] rows of B (resampled), or None: B itself
     actions: Tensor  # [S, B, n] the agent's own action
     avail: Tensor  # [S, B, n, A]
     log_mu: Tensor  # [S, B, n, A]
     q_target: Tensor  # [S, B, n] target critic at the row's state and joint action
+
+    def take(self, values: Tensor) -> Tensor:
+        """values [S, B, n, X] over B (column k: the k-th trained agent's) -> the same on the rows."""
+        if self.indices is None:
+            return values
+        seeds = seed_index(values.shape[0], 3, values.device)
+        return values[seeds, self.indices, torch.arange(values.shape[2], device=values.device)]
 
 
 def seed_index(n_seeds: int, dims: int, device: torch.device) -> Tensor:
@@ -193,15 +201,18 @@ class InspoLearner(Learner):
         cfg, n = self.config, self.dims.n_agents
         eta = cfg.eta if cfg.mode == "fused" else 0.0  # simultaneous: teammates at their current policy
         state = batch.state.unsqueeze(2).expand(-1, -1, n, -1)
+        # one pass of each network over B with its gradient: the ratios read it detached, the first local
+        # critic step and the first policy step read its rows (the networks have not moved in between)
+        logits, q_local = self.actor(batch.obs), self.local_critic(state)
         with torch.no_grad():
             log_rho = ops.teammate_log_ratios(
-                self.actor(batch.obs),
+                logits.detach(),
                 batch.log_mu,
                 batch.avail,
                 batch.actions,
                 order,
                 predecessors="target",
-                q_local=self.local_critic(state),
+                q_local=q_local.detach(),
                 eta=eta,
                 **self.temperatures(beta),
             )
@@ -211,12 +222,12 @@ class InspoLearner(Learner):
         else:  # the whole joint batch with the ratio as a weight: the one fused op call
             rows, ratio, weight_log_rho = self.joint_rows(batch), cfg.weighting, log_rho
             ess = effective_sample_size(log_rho)
-        local_loss = self.fit_local_critics(rows, weight_log_rho)
+        local_loss = self.fit_local_critics(rows, weight_log_rho, lambda: self.local_critic(state), q_local)
         with torch.no_grad():
-            q_rows = self.local_critic(rows.state)
-        for _ in range(max(1, policy_steps)):
+            q_rows = rows.take(self.local_critic(state))
+        for step in range(max(1, policy_steps)):
             policy = ops.sequential_policy_loss(
-                self.actor(rows.obs),
+                rows.take(logits if step == 0 else self.actor(batch.obs)),
                 rows.log_mu,
                 rows.avail,
                 rows.actions,
@@ -247,13 +258,20 @@ class InspoLearner(Learner):
         cfg = self.config
         n_seeds, n = order.shape
         batch_size = batch.reward.shape[1]
+        seeds = torch.arange(n_seeds, device=order.device)
+        # every agent's logits over B at its current network, and the log-probs of the taken actions; after an
+        # agent's steps only its own column is recomputed (all columns with one shared network)
+        with torch.no_grad():
+            logits = self.actor(batch.obs)
+            log_pi_taken = taken_log_probs(logits, batch.avail, batch.actions)
+        q_all: Optional[Tensor] = None  # the importance options: every local critic over B, kept the same way
         parts: dict[str, list[Tensor]] = {}
         for position in range(n):
             agents = order[:, position]  # [S]: the agent each seed updates now
             actor_mask, local_mask = self.actor.network_mask(agents), self.local_critic.network_mask(agents)
-            with torch.no_grad():  # refresh: every teammate at its current network (predecessors updated)
-                logits = self.actor(batch.obs)
-                log_pi_taken = masked_log_softmax(logits, batch.avail).gather(-1, batch.actions.unsqueeze(-1))[..., 0]
+            is_own = nn.functional.one_hot(agents, n).bool().view(n_seeds, 1, n, 1)
+            own_obs = batch.obs[seeds, :, agents]
+            with torch.no_grad():  # every teammate at its current network (predecessors updated)
                 log_rho = ops.teammate_log_ratios(
                     logits,
                     batch.log_mu,
@@ -266,18 +284,22 @@ class InspoLearner(Learner):
                     **self.temperatures(beta),
                 )
             own_log_rho = log_rho.gather(2, agents.view(n_seeds, 1, 1).expand(-1, batch_size, 1))  # [S, B, 1]
+
+            def own_local_q(agents: Tensor = agents) -> Tensor:
+                return self.local_critic.forward_agent(agents, batch.state).unsqueeze(2)  # [S, B, 1, A] over B
+
             if cfg.weighting == "resample":
                 indices, ess = ops.resample(
                     own_log_rho, uniforms=uniforms[..., position : position + 1], method=cfg.resample_method
                 )
                 rows = self.gather_rows(batch, indices, agents.unsqueeze(1))
-                local_loss = self.fit_local_critics(rows, None, agents, local_mask)
+                local_loss = self.fit_local_critics(rows, None, own_local_q, mask=local_mask)
                 with torch.no_grad():
-                    q_rows = self.local_critic.forward_agent(agents, rows.state[:, :, 0]).unsqueeze(2)
+                    q_rows = rows.take(own_local_q())
                 only_agent = torch.zeros(n_seeds, 1, dtype=torch.int64, device=order.device)
                 for _ in range(max(1, policy_steps)):
                     policy = ops.sequential_policy_loss(
-                        self.actor.forward_agent(agents, rows.obs[:, :, 0]).unsqueeze(2),
+                        rows.take(self.actor.forward_agent(agents, own_obs).unsqueeze(2)),
                         rows.log_mu,
                         rows.avail,
                         rows.actions,
@@ -295,11 +317,12 @@ class InspoLearner(Learner):
             else:
                 rows = self.joint_rows(batch, agents.unsqueeze(1))
                 ess = effective_sample_size(own_log_rho)
-                local_loss = self.fit_local_critics(rows, own_log_rho, agents, local_mask)
+                local_loss = self.fit_local_critics(rows, own_log_rho, own_local_q, mask=local_mask)
                 with torch.no_grad():
-                    q_all = self.local_critic(batch.state.unsqueeze(2).expand(-1, -1, n, -1))
-                is_own = nn.functional.one_hot(agents, n).bool().view(n_seeds, 1, n, 1)
-                own_obs = rows.obs[:, :, 0]
+                    if q_all is None or self.local_critic.share_parameters:
+                        q_all = self.local_critic(batch.state.unsqueeze(2).expand(-1, -1, n, -1))
+                    else:
+                        q_all = torch.where(is_own, own_local_q(), q_all)
                 for _ in range(max(1, policy_steps)):
                     # the agent's column with gradient, the teammates' columns fixed: the op's loss[agent]
                     own = self.actor.forward_agent(agents, own_obs).unsqueeze(2)
@@ -320,6 +343,18 @@ class InspoLearner(Learner):
                     if policy_steps:
                         self.step_actor(policy.loss.gather(1, agents.unsqueeze(1)).sum(), actor_mask)
                 column = agents
+            if policy_steps and position < n - 1:  # refresh what the agent's step changed, for its successors
+                with torch.no_grad():
+                    if self.actor.share_parameters:
+                        logits = self.actor(batch.obs)
+                        log_pi_taken = taken_log_probs(logits, batch.avail, batch.actions)
+                    else:
+                        own_logits = self.actor.forward_agent(agents, own_obs).unsqueeze(2)
+                        own_taken = taken_log_probs(
+                            own_logits, rows_of_agent(batch.avail, agents), rows_of_agent(batch.actions, agents)
+                        )
+                        logits = torch.where(is_own, own_logits, logits)
+                        log_pi_taken = torch.where(is_own[..., 0], own_taken, log_pi_taken)
 
             def own_column(values: Tensor, column: Tensor = column) -> Tensor:
                 return values.gather(1, column.unsqueeze(1))[:, 0]
@@ -346,14 +381,13 @@ class InspoLearner(Learner):
 
     # ---- shared pieces ----
     def gather_rows(self, batch: TransitionBatch, indices: Tensor, agents: Optional[Tensor] = None) -> AgentRows:
-        """Rows indices[s, :, k] of agent agents[s, k] (all agents by default) from every per-agent field."""
+        """Rows indices[s, :, k] of agent agents[s, k] (all agents by default): the per-agent fields gathered."""
         seeds = seed_index(indices.shape[0], 3, indices.device)
         agent_ids = torch.arange(self.dims.n_agents, device=indices.device) if agents is None else agents.unsqueeze(1)
         with torch.no_grad():  # a resampled row is a row of B: one target-critic pass over B, then gathers
             q_target = self.critic_target(batch.state, batch.actions)[seeds, indices]
         return AgentRows(
-            obs=batch.obs[seeds, indices, agent_ids],
-            state=batch.state[seeds, indices],
+            indices=indices,
             actions=batch.actions[seeds, indices, agent_ids],
             avail=batch.avail[seeds, indices, agent_ids],
             log_mu=batch.log_mu[seeds, indices, agent_ids],
@@ -365,37 +399,29 @@ class InspoLearner(Learner):
         with torch.no_grad():
             q_target = self.critic_target(batch.state, batch.actions)
         if agents is None:
-            obs, actions, avail, log_mu = batch.obs, batch.actions, batch.avail, batch.log_mu
+            actions, avail, log_mu = batch.actions, batch.avail, batch.log_mu
         else:
-            seeds = seed_index(agents.shape[0], 3, agents.device)
-            samples = torch.arange(batch.reward.shape[1], device=agents.device).view(1, -1, 1)
-            agent_ids = agents.unsqueeze(1)
-            obs, actions, avail, log_mu = (
-                field[seeds, samples, agent_ids] for field in (batch.obs, batch.actions, batch.avail, batch.log_mu)
+            actions, avail, log_mu = (
+                rows_of_agent(field, agents[:, 0]) for field in (batch.actions, batch.avail, batch.log_mu)
             )
         n = actions.shape[2]
         return AgentRows(
-            obs=obs,
-            state=batch.state.unsqueeze(2).expand(-1, -1, n, -1),
-            actions=actions,
-            avail=avail,
-            log_mu=log_mu,
-            q_target=q_target.unsqueeze(2).expand(-1, -1, n),
+            indices=None, actions=actions, avail=avail, log_mu=log_mu, q_target=q_target.unsqueeze(2).expand(-1, -1, n)
         )
 
     def fit_local_critics(
         self,
         rows: AgentRows,
         weight_log_rho: Optional[Tensor],
-        agents: Optional[Tensor] = None,
+        q_over_batch: Callable[[], Tensor],
+        first_q: Optional[Tensor] = None,
         mask: Optional[Tensor] = None,
     ) -> Tensor:
-        """Regress Q~^i(s, a^i) on Q_target(s, a) over the rows; returns the per-agent losses [S, n]."""
-        for _ in range(self.local_steps):
-            if agents is None:
-                q = self.local_critic(rows.state)
-            else:
-                q = self.local_critic.forward_agent(agents, rows.state[:, :, 0]).unsqueeze(2)
+        """Regress Q~^i(s, a^i) on Q_target(s, a) over the rows; returns the per-agent losses [S, n].
+        q_over_batch(): the rows' local critics over B [S, B, n, A] (first_q: its value before the first step,
+        already computed with its gradient)."""
+        for step in range(self.local_steps):
+            q = rows.take(first_q if step == 0 and first_q is not None else q_over_batch())
             sq_error = (q.gather(-1, rows.actions.unsqueeze(-1)).squeeze(-1) - rows.q_target).pow(2)  # [S, B, n]
             if weight_log_rho is None:
                 per_agent = sq_error.mean(1)
@@ -407,6 +433,16 @@ class InspoLearner(Learner):
     def step_actor(self, loss: Tensor, mask: Optional[Tensor] = None) -> None:
         """One actor step on `loss`; with `mask` [S, G] only the selected networks move."""
         self.actor_opt.minimize(loss, self.config.grad_clip, None if mask is None else [mask])
+
+
+def rows_of_agent(values: Tensor, agents: Tensor) -> Tensor:
+    """values [S, B, N, ...] -> [S, B, 1, ...]: agent agents[s]'s column of each seed."""
+    return values[torch.arange(len(agents), device=agents.device), :, agents].unsqueeze(2)
+
+
+def taken_log_probs(logits: Tensor, avail: Tensor, actions: Tensor) -> Tensor:
+    """log pi(a | o) of the taken actions [S, B, n] from logits [S, B, n, A]."""
+    return masked_log_softmax(logits, avail).gather(-1, actions.unsqueeze(-1))[..., 0]
 
 
 def weighted_mean(values: Tensor, log_rho: Tensor, weighting: str) -> Tensor:

@@ -9,6 +9,9 @@ variants (the `impl` column) are what a user could run:
     ours+compile     the same iteration as one torch.compile(fullgraph=True) graph, one seed
     ours+compile/S5  the compiled iteration with 5 seeds batched; time per seed (the batched time / 5)
 
+On a CUDA device the compiled variants are replayed as CUDA graphs (`inspo.loop.replays_cuda_graphs`);
+`COMPILED_WITHOUT_GRAPH` is the compiled one-seed iteration without them, to show what the graph adds.
+
 OMIGA calls no InSPO op: its eager and ours rows are the same code. The minibatch gather and the
 iteration's random draws happen in `prepare`, outside the timed region.
 """
@@ -58,6 +61,7 @@ class Variant:
     reference_ops: bool
     compiled: bool
     seeds: int
+    cuda_graphs: bool = True  # on a CUDA device, the compiled step replayed as a CUDA graph
 
 
 VARIANTS = (
@@ -66,6 +70,8 @@ VARIANTS = (
     Variant("ours+compile", False, True, 1),
     Variant("ours+compile/S5", False, True, 5),
 )
+
+COMPILED_WITHOUT_GRAPH = Variant("ours+compile/nograph", False, True, 1, cuda_graphs=False)
 
 REFERENCE_BACKEND = ReferenceOps()
 
@@ -122,7 +128,8 @@ class IterationCase:
 
     def prepare(self):
         rows = [
-            torch.randint(len(store), (self.batch_size,), generator=g) for store, g in zip(self.stores, self.generators)
+            torch.randint(len(store), (self.batch_size,), generator=g, device=g.device)
+            for store, g in zip(self.stores, self.generators)
         ]
         batch = stack_batches([store.index(r) for store, r in zip(self.stores, rows)])
         return batch, self.learner.draw(self.generators, self.step)
@@ -132,7 +139,14 @@ class IterationCase:
 
 
 def make_case(
-    algo: str, mode: str, shape: Shape, seeds: int, compiled: bool, device: torch.device, seed: int = 0
+    algo: str,
+    mode: str,
+    shape: Shape,
+    seeds: int,
+    compiled: bool,
+    device: torch.device,
+    seed: int = 0,
+    cuda_graphs: bool = True,
 ) -> IterationCase:
     hidden = OMIGA_HIDDEN if algo == "omiga" else shape.hidden
     config = TrainConfig(
@@ -151,6 +165,7 @@ def make_case(
         compile=compiled,
     ).validate()
     learner = get_learner(algo)(config, seeds, Dims(shape.agents, shape.obs_dim, shape.state_dim, shape.actions))
+    learner.cuda_graphs = learner.cuda_graphs and cuda_graphs
     for s in range(seeds):
         torch.manual_seed(seed + s)  # network initialization
         learner.initialize_seed(s)
@@ -165,7 +180,7 @@ def make_case(
                 )
             learner.actor.load_state_dict(learner.mu.state_dict())  # pi starts as mu, as in training
         learner.mu.requires_grad_(False)
-    generators = [torch.Generator().manual_seed(seed + s) for s in range(seeds)]
+    generators = [torch.Generator(device=device).manual_seed(seed + s) for s in range(seeds)]
     return IterationCase(learner, stores, generators, shape.batch, config.critic_warmup_steps)
 
 
