@@ -39,8 +39,8 @@ def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: 
     from inspo.bc import fit_behaviour
     from inspo.config import make_config
     from inspo.data import MappedTransitions
+    from inspo.data.card import load_dataset
     from inspo.loop import stack_batches
-    from inspo.smax.card import load_dataset
 
     started = time.perf_counter()
     arrays, meta = load_dataset(dataset)  # memory-mapped, checked against its card

@@ -25,14 +25,13 @@ import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._runtime import import_smax
 
-_smax = import_smax()  # before jax, so XLA sees the thread limit
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+_smax = import_smax()
 
 
 class Observation(NamedTuple):

@@ -18,18 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
-from ._runtime import import_smax
-
-import_smax()
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
-
-from .env import Observation, SmaxCore, make_core  # noqa: E402
-from .policies import (  # noqa: E402
+from .env import Observation, SmaxCore, make_core
+from .policies import (
     NetworkConfig,
     actor_critic_policy,
     actor_params,
@@ -39,7 +34,7 @@ from .policies import (  # noqa: E402
     save_params,
     values,
 )
-from .rollout import EpisodePlayer, rollout_batch  # noqa: E402
+from .rollout import EpisodePlayer, rollout_batch
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._runtime import import_smax
+from .env import Observation, SmaxCore, SmaxSpec
 
 _smax = import_smax()
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from .env import Observation, SmaxCore, SmaxSpec  # noqa: E402
 
 NEG_INF = -1e9  # logit of an unavailable action (finite, so 0 * logit stays 0)
 

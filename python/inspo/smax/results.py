@@ -237,7 +237,7 @@ def _cell(finals: list, kind: str, seeds: int) -> str:
 
 
 def _dataset_card(grid: GridConfig, map_name: str, tier: str) -> Optional[dict]:
-    from inspo.smax.card import load_dataset
+    from inspo.data.card import load_dataset
 
     dataset = dataset_dir(grid, map_name, tier)
     return load_dataset(dataset)[1]["card"] if (dataset / "meta.json").is_file() else None

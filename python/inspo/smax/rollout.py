@@ -17,18 +17,13 @@ import math
 from pathlib import Path
 from typing import Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from numpy.lib.format import open_memmap
 
-from ._runtime import import_smax
-
-import_smax()
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from numpy.lib.format import open_memmap  # noqa: E402
-
-from .env import SmaxCore, SmaxSpec  # noqa: E402
-from .policies import RolloutPolicy  # noqa: E402
+from .env import SmaxCore, SmaxSpec
+from .policies import RolloutPolicy
 
 BUFFER_DTYPES = {
     "obs": np.float32,

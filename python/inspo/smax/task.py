@@ -11,9 +11,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from inspo.data.card import load_dataset
 from inspo.envs.base import Env, PolicyFn, greedy_actions, sample_actions
 
-from .card import load_dataset
 from .env import SmaxVecEnv, smax_spec
 from .tiers import DEFAULT_ROOT, TIERS, DataConfig, build_dataset
 
@@ -114,7 +114,7 @@ class SmaxTask(Env):
         return load_dataset(config.dataset_dir)
 
     def load_dataset(self, path, *, mmap: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """A dataset directory checked against its card (``inspo.smax.card``): a truncated, cut or
+        """A dataset directory checked against its card (``inspo.data.card``): a truncated, cut or
         swapped file is a DatasetError, never a smaller dataset."""
         return load_dataset(path, mmap=mmap)
 
