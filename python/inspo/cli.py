@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from inspo.config import REGIMES, TrainConfig, load_config_file, make_config, parse_overrides
+from inspo.config import REGIMES, TrainConfig, load_config_file, make_config, options_help, parse_overrides
 from inspo.extras import require
 
 # subcommands implemented elsewhere: name -> (module exposing add_arguments(parser) and run(args), help)
@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train (no arguments: the main job and its table)",
         description="Train one run, or with no --env the main job "
         "(XOR c, M-NE imbalanced, Bridge optimal) and its table.",
+        epilog=options_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument(
         "--env",
@@ -144,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any TrainConfig field, e.g. --set eta=0.5 (repeatable)",
+        help="override any TrainConfig field, e.g. --set eta=0.5, or an option of the env or algorithm "
+        "as SECTION.FIELD, e.g. --set xor.variant=plain (repeatable; the options are listed below)",
     )
     train.add_argument("--out", help="output folder (metrics, checkpoints, results); default under runs/")
     train.add_argument(
@@ -364,7 +367,7 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
         env = make_env(config) if config.env is not None else None
         task = f"{config.env or 'dataset'}/{Path(config.dataset_path).name if config.dataset_path else config.dataset}"
         if config.env == "xor":
-            task += f" ({config.xor_variant})"
+            task += f" ({config.env_options.variant})"
         method = f"{algo} {config.mode}" if algo == "inspo" else algo
         if config.regime != "one-step":
             method += f" ({config.regime})"
@@ -389,7 +392,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         {
             **payload["config"],
             **({"device": args.device} if args.device else {}),
-            **({"env": args.env} if args.env else {}),
+            **({"env": args.env, "env_options": None} if args.env else {}),  # the new env's defaults
         }
     )
     if config.env is None:
