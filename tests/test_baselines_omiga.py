@@ -186,7 +186,7 @@ def test_train_omiga_from_the_cli_writes_a_run_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     assert "omiga" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert results["algo"] == "omiga" and results["config"]["algo_options"]["alpha"] == 10.0
+    assert results["algo"] == "omiga" and results["config"]["algo_options"]["omiga"]["alpha"] == 10.0
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [5, 10, 15, 20]
     assert main(["eval", str(out), "--json"]) == 0  # `inspo eval` finds the actor in the checkpoint
     assert json.loads(capsys.readouterr().out)["expected_payoff"] == pytest.approx(

@@ -130,7 +130,10 @@ def test_options_belong_to_their_env_and_algorithm():
     assert config.env_options == MneOptions(sampling="iid") and config.algo_options == CfcqlOptions(alpha=2.0)
     assert make_config("bridge").env_options == NoOptions() and make_config("xor").algo_options == NoOptions()
     stored = json.loads(json.dumps(config.to_dict()))  # as config.json holds it
-    assert stored["env_options"] == {"diagonal": [10.0, 5.0, 8.0], "sampling": "iid"}
+    assert stored["env_options"] == {"mne": {"diagonal": [10.0, 5.0, 8.0], "sampling": "iid"}}
+    assert stored["algo_options"] == {"cfcql": dataclasses.asdict(CfcqlOptions(alpha=2.0))}
+    # options stored for another algorithm are those of the run the dict was made from
+    assert TrainConfig.from_dict({**stored, "algo": "bc"}).algo_options == NoOptions()
     assert TrainConfig.from_dict(stored) == config
     assert parse_overrides(["mne.diagonal=1,2", "cfcql.weighting=uniform"]) == {
         "mne.diagonal": (1.0, 2.0),

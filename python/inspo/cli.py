@@ -392,7 +392,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         {
             **payload["config"],
             **({"device": args.device} if args.device else {}),
-            **({"env": args.env, "env_options": None} if args.env else {}),  # the new env's defaults
+            **({"env": args.env} if args.env else {}),
         }
     )
     if config.env is None:

@@ -240,22 +240,27 @@ class TrainConfig:
         return math.log(self.rho_max)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field; env_options and algo_options as mappings of their fields (config.json)."""
-        return dataclasses.asdict(self)
+        """Every field (config.json); env_options and algo_options as {SECTION: {FIELD: value}}, e.g.
+        "env_options": {"xor": {"variant": "penalty"}} ({} without options)."""
+        values = dataclasses.asdict(self)
+        for field, section in zip(OPTION_FIELDS, option_sections(self.env, self.algo)):
+            values[field] = {section: values[field]} if values[field] else {}
+        return values
 
     def to_overrides(self) -> dict[str, Any]:
         """Every setting as `--set` names it: the fields, then the options as SECTION.FIELD."""
         values = {name: value for name, value in self.to_dict().items() if name not in OPTION_FIELDS}
-        for field, section in zip(OPTION_FIELDS, option_sections(self.env, self.algo)):
-            values.update(
-                {f"{section}.{name}": value for name, value in dataclasses.asdict(getattr(self, field)).items()}
-            )
+        for field in OPTION_FIELDS:
+            for section, options in self.to_dict()[field].items():
+                values.update({f"{section}.{name}": value for name, value in options.items()})
         return values
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
         """A config from the fields of `to_dict` (config.json, a checkpoint's config), also in the older
-        flat form (LEGACY_FIELDS) and with SECTION.FIELD options."""
+        flat form (LEGACY_FIELDS) and with SECTION.FIELD options. The stored options of another env or
+        algorithm than `values` names are left out: `{**config.to_dict(), "algo": "bc"}` is a BC run
+        with BC's options."""
         env, algo = values.get("env", DEFAULTS["env"]), values.get("algo", DEFAULTS["algo"])
         return _build(_as_dotted(values, *option_sections(env, algo)))
 
@@ -336,9 +341,11 @@ def options_help() -> str:
 
 
 def _as_dotted(values: Mapping[str, Any], env_section: Optional[str], algo_section: str) -> dict[str, Any]:
-    """`values` with env_options / algo_options (mappings or option instances) and legacy names spelled
-    as SECTION.FIELD, in their order; legacy names of another env or algorithm are dropped (the old
-    flat config held every one of them, read only by its own env or algorithm)."""
+    """`values` with env_options / algo_options and legacy names spelled as SECTION.FIELD, in their
+    order. env_options / algo_options: an option instance (the run's section), or to_dict's
+    {SECTION: {FIELD: value}}, whose sections other than the run's are left out (options stored for
+    another env or algorithm); legacy names of another env or algorithm are left out too (the old flat
+    config held every one of them, read only by its own env or algorithm)."""
     dotted: dict[str, Any] = {}
     for name, value in values.items():
         if name in OPTION_FIELDS:
@@ -346,14 +353,14 @@ def _as_dotted(values: Mapping[str, Any], env_section: Optional[str], algo_secti
             if value is None:
                 continue
             if dataclasses.is_dataclass(value) and not isinstance(value, type):
-                value = dataclasses.asdict(value)
-            if not isinstance(value, Mapping):
-                raise ValueError(f"config.{name} must be a mapping of option fields, got {value!r}")
-            if value and section is None:
+                value = {section: dataclasses.asdict(value)}
+            if not isinstance(value, Mapping) or not all(isinstance(item, Mapping) for item in value.values()):
                 raise ValueError(
-                    f"config.{name}: environment {values.get('env')!r} takes no options, got {dict(value)}"
+                    f"config.{name} must be an option dataclass or a mapping {{SECTION: {{FIELD: value}}}}, got {value!r}"
                 )
-            dotted.update({f"{section}.{field}": item for field, item in value.items()})
+            for stored_section, options in value.items():
+                if stored_section == section:
+                    dotted.update({f"{section}.{field}": item for field, item in options.items()})
         elif name in LEGACY_FIELDS:
             if LEGACY_FIELDS[name].split(".")[0] in (env_section, algo_section):
                 dotted[LEGACY_FIELDS[name]] = value
@@ -528,8 +535,11 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     try:
         for name, value in values.items():
-            if name in OPTION_FIELDS:  # checked when the config is built (the section is the run's env / algo)
-                fields[name] = value
+            if name in OPTION_FIELDS and isinstance(value, dict):  # as config.json: {SECTION: {FIELD: value}}
+                for section, options in value.items():
+                    if not isinstance(options, dict):
+                        raise ValueError(f"{name}.{section} must be a mapping of option fields, got {options!r}")
+                    fields.update(_read_values({f"{section}.{field}": item for field, item in options.items()}))
             elif isinstance(value, dict) and name not in DEFAULTS:  # SECTION: {FIELD: value, ...}
                 fields.update(_read_values({f"{name}.{field}": item for field, item in value.items()}))
             else:
