@@ -201,4 +201,7 @@ def test_an_interrupted_run_resumes_bit_identically(tmp_path):
         assert torch.equal(value, final[1][key]), key
     strip = lambda row: {k: v for k, v in row.items() if k != "seconds"}  # noqa: E731
     assert [strip(r) for r in rows(tmp_path / "cut")] == [strip(r) for r in rows(tmp_path / "whole")]
-    assert json.loads((tmp_path / "whole" / "results.json").read_text())["config"]["algo_options"]["cfcql"]["alpha"] == 50.0
+    assert (
+        json.loads((tmp_path / "whole" / "results.json").read_text())["config"]["algo_options"]["cfcql"]["alpha"]
+        == 50.0
+    )

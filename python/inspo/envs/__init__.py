@@ -33,7 +33,7 @@ ENVS: dict[str, EnvFactory] = {
     "bridge": lambda options, arg: Bridge(),
 }
 # families provided by optional subpackages: family -> "module:function" with the EnvFactory signature
-LAZY_ENVS: dict[str, str] = {"smax": "inspo.smax.env:make_env"}
+LAZY_ENVS: dict[str, str] = {"smax": "inspo.smax.task:make_env"}
 # the option dataclass of each family with settings (inspo.options); the others take NoOptions
 ENV_OPTIONS: dict[str, type] = {"xor": XorOptions, "mne": MneOptions}
 

@@ -23,16 +23,13 @@ Facts about SMAX that shape this code (see also the package docstring):
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._runtime import import_smax
-
-if TYPE_CHECKING:  # the torch-facing side, imported by make_env only
-    from .task import SmaxTask
 
 _smax = import_smax()
 
@@ -293,13 +290,3 @@ class SmaxVecEnv:
         if not chosen.all():
             env, agent = np.argwhere(~chosen)[0]
             raise ValueError(f"actions: action {actions[env, agent]} of agent {agent} in env {env} is not available")
-
-
-def make_env(options: object, arg: Optional[str]) -> "SmaxTask":
-    """Factory of the trainer's environment registry: ``smax:<map>`` -> ``inspo.smax.task.SmaxTask``
-    (SMAX has no ``smax.*`` options: ``options`` is ``inspo.options.NoOptions()``)."""
-    from .task import SmaxTask  # torch-facing side; imports the trainer's Env base
-
-    if not arg:
-        raise ValueError("env: expected 'smax:<map>' (e.g. smax:3m), got 'smax' without a map")
-    return SmaxTask(arg)

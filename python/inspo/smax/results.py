@@ -64,9 +64,8 @@ def seeds_of(grid: GridConfig, map_name: str, tier: str) -> tuple:
 def final_policy(run_dir: Path):
     """The policy network of a run's final checkpoint, as the trainer's PolicyFn, and its config."""
     from inspo.bc import make_policy_net, policy_fn
-    from inspo.cli import policy_state
     from inspo.config import TrainConfig
-    from inspo.run import load_checkpoint
+    from inspo.run import load_checkpoint, policy_state
     from inspo.smax import map_from_env_name
     from inspo.smax.env import smax_spec
 

@@ -6,7 +6,7 @@ and with the stochastic policy on the same battles (the same seeds), and reports
 return of both separately.
 """
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -133,3 +133,11 @@ class SmaxTask(Env):
             )
             scores.update(summarize(results, kind))
         return scores
+
+
+def make_env(options: object, arg: Optional[str]) -> SmaxTask:
+    """Factory of the trainer's environment registry (inspo.envs.LAZY_ENVS): ``smax:<map>`` -> a
+    SmaxTask (SMAX has no ``smax.*`` options: ``options`` is ``inspo.options.NoOptions()``)."""
+    if not arg:
+        raise ValueError("env: expected 'smax:<map>' (e.g. smax:3m), got 'smax' without a map")
+    return SmaxTask(arg)
