@@ -51,6 +51,9 @@ class TrainConfig:
     # time limit of dataset_path's episodes, for data that flags time-limit ends as terminal: an episode
     # that ran this many steps was cut there (truncated, bootstrapped); None = the data's own flags
     episode_limit: Optional[int] = None
+    # the options of the env's family (`xor.*`, `mne.*`: inspo.envs.ENV_OPTIONS; a family without
+    # options, a user environment and a dataset-only run take inspo.options.NoOptions); None = defaults
+    env_options: Any = None
     dataset_seed: Optional[int] = None  # seed of the dataset generator; None = the run's seed
     # How the transitions are held while training (the same numbers either way): "memory" copies them
     # into tensors (the fastest minibatches); "mapped" memory-maps the files of dataset_path (.npy;
@@ -58,9 +61,6 @@ class TrainConfig:
     # datasets larger than RAM (in RAM: only
     # the row index, the joint actions and rewards, and the behaviour cache; inspo.data.MappedTransitions).
     dataset_storage: str = "memory"
-    # the options of the env's family (`xor.*`, `mne.*`: inspo.envs.ENV_OPTIONS; a family without
-    # options, a user environment and a dataset-only run take inspo.options.NoOptions); None = defaults
-    env_options: Any = None
 
     # ---- algorithm ----
     algo: str = "inspo"  # trainer in the `inspo.algos` registry: inspo, bc, omiga or cfcql
@@ -249,10 +249,13 @@ class TrainConfig:
 
     def to_overrides(self) -> dict[str, Any]:
         """Every setting as `--set` names it: the fields, then the options as SECTION.FIELD."""
-        values = {name: value for name, value in self.to_dict().items() if name not in OPTION_FIELDS}
-        for field in OPTION_FIELDS:
-            for section, options in self.to_dict()[field].items():
-                values.update({f"{section}.{name}": value for name, value in options.items()})
+        values: dict[str, Any] = {}
+        for name, value in self.to_dict().items():
+            if name in OPTION_FIELDS:  # in the field's place
+                for section, options in value.items():
+                    values.update({f"{section}.{field}": item for field, item in options.items()})
+            else:
+                values[name] = value
         return values
 
     @classmethod
