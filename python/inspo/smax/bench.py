@@ -17,11 +17,15 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from inspo.trainer import InspoLearner
 
-def _learner(config, store, mu_state=None):
+
+def _learner(config, store, mu_state=None) -> "InspoLearner":
     from inspo.loop import Dims
     from inspo.trainer import InspoLearner
 

@@ -6,6 +6,7 @@ and with the stochastic policy on the same battles (the same seeds), and reports
 return of both separately.
 """
 
+from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
@@ -90,7 +91,9 @@ class SmaxTask(Env):
         ("stochastic_return", "stoch. return"),
     )
 
-    def __init__(self, map_name: str, episode_limit: int = 100, root=DEFAULT_ROOT, scripted_episodes: int = 1000):
+    def __init__(
+        self, map_name: str, episode_limit: int = 100, root: Path = DEFAULT_ROOT, scripted_episodes: int = 1000
+    ) -> None:
         spec = smax_spec(map_name, episode_limit)
         self.spec = spec
         self.name = spec.env_name
