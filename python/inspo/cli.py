@@ -331,8 +331,19 @@ def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if "dataset" in overrides:
         raise ValueError("--dataset needs --env (the main job trains on its own datasets)")
     out_root = Path(args.out or "runs/default")
+    algo = overrides.get("algo", "inspo")
+    sections = {env for env, _ in DEFAULT_JOB} | {algo}
+    stray = sorted(name for name in overrides if "." in name and name.split(".")[0] not in sections)
+    if stray:
+        raise ValueError(f"{stray[0]}: the main job trains {', '.join(env for env, _ in DEFAULT_JOB)} with {algo}")
+
+    def job_overrides(env: str) -> dict[str, Any]:  # an env's options go to that env's run only
+        return {
+            name: value for name, value in overrides.items() if name.split(".")[0] in (env, algo) or "." not in name
+        }
+
     jobs = [
-        (make_config(env, dataset=dataset, **{"mode": "fused", **overrides}), out_root / f"{env}-{dataset}")
+        (make_config(env, dataset=dataset, **{"mode": "fused", **job_overrides(env)}), out_root / f"{env}-{dataset}")
         for env, dataset in DEFAULT_JOB
     ]
     for _, out in jobs:  # every folder before the first run trains

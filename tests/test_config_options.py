@@ -1,5 +1,6 @@
-"""The flat config of older versions (`xor_variant`, `omiga_alpha`, `cfcql_*` as TrainConfig fields)
-still loads: an old run folder evaluates and resumes, and the old names train what the new ones do."""
+"""Options on the command line (SECTION.FIELD), and the flat config of older versions (`xor_variant`,
+`omiga_alpha`, `cfcql_*` as TrainConfig fields), which still loads: an old run folder evaluates and
+resumes, and the old names train what the new ones do."""
 
 import json
 
@@ -117,3 +118,22 @@ def test_an_old_run_folder_evaluates_and_resumes(tmp_path, capsys):
     assert TrainConfig.from_dict(resumed["config"]) == TrainConfig.from_dict({**config.to_dict(), "steps": 15})
     assert resumed["config"]["algo_options"] == {"cfcql": {**resumed["config"]["algo_options"]["cfcql"], "alpha": 2.0}}
     assert resumed["config"]["env_options"] == {"xor": {"variant": "plain"}}
+
+
+def test_the_main_job_gives_each_option_to_its_own_env(monkeypatch, capsys, tmp_path):
+    import inspo.algos
+
+    trained = []
+
+    def fake_trainer(config, **kwargs):
+        trained.append(config)
+        return {"scores": {}, "seconds": 0.0}
+
+    monkeypatch.setattr(inspo.algos, "get_trainer", lambda name: fake_trainer)
+    out = str(tmp_path / "job")
+    assert main(["train", "--out", out, "--set", "xor.variant=plain", "--set", "mne.sampling=iid", "--quiet"]) == 0
+    assert [config.env for config in trained] == ["xor", "mne", "bridge"]
+    assert trained[0].env_options.variant == "plain" and trained[1].env_options.sampling == "iid"
+    assert "xor/c (plain)" in capsys.readouterr().out
+    assert main(["train", "--out", out + "2", "--set", "cfcql.alpha=1"]) == 2
+    assert "inspo train: error: cfcql.alpha: the main job trains xor, mne, bridge with inspo" in capsys.readouterr().err
