@@ -23,7 +23,13 @@ def random_batch(generator: torch.Generator) -> TransitionBatch:
 
 def float64_nets(seed: int, share: bool):
     torch.manual_seed(seed)
-    config = make_config("xor", hidden=(8, 8), cfcql_mixer_embed=5, cfcql_hypernet_hidden=6, share_parameters=share)
+    config = make_config(
+        "xor",
+        algo="cfcql",
+        hidden=(8, 8),
+        share_parameters=share,
+        **{"cfcql.mixer_embed": 5, "cfcql.hypernet_hidden": 6},
+    )
     nets = CfcqlLearner(config, 1, Dims(N, O, S, A))
     nets.initialize_seed(0)
     nets.double()
@@ -157,7 +163,9 @@ def test_cfcql_finds_the_best_equilibrium_of_balanced_mne(tmp_path):
 
 
 def test_a_batched_seed_reaches_what_its_single_run_reaches(tmp_path, float64):
-    configs = [tiny("cfcql", seed, env="mne", dataset="imbalanced", steps=60, cfcql_alpha=1.0) for seed in (3, 4)]
+    configs = [
+        tiny("cfcql", seed, env="mne", dataset="imbalanced", steps=60, **{"cfcql.alpha": 1.0}) for seed in (3, 4)
+    ]
     batched = train_seeds(configs, [tmp_path / "batched3", tmp_path / "batched4"], progress=False)
     states = []
     for config, together in zip(configs, batched):
@@ -177,8 +185,7 @@ def test_an_interrupted_run_resumes_bit_identically(tmp_path):
         bc_steps=20,
         batch_size=32,
         hidden=(8, 8),
-        cfcql_mixer_embed=4,
-        cfcql_hypernet_hidden=8,
+        **{"cfcql.mixer_embed": 4, "cfcql.hypernet_hidden": 8},
         checkpoint_every=10,
         log_every=5,
         eval_episodes=2,
@@ -194,4 +201,7 @@ def test_an_interrupted_run_resumes_bit_identically(tmp_path):
         assert torch.equal(value, final[1][key]), key
     strip = lambda row: {k: v for k, v in row.items() if k != "seconds"}  # noqa: E731
     assert [strip(r) for r in rows(tmp_path / "cut")] == [strip(r) for r in rows(tmp_path / "whole")]
-    assert json.loads((tmp_path / "whole" / "results.json").read_text())["config"]["cfcql_alpha"] == 50.0
+    assert (
+        json.loads((tmp_path / "whole" / "results.json").read_text())["config"]["algo_options"]["cfcql"]["alpha"]
+        == 50.0
+    )

@@ -23,7 +23,7 @@ def random_batch(generator: torch.Generator) -> TransitionBatch:
 
 def float64_nets(seed: int, share: bool):
     torch.manual_seed(seed)
-    config = make_config("xor", hidden=(8, 8), mixer_hidden=6, share_parameters=share)
+    config = make_config("xor", algo="omiga", hidden=(8, 8), share_parameters=share, **{"omiga.mixer_hidden": 6})
     nets = OmigaLearner(config, 1, Dims(N, O, S, A))
     nets.initialize_seed(0)
     nets.double()
@@ -140,9 +140,10 @@ def test_omiga_learns_the_best_equilibrium_of_balanced_mne():
     # has p(A) = 1/3 (measured here: 3.4, p(A) 0.48 after 300 steps)
     config = make_config(
         "mne",
+        algo="omiga",
         dataset="balanced",
         steps=300,
-        omiga_alpha=1.0,
+        **{"omiga.alpha": 1.0},
         lr=3e-3,
         critic_lr=3e-3,
         hidden=(32, 32),
@@ -185,7 +186,7 @@ def test_train_omiga_from_the_cli_writes_a_run_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     assert "omiga" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert results["algo"] == "omiga" and results["config"]["omiga_alpha"] == 10.0
+    assert results["algo"] == "omiga" and results["config"]["algo_options"]["omiga"]["alpha"] == 10.0
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [5, 10, 15, 20]
     assert main(["eval", str(out), "--json"]) == 0  # `inspo eval` finds the actor in the checkpoint
     assert json.loads(capsys.readouterr().out)["expected_payoff"] == pytest.approx(

@@ -24,7 +24,7 @@ def dataset(request, tmp_path_factory):
     else:
         pytest.importorskip("jaxmarl")
         import smax_testing  # noqa: F401  (fast compiles)
-        from inspo.smax.card import load_dataset
+        from inspo.data.card import load_dataset
         from inspo.smax.tiers import DataConfig, make_dataset
 
         directory = make_dataset(DataConfig(map_name="3m", tier="scripted", episodes=12, root=root), log=lambda m: None)

@@ -3,16 +3,18 @@
 The exact time limit and the auto-reset of training rollouts are checked on the recorded PPO
 rollouts in test_smax_tiers.py (one compile fewer)."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 pytest.importorskip("jaxmarl")
-import smax_testing  # noqa: E402,F401  (fast compiles)
+import jax.numpy as jnp
+import torch
 
-torch = pytest.importorskip("torch")
-
-import jax.numpy as jnp  # noqa: E402
-
-from inspo.smax.env import SmaxVecEnv, smax_spec, to_torch  # noqa: E402
+import smax_testing  # noqa: F401  (fast compiles)
+from inspo.smax.env import SmaxVecEnv, smax_spec, to_torch
 
 MOVE_ACTIONS, STOP = 5, 4  # actions 0-3 move, 4 stops, 5.. attack enemy (action - 5)
 
@@ -139,3 +141,35 @@ def test_evaluation_protocol_reports_greedy_and_stochastic():
     assert scores["greedy_win_rate"] == 0.0 and scores["greedy_return"] == 0.0
     assert 1.0 <= scores["greedy_episode_length"] <= 100.0
     assert scores["stochastic_return"] >= 0.0
+
+
+# imports a submodule first, as a user does; records XLA_FLAGS when JAX creates its backends
+XLA_FLAGS_PROBE = """
+import os
+from jax._src import xla_bridge
+
+seen = []
+create = xla_bridge.backends
+
+
+def backends():
+    if not seen:
+        seen.append(os.environ.get("XLA_FLAGS"))
+    return create()
+
+
+xla_bridge.backends = backends
+import inspo.smax.rollout  # env and policies too
+import jax.numpy as jnp
+
+jnp.zeros(1).block_until_ready()
+print(seen[0])
+"""
+
+
+def test_xla_flags_are_set_before_jax_creates_its_backend():
+    """`inspo.smax` itself sets the one-thread XLA flags, so no submodule has to before importing jax."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "INSPO_JAX_THREADS")}
+    probe = subprocess.run([sys.executable, "-c", XLA_FLAGS_PROBE], env=environ, capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr
+    assert "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" in probe.stdout.splitlines()[-1]

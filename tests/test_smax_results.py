@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("jaxmarl")
-import smax_testing  # noqa: E402,F401  (fast compiles)
-from inspo.smax import results  # noqa: E402
-from inspo.sweep.execute import KEY_FILE  # noqa: E402
+import smax_testing  # noqa: F401  (fast compiles)
+from inspo.smax import results
+from inspo.sweep.execute import KEY_FILE
 
 
 def fake_run(out, map_name, tier, algorithm, seed, greedy_wins, stochastic_wins):

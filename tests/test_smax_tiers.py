@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 pytest.importorskip("jaxmarl")
-import smax_testing  # noqa: E402,F401  (fast compiles)
-from inspo.data import TransitionStore  # noqa: E402
-from inspo.smax.card import load_dataset  # noqa: E402
-from inspo.smax.ippo import PPOConfig, read_progress  # noqa: E402
-from inspo.smax.tiers import TRAINED_TIERS, DataConfig, ensure_behaviour, make_tiers, pick_medium  # noqa: E402
+import smax_testing  # noqa: F401  (fast compiles)
+from inspo.data import TransitionStore
+from inspo.data.card import load_dataset
+from inspo.smax.ippo import PPOConfig, read_progress
+from inspo.smax.tiers import TRAINED_TIERS, DataConfig, ensure_behaviour, make_tiers, pick_medium
 
 EPISODES = 8  # = eval_episodes below: the evaluations and the datasets share one compiled rollout
 LIMIT = 5  # time limit of the tiny battles: PPO's 16-step rollouts cross episode ends and rollout ends

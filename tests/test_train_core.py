@@ -1,5 +1,6 @@
 """Trainer pieces: config, BC, per-agent independence, every mode and weighting, determinism, resume."""
 
+import dataclasses
 import json
 import re
 
@@ -7,10 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from inspo.baselines.cfcql import CfcqlOptions
 from inspo.bc import fit_behaviour
 from inspo.config import REGIMES, TrainConfig, make_config, parse_overrides
+from inspo.envs.matrix import MneOptions, XorOptions
 from inspo.loop import Dims, stack_batches
 from inspo.nets import AgentMLP, make_policy_net
+from inspo.options import NoOptions
 from inspo.run import prepare_run
 from inspo.trainer import InspoLearner, train
 from train_testing import train_until
@@ -76,13 +80,73 @@ def test_presets_and_validation():
         ("critic_warmup_steps", 1500, "config.critic_warmup_steps must be in [0, steps = 1500)"),
         ("weighting", "weighted", "config.weighting must be one of"),
         ("regime", "half-update", "config.regime must be one of"),
-        ("mne_diagonal", (10.0,), "config.mne_diagonal needs >= 2 actions"),
     ],
 )
 def test_bad_values_name_the_field(field, value, message):
     good = make_config("xor")
     with pytest.raises(ValueError, match=re.escape(message)):
         TrainConfig.from_dict({**good.to_dict(), field: value})
+
+
+@pytest.mark.parametrize(
+    "env,algo,option,value,message",
+    [
+        ("mne", "inspo", "mne.diagonal", (10.0,), "config.mne.diagonal needs >= 2 actions"),
+        ("mne", "inspo", "mne.sampling", "random", "config.mne.sampling must be one of ('stratified', 'iid')"),
+        ("xor", "inspo", "xor.variant", "harsh", "config.xor.variant must be one of ('penalty', 'plain')"),
+        ("xor", "inspo", "xor.variant", 1, "config.xor.variant must be str"),
+        ("xor", "omiga", "omiga.alpha", 0.0, "config.omiga.alpha must be > 0"),
+        ("xor", "omiga", "omiga.mixer_hidden", 0, "config.omiga.mixer_hidden must be >= 1"),
+        ("xor", "cfcql", "cfcql.alpha", -1.0, "config.cfcql.alpha must be >= 0"),
+        ("xor", "cfcql", "cfcql.weighting", "max", "config.cfcql.weighting must be one of"),
+        ("xor", "cfcql", "cfcql.temperature", 0.0, "config.cfcql.temperature must be > 0"),
+        ("xor", "cfcql", "cfcql.mixer_embed", 0, "config.cfcql.mixer_embed must be >= 1"),
+        (
+            "xor",
+            "cfcql",
+            "cfcql.alphaa",
+            1.0,
+            "unknown option config.cfcql.alphaa; the options are: config.cfcql.alpha",
+        ),
+        (
+            "xor",
+            "inspo",
+            "cfcql.alpha",
+            1.0,
+            "config.cfcql.alpha: options of 'cfcql', but this run's env is 'xor' and its algo 'inspo'",
+        ),
+        ("bridge", "inspo", "xor.variant", "plain", "options of 'xor', but this run's env is 'bridge'"),
+    ],
+)
+def test_bad_options_name_the_option(env, algo, option, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_config(env, algo=algo, **{option: value})
+
+
+def test_options_belong_to_their_env_and_algorithm():
+    """env_options / algo_options hold the run's env family's and algorithm's option dataclasses;
+    --set, config.json and make_config all name them SECTION.FIELD."""
+    config = make_config("mne", algo="cfcql", **{"mne.sampling": "iid", "cfcql.alpha": 2.0})
+    assert config.env_options == MneOptions(sampling="iid") and config.algo_options == CfcqlOptions(alpha=2.0)
+    assert make_config("bridge").env_options == NoOptions() and make_config("xor").algo_options == NoOptions()
+    stored = json.loads(json.dumps(config.to_dict()))  # as config.json holds it
+    assert stored["env_options"] == {"mne": {"diagonal": [10.0, 5.0, 8.0], "sampling": "iid"}}
+    assert stored["algo_options"] == {"cfcql": dataclasses.asdict(CfcqlOptions(alpha=2.0))}
+    # options stored for another algorithm are those of the run the dict was made from
+    assert TrainConfig.from_dict({**stored, "algo": "bc"}).algo_options == NoOptions()
+    assert TrainConfig.from_dict(stored) == config
+    assert parse_overrides(["mne.diagonal=1,2", "cfcql.weighting=uniform"]) == {
+        "mne.diagonal": (1.0, 2.0),
+        "cfcql.weighting": "uniform",
+    }
+    with pytest.raises(ValueError, match="unknown option section 'foo'"):
+        parse_overrides(["foo.bar=1"])
+    with pytest.raises(ValueError, match=re.escape("config.env_options must be MneOptions")):
+        dataclasses.replace(config, env_options=XorOptions()).validate()
+    # the SMAX preset's OMIGA and CFCQL temperatures apply to those algorithms' runs only
+    assert make_config("smax:3m", algo="omiga").algo_options.alpha == 1.0
+    assert make_config("smax:3m", algo="cfcql").algo_options == CfcqlOptions(alpha=0.1, temperature=0.5)
+    assert make_config("smax:3m").algo_options == NoOptions()
 
 
 def test_regimes_apply_between_the_env_preset_and_the_overrides():

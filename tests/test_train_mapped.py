@@ -23,12 +23,15 @@ TINY = dict(
     bc_batch_size=64,
     hidden=(8, 8),
     critic_hidden=(8, 8),
-    mixer_hidden=4,
     eval_episodes=3,
     eval_every=4,
     log_every=2,
     checkpoint_every=4,
 )
+
+
+def tiny_options(algo):
+    return {"omiga.mixer_hidden": 4} if algo == "omiga" else {}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +82,13 @@ def test_mapped_storage_reads_the_files_in_place(bridge_dir):
 def test_mapped_storage_trains_bit_identically(bridge_dir, tmp_path, algo, mode):
     for storage in ("memory", "mapped"):
         config = make_config(
-            "bridge", dataset_path=str(bridge_dir), dataset_storage=storage, algo=algo, mode=mode, **TINY
+            "bridge",
+            dataset_path=str(bridge_dir),
+            dataset_storage=storage,
+            algo=algo,
+            mode=mode,
+            **TINY,
+            **tiny_options(algo),
         )
         get_trainer(algo)(config, out_dir=tmp_path / storage, progress=False)
     assert_same_run(tmp_path / "memory", tmp_path / "mapped")
@@ -95,7 +104,9 @@ def test_generated_datasets_train_the_same_in_either_storage(tmp_path):
 @pytest.mark.parametrize("algo", ["inspo", "omiga"])
 def test_a_mapped_run_resumes_into_the_uninterrupted_in_memory_run(bridge_dir, tmp_path, algo):
     def config(storage):
-        return make_config("bridge", dataset_path=str(bridge_dir), dataset_storage=storage, algo=algo, **TINY)
+        return make_config(
+            "bridge", dataset_path=str(bridge_dir), dataset_storage=storage, algo=algo, **TINY, **tiny_options(algo)
+        )
 
     get_trainer(algo)(config("memory"), out_dir=tmp_path / "whole", progress=False)
 
@@ -113,7 +124,13 @@ def test_dataset_storage_is_validated():
 def test_the_smax_preset():
     config = make_config("smax:3m")  # validating the name needs no jaxmarl
     assert (config.dataset, config.dataset_seed) == ("expert", 0)  # `inspo data make` uses data seed 0
-    assert (config.steps, config.alpha, config.beta, config.omiga_alpha, config.share_parameters) == (
+    assert (
+        config.steps,
+        config.alpha,
+        config.beta,
+        make_config("smax:3m", algo="omiga").algo_options.alpha,
+        config.share_parameters,
+    ) == (
         1500,
         0.1,
         0.01,

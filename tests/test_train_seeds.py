@@ -28,7 +28,7 @@ from train_testing import assert_same_run, final_state, rows, tiny
             ),
         ),
         ("bc", dict(bc_steps=200)),
-        ("omiga", dict(omiga_alpha=1.0)),
+        ("omiga", {"omiga.alpha": 1.0}),
     ],
 )
 def test_a_batched_seed_reaches_what_its_single_run_reaches(algo, overrides, tmp_path, float64):

@@ -38,12 +38,13 @@ def tiny(algo, seed, **overrides):
         batch_size=32,
         hidden=(8, 8),
         critic_hidden=(16, 16),
-        mixer_hidden=8,
         log_every=50,
         checkpoint_every=0,
         eval_episodes=3,
         critic_warmup_steps=0,
     )
+    if algo == "omiga":
+        values["omiga.mixer_hidden"] = 8
     values.update(overrides)
     return make_config(values.pop("env", "xor"), **values)
 

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from inspo.config import REGIMES, TrainConfig, load_config_file, make_config, parse_overrides
+from inspo.config import REGIMES, TrainConfig, load_config_file, make_config, options_help, parse_overrides
 from inspo.extras import require
 
 # subcommands implemented elsewhere: name -> (module exposing add_arguments(parser) and run(args), help)
@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train (no arguments: the main job and its table)",
         description="Train one run, or with no --env the main job "
         "(XOR c, M-NE imbalanced, Bridge optimal) and its table.",
+        epilog=options_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument(
         "--env",
@@ -144,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any TrainConfig field, e.g. --set eta=0.5 (repeatable)",
+        help="override any TrainConfig field, e.g. --set eta=0.5, or an option of the env or algorithm "
+        "as SECTION.FIELD, e.g. --set xor.variant=plain (repeatable; the options are listed below)",
     )
     train.add_argument("--out", help="output folder (metrics, checkpoints, results); default under runs/")
     train.add_argument(
@@ -328,8 +331,19 @@ def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if "dataset" in overrides:
         raise ValueError("--dataset needs --env (the main job trains on its own datasets)")
     out_root = Path(args.out or "runs/default")
+    algo = overrides.get("algo", "inspo")
+    sections = {env for env, _ in DEFAULT_JOB} | {algo}
+    stray = sorted(name for name in overrides if "." in name and name.split(".")[0] not in sections)
+    if stray:
+        raise ValueError(f"{stray[0]}: the main job trains {', '.join(env for env, _ in DEFAULT_JOB)} with {algo}")
+
+    def job_overrides(env: str) -> dict[str, Any]:  # an env's options go to that env's run only
+        return {
+            name: value for name, value in overrides.items() if name.split(".")[0] in (env, algo) or "." not in name
+        }
+
     jobs = [
-        (make_config(env, dataset=dataset, **{"mode": "fused", **overrides}), out_root / f"{env}-{dataset}")
+        (make_config(env, dataset=dataset, **{"mode": "fused", **job_overrides(env)}), out_root / f"{env}-{dataset}")
         for env, dataset in DEFAULT_JOB
     ]
     for _, out in jobs:  # every folder before the first run trains
@@ -364,7 +378,7 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
         env = make_env(config) if config.env is not None else None
         task = f"{config.env or 'dataset'}/{Path(config.dataset_path).name if config.dataset_path else config.dataset}"
         if config.env == "xor":
-            task += f" ({config.xor_variant})"
+            task += f" ({config.env_options.variant})"
         method = f"{algo} {config.mode}" if algo == "inspo" else algo
         if config.regime != "one-step":
             method += f" ({config.regime})"
@@ -380,7 +394,7 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from inspo.bc import make_policy_net, policy_fn
     from inspo.envs import make_env
-    from inspo.run import eval_generator, load_checkpoint
+    from inspo.run import eval_generator, load_checkpoint, policy_state
 
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
@@ -414,13 +428,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print_table([(payload.get("algo", "?"), config, {"scores": scores, "seconds": 0.0})])
         print("\n".join(f"  {key}: {value:.4f}" for key, value in scores.items()))
     return 0
-
-
-def policy_state(payload: dict[str, Any]) -> dict[str, Any]:
-    """The policy network of a checkpoint (every algorithm saves it as "actor")."""
-    if "actor" not in payload:
-        raise ValueError(f"checkpoint holds no policy (keys: {sorted(payload)})")
-    return payload["actor"]
 
 
 if __name__ == "__main__":

@@ -4,6 +4,14 @@ Every hyperparameter and every reconstructed choice of the spec (marked "(choice
 field here, so that a later reading of the paper can switch it without a rewrite. Per-environment
 defaults live in `PRESETS` and are applied by `make_config`; `--set key=value` on the command line
 overrides any field last.
+
+Settings that only one environment family or one algorithm reads are that component's options, a
+small dataclass beside its code (inspo.options): `env_options` (inspo.envs.ENV_OPTIONS: `xor.variant`,
+`mne.diagonal`, `mne.sampling`) and `algo_options` (inspo.algos.ALGO_OPTIONS: `omiga.*`, `cfcql.*`).
+They are named SECTION.FIELD in `--set`, config files and `make_config(**{"xor.variant": "plain"})`;
+the flat names they had before (`xor_variant`, `cfcql_alpha`, ...: `LEGACY_FIELDS`) are still read, with
+their old meaning (a name for another environment or algorithm than the run's is ignored), so an
+old run folder's config.json loads.
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
+from inspo.algos import TRAINERS, algo_options_type
+from inspo.data.formats import FORMATS
+from inspo.envs import ENV_OPTIONS, ENVS, LAZY_ENVS, env_family, env_options_type, is_user_env
 from inspo.extras import require
+from inspo.options import build_options, check_options, check_type, field_hints, is_tuple_type, parse_text
 
-ALGOS = ("inspo", "bc", "omiga", "cfcql")
-CFCQL_WEIGHTINGS = ("kl_softmax", "kl_argmax", "uniform")
 MODES = ("fused", "exact", "simultaneous")
 WEIGHTINGS = ("resample", "importance", "self_normalized")
 RESAMPLE_METHODS = ("multinomial", "systematic")
@@ -41,11 +51,9 @@ class TrainConfig:
     # time limit of dataset_path's episodes, for data that flags time-limit ends as terminal: an episode
     # that ran this many steps was cut there (truncated, bootstrapped); None = the data's own flags
     episode_limit: Optional[int] = None
-    xor_variant: str = "penalty"  # XOR payoff of BB: "penalty" (-2) or "plain" (0)
-    mne_diagonal: tuple[float, ...] = (10.0, 5.0, 8.0)  # M-NE payoff diag(R); off-diagonal 0
-    # (choice) M-NE datasets: "stratified" = every joint action in exactly its product proportion,
-    # "iid" = independent draws per sample (see inspo.envs.matrix.MneGame)
-    mne_sampling: str = "stratified"
+    # the options of the env's family (`xor.*`, `mne.*`: inspo.envs.ENV_OPTIONS; a family without
+    # options, a user environment and a dataset-only run take inspo.options.NoOptions); None = defaults
+    env_options: Any = None
     dataset_seed: Optional[int] = None  # seed of the dataset generator; None = the run's seed
     # How the transitions are held while training (the same numbers either way): "memory" copies them
     # into tensors (the fastest minibatches); "mapped" memory-maps the files of dataset_path (.npy;
@@ -90,19 +98,10 @@ class TrainConfig:
     # (docs/ALGORITHM.md#in-sample-weighted-policy-loss, a choice); the learned in-sample V-network alternative is not
     # implemented.
 
-    # ---- OMIGA baseline (docs/ALGORITHM.md#omiga; the other fields above apply where they mean the same) ----
-    omiga_alpha: float = 10.0  # temperature of OMIGA's in-sample value loss (reward scale matters)
-    mixer_hidden: int = 64  # hidden size of OMIGA's state-conditioned mixer weights w(s)
-
-    # ---- CFCQL baseline (docs/BASELINES.md; Q networks and mixer train with critic_lr, targets with polyak) ----
-    cfcql_alpha: float = 50.0  # weight of the counterfactual conservative penalty (official global_cql_alpha)
-    # agent weights lambda_i of the per-agent penalties: "kl_softmax" softmax_i(temperature * KL_i) with
-    # KL_i = KL(softmax_j Q_tot(s, j, a_-i) || mu_i) (the paper's), "kl_argmax" one-hot at the largest
-    # KL_i (the official temperature=100 case), "uniform" 1/N (no behaviour policy fitted)
-    cfcql_weighting: str = "kl_softmax"
-    cfcql_temperature: float = 5.0  # the softmax temperature of "kl_softmax" (official softmax_temp)
-    cfcql_mixer_embed: int = 32  # QMIX mixer's embedding width (official mixing_embed_dim)
-    cfcql_hypernet_hidden: int = 64  # hidden width of the mixer's weight hypernetworks (official hypernet_embed)
+    # the options of the algorithm (`omiga.*`: inspo.baselines.omiga.OmigaOptions, `cfcql.*`:
+    # inspo.baselines.cfcql.CfcqlOptions; inspo.algos.ALGO_OPTIONS); the fields above apply to every
+    # algorithm where they mean the same. None = the algorithm's defaults
+    algo_options: Any = None
 
     # ---- networks and optimisation ----
     hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the actors, mu, local critics
@@ -130,6 +129,12 @@ class TrainConfig:
     # the compile time; see docs/PERFORMANCE.md for where it pays)
     compile: bool = False
 
+    def __post_init__(self) -> None:
+        if self.env_options is None:
+            self.env_options = env_options_type(self.env)()
+        if self.algo_options is None and self.algo in TRAINERS:  # an unknown algo: validate() says so
+            self.algo_options = algo_options_type(self.algo)()
+
     @property
     def tau(self) -> float:
         return self.alpha + self.beta
@@ -146,7 +151,8 @@ class TrainConfig:
         """Check every field's type and range; raises ValueError naming the field."""
         hints = typing.get_type_hints(type(self))
         for item in dataclasses.fields(self):
-            _check_type(item.name, getattr(self, item.name), hints[item.name])
+            if item.name not in OPTION_FIELDS:
+                check_type(f"config.{item.name}", getattr(self, item.name), hints[item.name])
 
         def one_of(name: str, allowed: tuple[str, ...]) -> None:
             if getattr(self, name) not in allowed:
@@ -162,17 +168,13 @@ class TrainConfig:
                 if not getattr(self, name) > 0:
                     raise ValueError(f"config.{name} must be > 0, got {getattr(self, name)}")
 
-        from inspo.data.formats import FORMATS
-        from inspo.envs import ENVS, LAZY_ENVS  # imported late: inspo.envs imports this module
-
+        if self.algo not in TRAINERS:
+            raise ValueError(f"config.algo: unknown algorithm {self.algo!r}; known: {sorted(TRAINERS)}")
         if self.env is None:
             if self.dataset_path is None:
                 raise ValueError("config.env: a run without an environment needs dataset_path (a dataset-only run)")
-        elif self.env.partition(":")[0] not in {**ENVS, **LAZY_ENVS} and not is_user_env(self.env):
-            raise ValueError(
-                f"config.env: unknown environment {self.env!r}; known: {sorted({**ENVS, **LAZY_ENVS})}, "
-                f"or a user environment as module:factory"
-            )
+        else:
+            check_env_name(self.env)
         one_of("dataset_format", ("auto", *FORMATS))
         at_least(1, "episode_limit")
         one_of("mode", MODES)
@@ -180,8 +182,18 @@ class TrainConfig:
         one_of("weighting", WEIGHTINGS)
         one_of("resample_method", RESAMPLE_METHODS)
         one_of("regime", tuple(REGIMES))
-        one_of("xor_variant", ("penalty", "plain"))
-        one_of("mne_sampling", ("stratified", "iid"))
+        env_section, algo_section = option_sections(self.env, self.algo)
+        for field, section, expected in (
+            ("env_options", env_section, env_options_type(self.env)),
+            ("algo_options", algo_section, algo_options_type(self.algo)),
+        ):
+            options = getattr(self, field)
+            if type(options) is not expected:
+                raise ValueError(
+                    f"config.{field} must be {expected.__name__} (the options of {field[:-8]} "
+                    f"{section or self.env!r}), got {options!r}"
+                )
+            check_options(options, expected, f"config.{section}")
         at_least(
             1,
             "steps",
@@ -192,16 +204,10 @@ class TrainConfig:
             "bc_batch_size",
             "eval_episodes",
             "log_every",
-            "mixer_hidden",
-            "cfcql_mixer_embed",
-            "cfcql_hypernet_hidden",
             "threads",
         )
-        one_of("cfcql_weighting", CFCQL_WEIGHTINGS)
         at_least(0, "seed", "dataset_seed", "eval_every", "checkpoint_every")
-        positive("lr", "critic_lr", "bc_lr", "grad_clip", "rho_max", "omiga_alpha", "cfcql_temperature")
-        if self.cfcql_alpha < 0:
-            raise ValueError(f"config.cfcql_alpha must be >= 0, got {self.cfcql_alpha}")
+        positive("lr", "critic_lr", "bc_lr", "grad_clip", "rho_max")
         if not 0 <= self.critic_warmup_steps < self.steps:
             raise ValueError(
                 f"config.critic_warmup_steps must be in [0, steps = {self.steps}), got {self.critic_warmup_steps}"
@@ -210,8 +216,6 @@ class TrainConfig:
             if not getattr(self, name) or any(size < 1 for size in getattr(self, name)):
                 raise ValueError(f"config.{name} must hold layer sizes >= 1 (one or more), got {getattr(self, name)}")
         check_device(self.device)
-        if len(self.mne_diagonal) < 2:
-            raise ValueError(f"config.mne_diagonal needs >= 2 actions, got {self.mne_diagonal}")
         for name in ("alpha", "beta", "beta_end"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"config.{name} must be >= 0, got {getattr(self, name)}")
@@ -237,17 +241,171 @@ class TrainConfig:
         return math.log(self.rho_max)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field (config.json); env_options and algo_options as {SECTION: {FIELD: value}}, e.g.
+        "env_options": {"xor": {"variant": "penalty"}} ({} without options)."""
+        values = dataclasses.asdict(self)
+        for field, section in zip(OPTION_FIELDS, option_sections(self.env, self.algo)):
+            values[field] = {section: values[field]} if values[field] else {}
+        return values
+
+    def to_overrides(self) -> dict[str, Any]:
+        """Every setting as `--set` names it: the fields, then the options as SECTION.FIELD."""
+        values: dict[str, Any] = {}
+        for name, value in self.to_dict().items():
+            if name in OPTION_FIELDS:  # in the field's place
+                for section, options in value.items():
+                    values.update({f"{section}.{field}": item for field, item in options.items()})
+            else:
+                values[name] = value
+        return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(f"unknown config fields: {sorted(unknown)}")
-        hints = typing.get_type_hints(cls)
-        fixed = {k: tuple(v) if _is_tuple_type(hints[k]) and v is not None else v for k, v in values.items()}
-        return cls(**fixed).validate()
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """A config from the fields of `to_dict` (config.json, a checkpoint's config), also in the older
+        flat form (LEGACY_FIELDS) and with SECTION.FIELD options. The stored options of another env or
+        algorithm than `values` names are left out: `{**config.to_dict(), "algo": "bc"}` is a BC run
+        with BC's options."""
+        env, algo = values.get("env", DEFAULTS["env"]), values.get("algo", DEFAULTS["algo"])
+        return _build(_as_dotted(values, *option_sections(env, algo)))
+
+
+OPTION_FIELDS = ("env_options", "algo_options")  # in the order of option_sections
+DEFAULTS = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
+# the flat TrainConfig fields that became options: old name -> SECTION.FIELD
+LEGACY_FIELDS = {
+    "xor_variant": "xor.variant",
+    "mne_diagonal": "mne.diagonal",
+    "mne_sampling": "mne.sampling",
+    "omiga_alpha": "omiga.alpha",
+    "mixer_hidden": "omiga.mixer_hidden",
+    "cfcql_alpha": "cfcql.alpha",
+    "cfcql_weighting": "cfcql.weighting",
+    "cfcql_temperature": "cfcql.temperature",
+    "cfcql_mixer_embed": "cfcql.mixer_embed",
+    "cfcql_hypernet_hidden": "cfcql.hypernet_hidden",
+}
+
+
+def check_env_name(name: str) -> None:
+    """`name` is a registered env (family[:arg]) or a user environment module:factory."""
+    if env_family(name) not in {**ENVS, **LAZY_ENVS} and not is_user_env(name):
+        raise ValueError(
+            f"config.env: unknown environment {name!r}; known: {sorted({**ENVS, **LAZY_ENVS})}, "
+            f"or a user environment as module:factory"
+        )
+
+
+def option_sections(env: Optional[str], algo: str) -> tuple[Optional[str], str]:
+    """The SECTIONs of a run's SECTION.FIELD options: its env's family (None for a dataset-only run and
+    a user environment) and its algorithm."""
+    return (None if env is None or is_user_env(env) else env_family(env)), algo
+
+
+def section_options_type(section: str) -> type:
+    """The option dataclass that SECTION.FIELD names refer to: an env family's or an algorithm's."""
+    if section in {**ENVS, **LAZY_ENVS, **ENV_OPTIONS}:
+        return env_options_type(section)
+    if section in TRAINERS:
+        return algo_options_type(section)
+    known = sorted({**ENVS, **LAZY_ENVS, **TRAINERS})
+    raise ValueError(
+        f"unknown option section {section!r}: neither an environment nor an algorithm ({', '.join(known)})"
+    )
+
+
+def field_hint(name: str) -> tuple[str, Any]:
+    """(the name errors use, the annotation) of a field, SECTION.FIELD option or legacy name."""
+    name = LEGACY_FIELDS.get(name, name)
+    section, dot, field = name.partition(".")
+    if not dot:
+        hints = typing.get_type_hints(TrainConfig)
+        if name not in hints or name in OPTION_FIELDS:
+            raise ValueError(
+                f"unknown config field {name!r}; fields: {', '.join(sorted(set(hints) - set(OPTION_FIELDS)))}, "
+                "and options as SECTION.FIELD (inspo train --help lists them)"
+            )
+        return f"config.{name}", hints[name]
+    hints = field_hints(section_options_type(section))
+    if field not in hints:
+        known = ", ".join(f"{section}.{option}" for option in hints) or "none"
+        raise ValueError(f"unknown option {name!r}; the options of {section} are: {known}")
+    return f"config.{name}", hints[field]
+
+
+def options_help() -> str:
+    """The SECTION.FIELD options of the built-in environments and algorithms with their defaults (the
+    epilog of `inspo train --help`)."""
+    lines = ["options of an environment or algorithm (--set SECTION.FIELD=VALUE; in a config file also"]
+    lines.append("SECTION: {FIELD: VALUE}); each applies to the runs of its env / algo only:")
+    for section in sorted(ENV_OPTIONS) + sorted(name for name in TRAINERS if name not in ENV_OPTIONS):
+        options = section_options_type(section)()
+        for field in dataclasses.fields(options):
+            lines.append(f"  {section}.{field.name} (default {getattr(options, field.name)!r})")
+    return "\n".join(lines)
+
+
+def _as_dotted(values: Mapping[str, Any], env_section: Optional[str], algo_section: str) -> dict[str, Any]:
+    """`values` with env_options / algo_options and legacy names spelled as SECTION.FIELD, in their
+    order. env_options / algo_options: an option instance (the run's section), or to_dict's
+    {SECTION: {FIELD: value}}, whose sections other than the run's are left out (options stored for
+    another env or algorithm); legacy names of another env or algorithm are left out too (the old flat
+    config held every one of them, read only by its own env or algorithm)."""
+    dotted: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in OPTION_FIELDS:
+            section = env_section if name == "env_options" else algo_section
+            if value is None:
+                continue
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                value = {section: dataclasses.asdict(value)}
+            if not isinstance(value, Mapping) or not all(isinstance(item, Mapping) for item in value.values()):
+                raise ValueError(
+                    f"config.{name} must be an option dataclass or a mapping {{SECTION: {{FIELD: value}}}}, got {value!r}"
+                )
+            for stored_section, options in value.items():
+                if stored_section == section:
+                    dotted.update({f"{section}.{field}": item for field, item in options.items()})
+        elif name in LEGACY_FIELDS:
+            if LEGACY_FIELDS[name].split(".")[0] in (env_section, algo_section):
+                dotted[LEGACY_FIELDS[name]] = value
+        else:
+            dotted[name] = value
+    return dotted
+
+
+def _build(values: Mapping[str, Any]) -> TrainConfig:
+    """TrainConfig from fields and SECTION.FIELD options (every section the run's env or algorithm),
+    validated."""
+    fields: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        section, dot, field = name.partition(".")
+        if dot:
+            sections.setdefault(section, {})[field] = value
+        else:
+            fields[name] = value
+    unknown = sorted(set(fields) - set(DEFAULTS) - set(OPTION_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown config fields: {unknown}")
+    hints = typing.get_type_hints(TrainConfig)
+    fields = {k: tuple(v) if is_tuple_type(hints[k]) and isinstance(v, list) else v for k, v in fields.items()}
+    env, algo = fields.get("env", DEFAULTS["env"]), fields.get("algo", DEFAULTS["algo"])
+    if isinstance(env, str):  # (the options of an unknown env would be reported first otherwise)
+        check_env_name(env)
+    env_section, algo_section = option_sections(env, algo)
+    if algo not in TRAINERS:
+        raise ValueError(f"config.algo: unknown algorithm {algo!r}; known: {sorted(TRAINERS)}")
+    for section, options in sections.items():
+        if section not in (env_section, algo_section):
+            names = ", ".join(f"{section}.{field}" for field in options)
+            raise ValueError(
+                f"config.{names}: options of {section!r}, but this run's env is {env!r} and its algo {algo!r}"
+            )
+    fields["env_options"] = build_options(
+        env_options_type(env), sections.get(env_section, {}) if env_section else {}, f"config.{env_section}"
+    )
+    fields["algo_options"] = build_options(algo_options_type(algo), sections.get(algo_section, {}), f"config.{algo}")
+    return TrainConfig(**fields).validate()
 
 
 # Per-environment defaults (ours, docs/ALGORITHM.md#default-hyperparameters: the temperature small against the reward
@@ -286,7 +444,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # SMAC's reward scale of ~20 per episode; SMAX pays ~2, so the temperatures (InSPO's alpha, OMIGA's) are
     # 10x smaller. 1500 iterations: what 2 shared CPU cores afford for the results grid
     # (inspo.smax.results), not a converged budget. CFCQL: the values of the official README's SMAC
-    # command (global_cql_alpha=0.1, softmax_temp=0.5), not tuned here.
+    # command (global_cql_alpha=0.1, softmax_temp=0.5), not tuned here. A preset's SECTION.FIELD
+    # options apply to the runs of that algorithm only.
     "smax": dict(
         dataset="expert",
         dataset_seed=0,
@@ -294,9 +453,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch_size=256,
         alpha=0.1,
         beta=0.01,
-        omiga_alpha=1.0,
-        cfcql_alpha=0.1,
-        cfcql_temperature=0.5,
+        **{"omiga.alpha": 1.0, "cfcql.alpha": 0.1, "cfcql.temperature": 0.5},
         hidden=(128, 128),
         critic_hidden=(256, 256),
         bc_steps=1500,
@@ -349,9 +506,10 @@ def check_device(name: str) -> None:
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The TrainConfig fields of a YAML (.yaml, .yml) or JSON (.json) file: a mapping of field names
-    to values, read like `--set` reads them (strings are parsed as --set text, lists become tuples).
-    Errors name the file and the field."""
+    """The config of a YAML (.yaml, .yml) or JSON (.json) file: a mapping of TrainConfig fields and
+    options (SECTION.FIELD keys, or a SECTION: {FIELD: value} mapping; env_options / algo_options as
+    config.json holds them; the older flat names) to values, read like `--set` reads them (strings are
+    parsed as --set text, lists become tuples). Errors name the file and the field."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
@@ -379,92 +537,40 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         values = {}
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a mapping of config fields, got a {type(values).__name__}")
-    hints = typing.get_type_hints(TrainConfig)
-    fields = {}
-    for name, value in values.items():
-        if name not in hints:
-            raise ValueError(f"config file {path}: unknown config field {name!r}; fields: {', '.join(sorted(hints))}")
-        try:
-            if isinstance(value, str):
-                value = parse_value(name, value)
-            elif isinstance(value, list) and _is_tuple_type(hints[name]):
-                value = tuple(value)
-            _check_type(name, value, hints[name])
-        except ValueError as error:
-            raise ValueError(f"config file {path}: {error}") from error
-        fields[name] = value
+    fields: dict[str, Any] = {}
+    try:
+        for name, value in values.items():
+            if name in OPTION_FIELDS and isinstance(value, dict):  # as config.json: {SECTION: {FIELD: value}}
+                for section, options in value.items():
+                    if not isinstance(options, dict):
+                        raise ValueError(f"{name}.{section} must be a mapping of option fields, got {options!r}")
+                    fields.update(_read_values({f"{section}.{field}": item for field, item in options.items()}))
+            elif isinstance(value, dict) and name not in DEFAULTS:  # SECTION: {FIELD: value, ...}
+                fields.update(_read_values({f"{name}.{field}": item for field, item in value.items()}))
+            else:
+                fields.update(_read_values({name: value}))
+    except ValueError as error:
+        raise ValueError(f"config file {path}: {error}") from error
     return fields
 
 
-def is_user_env(name: str) -> bool:
-    """`name` has the form module:factory (a user environment) rather than a registry family."""
-    from inspo.envs import ENVS, LAZY_ENVS
-
-    module, _, factory = name.partition(":")
-    return bool(module and factory) and module not in {**ENVS, **LAZY_ENVS} and factory.isidentifier()
-
-
-def _is_tuple_type(hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin is typing.Union:
-        return any(_is_tuple_type(a) for a in typing.get_args(hint))
-    return origin is tuple or hint is tuple
-
-
-def _check_type(name: str, value: Any, hint: Any) -> None:
-    """value matches the field's annotation (ints pass as floats, bools never as numbers); floats finite."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is typing.Union:  # Optional[X]
-        if value is None:
-            return
-        hint = next(a for a in args if a is not type(None))
-        args = typing.get_args(hint)
-    if _is_tuple_type(hint):
-        if not isinstance(value, tuple):
-            raise ValueError(f"config.{name} must be a tuple, got {value!r}")
-        for item in value:
-            _check_type(name, item, args[0])
-        return
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, hint)
-    if not ok:
-        what = "a finite float" if hint is float else hint.__name__
-        raise ValueError(f"config.{name} must be {what}, got {value!r} ({type(value).__name__})")
+def _read_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """{name: value} of a config file, type-checked: strings parsed as --set text, lists as tuples."""
+    read = {}
+    for name, value in values.items():
+        label, hint = field_hint(name)
+        if isinstance(value, str):
+            value = parse_value(name, value)
+        elif isinstance(value, list) and is_tuple_type(hint):
+            value = tuple(value)
+        check_type(label, value, hint)
+        read[name] = value
+    return read
 
 
 def parse_value(name: str, text: str) -> Any:
-    """Parse the text of `--set name=text` into the type of field `name`."""
-    hints = typing.get_type_hints(TrainConfig)
-    if name not in hints:
-        raise ValueError(f"unknown config field {name!r}; fields: {', '.join(sorted(hints))}")
-    hint = hints[name]
-    args = typing.get_args(hint)
-    optional = typing.get_origin(hint) is typing.Union and type(None) in args
-    if optional:
-        if text.lower() in ("none", "null", ""):
-            return None
-        hint = next(a for a in args if a is not type(None))
-    try:
-        if _is_tuple_type(hint):
-            (item_type, _) = typing.get_args(hint)
-            return tuple(item_type(x) for x in text.replace("(", "").replace(")", "").split(",") if x.strip())
-        if hint is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if hint is int:
-            return int(text)
-        if hint is float:
-            return float(text)
-        return hint(text)
-    except ValueError as error:
-        raise ValueError(f"config field {name!r} expects {hint}, cannot parse {text!r}") from error
+    """Parse the text of `--set name=text` into the type of field or option `name` (SECTION.FIELD)."""
+    return parse_text(name, text, field_hint(name)[1])
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -480,12 +586,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def make_config(env: Optional[str] = "xor", regime: str = "one-step", **overrides: Any) -> TrainConfig:
     """TrainConfig for `env`: the dataclass defaults, then the env preset, then the update regime
-    `REGIMES[regime]`, then `overrides` (any TrainConfig field)."""
+    `REGIMES[regime]`, then `overrides` (any TrainConfig field, and options as SECTION.FIELD:
+    `make_config("xor", **{"xor.variant": "plain"})`, or `env_options=XorOptions("plain")`). The
+    preset's options of other algorithms than the run's are left out."""
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; known: {sorted(REGIMES)}")
-    base_env = env.split(":", 1)[0] if env is not None else None
-    values: dict[str, Any] = dict(PRESETS.get(base_env, {}))
+    preset = PRESETS.get(env_family(env), {}) if env is not None else {}
+    algo = overrides.get("algo", preset.get("algo", DEFAULTS["algo"]))
+    sections = option_sections(env, algo)
+    values: dict[str, Any] = {
+        name: value for name, value in preset.items() if name.partition(".")[0] in sections or "." not in name
+    }
     values.update(REGIMES[regime])
     values.update(env=env, regime=regime)
-    values.update(overrides)
-    return TrainConfig.from_dict(values)
+    values.update(_as_dotted({"env": env, **overrides}, *sections))
+    return _build(values)

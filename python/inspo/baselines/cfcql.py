@@ -7,7 +7,7 @@ state hypernetworks (non-negative by |.|):
 
     Q_tot(s, q) = w2(s) . elu(q W1(s) + b1(s)) + b2(s),    q = (Q_1(o_1, a_1), ..., Q_N(o_N, a_N))
 
-Loss on a minibatch (alpha = config.cfcql_alpha; bars are Polyak targets, detached):
+Loss on a minibatch (alpha = cfcql.alpha, `CfcqlOptions`; bars are Polyak targets, detached):
 
     TD:  0.5 (Q_tot(s, a) - [r + gamma (1 - d) Q_tot-bar(s', a*)])^2,
          a*_i = argmax over the available a' of the online Q_i(o'_i, a')  (double Q-learning)
@@ -22,6 +22,7 @@ penalty. The evaluated policy is greedy (or Boltzmann) on the Q_i.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -41,8 +42,35 @@ from inspo.nets import (
     network_families,
     polyak_update,
 )
+from inspo.options import one_of
 
 KL_SMOOTHING = 1e-5  # added to both distributions of KL_i (the official kl_div(log(beta + 1e-5), mu + 1e-5))
+WEIGHTINGS = ("kl_softmax", "kl_argmax", "uniform")
+
+
+@dataclass(frozen=True)
+class CfcqlOptions:
+    """`cfcql.*` options of a run (inspo.options; docs/BASELINES.md). The Q networks and the mixer train
+    with the shared critic_lr, their targets with polyak."""
+
+    alpha: float = 50.0  # weight of the counterfactual conservative penalty (official global_cql_alpha)
+    # agent weights lambda_i of the per-agent penalties: "kl_softmax" softmax_i(temperature * KL_i) with
+    # KL_i = KL(softmax_j Q_tot(s, j, a_-i) || mu_i) (the paper's), "kl_argmax" one-hot at the largest
+    # KL_i (the official temperature=100 case), "uniform" 1/N (no behaviour policy fitted)
+    weighting: str = "kl_softmax"
+    temperature: float = 5.0  # the softmax temperature of "kl_softmax" (official softmax_temp)
+    mixer_embed: int = 32  # QMIX mixer's embedding width (official mixing_embed_dim)
+    hypernet_hidden: int = 64  # hidden width of the mixer's weight hypernetworks (official hypernet_embed)
+
+    def validate(self, name: str) -> None:
+        if self.alpha < 0:
+            raise ValueError(f"{name}.alpha must be >= 0, got {self.alpha}")
+        one_of(f"{name}.weighting", self.weighting, WEIGHTINGS)
+        if not self.temperature > 0:
+            raise ValueError(f"{name}.temperature must be > 0, got {self.temperature}")
+        for field in ("mixer_embed", "hypernet_hidden"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{name}.{field} must be >= 1, got {getattr(self, field)}")
 
 
 class QmixMixer(nn.Module):
@@ -108,11 +136,10 @@ class CfcqlLearner(Learner):
     def __init__(self, config: TrainConfig, n_seeds: int, dims: Dims):
         super().__init__(config, n_seeds, dims)
         n = dims.n_agents
+        options: CfcqlOptions = config.algo_options
 
         def mixer() -> QmixMixer:
-            return QmixMixer(n_seeds, dims.state_dim, n, config.cfcql_mixer_embed, config.cfcql_hypernet_hidden).to(
-                config.device
-            )
+            return QmixMixer(n_seeds, dims.state_dim, n, options.mixer_embed, options.hypernet_hidden).to(config.device)
 
         self.q_net = AgentMLP(n_seeds, n, dims.obs_dim, dims.n_actions, config.hidden, config.share_parameters).to(
             config.device
@@ -145,22 +172,22 @@ class CfcqlLearner(Learner):
 
     def prepare(self, stores: Sequence[Any], generators: Sequence[torch.Generator], resumed: bool) -> None:
         # mu is part of the checkpoint: a resumed run keeps it (and its generators are past the BC draws)
-        if self.config.cfcql_weighting != "uniform" and not resumed:
+        if self.config.algo_options.weighting != "uniform" and not resumed:
             self.mu.requires_grad_(True)
             fit_behaviour(self.mu, stores, self.config, generators)
             self.mu.requires_grad_(False)
 
     def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor]) -> dict[str, Tensor]:
-        cfg = self.config
-        log_mu = None if cfg.cfcql_weighting == "uniform" else masked_log_softmax(self.mu(batch.obs), batch.avail)
+        cfg, options = self.config, self.config.algo_options
+        log_mu = None if options.weighting == "uniform" else masked_log_softmax(self.mu(batch.obs), batch.avail)
         losses = cfcql_losses(
             self,
             batch,
             log_mu,
-            alpha=cfg.cfcql_alpha,
+            alpha=options.alpha,
             gamma=cfg.gamma,
-            weighting=cfg.cfcql_weighting,
-            temperature=cfg.cfcql_temperature,
+            weighting=options.weighting,
+            temperature=options.temperature,
         )
         self.optimizer.minimize(losses["loss"].sum(), cfg.grad_clip)  # seeds share no parameter
         for target, online in self.targets():

@@ -7,7 +7,7 @@ batched `AgentMLP` over the N agents (separate weights, or one network with an a
 
     Q_tot = sum_i w_i Q_i(o_i, a_i) + b(s),    V_tot = sum_i w_i V_i(o_i) + b(s)
 
-Losses on a minibatch (alpha = config.omiga_alpha; bars are Polyak targets, detached):
+Losses on a minibatch (alpha = omiga.alpha, `OmigaOptions`; bars are Polyak targets, detached):
 
     Q:  (Q_tot(s, a) - [r + gamma (1 - d) V_tot-bar(s')])^2     (target V and target mixer)
     V:  z_i = clamp((w-bar_i Q-bar_i(o_i, a_i) - w-bar_i V_i(o_i)) / alpha, -10, 10)
@@ -21,6 +21,7 @@ what fails on XOR-like payoffs: the decomposition cannot represent them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,6 +39,22 @@ from inspo.nets import (
     network_families,
     polyak_update,
 )
+
+
+@dataclass(frozen=True)
+class OmigaOptions:
+    """`omiga.*` options of a run (inspo.options); the shared TrainConfig fields apply where they mean
+    the same (networks, learning rates, Polyak, gamma)."""
+
+    alpha: float = 10.0  # temperature of OMIGA's in-sample value loss (reward scale matters)
+    mixer_hidden: int = 64  # hidden size of OMIGA's state-conditioned mixer weights w(s)
+
+    def validate(self, name: str) -> None:
+        if not self.alpha > 0:
+            raise ValueError(f"{name}.alpha must be > 0, got {self.alpha}")
+        if self.mixer_hidden < 1:
+            raise ValueError(f"{name}.mixer_hidden must be >= 1, got {self.mixer_hidden}")
+
 
 Z_CLAMP = 10.0  # |z| bound of the in-sample weight exponent (OMIGA's value)
 M_FLOOR = -1.0  # the max-shift m never goes below this (OMIGA's value)
@@ -76,15 +93,16 @@ class OmigaLearner(Learner):
     def __init__(self, config: TrainConfig, n_seeds: int, dims: Dims):
         super().__init__(config, n_seeds, dims)
         n = dims.n_agents
+        options: OmigaOptions = config.algo_options
 
         def agent_net(out_dim: int) -> AgentMLP:
             return AgentMLP(n_seeds, n, dims.obs_dim, out_dim, config.hidden, config.share_parameters).to(config.device)
 
         self.actor = make_policy_net(config, n, dims.obs_dim, dims.n_actions, n_seeds)
         self.q_net, self.v_net = agent_net(dims.n_actions), agent_net(1)  # Q_i(o_i, .), V_i(o_i)
-        self.mixer = Mixer(n_seeds, dims.state_dim, n, config.mixer_hidden).to(config.device)
+        self.mixer = Mixer(n_seeds, dims.state_dim, n, options.mixer_hidden).to(config.device)
         self.q_target, self.v_target = agent_net(dims.n_actions), agent_net(1)
-        self.mixer_target = Mixer(n_seeds, dims.state_dim, n, config.mixer_hidden).to(config.device)
+        self.mixer_target = Mixer(n_seeds, dims.state_dim, n, options.mixer_hidden).to(config.device)
         for target in (self.q_target, self.v_target, self.mixer_target):
             target.requires_grad_(False)
         self.actor_opt = StackedAdam(network_families(self.actor), lr=config.lr)
@@ -105,7 +123,7 @@ class OmigaLearner(Learner):
 
     def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg = self.config
-        losses = omiga_losses(self, batch, alpha=cfg.omiga_alpha, gamma=cfg.gamma)
+        losses = omiga_losses(self, batch, alpha=cfg.algo_options.alpha, gamma=cfg.gamma)
         for loss, optimizer in (
             (losses["q_loss"], self.q_opt),
             (losses["v_loss"], self.v_opt),

@@ -158,7 +158,6 @@ def make_case(
         eta=HYPER["eta"],
         hidden=hidden,
         critic_hidden=shape.critic_hidden,
-        mixer_hidden=64,
         share_parameters=shape.share_parameters,
         device=str(device),
         seed=seed,

@@ -1,7 +1,9 @@
-"""Environment registry: a name -> a factory taking the run's TrainConfig.
+"""Environment registry: a name -> a factory taking the family's options and the name's argument.
 
 Names: `xor`, `mne`, `bridge`; a name `family:arg` (e.g. `smax:3m`) looks up `family` and passes
-`arg` on. Registered families whose module is optional (SMAX) are imported only when asked for.
+`arg` on. A family with settings of its own declares them as an option dataclass (`ENV_OPTIONS`:
+`xor.variant`, `mne.diagonal`, `mne.sampling`; inspo.options), which the run's config holds as
+`env_options`. Registered families whose module is optional (SMAX) are imported only when asked for.
 Any other `module:factory` is a user environment: `factory(config)` from that module (importable,
 or a file module.py in the current folder) returns an object with `n_agents`, `n_actions`,
 `obs_dim`, `state_dim` and `evaluate(policy, *, episodes, generator) -> {score: value}` (the
@@ -14,30 +16,62 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
-from inspo.config import TrainConfig, is_user_env
 from inspo.envs.base import Env, PolicyFn
 from inspo.envs.bridge import Bridge
-from inspo.envs.matrix import MneGame, XorGame
+from inspo.envs.matrix import MneGame, MneOptions, XorGame, XorOptions
+from inspo.options import NoOptions
 
-# factory(config, arg) -> Env; arg is the part after ":" in the name (None without one)
-EnvFactory = Callable[[TrainConfig, Optional[str]], Env]
+# factory(options, arg) -> Env; options: the family's option dataclass (ENV_OPTIONS), arg the part
+# after ":" in the name (None without one)
+EnvFactory = Callable[[Any, Optional[str]], Env]
 
 ENVS: dict[str, EnvFactory] = {
-    "xor": lambda config, arg: XorGame(variant=config.xor_variant),
-    "mne": lambda config, arg: MneGame(diagonal=config.mne_diagonal, sampling=config.mne_sampling),
-    "bridge": lambda config, arg: Bridge(),
+    "xor": lambda options, arg: XorGame(variant=options.variant),
+    "mne": lambda options, arg: MneGame(diagonal=options.diagonal, sampling=options.sampling),
+    "bridge": lambda options, arg: Bridge(),
 }
 # families provided by optional subpackages: family -> "module:function" with the EnvFactory signature
-LAZY_ENVS: dict[str, str] = {"smax": "inspo.smax.env:make_env"}
+LAZY_ENVS: dict[str, str] = {"smax": "inspo.smax.task:make_env"}
+# the option dataclass of each family with settings (inspo.options); the others take NoOptions
+ENV_OPTIONS: dict[str, type] = {"xor": XorOptions, "mne": MneOptions}
 
 
-def register_env(name: str, factory: EnvFactory) -> None:
+class EnvChoice(Protocol):
+    """What make_env reads of a run's config (inspo.config.TrainConfig)."""
+
+    env: Optional[str]
+    env_options: Any
+
+
+def register_env(name: str, factory: EnvFactory, options: type = NoOptions) -> None:
     ENVS[name] = factory
+    ENV_OPTIONS[name] = options
 
 
-def make_env(config: TrainConfig) -> Env:
+def env_family(name: str) -> str:
+    """The registry family of an environment name: "smax:3m" -> "smax", "xor" -> "xor"."""
+    return name.partition(":")[0]
+
+
+def env_options_type(name: Optional[str]) -> type:
+    """The option dataclass of environment `name` (NoOptions for families without settings, user
+    environments and a dataset-only run, None)."""
+    if name is None or is_user_env(name):
+        return NoOptions
+    return ENV_OPTIONS.get(env_family(name), NoOptions)
+
+
+def is_user_env(name: str) -> bool:
+    """`name` has the form module:factory (a user environment) rather than a registry family."""
+    module, _, factory = name.partition(":")
+    return bool(module and factory) and module not in {**ENVS, **LAZY_ENVS} and factory.isidentifier()
+
+
+def make_env(config: EnvChoice) -> Env:
+    """The environment of a run's config: a registry family built from config.env_options, or a
+    user environment's factory(config)."""
     if config.env is None:
         raise ValueError("no environment: this is a dataset-only run (give --env NAME or --env module:factory)")
     family, _, arg = config.env.partition(":")
@@ -51,7 +85,7 @@ def make_env(config: TrainConfig) -> Env:
             ) from error
         ENVS[family] = getattr(module, function)
     if family in ENVS:
-        return ENVS[family](config, arg or None)
+        return ENVS[family](config.env_options, arg or None)
     if is_user_env(config.env):
         return make_user_env(config)
     raise ValueError(
@@ -63,7 +97,7 @@ def make_env(config: TrainConfig) -> Env:
 USER_ENV_SIZES = ("n_agents", "n_actions", "obs_dim", "state_dim")
 
 
-def make_user_env(config: TrainConfig) -> Env:
+def make_user_env(config: EnvChoice) -> Env:
     """`factory(config)` of the user environment config.env = "module:factory", checked."""
     module_name, factory_name = config.env.split(":")
     if os.getcwd() not in sys.path:  # `inspo` (the console script) does not put the current folder first
@@ -90,4 +124,18 @@ def make_user_env(config: TrainConfig) -> Env:
     return env
 
 
-__all__ = ["Env", "PolicyFn", "ENVS", "register_env", "make_env", "Bridge", "XorGame", "MneGame"]
+__all__ = [
+    "Env",
+    "PolicyFn",
+    "ENVS",
+    "ENV_OPTIONS",
+    "register_env",
+    "make_env",
+    "env_options_type",
+    "is_user_env",
+    "Bridge",
+    "XorGame",
+    "XorOptions",
+    "MneGame",
+    "MneOptions",
+]

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import itertools
 import string
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from inspo.envs.base import Env, PolicyFn, greedy_actions, masked_probs
+from inspo.options import one_of
 
 XOR_DATASETS = {  # name -> joint actions present in equal numbers (A = 0, B = 1)
     "a": ((0, 1),),
@@ -26,6 +28,33 @@ MNE_MARGINALS = {  # name -> each agent's action probabilities, drawn independen
     "imbalanced": (0.1, 0.3, 0.6),
 }
 DATASET_SAMPLES = 5000
+XOR_VARIANTS = ("penalty", "plain")
+MNE_SAMPLINGS = ("stratified", "iid")
+
+
+@dataclass(frozen=True)
+class XorOptions:
+    """`xor.*` options of a run (inspo.options)."""
+
+    variant: str = "penalty"  # payoff of BB: "penalty" (-2) or "plain" (0)
+
+    def validate(self, name: str) -> None:
+        one_of(f"{name}.variant", self.variant, XOR_VARIANTS)
+
+
+@dataclass(frozen=True)
+class MneOptions:
+    """`mne.*` options of a run (inspo.options)."""
+
+    diagonal: tuple[float, ...] = (10.0, 5.0, 8.0)  # payoff diag(R); off-diagonal 0
+    # (choice) datasets: "stratified" = every joint action in exactly its product proportion,
+    # "iid" = independent draws per sample (see MneGame)
+    sampling: str = "stratified"
+
+    def validate(self, name: str) -> None:
+        if len(self.diagonal) < 2:
+            raise ValueError(f"{name}.diagonal needs >= 2 actions, got {self.diagonal}")
+        one_of(f"{name}.sampling", self.sampling, MNE_SAMPLINGS)
 
 
 class MatrixGame(Env):
@@ -85,8 +114,8 @@ class XorGame(MatrixGame):
 
     dataset_names = tuple(XOR_DATASETS)
 
-    def __init__(self, variant: str = "penalty", samples: int = DATASET_SAMPLES):
-        if variant not in ("penalty", "plain"):
+    def __init__(self, variant: str = XorOptions.variant, samples: int = DATASET_SAMPLES):
+        if variant not in XOR_VARIANTS:
             raise ValueError(f"XOR variant must be 'penalty' or 'plain', got {variant!r}")
         payoff = np.array([[0.0, 1.0], [1.0, -2.0 if variant == "penalty" else 0.0]])
         super().__init__("xor", payoff, samples)
@@ -113,13 +142,13 @@ class MneGame(MatrixGame):
 
     def __init__(
         self,
-        diagonal: Sequence[float] = (10.0, 5.0, 8.0),
+        diagonal: Sequence[float] = MneOptions.diagonal,
         samples: int = DATASET_SAMPLES,
         marginals: dict[str, Sequence[float]] | None = None,
         sampling: str = "stratified",
     ):
         super().__init__("mne", np.diag(np.asarray(diagonal, dtype=np.float64)), samples)
-        if sampling not in ("stratified", "iid"):
+        if sampling not in MNE_SAMPLINGS:
             raise ValueError(f"M-NE sampling must be 'stratified' or 'iid', got {sampling!r}")
         self.sampling = sampling
         self.marginals = dict(MNE_MARGINALS if marginals is None else marginals)

@@ -270,7 +270,7 @@ def discussion(table: Table) -> dict[str, list[str]]:
             and r.cell.variant == "penalty"
             and r.cell.regime == regime
             and r.cell.method.startswith("InSPO fused")
-            and set(dict(r.cell.overrides)) <= {"mode", "xor_variant", "eta"}
+            and set(dict(r.cell.overrides)) <= {"mode", "xor.variant", "eta"}
         )
         if len(eta_sweep) > 1:
             said(

@@ -42,13 +42,14 @@ class Cell:
     dataset: str
     method: str  # label in the tables
     algo: str  # trainer in inspo.algos
-    overrides: tuple[tuple[str, Any], ...] = ()  # TrainConfig fields beyond the env preset and the grid settings
+    # TrainConfig fields and SECTION.FIELD options beyond the env preset and the grid settings
+    overrides: tuple[tuple[str, Any], ...] = ()
     quick: bool = False  # also part of the --quick grid
     regime: str = "one-step"  # update regime (REGIMES)
 
     @property
     def variant(self) -> str:
-        return dict(self.overrides).get("xor_variant", "penalty") if self.env == "xor" else ""
+        return dict(self.overrides).get("xor.variant", "penalty") if self.env == "xor" else ""
 
     @property
     def task(self) -> str:
@@ -104,9 +105,9 @@ def build_grid() -> list[Cell]:
     for variant in ("penalty", "plain"):
         for dataset in "abcd":
             quick = dataset in "cd" and variant == "penalty"
-            baselines("main", "xor", dataset, quick, xor_variant=variant)
+            baselines("main", "xor", dataset, quick, **{"xor.variant": variant})
             for mode in modes:
-                cells.append(inspo_cell("main", "xor", dataset, mode, quick=quick, xor_variant=variant))
+                cells.append(inspo_cell("main", "xor", dataset, mode, quick=quick, **{"xor.variant": variant}))
                 if dataset in "cd":  # (a) and (b) leave nothing to coordinate: one regime suffices there
                     cells.append(
                         inspo_cell(
@@ -116,7 +117,7 @@ def build_grid() -> list[Cell]:
                             mode,
                             quick=quick and dataset == "c",
                             regime="full-update",
-                            xor_variant=variant,
+                            **{"xor.variant": variant},
                         )
                     )
     # M-NE: the baselines and modes on both datasets; the entropy term (beta sweep) on imbalanced
@@ -153,7 +154,7 @@ def build_grid() -> list[Cell]:
     cells.append(inspo_cell("ablations", "xor", "c", "fused", "η=0.3", regime="full-update", eta=0.3))
     for env, dataset, alphas in (("xor", "c", (1.0, 10.0)), ("mne", "imbalanced", (0.1, 10.0))):
         for alpha in alphas:
-            cells.append(Cell("ablations", env, dataset, f"OMIGA α={alpha:g}", "omiga", (("omiga_alpha", alpha),)))
+            cells.append(Cell("ablations", env, dataset, f"OMIGA α={alpha:g}", "omiga", (("omiga.alpha", alpha),)))
     keys = [cell.key for cell in cells]
     assert len(set(keys)) == len(keys), "cell keys must be unique"
     return cells
@@ -168,7 +169,7 @@ def cell_config(cell: Cell, seed: int, quick: bool, steps: Optional[int], extra:
             steps = STEPS[cell.env][1 if quick else 0]
         else:  # the regime's own length
             steps = max(2, round(base.steps * (QUICK_FULL_UPDATE_FRACTION if quick else 1.0)))
-    values: dict[str, Any] = dict(omiga_alpha=OMIGA_ALPHA[cell.env][0]) if cell.algo == "omiga" else {}
+    values: dict[str, Any] = {"omiga.alpha": OMIGA_ALPHA[cell.env][0]} if cell.algo == "omiga" else {}
     values.update(
         steps=steps,
         seed=seed,
@@ -186,15 +187,15 @@ def cell_config(cell: Cell, seed: int, quick: bool, steps: Optional[int], extra:
 
 def train_command(cell: Cell, config: TrainConfig) -> str:
     """The `inspo train` command line of a run (seed as given in the config)."""
-    preset = make_config(cell.env, regime=config.regime, dataset=cell.dataset)
+    preset = make_config(cell.env, regime=config.regime, dataset=cell.dataset, algo=cell.algo).to_overrides()
     words = ["inspo", "train", "--env", cell.env, "--dataset", cell.dataset, "--algo", cell.algo]
     if cell.algo == "inspo":
         words += ["--mode", config.mode]
     if config.regime != "one-step":
         words += ["--regime", config.regime]
     words += ["--seed", str(config.seed), "--steps", str(config.steps)]
-    for name, value in config.to_dict().items():
-        if name in ("env", "dataset", "algo", "mode", "regime", "seed", "steps") or value == getattr(preset, name):
+    for name, value in config.to_overrides().items():
+        if name in ("env", "dataset", "algo", "mode", "regime", "seed", "steps") or value == preset[name]:
             continue
         text = ",".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
         words += ["--set", f"{name}={text}"]

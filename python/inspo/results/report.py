@@ -206,7 +206,7 @@ def grid_region(results: list[CellResult]) -> list[str]:
 
 
 def runs_region(results: list[CellResult]) -> list[str]:
-    lines = [f"* OMIGA on {env}: omiga_alpha = {alpha:g}: {reason}." for env, (alpha, reason) in OMIGA_ALPHA.items()]
+    lines = [f"* OMIGA on {env}: omiga.alpha = {alpha:g}: {reason}." for env, (alpha, reason) in OMIGA_ALPHA.items()]
     lines.append(f"* update regimes (inspo.config.REGIMES, on top of the env preset): {REGIMES}.")
     lines.append("* every run: eval_every = log_every = steps / 10 (learning curves), checkpoint_every = steps / 2.")
     lines.append("")

@@ -1,7 +1,8 @@
 """SMAX (JaxMARL's JAX re-implementation of the StarCraft Multi-Agent Challenge) for inspo.
 
 Needs the optional extra: ``pip install 'inspo[smax]'`` (jaxmarl 0.2.0, jax and jaxlib 0.10.2).
-Importing this package is free; the submodules import JAX.
+Importing this package is free (it only sets XLA's environment flags, ``_runtime.limit_xla_threads``,
+which every submodule needs set before JAX creates its CPU backend); the submodules import JAX.
 
 * ``inspo.smax.env``: the environment adapter (many battles in one jitted step, masks, per-agent
   observations, the global state, arrays handed to torch without copies).
@@ -14,6 +15,10 @@ Importing this package is free; the submodules import JAX.
 SMAX returns lie in [0, ~2] (enemy health removed plus 1 for a win), not SMAC's ~20: numbers
 obtained here are not comparable with SMAC papers.
 """
+
+from inspo.smax._runtime import limit_xla_threads
+
+limit_xla_threads()  # before any submodule imports jax: they all import this package first
 
 MAPS = ("3m", "2s3z", "3s_vs_5z", "5m_vs_6m", "6h_vs_8z")
 """Maps this package was checked on (any JaxMARL SMAX scenario name is accepted)."""

@@ -4,6 +4,7 @@ import io
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 # Two cores are shared with torch: XLA's CPU backend would otherwise start a thread per core for
 # every op and fight torch's intra-op pool. One XLA thread; the user's XLA_FLAGS win if set.
@@ -17,8 +18,8 @@ def limit_xla_threads() -> None:
     """Ask XLA for one CPU thread unless INSPO_JAX_THREADS=all or XLA_FLAGS already says otherwise,
     and keep compiled programs in a disk cache (JAX_COMPILATION_CACHE_DIR overrides its place).
 
-    Must run before JAX creates its CPU backend (the first computation), so every module of this
-    package calls it before importing jax.
+    Must run before JAX creates its CPU backend (the first computation): ``inspo.smax`` (the package,
+    imported before any of its submodules) calls it at import.
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if os.environ.get("INSPO_JAX_THREADS", "1") != "all" and "xla_cpu_multi_thread_eigen" not in flags:
@@ -31,13 +32,12 @@ def limit_xla_threads() -> None:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
-def import_smax():
+def import_smax() -> ModuleType:
     """Return JaxMARL's ``jaxmarl.environments.smax`` module.
 
     jaxmarl 0.2.0 prints two lines on import and its MaBrax module resets ``sys.stdout`` to
     ``sys.__stdout__``; both are swallowed so a command that prints JSON stays clean.
     """
-    limit_xla_threads()
     saved = sys.stdout, sys.__stdout__
     sys.stdout = sys.__stdout__ = io.StringIO()
     try:

@@ -17,11 +17,15 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from inspo.trainer import InspoLearner
 
-def _learner(config, store, mu_state=None):
+
+def _learner(config, store, mu_state=None) -> "InspoLearner":
     from inspo.loop import Dims
     from inspo.trainer import InspoLearner
 
@@ -39,8 +43,8 @@ def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: 
     from inspo.bc import fit_behaviour
     from inspo.config import make_config
     from inspo.data import MappedTransitions
+    from inspo.data.card import load_dataset
     from inspo.loop import stack_batches
-    from inspo.smax.card import load_dataset
 
     started = time.perf_counter()
     arrays, meta = load_dataset(dataset)  # memory-mapped, checked against its card

@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     log = _log
     if args.data_command == "check":
         from inspo.data.buffer import DatasetError
-        from inspo.smax.card import load_dataset
+        from inspo.data.card import load_dataset
 
         try:
             _, meta = load_dataset(args.path, hashes=args.hashes)
@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     if args.data_command == "summary":
-        from inspo.smax.card import summary_table
+        from inspo.data.card import summary_table
         from inspo.smax.tiers import DEFAULT_ROOT
 
         print(summary_table(Path(args.root or DEFAULT_ROOT).expanduser()))

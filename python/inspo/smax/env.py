@@ -23,16 +23,20 @@ Facts about SMAX that shape this code (see also the package docstring):
 
 import functools
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._runtime import import_smax
 
-_smax = import_smax()  # before jax, so XLA sees the thread limit
+if TYPE_CHECKING:  # torch is imported where tensors are made (to_torch), not with this module
+    import torch
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+Pytree = Any  # a JAX pytree: SMAX's battle state, network parameters, a policy's carry
+
+_smax = import_smax()
 
 
 class Observation(NamedTuple):
@@ -70,7 +74,7 @@ class SmaxSpec:
         return f"smax:{self.map_name}"
 
 
-def _strong_types(tree):
+def _strong_types(tree: Pytree) -> Pytree:
     """Drop JAX's weak types: a leaf of a fresh state starts from a Python int, and a jitted step
     would otherwise compile a second time when it first sees the strongly typed version."""
     return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), tree)
@@ -79,7 +83,7 @@ def _strong_types(tree):
 class SmaxCore:
     """Jittable single-battle functions for one SMAX map, our team against JaxMARL's scripted enemy."""
 
-    def __init__(self, map_name: str, episode_limit: int = 100):
+    def __init__(self, map_name: str, episode_limit: int = 100) -> None:
         if map_name not in _smax.smax_env.MAP_NAME_TO_SCENARIO:
             known = ", ".join(sorted(_smax.smax_env.MAP_NAME_TO_SCENARIO))
             raise ValueError(f"map_name: unknown SMAX map {map_name!r}; known: {known}")
@@ -109,13 +113,13 @@ class SmaxCore:
         state = self.env._env.get_world_state(inner)
         return Observation(obs.astype(jnp.float32), state.astype(jnp.float32), avail)
 
-    def reset(self, key: jax.Array):
+    def reset(self, key: jax.Array) -> tuple[Pytree, Observation]:
         """Start a battle: returns (env_state, Observation)."""
         _, env_state = self.env.reset(key)
         env_state = _strong_types(env_state)
         return env_state, self.observe(env_state)
 
-    def step(self, key: jax.Array, env_state, actions: jax.Array):
+    def step(self, key: jax.Array, env_state: Pytree, actions: jax.Array) -> tuple[Pytree, StepOut]:
         """Advance one battle by one step (no automatic reset): returns (env_state, StepOut).
 
         ``actions`` is an int array [N]; the caller guarantees they are available.
@@ -135,7 +139,9 @@ class SmaxCore:
         )
         return env_state, out
 
-    def step_autoreset(self, key: jax.Array, env_state, actions: jax.Array):
+    def step_autoreset(
+        self, key: jax.Array, env_state: Pytree, actions: jax.Array
+    ) -> tuple[Pytree, StepOut, Observation]:
         """Like ``step``, but a finished battle is replaced by a fresh one.
 
         Returns (env_state, StepOut, Observation): the StepOut holds the final observation of an
@@ -150,7 +156,9 @@ class SmaxCore:
         start = jax.tree.map(pick, fresh_obs, out.next)
         return env_state, out, start
 
-    def step_frozen(self, key: jax.Array, env_state, finished: jax.Array, actions: jax.Array):
+    def step_frozen(
+        self, key: jax.Array, env_state: Pytree, finished: jax.Array, actions: jax.Array
+    ) -> tuple[Pytree, StepOut, jax.Array]:
         """Like ``step``, but a battle that has already finished stays as it is (reward 0).
 
         Returns (env_state, StepOut, finished'). Used to play exactly one episode per battle.
@@ -180,7 +188,7 @@ def smax_spec(map_name: str, episode_limit: int = 100) -> SmaxSpec:
     return make_core(map_name, episode_limit).spec
 
 
-def to_torch(array, device=None):
+def to_torch(array: jax.Array, device: Optional["torch.device | str"] = None) -> "torch.Tensor":
     """A JAX (or numpy) array as a torch tensor, sharing memory where possible (DLPack)."""
     import torch
 
@@ -192,17 +200,17 @@ def to_torch(array, device=None):
 
 
 class TorchObservation(NamedTuple):
-    obs: "torch.Tensor"  # [E, N, O] float32  # noqa: F821
-    state: "torch.Tensor"  # [E, S] float32  # noqa: F821
-    avail: "torch.Tensor"  # [E, N, A] bool  # noqa: F821
+    obs: "torch.Tensor"  # [E, N, O] float32
+    state: "torch.Tensor"  # [E, S] float32
+    avail: "torch.Tensor"  # [E, N, A] bool
 
 
 class TorchStep(NamedTuple):
     next: TorchObservation
-    reward: "torch.Tensor"  # [E] float32  # noqa: F821
-    done: "torch.Tensor"  # [E] bool, finished now or earlier  # noqa: F821
-    terminated: "torch.Tensor"  # [E] bool, ended at this step by a dead team  # noqa: F821
-    won: "torch.Tensor"  # [E] bool, won at this step  # noqa: F821
+    reward: "torch.Tensor"  # [E] float32
+    done: "torch.Tensor"  # [E] bool, finished now or earlier
+    terminated: "torch.Tensor"  # [E] bool, ended at this step by a dead team
+    won: "torch.Tensor"  # [E] bool, won at this step
 
 
 class SmaxVecEnv:
@@ -219,7 +227,9 @@ class SmaxVecEnv:
 
     _compiled: dict = {}
 
-    def __init__(self, map_name: str, num_envs: int, seed: int = 0, episode_limit: int = 100, device=None):
+    def __init__(
+        self, map_name: str, num_envs: int, seed: int = 0, episode_limit: int = 100, device: Optional[str] = None
+    ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs: must be >= 1, got {num_envs}")
         self.core = make_core(map_name, episode_limit)
@@ -232,7 +242,7 @@ class SmaxVecEnv:
         self._finished = None
         self._avail = None
 
-    def _compile(self):
+    def _compile(self) -> tuple[Callable, Callable]:
         cache_key = (self.spec.map_name, self.spec.episode_limit)
         if cache_key not in SmaxVecEnv._compiled:
             core = self.core
@@ -291,12 +301,3 @@ class SmaxVecEnv:
         if not chosen.all():
             env, agent = np.argwhere(~chosen)[0]
             raise ValueError(f"actions: action {actions[env, agent]} of agent {agent} in env {env} is not available")
-
-
-def make_env(config, arg):
-    """Factory of the trainer's environment registry: ``smax:<map>`` -> ``inspo.smax.task.SmaxTask``."""
-    from .task import SmaxTask  # torch-facing side; imports the trainer's Env base
-
-    if not arg:
-        raise ValueError(f"env: expected 'smax:<map>' (e.g. smax:3m), got {config.env!r}")
-    return SmaxTask(arg)

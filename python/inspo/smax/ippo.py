@@ -18,18 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
-from ._runtime import import_smax
-
-import_smax()
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
-
-from .env import Observation, SmaxCore, make_core  # noqa: E402
-from .policies import (  # noqa: E402
+from .env import Observation, Pytree, SmaxCore, make_core
+from .policies import (
     NetworkConfig,
     actor_critic_policy,
     actor_params,
@@ -39,7 +34,7 @@ from .policies import (  # noqa: E402
     save_params,
     values,
 )
-from .rollout import EpisodePlayer, rollout_batch  # noqa: E402
+from .rollout import EpisodePlayer, rollout_batch
 
 
 @dataclass(frozen=True)
@@ -117,19 +112,23 @@ def checkpoint_name(update: int) -> str:
 _COMPILED_UPDATES: dict = {}
 
 
-def compiled_update(config: PPOConfig, core: SmaxCore, optimizer):
+def compiled_update(
+    config: PPOConfig, core: SmaxCore, optimizer: optax.GradientTransformation
+) -> Callable[[Runner], tuple[Runner, dict, dict]]:
     """``build_update`` cached per config in the process (a replay of a run compiles nothing)."""
     if config not in _COMPILED_UPDATES:
         _COMPILED_UPDATES[config] = build_update(config, core, optimizer)
     return _COMPILED_UPDATES[config]
 
 
-def build_update(config: PPOConfig, core: SmaxCore, optimizer):
+def build_update(
+    config: PPOConfig, core: SmaxCore, optimizer: optax.GradientTransformation
+) -> Callable[[Runner], tuple[Runner, dict, dict]]:
     """The jitted PPO iteration: rollout + GAE + epochs of minibatch steps. Returns (runner, stats, steps)."""
     net = config.network
     step_all = jax.vmap(core.step_autoreset)
 
-    def env_step(runner, _):
+    def env_step(runner: Runner, _: None) -> tuple[Runner, dict[str, jax.Array]]:
         params = runner.params
         key, act_key, step_key = jax.random.split(runner.key, 3)
         logits = masked_logits(params, runner.current)
@@ -160,14 +159,14 @@ def build_update(config: PPOConfig, core: SmaxCore, optimizer):
         )
         return runner, record
 
-    def advantages(steps):
+    def advantages(steps: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
         # Every episode end counts as terminal, the time limit included: the task is the return
         # within the limit (the observation has no clock). Bootstrapping through the limit paid a
         # phantom V(final) for merely surviving, and on 2s3z PPO learned to run out the clock.
         not_done = 1.0 - steps["done"][..., None].astype(jnp.float32)
         delta = steps["reward"][..., None] + config.gamma * not_done * steps["final_value"] - steps["value"]
 
-        def backward(next_advantage, x):
+        def backward(next_advantage: jax.Array, x: tuple) -> tuple[jax.Array, jax.Array]:
             delta_t, not_done_t = x
             advantage = delta_t + config.gamma * config.gae_lambda * not_done_t * next_advantage
             return advantage, advantage
@@ -175,7 +174,7 @@ def build_update(config: PPOConfig, core: SmaxCore, optimizer):
         _, adv = jax.lax.scan(backward, jnp.zeros_like(delta[0]), (delta, not_done), reverse=True)
         return adv, adv + steps["value"]
 
-    def loss_fn(params, batch):
+    def loss_fn(params: Pytree, batch: dict[str, jax.Array]) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         observation = Observation(batch["obs"], batch["state"], batch["avail"])
         logits = masked_logits(params, observation)
         log_probs_all = jax.nn.log_softmax(logits)
@@ -191,7 +190,7 @@ def build_update(config: PPOConfig, core: SmaxCore, optimizer):
         total = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
         return total, (policy_loss, value_loss, entropy)
 
-    def sgd_epoch(carry, _):
+    def sgd_epoch(carry: tuple, _: None) -> tuple[tuple, tuple[jax.Array, ...]]:
         params, opt_state, key, batch = carry
         key, perm_key = jax.random.split(key)
         size = config.num_envs * config.rollout_steps
@@ -199,7 +198,7 @@ def build_update(config: PPOConfig, core: SmaxCore, optimizer):
         shuffled = jax.tree.map(lambda x: x.reshape((size,) + x.shape[2:])[order], batch)
         minibatches = jax.tree.map(lambda x: x.reshape((config.minibatches, -1) + x.shape[1:]), shuffled)
 
-        def sgd_step(carry, minibatch):
+        def sgd_step(carry: tuple, minibatch: dict[str, jax.Array]) -> tuple[tuple, tuple[jax.Array, ...]]:
             params, opt_state = carry
             (_, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, minibatch)
             updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -208,7 +207,7 @@ def build_update(config: PPOConfig, core: SmaxCore, optimizer):
         (params, opt_state), parts = jax.lax.scan(sgd_step, (params, opt_state), minibatches)
         return (params, opt_state, key, batch), parts
 
-    def update(runner: Runner):
+    def update(runner: Runner) -> tuple[Runner, dict, dict]:
         runner, steps = jax.lax.scan(env_step, runner, None, config.rollout_steps)
         advantage, target = advantages(steps)
         batch = {name: steps[name] for name in ("obs", "state", "avail", "actions", "log_prob", "value")}
@@ -233,7 +232,7 @@ def build_update(config: PPOConfig, core: SmaxCore, optimizer):
     return jax.jit(update)
 
 
-def make_optimizer(config: PPOConfig):
+def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
     updates_total = config.num_updates * config.epochs * config.minibatches
     lr = optax.linear_schedule(config.lr, 0.0, updates_total) if config.anneal_lr else config.lr
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))

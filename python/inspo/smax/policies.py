@@ -10,16 +10,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._runtime import import_smax
+from .env import Observation, Pytree, SmaxCore, SmaxSpec
 
 _smax = import_smax()
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from .env import Observation, SmaxCore, SmaxSpec  # noqa: E402
 
 NEG_INF = -1e9  # logit of an unavailable action (finite, so 0 * logit stays 0)
 
@@ -32,14 +30,14 @@ class NetworkConfig:
     layers: int = 2
     critic: str = "global"  # "global": V(global state, agent id) = MAPPO; "local": V(obs, id) = IPPO
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.critic not in ("global", "local"):
             raise ValueError(f"critic: expected 'global' (MAPPO) or 'local' (IPPO), got {self.critic!r}")
         if self.hidden < 1 or self.layers < 1:
             raise ValueError(f"hidden and layers must be >= 1, got {self.hidden}, {self.layers}")
 
 
-def _init_mlp(key, sizes, last_scale):
+def _init_mlp(key: jax.Array, sizes: list[int], last_scale: float) -> list[dict[str, jax.Array]]:
     orthogonal = jax.nn.initializers.orthogonal
     layers = []
     keys = jax.random.split(key, len(sizes) - 1)
@@ -49,7 +47,7 @@ def _init_mlp(key, sizes, last_scale):
     return layers
 
 
-def _mlp(layers, x):
+def _mlp(layers: list[dict[str, jax.Array]], x: jax.Array) -> jax.Array:
     for layer in layers[:-1]:
         x = jax.nn.relu(x @ layer["w"] + layer["b"])
     return x @ layers[-1]["w"] + layers[-1]["b"]
@@ -69,7 +67,7 @@ def critic_input_dim(spec: SmaxSpec, net: NetworkConfig) -> int:
     return (spec.state_dim if net.critic == "global" else spec.obs_dim) + spec.n_agents
 
 
-def init_actor_critic(key, spec: SmaxSpec, net: NetworkConfig):
+def init_actor_critic(key: jax.Array, spec: SmaxSpec, net: NetworkConfig) -> dict[str, list[dict[str, jax.Array]]]:
     actor_key, critic_key = jax.random.split(key)
     hidden = [net.hidden] * net.layers
     return {
@@ -110,7 +108,7 @@ def actor_critic_policy() -> RolloutPolicy:
     logits and samples of their softmax (a SMAX rollout costs seconds to compile).
     """
 
-    def act(params, key, carry, observation):
+    def act(params: Pytree, key: jax.Array, carry: tuple, observation: Observation) -> tuple[jax.Array, tuple]:
         network, greedy = params
         logits = masked_logits(network, observation)
         sampled = jax.random.categorical(key, logits, axis=-1)
@@ -120,7 +118,7 @@ def actor_critic_policy() -> RolloutPolicy:
     return RolloutPolicy(name="actor", init=lambda key: (), act=act)
 
 
-def actor_params(network, greedy: bool):
+def actor_params(network: Pytree, greedy: bool) -> tuple[Pytree, jax.Array]:
     """The ``params`` of ``actor_critic_policy``: the network and whether to act greedily."""
     return network, jnp.asarray(greedy)
 
@@ -140,12 +138,12 @@ def heuristic_policy(core: SmaxCore) -> RolloutPolicy:
     script = _smax.heuristic_enemy.create_heuristic_policy(core.env._env, team=0)
     n_agents = core.spec.n_agents
 
-    def init(key):
+    def init(key: jax.Array) -> Pytree:
         single = _smax.heuristic_enemy.get_heuristic_policy_initial_state()
         single = single.replace(last_attacked_enemy=jnp.int32(single.last_attacked_enemy))
         return jax.tree.map(lambda x: jnp.stack([jnp.asarray(x)] * n_agents), single)
 
-    def act(eps, key, carry, observation):
+    def act(eps: jax.Array, key: jax.Array, carry: Pytree, observation: Observation) -> tuple[jax.Array, Pytree]:
         script_key, random_key, coin_key = jax.random.split(key, 3)
         scripted, carry = jax.vmap(script)(jax.random.split(script_key, n_agents), carry, observation.obs)
         scripted = scripted.astype(jnp.int32)
@@ -173,7 +171,7 @@ def save_params(path: Path, params) -> None:
     tmp.replace(path)
 
 
-def load_params(path: Path):
+def load_params(path: Path) -> Pytree:
     with np.load(path) as data:
         params = {}
         for full_name in sorted(data.files, key=lambda n: (n.split("/")[0], int(n.split("/")[1]), n)):

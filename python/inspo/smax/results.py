@@ -64,9 +64,8 @@ def seeds_of(grid: GridConfig, map_name: str, tier: str) -> tuple:
 def final_policy(run_dir: Path):
     """The policy network of a run's final checkpoint, as the trainer's PolicyFn, and its config."""
     from inspo.bc import make_policy_net, policy_fn
-    from inspo.cli import policy_state
     from inspo.config import TrainConfig
-    from inspo.run import load_checkpoint
+    from inspo.run import load_checkpoint, policy_state
     from inspo.smax import map_from_env_name
     from inspo.smax.env import smax_spec
 
@@ -237,7 +236,7 @@ def _cell(finals: list, kind: str, seeds: int) -> str:
 
 
 def _dataset_card(grid: GridConfig, map_name: str, tier: str) -> Optional[dict]:
-    from inspo.smax.card import load_dataset
+    from inspo.data.card import load_dataset
 
     dataset = dataset_dir(grid, map_name, tier)
     return load_dataset(dataset)[1]["card"] if (dataset / "meta.json").is_file() else None
@@ -262,7 +261,7 @@ def markdown(grid: GridConfig) -> str:
         "(fewer where marked; no ± from one seed), mean return in brackets. Training: "
         f"{settings['steps']} iterations (InSPO, OMIGA) or {settings['bc_steps']} BC steps, batch "
         f"{settings['batch_size']}, alpha {settings['alpha']}, beta {settings['beta']}, OMIGA alpha "
-        f"{settings['omiga_alpha']}, shared networks {settings['hidden']}: a budget that 2 shared CPU cores "
+        f"{run_config(grid, grid.maps[0], grid.tiers[0], 'omiga', 0).algo_options.alpha}, shared networks {settings['hidden']}: a budget that 2 shared CPU cores "
         "afford, not a tuned or converged one. Raw per-episode results for IQM / bootstrap intervals: "
         "`marl_eval.json` (marl-eval layout) beside the run folders.",
         "",

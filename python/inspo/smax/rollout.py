@@ -15,20 +15,15 @@ Two sources:
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from numpy.lib.format import open_memmap
 
-from ._runtime import import_smax
-
-import_smax()
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from numpy.lib.format import open_memmap  # noqa: E402
-
-from .env import SmaxCore, SmaxSpec  # noqa: E402
-from .policies import RolloutPolicy  # noqa: E402
+from .env import Pytree, SmaxCore, SmaxSpec
+from .policies import RolloutPolicy
 
 BUFFER_DTYPES = {
     "obs": np.float32,
@@ -69,7 +64,7 @@ class EpisodeSink:
     datasets too big to hold twice in RAM). Also keeps each episode's return, win and length.
     """
 
-    def __init__(self, spec: SmaxSpec, capacity: int, staging: Optional[Path] = None):
+    def __init__(self, spec: SmaxSpec, capacity: int, staging: Optional[Path] = None) -> None:
         self.spec = spec
         self.capacity = capacity
         self.count = 0
@@ -107,15 +102,15 @@ class EpisodeSink:
         return {name: array[: self.count] for name, array in self.arrays.items()}
 
 
-def _episode_scan(core: SmaxCore, policy: RolloutPolicy):
+def _episode_scan(core: SmaxCore, policy: RolloutPolicy) -> Callable[[Pytree, jax.Array], dict[str, jax.Array]]:
     """One battle, one episode: (params, key) -> buffer-layout arrays of that episode (JAX)."""
     limit = core.spec.episode_limit
 
-    def play(params, key):
+    def play(params: Pytree, key: jax.Array) -> dict[str, jax.Array]:
         reset_key, policy_key, loop_key = jax.random.split(key, 3)
         env_state, first = core.reset(reset_key)
 
-        def body(carry, _):
+        def body(carry: tuple, _: None) -> tuple[tuple, dict[str, jax.Array]]:
             env_state, current, finished, policy_carry, key = carry
             key, act_key, step_key = jax.random.split(key, 3)
             actions, policy_carry = policy.act(params, act_key, policy_carry, current)
@@ -131,7 +126,7 @@ def _episode_scan(core: SmaxCore, policy: RolloutPolicy):
         valid = jnp.concatenate([jnp.array([True]), filled])
         pad1 = lambda x: jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)])  # noqa: E731
 
-        def slots(seen_x, last_x):
+        def slots(seen_x: jax.Array, last_x: jax.Array) -> jax.Array:
             x = jnp.concatenate([seen_x, last_x[None]])
             return jnp.where(valid.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.zeros_like(x))
 
@@ -178,7 +173,7 @@ class EpisodePlayer:
 
     _compiled: dict = {}
 
-    def __init__(self, core: SmaxCore, policy: RolloutPolicy, batch: int = MAX_ROLLOUT_BATCH):
+    def __init__(self, core: SmaxCore, policy: RolloutPolicy, batch: int = MAX_ROLLOUT_BATCH) -> None:
         self.core = core
         self.batch = batch
         cache_key = (core.spec, policy.name)
@@ -224,7 +219,7 @@ class EpisodeStitcher:
     when recording stops are dropped.
     """
 
-    def __init__(self, spec: SmaxSpec, num_envs: int, sink: EpisodeSink, keep: Optional[np.ndarray] = None):
+    def __init__(self, spec: SmaxSpec, num_envs: int, sink: EpisodeSink, keep: Optional[np.ndarray] = None) -> None:
         self.spec = spec
         self.sink = sink
         self.keep = keep  # bool per finished episode (in finishing order): record it; None = all

@@ -6,14 +6,15 @@ and with the stochastic policy on the same battles (the same seeds), and reports
 return of both separately.
 """
 
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
 
+from inspo.data.card import load_dataset
 from inspo.envs.base import Env, PolicyFn, greedy_actions, sample_actions
 
-from .card import load_dataset
 from .env import SmaxVecEnv, smax_spec
 from .tiers import DEFAULT_ROOT, TIERS, DataConfig, build_dataset
 
@@ -90,7 +91,9 @@ class SmaxTask(Env):
         ("stochastic_return", "stoch. return"),
     )
 
-    def __init__(self, map_name: str, episode_limit: int = 100, root=DEFAULT_ROOT, scripted_episodes: int = 1000):
+    def __init__(
+        self, map_name: str, episode_limit: int = 100, root: Path = DEFAULT_ROOT, scripted_episodes: int = 1000
+    ) -> None:
         spec = smax_spec(map_name, episode_limit)
         self.spec = spec
         self.name = spec.env_name
@@ -114,7 +117,7 @@ class SmaxTask(Env):
         return load_dataset(config.dataset_dir)
 
     def load_dataset(self, path, *, mmap: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """A dataset directory checked against its card (``inspo.smax.card``): a truncated, cut or
+        """A dataset directory checked against its card (``inspo.data.card``): a truncated, cut or
         swapped file is a DatasetError, never a smaller dataset."""
         return load_dataset(path, mmap=mmap)
 
@@ -133,3 +136,11 @@ class SmaxTask(Env):
             )
             scores.update(summarize(results, kind))
         return scores
+
+
+def make_env(options: object, arg: Optional[str]) -> SmaxTask:
+    """Factory of the trainer's environment registry (inspo.envs.LAZY_ENVS): ``smax:<map>`` -> a
+    SmaxTask (SMAX has no ``smax.*`` options: ``options`` is ``inspo.options.NoOptions()``)."""
+    if not arg:
+        raise ValueError("env: expected 'smax:<map>' (e.g. smax:3m), got 'smax' without a map")
+    return SmaxTask(arg)

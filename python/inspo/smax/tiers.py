@@ -13,7 +13,7 @@ With its checkpoints evaluated along the way, the tiers are defined by the retur
   fast tests; it wins sometimes on 3m and 2s3z, never on the harder maps).
 
 Behaviour policies act stochastically (sampling their softmax), as during training. Each dataset
-is written in the episode-buffer format with a card in meta.json (see ``inspo.smax.card``), padded
+is written in the episode-buffer format with a card in meta.json (see ``inspo.data.card``), padded
 to the longest episode of the dataset (T+1 = its length + 1; the time limit stays in the card).
 
 Layout under the data root (default ~/.cache/inspo/smax):
@@ -29,21 +29,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
+import jax
 import numpy as np
 
-from ._runtime import DATA_ROOT, import_smax
+from inspo.data import card as cards
+from inspo.data.buffer import REQUIRED_ARRAYS, save_episode_buffer
 
-import_smax()
-
-import jax  # noqa: E402
-
-from inspo.data.buffer import REQUIRED_ARRAYS, save_episode_buffer  # noqa: E402
-
-from . import card as cards  # noqa: E402
-from .env import SmaxCore, make_core  # noqa: E402
-from .ippo import PPOConfig, is_complete, read_config, read_progress, train  # noqa: E402
-from .policies import actor_critic_policy, actor_params, heuristic_policy, load_params, save_json  # noqa: E402
-from .rollout import EpisodePlayer, EpisodeSink, EpisodeStitcher, buffer_bytes, rollout_batch  # noqa: E402
+from ._runtime import DATA_ROOT
+from .env import SmaxCore, make_core
+from .ippo import PPOConfig, is_complete, read_config, read_progress, train
+from .policies import actor_critic_policy, actor_params, heuristic_policy, load_params, save_json
+from .rollout import EpisodePlayer, EpisodeSink, EpisodeStitcher, buffer_bytes, rollout_batch
 
 TIERS = ("expert", "medium", "medium-replay", "mixed", "scripted")
 TRAINED_TIERS = ("expert", "medium", "medium-replay", "mixed")

@@ -92,4 +92,4 @@ def task_name(config) -> str:
     from pathlib import Path
 
     task = Path(config.dataset_path).name if config.dataset_path else config.dataset
-    return f"{task} ({config.xor_variant})" if config.env == "xor" else task
+    return f"{task} ({config.env_options.variant})" if config.env == "xor" else task

@@ -1,4 +1,5 @@
-"""Dataset cards: what a SMAX dataset holds, written into its meta.json and checked on load.
+"""Dataset cards: what an episode-buffer dataset holds, written into its meta.json and checked on load
+(general dataset code: SMAX's tiers, ``inspo.smax.tiers``, write cards today; any generator may).
 
 The card states episodes, transitions, return mean +- std, win rate, the behaviour policy, seed and
 generator version. ``verify_card`` recomputes the numbers from the arrays, so a truncated or

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 pytest.importorskip("jaxmarl")
-import smax_testing  # noqa: E402,F401  (fast compiles)
-from inspo.data.buffer import DatasetError  # noqa: E402
-from inspo.smax.card import load_dataset, verify_card  # noqa: E402
-from inspo.smax.cli import main as data_cli  # noqa: E402
-from inspo.smax.tiers import DataConfig, make_dataset  # noqa: E402
+import smax_testing  # noqa: F401  (fast compiles)
+from inspo.data.buffer import DatasetError
+from inspo.data.card import load_dataset, verify_card
+from inspo.smax.cli import main as data_cli
+from inspo.smax.tiers import DataConfig, make_dataset
 
 
 @pytest.fixture(scope="module")
