@@ -39,7 +39,8 @@ def dataset(tmp_path):
 
 
 def train_on(path, capsys):
-    code = main(["train", "--env", "xor", "--dataset-path", str(path), "--steps", "2", *TINY])
+    out = path.parent / "run"  # never the default runs/ under the working directory
+    code = main(["train", "--env", "xor", "--dataset-path", str(path), "--out", str(out), "--steps", "2", *TINY])
     return code, capsys.readouterr().err
 
 
@@ -254,3 +255,11 @@ def test_training_into_a_log_writes_lines_and_the_table_starts_its_own(tmp_path,
     progress = [line for line in captured.err.splitlines() if line.startswith("xor/c fused: ")]
     assert len(progress) == 20 and progress[-1].startswith("xor/c fused: 40/40 (100%)")
     assert captured.out.startswith("task ")
+
+
+def test_a_run_whose_dataset_fails_leaves_no_run_folder(dataset, tmp_path, capsys):
+    (dataset / "obs.npy").unlink()
+    out = tmp_path / "runs" / "never"
+    code = main(["train", "--env", "xor", "--dataset-path", str(dataset), "--out", str(out), "--steps", "2", *TINY])
+    assert code == 2 and "obs" in capsys.readouterr().err
+    assert not out.exists()

@@ -228,17 +228,22 @@ def train_seeds(
     learner_type = get_learner(configs[0].algo)
 
     runs, learner = [], None
-    for seed, config in enumerate(configs):
-        run = prepare_run(config)  # seeds the global RNG: seed s's networks are drawn right after its data
-        files[seed].write_config(config)
-        store = run.store
-        dims = Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
-        if learner is None:
-            learner = learner_type(config, len(configs), dims)
-        elif dims != learner.dims:
-            raise ValueError(f"seed {config.seed}'s dataset has {dims}, seed {configs[0].seed}'s {learner.dims}")
-        learner.initialize_seed(seed)
-        runs.append(run)
+    try:
+        for seed, config in enumerate(configs):
+            run = prepare_run(config)  # seeds the global RNG: seed s's networks are drawn right after its data
+            files[seed].write_config(config)
+            store = run.store
+            dims = Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
+            if learner is None:
+                learner = learner_type(config, len(configs), dims)
+            elif dims != learner.dims:
+                raise ValueError(f"seed {config.seed}'s dataset has {dims}, seed {configs[0].seed}'s {learner.dims}")
+            learner.initialize_seed(seed)
+            runs.append(run)
+    except BaseException:
+        for run_files in files:
+            run_files.discard_if_created()
+        raise
     stores = [run.store for run in runs]
     generators = [run.generator for run in runs]
     first_step = 0

@@ -135,6 +135,7 @@ class RunFiles:
         if self.dir is not None:
             if self.dir.exists() and not self.dir.is_dir():
                 raise RunFolderError(f"run folder {self.dir} is a file, not a folder")
+            self.created = not self.dir.exists()  # by this run: a failed set-up takes it away again
             with _writing("run folder", self.dir):
                 self.dir.mkdir(parents=True, exist_ok=True)
                 for orphan in orphan_temporaries(self.dir):
@@ -144,6 +145,14 @@ class RunFiles:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(str(self.dir / "tensorboard"))
+
+    def discard_if_created(self) -> None:
+        """Remove the folder again when this run created it and nothing but its config.json went in: a
+        run whose set-up failed (a bad dataset, say) leaves no folder that a retry would find in its way."""
+        if self.dir is None or not self.created or not self.dir.is_dir():
+            return
+        if {entry.name for entry in self.dir.iterdir()} <= {"config.json"}:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def write_config(self, config: TrainConfig) -> None:
         """config.json: the full resolved config, written before the first step (a record of the run
