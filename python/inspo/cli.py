@@ -380,7 +380,7 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from inspo.bc import make_policy_net, policy_fn
     from inspo.envs import make_env
-    from inspo.run import eval_generator, load_checkpoint
+    from inspo.run import eval_generator, load_checkpoint, policy_state
 
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
@@ -414,13 +414,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print_table([(payload.get("algo", "?"), config, {"scores": scores, "seconds": 0.0})])
         print("\n".join(f"  {key}: {value:.4f}" for key, value in scores.items()))
     return 0
-
-
-def policy_state(payload: dict[str, Any]) -> dict[str, Any]:
-    """The policy network of a checkpoint (every algorithm saves it as "actor")."""
-    if "actor" not in payload:
-        raise ValueError(f"checkpoint holds no policy (keys: {sorted(payload)})")
-    return payload["actor"]
 
 
 if __name__ == "__main__":
