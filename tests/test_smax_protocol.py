@@ -107,7 +107,9 @@ def fake_protocol(tmp_path, monkeypatch):
     import contextlib
 
     import inspo.sweep.runner as runner
+    import inspo.sweep.stats as stats
 
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 50)  # the intervals' values are not what is tested here
     fake = FakeRunner()
     monkeypatch.setattr(runner, "run_sweep", fake)
     monkeypatch.setattr(runner, "ray_session", lambda *a, **k: contextlib.nullcontext())
@@ -197,3 +199,27 @@ def test_report_reads_the_final_policy_never_the_best_checkpoint(fake_protocol, 
     final["stochastic_win_rate"] = [0.0, 0.0]
     (run_dir / "final_eval.json").write_text(json.dumps(final))
     assert protocol.seed_means([protocol._final(run_dir)], "greedy_win_rate") == [0.0]
+
+
+def test_compute_plan_prices_every_run_of_the_full_grid():
+    from inspo.smax import plan
+
+    measured = dict(
+        map="3m",
+        iteration_seconds={f"{m}/3": 0.01 for m in protocol.METHODS},
+        final_eval_warm_seconds=2.0,
+        rollout_seconds_per_episode=0.001,
+    )
+    cost = plan.grid_cost(measured, budget=5000, mappo={"3m": 3.0})
+    assert cost["groups"] == dict(curves=5 * 4, tune=(4 * 3 + 1) * 4, report=5 * 4)
+    full = protocol.SCALES["full"]
+    battle = 2.0 / (2 * full.final_episodes)
+    bc_curve = 0.01 * full.max_steps + (full.max_steps // full.eval_every) * 2 * full.curve_episodes * battle * 3
+    fit = 0.01 * full.mu_steps  # InSPO's mu, fitted by BC steps
+    assert cost["longest"]["curves"] == pytest.approx(bc_curve + fit)  # InSPO: BC's cost plus mu's fit
+    report_inspo = (0.01 * 5000 + fit) * 5 / 3 + 5 * 2.0
+    assert cost["longest"]["report"] == pytest.approx(report_inspo)
+    assert cost["dataset"] == pytest.approx(244 * 3.0 * 2 + 3 * 5000 * 0.001)
+    # more cores never cost more wall time, and never less than the longest group of each phase
+    walls = [plan.wall_seconds(cost, n) for n in (1, 16, 1024)]
+    assert walls[0] > walls[1] > walls[2] >= cost["dataset"] + sum(cost["longest"].values()) - 1e-9
