@@ -364,6 +364,17 @@ def run_protocol(protocol: Protocol, log: Callable[[str], None] = print, **sweep
                 tiers=tiers, budget=budget, flattened=flattened, per_curve=per_curve, selected=selected
             )
     (protocol.out / "protocol.json").write_text(json.dumps(decisions, indent=1) + "\n")
+    write_outputs(protocol, decisions)
+    return decisions
+
+
+def write_outputs(protocol: Protocol, decisions: Optional[dict] = None) -> dict:
+    """marl_eval.json and protocol.md from the run folders and protocol.json (`--table-only`: no training)."""
+    if decisions is None:
+        path = protocol.out / "protocol.json"
+        if not path.is_file():
+            raise ValueError(f"no {path}: run the protocol first (without --table-only)")
+        decisions = json.loads(path.read_text())
     (protocol.out / "marl_eval.json").write_text(json.dumps(marl_eval_report(protocol, decisions)) + "\n")
     (protocol.out / "protocol.md").write_text(markdown(protocol, decisions))
     return decisions
@@ -440,8 +451,11 @@ def markdown(protocol: Protocol, decisions: dict) -> str:
             per = [decided["per_curve"][f"{tier}/{method}"] for tier in decided["tiers"]]
             chosen = [decided["selected"][f"{tier}/{method}"]["value"] for tier in decided["tiers"]]
             field_name = TEMPERATURES[method][0] if TEMPERATURES[method] else None
-            picked = ", ".join(f"{v:g}" for v in chosen) if field_name else "—"
-            cells.append(f"flat from {', '.join(map(str, per))}; {field_name or 'no temperature'} {picked}")
+            flat = f"flat from {', '.join(map(str, per))}"
+            if field_name:
+                cells.append(f"{flat}; {field_name} {', '.join(f'{v:g}' for v in chosen)}")
+            else:
+                cells.append(f"{flat}; no temperature")
         lines.append(
             f"| {map_name} | {decided['budget']:,} | {'yes' if decided['flattened'] else 'NO'} | "
             + " | ".join(cells)

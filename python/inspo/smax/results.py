@@ -424,7 +424,10 @@ def _main_protocol(args, grid: GridConfig) -> int:
         args.out = Path(f"runs/smax-protocol-{args.scale}")
     try:
         protocol = protocol_module.protocol_from_args(args, grid)
-        protocol_module.run_protocol(protocol, log=protocol_module.log_stderr, **sweep_options(args))
+        if args.table_only:
+            protocol_module.write_outputs(protocol)
+        else:
+            protocol_module.run_protocol(protocol, log=protocol_module.log_stderr, **sweep_options(args))
     except (ValueError, RuntimeError) as error:
         print(f"python -m inspo.smax.results: error: {error}", file=sys.stderr)
         return 2
