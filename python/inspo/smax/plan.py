@@ -3,7 +3,8 @@ full grid (inspo.smax.protocol, scale "full") in CPU-hours and in wall time on N
 
     python -m inspo.smax.plan --maps 3m 2s3z 3s_vs_5z 5m_vs_6m 6h_vs_8z --iterations 200 --out plan.json
 
-Measured per map, on one thread (torch and XLA), torch.compile off (the trainers' default):
+Measured per map, on one thread (torch and XLA), torch.compile off (the trainers' default), in CPU seconds of
+this process (a shared machine's wall time measures its other jobs):
 * each method's training iteration with the tuning seeds batched (3; the 5 report seeds priced at 5/3 of it,
   an upper bound as batching only gets cheaper per seed), from
   the trainer's own metrics rows (seconds between two log rows, after a warm-up: no compile, no mu fit);
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -29,11 +32,26 @@ import torch
 MEASURED_SEEDS = 3  # the protocol's tuning seeds, batched in one process; its 5 report seeds are priced as 5/3 of it
 
 
-def _per_iteration(metrics: Path, warmup: int) -> float:
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    first = next(row for row in rows if row["step"] >= warmup)
-    last = rows[-1]
-    return (last["seconds"] - first["seconds"]) / (last["step"] - first["step"])
+class CpuClock:
+    """This process's CPU seconds at the steps the trainer reports (train_seeds' on_step): on a shared
+    machine the wall time says how busy the others were, the CPU time what an iteration costs."""
+
+    def __init__(self, start: int):
+        self.start, self.marks = start, {}
+
+    def __call__(self, step: int) -> None:
+        if step >= self.start:
+            self.marks[step] = time.process_time()
+
+    def per_step(self) -> float:
+        first, last = min(self.marks), max(self.marks)
+        return (self.marks[last] - self.marks[first]) / (last - first)
+
+
+def cpu_and_wall(function, *args, **kwargs) -> tuple[float, float]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    function(*args, **kwargs)
+    return time.process_time() - cpu, time.perf_counter() - wall
 
 
 def measure_map(map_name: str, iterations: int, root: Path, log) -> dict:
@@ -43,12 +61,11 @@ def measure_map(map_name: str, iterations: int, root: Path, log) -> dict:
     from inspo.smax.tiers import DataConfig, build_dataset, make_dataset
 
     result: dict = dict(map=map_name)
-    started = time.perf_counter()
-    make_dataset(DataConfig(map_name=map_name, tier="scripted", episodes=64, root=root), log=lambda message: None)
-    result["scripted_64_seconds"] = round(time.perf_counter() - started, 2)  # with the rollout's compile
-    started = time.perf_counter()
-    build_dataset(DataConfig(map_name=map_name, tier="scripted", episodes=256, root=root), log=lambda m: None)
-    result["rollout_seconds_per_episode"] = (time.perf_counter() - started) / 256
+    quiet = dict(log=lambda message: None)
+    scripted = DataConfig(map_name=map_name, tier="scripted", episodes=64, root=root)
+    result["scripted_64_seconds"] = cpu_and_wall(make_dataset, scripted, **quiet)[0]  # with the compile
+    bigger = replace(scripted, episodes=256)
+    result["rollout_seconds_per_episode"] = cpu_and_wall(build_dataset, bigger, **quiet)[0] / 256
     grid = GridConfig(data_root=root)
     scale = SCALES["full"]
     warmup = max(10, iterations // 4)
@@ -69,29 +86,31 @@ def measure_map(map_name: str, iterations: int, root: Path, log) -> dict:
             config = run_config(grid, map_name, "scripted", method, seed, extra)
             configs.append(config)
             dirs.append(root / "runs" / map_name / method / f"s{seeds}" / f"seed{seed}")
-        train_seeds(configs, dirs, progress=False)
-        per = _per_iteration(dirs[0] / "metrics.jsonl", warmup)
+        clock = CpuClock(warmup)
+        train_seeds(configs, dirs, progress=False, on_step=clock)
+        per = clock.per_step()
         result["iteration_seconds"][f"{method}/{seeds}"] = per
         log(f"{map_name} {method} x{seeds} seeds: {per * 1000:.2f} ms per iteration")
         last_run = dirs[0]
-    started = time.perf_counter()
-    write_final_eval(last_run, episodes=scale.final_episodes, seed_offset=0)
-    result["final_eval_seconds"] = time.perf_counter() - started  # 256 battles greedy + 256 stochastic
-    started = time.perf_counter()
-    write_final_eval(last_run, episodes=scale.final_episodes, seed_offset=0)
-    result["final_eval_warm_seconds"] = time.perf_counter() - started
+    # 256 battles greedy + 256 stochastic, CPU seconds: the first with the compile, then warm
+    result["final_eval_seconds"] = cpu_and_wall(write_final_eval, last_run, scale.final_episodes, 0)[0]
+    result["final_eval_warm_seconds"] = cpu_and_wall(write_final_eval, last_run, scale.final_episodes, 0)[0]
     return result
 
 
 def measure_mappo(map_name: str, log) -> float:
-    """Seconds per MAPPO update (8,192 environment steps): between the checkpoints after updates 4 and 6
-    (the interval 2 -> 4 holds the compile of the evaluation that runs at update 2)."""
+    """CPU seconds per MAPPO update (8,192 environment steps): the wall time between the checkpoints after
+    updates 4 and 6 (2 -> 4 holds the compile of the evaluation at update 2) times the share of a core the
+    process had over the run."""
     from inspo.smax.ippo import PPOConfig, train
 
     config = PPOConfig(map_name=map_name, total_env_steps=6 * 8192, checkpoint_every=2, eval_episodes=8)
     with tempfile.TemporaryDirectory() as directory:
+        cpu, wall = time.process_time(), time.perf_counter()
         progress = train(config, Path(directory), log=lambda message: None)["progress"]
-    per = (progress[-1]["seconds"] - progress[-2]["seconds"]) / (progress[-1]["update"] - progress[-2]["update"])
+        share = (time.process_time() - cpu) / (time.perf_counter() - wall)  # of a core, over the whole run
+    last, before = progress[-1], progress[-2]
+    per = (last["seconds"] - before["seconds"]) / (last["update"] - before["update"]) * share
     log(f"{map_name} MAPPO: {per:.2f} s per update")
     return per
 
@@ -141,7 +160,8 @@ def wall_seconds(cost: dict, cores: int) -> float:
 
 def markdown(plan: dict) -> str:
     lines = [
-        f"Measured {plan['date']} by `{plan['command']}` ({plan['machine']}; one thread, compile off).",
+        f"Measured {plan['date']} by `{plan['command']}` ({plan['machine']}; load average "
+        f"{plan['load_average'][0]:.1f} at the end; one thread, compile off; CPU seconds of the process).",
         "",
         "| map | "
         + " | ".join(f"{m} ms/it (3 / 5 seeds)" for m in plan["methods"])
@@ -199,6 +219,7 @@ def main(argv=None) -> int:
         date=time.strftime("%Y-%m-%d"),
         command="python -m inspo.smax.plan " + " ".join(argv if argv is not None else sys.argv[1:]),
         machine=machine_description(),
+        load_average=os.getloadavg(),  # > the cores: the machine was shared, and the times are upper bounds
         methods=list(METHODS),
         budget=budget,
         max_steps=SCALES["full"].max_steps,
