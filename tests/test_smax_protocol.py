@@ -221,5 +221,8 @@ def test_compute_plan_prices_every_run_of_the_full_grid():
     assert cost["longest"]["report"] == pytest.approx(report_inspo)
     assert cost["dataset"] == pytest.approx(244 * 3.0 * 2 + 3 * 5000 * 0.001)
     # more cores never cost more wall time, and never less than the longest group of each phase
-    walls = [plan.wall_seconds(cost, n) for n in (1, 16, 1024)]
+    walls = [plan.wall_seconds([cost], n) for n in (1, 16, 1024)]
     assert walls[0] > walls[1] > walls[2] >= cost["dataset"] + sum(cost["longest"].values()) - 1e-9
+    # two maps side by side: as long as one on a big cluster, twice one on a single core
+    assert plan.wall_seconds([cost, cost], 1024) == pytest.approx(walls[2])
+    assert plan.wall_seconds([cost, cost], 1) == pytest.approx(2 * walls[0])

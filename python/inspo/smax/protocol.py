@@ -345,24 +345,35 @@ def run_protocol(protocol: Protocol, log: Callable[[str], None] = print, **sweep
     decisions: dict = dict(scale=protocol.scale.name, maps={})
     options = dict(sweep_options)
     address, num_cpus = options.pop("address", None), options.pop("num_cpus", None)
+    # each phase is one sweep over every map (the maps' runs side by side), the phases in order
     with ray_session(address, num_cpus):
-        for map_name in protocol.maps:
-            tiers = _tiers(protocol, map_name, log)
-            if not tiers:
-                continue
-
-            _sweep(f"{map_name}: curves", curve_runs(protocol, map_name, tiers), log, options)
-            curves = collect_curves(protocol, map_name, tiers)
-            budget, per_curve = choose_budget(curves, protocol.scale.tolerance)
-            flattened = budget < protocol.scale.max_steps
-            log(f"{map_name}: budget {budget} steps" + ("" if flattened else " (NOT flattened within max_steps)"))
-            _sweep(f"{map_name}: tune", tune_runs(protocol, map_name, tiers, budget), log, options)
-            selected = select_values(protocol, map_name, tiers)
-            _sweep(f"{map_name}: report", report_runs(protocol, map_name, tiers, budget, selected), log, options)
-            plot_curves(protocol, map_name, curves, budget, protocol.out / f"curves_{map_name}.png")
-            decisions["maps"][map_name] = dict(
-                tiers=tiers, budget=budget, flattened=flattened, per_curve=per_curve, selected=selected
-            )
+        tiers = {name: found for name in protocol.maps if (found := _tiers(protocol, name, log))}
+        _sweep("curves", [run for name, ts in tiers.items() for run in curve_runs(protocol, name, ts)], log, options)
+        curves, budgets = {}, {}
+        for name, ts in tiers.items():
+            curves[name] = collect_curves(protocol, name, ts)
+            budgets[name] = choose_budget(curves[name], protocol.scale.tolerance)
+            flat = budgets[name][0] < protocol.scale.max_steps
+            log(f"{name}: budget {budgets[name][0]} steps" + ("" if flat else " (NOT flattened within max_steps)"))
+        runs = [run for name, ts in tiers.items() for run in tune_runs(protocol, name, ts, budgets[name][0])]
+        _sweep("tune", runs, log, options)
+        selected = {name: select_values(protocol, name, ts) for name, ts in tiers.items()}
+        runs = [
+            run
+            for name, ts in tiers.items()
+            for run in report_runs(protocol, name, ts, budgets[name][0], selected[name])
+        ]
+        _sweep("report", runs, log, options)
+    for name, ts in tiers.items():
+        budget, per_curve = budgets[name]
+        plot_curves(protocol, name, curves[name], budget, protocol.out / f"curves_{name}.png")
+        decisions["maps"][name] = dict(
+            tiers=ts,
+            budget=budget,
+            flattened=budget < protocol.scale.max_steps,
+            per_curve=per_curve,
+            selected=selected[name],
+        )
     (protocol.out / "protocol.json").write_text(json.dumps(decisions, indent=1) + "\n")
     write_outputs(protocol, decisions)
     return decisions
