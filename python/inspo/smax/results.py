@@ -1,6 +1,10 @@
 """The SMAX results grid: algorithms x maps x tiers x seeds, under one evaluation protocol.
 
     python -m inspo.smax.results --maps 3m 2s3z 5m_vs_6m --seeds 0 1 2 3 4 --out runs/smax
+    python -m inspo.smax.results --protocol --scale full --maps 3m 2s3z 3s_vs_5z 5m_vs_6m --address auto
+
+`--protocol` runs inspo.smax.protocol instead (learning curves -> a step budget per map, a temperature
+sweep on tuning seeds, the report on fresh seeds; its docstring and docs/SMAX.md have the rules).
 
 Protocol: every run trains on a dataset made by ``inspo data make`` (data seed 0 unless
 ``--data-seed``), evaluates its current policy on 32 battles every ``eval_every`` steps (greedy and
