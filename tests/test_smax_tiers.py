@@ -179,3 +179,23 @@ def test_task_makes_the_scripted_tier_and_asks_for_trained_ones(tmp_path):
         task.generate_dataset("expert", seed=1)
     with pytest.raises(ValueError):
         task.generate_dataset("random", seed=1)
+
+
+def test_recipe_sizes_are_the_defaults_of_data_make():
+    """CFCQL's recipe: 5,000 episodes per tier (mixed: half of each), medium-replay uncapped; the harder
+    maps' behaviour budget is a preset that --behaviour-steps overrides."""
+    import argparse
+
+    from inspo.smax import cli
+    from inspo.smax.tiers import RECIPE_EPISODES, behaviour_config
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    config = cli._data_config(parser.parse_args(["make", "--env", "smax:2s3z", "--tier", "mixed"]), "mixed")
+    assert config.episodes == RECIPE_EPISODES == 5000 and config.replay_episodes is None
+    args = parser.parse_args(["make", "--env", "smax:5m_vs_6m", "--tier", "expert", "--episodes", "12"])
+    assert cli._data_config(args, "expert").episodes == 12
+    assert cli._data_config(args, "expert").behaviour.total_env_steps == 10_000_000
+    args = parser.parse_args(["make", "--env", "smax:5m_vs_6m", "--tier", "expert", "--behaviour-steps", "81920"])
+    assert cli._data_config(args, "expert").behaviour.total_env_steps == 81920
+    assert behaviour_config("3m", 0).total_env_steps == 2_000_000

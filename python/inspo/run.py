@@ -238,6 +238,13 @@ class RunFiles:
             self.writer.close()
 
 
+def policy_state(payload: dict[str, Any]) -> dict[str, Any]:
+    """The policy network of a checkpoint (every algorithm saves it as "actor")."""
+    if "actor" not in payload:
+        raise ValueError(f"checkpoint holds no policy (keys: {sorted(payload)})")
+    return payload["actor"]
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The payload of a checkpoint file (or of a run folder's checkpoint.pt), checked before use.
 

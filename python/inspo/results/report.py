@@ -27,8 +27,20 @@ from inspo.results.grid import OMIGA_ALPHA, STEPS, train_command
 from inspo.results.stats import SCORES, CellResult, Table
 from inspo.sweep.stats import format_interval, iqm_interval, probability_of_improvement
 
-# every region `inspo reproduce` writes, in the order of a RESULTS.md made from nothing (skeleton)
-REGIONS = ("provenance", "grid", "headline", "aggregates", *DISCUSSION_REGIONS, "cells", "figures", "smax", "runs")
+# every region of RESULTS.md, in the order of one made from nothing (skeleton): `inspo reproduce` writes them
+# all but smax-protocol, which `python -m inspo.smax.results --protocol --results-md` writes
+REGIONS = (
+    "provenance",
+    "grid",
+    "headline",
+    "aggregates",
+    *DISCUSSION_REGIONS,
+    "cells",
+    "figures",
+    "smax-protocol",
+    "smax",
+    "runs",
+)
 HEADLINE_METHODS = ["BC", "OMIGA", "CFCQL", "InSPO fused", "InSPO exact", "InSPO simultaneous"]
 # the tasks of each env in the headline tables: (dataset, variant)
 HEADLINE_TASKS = {

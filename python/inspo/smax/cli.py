@@ -52,12 +52,18 @@ def add_commands(commands) -> None:
     make.add_argument(
         "--tier", required=True, help="expert, medium, medium-replay, mixed, scripted, or all (the four trained tiers)"
     )
-    make.add_argument("--episodes", type=int, default=1000, help="episodes per dataset (default 1000)")
+    make.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help="episodes per dataset (default 5,000: CFCQL's recipe, inspo.smax.tiers.RECIPE_EPISODES; mixed: half "
+        "medium, half expert)",
+    )
     make.add_argument(
         "--replay-episodes",
         type=int,
         default=None,
-        help="cap on medium-replay episodes, drawn uniformly (default: all)",
+        help="cap on medium-replay episodes, drawn uniformly (default: all of training until medium, the recipe)",
     )
     make.add_argument("--eps", type=float, default=0.2, help="scripted tier: random-action probability")
     make.add_argument("--out", type=Path, default=None, help="dataset directory (default <root>/<map>/seed<S>/<tier>)")
@@ -90,12 +96,13 @@ def _data_config(args, tier: str):
     extra = {}
     if args.data_command == "make":
         extra = dict(
-            episodes=args.episodes,
             replay_episodes=args.replay_episodes,
             eps=args.eps,
             out=args.out,
             overwrite=args.overwrite,
         )
+        if args.episodes is not None:
+            extra["episodes"] = args.episodes
     return DataConfig(
         map_name=map_name, tier=tier, seed=args.seed, root=args.root or DEFAULT_ROOT, behaviour=behaviour, **extra
     ).validate()

@@ -1,6 +1,10 @@
 """The SMAX results grid: algorithms x maps x tiers x seeds, under one evaluation protocol.
 
     python -m inspo.smax.results --maps 3m 2s3z 5m_vs_6m --seeds 0 1 2 3 4 --out runs/smax
+    python -m inspo.smax.results --protocol --scale full --maps 3m 2s3z 3s_vs_5z 5m_vs_6m --address auto
+
+`--protocol` runs inspo.smax.protocol instead (learning curves -> a step budget per map, a temperature
+sweep on tuning seeds, the report on fresh seeds; its docstring and docs/SMAX.md have the rules).
 
 Protocol: every run trains on a dataset made by ``inspo data make`` (data seed 0 unless
 ``--data-seed``), evaluates its current policy on 32 battles every ``eval_every`` steps (greedy and
@@ -34,6 +38,7 @@ from inspo.smax.tiers import DEFAULT_ROOT, TRAINED_TIERS
 ALGORITHMS = {  # name in the table -> (trainer, mode)
     "inspo-fused": ("inspo", "fused"),
     "inspo-exact": ("inspo", "exact"),
+    "cfcql": ("cfcql", None),
     "omiga": ("omiga", None),
     "bc": ("bc", None),
 }
@@ -101,15 +106,16 @@ def dataset_dir(grid: GridConfig, map_name: str, tier: str) -> Path:
     return Path(grid.data_root).expanduser() / map_name / f"seed{grid.data_seed}" / tier
 
 
-def run_config(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed: int):
-    """The TrainConfig of one grid run: the SMAX preset, SMAX_OVERRIDES, the grid's overrides, then the
-    run's own dataset, seed and algorithm."""
+def run_config(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed: int, extra: Optional[dict] = None):
+    """The TrainConfig of one grid run: the SMAX preset, SMAX_OVERRIDES, the grid's overrides, the run's
+    own `extra` fields (the protocol's budget and temperature), then its dataset, seed and algorithm."""
     from inspo.config import make_config
 
     trainer_name, mode = ALGORITHMS[algorithm]
     overrides = {
         **SMAX_OVERRIDES,
         **grid.overrides,
+        **(extra or {}),
         "seed": seed,
         "dataset": tier,
         "dataset_seed": grid.data_seed,
@@ -181,34 +187,36 @@ def marl_eval_json(grid: GridConfig) -> dict:
                     run_dir = grid.out / map_name / tier / algorithm / f"seed{seed}"
                     if not _finished(run_dir):
                         continue
-                    run: dict = {}
-                    eval_log = run_dir / "eval.jsonl"
-                    lines = eval_log.read_text().splitlines() if eval_log.is_file() else []
-                    rows = [json.loads(line) for line in lines if line.strip()]
-                    for k, row in enumerate(rows):
-                        run[f"step_{k}"] = {
-                            "step_count": row["step"],
-                            **{
-                                metric: [row[metric]]
-                                for metric in (
-                                    "greedy_return",
-                                    "greedy_win_rate",
-                                    "stochastic_return",
-                                    "stochastic_win_rate",
-                                )
-                                if metric in row
-                            },
-                        }
-                    final = json.loads((run_dir / "final_eval.json").read_text())
-                    run["absolute_metrics"] = {
-                        metric: final[metric]
-                        for metric in ("greedy_return", "greedy_win_rate", "stochastic_return", "stochastic_win_rate")
-                    }
-                    task.setdefault(algorithm, {})[f"run_{seed}"] = run
+                    task.setdefault(algorithm, {})[f"run_{seed}"] = run_record(run_dir)
     return data
 
 
-ALGORITHM_TITLES = {"inspo-fused": "InSPO fused", "inspo-exact": "InSPO exact", "omiga": "OMIGA", "bc": "BC"}
+FINAL_METRICS = ("greedy_return", "greedy_win_rate", "stochastic_return", "stochastic_win_rate")
+
+
+def run_record(run_dir: Path) -> dict:
+    """One finished run in marl-eval's layout: step_k = the k-th evaluation during training (32-battle
+    means), absolute_metrics = the per-episode final evaluation (final_eval.json)."""
+    run: dict = {}
+    eval_log = run_dir / "eval.jsonl"
+    lines = eval_log.read_text().splitlines() if eval_log.is_file() else []
+    for k, row in enumerate(json.loads(line) for line in lines if line.strip()):
+        run[f"step_{k}"] = {
+            "step_count": row["step"],
+            **{metric: [row[metric]] for metric in FINAL_METRICS if metric in row},
+        }
+    final = json.loads((run_dir / "final_eval.json").read_text())
+    run["absolute_metrics"] = {metric: final[metric] for metric in FINAL_METRICS}
+    return run
+
+
+ALGORITHM_TITLES = {
+    "inspo-fused": "InSPO fused",
+    "inspo-exact": "InSPO exact",
+    "cfcql": "CFCQL",
+    "omiga": "OMIGA",
+    "bc": "BC",
+}
 
 
 def _finished(run_dir: Path) -> bool:
@@ -368,6 +376,20 @@ def main(argv=None) -> int:
         help="TrainConfig override on top of the SMAX settings (repeatable)",
     )
     parser.add_argument("--table-only", action="store_true", help="only rebuild the JSON and table")
+    protocol = parser.add_argument_group("protocol (inspo.smax.protocol: curves -> budget, tune, report)")
+    protocol.add_argument("--protocol", action="store_true", help="run the three-phase protocol instead of the grid")
+    protocol.add_argument("--scale", choices=("tiny", "full"), default="full", help="protocol sizes (default full)")
+    protocol.add_argument("--methods", nargs="+", default=None, choices=list(ALGORITHMS), help="default: all five")
+    protocol.add_argument("--max-steps", type=int, default=None, help="steps of the curve runs (default: the scale's)")
+    protocol.add_argument(
+        "--protocol-tiers", nargs="+", default=None, help="tiers of the protocol (default: the scale's)"
+    )
+    protocol.add_argument(
+        "--results-md",
+        type=Path,
+        default=None,
+        help="also write the smax-protocol region of this RESULTS.md (figures into its results/ folder)",
+    )
     add_ray_arguments(parser)
     args = parser.parse_args(argv)
     from inspo.config import parse_overrides
@@ -384,6 +406,8 @@ def main(argv=None) -> int:
         final_episodes=args.final_episodes,
         overrides=parse_overrides(args.overrides),
     )
+    if args.protocol:
+        return _main_protocol(args, grid)
     if args.table_only:
         grid.out.mkdir(parents=True, exist_ok=True)
         (grid.out / "marl_eval.json").write_text(json.dumps(marl_eval_json(grid)))
@@ -391,6 +415,29 @@ def main(argv=None) -> int:
     else:
         run_grid(grid, log=lambda message: print(message, file=sys.stderr, flush=True), **sweep_options(args))
     print((grid.out / "smax_results.md").read_text())
+    return 0
+
+
+def _main_protocol(args, grid: GridConfig) -> int:
+    from inspo.smax import protocol as protocol_module
+    from inspo.sweep.cli import sweep_options
+
+    if args.methods is None:
+        args.methods = list(protocol_module.METHODS)
+    if args.out == GridConfig().out:
+        args.out = Path(f"runs/smax-protocol-{args.scale}")
+    try:
+        protocol = protocol_module.protocol_from_args(args, grid)
+        if args.table_only:
+            protocol_module.write_outputs(protocol)
+        else:
+            protocol_module.run_protocol(protocol, log=protocol_module.log_stderr, **sweep_options(args))
+    except (ValueError, RuntimeError) as error:
+        print(f"python -m inspo.smax.results: error: {error}", file=sys.stderr)
+        return 2
+    if args.results_md is not None:
+        protocol_module.write_results_md(protocol, args.results_md, args.results_md.parent / "results")
+    print((protocol.out / "protocol.md").read_text())
     return 0
 
 

@@ -48,10 +48,21 @@ IN_MEMORY_LIMIT = 1 << 30  # bytes; bigger datasets are assembled in memory-mapp
 _TIER_STREAM = {tier: i for i, tier in enumerate(TIERS)}  # separate random streams per tier
 
 
-# Behaviour training per map (ours): budgets that finish in minutes on 2 CPU cores.
+# CFCQL's recipe (thu-rllab/CFCQL, discrete/README.md): 5,000 episodes of the expert and of the medium
+# policy each; mixed = its tools/mixed.py's merge of the two, here 2,500 + 2,500; medium-replay = the whole
+# replay of training until the medium policy (no cap by default).
+RECIPE_EPISODES = 5000
+
+# Behaviour training per map (ours): environment steps of MAPPO. 2M steps reach a strong policy on 3m and
+# 2s3z in minutes on 2 CPU cores (docs/SMAX.md) and a weak one on 3s_vs_5z (greedy 0.74, sampled 0.08).
+# The harder maps get 10M steps: a budget to be checked on a bigger machine (docs/SMAX.md, "Compute
+# plan", has its cost); --behaviour-steps overrides it.
 BEHAVIOUR_PRESETS = {
     "3m": dict(total_env_steps=2_000_000),
     "2s3z": dict(total_env_steps=2_000_000),
+    "3s_vs_5z": dict(total_env_steps=2_000_000),
+    "5m_vs_6m": dict(total_env_steps=10_000_000),
+    "6h_vs_8z": dict(total_env_steps=10_000_000),
 }
 
 
@@ -67,7 +78,7 @@ class DataConfig:
     map_name: str = "3m"
     tier: str = "expert"
     seed: int = 0
-    episodes: int = 1000  # per dataset (medium-replay: all recorded episodes, capped by replay_episodes)
+    episodes: int = RECIPE_EPISODES  # per dataset (medium-replay: all recorded episodes, capped by replay_episodes)
     root: Path = DEFAULT_ROOT
     out: Optional[Path] = None  # the dataset directory; default <root>/<map>/seed<seed>/<tier>
     eps: float = 0.2  # scripted tier: probability of a uniformly random available action

@@ -38,6 +38,8 @@ NOT_TRAINING_CODE = (
     "cli.py",
     "__main__.py",
     "smax/results.py",
+    "smax/protocol.py",
+    "smax/plan.py",
     "smax/cli.py",
     "smax/bench.py",
 )

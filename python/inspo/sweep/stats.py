@@ -38,6 +38,14 @@ def _estimate(library, scores, function):
         )
 
 
+def iqm_point(scores: Sequence[float] | np.ndarray) -> float:
+    """The IQM over runs and tasks, without an interval (the protocol's curves and selection rule)."""
+    matrix = as_matrix(scores)
+    if matrix.size == 0:
+        return float("nan")
+    return float(_rliable()[1].aggregate_iqm(matrix))
+
+
 def iqm_interval(scores: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
     """(IQM, low, high): the IQM over runs and tasks and its stratified-bootstrap 95% interval."""
     matrix = as_matrix(scores)

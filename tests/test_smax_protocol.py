@@ -1,0 +1,228 @@
+"""The SMAX protocol's rules on made-up numbers: the budget rule on fake learning curves, the selection
+rule on fake tuning scores, and the whole three-phase run on a fake sweep runner (every run's files
+written from formulas), down to the report table and marl-eval's JSON."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jaxmarl")
+pytest.importorskip("rliable")
+from inspo.smax import protocol  # noqa: E402
+from inspo.smax.results import GridConfig  # noqa: E402
+from inspo.sweep.execute import KEY_FILE  # noqa: E402
+
+
+def test_flat_from_is_the_first_step_of_the_final_band():
+    steps = [100, 200, 300, 400, 500]
+    assert protocol.flat_from(steps, [0.1, 0.5, 0.98, 1.02, 1.0], tolerance=0.05) == 300
+    # a late dip out of the band moves the budget after it, whatever came before
+    assert protocol.flat_from(steps, [1.0, 1.0, 1.0, 0.8, 1.0], tolerance=0.05) == 500
+    assert protocol.flat_from(steps, [1.0, 1.0, 1.0, 1.0, 1.0], tolerance=0.0) == 100
+
+
+def test_budget_is_the_latest_flattening_over_methods_on_the_seed_iqm():
+    steps = [100, 200, 300, 400]
+    fast = np.array([[0.5, 1.0, 1.0, 1.0]] * 4)  # flat from 200 on every seed
+    # three seeds flat from 300; one wild seed the IQM trims away (its mean would keep the curve moving)
+    slow = np.array([[0.0, 0.4, 1.0, 1.0]] * 3 + [[0.0, 0.4, 9.0, 1.0]])
+    budget, per_curve = protocol.choose_budget({"a": (steps, fast), "b": (steps, slow)}, tolerance=0.05)
+    assert per_curve == {"a": 200, "b": 300} and budget == 300
+    with pytest.raises(ValueError, match="scores must be"):
+        protocol.choose_budget({"a": (steps, fast[:, :3])}, tolerance=0.05)
+
+
+def test_selection_takes_the_highest_iqm_and_breaks_ties_toward_the_middle():
+    # 0.3 has the best mean (one lucky seed) but the lower IQM
+    value, point = protocol.select_value({0.03: [0.5, 0.6, 0.6, 0.7], 0.3: [0.1, 0.2, 0.3, 5.0]}, middle=0.1)
+    assert value == 0.03 and point[0.03] == pytest.approx(0.6) and point[0.3] == pytest.approx(0.25)
+    tied = {0.03: [1.0, 1.0], 0.1: [1.0, 1.0], 0.3: [1.0, 1.0]}
+    assert protocol.select_value(tied, middle=0.1)[0] == 0.1
+    assert protocol.select_value({0.01: [1.0], 1.0: [1.0]}, middle=0.1)[0] == 0.01  # equally far: the smaller
+    assert protocol.tuning_score(dict(greedy_return=[1.0, 2.0], stochastic_return=[0.0, 1.0])) == 1.0
+
+
+def curve_value(method: str, step: int) -> float:
+    """The fake learning curve of every curve run: BC flat from 200, the others from 300."""
+    flat = 200 if method == "bc" else 300
+    return 1.0 if step >= flat else step / 1000
+
+
+BEST = {"inspo-fused": 0.3, "omiga": 0.3, "cfcql": 0.01}  # the value each method's fake tuning favours
+
+
+def fake_final(run, episodes: int) -> dict:
+    """The final evaluation a run 'scores': higher when its temperature is the method's best one."""
+    config = run.config
+    method = run.name.split("/")[3]
+    field = protocol.TEMPERATURES[method][0] if protocol.TEMPERATURES[method] else None
+    good = field is None or getattr(config, field) == BEST[method]
+    wins = [1.0] * (episodes // 2) + [float(good)] * (episodes - episodes // 2)
+    return dict(
+        step=config.steps if config.algo != "bc" else config.bc_steps,
+        episodes=episodes,
+        seed=10_000 + config.seed,
+        greedy_win_rate=wins,
+        stochastic_win_rate=[w * 0.5 for w in wins],
+        greedy_return=[1.0 + w + 0.01 * config.seed for w in wins],
+        stochastic_return=[0.5 + w for w in wins],
+    )
+
+
+class FakeRunner:
+    """Stands in for inspo.sweep.runner.run_sweep: writes each unfinished run's files, reuses finished ones."""
+
+    def __init__(self):
+        self.trained, self.asked = [], []
+
+    def __call__(self, runs, **options):
+        from inspo.sweep.runner import SweepOutcome
+
+        self.asked.append(list(runs))
+        for run in runs:
+            if (run.out_dir / KEY_FILE).is_file():
+                continue
+            self.trained.append(run)
+            run.out_dir.mkdir(parents=True)
+            config = run.config
+            steps = config.bc_steps if config.algo == "bc" else config.steps
+            method = run.name.split("/")[3]
+            every = config.eval_every or steps
+            rows = [
+                dict(step=s, stochastic_return=curve_value(method, s), greedy_return=2.0)
+                for s in range(every, steps + 1, every)
+            ]
+            (run.out_dir / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+            if run.finish is not None:
+                assert run.finish[0] == "inspo.smax.results:write_final_eval"
+                final = fake_final(run, dict(run.finish[1])["episodes"])
+                (run.out_dir / "final_eval.json").write_text(json.dumps(final))
+            (run.out_dir / KEY_FILE).write_text("{}")
+        return SweepOutcome()
+
+
+@pytest.fixture
+def fake_protocol(tmp_path, monkeypatch):
+    import contextlib
+
+    import inspo.sweep.runner as runner
+    import inspo.sweep.stats as stats
+
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 50)  # the intervals' values are not what is tested here
+    fake = FakeRunner()
+    monkeypatch.setattr(runner, "run_sweep", fake)
+    monkeypatch.setattr(runner, "ray_session", lambda *a, **k: contextlib.nullcontext())
+    data = tmp_path / "data"
+    for tier in ("expert", "medium"):
+        (data / "3m" / "seed0" / tier).mkdir(parents=True)
+        (data / "3m" / "seed0" / tier / "meta.json").write_text("{}")
+    scale = protocol.Scale(
+        "test",
+        max_steps=500,
+        eval_every=100,
+        curve_episodes=4,
+        tuning_seeds=(100, 101),
+        report_seeds=(0, 1, 2),
+        final_episodes=8,
+        tolerance=0.05,
+        mu_steps=10,
+        tiers=("expert", "medium", "mixed"),  # mixed has no dataset: skipped
+    )
+    setup = protocol.Protocol(
+        maps=("3m",),
+        methods=("inspo-fused", "cfcql", "omiga", "bc"),
+        scale=scale,
+        out=tmp_path / "runs",
+        grid=GridConfig(data_root=data),
+    )
+    return setup, fake
+
+
+def test_protocol_phases_budget_selection_and_report(fake_protocol):
+    setup, fake = fake_protocol
+    logged = []
+    decisions = protocol.run_protocol(setup, log=logged.append)
+    assert any("skip 3m/mixed" in line for line in logged)
+    decided = decisions["maps"]["3m"]
+    assert decided["tiers"] == ["expert", "medium"]
+    # curves phase: the middle temperature, tuning seeds, max_steps with periodic evaluation
+    curves = [run for run in fake.asked[0]]
+    assert {run.seed for run in curves} == {100, 101} and len(curves) == 2 * 4 * 2
+    fused = next(run.config for run in curves if "inspo-fused" in run.name)
+    assert (fused.steps, fused.eval_every, fused.eval_episodes, fused.alpha, fused.bc_steps) == (500, 100, 4, 0.1, 10)
+    bc = next(run.config for run in curves if run.name.endswith("/bc"))
+    assert (bc.algo, bc.bc_steps) == ("bc", 500)
+    # budget: the latest flattening (300, the RL methods) and per curve
+    assert decided["budget"] == 300 and decided["flattened"]
+    assert decided["per_curve"]["expert/bc"] == 200 and decided["per_curve"]["medium/omiga"] == 300
+    # tune phase: three values per temperature method, one BC run, at the budget, on the tuning seeds
+    tune = fake.asked[1]
+    assert len(tune) == 2 * (3 + 3 + 3 + 1) * 2
+    assert {run.config.steps for run in tune if run.config.algo != "bc"} == {300}
+    assert {run.config.omiga_alpha for run in tune if run.config.algo == "omiga"} == {0.3, 1.0, 3.0}
+    assert all(run.config.eval_every == 0 and run.seed in (100, 101) for run in tune)
+    # selection: each method's favoured value (BC has none)
+    selected = decided["selected"]
+    assert selected["expert/inspo-fused"]["value"] == 0.3 and selected["medium/cfcql"]["value"] == 0.01
+    assert selected["expert/omiga"]["value"] == 0.3 and selected["expert/bc"]["value"] is None
+    # report phase: the selected values on the fresh seeds, at the budget, final evaluation of 8 battles
+    report = fake.asked[2]
+    assert {run.seed for run in report} == {0, 1, 2}
+    assert all(run.config.omiga_alpha == 0.3 for run in report if run.config.algo == "omiga")
+    assert all(dict(run.finish[1])["episodes"] == 8 for run in report)
+    assert {(run.config.bc_steps if run.config.algo == "bc" else run.config.steps) for run in report} == {300}
+    # outputs: marl-eval's JSON of the report runs (per-episode finals), the table with IQM [CI] and mean ± std
+    marl = json.loads((setup.out / "marl_eval.json").read_text())
+    assert sorted(marl["smax"]["3m-expert"]["omiga"]) == ["run_0", "run_1", "run_2"]
+    assert len(marl["smax"]["3m-expert"]["omiga"]["run_0"]["absolute_metrics"]["greedy_win_rate"]) == 8
+    text = (setup.out / "protocol.md").read_text()
+    assert protocol.TINY_LABEL in text  # not the full scale: labelled
+    assert (setup.out / "curves_3m.png").is_file()
+    greedy_return = text[text.index("Final greedy return") : text.index("Final stochastic return")]
+    row = next(line for line in greedy_return.splitlines() if line.startswith("| 3m | expert"))
+    # BC's greedy return per seed: 2.0, 2.01, 2.02 -> IQM of three = their middle-weighted mean, std 0.01
+    assert "2.01 ± 0.01" in row.split("|")[-2]
+    assert "| 3m | all tiers |" in greedy_return
+    # resumable: a second invocation trains nothing
+    trained = len(fake.trained)
+    assert protocol.run_protocol(setup, log=logged.append) == decisions
+    assert len(fake.trained) == trained
+
+
+def test_report_reads_the_final_policy_never_the_best_checkpoint(fake_protocol, tmp_path):
+    setup, _ = fake_protocol
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "eval.jsonl").write_text(json.dumps(dict(step=100, greedy_win_rate=1.0)) + "\n")  # best midway
+    final = dict(greedy_win_rate=[0.0, 0.0], greedy_return=[0.5, 0.5], stochastic_return=[0.1, 0.1])
+    final["stochastic_win_rate"] = [0.0, 0.0]
+    (run_dir / "final_eval.json").write_text(json.dumps(final))
+    assert protocol.seed_means([protocol._final(run_dir)], "greedy_win_rate") == [0.0]
+
+
+def test_compute_plan_prices_every_run_of_the_full_grid():
+    from inspo.smax import plan
+
+    measured = dict(
+        map="3m",
+        iteration_seconds={f"{m}/3": 0.01 for m in protocol.METHODS},
+        final_eval_warm_seconds=2.0,
+        rollout_seconds_per_episode=0.001,
+    )
+    cost = plan.grid_cost(measured, budget=5000, mappo={"3m": 3.0})
+    assert cost["groups"] == dict(curves=5 * 4, tune=(4 * 3 + 1) * 4, report=5 * 4)
+    full = protocol.SCALES["full"]
+    battle = 2.0 / (2 * full.final_episodes)
+    bc_curve = 0.01 * full.max_steps + (full.max_steps // full.eval_every) * 2 * full.curve_episodes * battle * 3
+    fit = 0.01 * full.mu_steps  # InSPO's mu, fitted by BC steps
+    assert cost["longest"]["curves"] == pytest.approx(bc_curve + fit)  # InSPO: BC's cost plus mu's fit
+    report_inspo = (0.01 * 5000 + fit) * 5 / 3 + 5 * 2.0
+    assert cost["longest"]["report"] == pytest.approx(report_inspo)
+    assert cost["dataset"] == pytest.approx(244 * 3.0 * 2 + 3 * 5000 * 0.001)
+    # more cores never cost more wall time, and never less than the longest group of each phase
+    walls = [plan.wall_seconds([cost], n) for n in (1, 16, 1024)]
+    assert walls[0] > walls[1] > walls[2] >= cost["dataset"] + sum(cost["longest"].values()) - 1e-9
+    # two maps side by side: as long as one on a big cluster, twice one on a single core
+    assert plan.wall_seconds([cost, cost], 1024) == pytest.approx(walls[2])
+    assert plan.wall_seconds([cost, cost], 1) == pytest.approx(2 * walls[0])
