@@ -57,7 +57,7 @@ def fake_final(run, episodes: int) -> dict:
     config = run.config
     method = run.name.split("/")[3]
     field = protocol.TEMPERATURES[method][0] if protocol.TEMPERATURES[method] else None
-    good = field is None or getattr(config, field) == BEST[method]
+    good = field is None or config.to_overrides()[field] == BEST[method]
     wins = [1.0] * (episodes // 2) + [float(good)] * (episodes - episodes // 2)
     return dict(
         step=config.steps if config.algo != "bc" else config.bc_steps,
@@ -160,7 +160,7 @@ def test_protocol_phases_budget_selection_and_report(fake_protocol):
     tune = fake.asked[1]
     assert len(tune) == 2 * (3 + 3 + 3 + 1) * 2
     assert {run.config.steps for run in tune if run.config.algo != "bc"} == {300}
-    assert {run.config.omiga_alpha for run in tune if run.config.algo == "omiga"} == {0.3, 1.0, 3.0}
+    assert {run.config.algo_options.alpha for run in tune if run.config.algo == "omiga"} == {0.3, 1.0, 3.0}
     assert all(run.config.eval_every == 0 and run.seed in (100, 101) for run in tune)
     # selection: each method's favoured value (BC has none)
     selected = decided["selected"]
@@ -169,7 +169,7 @@ def test_protocol_phases_budget_selection_and_report(fake_protocol):
     # report phase: the selected values on the fresh seeds, at the budget, final evaluation of 8 battles
     report = fake.asked[2]
     assert {run.seed for run in report} == {0, 1, 2}
-    assert all(run.config.omiga_alpha == 0.3 for run in report if run.config.algo == "omiga")
+    assert all(run.config.algo_options.alpha == 0.3 for run in report if run.config.algo == "omiga")
     assert all(dict(run.finish[1])["episodes"] == 8 for run in report)
     assert {(run.config.bc_steps if run.config.algo == "bc" else run.config.steps) for run in report} == {300}
     # outputs: marl-eval's JSON of the report runs (per-episode finals), the table with IQM [CI] and mean ± std

@@ -293,13 +293,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def policy_state(payload: dict[str, Any]) -> dict[str, Any]:
-    """The policy network of a checkpoint (every algorithm saves it as "actor")."""
-    if "actor" not in payload:
-        raise ValueError(f"checkpoint holds no policy (keys: {sorted(payload)})")
-    return payload["actor"]
-
-
 def payload_digest(payload: Any) -> str:
     """sha256 of a checkpoint payload: every tensor's dtype, shape and bytes, and the rest by repr."""
     digest = hashlib.sha256()

@@ -56,8 +56,8 @@ METHODS = ("inspo-fused", "inspo-exact", "cfcql", "omiga", "bc")
 TEMPERATURES: dict[str, Optional[tuple[str, tuple[float, float, float]]]] = {
     "inspo-fused": ("alpha", (0.03, 0.1, 0.3)),
     "inspo-exact": ("alpha", (0.03, 0.1, 0.3)),
-    "cfcql": ("cfcql_alpha", (0.01, 0.1, 1.0)),
-    "omiga": ("omiga_alpha", (0.3, 1.0, 3.0)),
+    "cfcql": ("cfcql.alpha", (0.01, 0.1, 1.0)),
+    "omiga": ("omiga.alpha", (0.3, 1.0, 3.0)),
     "bc": None,  # no temperature: BC runs once per tier
 }
 CURVE_METRIC = "stochastic_return"  # greedy play saturates on SMAX (docs/SMAX.md): the policy itself moves more

@@ -1,0 +1,103 @@
+"""`python -m inspo.smax.results`: the SMAX grid (train what is not finished, rebuild its table) and, with
+`--protocol`, the three-phase protocol of inspo.smax.protocol. The command line sits above both modules (they
+never import it), so the grid and the protocol stay importable without it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from inspo.smax.results import ALGORITHMS, DEFAULT_ROOT, GridConfig, markdown, marl_eval_json, run_grid
+
+
+def main(argv=None) -> int:
+    from inspo.sweep.cli import add_ray_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m inspo.smax.results", description=__doc__.split("\n")[0])
+    defaults = GridConfig()
+    parser.add_argument("--maps", nargs="+", default=list(defaults.maps))
+    parser.add_argument("--tiers", nargs="+", default=list(defaults.tiers))
+    parser.add_argument("--algorithms", nargs="+", default=list(defaults.algorithms), choices=list(ALGORITHMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--out", type=Path, default=defaults.out)
+    parser.add_argument("--final-episodes", type=int, default=defaults.final_episodes)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="TrainConfig override on top of the SMAX settings (repeatable)",
+    )
+    parser.add_argument("--table-only", action="store_true", help="only rebuild the JSON and table")
+    protocol = parser.add_argument_group("protocol (inspo.smax.protocol: curves -> budget, tune, report)")
+    protocol.add_argument("--protocol", action="store_true", help="run the three-phase protocol instead of the grid")
+    protocol.add_argument("--scale", choices=("tiny", "full"), default="full", help="protocol sizes (default full)")
+    protocol.add_argument("--methods", nargs="+", default=None, choices=list(ALGORITHMS), help="default: all five")
+    protocol.add_argument("--max-steps", type=int, default=None, help="steps of the curve runs (default: the scale's)")
+    protocol.add_argument(
+        "--protocol-tiers", nargs="+", default=None, help="tiers of the protocol (default: the scale's)"
+    )
+    protocol.add_argument(
+        "--results-md",
+        type=Path,
+        default=None,
+        help="also write the smax-protocol region of this RESULTS.md (figures into its results/ folder)",
+    )
+    add_ray_arguments(parser)
+    args = parser.parse_args(argv)
+    from inspo.config import parse_overrides
+    from inspo.sweep.cli import sweep_options
+
+    grid = GridConfig(
+        maps=tuple(args.maps),
+        tiers=tuple(args.tiers),
+        algorithms=tuple(args.algorithms),
+        seeds=tuple(args.seeds),
+        data_seed=args.data_seed,
+        data_root=args.data_root,
+        out=args.out,
+        final_episodes=args.final_episodes,
+        overrides=parse_overrides(args.overrides),
+    )
+    if args.protocol:
+        return _main_protocol(args, grid)
+    if args.table_only:
+        grid.out.mkdir(parents=True, exist_ok=True)
+        (grid.out / "marl_eval.json").write_text(json.dumps(marl_eval_json(grid)))
+        (grid.out / "smax_results.md").write_text(markdown(grid))
+    else:
+        run_grid(grid, log=lambda message: print(message, file=sys.stderr, flush=True), **sweep_options(args))
+    print((grid.out / "smax_results.md").read_text())
+    return 0
+
+
+def _main_protocol(args, grid: GridConfig) -> int:
+    from inspo.smax import protocol as protocol_module
+    from inspo.sweep.cli import sweep_options
+
+    if args.methods is None:
+        args.methods = list(protocol_module.METHODS)
+    if args.out == GridConfig().out:
+        args.out = Path(f"runs/smax-protocol-{args.scale}")
+    try:
+        protocol = protocol_module.protocol_from_args(args, grid)
+        if args.table_only:
+            protocol_module.write_outputs(protocol)
+        else:
+            protocol_module.run_protocol(protocol, log=protocol_module.log_stderr, **sweep_options(args))
+    except (ValueError, RuntimeError) as error:
+        print(f"python -m inspo.smax.results: error: {error}", file=sys.stderr)
+        return 2
+    if args.results_md is not None:
+        protocol_module.write_results_md(protocol, args.results_md, args.results_md.parent / "results")
+    print((protocol.out / "protocol.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
