@@ -25,3 +25,15 @@ def interrupt_at_step(monkeypatch, step):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(RunFiles, "log", interrupted_log)
+
+
+# the smallest networks and batches a CLI test trains (fields of TrainConfig, as `--set` gives them)
+TINY_FIELDS = dict(bc_steps=5, batch_size=32, hidden="8,8", critic_hidden="8,8")
+
+
+def tiny_args(**fields) -> list[str]:
+    """`--set FIELD=VALUE` for TINY_FIELDS and `fields` (which win), then --quiet."""
+    argv = []
+    for name, value in {**TINY_FIELDS, **fields}.items():
+        argv += ["--set", f"{name}={value}"]
+    return argv + ["--quiet"]

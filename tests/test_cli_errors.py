@@ -9,25 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from cli_testing import interrupt_at_step, main_interrupted
+from cli_testing import interrupt_at_step, main_interrupted, tiny_args
 from inspo.cli import main
 from inspo.data import DatasetError, TransitionStore, load_episode_buffer, save_episode_buffer
 from inspo.envs.matrix import XorGame
 from inspo.progress import LineProgress, progress_bar
 
-TINY = [
-    "--set",
-    "bc_steps=5",
-    "--set",
-    "batch_size=32",
-    "--set",
-    "hidden=8,8",
-    "--set",
-    "critic_hidden=8,8",
-    "--set",
-    "eval_episodes=3",
-    "--quiet",
-]
+TINY = tiny_args(eval_episodes=3)
 
 
 @pytest.fixture

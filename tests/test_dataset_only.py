@@ -8,27 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from cli_testing import tiny_args
 from data_testing import small_episodes, vault_rows, write_npy, write_vault
 from inspo.cli import main
 from inspo.config import TrainConfig, make_config
 from inspo.data import TransitionStore
 from inspo.envs.bridge import Bridge
 
-TINY = [
-    "--set",
-    "bc_steps=5",
-    "--set",
-    "batch_size=32",
-    "--set",
-    "hidden=8,8",
-    "--set",
-    "critic_hidden=8,8",
-    "--set",
-    "critic_warmup_steps=0",
-    "--set",
-    "log_every=5",
-    "--quiet",
-]
+TINY = tiny_args(critic_warmup_steps=0, log_every=5)
 
 
 def shaped_dataset(agents=3, actions=4, obs_dim=6, state_dim=9):

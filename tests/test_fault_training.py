@@ -18,34 +18,13 @@ import textwrap
 import pytest
 import torch
 
+from cli_testing import tiny_args
 from inspo.cli import main
 
 STEPS, CHECKPOINT_EVERY = 12, 4
-ARGV = [
-    "--env",
-    "xor",
-    "--steps",
-    str(STEPS),
-    "--set",
-    f"checkpoint_every={CHECKPOINT_EVERY}",
-    "--set",
-    "log_every=1",
-    "--set",
-    "eval_every=4",
-    "--set",
-    "bc_steps=5",
-    "--set",
-    "batch_size=32",
-    "--set",
-    "hidden=8,8",
-    "--set",
-    "critic_hidden=8,8",
-    "--set",
-    "beta=0.5",
-    "--set",
-    "beta_end=0.0",
-    "--quiet",
-]
+ARGV = ["--env", "xor", "--steps", str(STEPS)] + tiny_args(
+    checkpoint_every=CHECKPOINT_EVERY, log_every=1, eval_every=4, beta=0.5, beta_end=0.0
+)
 SEED = int(os.environ.get("INSPO_FAULT_SEED", "0"))
 CASES = int(os.environ.get("INSPO_FAULT_CASES", "1"))
 
