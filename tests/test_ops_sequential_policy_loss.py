@@ -23,10 +23,12 @@ from ops_testing import (
     joint_batch,
     loss_and_grad,
     loss_pair,
+    problem_slice,
     ref_loss,
     ref_ratios,
     ref_weights,
     run_loss,
+    stack_problems,
     to,
     with_ties,
 )
@@ -367,7 +369,6 @@ def test_double_backward_raises():
 
 
 # ---- a leading problem dimension S ----------------------------------------------------------------------------
-from ops_testing import problem_slice, stack_problems  # noqa: E402
 
 
 def _problems(batch=300, agents=4, actions=5, shared_order=False, **kwargs):
