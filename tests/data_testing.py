@@ -3,10 +3,16 @@ with inspo's writers."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
+
+from inspo.data.transitions import TransitionBatch
+
+# the fields a reader fills (the behaviour log-prob caches come later, from BC)
+STORE_FIELDS = tuple(f.name for f in dataclasses.fields(TransitionBatch) if not f.name.endswith("log_mu"))
 
 
 def small_episodes(

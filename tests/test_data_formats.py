@@ -6,24 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from data_testing import small_episodes, vault_rows, write_h5, write_npy, write_vault
+from data_testing import STORE_FIELDS, small_episodes, vault_rows, write_h5, write_npy, write_vault
 from inspo.data import DatasetError, TransitionStore
 from inspo.data.formats import build_store, detect_format, read_dataset
 
 pytest.importorskip("h5py")
-STORE_FIELDS = (
-    "state",
-    "obs",
-    "actions",
-    "reward",
-    "next_state",
-    "next_obs",
-    "next_actions",
-    "done",
-    "avail",
-    "next_avail",
-    "truncated",
-)
 
 
 def needs_flashbax():
