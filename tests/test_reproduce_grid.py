@@ -186,3 +186,11 @@ def test_grid_runs_group_the_seeds_of_a_cell():
     groups = seed_groups(runs)
     assert [[run.seed for run in group] for group in groups] == [[0, 1, 2]] * 3
     assert runs[4].out_dir == Path("runs/x") / cells[1].key / "seed1" and runs[4].name == cells[1].key
+
+
+def test_the_seeds_of_one_batch_share_its_training_time():
+    from inspo.results.stats import batch_sizes
+
+    # seeds 0 and 1 trained batched (their folders record the process's 10 s), seed 2 alone in 4 s
+    runs = [{"seconds": 10.0}, {"seconds": 10.0}, {"seconds": 4.0}]
+    assert [(run["seconds"], size) for run, size in batch_sizes(runs)] == [(10.0, 2), (10.0, 2), (4.0, 1)]

@@ -78,7 +78,23 @@ class CellResult:
 
     @property
     def seconds(self) -> Stats:
-        return Stats([run["seconds"] for run in self.runs.values()])
+        """Training seconds per seed. The seeds of a group train batched in one process, and each of its run
+        folders records the process's time (the same number): that time is shared by the group's seeds."""
+        return Stats([run["seconds"] / size for run, size in batch_sizes(self.runs.values())])
+
+    @property
+    def batch_seconds(self) -> float:
+        """The cell's training time: each batched process counted once."""
+        return sum({run["seconds"] for run in self.runs.values()})
+
+
+def batch_sizes(runs) -> list[tuple[dict[str, Any], int]]:
+    """(run, number of runs trained with it in one process): runs of one batch record the same seconds."""
+    runs = list(runs)
+    counts: dict[float, int] = {}
+    for run in runs:
+        counts[run["seconds"]] = counts.get(run["seconds"], 0) + 1
+    return [(run, counts[run["seconds"]]) for run in runs]
 
 
 class Table:
