@@ -234,8 +234,9 @@ def test_gradcheck(ratio):
     assert torch.autograd.gradcheck(loss, (logits,))
 
 
-def test_opcheck_policy_loss():
-    d = joint_batch(6, 3, 4, seed=31)
+def opcheck_policy_loss(d):
+    """torch.library.opcheck of the custom op on batch `d`, with and without gradient, over the ratio and
+    predecessor modes."""
     for requires_grad in (True, False):
         for ratio, predecessors in ((0, 0), (1, 1), (2, 0)):
             logits = d["logits"].clone().requires_grad_(requires_grad)
@@ -257,6 +258,11 @@ def test_opcheck_policy_loss():
                 requires_grad,
             )
             torch.library.opcheck(torch.ops.inspo_ext.sequential_policy_loss.default, args)
+
+
+def test_opcheck_policy_loss():
+    d = joint_batch(6, 3, 4, seed=31)
+    opcheck_policy_loss(d)
 
 
 def assert_compiled_matches_eager(step, d):
@@ -398,27 +404,7 @@ def test_policy_loss_with_problems(ratio, predecessors):
 
 def test_policy_loss_with_problems_opcheck_and_compile():
     d = _problems(batch=12, agents=3, actions=4)
-    for requires_grad in (True, False):
-        for ratio, predecessors in ((0, 0), (1, 1), (2, 0)):
-            logits = d["logits"].clone().requires_grad_(requires_grad)
-            args = (
-                logits,
-                d["log_mu"],
-                d["avail"],
-                d["actions"],
-                d["q_local"],
-                d["order"],
-                d["updated_log_probs"] if predecessors == 1 else None,
-                predecessors,
-                ratio,
-                HYPER["alpha"],
-                HYPER["beta"],
-                HYPER["eta"],
-                HYPER["log_rho_max"],
-                HYPER["log_w_max"],
-                requires_grad,
-            )
-            torch.library.opcheck(torch.ops.inspo_ext.sequential_policy_loss.default, args)
+    opcheck_policy_loss(d)
     ops = torch.ops.inspo_ext
     from ops_testing import next_step
 
