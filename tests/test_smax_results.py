@@ -10,9 +10,10 @@ pytest.importorskip("jaxmarl")
 import smax_testing  # noqa: F401  (fast compiles)
 from inspo.smax import results
 from inspo.sweep.execute import KEY_FILE
+from inspo.sweep.runner import SweepOutcome
 
 
-def fake_run(out, map_name, tier, algorithm, seed, greedy_wins, stochastic_wins):
+def fake_run(out, map_name, tier, algorithm, seed, greedy_wins, stochastic_wins, train_seconds=30.0):
     run_dir = out / map_name / tier / algorithm / f"seed{seed}"
     run_dir.mkdir(parents=True)
     rows = [
@@ -34,6 +35,7 @@ def fake_run(out, map_name, tier, algorithm, seed, greedy_wins, stochastic_wins)
         greedy_return=[1.0 + w for w in greedy_wins],
         stochastic_win_rate=[float(w) for w in stochastic_wins],
         stochastic_return=[0.5 + w for w in stochastic_wins],
+        train_seconds=train_seconds,  # the seed group's process: runs trained together record the same time
     )
     (run_dir / "final_eval.json").write_text(json.dumps(final))
     (run_dir / KEY_FILE).write_text("{}")  # finished by a sweep
@@ -52,7 +54,7 @@ def grid(tmp_path):
     )
     fake_run(grid.out, "3m", "expert", "inspo-fused", 0, [1, 1, 0, 1], [1, 0, 0, 0])  # 0.75 / 0.25
     fake_run(grid.out, "3m", "expert", "inspo-fused", 1, [1, 0, 0, 0], [0, 0, 0, 0])  # 0.25 / 0.0
-    fake_run(grid.out, "3m", "expert", "bc", 0, [0, 0, 0, 0], [1, 1, 1, 1])
+    fake_run(grid.out, "3m", "expert", "bc", 0, [0, 0, 0, 0], [1, 1, 1, 1], train_seconds=12.0)
     return grid
 
 
@@ -71,6 +73,22 @@ def test_table_reports_mean_std_over_seeds_and_missing_seeds(grid):
     row = next(line for line in results.markdown(grid).splitlines() if line.startswith("| 3m | expert | 0 |"))
     assert row == "| 3m | expert | 0 | 0.75 (1.75) | 0.00 (1.00) |"
     assert "| 3m | expert | not made |" in text  # the dataset table says how to make it
+
+
+def test_compute_section_shares_a_batched_process_among_its_seeds_and_sums_the_invocations(grid):
+    text = results.markdown(grid)
+    # InSPO fused: seeds 0 and 1 trained in one process of 30 s -> 15 s per seed; BC one process of 12 s
+    assert "| 3m | 15 | 12 |" in text
+    assert "0.01 CPU-hours" in text  # (30 + 12) s
+    assert "Invocations that trained runs" not in text  # none recorded
+    outcome = SweepOutcome(results={("a", 0): {}, ("a", 1): {"reused": True}}, seconds=90.0, cpus=2.0)
+    results._record_grid_time(grid, outcome)
+    results._record_grid_time(grid, SweepOutcome(results={("a", 0): {"reused": True}}, seconds=5.0))  # trained none
+    results._record_grid_time(grid, SweepOutcome(results={("b", 0): {}}, seconds=30.0, cpus=16.0))
+    text = results.markdown(grid)
+    assert ": 1 runs trained, 1 reused, 0 failed, on 2 CPUs: 1.5 min wall" in text
+    assert ": 1 runs trained, 0 reused, 0 failed, on 16 CPUs: 0.5 min wall" in text
+    assert "All of them together: 2.0 min wall." in text
 
 
 def test_marl_eval_json_layout(grid):

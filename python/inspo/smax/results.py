@@ -319,7 +319,73 @@ def markdown(grid: GridConfig) -> str:
     missing = [ALGORITHM_TITLES[a] for a in grid.algorithms if a not in algorithms]
     if missing:
         lines += ["", f"No finished runs of {', '.join(missing)} in this grid."]
+    lines += compute_lines(grid, algorithms)
     return "\n".join(lines) + "\n"
+
+
+GRID_TIME_FILE = "grid_time.json"  # one entry per invocation of run_grid that trained runs
+
+
+def compute_lines(grid: GridConfig, algorithms: list) -> list:
+    """What the grid cost: training seconds per seed (a cell's seeds train batched in one process, whose
+    time is divided among them) per map and algorithm, and the wall time of the invocations that trained."""
+    from inspo.results.stats import batch_sizes
+
+    lines = [
+        "",
+        "Training time, seconds per seed (mean over the tiers; a cell's seeds train batched in one process, one "
+        "CPU, and share its time; the final evaluation is not included):",
+        "",
+        "| map | " + " | ".join(ALGORITHM_TITLES[a] for a in algorithms) + " |",
+        "|---|" + "---|" * len(algorithms),
+    ]
+    total = 0.0
+    for map_name in grid.maps:
+        cells = []
+        for algorithm in algorithms:
+            per_seed = []
+            for tier in grid.tiers:
+                finals = _finals(grid, map_name, tier, algorithm)
+                runs = [{"seconds": final["train_seconds"]} for final in finals if "train_seconds" in final]
+                per_seed += [run["seconds"] / size for run, size in batch_sizes(runs)]
+                total += sum({run["seconds"] for run in runs})
+            cells.append(f"{np.mean(per_seed):.0f}" if per_seed else "–")
+        lines.append(f"| {map_name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Sum of the training times of the grid's processes: {total / 3600:.2f} CPU-hours."]
+    invocations = _grid_times(grid)
+    if invocations:
+        lines += ["", "Invocations that trained runs (wall time, including the final evaluations):", ""]
+        lines += [
+            f"* {entry['date']}: {entry['trained']} runs trained, {entry['reused']} reused, {entry['failed']} "
+            f"failed, on {entry['cpus']:g} CPUs: {entry['wall_seconds'] / 60:.1f} min wall"
+            for entry in invocations
+        ]
+        wall = sum(entry["wall_seconds"] for entry in invocations)
+        lines += ["", f"All of them together: {wall / 60:.1f} min wall."]
+    return lines
+
+
+def _grid_times(grid: GridConfig) -> list:
+    path = grid.out / GRID_TIME_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _record_grid_time(grid: GridConfig, outcome) -> None:
+    """Add this invocation's wall time to GRID_TIME_FILE when it trained any run."""
+    from datetime import datetime, timezone
+
+    trained = len(outcome.results) - outcome.reused
+    if trained == 0:
+        return
+    entry = dict(
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        trained=trained,
+        reused=outcome.reused,
+        failed=len(outcome.failures),
+        cpus=outcome.cpus,
+        wall_seconds=round(outcome.seconds, 1),
+    )
+    (grid.out / GRID_TIME_FILE).write_text(json.dumps([*_grid_times(grid), entry], indent=1) + "\n")
 
 
 def run_grid(grid: GridConfig, log=print, **sweep_options) -> Path:
@@ -331,6 +397,7 @@ def run_grid(grid: GridConfig, log=print, **sweep_options) -> Path:
     outcome = run_sweep(grid_runs(grid, log), **sweep_options)
     for failure in outcome.failures:
         log(f"FAILED {failure}")
+    _record_grid_time(grid, outcome)
     (grid.out / "marl_eval.json").write_text(json.dumps(marl_eval_json(grid)))
     (grid.out / "smax_results.md").write_text(markdown(grid))
     return grid.out / "smax_results.md"
@@ -338,8 +405,8 @@ def run_grid(grid: GridConfig, log=print, **sweep_options) -> Path:
 
 # The grids of `inspo reproduce --smax` (--quick: the 3m expert cells of seed 0, a few minutes). Both
 # use run_config, so the quick cells are cells of the full grid and reuse its finished runs. The
-# full grid (3 maps x 4 tiers x 4 algorithms x 5 seeds = 240 runs) trains in about 2 hours on 2 quiet
-# cores (a sweep: Ray runs a seed group per CPU, or per --cpus-per-run CPUs on a cluster).
+# full grid is 3 maps x 4 tiers x 5 algorithms x 5 seeds = 300 runs, 60 seed groups (a sweep: Ray runs a
+# seed group per CPU, or per --cpus-per-run CPUs on a cluster); its cost is in the section it writes.
 FULL_GRID = dict(maps=("3m", "2s3z", "3s_vs_5z"), tiers=TRAINED_TIERS, seeds=(0, 1, 2, 3, 4))
 QUICK_GRID = dict(maps=("3m",), tiers=("expert",), seeds=(0,))
 

@@ -34,6 +34,7 @@ class SweepOutcome:
     failures: list[str] = field(default_factory=list)  # one line per run that failed every attempt
     retries: list[str] = field(default_factory=list)  # one line per retried attempt (why)
     seconds: float = 0.0
+    cpus: float = 0.0  # the cluster's CPUs when the sweep started (0: nothing to train, no cluster)
 
     @property
     def reused(self) -> int:
@@ -136,6 +137,7 @@ def run_sweep(
         progress.close()
         return outcome
     with ray_session(address, num_cpus) as ray:
+        outcome.cpus = ray.cluster_resources().get("CPU", 0.0)
         return _run_groups(ray, groups, outcome, len(runs), version, cpus_per_run, gpus_per_run, retries, stream)
 
 
