@@ -6,6 +6,8 @@ variants (the `impl` column) are what a user could run:
 
     eager            plain PyTorch: the learner calling the reference ops (inspo_ext.reference), one seed
     ours             the learner calling our ops (inspo_ext), eager, one seed
+    ours/S5          the eager iteration with 5 seeds batched (`inspo train --seeds 0-4`: compile is off by
+                     default); time per seed (the batched time / 5)
     ours+compile     the same iteration as one torch.compile(fullgraph=True) graph, one seed
     ours+compile/S5  the compiled iteration with 5 seeds batched; time per seed (the batched time / 5)
 
@@ -67,6 +69,7 @@ class Variant:
 VARIANTS = (
     Variant("eager", True, False, 1),
     Variant("ours", False, False, 1),
+    Variant("ours/S5", False, False, 5),
     Variant("ours+compile", False, True, 1),
     Variant("ours+compile/S5", False, True, 5),
 )
