@@ -1,13 +1,13 @@
 """The iteration variants of `inspo bench --sections iteration`, timed interleaved on a shared machine.
 
 Each round times one iteration of every variant in turn, so that load from other processes falls on
-all of them alike; medians over the rounds. Optionally a profile of the compiled iteration's top ops.
+all of them alike; medians over the rounds. Optionally a profile of one variant (default: the compiled one-seed iteration), by kind of event.
 On CUDA (`--device cuda`) the compiled variants are replayed as CUDA graphs, and the compiled one-seed
 iteration without the graph ("ours+compile/nograph") is timed too; every call is timed to its
 completion (torch.cuda.synchronize before and after).
 
     python benchmarks/iteration_interleaved.py [--shape 2s3z] [--case fused|exact|omiga] [--rounds 30]
-        [--device cpu|cuda] [--variants eager,ours,...] [--profile]
+        [--device cpu|cuda] [--variants eager,ours,...] [--profile [--profile-variant NAME]]
 """
 
 import argparse
@@ -16,6 +16,7 @@ import sys
 import time
 
 import torch
+import torch._inductor.config
 
 from inspo.bench.iteration import COMPILED_WITHOUT_GRAPH, SHAPES, VARIANTS, make_case, ops_backend
 
@@ -27,7 +28,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--variants", default=None, help="comma list of variant names (default: all)")
-    parser.add_argument("--profile", action="store_true", help="also profile the compiled one-seed iteration")
+    parser.add_argument("--profile", action="store_true", help="also profile one variant's iteration (5 calls)")
+    parser.add_argument(
+        "--profile-variant", default="ours+compile", help="the variant --profile profiles (default ours+compile)"
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -39,6 +43,8 @@ def main(argv=None) -> int:
         parser.error(f"unknown --variants {unknown}; choose from {[v.name for v in known]}")
     variants = [v for v in known if v.name in chosen]
     torch.set_num_threads(1)
+    if args.profile:  # name inductor's CPU kernels in the profile (set before anything compiles)
+        torch._inductor.config.cpp.enable_kernel_profile = True
     shape = SHAPES[args.shape]
     algo, mode = ("omiga", "fused") if args.case == "omiga" else ("inspo", args.case)
 
@@ -73,7 +79,10 @@ def main(argv=None) -> int:
             f"{plain / median:5.2f}x {variants[0].name}"
         )
     if args.profile:
-        case = next(case for variant, case in cases.items() if variant.compiled and variant.seeds == 1)
+        profiled = [case for variant, case in cases.items() if variant.name == args.profile_variant]
+        if not profiled:
+            parser.error(f"--profile-variant {args.profile_variant!r} is not among the timed --variants")
+        case = profiled[0]
         prepared = [case.prepare() for _ in range(5)]
         activities = [torch.profiler.ProfilerActivity.CPU]
         if device.type == "cuda":
@@ -81,8 +90,30 @@ def main(argv=None) -> int:
         with torch.profiler.profile(activities=activities) as profile:
             for item in prepared:
                 case.region(item)
-        print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+        averages = profile.key_averages()
+        print(averages.table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=60))
+        print_shares(averages, len(prepared))
     return 0
+
+
+# Where the compiled iteration's time goes, by kind of event (self CPU time; on CPU inductor's kernels are
+# named graph_<k>_cpp_fused_..., since --profile sets inductor.config.cpp.enable_kernel_profile)
+SHARES = (
+    ("matmuls (the networks' forward and backward)", ("aten::baddbmm", "aten::bmm", "aten::mm", "aten::addmm")),
+    ("inductor's fused kernels", ("graph_",)),
+    ("inductor's wrapper code (Python, between the kernels)", ("## Call CompiledFxGraph",)),
+    ("our ops (inspo_ext)", ("inspo_ext::", "GeneratedBackwardFor_inspo_ext")),
+    ("dynamo's guards", ("TorchDynamo Cache Lookup",)),
+    ("copies", ("aten::copy_",)),
+)
+
+
+def print_shares(averages, iterations: int) -> None:
+    total = sum(event.self_cpu_time_total for event in averages)
+    print(f"\nper iteration under the profiler: {total / 1e3 / iterations:.2f} ms")
+    for label, prefixes in SHARES:
+        spent = sum(e.self_cpu_time_total for e in averages if e.key.startswith(prefixes))
+        print(f"  {label:55s} {spent / 1e3 / iterations:7.2f} ms  {100 * spent / total:5.1f}%")
 
 
 if __name__ == "__main__":
