@@ -37,6 +37,16 @@ def test_spec_files_expand_runs_by_seed_and_group_the_seeds(tmp_path):
     groups = seed_groups(runs)
     assert [[run.seed for run in group] for group in groups] == [[3, 5], [3, 5]]
     assert [group[0].name for group in groups] == ["f", "mne-default-bc"]
+    pieces = seed_groups(runs, seeds_per_process=1)  # a process per seed
+    assert [[(run.name, run.seed) for run in group] for group in pieces] == [
+        [("f", 3)],
+        [("f", 5)],
+        [("mne-default-bc", 3)],
+        [("mne-default-bc", 5)],
+    ]
+    assert seed_groups(runs, seeds_per_process=2) == groups
+    with pytest.raises(ValueError, match="--seeds-per-process must be >= 1, got 0"):
+        seed_groups(runs, seeds_per_process=0)
 
 
 @pytest.mark.parametrize(

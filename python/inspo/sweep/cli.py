@@ -21,6 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="print the runs and their folders, run nothing")
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of every command that runs a sweep (inspo sweep, inspo reproduce)."""
     parser.add_argument("--address", help="a Ray cluster to join: auto or HOST:PORT (default: start Ray here)")
@@ -41,6 +48,12 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retries", type=int, default=2, help="times a failed or lost seed group is tried again (default 2)"
     )
+    parser.add_argument(
+        "--seeds-per-process",
+        type=positive_int,
+        help="train at most this many of a config's seeds batched in one process (default: all of them; 1: a "
+        "process per seed, faster per seed on a CPU at large batches, docs/PERFORMANCE.md)",
+    )
 
 
 def sweep_options(args: argparse.Namespace) -> dict:
@@ -50,6 +63,7 @@ def sweep_options(args: argparse.Namespace) -> dict:
         gpus_per_run=args.gpus_per_run,
         num_cpus=args.num_cpus,
         retries=args.retries,
+        seeds_per_process=args.seeds_per_process,
     )
 
 

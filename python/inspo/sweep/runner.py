@@ -101,9 +101,11 @@ def run_sweep(
     gpus_per_run: float = 0.0,
     retries: int = 2,
     num_cpus: Optional[int] = None,
+    seeds_per_process: Optional[int] = None,
     stream: Optional[TextIO] = None,
 ) -> SweepOutcome:
-    """Run every run not finished yet; return the results of all runs that finished. The progress line goes
+    """Run every run not finished yet; return the results of all runs that finished. A config's seeds train
+    batched in one process, at most `seeds_per_process` of them (default: all). The progress line goes
     to `stream` (default: sys.stderr at the time of the call)."""
     stream = stream or sys.stderr
     if cpus_per_run <= 0 or gpus_per_run < 0 or retries < 0:
@@ -123,7 +125,7 @@ def run_sweep(
     outcome = SweepOutcome()
     version = code_version()
     groups = []
-    for group in seed_groups(runs):  # groups finished in this machine's run folders need no task
+    for group in seed_groups(runs, seeds_per_process):  # groups finished in this machine's run folders need no task
         found = [finished_result(run.out_dir, run_key(run.config, run.finish_spec, version)) for run in group]
         if all(result is not None for result in found):
             outcome.results.update(

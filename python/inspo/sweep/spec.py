@@ -49,12 +49,19 @@ class Run:
         return [self.finish[0], dict(self.finish[1])] if self.finish else None
 
 
-def seed_groups(runs: list[Run]) -> list[list[Run]]:
-    """The runs grouped by `Run.group`, in the order of their first run."""
+def seed_groups(runs: list[Run], seeds_per_process: Optional[int] = None) -> list[list[Run]]:
+    """The runs grouped by `Run.group`, in the order of their first run; with `seeds_per_process`, each
+    group cut into pieces of at most that many seeds (each piece trains in a process of its own)."""
+    if seeds_per_process is not None and seeds_per_process < 1:
+        raise ValueError(f"--seeds-per-process must be >= 1, got {seeds_per_process}")
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(run.group, []).append(run)
-    return list(groups.values())
+    if seeds_per_process is None:
+        return list(groups.values())
+    return [
+        group[i : i + seeds_per_process] for group in groups.values() for i in range(0, len(group), seeds_per_process)
+    ]
 
 
 SPEC_FIELDS = {"name", "out", "seeds", "set", "runs"}
