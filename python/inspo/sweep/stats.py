@@ -31,11 +31,18 @@ def as_matrix(scores: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def _estimate(library, scores, function):
-    with warnings.catch_warnings():  # arch's notice that it will prefer a Generator to the RandomState rliable passes
-        warnings.simplefilter("ignore", FutureWarning)
-        return library.get_interval_estimates(
-            scores, function, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(BOOTSTRAP_SEED)
-        )
+    # rliable's StratifiedBootstrap draws its resampling indices from numpy's global generator, whatever
+    # random_state says: seed that one for the call (and put it back), so the intervals are reproducible
+    saved = np.random.get_state()
+    np.random.seed(BOOTSTRAP_SEED)
+    try:
+        with warnings.catch_warnings():  # arch's notice that it prefers a Generator to the RandomState rliable passes
+            warnings.simplefilter("ignore", FutureWarning)
+            return library.get_interval_estimates(
+                scores, function, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(BOOTSTRAP_SEED)
+            )
+    finally:
+        np.random.set_state(saved)
 
 
 def iqm_point(scores: Sequence[float] | np.ndarray) -> float:
