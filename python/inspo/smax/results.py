@@ -268,7 +268,9 @@ def markdown(grid: GridConfig) -> str:
         "(fewer where marked; no ± from one seed), mean return in brackets. Training: "
         f"{settings['steps']} iterations (InSPO, OMIGA) or {settings['bc_steps']} BC steps, batch "
         f"{settings['batch_size']}, alpha {settings['alpha']}, beta {settings['beta']}, OMIGA alpha "
-        f"{run_config(grid, grid.maps[0], grid.tiers[0], 'omiga', 0).algo_options.alpha}, shared networks {settings['hidden']}: a budget that 2 shared CPU cores "
+        f"{run_config(grid, grid.maps[0], grid.tiers[0], 'omiga', 0).algo_options.alpha}, CFCQL alpha "
+        f"{run_config(grid, grid.maps[0], grid.tiers[0], 'cfcql', 0).algo_options.alpha}, shared networks "
+        f"{settings['hidden']}: a budget that 2 shared CPU cores "
         "afford, not a tuned or converged one. Raw per-episode results for IQM / bootstrap intervals: "
         "`marl_eval.json` (marl-eval layout) beside the run folders.",
         "",
