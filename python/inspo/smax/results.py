@@ -266,7 +266,7 @@ def markdown(grid: GridConfig) -> str:
         f"Protocol: the final policy of every run (never the best checkpoint), evaluated on {grid.final_episodes} "
         "battles, greedy and stochastic on the same battles; win rate mean ± std over the seeds of the row "
         "(fewer where marked; no ± from one seed), mean return in brackets. Training: "
-        f"{settings['steps']} iterations (InSPO, OMIGA) or {settings['bc_steps']} BC steps, batch "
+        f"{settings['steps']} iterations (InSPO, OMIGA, CFCQL) or {settings['bc_steps']} BC steps, batch "
         f"{settings['batch_size']}, alpha {settings['alpha']}, beta {settings['beta']}, OMIGA alpha "
         f"{run_config(grid, grid.maps[0], grid.tiers[0], 'omiga', 0).algo_options.alpha}, CFCQL alpha "
         f"{run_config(grid, grid.maps[0], grid.tiers[0], 'cfcql', 0).algo_options.alpha}, shared networks "
