@@ -2,6 +2,7 @@
 the warm-up, and the same training as the eager iteration (float64)."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -59,6 +60,9 @@ def test_the_compiled_iteration_is_one_graph_and_trains_as_the_eager_one(
     assert dict(counters["graph_break"]) == {}
     assert counters["stats"]["unique_graphs"] == graphs
     assert_same_run(tmp_path / "compiled", tmp_path / "eager")
+    compiled_results = json.loads((tmp_path / "compiled" / "results.json").read_text())
+    assert 0 < compiled_results["compile_seconds"] < compiled_results["seconds"]
+    assert "compile_seconds" not in json.loads((tmp_path / "eager" / "results.json").read_text())
 
 
 def test_compile_refuses_a_beta_schedule():

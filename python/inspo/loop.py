@@ -18,6 +18,7 @@ randomness from its own generator.
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar, Optional, Sequence
@@ -288,6 +289,7 @@ def train_seeds(
     steps, log_every = learner.steps, configs[0].log_every
     eval_every, checkpoint_every = configs[0].eval_every, configs[0].checkpoint_every
     bar = progress_bar(steps, initial=first_step, desc=learner.label, enabled=progress)
+    compile_timer = CompileTimer(learner.label, enabled=configs[0].compile, announce=progress)
     for step in range(first_step, steps):
         rows = [
             torch.randint(len(store), (batch_size,), generator=generator, device=generator.device)
@@ -296,7 +298,8 @@ def train_seeds(
         batch = stack_batches(
             [minibatch(store, seed_rows, learner.batch_fields) for store, seed_rows in zip(stores, rows)]
         )
-        metrics = learner.update(batch, learner.draw(generators, step), step)
+        with compile_timer:
+            metrics = learner.update(batch, learner.draw(generators, step), step)
         done = step + 1
         if done % log_every == 0 or done == steps:
             values = {key: value.tolist() for key, value in metrics.items()}
@@ -327,12 +330,50 @@ def train_seeds(
             steps=steps,
             transitions=len(store),
             seconds=seconds,
+            **compile_timer.results(),
             **learner.results_extras(seed, store),
         )
         files[seed].write_results(result)
         files[seed].close()
         results.append(result)
     return results
+
+
+class CompileTimer:
+    """Times the iterations in which torch.compile compiled a graph (dynamo's count of graphs grew): the
+    first call of the compiled iteration, and the first after the critic warm-up. Says so on stderr, since
+    the progress display stands still meanwhile (minutes, for the exact mode), and reports the total as the
+    run's `compile_seconds`."""
+
+    def __init__(self, label: str, enabled: bool, announce: bool):
+        self.label, self.enabled, self.announce = label, enabled, announce
+        self.seconds, self.graphs = 0.0, 0
+
+    def _graph_count(self) -> int:
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"])
+
+    def __enter__(self) -> None:
+        if self.enabled:
+            self._before, self._start = self._graph_count(), time.perf_counter()
+
+    def __exit__(self, *exc_info) -> None:
+        if not self.enabled or self._graph_count() == self._before:
+            return
+        took = time.perf_counter() - self._start
+        self.seconds += took
+        self.graphs += 1
+        if self.announce:
+            print(
+                f"{self.label}: compiled the training iteration (graph {self.graphs}) in {took:.1f} s; inductor "
+                "caches the code it generates, so a later run of the same shapes compiles faster",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def results(self) -> dict[str, float]:
+        return {"compile_seconds": round(self.seconds, 3)} if self.enabled else {}
 
 
 def train(
