@@ -2,8 +2,8 @@
 torch.compile, against the measured memory bandwidth.
 
 Sections (all by default): `ops` (every op over the B x N x A sweep, forward / backward / both),
-`batch` (time against B), `threads` (1 -> all cores), `iteration` (one training iteration, exact and
-fused modes, against N). Output: a table on the terminal as rows complete, then CSV, Markdown and the
+`batch` (time against B), `threads` (1 -> all cores), `iteration` (one whole training iteration of
+each learner, InSPO fused and exact and OMIGA, at the shapes of inspo.bench.iteration.SHAPES). Output: a table on the terminal as rows complete, then CSV, Markdown and the
 speed-up plot in --out-dir, and the issue's targets judged on this run.
 """
 
@@ -21,8 +21,7 @@ SECTIONS = ("ops", "batch", "threads", "iteration")
 # The issue's grid (--full): every op at every B x N x A. Hours of eager PyTorch on a small machine.
 FULL_SWEEP = dict(batch="1024,16384,262144", agents="2,8,27", actions="5,16,64")
 # The default run (tens of minutes on 2 cores: eager PyTorch at B = 256k dominates): every op at every
-# B of the grid, N = 8, A in {5, 16}; N enters through the training-iteration section (N in {2, 8, 27}),
-# other sizes through --agents / --actions / --full.
+# B of the grid, N = 8, A in {5, 16}; other sizes through --agents / --actions / --full.
 DEFAULT_SWEEP = dict(batch="1024,16384,262144", agents="8", actions="5,16")
 
 
