@@ -1,7 +1,8 @@
 """The iteration variants of `inspo bench --sections iteration`, timed interleaved on a shared machine.
 
 Each round times one iteration of every variant in turn, so that load from other processes falls on
-all of them alike; medians over the rounds. Optionally a profile of one variant (default: the compiled one-seed iteration), by kind of event.
+all of them alike; medians over the rounds. Optionally a profile of one variant (default: the compiled
+one-seed iteration), summed by kind of event.
 On CUDA (`--device cuda`) the compiled variants are replayed as CUDA graphs, and the compiled one-seed
 iteration without the graph ("ours+compile/nograph") is timed too; every call is timed to its
 completion (torch.cuda.synchronize before and after).

@@ -3,8 +3,9 @@ torch.compile, against the measured memory bandwidth.
 
 Sections (all by default): `ops` (every op over the B x N x A sweep, forward / backward / both),
 `batch` (time against B), `threads` (1 -> all cores), `iteration` (one whole training iteration of
-each learner, InSPO fused and exact and OMIGA, at the shapes of inspo.bench.iteration.SHAPES). Output: a table on the terminal as rows complete, then CSV, Markdown and the
-speed-up plot in --out-dir, and the issue's targets judged on this run.
+each learner, InSPO fused and exact and OMIGA, at the shapes of inspo.bench.iteration.SHAPES). Output:
+a table on the terminal as rows complete, then CSV, Markdown and the speed-up plot in --out-dir, and
+the issue's targets judged on this run.
 """
 
 from __future__ import annotations

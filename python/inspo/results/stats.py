@@ -78,14 +78,13 @@ class CellResult:
 
     @property
     def seconds(self) -> Stats:
-        """Training seconds per seed. The seeds of a group train batched in one process, and each of its run
-        folders records the process's time (the same number): that time is shared by the group's seeds."""
-        return Stats([run["seconds"] / size for run, size in batch_sizes(self.runs.values())])
+        """Training seconds per seed (`seconds_per_seed`)."""
+        return Stats(seconds_per_seed(self.runs.values()))
 
     @property
     def batch_seconds(self) -> float:
         """The cell's training time: each batched process counted once."""
-        return sum({run["seconds"] for run in self.runs.values()})
+        return process_seconds(self.runs.values())
 
 
 def batch_sizes(runs) -> list[tuple[dict[str, Any], int]]:
@@ -95,6 +94,17 @@ def batch_sizes(runs) -> list[tuple[dict[str, Any], int]]:
     for run in runs:
         counts[run["seconds"]] = counts.get(run["seconds"], 0) + 1
     return [(run, counts[run["seconds"]]) for run in runs]
+
+
+def seconds_per_seed(runs) -> list[float]:
+    """Each run's training seconds. The seeds of a group train batched in one process, and each of its run
+    folders records the process's time (the same number): that time is shared by the group's seeds."""
+    return [run["seconds"] / size for run, size in batch_sizes(runs)]
+
+
+def process_seconds(runs) -> float:
+    """The runs' training time with each batched process counted once."""
+    return sum({run["seconds"] for run in runs})
 
 
 class Table:

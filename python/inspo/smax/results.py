@@ -331,7 +331,7 @@ GRID_TIME_FILE = "grid_time.json"  # one entry per invocation of run_grid that t
 def compute_lines(grid: GridConfig, algorithms: list) -> list:
     """What the grid cost: training seconds per seed (a cell's seeds train batched in one process, whose
     time is divided among them) per map and algorithm, and the wall time of the invocations that trained."""
-    from inspo.results.stats import batch_sizes
+    from inspo.results.stats import process_seconds, seconds_per_seed
 
     lines = [
         "",
@@ -349,8 +349,8 @@ def compute_lines(grid: GridConfig, algorithms: list) -> list:
             for tier in grid.tiers:
                 finals = _finals(grid, map_name, tier, algorithm)
                 runs = [{"seconds": final["train_seconds"]} for final in finals if "train_seconds" in final]
-                per_seed += [run["seconds"] / size for run, size in batch_sizes(runs)]
-                total += sum({run["seconds"] for run in runs})
+                per_seed += seconds_per_seed(runs)
+                total += process_seconds(runs)
             cells.append(f"{np.mean(per_seed):.0f}" if per_seed else "–")
         lines.append(f"| {map_name} | " + " | ".join(cells) + " |")
     lines += ["", f"Sum of the training times of the grid's processes: {total / 3600:.2f} CPU-hours."]
