@@ -184,3 +184,18 @@ def test_without_ray_the_commands_say_which_extra_to_install(tmp_path, monkeypat
     )
     assert main(["reproduce", "--quick", "--only", "main-xor-penalty-c-bc", "--out", str(tmp_path / "r")]) == 2
     assert "inspo reproduce: error: sweeps run on Ray" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["sweep", "spec.json"], ["reproduce", "--quick"]])
+def test_seeds_per_process_below_one_is_a_one_line_usage_error(command, capsys):
+    from inspo.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--seeds-per-process", "0"])
+    assert exit_info.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith("error: argument --seeds-per-process: must be >= 1, got 0")
+    )
