@@ -2,6 +2,7 @@
 rule on fake tuning scores, and the whole three-phase run on a fake sweep runner (every run's files
 written from formulas), down to the report table and marl-eval's JSON."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ pytest.importorskip("jaxmarl")
 pytest.importorskip("rliable")
 from inspo.smax import protocol  # noqa: E402
 from inspo.smax.results import GridConfig  # noqa: E402
-from inspo.sweep.execute import KEY_FILE  # noqa: E402
+from inspo.sweep.store import checksum, read_store  # noqa: E402
 
 
 def test_flat_from_is_the_first_step_of_the_final_band():
@@ -71,20 +72,19 @@ def fake_final(run, episodes: int) -> dict:
 
 
 class FakeRunner:
-    """Stands in for inspo.sweep.runner.run_sweep: writes each unfinished run's files, reuses finished ones."""
+    """Stands in for inspo.sweep.runner.run_sweep: summarizes each run not in the store from formulas."""
 
     def __init__(self):
         self.trained, self.asked = [], []
 
-    def __call__(self, runs, **options):
+    def __call__(self, runs, store, **options):
         from inspo.sweep.runner import SweepOutcome
 
         self.asked.append(list(runs))
         for run in runs:
-            if (run.out_dir / KEY_FILE).is_file():
+            if store.finished(run, "fake-version") is not None:
                 continue
             self.trained.append(run)
-            run.out_dir.mkdir(parents=True)
             config = run.config
             steps = config.bc_steps if config.algo == "bc" else config.steps
             method = run.name.split("/")[3]
@@ -93,13 +93,21 @@ class FakeRunner:
                 dict(step=s, stochastic_return=curve_value(method, s), greedy_return=2.0)
                 for s in range(every, steps + 1, every)
             ]
-            (run.out_dir / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+            files = {
+                "results.json": json.dumps(dict(steps=steps, seconds=1.0)),
+                "eval.jsonl": "".join(json.dumps(row) + "\n" for row in rows),
+            }
             if run.finish is not None:
                 assert run.finish[0] == "inspo.smax.results:write_final_eval"
-                final = fake_final(run, dict(run.finish[1])["episodes"])
-                (run.out_dir / "final_eval.json").write_text(json.dumps(final))
-            (run.out_dir / KEY_FILE).write_text("{}")
+                files["final_eval.json"] = json.dumps(fake_final(run, dict(run.finish[1])["episodes"]))
+            store.record(run, "fake-version", files, dict(cpu_seconds=36.0, wall_seconds=40.0))
         return SweepOutcome()
+
+
+def fake_dataset(directory, digest: str) -> None:
+    directory.mkdir(parents=True)
+    card = dict(files={"obs": dict(bytes=1, sha256=digest)}, return_mean=1.5, win_rate=0.5)
+    (directory / "meta.json").write_text(json.dumps(dict(card=card)))
 
 
 @pytest.fixture
@@ -113,10 +121,10 @@ def fake_protocol(tmp_path, monkeypatch):
     fake = FakeRunner()
     monkeypatch.setattr(runner, "run_sweep", fake)
     monkeypatch.setattr(runner, "ray_session", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(protocol, "check_datasets", lambda *a: None)  # the fake datasets have no arrays
     data = tmp_path / "data"
     for tier in ("expert", "medium"):
-        (data / "3m" / "seed0" / tier).mkdir(parents=True)
-        (data / "3m" / "seed0" / tier / "meta.json").write_text("{}")
+        fake_dataset(data / "3m" / "seed0" / tier, digest=tier * 8)
     scale = protocol.Scale(
         "test",
         max_steps=500,
@@ -135,6 +143,11 @@ def fake_protocol(tmp_path, monkeypatch):
         scale=scale,
         out=tmp_path / "runs",
         grid=GridConfig(data_root=data),
+        datasets={
+            "3m": {
+                tier: dict(sha256=dataset_hash(tier), return_mean=1.5, win_rate=0.5) for tier in ("expert", "medium")
+            }
+        },
     )
     return setup, fake
 
@@ -142,7 +155,7 @@ def fake_protocol(tmp_path, monkeypatch):
 def test_protocol_phases_budget_selection_and_report(fake_protocol):
     setup, fake = fake_protocol
     logged = []
-    decisions = protocol.run_protocol(setup, log=logged.append)
+    decisions = protocol.run_protocol(setup, log=logged.append, commit="c0ffee")
     assert any("skip 3m/mixed" in line for line in logged)
     decided = decisions["maps"]["3m"]
     assert decided["tiers"] == ["expert", "medium"]
@@ -154,7 +167,7 @@ def test_protocol_phases_budget_selection_and_report(fake_protocol):
     bc = next(run.config for run in curves if run.name.endswith("/bc"))
     assert (bc.algo, bc.bc_steps) == ("bc", 500)
     # budget: the latest flattening (300, the RL methods) and per curve
-    assert decided["budget"] == 300 and decided["flattened"]
+    assert decided["budget"] == 300 and decided["flattened"] and not decided["capped"]
     assert decided["per_curve"]["expert/bc"] == 200 and decided["per_curve"]["medium/omiga"] == 300
     # tune phase: three values per temperature method, one BC run, at the budget, on the tuning seeds
     tune = fake.asked[1]
@@ -172,33 +185,100 @@ def test_protocol_phases_budget_selection_and_report(fake_protocol):
     assert all(run.config.algo_options.alpha == 0.3 for run in report if run.config.algo == "omiga")
     assert all(dict(run.finish[1])["episodes"] == 8 for run in report)
     assert {(run.config.bc_steps if run.config.algo == "bc" else run.config.steps) for run in report} == {300}
+    # every run is summarized in the store, under the commit and its dataset's hash
+    summaries = read_store(setup.store_root)
+    assert len(summaries) == len(curves) + len(tune) + len(report)
+    assert {s["key"]["commit"] for s in summaries.values()} == {"c0ffee"}
+    assert decisions["datasets"]["3m"] == {"expert": dataset_hash("expert"), "medium": dataset_hash("medium")}
     # outputs: marl-eval's JSON of the report runs (per-episode finals), the table with IQM [CI] and mean ± std
     marl = json.loads((setup.out / "marl_eval.json").read_text())
     assert sorted(marl["smax"]["3m-expert"]["omiga"]) == ["run_0", "run_1", "run_2"]
     assert len(marl["smax"]["3m-expert"]["omiga"]["run_0"]["absolute_metrics"]["greedy_win_rate"]) == 8
     text = (setup.out / "protocol.md").read_text()
-    assert protocol.TINY_LABEL in text  # not the full scale: labelled
+    assert protocol.TINY_LABEL not in text and "`c0ffee`" in text
     assert (setup.out / "curves_3m.png").is_file()
     greedy_return = text[text.index("Final greedy return") : text.index("Final stochastic return")]
     row = next(line for line in greedy_return.splitlines() if line.startswith("| 3m | expert"))
     # BC's greedy return per seed: 2.0, 2.01, 2.02 -> IQM of three = their middle-weighted mean, std 0.01
-    assert "2.01 ± 0.01" in row.split("|")[-2]
+    assert "2.01 ± 0.01" in row.split("|")[-2] and row.split("|")[3].strip() == "1.50"  # the dataset's return
     assert "| 3m | all tiers |" in greedy_return
+    assert "P(InSPO > OMIGA)" in text
+    assert "| 3m | report | 24 | 0.24 | 0.27 |" in text  # 4 methods x 2 tiers x 3 seeds at 36 CPU-s each
     # resumable: a second invocation trains nothing
     trained = len(fake.trained)
-    assert protocol.run_protocol(setup, log=logged.append) == decisions
+    assert protocol.run_protocol(setup, log=logged.append, commit="c0ffee") == decisions
     assert len(fake.trained) == trained
+    # another commit or another dataset version is not reused
+    protocol.run_protocol(setup, log=logged.append, commit="beef")
+    assert len(fake.trained) == 2 * trained
 
 
-def test_report_reads_the_final_policy_never_the_best_checkpoint(fake_protocol, tmp_path):
+def dataset_hash(tier: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"obs\0{tier * 8}\n".encode()).hexdigest()
+
+
+def test_the_report_regenerates_byte_for_byte_from_the_summaries_alone(fake_protocol, tmp_path):
+    import shutil
+
     setup, _ = fake_protocol
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "eval.jsonl").write_text(json.dumps(dict(step=100, greedy_win_rate=1.0)) + "\n")  # best midway
+    protocol.run_protocol(setup, log=lambda line: None, commit="c0ffee")
+    # another machine: only the committed summaries, no run folder, no dataset
+    store = tmp_path / "committed"
+    shutil.copytree(setup.store_root, store)
+    outputs = ("protocol.md", "protocol.json", "marl_eval.json", "curves_3m.png")
+    first = {name: (setup.out / name).read_bytes() for name in outputs}
+    again = dataclasses.replace(
+        setup, out=tmp_path / "again", store=store, grid=GridConfig(data_root=tmp_path / "none")
+    )
+    protocol.write_outputs(again)
+    assert {name: (again.out / name).read_bytes() for name in outputs} == first
+
+
+def test_tuning_on_two_tiers_reuses_each_choice_on_the_others(fake_protocol):
+    setup, fake = fake_protocol
+    setup = dataclasses.replace(
+        setup, scale=dataclasses.replace(setup.scale, tune_tiers=("medium",), tune_seeds=(100,), budget_cap=200)
+    )
+    decisions = protocol.run_protocol(setup, log=lambda line: None, commit="c0ffee")
+    tune = fake.asked[1]
+    assert {run.name.split("/")[2] for run in tune} == {"medium"} and {run.seed for run in tune} == {100}
+    decided = decisions["maps"]["3m"]
+    assert decided["budget"] == 200 and decided["curves_budget"] == 300 and decided["capped"]
+    assert decided["selected"]["expert/omiga"]["value"] == 0.3 and decided["selected"]["expert/omiga"]["tuned_on"] == [
+        "medium"
+    ]
+    assert {run.config.steps for run in fake.asked[2] if run.config.algo != "bc"} == {200}
+
+
+def test_a_run_on_another_dataset_than_the_campaigns_is_refused(fake_protocol):
+    setup, _ = fake_protocol
+    setup.datasets["3m"]["medium"]["sha256"] = "f" * 64
+    with pytest.raises(ValueError, match="the campaign's 3m/medium is ffff"):
+        protocol.run_protocol(setup, log=lambda line: None, commit="c0ffee")
+
+
+def test_a_report_never_mixes_dataset_versions(fake_protocol):
+    setup, _ = fake_protocol
+    protocol.run_protocol(setup, log=lambda line: None, commit="c0ffee")
+    path = setup.store_root / "report" / "3m" / "expert" / "bc" / "seed0.json"
+    summary = json.loads(path.read_text())
+    summary["key"]["dataset"] = "another"
+    summary["sha256"] = checksum(summary)
+    path.write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="two dataset versions"):
+        protocol.write_outputs(setup)
+
+
+def test_report_reads_the_final_policy_never_the_best_checkpoint(fake_protocol):
+    setup, _ = fake_protocol
     final = dict(greedy_win_rate=[0.0, 0.0], greedy_return=[0.5, 0.5], stochastic_return=[0.1, 0.1])
     final["stochastic_win_rate"] = [0.0, 0.0]
-    (run_dir / "final_eval.json").write_text(json.dumps(final))
-    assert protocol.seed_means([protocol._final(run_dir)], "greedy_win_rate") == [0.0]
+    summary = dict(curve=[dict(step=100, greedy_win_rate=1.0)], final=final)  # best midway, bad at the end
+    summaries = {(protocol.run_name("report", "3m", "expert", "bc"), 0): summary}
+    finals = protocol.report_finals(setup, summaries, "3m", "expert", "bc")
+    assert protocol.seed_means(finals, "greedy_win_rate") == [0.0]
 
 
 def test_compute_plan_prices_every_run_of_the_full_grid():
@@ -210,7 +290,7 @@ def test_compute_plan_prices_every_run_of_the_full_grid():
         final_eval_warm_seconds=2.0,
         rollout_seconds_per_episode=0.001,
     )
-    cost = plan.grid_cost(measured, budget=5000, mappo={"3m": 3.0})
+    cost = plan.protocol_cost(measured, budget=5000, mappo={"3m": 3.0})
     assert cost["groups"] == dict(curves=5 * 4, tune=(4 * 3 + 1) * 4, report=5 * 4)
     full = protocol.SCALES["full"]
     battle = 2.0 / (2 * full.final_episodes)
@@ -219,10 +299,51 @@ def test_compute_plan_prices_every_run_of_the_full_grid():
     assert cost["longest"]["curves"] == pytest.approx(bc_curve + fit)  # InSPO: BC's cost plus mu's fit
     report_inspo = (0.01 * 5000 + fit) * 5 / 3 + 5 * 2.0
     assert cost["longest"]["report"] == pytest.approx(report_inspo)
-    assert cost["dataset"] == pytest.approx(244 * 3.0 * 2 + 3 * 5000 * 0.001)
+    assert cost["dataset"] == pytest.approx(244 * 3.0 + 4 * 5000 * 0.001)
     # more cores never cost more wall time, and never less than the longest group of each phase
     walls = [plan.wall_seconds([cost], n) for n in (1, 16, 1024)]
     assert walls[0] > walls[1] > walls[2] >= cost["dataset"] + sum(cost["longest"].values()) - 1e-9
     # two maps side by side: as long as one on a big cluster, twice one on a single core
     assert plan.wall_seconds([cost, cost], 1024) == pytest.approx(walls[2])
     assert plan.wall_seconds([cost, cost], 1) == pytest.approx(2 * walls[0])
+
+
+def campaign_rows(per_iteration: float) -> list[dict]:
+    return [
+        dict(
+            map=name,
+            iteration_seconds={f"{m}/3": per_iteration for m in protocol.METHODS},
+            final_eval_warm_seconds=2.0,
+            rollout_seconds_per_episode=0.001,
+        )
+        for name in ("3m", "2s3z", "5m_vs_6m")
+    ]
+
+
+def test_a_campaign_is_cut_in_order_until_it_fits():
+    from inspo.smax import plan
+
+    scale = protocol.SCALES["campaign"]
+    mappo = {"3m": 1.0, "2s3z": 1.0, "5m_vs_6m": 1.0}
+    maps, methods = ["2s3z", "5m_vs_6m", "3m"], ["inspo-fused", "cfcql", "omiga", "bc", "inspo-exact"]
+    roomy = plan.fit_campaign(campaign_rows(0.001), mappo, scale, maps, methods, 5000, limit_hours=100)
+    assert roomy["cuts"] == {} and roomy["maps"] == maps and roomy["methods"] == methods and roomy["steps"] == []
+    tight = plan.fit_campaign(campaign_rows(0.1), mappo, scale, maps, methods, 10_000, limit_hours=16)
+    # everything optional went first, then the tuning grid, then the budget; never a required map or method
+    assert tight["maps"] == ["2s3z", "5m_vs_6m"] and tight["methods"] == ["inspo-fused", "cfcql", "omiga", "bc"]
+    assert tight["cuts"]["tune_tiers"] == ["medium-replay", "mixed"] and tight["cuts"]["tune_seeds"] == [100]
+    assert 0 < tight["cuts"]["budget_cap"] < 10_000 and tight["cuts"]["budget_cap"] % scale.eval_every == 0
+    assert tight["hours"] <= 16 and [step.split(":")[0].split(" ")[0] for step in tight["steps"]] == [
+        "dropped",
+        "dropped",
+        "tuned",
+        "one",
+        "budget",
+    ]
+    # one more eval interval of budget would not fit
+    fitted = dataclasses.replace(scale, tune_tiers=("medium-replay", "mixed"), tune_seeds=(100,))
+    over = tight["cuts"]["budget_cap"] + scale.eval_every
+    costs = [plan.protocol_cost(row, over, mappo, fitted, tight["methods"]) for row in campaign_rows(0.1)[1:]]
+    assert plan.total_hours(costs) > 16
+    with pytest.raises(ValueError, match="no budget fits"):
+        plan.fit_campaign(campaign_rows(10.0), mappo, scale, maps, methods, 10_000, limit_hours=16)

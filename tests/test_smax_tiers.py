@@ -1,8 +1,10 @@
 """The tier pipeline at a tiny size: behaviour training with checkpoints, expert / medium /
 medium-replay / mixed from one run, the scripted tier, and the trainer-facing SmaxTask."""
 
+import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -10,8 +12,17 @@ pytest.importorskip("jaxmarl")
 import smax_testing  # noqa: F401  (fast compiles)
 from inspo.data import TransitionStore
 from inspo.data.card import load_dataset
-from inspo.smax.ippo import PPOConfig, read_progress
-from inspo.smax.tiers import TRAINED_TIERS, DataConfig, ensure_behaviour, make_tiers, pick_medium
+from inspo.smax.ippo import PPOConfig, initial_params, read_progress
+from inspo.smax.policies import load_params
+from inspo.smax.tiers import (
+    TRAINED_TIERS,
+    DataConfig,
+    ensure_behaviour,
+    export_behaviour,
+    make_tiers,
+    pick_medium,
+    replay_windows,
+)
 
 EPISODES = 8  # = eval_episodes below: the evaluations and the datasets share one compiled rollout
 LIMIT = 5  # time limit of the tiny battles: PPO's 16-step rollouts cross episode ends and rollout ends
@@ -72,32 +83,74 @@ def test_tiers_use_the_final_and_the_medium_checkpoints(made):
         assert card["behaviour_config"]["seed"] == 3 and card["seed"] == 3
 
 
-def test_medium_replay_holds_every_training_episode_until_medium(made):
+def test_medium_replay_plays_every_training_window_with_its_opening_checkpoint(made):
     config, directories = made
     progress = read_progress(config.behaviour_dir)
     medium = pick_medium(progress, 0.5)
     arrays, meta = load_dataset(directories["medium-replay"])
-    expected = sum(row["training_episodes"] for row in progress if row["update"] <= medium["update"])
+    rows = [row for row in progress if row["update"] <= medium["update"]]
+    expected = sum(row["training_episodes"] for row in rows)
     assert expected > 0 and meta["card"]["episodes"] == expected
-    assert meta["card"]["behaviour"]["until"]["checkpoint"].endswith(medium["checkpoint"])
-    # the stitched episodes have the buffer layout: contiguous filled steps, one end flag at most
+    behaviour = meta["card"]["behaviour"]
+    assert behaviour["until"]["checkpoint"].endswith(medium["checkpoint"])
+    # window k (the episodes training played up to row k) is played by the checkpoint before it
+    assert behaviour["windows"] == [
+        dict(checkpoint=name, training_episodes=row["training_episodes"])
+        for name, row in zip(["ckpt_000000.npz"] + [r["checkpoint"] for r in rows[:-1]], rows)
+    ]
     filled = np.asarray(arrays["filled"][..., 0])
     lengths = filled.sum(1)
     assert all(filled[e, : lengths[e]].all() and not filled[e, lengths[e] :].any() for e in range(len(lengths)))
-    assert (np.asarray(arrays["terminated"]).sum((1, 2)) <= 1).all()
     assert len(TransitionStore.from_episode_buffer(arrays)) > 0  # actions available, values finite
-    # PPO's auto-reset at the time limit: 3m units start out of range, so nobody dies in 5 steps and
-    # every episode ends at exactly LIMIT steps, unterminated (a time limit is not a terminal state);
-    # an episode cut by the end of a 16-step rollout is stitched to its rest from the next rollout
+    # 3m units start out of range, so nobody dies in 5 steps: every episode ends at the time limit, unterminated
     assert (lengths == LIMIT).all() and not np.asarray(arrays["terminated"]).any()
-    assert meta["card"]["episode_limit"] == LIMIT and arrays["obs"].shape[1] == LIMIT + 1
     assert np.abs(np.asarray(arrays["obs"][:, LIMIT])).sum((1, 2)).all()  # the final observation is kept
-    # each episode begins a fresh battle (all alive, out of range: move or stop, no attack) at its
-    # own random start
-    avail = np.asarray(arrays["avail_actions"][:, 0]) != 0
-    assert avail[..., :5].all() and not avail[..., 5:].any()
     first_states = np.asarray(arrays["state"][:, 0])
-    assert len(np.unique(first_states, axis=0)) == len(first_states)
+    assert len(np.unique(first_states, axis=0)) == len(first_states)  # each episode its own random start
+
+
+def test_replay_windows_open_with_the_checkpoint_before_them():
+    progress = [
+        dict(update=u, checkpoint=f"ckpt_{u:06d}.npz", training_episodes=e) for u, e in ((10, 7), (20, 5), (30, 4))
+    ]
+    assert replay_windows(progress, progress[1]) == [("ckpt_000000.npz", 7), ("ckpt_000010.npz", 5)]
+    assert replay_windows(progress, progress[0]) == [("ckpt_000000.npz", 7)]
+
+
+def test_training_saves_its_initial_parameters(made):
+    config, _ = made
+    saved = load_params(config.behaviour_dir / "ckpt_000000.npz")
+    drawn = initial_params(config.behaviour)
+    for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(drawn)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_an_exported_behaviour_regenerates_every_tier_bit_for_bit_without_training(made, tmp_path):
+    config, directories = made
+    export = tmp_path / "export"
+    names = export_behaviour(config.behaviour_dir, export)
+    progress = read_progress(config.behaviour_dir)
+    medium = pick_medium(progress, 0.5)
+    needed = {medium["checkpoint"], progress[-1]["checkpoint"]} | {name for name, _ in replay_windows(progress, medium)}
+    assert set(names) == {"config.json", "progress.jsonl", "final.json"} | needed
+    assert set(json.loads((export / "files.json").read_text())) == set(names)
+    again = dataclasses.replace(config, root=tmp_path / "root", behaviour_source=export)
+    for tier, path in zip(TRAINED_TIERS, make_tiers(again, log=lambda message: None)):
+        original = load_dataset(directories[tier])[1]["card"]["files"]
+        assert load_dataset(path, hashes=True)[1]["card"]["files"] == original, tier
+    assert not (tmp_path / "root" / "3m" / "seed3" / "behaviour-mappo").exists()  # nothing trained
+
+
+def test_a_missing_or_unfinished_behaviour_source_is_named(made, tmp_path):
+    config, _ = made
+    with pytest.raises(ValueError, match="not a finished behaviour run"):
+        ensure_behaviour(dataclasses.replace(config, behaviour_source=tmp_path))
+    export = tmp_path / "export"
+    export_behaviour(config.behaviour_dir, export)
+    final = read_progress(config.behaviour_dir)[-1]["checkpoint"]
+    (export / final).unlink()
+    with pytest.raises(ValueError, match=f"checkpoint {final} is missing"):
+        make_tiers(dataclasses.replace(config, root=tmp_path / "r", behaviour_source=export), tiers=("expert",))
 
 
 def test_generation_is_deterministic_and_training_is_reused(made, tmp_path):

@@ -239,3 +239,23 @@ def test_inspo_sweep_joins_a_cluster_by_address(cluster, tmp_path):
     assert "| c (penalty) | bc | 2 |" in done.stdout
     data = json.loads((tmp_path / "runs" / "marl_eval.json").read_text())
     assert sorted(data["xor"]["c (penalty)"]["bc"]) == ["run_0", "run_1"]
+
+
+def test_a_sweep_summarizes_each_run_and_a_new_machine_reuses_the_summaries(cluster, tmp_path):
+    import shutil
+
+    from inspo.sweep.store import SummaryStore, read_store
+
+    store = SummaryStore(tmp_path / "summaries", "c0ffee", lambda config: f"dataset-{config.dataset}")
+    outcome = run_sweep(spec(tmp_path / "runs"), address=cluster["address"], store=store)
+    assert outcome.failures == [] and outcome.reused == 0
+    summaries = read_store(store.root)
+    assert set(summaries) == {(name, seed) for name in ("fused", "exact") for seed in (0, 1)}
+    for (name, seed), summary in summaries.items():
+        assert summary["key"]["dataset"] == f"dataset-{'c' if name == 'fused' else 'd'}"
+        assert summary["results"]["scores"] == outcome.results[(name, seed)]["scores"]
+        assert summary["curve"] and summary["cost"]["cpu_seconds"] > 0 and summary["cost"]["runs_in_process"] == 2
+    # the machine is lost: only the summaries are left, and nothing trains again
+    shutil.rmtree(tmp_path / "runs")
+    again = run_sweep(spec(tmp_path / "runs"), address=cluster["address"], store=store)
+    assert again.reused == 4 and not (tmp_path / "runs").exists()

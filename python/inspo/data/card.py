@@ -21,9 +21,10 @@ import numpy as np
 from inspo.data.buffer import DatasetError, load_episode_buffer
 
 CARD_VERSION = 1
-GENERATOR = "inspo.smax.tiers/3"  # bump when the data a given command produces changes
+GENERATOR = "inspo.smax.tiers/4"  # bump when the data a given command produces changes
 # /2: PPO treats the time limit as terminal; /3: datasets of < 256 episodes are rolled out in
-# smaller batches (inspo.smax.rollout.rollout_batch), so their episodes differ from /2's
+# smaller batches (inspo.smax.rollout.rollout_batch), so their episodes differ from /2's; /4: medium-replay
+# rolls out the saved checkpoints of each training window instead of replaying training (inspo.smax.tiers)
 WIN_REWARD = 1.0
 RETURN_TOLERANCE = 1e-3  # float32 sums in a different order
 

@@ -4,6 +4,8 @@
     inspo data make --env smax:3m --tier all               # expert, medium, medium-replay, mixed (one training)
     inspo data make --env smax:3m --tier scripted --eps 0.2 --episodes 500
     inspo data behaviour --env smax:2s3z --seed 1          # only train (and checkpoint) the behaviour policy
+    inspo data behaviour --env smax:2s3z --export DIR      # ... and copy what the tiers need to DIR (to commit)
+    inspo data make --env smax:2s3z --tier all --behaviour DIR   # the tiers from an exported run: no training
     inspo data check ~/.cache/inspo/smax/3m/seed0/expert  # verify a dataset against its card
     inspo data summary                                     # a table of every dataset card under the root
 
@@ -68,9 +70,23 @@ def add_commands(commands) -> None:
     make.add_argument("--eps", type=float, default=0.2, help="scripted tier: random-action probability")
     make.add_argument("--out", type=Path, default=None, help="dataset directory (default <root>/<map>/seed<S>/<tier>)")
     make.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    make.add_argument(
+        "--behaviour",
+        type=Path,
+        default=None,
+        help="a finished behaviour run folder (e.g. one written by `inspo data behaviour --export`) to roll out "
+        "instead of training one",
+    )
 
     behaviour = commands.add_parser("behaviour", help="train and checkpoint the behaviour policy only")
     common(behaviour)
+    behaviour.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        help="then copy what the trained tiers need (config, progress, the checkpoints they roll out) to this "
+        "folder: small enough to commit, and `data make --behaviour` regenerates the tiers from it",
+    )
 
     summary = commands.add_parser("summary", help="a markdown table of every dataset card under the data root")
     summary.add_argument("--root", type=Path, default=None, help="data root (default as for make)")
@@ -100,7 +116,19 @@ def _data_config(args, tier: str):
             eps=args.eps,
             out=args.out,
             overwrite=args.overwrite,
+            behaviour_source=args.behaviour,
         )
+        if args.behaviour is not None:  # the run's own config, whatever the map preset says today
+            from inspo.smax.ippo import is_complete, read_config
+
+            if not is_complete(args.behaviour):
+                raise ValueError(f"--behaviour {args.behaviour}: not a finished behaviour run (no final.json)")
+            behaviour = read_config(args.behaviour)
+            if behaviour.map_name != map_name or behaviour.seed != args.seed:
+                raise ValueError(
+                    f"--behaviour {args.behaviour}: a run of {behaviour.map_name} seed {behaviour.seed}, not of "
+                    f"{map_name} seed {args.seed}"
+                )
         if args.episodes is not None:
             extra["episodes"] = args.episodes
     return DataConfig(
@@ -146,10 +174,14 @@ def _run(args: argparse.Namespace) -> int:
         print(summary_table(Path(args.root or DEFAULT_ROOT).expanduser()))
         return 0
 
-    from inspo.smax.tiers import TIERS, TRAINED_TIERS, ensure_behaviour, make_dataset
+    from inspo.smax.tiers import TIERS, TRAINED_TIERS, ensure_behaviour, export_behaviour, make_dataset
 
     if args.data_command == "behaviour":
-        ensure_behaviour(_data_config(args, "expert"), log)
+        config = _data_config(args, "expert")
+        directory = ensure_behaviour(config, log)
+        if args.export is not None:
+            names = export_behaviour(directory, args.export, config.medium_fraction)
+            log(f"exported {len(names)} files of {directory} to {args.export}")
         return 0
     tiers = TRAINED_TIERS if args.tier == "all" else (args.tier,)
     if any(tier not in TIERS for tier in tiers):

@@ -242,21 +242,14 @@ def train(
     config: PPOConfig,
     out_dir: Optional[Path],
     *,
-    stop_after_update: Optional[int] = None,
-    on_rollout: Optional[Callable[[dict], None]] = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train and checkpoint. Returns the final parameters and the progress rows.
-
-    ``stop_after_update`` ends training after that many updates (the replay of a run up to a
-    checkpoint); ``on_rollout`` receives every rollout as numpy arrays [T, E, ...] (recording).
-    With ``out_dir=None`` nothing is written (the replay).
-    """
+    """Train and checkpoint. Returns the final parameters and the progress rows (``out_dir=None``: nothing
+    is written)."""
     config.validate()
     core = make_core(config.map_name, config.episode_limit)
     optimizer = make_optimizer(config)
-    key = jax.random.PRNGKey(config.seed)
-    key, init_key, reset_key, eval_key = jax.random.split(key, 4)
+    key, init_key, reset_key, eval_key = _training_keys(config)
     params = init_actor_critic(init_key, core.spec, config.network)
     env_state, current = jax.vmap(core.reset)(jax.random.split(reset_key, config.num_envs))
     runner = Runner(params, optimizer.init(params), env_state, current, jnp.zeros((config.num_envs,), jnp.float32), key)
@@ -266,15 +259,14 @@ def train(
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         save_json(out_dir / "config.json", dict(asdict(config), algorithm=config.algorithm))
+        save_params(out_dir / checkpoint_name(0), params)  # the medium-replay tier replays from update 0
         (out_dir / "progress.jsonl").write_text("")
-    last = config.num_updates if stop_after_update is None else min(stop_after_update, config.num_updates)
+    last = config.num_updates
     progress, window, started = [], [], time.time()
     for index in range(1, last + 1):
         runner, stats, steps = update(runner)
         stats = {name: float(value) for name, value in stats.items()}
         window.append(stats)
-        if on_rollout is not None:
-            on_rollout({name: np.asarray(value) for name, value in steps.items()})
         if out_dir is None or (index % config.checkpoint_every and index != config.num_updates):
             continue
         row = dict(
@@ -312,6 +304,19 @@ def train(
             dict(checkpoint=checkpoint_name(last), update=last, seconds=round(time.time() - started, 1)),
         )
     return dict(params=runner.params, progress=progress)
+
+
+def _training_keys(config: PPOConfig) -> list:
+    """The training run's random keys: (loop, initialization, environment reset, evaluation)."""
+    return list(jax.random.split(jax.random.PRNGKey(config.seed), 4))
+
+
+def initial_params(config: PPOConfig) -> Pytree:
+    """The parameters training starts from (update 0), as ``train`` draws them: for behaviour runs saved
+    without ``ckpt_000000.npz``. Orthogonal initialization goes through LAPACK's QR, whose rounding may
+    depend on the CPU, so exported behaviour runs carry this as a file (tiers.export_behaviour)."""
+    core = make_core(config.map_name, config.episode_limit)
+    return init_actor_critic(_training_keys(config)[1], core.spec, config.network)
 
 
 def read_progress(out_dir: Path) -> list:

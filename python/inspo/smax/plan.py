@@ -115,41 +115,115 @@ def measure_mappo(map_name: str, log) -> float:
     return per
 
 
-def grid_cost(measured: dict, budget: int, mappo: dict) -> dict:
-    """CPU-seconds of the full protocol on one map (datasets apart), per phase, and the longest seed group."""
-    from inspo.smax.protocol import SCALES, TEMPERATURES
+def protocol_cost(measured: dict, budget: int, mappo: dict, scale=None, methods=None) -> dict:
+    """CPU-seconds of the protocol at `scale` (default full) with `methods` (default all) on one map, per
+    phase, and the longest seed group; its datasets apart."""
+    from inspo.smax.protocol import METHODS, SCALES, TEMPERATURES
     from inspo.smax.tiers import BEHAVIOUR_PRESETS, RECIPE_EPISODES
 
-    scale = SCALES["full"]
-    tiers = len(scale.tiers)
+    scale = scale or SCALES["full"]
     per = measured["iteration_seconds"]
     evaluation = measured["final_eval_warm_seconds"]  # one seed's final evaluation
     battle = evaluation / (2 * scale.final_episodes)
-    mu = per["bc/3"] * scale.mu_steps  # InSPO's behaviour fit, per run
+    mu = per[f"bc/{MEASURED_SEEDS}"] * scale.mu_steps  # InSPO's behaviour fit, per run
 
     def group(method: str, seeds: int, steps: int, evals: float) -> float:
         fit = mu if method.startswith("inspo") else 0.0
         return (per[f"{method}/{MEASURED_SEEDS}"] * steps + fit) * seeds / MEASURED_SEEDS + evals
 
-    curve_evals = (scale.max_steps // scale.eval_every) * 2 * scale.curve_episodes * battle * 3
+    curve_seeds, tune_seeds = len(scale.tuning_seeds), len(scale.tune_seed_list)
+    curve_evals = (scale.max_steps // scale.eval_every) * 2 * scale.curve_episodes * battle * curve_seeds
+    tuned = [t for t in scale.tiers if scale.tune_tiers is None or t in scale.tune_tiers]
     phases: dict[str, list[float]] = dict(curves=[], tune=[], report=[])
-    for method, temperature in TEMPERATURES.items():
-        values = 3 if temperature else 1
-        for _ in range(tiers):
-            phases["curves"].append(group(method, 3, scale.max_steps, curve_evals))
-            phases["tune"] += [group(method, 3, budget, 3 * evaluation)] * values
-            phases["report"].append(group(method, 5, budget, 5 * evaluation))
+    for method in methods or METHODS:
+        values = 3 if TEMPERATURES[method] else 1
+        phases["curves"] += [group(method, curve_seeds, scale.max_steps, curve_evals)] * len(scale.curve_tier_list)
+        phases["tune"] += [group(method, tune_seeds, budget, tune_seeds * evaluation)] * values * len(tuned)
+        report_seeds = len(scale.report_seeds)
+        phases["report"] += [group(method, report_seeds, budget, report_seeds * evaluation)] * len(scale.tiers)
     steps = BEHAVIOUR_PRESETS.get(measured["map"], {}).get("total_env_steps", 2_000_000)
     updates = steps // 8192
-    # MAPPO, then expert + medium + mixed rollouts, then the replay of training up to medium (at most all of it)
-    dataset = updates * mappo[measured["map"]] * 2 + 3 * RECIPE_EPISODES * measured["rollout_seconds_per_episode"]
+    # MAPPO, then the expert, medium and mixed rollouts and the medium-replay's (counted as many again: it is as
+    # many episodes as training played until medium, which is not known before training)
+    dataset = updates * mappo[measured["map"]] + 4 * RECIPE_EPISODES * measured["rollout_seconds_per_episode"]
     return dict(
         phases={name: sum(groups) for name, groups in phases.items()},
-        longest={name: max(groups) for name, groups in phases.items()},
+        longest={name: max(groups, default=0.0) for name, groups in phases.items()},
         groups={name: len(groups) for name, groups in phases.items()},
         dataset=dataset,
         mappo_updates=updates,
     )
+
+
+def total_hours(costs: list[dict]) -> float:
+    return sum(c["dataset"] + sum(c["phases"].values()) for c in costs) / 3600
+
+
+# A campaign that does not fit its CPU-hours is cut in this order until it fits (the report's seeds, its tiers,
+# the two required maps and the four required methods are never cut): InSPO exact; the optional map 3m; the
+# tuning grid (tuned on the curve tiers only, the choice reused on the map's other tiers; then one tuning seed);
+# only then the budget, stated as shorter than where the curves flattened.
+OPTIONAL_METHODS = ("inspo-exact",)
+OPTIONAL_MAPS = ("3m",)
+
+
+def fit_campaign(rows: list[dict], mappo: dict, scale, maps, methods, budget: int, limit_hours: float) -> dict:
+    """The campaign's cuts: the settings that fit `limit_hours` CPU-hours at `budget` and why each cut was
+    made. `rows`: measure_map's results per map. Returns dict(maps, methods, cuts (the Scale fields to set),
+    steps (one line per cut with the price before and after), hours)."""
+    from dataclasses import replace as replace_fields
+
+    measured = {row["map"]: row for row in rows}
+    missing = [m for m in maps if m not in measured]
+    if missing:
+        raise ValueError(f"no measurement of {', '.join(missing)}: run the plan with --maps {' '.join(maps)}")
+    maps, methods, cuts, steps = list(maps), list(methods), {}, []
+
+    def price(current_scale, current_budget: int) -> float:
+        capped = min(current_budget, current_scale.budget_cap or current_budget)
+        return total_hours([protocol_cost(measured[m], capped, mappo, current_scale, methods) for m in maps])
+
+    current = scale
+    hours = price(current, budget)
+
+    def cut(line: str) -> None:
+        nonlocal hours
+        after = price(current, budget)
+        steps.append(f"{line}: {hours:.1f} -> {after:.1f} CPU-hours")
+        hours = after
+
+    for method in OPTIONAL_METHODS:
+        if hours > limit_hours and method in methods:
+            methods.remove(method)
+            cut(f"dropped {method}")
+    for name in OPTIONAL_MAPS:
+        if hours > limit_hours and name in maps:
+            maps.remove(name)
+            cut(f"dropped map {name}")
+    if hours > limit_hours and current.tune_tiers is None:
+        current = replace_fields(current, tune_tiers=current.curve_tier_list)
+        cuts["tune_tiers"] = list(current.curve_tier_list)
+        cut(f"tuned on {' and '.join(current.curve_tier_list)} only, each choice reused on the map's other tiers")
+    if hours > limit_hours and len(current.tune_seed_list) > 1:
+        current = replace_fields(current, tune_seeds=current.tune_seed_list[:1])
+        cuts["tune_seeds"] = list(current.tune_seed_list)
+        cut(f"one tuning seed ({current.tune_seed_list[0]})")
+    if hours > limit_hours:
+        step = current.eval_every
+        cap = max(
+            (
+                b
+                for b in range(step, budget, step)
+                if price(replace_fields(current, budget_cap=b), budget) <= limit_hours
+            ),
+            default=None,
+        )
+        if cap is None:
+            raise ValueError(f"no budget fits {limit_hours} CPU-hours: the curves alone cost {hours:.1f}")
+        current = replace_fields(current, budget_cap=cap)
+        cuts["budget_cap"] = cap
+        cut(f"budget capped at {cap:,} steps (the curves flattened at {budget:,})")
+    return dict(maps=maps, methods=methods, cuts=cuts, steps=steps, hours=hours, budget=budget)
 
 
 def wall_seconds(costs: list[dict], cores: int) -> float:
@@ -205,6 +279,57 @@ def markdown(plan: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def campaign_markdown(plan: dict, fit: dict, limit_hours: float) -> str:
+    """The campaign's price per map and phase at the fitted settings, and the cuts that made it fit."""
+    from inspo.smax.protocol import SCALES
+
+    scale = SCALES[plan["campaign"]["scale"]]
+    from dataclasses import replace as replace_fields
+
+    cuts = {k: tuple(v) if isinstance(v, list) else v for k, v in fit["cuts"].items()}
+    fitted = replace_fields(scale, **cuts)
+    budget = min(fit["budget"], fitted.budget_cap or fit["budget"])
+    lines = [
+        f"The campaign at budget {budget:,} steps (curves to {scale.max_steps:,} on "
+        f"{' and '.join(scale.curve_tier_list)}), methods {', '.join(fit['methods'])}, in CPU-hours:",
+        "",
+        "| map | datasets | curves | tune | report | total |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = {row["map"]: row for row in plan["maps"]}
+    for name in fit["maps"]:
+        cost = protocol_cost(rows[name], budget, plan["mappo"], fitted, fit["methods"])
+        hours = [cost["dataset"] / 3600] + [cost["phases"][p] / 3600 for p in ("curves", "tune", "report")]
+        lines.append(f"| {name} | " + " | ".join(f"{h:.1f}" for h in hours) + f" | {sum(hours):.1f} |")
+    lines += ["", f"Total {fit['hours']:.1f} CPU-hours against a limit of {limit_hours:g}."]
+    if fit["steps"]:
+        lines += ["", "Cut to fit, in the campaign's order:", ""] + [f"* {step}" for step in fit["steps"]]
+    else:
+        lines += ["", "Nothing was cut."]
+    return "\n".join(lines) + "\n"
+
+
+def campaign_budget(path: Path, budget) -> tuple[int, str]:
+    """The budget to price a campaign at: `budget` when given, else the curves' budget when the campaign's
+    curves are all summarized, else the curves' max_steps (an upper bound)."""
+    from inspo.smax.protocol import campaign_protocol, collect_curves, decide_budget
+    from inspo.smax.results import GridConfig
+    from inspo.sweep.store import read_store
+
+    protocol = campaign_protocol(path, GridConfig(), Path("."))
+    if budget is not None:
+        return budget, "given"
+    summaries = read_store(protocol.store_root) if protocol.store_root.is_dir() else {}
+    try:
+        worst = max(
+            decide_budget(protocol, collect_curves(protocol, summaries, m, list(protocol.scale.tiers)))["curves_budget"]
+            for m in protocol.maps
+        )
+        return worst, "where the curves flattened"
+    except ValueError:
+        return protocol.scale.max_steps, "the curves' max_steps: an upper bound until the curves have run"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inspo.smax.plan", description=__doc__.split("\n")[0])
     parser.add_argument("--maps", nargs="+", default=["3m", "2s3z", "3s_vs_5z", "5m_vs_6m"])
@@ -213,10 +338,34 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("smax_plan.json"))
     parser.add_argument("--mappo-maps", nargs="*", default=None, help="maps whose MAPPO update is timed (default all)")
     parser.add_argument("--table-only", action="store_true", help="reprint the tables of an existing --out")
+    campaign = parser.add_argument_group("campaign (inspo.smax.protocol: a protocol sized to the CPU-hours at hand)")
+    campaign.add_argument(
+        "--campaign", type=Path, default=None, help="price this campaign file (its maps, methods and scale)"
+    )
+    campaign.add_argument("--limit-hours", type=float, default=16.0, help="the campaign's CPU-hours (default 16)")
+    campaign.add_argument("--write", action="store_true", help="write the cuts that fit into the campaign file")
     args = parser.parse_args(argv)
+    if args.campaign is not None:
+        from inspo.smax.protocol import load_campaign
+
+        try:
+            settings = load_campaign(args.campaign)
+        except ValueError as error:
+            print(f"python -m inspo.smax.plan: error: {error}", file=sys.stderr)
+            return 2
+        args.maps = list(dict.fromkeys(settings["maps"] + settings.get("optional_maps", [])))
     if args.table_only:
-        print(markdown(json.loads(args.out.read_text())))
+        plan = json.loads(args.out.read_text())
+    else:
+        plan = measure(args, argv)
+        args.out.write_text(json.dumps(plan, indent=1) + "\n")
+    if args.campaign is None:
+        print(markdown(plan))
         return 0
+    return price_campaign(args, plan, settings)
+
+
+def measure(args, argv) -> dict:
     torch.set_num_threads(1)
     from inspo.results.report import machine_description
     from inspo.smax.protocol import METHODS, SCALES
@@ -231,8 +380,8 @@ def main(argv=None) -> int:
         rows = [measure_map(name, args.iterations, Path(directory), log) for name in args.maps]
     for row in rows:  # a map without its own MAPPO timing takes the largest measured one (an upper bound)
         mappo.setdefault(row["map"], max(mappo.values()))
-        row["cost"] = grid_cost(row, budget, mappo)
-    plan = dict(
+        row["cost"] = protocol_cost(row, budget, mappo)
+    return dict(
         date=time.strftime("%Y-%m-%d"),
         command="python -m inspo.smax.plan " + " ".join(argv if argv is not None else sys.argv[1:]),
         machine=machine_description(),
@@ -243,8 +392,25 @@ def main(argv=None) -> int:
         mappo=mappo,
         maps=rows,
     )
-    args.out.write_text(json.dumps(plan, indent=1) + "\n")
-    print(markdown(plan))
+
+
+def price_campaign(args, plan: dict, settings: dict) -> int:
+    """Fit the campaign to --limit-hours at its budget; print the price and the cuts; --write records them."""
+    from inspo.smax.protocol import SCALES
+
+    budget, why = campaign_budget(args.campaign, args.budget)
+    scale = SCALES[settings["scale"]]
+    maps = list(dict.fromkeys(settings["maps"] + settings.get("optional_maps", [])))
+    methods = list(dict.fromkeys(settings["methods"] + settings.get("optional_methods", [])))
+    fit = fit_campaign(plan["maps"], plan["mappo"], scale, maps, methods, budget, args.limit_hours)
+    plan["campaign"] = dict(settings, datasets=None)
+    print(f"budget {budget:,} steps ({why})")
+    print(campaign_markdown(plan, fit, args.limit_hours))
+    if args.write:
+        written = json.loads(args.campaign.read_text())
+        written.update(maps=fit["maps"], methods=fit["methods"], cuts=fit["cuts"])
+        args.campaign.write_text(json.dumps(written, indent=1) + "\n")
+        print(f"wrote the cuts into {args.campaign}")
     return 0
 
 

@@ -43,8 +43,8 @@ from inspo.smax.results import (
     FINAL_SEED_OFFSET,
     GridConfig,
     dataset_dir,
+    marl_eval_run,
     run_config,
-    run_record,
 )
 
 PHASES = ("curves", "tune", "report")
@@ -77,10 +77,24 @@ class Scale:
     tolerance: float  # the budget rule's band around the final value, in return units (SMAX returns: 0-2)
     mu_steps: int  # BC steps of the behaviour model mu (InSPO) before the budgeted steps
     tiers: tuple[str, ...] = ("expert", "medium", "medium-replay", "mixed")
+    curve_tiers: Optional[tuple[str, ...]] = None  # the curves phase's tiers (None: every tier)
+    # None: every tier tuned for itself. Else the tiers tuned on: one value per map and method, the best over
+    # these tiers' runs pooled, reported on every tier
+    tune_tiers: Optional[tuple[str, ...]] = None
+    tune_seeds: Optional[tuple[int, ...]] = None  # the tune phase's seeds (None: tuning_seeds)
+    budget_cap: Optional[int] = None  # the budget when the curves' is larger than the compute allows
 
     @property
     def converged(self) -> bool:
-        return self.name == "full"
+        return self.name != "tiny"
+
+    @property
+    def curve_tier_list(self) -> tuple[str, ...]:
+        return tuple(t for t in self.tiers if t in (self.curve_tiers or self.tiers))
+
+    @property
+    def tune_seed_list(self) -> tuple[int, ...]:
+        return self.tune_seeds or self.tuning_seeds
 
 
 SCALES = {
@@ -94,6 +108,21 @@ SCALES = {
         final_episodes=256,
         tolerance=0.05,
         mu_steps=1_500,
+    ),
+    # sized to ~16 CPU-hours on the 2-core machines here (docs/SMAX.md, "The campaign"): curves to 10,000
+    # steps on the two tiers where offline methods should differ most; the cuts (python -m inspo.smax.plan
+    # --campaign) come from the campaign file (experiments/smax-campaign/campaign.json)
+    "campaign": Scale(
+        "campaign",
+        max_steps=10_000,
+        eval_every=500,
+        curve_episodes=32,
+        tuning_seeds=(100, 101, 102),
+        report_seeds=(0, 1, 2, 3, 4),
+        final_episodes=256,
+        tolerance=0.05,
+        mu_steps=1_500,
+        curve_tiers=("medium-replay", "mixed"),
     ),
     "tiny": Scale(
         "tiny",
@@ -118,11 +147,18 @@ class Protocol:
     scale: Scale = SCALES["full"]
     out: Path = Path("runs/smax-protocol")
     grid: GridConfig = field(default_factory=GridConfig)  # data root and seed, extra TrainConfig overrides
+    store: Optional[Path] = None  # the run summaries (inspo.sweep.store); default <out>/summaries
+    # the datasets the runs must train on: map -> tier -> dataset sha256 (dataset_sha256); None: any
+    datasets: Optional[dict] = None
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in TEMPERATURES]
         if unknown:
             raise ValueError(f"--methods: unknown method {unknown[0]!r}; methods: {', '.join(METHODS)}")
+
+    @property
+    def store_root(self) -> Path:
+        return Path(self.store) if self.store is not None else self.out / "summaries"
 
 
 # ---- the rules (pure functions of scores; tests/test_smax_protocol.py checks them on made-up numbers)
@@ -184,9 +220,11 @@ def tuning_score(final: dict) -> float:
 # ---- the runs of each phase
 
 
-def _folder(protocol: Protocol, phase: str, map_name: str, tier: str, method: str, value=None) -> Path:
-    base = protocol.out / phase / map_name / tier / method
-    return base / f"{TEMPERATURES[method][0]}={value:g}" if value is not None else base
+def run_name(phase: str, map_name: str, tier: str, method: str, value: Optional[float] = None) -> str:
+    """A run's name, the same for its seeds: its folder under --out and its summaries' folder in the store."""
+    return f"{phase}/{map_name}/{tier}/{method}" + (
+        f"/{TEMPERATURES[method][0]}={value:g}" if value is not None else ""
+    )
 
 
 def _steps_fields(method: str, steps: int, scale: Scale) -> dict:
@@ -199,7 +237,7 @@ def _steps_fields(method: str, steps: int, scale: Scale) -> dict:
 def _run(protocol: Protocol, phase, map_name, tier, method, seed, extra, value=None, final=True):
     from inspo.sweep.spec import Run
 
-    name = "/".join(str(p) for p in (phase, map_name, tier, method) if p) + (f"/{value:g}" if value is not None else "")
+    name = run_name(phase, map_name, tier, method, value)
     finish = (
         (
             "inspo.smax.results:write_final_eval",
@@ -211,8 +249,8 @@ def _run(protocol: Protocol, phase, map_name, tier, method, seed, extra, value=N
     return Run(
         name,
         run_config(protocol.grid, map_name, tier, method, seed, extra),
-        _folder(protocol, phase, map_name, tier, method, value) / f"seed{seed}",
-        finish=finish,
+        protocol.out / name / f"seed{seed}",
+        finish,
     )
 
 
@@ -238,10 +276,14 @@ def _temperature_fields(method: str, value: Optional[float]) -> dict:
     return {TEMPERATURES[method][0]: value} if value is not None else {}
 
 
+def _values(method: str) -> tuple:
+    return TEMPERATURES[method][1] if TEMPERATURES[method] else (None,)
+
+
 def curve_runs(protocol: Protocol, map_name: str, tiers: list[str]) -> list:
     scale = protocol.scale
     runs = []
-    for tier in tiers:
+    for tier in (t for t in tiers if t in scale.curve_tier_list):
         for method in protocol.methods:
             extra = dict(
                 _steps_fields(method, scale.max_steps, scale),
@@ -255,16 +297,19 @@ def curve_runs(protocol: Protocol, map_name: str, tiers: list[str]) -> list:
     return runs
 
 
+def tune_tiers(scale: Scale, tiers: Sequence[str]) -> list[str]:
+    return [tier for tier in tiers if scale.tune_tiers is None or tier in scale.tune_tiers]
+
+
 def tune_runs(protocol: Protocol, map_name: str, tiers: list[str], budget: int) -> list:
     scale = protocol.scale
     runs = []
-    for tier in tiers:
+    for tier in tune_tiers(scale, tiers):
         for method in protocol.methods:
-            values = TEMPERATURES[method][1] if TEMPERATURES[method] else (None,)
-            for value in values:
+            for value in _values(method):
                 extra = dict(_steps_fields(method, budget, scale), **_temperature_fields(method, value), eval_every=0)
                 runs += [
-                    _run(protocol, "tune", map_name, tier, method, s, extra, value=value) for s in scale.tuning_seeds
+                    _run(protocol, "tune", map_name, tier, method, s, extra, value=value) for s in scale.tune_seed_list
                 ]
     return runs
 
@@ -280,146 +325,264 @@ def report_runs(protocol: Protocol, map_name: str, tiers: list[str], budget: int
     return runs
 
 
-# ---- reading the phases' results
+# ---- reading the phases' results: the run summaries alone (inspo.sweep.store)
+
+Summaries = dict  # (run name, seed) -> summary, as inspo.sweep.store.read_store returns them
 
 
-def read_curve(run_dir: Path, metric: str = CURVE_METRIC) -> tuple[list[int], list[float]]:
-    """(steps, scores) of a run's evaluations during training (its eval.jsonl; the last row is the end)."""
-    lines = (run_dir / "eval.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
-    return [int(row["step"]) for row in rows], [float(row[metric]) for row in rows]
+def _summaries_of(summaries: Summaries, name: str, seeds: Sequence[int]) -> list[dict]:
+    missing = [s for s in seeds if (name, s) not in summaries]
+    if missing:
+        raise ValueError(f"{name}: no summary of seeds {', '.join(map(str, missing))} (has that phase run?)")
+    return [summaries[(name, s)] for s in seeds]
 
 
-def collect_curves(protocol: Protocol, map_name: str, tiers: list[str]) -> dict:
-    """tier/method -> (steps, scores (tuning seeds, steps)) of the finished curve runs."""
+def curve_of(summary: dict, metric: str = CURVE_METRIC) -> tuple[list[int], list[float]]:
+    """(steps, scores) of a run's evaluations during training (the last row is the end)."""
+    return [int(row["step"]) for row in summary["curve"]], [float(row[metric]) for row in summary["curve"]]
+
+
+def collect_curves(protocol: Protocol, summaries: Summaries, map_name: str, tiers: list[str]) -> dict:
+    """tier/method -> (steps, scores (tuning seeds, steps)) of the curve runs."""
     curves = {}
-    for tier in tiers:
+    for tier in (t for t in tiers if t in protocol.scale.curve_tier_list):
         for method in protocol.methods:
-            read = [
-                read_curve(_folder(protocol, "curves", map_name, tier, method) / f"seed{s}")
-                for s in protocol.scale.tuning_seeds
-            ]
+            name = run_name("curves", map_name, tier, method)
+            read = [curve_of(summary) for summary in _summaries_of(summaries, name, protocol.scale.tuning_seeds)]
             steps = read[0][0]
             if any(r[0] != steps for r in read):
-                raise ValueError(f"{map_name}/{tier}/{method}: the curve runs were evaluated at different steps")
+                raise ValueError(f"{name}: the curve runs were evaluated at different steps")
             curves[f"{tier}/{method}"] = (steps, np.array([r[1] for r in read]))
     return curves
 
 
-def _final(run_dir: Path) -> dict:
-    return json.loads((run_dir / "final_eval.json").read_text())
-
-
-def select_values(protocol: Protocol, map_name: str, tiers: list[str]) -> dict:
-    """tier/method -> {value, scores (IQM per value)} by the selection rule on the tune runs."""
+def select_values(protocol: Protocol, summaries: Summaries, map_name: str, tiers: list[str]) -> dict:
+    """tier/method -> {field, value, scores (IQM per value), tuned_on} by the selection rule on the tune runs:
+    per tier, or (scale.tune_tiers) one value per method over the tuned tiers' runs pooled, for every tier."""
+    scale = protocol.scale
+    tuned = tune_tiers(scale, tiers)
+    groups = [[tier] for tier in tuned] if scale.tune_tiers is None else [tuned]
     selected = {}
-    for tier in tiers:
-        for method in protocol.methods:
+    for method in protocol.methods:
+        for group in groups:
+            reported_on = group if scale.tune_tiers is None else tiers
             if TEMPERATURES[method] is None:
-                selected[f"{tier}/{method}"] = dict(field=None, value=None, scores={})
+                for tier in reported_on:
+                    selected[f"{tier}/{method}"] = dict(field=None, value=None, scores={}, tuned_on=group)
                 continue
             name, values = TEMPERATURES[method]
             scores = {
                 value: [
-                    tuning_score(_final(_folder(protocol, "tune", map_name, tier, method, value) / f"seed{s}"))
-                    for s in protocol.scale.tuning_seeds
+                    tuning_score(summary["final"])
+                    for tier in group
+                    for summary in _summaries_of(
+                        summaries, run_name("tune", map_name, tier, method, value), scale.tune_seed_list
+                    )
                 ]
                 for value in values
             }
             value, point = select_value(scores, middle=values[1])
-            selected[f"{tier}/{method}"] = dict(
-                field=name, value=value, scores={f"{v:g}": round(p, 4) for v, p in point.items()}
-            )
+            for tier in reported_on:
+                selected[f"{tier}/{method}"] = dict(
+                    field=name, value=value, scores={f"{v:g}": round(p, 4) for v, p in point.items()}, tuned_on=group
+                )
     return selected
+
+
+def decide_budget(protocol: Protocol, curves: dict) -> dict:
+    """The map's budget from its curves, capped by the scale's budget_cap when there is one."""
+    flattened_at, per_curve = choose_budget(curves, protocol.scale.tolerance)
+    cap = protocol.scale.budget_cap
+    return dict(
+        budget=min(flattened_at, cap) if cap else flattened_at,
+        curves_budget=flattened_at,
+        flattened=flattened_at < protocol.scale.max_steps,
+        capped=bool(cap and cap < flattened_at),
+        per_curve=per_curve,
+    )
+
+
+def present_tiers(protocol: Protocol, summaries: Summaries, map_name: str) -> list[str]:
+    """The scale's tiers of a map that have runs in the store (the phases skip a tier without a dataset)."""
+    return [
+        tier for tier in protocol.scale.tiers if any(name.split("/")[1:3] == [map_name, tier] for name, _ in summaries)
+    ]
+
+
+def decisions_from(protocol: Protocol, summaries: Summaries) -> dict:
+    """Budgets, selections and what is finished, per map, from the summaries alone (protocol.json)."""
+    decisions: dict = dict(scale=protocol.scale.name, maps={})
+    for map_name in protocol.maps:
+        tiers = present_tiers(protocol, summaries, map_name)
+        if not tiers:
+            continue
+        decided = dict(tiers=tiers, **decide_budget(protocol, collect_curves(protocol, summaries, map_name, tiers)))
+        try:
+            decided["selected"] = select_values(protocol, summaries, map_name, tiers)
+        except ValueError:  # the tune phase has not finished: the report has not started
+            decided["selected"] = None
+        decisions["maps"][map_name] = decided
+    return decisions
+
+
+def check_consistency(protocol: Protocol, summaries: Summaries) -> dict:
+    """The commits and dataset versions the summaries were made with: one dataset version per map and tier
+    (a report never mixes them) and, with protocol.datasets, the expected one. Returns {commits, datasets}."""
+    datasets: dict = {}
+    commits = set()
+    for (name, _), summary in summaries.items():
+        _, map_name, tier = name.split("/")[:3]
+        commits.add(summary["key"]["commit"])
+        found = datasets.setdefault(map_name, {}).setdefault(tier, summary["key"]["dataset"])
+        if found != summary["key"]["dataset"]:
+            raise ValueError(
+                f"{map_name}/{tier}: the summaries were trained on two dataset versions ({found} and "
+                f"{summary['key']['dataset']}, e.g. {name}): a report never mixes them; retrain one side"
+            )
+        expected = (protocol.datasets or {}).get(map_name, {}).get(tier, {}).get("sha256")
+        if expected is not None and expected != found:
+            raise ValueError(f"{name}: trained on dataset {found}, the campaign's {map_name}/{tier} is {expected}")
+    return dict(commits=sorted(commits), datasets=datasets)
 
 
 # ---- the whole protocol
 
 
-def run_protocol(protocol: Protocol, log: Callable[[str], None] = print, **sweep_options) -> dict:
-    """Run (or resume) every phase on every map; write protocol.json, marl_eval.json, protocol.md and the
-    curve plots under protocol.out. Returns the protocol.json content."""
+def dataset_sha256(directory: Path) -> str:
+    """One dataset's content hash: the sha256 of its array files' sha256 (the card's, checked against the
+    files by inspo.data.card.load_dataset(hashes=True))."""
+    import hashlib
+
+    card = json.loads((Path(directory) / "meta.json").read_text())["card"]
+    listing = "".join(f"{name}\0{entry['sha256']}\n" for name, entry in sorted(card["files"].items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def fingerprint(grid: GridConfig) -> Callable:
+    """The store's dataset fingerprint of a run config (its map, tier and data seed under the grid's root)."""
+    cache: dict = {}
+
+    def of(config) -> str:
+        directory = dataset_dir(grid, config.env.split(":", 1)[1], config.dataset)
+        if directory not in cache:
+            cache[directory] = dataset_sha256(directory)
+        return cache[directory]
+
+    return of
+
+
+def check_datasets(protocol: Protocol, tiers: dict, log) -> None:
+    """Every dataset the runs will train on matches its card, file by file, and (protocol.datasets) the
+    committed version; a mismatch names the dataset and how to make the right one."""
+    from inspo.data.card import load_dataset
+
+    for map_name, found in tiers.items():
+        for tier in found:
+            directory = dataset_dir(protocol.grid, map_name, tier)
+            load_dataset(directory, hashes=True)
+            expected = (protocol.datasets or {}).get(map_name, {}).get(tier, {}).get("sha256")
+            if expected is not None and dataset_sha256(directory) != expected:
+                raise ValueError(
+                    f"{directory}: dataset {dataset_sha256(directory)[:16]} is not the campaign's {map_name}/{tier} "
+                    f"({expected[:16]}); make it from the committed behaviour run (docs/SMAX.md, 'The campaign')"
+                )
+            log(f"dataset {map_name}/{tier}: {dataset_sha256(directory)[:16]} checked")
+
+
+def make_store(protocol: Protocol, commit: str):
+    from inspo.sweep.store import SummaryStore
+
+    return SummaryStore(protocol.store_root, commit, fingerprint(protocol.grid))
+
+
+def run_protocol(
+    protocol: Protocol, log: Callable[[str], None] = print, commit: Optional[str] = None, **sweep_options
+) -> dict:
+    """Run (or resume) every phase on every map, each finished run summarized in the store as its seed group
+    returns; write protocol.json, marl_eval.json, protocol.md and the curve plots under protocol.out from the
+    summaries. `commit`: the commit the runs train from (default: the checkout's). Returns protocol.json."""
     from inspo.sweep.runner import ray_session
+    from inspo.sweep.store import git_commit, read_store
 
     protocol.out.mkdir(parents=True, exist_ok=True)
-    decisions: dict = dict(scale=protocol.scale.name, maps={})
-    options = dict(sweep_options)
+    protocol.store_root.mkdir(parents=True, exist_ok=True)
+    store = make_store(protocol, commit or git_commit(Path(__file__).parent))
+    options = dict(sweep_options, store=store)
     address, num_cpus = options.pop("address", None), options.pop("num_cpus", None)
     # each phase is one sweep over every map (the maps' runs side by side), the phases in order
     with ray_session(address, num_cpus):
         tiers = {name: found for name in protocol.maps if (found := _tiers(protocol, name, log))}
+        check_datasets(protocol, tiers, log)
         _sweep("curves", [run for name, ts in tiers.items() for run in curve_runs(protocol, name, ts)], log, options)
-        curves, budgets = {}, {}
+        summaries = read_store(protocol.store_root)
+        budgets = {}
         for name, ts in tiers.items():
-            curves[name] = collect_curves(protocol, name, ts)
-            budgets[name] = choose_budget(curves[name], protocol.scale.tolerance)
-            flat = budgets[name][0] < protocol.scale.max_steps
-            log(f"{name}: budget {budgets[name][0]} steps" + ("" if flat else " (NOT flattened within max_steps)"))
-        runs = [run for name, ts in tiers.items() for run in tune_runs(protocol, name, ts, budgets[name][0])]
+            budgets[name] = decide_budget(protocol, collect_curves(protocol, summaries, name, ts))
+            decided = budgets[name]
+            log(
+                f"{name}: budget {decided['budget']} steps"
+                + ("" if decided["flattened"] else " (NOT flattened within max_steps)")
+                + (f" (capped; the curves flattened at {decided['curves_budget']})" if decided["capped"] else "")
+            )
+        runs = [run for name, ts in tiers.items() for run in tune_runs(protocol, name, ts, budgets[name]["budget"])]
         _sweep("tune", runs, log, options)
-        selected = {name: select_values(protocol, name, ts) for name, ts in tiers.items()}
+        summaries = read_store(protocol.store_root)
+        selected = {name: select_values(protocol, summaries, name, ts) for name, ts in tiers.items()}
         runs = [
             run
             for name, ts in tiers.items()
-            for run in report_runs(protocol, name, ts, budgets[name][0], selected[name])
+            for run in report_runs(protocol, name, ts, budgets[name]["budget"], selected[name])
         ]
         _sweep("report", runs, log, options)
-    for name, ts in tiers.items():
-        budget, per_curve = budgets[name]
-        plot_curves(protocol, name, curves[name], budget, protocol.out / f"curves_{name}.png")
-        decisions["maps"][name] = dict(
-            tiers=ts,
-            budget=budget,
-            flattened=budget < protocol.scale.max_steps,
-            per_curve=per_curve,
-            selected=selected[name],
-        )
-    (protocol.out / "protocol.json").write_text(json.dumps(decisions, indent=1) + "\n")
-    write_outputs(protocol, decisions)
-    return decisions
+    return write_outputs(protocol)
 
 
-def write_outputs(protocol: Protocol, decisions: Optional[dict] = None) -> dict:
-    """marl_eval.json and protocol.md from the run folders and protocol.json (`--table-only`: no training)."""
-    if decisions is None:
-        path = protocol.out / "protocol.json"
-        if not path.is_file():
-            raise ValueError(f"no {path}: run the protocol first (without --table-only)")
-        decisions = json.loads(path.read_text())
-    (protocol.out / "marl_eval.json").write_text(json.dumps(marl_eval_report(protocol, decisions)) + "\n")
-    (protocol.out / "protocol.md").write_text(markdown(protocol, decisions))
+def write_outputs(protocol: Protocol) -> dict:
+    """protocol.json, marl_eval.json, protocol.md and curves_<map>.png under protocol.out, from the summaries
+    alone (`--table-only`: no training, no run folder, no dataset; the same summaries give the same bytes)."""
+    from inspo.sweep.store import read_store
+
+    summaries = read_store(protocol.store_root)
+    consistency = check_consistency(protocol, summaries)
+    decisions = decisions_from(protocol, summaries)
+    decisions.update(consistency)
+    protocol.out.mkdir(parents=True, exist_ok=True)
+    for name, decided in decisions["maps"].items():
+        curves = collect_curves(protocol, summaries, name, decided["tiers"])
+        plot_curves(protocol, name, curves, decided["budget"], protocol.out / f"curves_{name}.png")
+    (protocol.out / "protocol.json").write_text(json.dumps(decisions, indent=1, sort_keys=True) + "\n")
+    (protocol.out / "marl_eval.json").write_text(json.dumps(marl_eval_report(protocol, summaries, decisions)) + "\n")
+    (protocol.out / "protocol.md").write_text(markdown(protocol, summaries, decisions))
     return decisions
 
 
 def _sweep(label: str, runs: list, log, options: dict) -> None:
-    """One phase of one map on the sweep runner (finished runs reused); a failed seed group stops the protocol."""
-    from inspo.sweep.runner import run_sweep
+    """One phase on the sweep runner (summarized runs reused); a failed seed group stops the protocol."""
+    from inspo.sweep import runner
 
     log(f"{label}: {len(runs)} runs")
-    outcome = run_sweep(runs, **options)
+    outcome = runner.run_sweep(runs, **options)
     if outcome.failures:
         raise RuntimeError(f"{label}: {len(outcome.failures)} seed groups failed:\n  " + "\n  ".join(outcome.failures))
 
 
-def report_finals(protocol: Protocol, map_name: str, tier: str, method: str) -> list[dict]:
-    base = _folder(protocol, "report", map_name, tier, method)
-    return [
-        _final(base / f"seed{s}")
-        for s in protocol.scale.report_seeds
-        if (base / f"seed{s}" / "final_eval.json").is_file()
-    ]
+def report_finals(protocol: Protocol, summaries: Summaries, map_name: str, tier: str, method: str) -> list[dict]:
+    """The final evaluations of a report cell's finished seeds (fewer than the scale's while it runs)."""
+    name = run_name("report", map_name, tier, method)
+    return [summaries[(name, s)]["final"] for s in protocol.scale.report_seeds if (name, s) in summaries]
 
 
-def marl_eval_report(protocol: Protocol, decisions: dict) -> dict:
+def marl_eval_report(protocol: Protocol, summaries: Summaries, decisions: dict) -> dict:
     data: dict = {"smax": {}}
     for map_name, decided in decisions["maps"].items():
         for tier in decided["tiers"]:
             task = data["smax"].setdefault(f"{map_name}-{tier}", {})
             for method in protocol.methods:
-                base = _folder(protocol, "report", map_name, tier, method)
+                name = run_name("report", map_name, tier, method)
                 for s in protocol.scale.report_seeds:
-                    if (base / f"seed{s}" / "final_eval.json").is_file():
-                        task.setdefault(method, {})[f"run_{s}"] = run_record(base / f"seed{s}")
+                    if (name, s) in summaries:
+                        summary = summaries[(name, s)]
+                        task.setdefault(method, {})[f"run_{s}"] = marl_eval_run(summary["curve"], summary["final"])
     return data
 
 
@@ -438,71 +601,164 @@ def score_cell(values: Sequence[float]) -> str:
     return f"{format_interval(iqm_interval(values), 2)} · {mean_std(list(values), 2)}"
 
 
-def markdown(protocol: Protocol, decisions: dict) -> str:
+METRICS = (
+    ("greedy_win_rate", "greedy win rate", "win_rate"),
+    ("stochastic_win_rate", "stochastic win rate", "win_rate"),
+    ("greedy_return", "greedy return", "return_mean"),
+    ("stochastic_return", "stochastic return", "return_mean"),
+)
+
+
+def _rules(protocol: Protocol) -> str:
+    scale = protocol.scale
+    curve_tiers = "every tier" if scale.curve_tiers is None else " and ".join(scale.curve_tier_list)
+    if scale.tune_tiers is None:
+        tuning = "each method's main temperature is tuned over three values per tier"
+    else:
+        tuning = (
+            f"each method's main temperature is tuned over three values on {' and '.join(scale.tune_tiers)} "
+            "(their runs pooled) and the choice is reported on every tier of the map"
+        )
+    cap = f", capped at {scale.budget_cap:,} steps" if scale.budget_cap else ""
+    return (
+        f"Protocol (`--scale {scale.name}`; inspo.smax.protocol): learning curves of every method on {curve_tiers}, "
+        f"tuning seeds {', '.join(map(str, scale.tuning_seeds))}, up to {scale.max_steps:,} gradient steps "
+        f"(evaluated every {scale.eval_every:,} on {scale.curve_episodes} battles); the budget of a map is the "
+        f"smallest step after which every method's tuning-seed IQM curve (stochastic return) stays within "
+        f"{scale.tolerance} of its final value{cap}; {tuning} on seeds {', '.join(map(str, scale.tune_seed_list))} "
+        "at the budget (the highest IQM of the mean of greedy and stochastic final return wins); the selected "
+        f"values are reported on fresh seeds {', '.join(map(str, scale.report_seeds))}: the final policy (never "
+        f"the best checkpoint) on {scale.final_episodes} battles, greedy and stochastic on the same battles. "
+        "Cells: IQM [95% stratified-bootstrap CI] · mean ± std over the seeds of the seed's mean. Raw per-episode "
+        "data: `marl_eval.json`."
+    )
+
+
+def _progress_lines(protocol: Protocol, summaries: Summaries) -> list[str]:
+    """Runs summarized per phase and their measured cost (CPU-hours; the share of each seed group's process)."""
+    lines = ["| map | phase | runs summarized | CPU-hours | wall hours (per run, summed) |", "|---|---|---|---|---|"]
+    for map_name in protocol.maps:
+        for phase in ("curves", "tune", "report"):
+            runs = [s for (name, _), s in summaries.items() if name.split("/")[:2] == [phase, map_name]]
+            if not runs:
+                continue
+            cpu = sum(s["cost"].get("cpu_seconds") or 0.0 for s in runs) / 3600
+            wall = sum(s["cost"].get("wall_seconds") or 0.0 for s in runs) / 3600
+            lines.append(f"| {map_name} | {phase} | {len(runs)} | {cpu:.2f} | {wall:.2f} |")
+    return lines
+
+
+def _improvement_lines(protocol: Protocol, summaries: Summaries, decisions: dict) -> list[str]:
+    """P(InSPO fused > baseline) per map over its tiers (rliable's probability of improvement, 95% CI)."""
+    from inspo.sweep.stats import format_interval, probability_of_improvement
+
+    ours = "inspo-fused"
+    others = [m for m in protocol.methods if m != ours]
+    if ours not in protocol.methods or not others:
+        return []
+    lines = [
+        "| map | score | " + " | ".join(f"P(InSPO > {ALGORITHM_TITLES[m]})" for m in others) + " |",
+        "|---|---|" + "---|" * len(others),
+    ]
+    for map_name, decided in decisions["maps"].items():
+        for metric in ("greedy_return", "stochastic_return"):
+            cells = []
+            for other in others:
+                matrices = []
+                for method in (ours, other):
+                    per_tier = [
+                        seed_means(report_finals(protocol, summaries, map_name, tier, method), metric)
+                        for tier in decided["tiers"]
+                    ]
+                    complete = all(len(v) == len(protocol.scale.report_seeds) for v in per_tier)
+                    matrices.append(np.array(per_tier).T if complete else None)
+                cells.append(
+                    format_interval(probability_of_improvement(*matrices), 2)
+                    if all(m is not None for m in matrices)
+                    else "–"
+                )
+            lines.append(f"| {map_name} | {metric.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
     scale = protocol.scale
     label = [] if scale.converged else [TINY_LABEL, ""]
     lines = label + [
-        f"Protocol (`python -m inspo.smax.results --protocol --scale {scale.name}`; inspo.smax.protocol): "
-        f"learning curves of every method on tuning seeds {', '.join(map(str, scale.tuning_seeds))} up to "
-        f"{scale.max_steps:,} gradient steps (evaluated every {scale.eval_every:,} on {scale.curve_episodes} "
-        f"battles); the budget of a map is the smallest step after which every method's tuning-seed IQM curve "
-        f"(stochastic return) stays within {scale.tolerance} of its final value; each method's main temperature "
-        "is tuned over three values on the tuning seeds at that budget (the highest IQM of the mean of greedy and "
-        f"stochastic final return wins); the selected values are reported on fresh seeds "
-        f"{', '.join(map(str, scale.report_seeds))}: the final policy (never the best checkpoint) on "
-        f"{scale.final_episodes} battles, greedy and stochastic on the same battles. Cells: IQM [95% stratified-"
-        "bootstrap CI] · mean ± std over the seeds of the seed's mean. Raw per-episode data: `marl_eval.json`.",
+        _rules(protocol),
         "",
-        "| map | budget (steps) | flattened | " + " | ".join(ALGORITHM_TITLES[m] for m in protocol.methods) + " |",
-        "|---|---|---|" + "---|" * len(protocol.methods),
+        f"Trained from commit{'s' if len(decisions['commits']) > 1 else ''} "
+        + ", ".join(f"`{c[:12]}`" for c in decisions["commits"])
+        + "; datasets (sha256 of the array files' sha256): "
+        + "; ".join(
+            f"{m} " + ", ".join(f"{t} `{h[:12]}`" for t, h in sorted(tiers.items()))
+            for m, tiers in sorted(decisions["datasets"].items())
+        )
+        + ".",
+        "",
+        "| map | budget (steps) | curves flat from | capped | "
+        + " | ".join(ALGORITHM_TITLES[m] for m in protocol.methods)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(protocol.methods),
     ]
     for map_name, decided in decisions["maps"].items():
         cells = []
         for method in protocol.methods:
-            per = [decided["per_curve"][f"{tier}/{method}"] for tier in decided["tiers"]]
-            chosen = [decided["selected"][f"{tier}/{method}"]["value"] for tier in decided["tiers"]]
+            curve_tiers = [t for t in decided["tiers"] if f"{t}/{method}" in decided["per_curve"]]
+            flat = "flat from " + ", ".join(f"{decided['per_curve'][f'{t}/{method}']:,}" for t in curve_tiers)
             field_name = TEMPERATURES[method][0] if TEMPERATURES[method] else None
-            flat = f"flat from {', '.join(map(str, per))}"
-            if field_name:
-                cells.append(f"{flat}; {field_name} {', '.join(f'{v:g}' for v in chosen)}")
+            if decided["selected"] is None:
+                chosen = "tuning"
+            elif field_name:
+                values = [decided["selected"][f"{t}/{method}"]["value"] for t in decided["tiers"]]
+                chosen = f"{field_name} " + ", ".join(f"{v:g}" for v in (dict.fromkeys(values)))
             else:
-                cells.append(f"{flat}; no temperature")
+                chosen = "no temperature"
+            cells.append(f"{flat}; {chosen}")
         lines.append(
-            f"| {map_name} | {decided['budget']:,} | {'yes' if decided['flattened'] else 'NO'} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {map_name} | {decided['budget']:,} | {decided['curves_budget']:,}"
+            f"{'' if decided['flattened'] else ' (NOT flat by the last step)'} | "
+            f"{'yes' if decided['capped'] else 'no'} | " + " | ".join(cells) + " |"
         )
-    lines += ["", "(per method: the step its curve flattened from on each tier, and the selected value per tier)", ""]
+    lines += [
+        "",
+        "(per method: the step its curve flattened from on each curve tier, and the selected temperature)",
+        "",
+    ]
     for map_name in decisions["maps"]:
         lines.append(f"![SMAX learning curves {map_name}](results/smax_protocol_{scale.name}_{map_name}.png)")
-    for metric, title in (
-        ("greedy_win_rate", "greedy win rate"),
-        ("stochastic_win_rate", "stochastic win rate"),
-        ("greedy_return", "greedy return"),
-        ("stochastic_return", "stochastic return"),
-    ):
+    seeds = len(scale.report_seeds)
+    for metric, title, card_key in METRICS:
         lines += [
             "",
             f"Final {title}" + (" (tiny, not converged)" if not scale.converged else "") + ":",
             "",
-            "| map | tier | " + " | ".join(ALGORITHM_TITLES[m] for m in protocol.methods) + " |",
-            "|---|---|" + "---|" * len(protocol.methods),
+            "| map | tier | dataset | " + " | ".join(ALGORITHM_TITLES[m] for m in protocol.methods) + " |",
+            "|---|---|---|" + "---|" * len(protocol.methods),
         ]
         for map_name, decided in decisions["maps"].items():
             matrix: dict[str, list] = {m: [] for m in protocol.methods}
             for tier in decided["tiers"]:
                 cells = []
                 for method in protocol.methods:
-                    values = seed_means(report_finals(protocol, map_name, tier, method), metric)
+                    values = seed_means(report_finals(protocol, summaries, map_name, tier, method), metric)
                     matrix[method].append(values)
-                    cells.append(score_cell(values))
-                lines.append(f"| {map_name} | {tier} | " + " | ".join(cells) + " |")
+                    partial = f" ({len(values)}/{seeds} seeds)" if 0 < len(values) < seeds else ""
+                    cells.append(score_cell(values) + partial)
+                card = (protocol.datasets or {}).get(map_name, {}).get(tier, {})
+                dataset = f"{card[card_key]:.2f}" if card_key in card else "–"
+                lines.append(f"| {map_name} | {tier} | {dataset} | " + " | ".join(cells) + " |")
             if len(decided["tiers"]) > 1:  # rliable's aggregate over the map's tiers: (seeds, tiers)
                 lines.append(
-                    f"| {map_name} | all tiers | "
+                    f"| {map_name} | all tiers | | "
                     + " | ".join(_aggregate(matrix[method]) for method in protocol.methods)
                     + " |"
                 )
+    improvement = _improvement_lines(protocol, summaries, decisions)
+    if improvement:
+        lines += ["", "Probability that InSPO (fused) improves on each baseline, over a map's tiers:", ""]
+        lines += improvement
+    lines += ["", "Runs summarized and their measured cost:", ""] + _progress_lines(protocol, summaries)
     return "\n".join(lines) + "\n"
 
 
@@ -542,7 +798,8 @@ def plot_curves(protocol: Protocol, map_name: str, curves: dict, budget: int, pa
 
 
 def write_results_md(protocol: Protocol, results_md: Path, figures: Path) -> None:
-    """The `smax-protocol` region of RESULTS.md, and the curve figures it links, from protocol.out."""
+    """The `smax-protocol` region of RESULTS.md, and the curve figures it links, from protocol.out (written by
+    write_outputs)."""
     import shutil
 
     from inspo.results.report import fill_regions
@@ -554,16 +811,91 @@ def write_results_md(protocol: Protocol, results_md: Path, figures: Path) -> Non
             protocol.out / f"curves_{map_name}.png", figures / f"smax_protocol_{protocol.scale.name}_{map_name}.png"
         )
     text = results_md.read_text()
-    results_md.write_text(fill_regions(text, {"smax-protocol": markdown(protocol, decisions)}, where=str(results_md)))
+    region = (protocol.out / "protocol.md").read_text()
+    results_md.write_text(fill_regions(text, {"smax-protocol": region}, where=str(results_md)))
 
 
 def protocol_from_args(args, grid: GridConfig) -> Protocol:
+    if args.campaign is not None:
+        return campaign_protocol(args.campaign, grid, args.out)
     scale = SCALES[args.scale]
     if args.max_steps is not None:
         scale = replace(scale, max_steps=args.max_steps)
     if args.protocol_tiers:
         scale = replace(scale, tiers=tuple(args.protocol_tiers))
-    return Protocol(maps=tuple(args.maps), methods=tuple(args.methods), scale=scale, out=args.out, grid=grid)
+    return Protocol(
+        maps=tuple(args.maps), methods=tuple(args.methods), scale=scale, out=args.out, grid=grid, store=args.store
+    )
+
+
+# ---- a campaign: a protocol whose settings, dataset versions and summaries are committed in one folder
+
+CAMPAIGN_CUTS = ("tune_tiers", "tune_seeds", "budget_cap")  # the Scale fields a campaign file may set
+
+
+def load_campaign(path: Path) -> dict:
+    """campaign.json (maps, methods, scale, cuts, the pinned tag) and datasets.json beside it (the committed
+    dataset versions), checked; errors name the file and the field."""
+    path = Path(path)
+    try:
+        campaign = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--campaign {path}: no such file") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--campaign {path}: not JSON ({error.msg} at line {error.lineno})") from None
+    for key, kind in (("tag", str), ("maps", list), ("methods", list), ("scale", str), ("cuts", dict)):
+        if not isinstance(campaign.get(key), kind):
+            raise ValueError(f"--campaign {path}: field {key!r} must be a {kind.__name__}")
+    if campaign["scale"] not in SCALES:
+        raise ValueError(f"--campaign {path}: scale {campaign['scale']!r} is not one of {', '.join(SCALES)}")
+    unknown = sorted(set(campaign["cuts"]) - set(CAMPAIGN_CUTS))
+    if unknown:
+        raise ValueError(f"--campaign {path}: cuts {unknown} are not among {', '.join(CAMPAIGN_CUTS)}")
+    datasets = path.parent / "datasets.json"
+    campaign["datasets"] = json.loads(datasets.read_text()) if datasets.is_file() else {}
+    return campaign
+
+
+def campaign_scale(campaign: dict) -> Scale:
+    cuts = {key: tuple(value) if isinstance(value, list) else value for key, value in campaign["cuts"].items()}
+    return replace(SCALES[campaign["scale"]], **cuts)
+
+
+def campaign_protocol(path: Path, grid: GridConfig, out: Path) -> Protocol:
+    """The protocol of a campaign folder: its settings from campaign.json, its summaries in summaries/ beside it."""
+    campaign = load_campaign(path)
+    return Protocol(
+        maps=tuple(campaign["maps"]),
+        methods=tuple(campaign["methods"]),
+        scale=campaign_scale(campaign),
+        out=out,
+        grid=grid,
+        store=Path(path).parent / "summaries",
+        datasets=campaign["datasets"],
+    )
+
+
+def pinned_commit(path: Path) -> str:
+    """The commit a campaign trains from: its tag's, which must be the checkout this code runs from, clean."""
+    import subprocess
+
+    from inspo.sweep.store import git_commit
+
+    tag = load_campaign(path)["tag"]
+    here = Path(__file__).parent
+    running = git_commit(here)
+    try:
+        tagged = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", f"{tag}^{{commit}}"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        raise ValueError(f"--campaign: tag {tag!r} not found; the campaign trains from it") from None
+    if running != tagged:
+        raise ValueError(
+            f"--campaign: this code is at {running[:12]}, the campaign's tag {tag} at {tagged[:12]}: train from a "
+            f"checkout of the tag (git worktree add ../campaign {tag}) and pass this campaign file to it"
+        )
+    return tagged
 
 
 def log_stderr(message: str) -> None:

@@ -196,15 +196,20 @@ FINAL_METRICS = ("greedy_return", "greedy_win_rate", "stochastic_return", "stoch
 def run_record(run_dir: Path) -> dict:
     """One finished run in marl-eval's layout: step_k = the k-th evaluation during training (32-battle
     means), absolute_metrics = the per-episode final evaluation (final_eval.json)."""
-    run: dict = {}
     eval_log = run_dir / "eval.jsonl"
     lines = eval_log.read_text().splitlines() if eval_log.is_file() else []
-    for k, row in enumerate(json.loads(line) for line in lines if line.strip()):
+    curve = [json.loads(line) for line in lines if line.strip()]
+    return marl_eval_run(curve, json.loads((run_dir / "final_eval.json").read_text()))
+
+
+def marl_eval_run(curve: list[dict], final: dict) -> dict:
+    """A run in marl-eval's layout from its evaluation rows during training and its final evaluation."""
+    run: dict = {}
+    for k, row in enumerate(curve):
         run[f"step_{k}"] = {
             "step_count": row["step"],
             **{metric: [row[metric]] for metric in FINAL_METRICS if metric in row},
         }
-    final = json.loads((run_dir / "final_eval.json").read_text())
     run["absolute_metrics"] = {metric: final[metric] for metric in FINAL_METRICS}
     return run
 

@@ -36,7 +36,19 @@ def main(argv=None) -> int:
     parser.add_argument("--table-only", action="store_true", help="only rebuild the JSON and table")
     protocol = parser.add_argument_group("protocol (inspo.smax.protocol: curves -> budget, tune, report)")
     protocol.add_argument("--protocol", action="store_true", help="run the three-phase protocol instead of the grid")
-    protocol.add_argument("--scale", choices=("tiny", "full"), default="full", help="protocol sizes (default full)")
+    protocol.add_argument(
+        "--scale", choices=("tiny", "campaign", "full"), default="full", help="protocol sizes (default full)"
+    )
+    protocol.add_argument(
+        "--campaign",
+        type=Path,
+        default=None,
+        help="a campaign file (campaign.json): maps, methods, scale and cuts from it, summaries in summaries/ beside it; "
+        "training only from a checkout of its tag",
+    )
+    protocol.add_argument(
+        "--store", type=Path, default=None, help="the run summaries' folder (default <out>/summaries)"
+    )
     protocol.add_argument("--methods", nargs="+", default=None, choices=list(ALGORITHMS), help="default: all five")
     protocol.add_argument("--max-steps", type=int, default=None, help="steps of the curve runs (default: the scale's)")
     protocol.add_argument(
@@ -83,13 +95,14 @@ def _main_protocol(args, grid: GridConfig) -> int:
     if args.methods is None:
         args.methods = list(protocol_module.METHODS)
     if args.out == GridConfig().out:
-        args.out = Path(f"runs/smax-protocol-{args.scale}")
+        args.out = Path(f"runs/smax-protocol-{args.scale if args.campaign is None else 'campaign'}")
     try:
         protocol = protocol_module.protocol_from_args(args, grid)
         if args.table_only:
             protocol_module.write_outputs(protocol)
         else:
-            protocol_module.run_protocol(protocol, log=protocol_module.log_stderr, **sweep_options(args))
+            commit = protocol_module.pinned_commit(args.campaign) if args.campaign is not None else None
+            protocol_module.run_protocol(protocol, log=protocol_module.log_stderr, commit=commit, **sweep_options(args))
     except (ValueError, RuntimeError) as error:
         print(f"python -m inspo.smax.results: error: {error}", file=sys.stderr)
         return 2

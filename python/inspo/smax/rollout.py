@@ -6,11 +6,8 @@ observation, state and mask the agents acted on, their actions, the reward and `
 slot L-1 when a team died, 0 after a time limit); ``filled`` is 1 exactly there. Slot L holds the
 final observation, state and mask (not filled, action 0). Later slots are zeros.
 
-Two sources:
-* ``play_episodes``: a policy plays exactly one episode per battle, a batch of battles inside one
-  jitted ``lax.scan`` (expert, medium, mixed, scripted tiers);
-* ``EpisodeStitcher``: cuts the continuing, auto-reset rollouts of PPO training into episodes
-  (the medium-replay tier).
+``EpisodePlayer`` plays exactly one episode per battle, a batch of battles inside one jitted ``lax.scan``
+(every tier).
 """
 
 import math
@@ -209,61 +206,3 @@ class EpisodePlayer:
             "win_rate": float(wins.mean()),
             "episodes": int(len(returns)),
         }
-
-
-class EpisodeStitcher:
-    """Cuts auto-reset rollouts [T, E, ...] (training data of PPO) into whole episodes for a sink.
-
-    Each rollout step provides the observation acted on, the actions, reward, done, terminated and
-    won, and the final observation of an episode that ended at that step. Episodes still running
-    when recording stops are dropped.
-    """
-
-    def __init__(self, spec: SmaxSpec, num_envs: int, sink: EpisodeSink, keep: Optional[np.ndarray] = None) -> None:
-        self.spec = spec
-        self.sink = sink
-        self.keep = keep  # bool per finished episode (in finishing order): record it; None = all
-        self.finished = 0
-        self.open = [[] for _ in range(num_envs)]  # per env: list of step-slices of the running episode
-
-    def add(self, steps: dict) -> None:
-        """``steps``: numpy arrays [T, E, ...]: obs, state, avail, actions, reward, done,
-        terminated, won, final_obs, final_state, final_avail."""
-        horizon, num_envs = steps["done"].shape
-        for env in range(num_envs):
-            start = 0
-            for end in np.flatnonzero(steps["done"][:, env]):
-                self.open[env].append(_slice_env(steps, env, start, end + 1))
-                self._finish(self.open[env])
-                self.open[env] = []
-                start = end + 1
-            if start < horizon:
-                self.open[env].append(_slice_env(steps, env, start, horizon))
-
-    def _finish(self, pieces: list) -> None:
-        index = self.finished
-        self.finished += 1
-        if self.sink.full or (self.keep is not None and (index >= len(self.keep) or not self.keep[index])):
-            return
-        part = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
-        length = len(part["reward"])
-        if length > self.spec.episode_limit:
-            raise AssertionError(f"stitched an episode of {length} steps > limit {self.spec.episode_limit}")
-        one = {
-            name: np.zeros((1,) + shape[1:], BUFFER_DTYPES[name]) for name, shape in buffer_shapes(self.spec, 1).items()
-        }
-        one["obs"][0, :length] = part["obs"]
-        one["state"][0, :length] = part["state"]
-        one["avail_actions"][0, :length] = part["avail"]
-        one["obs"][0, length] = part["final_obs"][-1]
-        one["state"][0, length] = part["final_state"][-1]
-        one["avail_actions"][0, length] = part["final_avail"][-1]
-        one["actions"][0, :length, :, 0] = part["actions"]
-        one["reward"][0, :length, 0] = part["reward"]
-        one["terminated"][0, length - 1, 0] = part["terminated"][-1]
-        one["filled"][0, :length, 0] = 1
-        self.sink.add(one, np.array([part["won"][-1]]))
-
-
-def _slice_env(steps: dict, env: int, start: int, end: int) -> dict:
-    return {name: steps[name][start:end, env] for name in steps if name != "done"}

@@ -6,8 +6,12 @@ With its checkpoints evaluated along the way, the tiers are defined by the retur
 * expert: episodes of the final policy (never the best checkpoint);
 * medium: episodes of the first checkpoint that reaches about half of the expert return (the one
   closest to half, among the checkpoints up to the first that reaches it);
-* medium-replay: every rollout of training until the medium checkpoint, recorded by replaying the
-  (deterministic) training run up to that checkpoint;
+* medium-replay: as many episodes as training played until the medium checkpoint, each window of
+  training between two saved checkpoints (every ``checkpoint_every`` updates) played by the checkpoint
+  that opens it (update 0: the initial parameters). CFCQL keeps the replay buffer itself; replaying
+  training exactly would tie the data to the CPU (XLA's matrix products block by cache size, so the
+  training trajectory's rounding differs between CPU models), while rollouts of saved parameters are
+  reproducible wherever those parameters are (``export_behaviour`` writes the ones a map's tiers need);
 * mixed: half medium, half expert episodes (medium first);
 * scripted: no training at all, JaxMARL's scripted micro for our team with eps-random actions (for
   fast tests; it wins sometimes on 3m and 2s3z, never on the harder maps).
@@ -18,6 +22,7 @@ to the longest episode of the dataset (T+1 = its length + 1; the time limit stay
 
 Layout under the data root (default ~/.cache/inspo/smax):
     <root>/<map>/seed<seed>/behaviour-<algorithm>/   config.json, ckpt_*.npz, progress.jsonl, final.json
+    (or any behaviour run folder, trained or exported, given as DataConfig.behaviour_source)
     <root>/<map>/seed<seed>/<tier>/                  the episode buffer (+ meta.json with the card)
 """
 
@@ -36,10 +41,10 @@ from inspo.data import card as cards
 from inspo.data.buffer import REQUIRED_ARRAYS, save_episode_buffer
 
 from ._runtime import DATA_ROOT
-from .env import SmaxCore, make_core
-from .ippo import PPOConfig, is_complete, read_config, read_progress, train
-from .policies import actor_critic_policy, actor_params, heuristic_policy, load_params, save_json
-from .rollout import EpisodePlayer, EpisodeSink, EpisodeStitcher, buffer_bytes, rollout_batch
+from .env import make_core
+from .ippo import PPOConfig, checkpoint_name, initial_params, is_complete, read_config, read_progress, train
+from .policies import actor_critic_policy, actor_params, heuristic_policy, load_params, save_json, save_params
+from .rollout import EpisodePlayer, EpisodeSink, buffer_bytes, rollout_batch
 
 TIERS = ("expert", "medium", "medium-replay", "mixed", "scripted")
 TRAINED_TIERS = ("expert", "medium", "medium-replay", "mixed")
@@ -86,6 +91,9 @@ class DataConfig:
     replay_episodes: Optional[int] = None  # cap on medium-replay episodes (None: all of them)
     behaviour: Optional[PPOConfig] = None  # None: behaviour_config(map_name, seed)
     overwrite: bool = False
+    # a finished behaviour run folder to use instead of <root>/<map>/seed<seed>/behaviour-<algorithm>
+    # (trained elsewhere, or exported by export_behaviour); never trained into
+    behaviour_source: Optional[Path] = None
 
     def __post_init__(self):
         if self.behaviour is None:
@@ -113,6 +121,8 @@ class DataConfig:
 
     @property
     def behaviour_dir(self) -> Path:
+        if self.behaviour_source is not None:
+            return Path(self.behaviour_source).expanduser()
         return self.run_dir / f"behaviour-{self.behaviour.algorithm}"
 
     @property
@@ -123,6 +133,8 @@ class DataConfig:
 def ensure_behaviour(config: DataConfig, log: Callable[[str], None] = print) -> Path:
     """Train the behaviour policy unless a finished run with the same config is there."""
     directory = config.behaviour_dir
+    if config.behaviour_source is not None and not is_complete(directory):
+        raise ValueError(f"--behaviour {directory}: not a finished behaviour run (it needs config.json and final.json)")
     if is_complete(directory):
         found = read_config(directory)
         if found != config.behaviour:
@@ -161,29 +173,61 @@ def _checkpoint_card(directory: Path, row: dict, algorithm: str) -> dict:
     )
 
 
-def _record_replay(config: DataConfig, core: SmaxCore, medium: dict, sink: EpisodeSink, total: int, log) -> None:
-    """Re-run behaviour training up to the medium checkpoint, keeping its ``total`` finished episodes
-    (or, when the sink is smaller, a uniformly drawn subset of them, in training order)."""
-    keep = None
-    if sink.capacity < total:
-        rng = np.random.default_rng(config.seed)
-        keep = np.zeros(total, bool)
-        keep[rng.choice(total, size=sink.capacity, replace=False)] = True
-    stitcher = EpisodeStitcher(core.spec, config.behaviour.num_envs, sink, keep)
-    log(f"medium-replay: replaying {medium['update']} updates of training, recording {sink.capacity} episodes")
-    result = train(config.behaviour, None, stop_after_update=medium["update"], on_rollout=stitcher.add, log=log)
-    saved = load_params(config.behaviour_dir / medium["checkpoint"])
-    mismatch = max(
-        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-        for a, b in zip(jax.tree.leaves(result["params"]), jax.tree.leaves(saved))
-    )
-    if mismatch > 1e-5:
-        raise RuntimeError(
-            f"the replay of behaviour training did not reproduce {medium['checkpoint']} "
-            f"(max parameter difference {mismatch:.3g}); was it trained with other code?"
-        )
+def replay_windows(progress: list, medium: dict) -> list[tuple[str, int]]:
+    """The medium-replay recipe: (checkpoint, episodes) per window of training up to the medium checkpoint.
+    Each progress row counts the episodes played since the checkpoint before it, which opens the window."""
+    rows = [row for row in progress if row["update"] <= medium["update"]]
+    opening = [checkpoint_name(0)] + [row["checkpoint"] for row in rows[:-1]]
+    return [(name, int(row["training_episodes"])) for name, row in zip(opening, rows)]
+
+
+def _record_replay(config: DataConfig, player: EpisodePlayer, key, windows: list, sink: EpisodeSink, log) -> None:
+    """Play each window's episodes with the checkpoint that opens it (or, when the sink holds fewer episodes
+    than training played, a uniformly drawn subset of them: a multivariate hypergeometric draw per window)."""
+    counts = np.array([count for _, count in windows], np.int64)
+    if sink.capacity < counts.sum():
+        counts = np.random.default_rng(config.seed).multivariate_hypergeometric(counts, sink.capacity)
+    log(f"medium-replay: {int(counts.sum())} episodes from {len(windows)} checkpoints up to {windows[-1][0]}")
+    for i, ((name, _), count) in enumerate(zip(windows, counts)):
+        if count:
+            network = _load_checkpoint(config.behaviour_dir, name)
+            player.fill(sink, actor_params(network, greedy=False), jax.random.fold_in(key, i), int(count))
     if not sink.full:
         raise RuntimeError(f"medium-replay recorded {sink.count} episodes, expected {sink.capacity}")
+
+
+def _load_checkpoint(directory: Path, name: str):
+    path = directory / name
+    if not path.is_file():
+        raise ValueError(
+            f"behaviour run {directory}: checkpoint {name} is missing (an export keeps only the ones the tiers need)"
+        )
+    return load_params(path)
+
+
+def export_behaviour(source: Path, target: Path, medium_fraction: float = 0.5) -> list[str]:
+    """Copy what the trained tiers need from a finished behaviour run into `target` (small enough to commit):
+    config.json, progress.jsonl, final.json, the checkpoints of every medium-replay window, the medium and the
+    final checkpoint, and files.json (their sha256). Returns the copied file names. A regeneration from the
+    export (DataConfig.behaviour_source) rolls out these parameters and trains nothing."""
+    source, target = Path(source).expanduser(), Path(target).expanduser()
+    if not is_complete(source):
+        raise ValueError(f"{source}: not a finished behaviour run (no final.json)")
+    progress = read_progress(source)
+    medium = pick_medium(progress, medium_fraction)
+    needed = [name for name, _ in replay_windows(progress, medium)] + [medium["checkpoint"], progress[-1]["checkpoint"]]
+    target.mkdir(parents=True, exist_ok=True)
+    names = ["config.json", "progress.jsonl", "final.json"]
+    for name in names:
+        shutil.copyfile(source / name, target / name)
+    for name in dict.fromkeys(needed):
+        if name == checkpoint_name(0) and not (source / name).is_file():  # runs trained before update 0 was saved
+            save_params(target / name, initial_params(read_config(source)))
+        else:
+            shutil.copyfile(source / name, target / name)
+        names.append(name)
+    save_json(target / "files.json", {name: cards.file_digest(target / name) for name in names})
+    return names
 
 
 def build_dataset(config: DataConfig, log: Callable[[str], None] = print, staging: Optional[Path] = None):
@@ -212,14 +256,17 @@ def build_dataset(config: DataConfig, log: Callable[[str], None] = print, stagin
             f"expert = {expert_row['checkpoint']} (eval return {expert_row['stochastic_return']:.3f}), "
             f"medium = {medium_row['checkpoint']} (eval return {medium_row['stochastic_return']:.3f})"
         )
+        player = EpisodePlayer(core, actor_critic_policy(), batch=rollout_batch(config.episodes))
         if config.tier == "medium-replay":
-            episodes = sum(row["training_episodes"] for row in progress if row["update"] <= medium_row["update"])
+            windows = replay_windows(progress, medium_row)
+            episodes = sum(count for _, count in windows)
             sink = new_sink(min(episodes, config.replay_episodes or episodes))
-            _record_replay(config, core, medium_row, sink, episodes, log)
+            _record_replay(config, player, key, windows, sink, log)
             behaviour_card = dict(
-                kind=f"{algorithm}-training-replay",
+                kind=f"{algorithm}-checkpoint-replay",
                 behaviour_dir=str(directory),
                 until=_checkpoint_card(directory, medium_row, algorithm),
+                windows=[dict(checkpoint=name, training_episodes=count) for name, count in windows],
                 recorded_of_total=[sink.count, episodes],
             )
         else:
@@ -230,9 +277,8 @@ def build_dataset(config: DataConfig, log: Callable[[str], None] = print, stagin
                 "mixed": [(medium_row, half), (expert_row, config.episodes - half)],
             }[config.tier]
             sink = new_sink(config.episodes)
-            player = EpisodePlayer(core, actor_critic_policy(), batch=rollout_batch(config.episodes))
             for i, (row, count) in enumerate(parts):
-                network = load_params(directory / row["checkpoint"])
+                network = _load_checkpoint(directory, row["checkpoint"])
                 player.fill(sink, actor_params(network, greedy=False), jax.random.fold_in(key, i), count)
             behaviour_card = dict(
                 kind=algorithm,

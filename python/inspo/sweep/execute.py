@@ -11,7 +11,10 @@ import ast
 import hashlib
 import importlib
 import json
+import os
+import platform
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -90,6 +93,19 @@ def source_hash(packages: list[tuple[str, Path, tuple[str, ...]]]) -> str:
     return digest.hexdigest()[:16]
 
 
+def machine() -> dict[str, Any]:
+    """The CPU model and core count of this machine (summaries say what trained them)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return dict(cpu=model, cpus=os.cpu_count())
+
+
 def run_key(config: TrainConfig, finish: Optional[list], version: str) -> dict[str, Any]:
     """What a finished run is reused by: its full resolved config, its finishing step ([function, kwargs]
     or None) and the code version."""
@@ -161,6 +177,7 @@ def sweep_task(runs: list[dict[str, Any]], version: str, threads: int) -> list[d
     keys = [run_key(config, finish, version) for config, finish in zip(configs, finishes)]
     found = [finished_result(out_dir, key) for out_dir, key in zip(out_dirs, keys)]
     pending = [i for i, result in enumerate(found) if result is None]
+    cpu, wall = time.process_time(), time.perf_counter()
     trained = run_seed_group([configs[i] for i in pending], [out_dirs[i] for i in pending])
     resumed = {i: bool(result.get("resumed")) for i, result in zip(pending, trained)}
     for i in pending:
@@ -168,8 +185,22 @@ def sweep_task(runs: list[dict[str, Any]], version: str, threads: int) -> list[d
             call_finish(finishes[i], out_dirs[i])
         atomic_write_text(out_dirs[i] / KEY_FILE, json.dumps(keys[i], indent=1) + "\n")
         found[i] = json.loads((out_dirs[i] / "results.json").read_text())
+    # the process's CPU and wall time, shared by the runs it trained (their seeds trained batched)
+    cost = dict(
+        cpu_seconds=round((time.process_time() - cpu) / max(1, len(pending)), 1),
+        wall_seconds=round((time.perf_counter() - wall) / max(1, len(pending)), 1),
+        runs_in_process=len(pending),
+        threads=threads,
+        **machine(),
+    )
     return [
-        dict(results=found[i], reused=i not in resumed, resumed=resumed.get(i, False), files=collect_files(out_dirs[i]))
+        dict(
+            results=found[i],
+            reused=i not in resumed,
+            resumed=resumed.get(i, False),
+            files=collect_files(out_dirs[i]),
+            cost=cost if i in resumed else None,
+        )
         for i in range(len(runs))
     ]
 

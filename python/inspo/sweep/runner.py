@@ -16,8 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional, TextIO
 
-from inspo.sweep.execute import code_version, finished_result, run_key, store_files, sweep_task
+from inspo.sweep.execute import code_version, collect_files, finished_result, run_key, store_files, sweep_task
 from inspo.sweep.spec import Run, seed_groups
+from inspo.sweep.store import SummaryStore
+
+UNMEASURED = dict(cpu_seconds=None, wall_seconds=None, note="finished before this sweep: its cost was not measured")
 
 
 def import_ray():
@@ -102,11 +105,14 @@ def run_sweep(
     retries: int = 2,
     num_cpus: Optional[int] = None,
     seeds_per_process: Optional[int] = None,
+    store: Optional[SummaryStore] = None,
     stream: Optional[TextIO] = None,
 ) -> SweepOutcome:
     """Run every run not finished yet; return the results of all runs that finished. A config's seeds train
-    batched in one process, at most `seeds_per_process` of them (default: all). The progress line goes
-    to `stream` (default: sys.stderr at the time of the call)."""
+    batched in one process, at most `seeds_per_process` of them (default: all). With a `store`, a run whose
+    summary is there under its key is finished, and every run that finishes gets its summary written as its
+    group returns (inspo.sweep.store). The progress line goes to `stream` (default: sys.stderr at the time of
+    the call)."""
     stream = stream or sys.stderr
     if cpus_per_run <= 0 or gpus_per_run < 0 or retries < 0:
         raise ValueError("--cpus-per-run must be > 0, --gpus-per-run and --retries >= 0")
@@ -124,13 +130,21 @@ def run_sweep(
         ]
     outcome = SweepOutcome()
     version = code_version()
+    pending = runs
+    if store is not None:  # runs summarized in the store need neither a task nor their run folder
+        for run in runs:
+            summary = store.finished(run, version)
+            if summary is not None:
+                outcome.results[(run.name, run.seed)] = dict(summary["results"], reused=True, resumed=False)
+        pending = [run for run in runs if (run.name, run.seed) not in outcome.results]
     groups = []
-    for group in seed_groups(runs, seeds_per_process):  # groups finished in this machine's run folders need no task
+    for group in seed_groups(pending, seeds_per_process):  # groups finished in this machine's run folders need no task
         found = [finished_result(run.out_dir, run_key(run.config, run.finish_spec, version)) for run in group]
         if all(result is not None for result in found):
-            outcome.results.update(
-                {(run.name, run.seed): dict(result, reused=True, resumed=False) for run, result in zip(group, found)}
-            )
+            for run, result in zip(group, found):
+                outcome.results[(run.name, run.seed)] = dict(result, reused=True, resumed=False)
+                if store is not None:
+                    store.record(run, version, collect_files(run.out_dir), UNMEASURED)
         else:
             groups.append(group)
     if not groups:
@@ -140,7 +154,7 @@ def run_sweep(
         return outcome
     with ray_session(address, num_cpus) as ray:
         outcome.cpus = ray.cluster_resources().get("CPU", 0.0)
-        return _run_groups(ray, groups, outcome, len(runs), version, cpus_per_run, gpus_per_run, retries, stream)
+        return _run_groups(ray, groups, outcome, len(runs), version, cpus_per_run, gpus_per_run, retries, store, stream)
 
 
 @contextmanager
@@ -180,6 +194,7 @@ def _run_groups(
     cpus_per_run: float,
     gpus_per_run: float,
     retries: int,
+    store: Optional[SummaryStore],
     stream: TextIO,
 ) -> SweepOutcome:
     start = time.perf_counter()
@@ -230,6 +245,8 @@ def _run_groups(
                     continue
                 for run, result in zip(group, returned):
                     store_files(run.out_dir, result["files"])
+                    if store is not None:
+                        store.record(run, version, result["files"], result["cost"] or UNMEASURED)
                     outcome.results[(run.name, run.seed)] = dict(
                         result["results"], reused=result["reused"], resumed=result["resumed"]
                     )
