@@ -347,3 +347,10 @@ def test_a_campaign_is_cut_in_order_until_it_fits():
     assert plan.total_hours(costs) > 16
     with pytest.raises(ValueError, match="no budget fits"):
         plan.fit_campaign(campaign_rows(10.0), mappo, scale, maps, methods, 10_000, limit_hours=16)
+
+
+def test_a_campaign_can_stop_after_its_curves(fake_protocol):
+    setup, fake = fake_protocol
+    decisions = protocol.run_protocol(setup, log=lambda line: None, commit="c0ffee", stop_after="curves")
+    assert len(fake.asked) == 1 and decisions["maps"]["3m"]["selected"] is None
+    assert "tuning" in (setup.out / "protocol.md").read_text()

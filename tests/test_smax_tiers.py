@@ -12,6 +12,7 @@ pytest.importorskip("jaxmarl")
 import smax_testing  # noqa: F401  (fast compiles)
 from inspo.data import TransitionStore
 from inspo.data.card import load_dataset
+from inspo.smax.env import make_core
 from inspo.smax.ippo import PPOConfig, initial_params, read_progress
 from inspo.smax.policies import load_params
 from inspo.smax.tiers import (
@@ -252,3 +253,48 @@ def test_recipe_sizes_are_the_defaults_of_data_make():
     args = parser.parse_args(["make", "--env", "smax:5m_vs_6m", "--tier", "expert", "--behaviour-steps", "81920"])
     assert cli._data_config(args, "expert").behaviour.total_env_steps == 81920
     assert behaviour_config("3m", 0).total_env_steps == 2_000_000
+
+
+def test_an_interrupted_behaviour_run_resumes_from_its_last_checkpoint(made, tmp_path):
+    import shutil
+
+    from inspo.smax.ippo import ScheduleState, make_optimizer, resume_state
+
+    config, _ = made
+    interrupted = dataclasses.replace(config, root=tmp_path)
+    shutil.copytree(config.behaviour_dir, interrupted.behaviour_dir)
+    progress = read_progress(config.behaviour_dir)
+    # killed after update 3: later checkpoints, rows and final.json never written
+    (interrupted.behaviour_dir / "final.json").unlink()
+    for row in progress[3:]:
+        (interrupted.behaviour_dir / row["checkpoint"]).unlink()
+    (interrupted.behaviour_dir / "progress.jsonl").write_text("".join(json.dumps(row) + "\n" for row in progress[:3]))
+    ensure_behaviour(interrupted, log=lambda message: None)
+    resumed = read_progress(interrupted.behaviour_dir)
+    assert [row["update"] for row in resumed] == list(range(1, 7)) and resumed[:3] == progress[:3]
+    assert resumed[3]["resumed_after_update"] == 3 and "resumed_after_update" not in resumed[4]
+    assert (interrupted.behaviour_dir / "final.json").is_file()
+    # the learning-rate schedule continues where it stood; Adam's moments start over
+    behaviour = config.behaviour
+    core = make_core(behaviour.map_name, behaviour.episode_limit)
+    runner = resume_state(
+        behaviour, core, make_optimizer(behaviour), config.behaviour_dir / progress[2]["checkpoint"], update=3
+    )
+    schedule = [s for s in jax.tree.leaves(runner.opt_state, is_leaf=lambda s: isinstance(s, ScheduleState))]
+    counts = [int(s.count) for s in schedule if isinstance(s, ScheduleState)]
+    assert counts == [3 * behaviour.epochs * behaviour.minibatches]
+    np.testing.assert_array_equal(
+        np.asarray(runner.params["actor"][0]["w"]),
+        np.asarray(load_params(config.behaviour_dir / progress[2]["checkpoint"])["actor"][0]["w"]),
+    )
+
+
+def test_an_export_with_a_changed_file_is_refused_by_name(made, tmp_path):
+    config, _ = made
+    export = tmp_path / "export"
+    export_behaviour(config.behaviour_dir, export)
+    medium = pick_medium(read_progress(config.behaviour_dir), 0.5)["checkpoint"]
+    with open(export / medium, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ValueError, match=f"{medium} is missing or differs from files.json"):
+        ensure_behaviour(dataclasses.replace(config, behaviour_source=export))

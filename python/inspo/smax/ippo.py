@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from optax import ScaleByScheduleState as ScheduleState
 
 from .env import Observation, Pytree, SmaxCore, make_core
 from .policies import (
@@ -29,6 +30,7 @@ from .policies import (
     actor_critic_policy,
     actor_params,
     init_actor_critic,
+    load_params,
     masked_logits,
     save_json,
     save_params,
@@ -115,7 +117,7 @@ _COMPILED_UPDATES: dict = {}
 def compiled_update(
     config: PPOConfig, core: SmaxCore, optimizer: optax.GradientTransformation
 ) -> Callable[[Runner], tuple[Runner, dict, dict]]:
-    """``build_update`` cached per config in the process (a replay of a run compiles nothing)."""
+    """``build_update`` cached per config in the process (a second run of a config compiles nothing)."""
     if config not in _COMPILED_UPDATES:
         _COMPILED_UPDATES[config] = build_update(config, core, optimizer)
     return _COMPILED_UPDATES[config]
@@ -242,10 +244,11 @@ def train(
     config: PPOConfig,
     out_dir: Optional[Path],
     *,
+    resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train and checkpoint. Returns the final parameters and the progress rows (``out_dir=None``: nothing
-    is written)."""
+    is written). ``resume`` continues an interrupted run in ``out_dir`` from its last checkpoint (resume_state)."""
     config.validate()
     core = make_core(config.map_name, config.episode_limit)
     optimizer = make_optimizer(config)
@@ -255,7 +258,14 @@ def train(
     runner = Runner(params, optimizer.init(params), env_state, current, jnp.zeros((config.num_envs,), jnp.float32), key)
     update = compiled_update(config, core, optimizer)
     evaluator = EpisodePlayer(core, actor_critic_policy(), batch=rollout_batch(config.eval_episodes))
-    if out_dir is not None:
+    first, resumed_from = 1, None
+    if out_dir is not None and resume:
+        out_dir = Path(out_dir)
+        resumed_from = read_progress(out_dir)[-1]
+        runner = resume_state(config, core, optimizer, out_dir / resumed_from["checkpoint"], resumed_from["update"])
+        first = resumed_from["update"] + 1
+        log(f"[{config.algorithm} {config.map_name}] resuming after update {resumed_from['update']}")
+    elif out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         save_json(out_dir / "config.json", dict(asdict(config), algorithm=config.algorithm))
@@ -263,7 +273,7 @@ def train(
         (out_dir / "progress.jsonl").write_text("")
     last = config.num_updates
     progress, window, started = [], [], time.time()
-    for index in range(1, last + 1):
+    for index in range(first, last + 1):
         runner, stats, steps = update(runner)
         stats = {name: float(value) for name, value in stats.items()}
         window.append(stats)
@@ -276,6 +286,8 @@ def train(
             checkpoint=checkpoint_name(index),
             training_episodes=int(sum(s["episodes"] for s in window)),
         )
+        if resumed_from is not None:  # the first row after a resume says so
+            row["resumed_after_update"], resumed_from = resumed_from["update"], None
         done = [s for s in window if s["episodes"] > 0]
         weights = [s["episodes"] for s in done]
         for name in ("train_return", "train_win_rate"):
@@ -304,6 +316,28 @@ def train(
             dict(checkpoint=checkpoint_name(last), update=last, seconds=round(time.time() - started, 1)),
         )
     return dict(params=runner.params, progress=progress)
+
+
+def resume_state(
+    config: PPOConfig, core: SmaxCore, optimizer: optax.GradientTransformation, checkpoint: Path, update: int
+) -> Runner:
+    """Where a resumed run starts: the checkpoint's parameters, a fresh Adam state whose learning-rate schedule
+    stands at `update`, and fresh battles (their keys folded with `update`). Checkpoints hold parameters only,
+    so a resumed run is close to, not bit-identical with, an uninterrupted one; its progress says where it
+    resumed."""
+    params = load_params(checkpoint)
+    steps = update * config.epochs * config.minibatches
+
+    def at_step(state):  # optax's schedule counts optimizer steps; Adam's own moments and count start over
+        return (
+            state._replace(count=jnp.asarray(steps, state.count.dtype)) if isinstance(state, ScheduleState) else state
+        )
+
+    opt_state = jax.tree.map(at_step, optimizer.init(params), is_leaf=lambda s: isinstance(s, ScheduleState))
+    key, _, reset_key, _ = _training_keys(config)
+    env_state, current = jax.vmap(core.reset)(jax.random.split(jax.random.fold_in(reset_key, update), config.num_envs))
+    zeros = jnp.zeros((config.num_envs,), jnp.float32)
+    return Runner(params, opt_state, env_state, current, zeros, jax.random.fold_in(key, update))
 
 
 def _training_keys(config: PPOConfig) -> list:

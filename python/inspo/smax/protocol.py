@@ -496,11 +496,18 @@ def make_store(protocol: Protocol, commit: str):
 
 
 def run_protocol(
-    protocol: Protocol, log: Callable[[str], None] = print, commit: Optional[str] = None, **sweep_options
+    protocol: Protocol,
+    log: Callable[[str], None] = print,
+    commit: Optional[str] = None,
+    stop_after: Optional[str] = None,
+    **sweep_options,
 ) -> dict:
     """Run (or resume) every phase on every map, each finished run summarized in the store as its seed group
     returns; write protocol.json, marl_eval.json, protocol.md and the curve plots under protocol.out from the
-    summaries. `commit`: the commit the runs train from (default: the checkout's). Returns protocol.json."""
+    summaries. `commit`: the commit the runs train from (default: the checkout's). `stop_after`: "curves" or
+    "tune" ends there (a campaign prices the rest once its curves are in). Returns protocol.json."""
+    if stop_after not in (None, "curves", "tune"):
+        raise ValueError(f"--stop-after: expected curves or tune, got {stop_after!r}")
     from inspo.sweep.runner import ray_session
     from inspo.sweep.store import git_commit, read_store
 
@@ -524,8 +531,12 @@ def run_protocol(
                 + ("" if decided["flattened"] else " (NOT flattened within max_steps)")
                 + (f" (capped; the curves flattened at {decided['curves_budget']})" if decided["capped"] else "")
             )
+        if stop_after == "curves":
+            return write_outputs(protocol)
         runs = [run for name, ts in tiers.items() for run in tune_runs(protocol, name, ts, budgets[name]["budget"])]
         _sweep("tune", runs, log, options)
+        if stop_after == "tune":
+            return write_outputs(protocol)
         summaries = read_store(protocol.store_root)
         selected = {name: select_values(protocol, summaries, name, ts) for name, ts in tiers.items()}
         runs = [
@@ -873,6 +884,65 @@ def campaign_protocol(path: Path, grid: GridConfig, out: Path) -> Protocol:
         store=Path(path).parent / "summaries",
         datasets=campaign["datasets"],
     )
+
+
+def record_datasets(path: Path, grid: GridConfig, log) -> dict:
+    """Add each of the campaign's datasets found under the grid's data root to datasets.json beside the campaign
+    file: its content hash, sizes and statistics, and the machine that made it. A dataset already recorded must
+    hash the same (a report never mixes versions): a different one is an error naming both."""
+    from inspo.data.card import load_dataset
+    from inspo.sweep.execute import machine
+
+    campaign = load_campaign(path)
+    recorded = campaign["datasets"]
+    for map_name in campaign["maps"]:
+        for tier in SCALES[campaign["scale"]].tiers:
+            directory = dataset_dir(grid, map_name, tier)
+            if not (directory / "meta.json").is_file():
+                log(f"{map_name}/{tier}: no dataset at {directory}")
+                continue
+            card = load_dataset(directory, hashes=True)[1]["card"]
+            digest = dataset_sha256(directory)
+            known = recorded.get(map_name, {}).get(tier)
+            if known is not None:
+                if known["sha256"] != digest:
+                    raise ValueError(
+                        f"{directory}: dataset {digest[:16]} differs from the recorded {map_name}/{tier} "
+                        f"({known['sha256'][:16]}, made on {known['made_on']}): this machine does not regenerate it "
+                        "bit for bit (docs/SMAX.md, 'The campaign')"
+                    )
+                log(f"{map_name}/{tier}: {digest[:16]} as recorded")
+                continue
+            recorded.setdefault(map_name, {})[tier] = dict(
+                sha256=digest,
+                generator=card["generator"],
+                episodes=card["episodes"],
+                transitions=card["transitions"],
+                return_mean=round(card["return_mean"], 4),
+                win_rate=round(card["win_rate"], 4),
+                generation_seconds=card["seconds"],
+                made_on=machine()["cpu"],
+            )
+            log(f"{map_name}/{tier}: recorded {digest[:16]}")
+    (Path(path).parent / "datasets.json").write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+    return recorded
+
+
+def record_rollout_checks(path: Path, log) -> dict:
+    """rollout_checks.json beside the campaign file: per exported behaviour run (behaviour/<map>), the hash of
+    a short rollout of its final checkpoint and the CPU that computed it (tests/test_smax_campaign.py
+    recomputes them: a machine that rounds differently is found in seconds, not after regenerating data)."""
+    from inspo.smax.tiers import rollout_check
+    from inspo.sweep.execute import machine
+
+    checks_path = Path(path).parent / "rollout_checks.json"
+    checks = json.loads(checks_path.read_text()) if checks_path.is_file() else {}
+    for directory in sorted((Path(path).parent / "behaviour").glob("*")):
+        if directory.name not in checks:
+            checks[directory.name] = dict(sha256=rollout_check(directory), made_on=machine()["cpu"])
+            log(f"{directory.name}: rollout check {checks[directory.name]['sha256'][:16]}")
+    checks_path.write_text(json.dumps(checks, indent=1, sort_keys=True) + "\n")
+    return checks
 
 
 def pinned_commit(path: Path) -> str:

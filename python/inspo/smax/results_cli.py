@@ -49,6 +49,15 @@ def main(argv=None) -> int:
     protocol.add_argument(
         "--store", type=Path, default=None, help="the run summaries' folder (default <out>/summaries)"
     )
+    protocol.add_argument(
+        "--stop-after", choices=("curves", "tune"), default=None, help="end the protocol after this phase"
+    )
+    protocol.add_argument(
+        "--record-datasets",
+        action="store_true",
+        help="with --campaign: add the campaign's datasets found under --data-root to datasets.json (hash, sizes, "
+        "statistics); a recorded one must hash the same",
+    )
     protocol.add_argument("--methods", nargs="+", default=None, choices=list(ALGORITHMS), help="default: all five")
     protocol.add_argument("--max-steps", type=int, default=None, help="steps of the curve runs (default: the scale's)")
     protocol.add_argument(
@@ -98,11 +107,23 @@ def _main_protocol(args, grid: GridConfig) -> int:
         args.out = Path(f"runs/smax-protocol-{args.scale if args.campaign is None else 'campaign'}")
     try:
         protocol = protocol_module.protocol_from_args(args, grid)
+        if args.record_datasets:
+            if args.campaign is None:
+                raise ValueError("--record-datasets needs --campaign")
+            protocol_module.record_datasets(args.campaign, grid, protocol_module.log_stderr)
+            protocol_module.record_rollout_checks(args.campaign, protocol_module.log_stderr)
+            return 0
         if args.table_only:
             protocol_module.write_outputs(protocol)
         else:
             commit = protocol_module.pinned_commit(args.campaign) if args.campaign is not None else None
-            protocol_module.run_protocol(protocol, log=protocol_module.log_stderr, commit=commit, **sweep_options(args))
+            protocol_module.run_protocol(
+                protocol,
+                log=protocol_module.log_stderr,
+                commit=commit,
+                stop_after=args.stop_after,
+                **sweep_options(args),
+            )
     except (ValueError, RuntimeError) as error:
         print(f"python -m inspo.smax.results: error: {error}", file=sys.stderr)
         return 2

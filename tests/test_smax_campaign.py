@@ -1,0 +1,39 @@
+"""The committed SMAX campaign regenerates on this machine: each exported behaviour run's short rollout hashes
+as recorded (the datasets are made from those parameters, so a CPU that rounds differently shows here first),
+and the campaign's files are complete and consistent."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jaxmarl")
+import smax_testing  # noqa: F401,E402  (fast compiles)
+from inspo.smax.protocol import SCALES, load_campaign  # noqa: E402
+from inspo.smax.tiers import rollout_check  # noqa: E402
+from inspo.sweep.execute import machine  # noqa: E402
+
+CAMPAIGN = Path(__file__).resolve().parents[1] / "experiments" / "smax-campaign"
+CHECKS = json.loads((CAMPAIGN / "rollout_checks.json").read_text())
+
+
+@pytest.mark.parametrize("map_name", sorted(CHECKS))
+def test_an_exported_behaviour_run_rolls_out_as_recorded(map_name):
+    recorded = CHECKS[map_name]
+    found = rollout_check(CAMPAIGN / "behaviour" / map_name)
+    assert found == recorded["sha256"], (
+        f"the committed {map_name} behaviour parameters roll out differently on {machine()['cpu']} than on "
+        f"{recorded['made_on']}: this CPU does not regenerate the campaign's datasets bit for bit, so runs made "
+        "here cannot join the campaign's (docs/SMAX.md, 'The campaign')"
+    )
+
+
+def test_the_campaign_file_and_its_datasets_are_consistent():
+    campaign = load_campaign(CAMPAIGN / "campaign.json")
+    assert {"2s3z", "5m_vs_6m"} <= set(campaign["maps"])
+    assert {"inspo-fused", "cfcql", "omiga", "bc"} <= set(campaign["methods"])
+    assert set(SCALES[campaign["scale"]].report_seeds) == {0, 1, 2, 3, 4}
+    for map_name, tiers in campaign["datasets"].items():
+        assert set(tiers) <= set(SCALES[campaign["scale"]].tiers), map_name
+        assert all(len(entry["sha256"]) == 64 for entry in tiers.values())
+        assert (CAMPAIGN / "behaviour" / map_name / "files.json").is_file()
