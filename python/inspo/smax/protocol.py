@@ -854,7 +854,15 @@ def load_campaign(path: Path) -> dict:
         raise ValueError(f"--campaign {path}: no such file") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"--campaign {path}: not JSON ({error.msg} at line {error.lineno})") from None
-    for key, kind in (("tag", str), ("maps", list), ("methods", list), ("scale", str), ("cuts", dict)):
+    campaign.setdefault("overrides", {})
+    for key, kind in (
+        ("tag", str),
+        ("maps", list),
+        ("methods", list),
+        ("scale", str),
+        ("cuts", dict),
+        ("overrides", dict),
+    ):
         if not isinstance(campaign.get(key), kind):
             raise ValueError(f"--campaign {path}: field {key!r} must be a {kind.__name__}")
     if campaign["scale"] not in SCALES:
@@ -875,12 +883,13 @@ def campaign_scale(campaign: dict) -> Scale:
 def campaign_protocol(path: Path, grid: GridConfig, out: Path) -> Protocol:
     """The protocol of a campaign folder: its settings from campaign.json, its summaries in summaries/ beside it."""
     campaign = load_campaign(path)
+    overrides = {**grid.overrides, **campaign.get("overrides", {})}  # TrainConfig fields of every run
     return Protocol(
         maps=tuple(campaign["maps"]),
         methods=tuple(campaign["methods"]),
         scale=campaign_scale(campaign),
         out=out,
-        grid=grid,
+        grid=replace(grid, overrides=overrides),
         store=Path(path).parent / "summaries",
         datasets=campaign["datasets"],
     )
