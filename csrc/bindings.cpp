@@ -10,9 +10,9 @@
 //   CPU tensors:  status = _C.OP(inputs..., outputs..., scalars..., num_threads=n)
 //                 -> the packed status (common/args.h); kStatusOk = 2**63 - 1 when the inputs are valid.
 //   CUDA tensors: _C.OP(..., stream=torch.cuda.current_stream().cuda_stream, status=<int64 [1] tensor
-//                 on the device, filled with 2**63 - 1>, workspace=<uint8 tensor of
+//                 on the device, holding 2**63 - 1 or an earlier error>, workspace=<uint8 tensor of
 //                 _C.cuda_workspace_bytes(OP, S, B, N, A, dtype_is_double) bytes>) -> returns immediately;
-//                 errors are atomicMin'ed into `status` on the stream.
+//                 errors are atomicMin'ed into `status` on the stream, launched on the arrays' device.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -118,6 +118,8 @@ class Call {
     return 0;
   }
 
+  int32_t device_id() const { return device_id_; }
+
   bool cuda() const {
     if (device_type_ == nb::device::cpu::value) return false;
     if (device_type_ == nb::device::cuda::value) {
@@ -154,6 +156,33 @@ class Call {
   const char* first_ = "";
 };
 
+#if defined(INSPO_WITH_CUDA)
+// Makes the arrays' device current for the launch and restores the caller's. This module links its own
+// (static) CUDA runtime, whose current device is not torch's: without it a tensor on cuda:1 would be
+// launched on device 0. Neither call touches a stream, so both are allowed during a graph capture.
+class CudaDeviceGuard {
+ public:
+  explicit CudaDeviceGuard(int device) {
+    check(cudaGetDevice(&previous_), "cudaGetDevice");
+    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+  }
+  ~CudaDeviceGuard() {
+    int current = previous_;
+    if (cudaGetDevice(&current) == cudaSuccess && current != previous_) (void)cudaSetDevice(previous_);
+  }
+  CudaDeviceGuard(const CudaDeviceGuard&) = delete;
+  CudaDeviceGuard& operator=(const CudaDeviceGuard&) = delete;
+
+ private:
+  static void check(cudaError_t err, const char* what) {
+    if (err != cudaSuccess)
+      throw std::runtime_error(std::string("inspo_ext: ") + what + " failed: " + cudaGetErrorName(err) + ": " +
+                               cudaGetErrorString(err));
+  }
+  int previous_ = 0;
+};
+#endif
+
 // The dispatch tail of every op: the CUDA backend for CUDA arrays (status and workspace from the
 // caller), else the CPU backend; inspo::run_cpu / run_cuda pick the op by its argument struct.
 template <typename Args>
@@ -163,6 +192,7 @@ int64_t run(Call& c, Args& args, uintptr_t stream, Status& status, Workspace& wo
 #if defined(INSPO_WITH_CUDA)
     int64_t* status_device = c.status_pointer(status);
     nb::gil_scoped_release release;
+    CudaDeviceGuard device(c.device_id());
     inspo::run_cuda(args, reinterpret_cast<void*>(stream), status_device);
     return inspo::kStatusOk;
 #else
