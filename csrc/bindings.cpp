@@ -31,6 +31,9 @@
 #if defined(INSPO_WITH_OPENMP)
 #include <omp.h>
 #endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #if defined(INSPO_WITH_CUDA)
 #include <cuda_runtime_api.h>
 #endif
@@ -318,6 +321,24 @@ int64_t cuda_workspace_bytes(const std::string& op, int64_t S, int64_t B, int64_
 #endif
 }
 
+// Asks Linux for transparent huge pages on a fresh CPU buffer before its first write. torch's CPU allocator
+// hands out freshly mmap'd memory for large tensors, and their first write faults every 4 KB page (a third of
+// sequential_policy_loss's time at B = 64k, N = 8, A = 16); in 2 MB pages that is 512x fewer faults. Only the
+// 2 MB-aligned interior of the buffer can be advised; THP in "madvise" mode needs the advice, "always" has
+// it already, "never" ignores it. Returns whether anything was advised.
+bool advise_huge_pages(nb::ndarray<nb::device::cpu, nb::c_contig> buffer) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(buffer.data());
+  const uintptr_t begin = (start + kHuge - 1) & ~(kHuge - 1), end = (start + buffer.nbytes()) & ~(kHuge - 1);
+  if (end <= begin) return false;
+  return madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE) == 0;
+#else
+  (void)buffer;
+  return false;
+#endif
+}
+
 nb::dict build_info() {
   nb::dict info;
   info["compiler"] = INSPO_CXX_COMPILER;
@@ -377,6 +398,7 @@ NB_MODULE(_C, m) {
   m.attr("OPS") = nb::tuple(ops);
   m.def("cuda_workspace_bytes", &cuda_workspace_bytes, "op"_a, "S"_a, "B"_a, "N"_a, "A"_a, "is_double"_a);
   m.def("build_info", &build_info);
+  m.def("advise_huge_pages", &advise_huge_pages, "buffer"_a.noconvert());
   m.attr("STATUS_OK") = inspo::kStatusOk;
   m.attr("SOURCE_HASH") = INSPO_SOURCE_HASH;  // of csrc/ and CMakeLists.txt (see there); a constant, as WITH_CUDA
 #if defined(INSPO_WITH_CUDA)

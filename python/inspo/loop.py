@@ -29,7 +29,7 @@ from torch import Tensor, nn
 import inspo_ext
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
-from inspo.nets import AgentMLP, policy_fn
+from inspo.nets import AgentMLP, policy_fn, set_precision
 from inspo.progress import progress_bar
 from inspo.run import RunFiles, eval_generator, prepare_run, resume_config, rng_state, set_rng_state
 
@@ -238,6 +238,7 @@ def train_seeds(
             dims = Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
             if learner is None:
                 learner = learner_type(config, len(configs), dims)
+                set_precision(learner, config.precision)
             elif dims != learner.dims:
                 raise ValueError(f"seed {config.seed}'s dataset has {dims}, seed {configs[0].seed}'s {learner.dims}")
             learner.initialize_seed(seed)
