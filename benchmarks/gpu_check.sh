@@ -13,16 +13,18 @@
 #   3. compute-sanitizer (GPU_CHECK_SANITIZER_S=35 per tool): memcheck, racecheck and initcheck over
 #      benchmarks/sanitizer_cases.py (one small call of every op, forward and backward, and resample's
 #      error path);
-#   4. tests (GPU_CHECK_TESTS_S=80): tests/test_ops_cuda.py (every op on CUDA against the reference and the
-#      CPU backend) and tests/test_ops_cuda_large.py (B = 262,144 against the CPU backend);
-#   5. tests marked cuda (GPU_CHECK_MARKED_S=60): the rest of them in tests/ (among them the compiled step
+#   4. tests (GPU_CHECK_TESTS_S=50): tests/test_ops_cuda.py, every op on CUDA against the reference and the
+#      CPU backend;
+#   5. large sizes (GPU_CHECK_LARGE_S=60): tests/test_ops_cuda_large.py, every op at B = 262,144 against
+#      the CPU backend;
+#   6. tests marked cuda (GPU_CHECK_MARKED_S=50): the rest of them in tests/ (among them the compiled step
 #      replayed as a CUDA graph against the eager step, tests/test_train_compile.py);
-#   6. op benchmarks (GPU_CHECK_OPS_S=50): `inspo bench --device cuda --sections ops` at B = 256k, N = 8,
+#   7. op benchmarks (GPU_CHECK_OPS_S=45): `inspo bench --device cuda --sections ops` at B = 256k, N = 8,
 #      A = 16, ours vs eager vs torch.compile (CUDA events);
-#   7. iteration (GPU_CHECK_ITERATION_S=75, per shape of GPU_CHECK_ITERATION_SHAPES="2s3z"):
+#   8. iteration (GPU_CHECK_ITERATION_S=70, per shape of GPU_CHECK_ITERATION_SHAPES="2s3z"):
 #      benchmarks/iteration_interleaved.py --device cuda, the fused InSPO iteration: plain PyTorch, our
 #      ops eager, our compiled step replayed as a CUDA graph (medians of interleaved rounds);
-#   8. the official OMIGA against ours (GPU_CHECK_PEER_S=55), only when OMIGA_CHECKOUT names a checkout of
+#   9. the official OMIGA against ours (GPU_CHECK_PEER_S=45), only when OMIGA_CHECKOUT names a checkout of
 #      the official code: benchmarks/peer_omiga.py --device cuda.
 # Everything goes to REPORT (and the terminal), with each section's exit status and wall time and the
 # benchmark tables; the exit code is 0 when every section passed, 1 otherwise.
@@ -115,29 +117,31 @@ for tool in memcheck racecheck initcheck; do
   fi
 done
 
-# 4. and 5. the CUDA tests.
-section "cuda op tests" "${GPU_CHECK_TESTS_S:-80}" \
-  "$PY" -m pytest -q -x -p no:cacheprovider tests/test_ops_cuda.py tests/test_ops_cuda_large.py
-section "tests marked cuda" "${GPU_CHECK_MARKED_S:-60}" \
+# 4. to 6. the CUDA tests.
+section "cuda op tests" "${GPU_CHECK_TESTS_S:-50}" \
+  "$PY" -m pytest -q -x -p no:cacheprovider tests/test_ops_cuda.py
+section "large sizes" "${GPU_CHECK_LARGE_S:-60}" \
+  "$PY" -m pytest -q -x -p no:cacheprovider tests/test_ops_cuda_large.py
+section "tests marked cuda" "${GPU_CHECK_MARKED_S:-50}" \
   bash -c "'$PY' -m pytest -q -p no:cacheprovider -m cuda tests --ignore=tests/test_ops_cuda.py \
     --ignore=tests/test_ops_cuda_large.py --ignore=tests/test_ops_cuda_capture.py; rc=\$?; [ \$rc -eq 5 ] && exit 0 || exit \$rc"
 
-# 6. the CUDA op benchmark subset.
-section "op benchmarks (cuda)" "${GPU_CHECK_OPS_S:-50}" \
+# 7. the CUDA op benchmark subset.
+section "op benchmarks (cuda)" "${GPU_CHECK_OPS_S:-45}" \
   "$PY" -m inspo.bench --device cuda --sections ops --batch 262144 --agents 8 --actions 16 \
   --impls ours,eager,compiled --modes fwd,full --no-memory --out-dir "$OUT/ops"
 [ -f "$OUT/ops/bench.md" ] && { log ""; log "---- op benchmark table (bench.md)"; tee -a "$REPORT" < "$OUT/ops/bench.md"; }
 
-# 7. the training iteration on CUDA: the compiled step replayed as a CUDA graph.
+# 8. the training iteration on CUDA: the compiled step replayed as a CUDA graph.
 for shape in ${GPU_CHECK_ITERATION_SHAPES:-2s3z}; do
-  section "iteration $shape fused (cuda)" "${GPU_CHECK_ITERATION_S:-75}" \
+  section "iteration $shape fused (cuda)" "${GPU_CHECK_ITERATION_S:-70}" \
     "$PY" benchmarks/iteration_interleaved.py --device cuda --shape "$shape" --case fused --rounds 20 \
     --variants eager,ours,ours+compile
 done
 
-# 8. the official OMIGA update against ours, when a checkout of it is given.
+# 9. the official OMIGA update against ours, when a checkout of it is given.
 if [ -n "${OMIGA_CHECKOUT:-}" ]; then
-  section "official OMIGA vs ours (cuda)" "${GPU_CHECK_PEER_S:-55}" \
+  section "official OMIGA vs ours (cuda)" "${GPU_CHECK_PEER_S:-45}" \
     "$PY" benchmarks/peer_omiga.py --omiga "$OMIGA_CHECKOUT" --device cuda --rounds 10
 else
   log ""
