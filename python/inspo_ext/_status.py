@@ -151,10 +151,11 @@ def _indexed(device: torch.device) -> torch.device:
 def require_capture_safe_dlpack() -> None:
     """Raise when this torch's Tensor.__dlpack__ cannot run inside a CUDA graph capture.
 
-    The compiled module receives tensors through DLPack, calling __dlpack__() without a stream. From
+    The compiled module receives tensors through DLPack (nanobind calls __dlpack__() without a stream). From
     torch 2.8 a missing stream meant `stream=None`, which makes torch synchronize the legacy default
-    stream with the current one (pytorch#150217): an event wait that invalidates a capture. torch 2.10
-    made the default stream=-1, no synchronization (pytorch#163242); before 2.8 None did not synchronize."""
+    stream with the current one (pytorch#150217): an event wait that invalidates a capture. pytorch#163242
+    (in 2.10) made the default stream=-1, no synchronization; before 2.8 None did not synchronize. So the
+    check reads the installed torch's default rather than its version."""
     if _DLPACK_SYNCS_WITHOUT_STREAM:
         raise RuntimeError(
             f"inspo_ext: torch {torch.__version__} synchronizes streams in Tensor.__dlpack__() (its default "
