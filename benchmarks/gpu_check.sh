@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# The GPU check in one go (issue 10 item 7), for a machine with a CUDA device; under 8 minutes (the sum of
-# the section limits below, 470 s, plus the preflight).
+# The GPU check in one go, for a machine with a CUDA device; under 8 minutes (the sum of the section
+# limits below, 465 s, plus the preflight).
 #
 #   bash benchmarks/gpu_check.sh [REPORT]        (default REPORT: gpu_check_report.txt)
 #
 # Sections, each under its own time limit (seconds, overridable by the environment variable named):
-#   1. preflight: torch sees a CUDA device and this inspo_ext build has the CUDA backend (else it stops
-#      at once, exit code 2, saying which and how to fix it);
-#   2. tests (GPU_CHECK_TESTS_S=90 each): tests/test_ops_cuda.py (every op on CUDA against the reference
-#      and the CPU backend) and every test marked `cuda` in tests/ (among them the compiled step replayed
-#      as a CUDA graph against the eager step, tests/test_train_compile.py);
-#   3. op benchmarks (GPU_CHECK_OPS_S=110): `inspo bench --device cuda --sections ops` at B = 16k and 256k,
-#      N = 8, A = 16, ours vs eager vs torch.compile (CUDA events);
-#   4. iteration (GPU_CHECK_ITERATION_S=180, per shape of GPU_CHECK_ITERATION_SHAPES="2s3z"; add 4k for
-#      B = 4096, N = 8, A = 16 when time allows): benchmarks/iteration_interleaved.py --device cuda, the fused
-#      InSPO iteration: plain PyTorch, our ops eager, our compiled step without and with its CUDA-graph
-#      replay (medians of interleaved rounds, each call synchronized; two compiles per shape).
+#   1. preflight: torch sees a CUDA device, this inspo_ext build has the CUDA backend and its own runtime
+#      reaches the device (build_info()["cuda_device_available"]); else it stops at once, exit code 2,
+#      saying which and how to fix it;
+#   2. capture (GPU_CHECK_CAPTURE_S=40), alone and first: tests/test_ops_cuda_capture.py, every op captured
+#      into a CUDA graph and replayed against its eager call, and the deferred status check after a replay;
+#   3. compute-sanitizer (GPU_CHECK_SANITIZER_S=35 per tool): memcheck, racecheck and initcheck over
+#      benchmarks/sanitizer_cases.py (one small call of every op, forward and backward, and resample's
+#      error path);
+#   4. tests (GPU_CHECK_TESTS_S=50): tests/test_ops_cuda.py, every op on CUDA against the reference and the
+#      CPU backend;
+#   5. large sizes (GPU_CHECK_LARGE_S=60): tests/test_ops_cuda_large.py, every op at B = 262,144 against
+#      the CPU backend;
+#   6. tests marked cuda (GPU_CHECK_MARKED_S=50): the rest of them in tests/ (among them the compiled step
+#      replayed as a CUDA graph against the eager step, tests/test_train_compile.py);
+#   7. op benchmarks (GPU_CHECK_OPS_S=45): `inspo bench --device cuda --sections ops` at B = 256k, N = 8,
+#      A = 16, ours vs eager vs torch.compile (CUDA events);
+#   8. iteration (GPU_CHECK_ITERATION_S=70, per shape of GPU_CHECK_ITERATION_SHAPES="2s3z"):
+#      benchmarks/iteration_interleaved.py --device cuda, the fused InSPO iteration: plain PyTorch, our
+#      ops eager, our compiled step replayed as a CUDA graph (medians of interleaved rounds);
+#   9. the official OMIGA against ours (GPU_CHECK_PEER_S=45), only when OMIGA_CHECKOUT names a checkout of
+#      the official code: benchmarks/peer_omiga.py --device cuda.
 # Everything goes to REPORT (and the terminal), with each section's exit status and wall time and the
 # benchmark tables; the exit code is 0 when every section passed, 1 otherwise.
 # PYTHON (default: python) is the interpreter of the environment inspo is installed in.
@@ -74,6 +84,11 @@ if not info["cuda"]:
     print("gpu_check: error: this inspo_ext build has no CUDA backend; rebuild it with "
           "INSPO_CUDA=ON pip install --no-build-isolation -e . (nvcc on the PATH)")
     sys.exit(2)
+if not info["cuda_device_available"]:
+    print("gpu_check: error: inspo_ext's CUDA runtime sees no device although torch does "
+          f"({info.get('cuda_device_error')}); the driver is older than the CUDA {info['cuda_version']} the "
+          "extension was built with: update the driver or rebuild with an older CUDA toolkit")
+    sys.exit(2)
 print("device:", torch.cuda.get_device_name(0), "| capability", torch.cuda.get_device_capability(0))
 EOF
 then
@@ -85,24 +100,53 @@ tail -n 3 "$REPORT"
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
   --format=csv 2>&1 | tee -a "$REPORT"
 
-# 2. the CUDA tests.
-section "cuda op tests" "${GPU_CHECK_TESTS_S:-90}" \
-  "$PY" -m pytest -q -x -p no:cacheprovider tests/test_ops_cuda.py
-section "tests marked cuda" "${GPU_CHECK_TESTS_S:-90}" \
-  bash -c "'$PY' -m pytest -q -p no:cacheprovider -m cuda tests --ignore=tests/test_ops_cuda.py; rc=\$?; [ \$rc -eq 5 ] && exit 0 || exit \$rc"
+# 2. capture first, alone: an op that synchronizes inside a CUDA graph capture fails here.
+section "capture" "${GPU_CHECK_CAPTURE_S:-40}" \
+  "$PY" -m pytest -q -x -p no:cacheprovider tests/test_ops_cuda_capture.py
 
-# 3. the CUDA op benchmark subset.
-section "op benchmarks (cuda)" "${GPU_CHECK_OPS_S:-110}" \
-  "$PY" -m inspo.bench --device cuda --sections ops --batch 16384,262144 --agents 8 --actions 16 \
+# 3. compute-sanitizer over one small call of every op.
+SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+for tool in memcheck racecheck initcheck; do
+  if [ -n "$SANITIZER" ]; then
+    section "sanitizer $tool" "${GPU_CHECK_SANITIZER_S:-35}" \
+      "$SANITIZER" --tool "$tool" --error-exitcode 1 --target-processes all "$PY" benchmarks/sanitizer_cases.py
+  else
+    log "==== sanitizer $tool: FAIL (compute-sanitizer not found on the PATH or in /usr/local/cuda/bin)"
+    SUMMARY+=("sanitizer $tool: FAIL (compute-sanitizer not found)")
+    STATUS=1
+  fi
+done
+
+# 4. to 6. the CUDA tests.
+section "cuda op tests" "${GPU_CHECK_TESTS_S:-50}" \
+  "$PY" -m pytest -q -x -p no:cacheprovider tests/test_ops_cuda.py
+section "large sizes" "${GPU_CHECK_LARGE_S:-60}" \
+  "$PY" -m pytest -q -x -p no:cacheprovider tests/test_ops_cuda_large.py
+section "tests marked cuda" "${GPU_CHECK_MARKED_S:-50}" \
+  bash -c "'$PY' -m pytest -q -p no:cacheprovider -m cuda tests --ignore=tests/test_ops_cuda.py \
+    --ignore=tests/test_ops_cuda_large.py --ignore=tests/test_ops_cuda_capture.py; rc=\$?; [ \$rc -eq 5 ] && exit 0 || exit \$rc"
+
+# 7. the CUDA op benchmark subset.
+section "op benchmarks (cuda)" "${GPU_CHECK_OPS_S:-45}" \
+  "$PY" -m inspo.bench --device cuda --sections ops --batch 262144 --agents 8 --actions 16 \
   --impls ours,eager,compiled --modes fwd,full --no-memory --out-dir "$OUT/ops"
 [ -f "$OUT/ops/bench.md" ] && { log ""; log "---- op benchmark table (bench.md)"; tee -a "$REPORT" < "$OUT/ops/bench.md"; }
 
-# 4. the training iteration on CUDA: the compiled step with and without its CUDA-graph replay.
+# 8. the training iteration on CUDA: the compiled step replayed as a CUDA graph.
 for shape in ${GPU_CHECK_ITERATION_SHAPES:-2s3z}; do
-  section "iteration $shape fused (cuda)" "${GPU_CHECK_ITERATION_S:-180}" \
-    "$PY" benchmarks/iteration_interleaved.py --device cuda --shape "$shape" --case fused --rounds 50 \
-    --variants eager,ours,ours+compile/nograph,ours+compile
+  section "iteration $shape fused (cuda)" "${GPU_CHECK_ITERATION_S:-70}" \
+    "$PY" benchmarks/iteration_interleaved.py --device cuda --shape "$shape" --case fused --rounds 20 \
+    --variants eager,ours,ours+compile
 done
+
+# 9. the official OMIGA update against ours, when a checkout of it is given.
+if [ -n "${OMIGA_CHECKOUT:-}" ]; then
+  section "official OMIGA vs ours (cuda)" "${GPU_CHECK_PEER_S:-45}" \
+    "$PY" benchmarks/peer_omiga.py --omiga "$OMIGA_CHECKOUT" --device cuda --rounds 10
+else
+  log ""
+  log "==== official OMIGA vs ours: skipped (set OMIGA_CHECKOUT to a checkout of the official OMIGA code)"
+fi
 
 log ""
 log "==== summary"

@@ -5,7 +5,8 @@ all of them alike; medians over the rounds. Optionally a profile of one variant 
 one-seed iteration), summed by kind of event.
 On CUDA (`--device cuda`) the compiled variants are replayed as CUDA graphs, and the compiled one-seed
 iteration without the graph ("ours+compile/nograph") is timed too; every call is timed to its
-completion (torch.cuda.synchronize before and after).
+completion (torch.cuda.synchronize before and after). Last, the iteration's matmul FLOPs and its floor at the
+GEMM rate of each precision among the variants (fp32; bf16 for the */bf16 variants).
 
     python benchmarks/iteration_interleaved.py [--shape 2s3z] [--case fused|exact|omiga] [--rounds 30]
         [--device cpu|cuda] [--variants eager,ours,...] [--profile [--profile-variant NAME]]
@@ -19,7 +20,16 @@ import time
 import torch
 import torch._inductor.config
 
-from inspo.bench.iteration import COMPILED_WITHOUT_GRAPH, SHAPES, VARIANTS, make_case, ops_backend
+from inspo.bench.iteration import (
+    COMPILED_WITHOUT_GRAPH,
+    OMIGA_HIDDEN,
+    SHAPES,
+    VARIANTS,
+    gemm_rate,
+    make_case,
+    matmul_flops,
+    ops_backend,
+)
 
 
 def main(argv=None) -> int:
@@ -61,7 +71,16 @@ def main(argv=None) -> int:
 
     cases = {}
     for variant in variants:
-        case = make_case(algo, mode, shape, variant.seeds, variant.compiled, device, cuda_graphs=variant.cuda_graphs)
+        case = make_case(
+            algo,
+            mode,
+            shape,
+            variant.seeds,
+            variant.compiled,
+            device,
+            cuda_graphs=variant.cuda_graphs,
+            precision=variant.precision,
+        )
         seconds = timed(variant, case, case.prepare())  # compiles the compiled variants
         seconds += timed(variant, case, case.prepare())  # and records the CUDA graph (its warm-up was the first)
         print(f"{variant.name}: first two calls {seconds:.1f} s", flush=True)
@@ -79,6 +98,11 @@ def main(argv=None) -> int:
             f"  {variant.name:21s} {1e3 * median:8.2f} ms  {shape.batch / median:10.0f} samples/s  "
             f"{plain / median:5.2f}x {variants[0].name}"
         )
+    flops = matmul_flops(next(iter(cases.values())))
+    print(f"matmul FLOPs per iteration (forward and backward): {flops / 1e9:.3f} GFLOP")
+    for precision in sorted({variant.precision for variant in variants}):
+        rate = gemm_rate(shape, shape.hidden[0] if algo == "inspo" else OMIGA_HIDDEN[0], device, precision=precision)
+        print(f"  floor at the {precision} GEMM rate ({rate / 1e9:.0f} GFLOP/s): {1e3 * flops / rate:.2f} ms")
     if args.profile:
         profiled = [case for variant, case in cases.items() if variant.name == args.profile_variant]
         if not profiled:

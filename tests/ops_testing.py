@@ -11,6 +11,7 @@ from torch import Tensor
 
 import inspo_ext
 from inspo_ext import _backend, reference
+from inspo_ext.reference import RATIO_MODES
 
 HYPER = dict(alpha=0.1, beta=0.05, eta=0.3, log_rho_max=math.log(100.0), log_w_max=10.0)
 GAMMA = 0.99
@@ -487,12 +488,20 @@ def uniforms_for(batch: int, agents: int, method: str, seed: int = 5) -> torch.T
     return torch.rand(shape, generator=g, dtype=torch.float64)
 
 
-def assert_nearly_equal_draws(indices: torch.Tensor, expected: torch.Tensor, max_fraction: float = 0.01) -> None:
+def assert_nearly_equal_draws(
+    indices: torch.Tensor, expected: torch.Tensor, log_rho: torch.Tensor, max_fraction: float = 0.01
+) -> None:
     """float32 weights: the device's expf and the host's exp may differ in the last bit, which moves a draw whose
-    point lies within a few float32 ulps of a cdf value to the neighbouring sample; anything more is a bug."""
+    point lies within a few float32 ulps of a cdf value to the neighbouring sample of positive weight (the
+    zero-weight samples between two positive ones make no cdf step); anything more is a bug.
+
+    indices, expected: [(S,) B, N] draws; log_rho: the [(S,) B, N] log-weights they were drawn with."""
+    assert indices.shape == expected.shape == log_rho.shape
     different = indices != expected
     assert different.double().mean() <= max_fraction
-    assert ((indices - expected).abs()[different] <= indices.shape[0]).all()
+    rank = torch.isfinite(log_rho.cpu()).long().cumsum(-2)  # a sample's place among its column's positive ones
+    moved = rank.gather(-2, indices.cpu()) - rank.gather(-2, expected.cpu())
+    assert (moved.abs()[different.cpu()] == 1).all(), "a draw moved past its neighbouring sample"
 
 
 def loss_and_grad(run, data: dict, coefficients: torch.Tensor, **kwargs):
@@ -510,3 +519,37 @@ def problem_batches(batch=37, agents=4, actions=5, mask="random", shared_order=F
         [joint_batch(batch, agents, actions, seed=80 + s, mask=mask, **kwargs) for s in range(3)],
         shared_order=shared_order,
     )
+
+
+def next_step_of(d: dict) -> dict:
+    """soft_bellman_target inputs built from a joint batch (done = 1 on odd first actions; reward and q_next from
+    the finite updated_log_probs, since q_local is poisoned at unavailable entries)."""
+    return dict(
+        reward=d["updated_log_probs"][:, 0].clone(),
+        done=(d["actions"][:, 0] % 2).to(d["logits"].dtype),
+        q_next=d["updated_log_probs"][:, -1].clone(),
+        next_logits=d["logits"],
+        next_log_mu=d["log_mu"],
+        next_avail=d["avail"],
+        next_actions=d["actions"],
+    )
+
+
+def loss_outputs(d: dict, ratio: str) -> list:
+    logits = d["logits"].detach().clone().requires_grad_(True)
+    out = run_loss(dict(d, logits=logits), ratio)
+    out.loss.sum().backward()
+    return [t.detach() for t in out] + [logits.grad]
+
+
+# Every op (each of its launch configurations) as: (joint batch, log_rho, uniforms) -> list of output tensors.
+OP_RUNS = {
+    "soft_bellman_target": lambda d, log_rho, u: list(run_soft_bellman(next_step_of(d))),
+    "in_sample_weights": lambda d, log_rho, u: list(run_weights(d)),
+    "teammate_log_ratios": lambda d, log_rho, u: [run_ratios(d, "target"), run_ratios(d, "policy")],
+    "resample": lambda d, log_rho, u: [
+        *run_resample(log_rho, u, "multinomial"),
+        *run_resample(log_rho, u[:1], "systematic"),
+    ],
+    "sequential_policy_loss": lambda d, log_rho, u: [t for ratio in RATIO_MODES for t in loss_outputs(d, ratio)],
+}

@@ -16,6 +16,7 @@ import torch
 import inspo_ext
 from inspo_ext.reference import PREDECESSOR_MODES, RATIO_MODES, RESAMPLE_METHODS
 from ops_testing import (
+    OP_RUNS,
     assert_nearly_equal_draws,
     close,
     compare,
@@ -68,48 +69,14 @@ def test_cuda_agrees_with_cpu_backend(dtype):
             if dtype == torch.float64:
                 assert torch.equal(indices.cpu(), cpu_indices)
             else:
-                assert_nearly_equal_draws(indices.cpu(), cpu_indices)
+                assert_nearly_equal_draws(indices.cpu(), cpu_indices, log_rho)
             close(ess.cpu().double(), cpu_ess.double(), dtype=dtype, **tol)
 
 
 # ---- streams and determinism -------------------------------------------------------------------------------
 
 
-def _next_step_of(d: dict) -> dict:
-    """soft_bellman_target inputs built from a joint batch (done = 1 on odd first actions; reward and q_next from
-    the finite updated_log_probs, since q_local is poisoned at unavailable entries)."""
-    return dict(
-        reward=d["updated_log_probs"][:, 0].clone(),
-        done=(d["actions"][:, 0] % 2).to(d["logits"].dtype),
-        q_next=d["updated_log_probs"][:, -1].clone(),
-        next_logits=d["logits"],
-        next_log_mu=d["log_mu"],
-        next_avail=d["avail"],
-        next_actions=d["actions"],
-    )
-
-
-def _loss_outputs(d: dict, ratio: str) -> list:
-    logits = d["logits"].detach().clone().requires_grad_(True)
-    out = run_loss(dict(d, logits=logits), ratio)
-    out.loss.sum().backward()
-    return [t.detach() for t in out] + [logits.grad]
-
-
-# Every op (each launch configuration) as: (joint batch, log_rho, uniforms) -> list of output tensors.
-OPS = {
-    "soft_bellman_target": lambda d, log_rho, u: list(run_soft_bellman(_next_step_of(d))),
-    "in_sample_weights": lambda d, log_rho, u: list(run_weights(d)),
-    "teammate_log_ratios": lambda d, log_rho, u: [run_ratios(d, "target"), run_ratios(d, "policy")],
-    "resample": lambda d, log_rho, u: [
-        *run_resample(log_rho, u, "multinomial"),
-        *run_resample(log_rho, u[:1], "systematic"),
-    ],
-    "sequential_policy_loss": lambda d, log_rho, u: [t for ratio in RATIO_MODES for t in _loss_outputs(d, ratio)],
-}
-
-
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", list(OP_RUNS))
 def test_runs_on_the_current_stream(op):
     """The kernels must run on torch's current stream: on a side stream whose inputs are only written after a
     long GPU sleep, a launch on any other stream would read the stale inputs."""
@@ -117,7 +84,7 @@ def test_runs_on_the_current_stream(op):
     fresh = to(data, DEV)
     fresh["log_rho"] = random_log_rho(256, 5).to(DEV)
     uniforms = uniforms_for(256, 5, "multinomial").to(DEV)
-    expected = OPS[op](fresh, fresh["log_rho"], uniforms)
+    expected = OP_RUNS[op](fresh, fresh["log_rho"], uniforms)
     stale = {k: (v * 0.5 if v.is_floating_point() else v.clone()) for k, v in fresh.items()}
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -125,7 +92,7 @@ def test_runs_on_the_current_stream(op):
         torch.cuda._sleep(100_000_000)  # ~50 ms of GPU time before the inputs become the fresh ones
         for key, value in fresh.items():
             stale[key].copy_(value)
-        actual = OPS[op](stale, stale["log_rho"], uniforms)
+        actual = OP_RUNS[op](stale, stale["log_rho"], uniforms)
     torch.cuda.synchronize()
     assert len(actual) == len(expected)
     for a, e in zip(actual, expected):
@@ -137,7 +104,7 @@ def test_two_runs_are_bit_identical(shape):
     data = to(joint_batch(*shape, seed=81), DEV)
     log_rho = random_log_rho(shape[0], shape[1]).to(DEV)
     uniforms = uniforms_for(shape[0], shape[1], "multinomial").to(DEV)
-    for op, run in OPS.items():
+    for op, run in OP_RUNS.items():
         first, second = run(data, log_rho, uniforms), run(data, log_rho, uniforms)
         for a, b in zip(first, second):
             assert torch.equal(a, b), op
@@ -178,7 +145,7 @@ def test_problem_dimension_agrees_with_slices_and_the_cpu_backend(dtype, shared_
         if dtype == torch.float64:
             assert torch.equal(result.indices.cpu(), cpu.indices)
         else:
-            assert_nearly_equal_draws(result.indices.cpu(), cpu.indices)
+            assert_nearly_equal_draws(result.indices.cpu(), cpu.indices, log_rho)
         close(result.ess.cpu().double(), cpu.ess.double(), dtype=dtype, **tol)
     bad = dict(gpu, actions=gpu["actions"].clone())
     bad["actions"][2, 5, 1] = 99

@@ -7,13 +7,12 @@
 // CUDA (csrc/cuda/OP.cu, compiled only when INSPO_WITH_CUDA): launches on `stream` (a cudaStream_t
 //   given as void*, from torch.cuda.current_stream().cuda_stream) and returns without synchronizing.
 //   Errors in the inputs are atomicMin'ed (packed status, args.h) into *status_device, a device int64
-//   that the Python layer initialises to kStatusOk; the Python layer reads it back after the call
-//   (which synchronizes). A launch / runtime error is reported by throwing std::runtime_error (the
-//   bindings turn it into a Python RuntimeError).
-//   OP_cuda_workspace_bytes<T>(S, B, N, A) (0 if none) is the size of args.workspace the kernels need
-//   for S problems of B samples;
-//   the Python layer allocates it with torch on the tensors' device before each call (for resample,
-//   A is passed as 1).
+//   holding kStatusOk or an earlier error: a fresh one the Python layer reads back after the call, or
+//   the op's slot of a persistent per-device flag read later (deferred calls and CUDA graph captures,
+//   python/inspo_ext/_status.py), so nothing here synchronizes. A launch / runtime error is reported by throwing
+//   std::runtime_error (the bindings turn it into a Python RuntimeError). OP_cuda_workspace_bytes<T>(S, B, N, A) (0 if
+//   none) is the size of args.workspace the kernels need for S problems of B samples; the Python layer allocates it
+//   with torch on the tensors' device before each call (for resample, A is passed as 1).
 //
 // The table INSPO_OPS below is the one list of the ops: it declares both backends' entry points and the
 // overloads run_cpu / run_cuda that the bindings dispatch on (by the argument struct); the bindings make one _C

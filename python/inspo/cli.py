@@ -396,6 +396,7 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from inspo.bc import make_policy_net, policy_fn
     from inspo.envs import make_env
+    from inspo.nets import set_precision
     from inspo.run import eval_generator, load_checkpoint, policy_state
 
     if args.episodes is not None and args.episodes < 1:
@@ -414,6 +415,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     env = make_env(config)
     actor = make_policy_net(config, env.n_agents, env.obs_dim, env.n_actions)
+    set_precision(actor, config.precision)
     try:
         actor.load_state_dict(policy_state(payload))
     except RuntimeError as error:

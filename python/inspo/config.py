@@ -32,6 +32,7 @@ from inspo.extras import require
 from inspo.options import build_options, check_options, check_type, field_hints, is_tuple_type, parse_text
 
 MODES = ("fused", "exact", "simultaneous")
+PRECISIONS = ("fp32", "bf16")  # config.precision (inspo.nets.set_precision)
 WEIGHTINGS = ("resample", "importance", "self_normalized")
 RESAMPLE_METHODS = ("multinomial", "systematic")
 DATASET_STORAGES = ("memory", "mapped")
@@ -110,6 +111,9 @@ class TrainConfig:
     lr: float = 5e-4  # actor learning rate (Adam)
     critic_lr: float = 5e-4  # centralized and local critics
     grad_clip: float = 1.0  # per-agent gradient-norm clip (per network for the centralized critic)
+    # the networks' matmuls: "fp32", or "bf16" (torch.autocast; the networks' outputs, the ops, the targets,
+    # the parameters and the optimizer state stay float32)
+    precision: str = "fp32"
     polyak: float = 0.005  # target-critic rate
     bc_steps: int = 1000  # behaviour-cloning steps of mu
     bc_lr: float = 1e-3
@@ -178,6 +182,7 @@ class TrainConfig:
         one_of("dataset_format", ("auto", *FORMATS))
         at_least(1, "episode_limit")
         one_of("mode", MODES)
+        one_of("precision", PRECISIONS)
         one_of("dataset_storage", DATASET_STORAGES)
         one_of("weighting", WEIGHTINGS)
         one_of("resample_method", RESAMPLE_METHODS)

@@ -26,9 +26,10 @@ from typing import Any, Callable, ClassVar, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+import inspo_ext
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
-from inspo.nets import AgentMLP, policy_fn
+from inspo.nets import AgentMLP, policy_fn, set_precision
 from inspo.progress import progress_bar
 from inspo.run import RunFiles, eval_generator, prepare_run, resume_config, rng_state, set_rng_state
 
@@ -237,6 +238,7 @@ def train_seeds(
             dims = Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
             if learner is None:
                 learner = learner_type(config, len(configs), dims)
+                set_precision(learner, config.precision)
             elif dims != learner.dims:
                 raise ValueError(f"seed {config.seed}'s dataset has {dims}, seed {configs[0].seed}'s {learner.dims}")
             learner.initialize_seed(seed)
@@ -298,10 +300,17 @@ def train_seeds(
         batch = stack_batches(
             [minibatch(store, seed_rows, learner.batch_fields) for store, seed_rows in zip(stores, rows)]
         )
-        with compile_timer:
+        # The ops' input errors wait in their status flags (no synchronization inside the step, none
+        # inside a CUDA graph) and are raised here before anything reads, evaluates or saves the step.
+        with compile_timer, inspo_ext.deferred_status():
             metrics = learner.update(batch, learner.draw(generators, step), step)
         done = step + 1
-        if done % log_every == 0 or done == steps:
+        logs = done % log_every == 0 or done == steps
+        evaluates = eval_every and done % eval_every == 0 and done != steps
+        saves = checkpoint_every and done % checkpoint_every == 0 and done != steps
+        if logs or evaluates or saves:
+            inspo_ext.check_status()
+        if logs:
             values = {key: value.tolist() for key, value in metrics.items()}
             extras, seconds = learner.row_extras(step), round(time.perf_counter() - start_time, 3)
             for seed, run_files in enumerate(files):
@@ -310,9 +319,9 @@ def train_seeds(
                     {"step": done, **{k: round(v[seed], 6) for k, v in values.items()}, **extras, "seconds": seconds},
                 )
             bar.set_postfix({k: f"{values[k][0]:.3g}" for k in learner.postfix_keys if k in values})
-        if eval_every and done % eval_every == 0 and done != steps:
+        if evaluates:
             evaluate(done)
-        if checkpoint_every and done % checkpoint_every == 0 and done != steps:
+        if saves:
             save(done)
         bar.update(1)
         if on_step is not None:

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from inspo.config import TrainConfig
+from inspo.config import PRECISIONS, TrainConfig
 from inspo.envs.base import PolicyFn
 
 
@@ -42,8 +42,23 @@ class StackedMLP(nn.Module):
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(n_seeds, n_nets, o)) for o in dims[1:])
         # plain list of the same Parameter objects: indexing a ParameterList costs more than the math
         self.layers = list(zip(self.weights, self.biases))
+        # the matmuls' dtype under torch.autocast (set_precision); None: the parameters' dtype throughout
+        self.autocast_dtype: Optional[torch.dtype] = None
 
     def forward(self, x: Tensor, seeds: slice = slice(None)) -> Tensor:
+        if self.autocast_dtype is None:
+            return self._forward(x, seeds)
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            return self._forward(x, seeds).float()
+
+    def forward_nets(self, nets: Tensor, x: Tensor) -> Tensor:
+        """x [S, M, in] -> [S, M, out] through network nets[s] of each seed only (gradients reach only it)."""
+        if self.autocast_dtype is None:
+            return self._forward_nets(nets, x)
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            return self._forward_nets(nets, x).float()
+
+    def _forward(self, x: Tensor, seeds: slice) -> Tensor:
         n_seeds, n_nets, rows, _ = x.shape
         h = x.reshape(n_seeds * n_nets, rows, -1)
         every_seed = seeds == slice(None)  # no slicing then: its backward would zero-fill and copy every weight
@@ -57,8 +72,7 @@ class StackedMLP(nn.Module):
                 h = torch.relu(h)
         return h.reshape(n_seeds, n_nets, rows, -1)
 
-    def forward_nets(self, nets: Tensor, x: Tensor) -> Tensor:
-        """x [S, M, in] -> [S, M, out] through network nets[s] of each seed only (gradients reach only it)."""
+    def _forward_nets(self, nets: Tensor, x: Tensor) -> Tensor:
         seeds = torch.arange(x.shape[0], device=x.device)
         h = x
         for layer, (weight, bias) in enumerate(self.layers):
@@ -155,6 +169,18 @@ class CentralCritic(nn.Module):
 
     def reset_seed(self, seed: int) -> None:
         self.mlp.init_like_linear(seed)
+
+
+AUTOCAST_DTYPES = dict(zip(PRECISIONS, (None, torch.bfloat16)))  # config.precision -> the matmuls' autocast dtype
+
+
+def set_precision(module: nn.Module, precision: str) -> None:
+    """Run the matmuls of every StackedMLP in `module` at `precision` (config.precision): "fp32", or "bf16"
+    under torch.autocast, their outputs cast back to float32. The parameters, their gradients and the
+    optimizer state stay float32, and so does everything the networks' outputs feed (the ops, the targets)."""
+    for sub in module.modules():
+        if isinstance(sub, StackedMLP):
+            sub.autocast_dtype = AUTOCAST_DTYPES[precision]
 
 
 def make_policy_net(config: TrainConfig, n_agents: int, obs_dim: int, n_actions: int, n_seeds: int = 1) -> AgentMLP:

@@ -2,7 +2,9 @@
 
 Every op has a pure-PyTorch twin in `inspo_ext.reference` that defines its math; the ops here match it
 (float64 to rounding), check their inputs (exceptions name the argument and the index), and fall back to
-the reference with a warning when the compiled module lacks the tensors' device.
+the reference with a warning when the compiled module lacks the tensors' device. Inside
+`deferred_status()` and while a CUDA graph is captured, the ops do not read their error status back;
+`check_status()` raises the first error later (python/inspo_ext/_status.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import torch  # noqa: F401  (import torch before the extension: both then share one libgomp)
 
 from . import _backend
+from ._status import check_status, deferred_status
 from .in_sample_weights import in_sample_weights
 from .reference import InSampleWeights, PolicyLoss, Resampled, SoftBellmanTarget
 from .resample import resample
@@ -37,6 +40,8 @@ __all__ = [
     "Resampled",
     "PolicyLoss",
     "build_info",
+    "check_status",
+    "deferred_status",
 ]
 
 

@@ -2,8 +2,9 @@
 
 CPU tensors call `_C.OP(..., num_threads=torch.get_num_threads())`, which returns the packed status.
 CUDA tensors call `_C.OP(..., stream=<current stream>, status=<device int64>, workspace=<uint8 buffer>)`
-on the tensors' device; the status is then read back with `.item()`, which synchronizes the stream (the
-price of raising a ValueError for bad inputs at the call that had them).
+on the tensors' device; the status is read back with `.item()` (a synchronization) right after the call,
+or later by `check_status()` when the call is deferred: inside `deferred_status()` and while a CUDA graph
+is captured (_status.py).
 When `_C` is missing, or the build lacks the tensors' device (a CUDA tensor in a CPU-only build), the
 public functions use `inspo_ext.reference` instead and warn once.
 """
@@ -17,6 +18,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
+from . import _status
 from ._validation import STATUS_OK, RowNames, raise_for_status
 
 try:  # torch first (done above), then the extension: both then share one libgomp
@@ -68,23 +70,56 @@ def warn_fallback(device_type: str) -> None:
     )  # the caller of the public op
 
 
+# CPU outputs from this size on are advised into huge pages before the kernels first write them (_C.advise_huge_pages):
+# below it a buffer holds no whole 2 MB page once aligned.
+HUGE_PAGE_OUTPUT_BYTES = 4 << 20
+advise_huge_pages_enabled = True  # benchmarks/first_touch.py times the outputs with and without the advice
+
+
+def prepare_output(t: Tensor) -> Tensor:
+    """A freshly allocated CPU output of the kernels, advised into huge pages when it is large (first-touch faults
+    in 4 KB pages cost a third of a large call); returned as is otherwise."""
+    if (
+        advise_huge_pages_enabled
+        and _C is not None
+        and t.device.type == "cpu"
+        and t.numel() * t.element_size() >= HUGE_PAGE_OUTPUT_BYTES
+    ):
+        _C.advise_huge_pages(t)
+    return t
+
+
 def launch(
     op: str, tensors: dict[str, Any], scalars: dict[str, Any], names: RowNames, shape: tuple[int, int, int, int]
 ) -> None:
     """Run kernel `op` of `_C` on `tensors` (inputs and preallocated outputs, keyword names of the binding)
-    and raise the ValueError of the first invalid input. `shape` = (S, B, N, A) (S problems of B samples;
-    S = 1 without a problem dimension) sizes the CUDA workspace."""
+    and raise the ValueError of the first invalid input, at once or at the next `check_status()` when the
+    call is deferred (_status.py). `shape` = (S, B, N, A) (S problems of B samples; S = 1 without a problem
+    dimension) sizes the CUDA workspace."""
     first = next(t for t in tensors.values() if isinstance(t, Tensor) and t.is_floating_point())  # a T tensor
+    device = first.device
     fn: Callable = getattr(_C, op)
-    if first.device.type == "cpu":
+    deferred = _status.deferring(device)
+    if device.type == "cpu":
         status = fn(**tensors, **scalars, num_threads=torch.get_num_threads())
+        if deferred:
+            _status.record(op, device, status, names, tensors)
+            return
     else:
         problems, batch, agents, actions = shape
-        with torch.cuda.device(first.device):
-            status_tensor = torch.full((1,), STATUS_OK, dtype=torch.int64, device=first.device)
+        if _status.capturing(device):
+            _status.require_capture_safe_dlpack()
+        with torch.cuda.device(device):
+            if deferred:
+                status_tensor = _status.flag_slot(op, device)
+            else:
+                status_tensor = torch.full((1,), STATUS_OK, dtype=torch.int64, device=device)
             nbytes = _C.cuda_workspace_bytes(op, problems, batch, agents, actions, first.dtype == torch.float64)
-            workspace = torch.empty(nbytes, dtype=torch.uint8, device=first.device) if nbytes > 0 else None
-            stream = torch.cuda.current_stream(first.device).cuda_stream
+            workspace = torch.empty(nbytes, dtype=torch.uint8, device=device) if nbytes > 0 else None
+            stream = torch.cuda.current_stream(device).cuda_stream
             fn(**tensors, **scalars, stream=stream, status=status_tensor, workspace=workspace)
-            status = int(status_tensor.item())  # synchronizes
+        if deferred:
+            _status.record(op, device, None, names, tensors)
+            return
+        status = int(status_tensor.item())  # synchronizes
     raise_for_status(status, names, {k: v for k, v in tensors.items() if isinstance(v, Tensor)})

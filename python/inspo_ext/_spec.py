@@ -158,7 +158,7 @@ class OpSpec:
 
         def kernel(*args):
             named = self._named(args)
-            outputs = self._empty_outputs(named)
+            outputs = tuple(_backend.prepare_output(t) for t in self._empty_outputs(named))
             tensors = {a.name: named[a.name] for a in self.inputs}
             for out, t in zip(self.outputs, outputs):
                 tensors[out.name] = None if out.when is not None and not named[out.when] else t

@@ -205,8 +205,27 @@ class RowNames:
     actions: str = "actions"
 
 
+class ShapeOnly:
+    """A tensor's shape without its values: what the deferred status check (_status.py) keeps of a call,
+    whose tensors later calls may have freed or overwritten by the time the status is read."""
+
+    def __init__(self, shape: Sequence[int]):
+        self.shape = tuple(shape)
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
 def _item(t: Tensor, index: tuple) -> object:
     return t[index].item()
+
+
+def _equals(t: "Tensor | ShapeOnly", index: tuple) -> str:
+    """ " = value" of t[index]; "" when only the shape is known."""
+    return "" if isinstance(t, ShapeOnly) else f" = {_item(t, index)}"
 
 
 def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
@@ -224,8 +243,9 @@ def _at(index: Sequence[object]) -> str:
 def decode_status(status: int, names: RowNames, tensors: dict[str, Optional[Tensor]]) -> Optional[ValueError]:
     """The ValueError of a packed kernel status (None when it is STATUS_OK).
 
-    `tensors` maps argument names to the call's tensors (read here, on the error path only). Indices are
-    named in the argument's own shape: [b, i], or [s, b, i] with a leading problem dimension."""
+    `tensors` maps argument names to the call's tensors (read here, on the error path only), or to their
+    ShapeOnly (the deferred check: the message then names the argument and index without the value).
+    Indices are named in the argument's own shape: [b, i], or [s, b, i] with a leading problem dimension."""
     if status == STATUS_OK:
         return None
     code = status & ((1 << CODE_BITS) - 1)
@@ -236,27 +256,33 @@ def decode_status(status: int, names: RowNames, tensors: dict[str, Optional[Tens
     sample = row[:-1]
     if code == StatusCode.ORDER_NOT_PERMUTATION:
         order = tensors["order"]
+        if isinstance(order, ShapeOnly):
+            every = " in every row" if order.dim() == 2 else ""
+            return ValueError(f"order must be a permutation of 0..{n - 1}{every}")
         if order.dim() == 2:
             s = next(s for s in range(order.shape[0]) if not _is_permutation(order[s]))
             return ValueError(f"order[{s}] must be a permutation of 0..{n - 1}, got {order[s].tolist()}")
         return ValueError(f"order must be a permutation of 0..{n - 1}, got {order.tolist()}")
     if code == StatusCode.DONE_NOT_BINARY:
-        return ValueError(f"done[{_at(sample)}] = {_item(tensors['done'], sample)} must be 0 or 1")
+        return ValueError(f"done[{_at(sample)}]{_equals(tensors['done'], sample)} must be 0 or 1")
     if code == StatusCode.REWARD_NON_FINITE:
-        return ValueError(f"reward[{_at(sample)}] = {_item(tensors['reward'], sample)} is not finite")
+        return ValueError(f"reward[{_at(sample)}]{_equals(tensors['reward'], sample)} is not finite")
     if code == StatusCode.Q_NEXT_NON_FINITE:
         return ValueError(
-            f"q_next[{_at(sample)}] = {_item(tensors['q_next'], sample)} is not finite (done[{_at(sample)}] is 0)"
+            f"q_next[{_at(sample)}]{_equals(tensors['q_next'], sample)} is not finite (done[{_at(sample)}] is 0)"
         )
     if code == StatusCode.NO_AVAILABLE_ACTION:
         return ValueError(f"{names.avail}[{_at(row)}] has no available action")
     if code == StatusCode.ACTION_OUT_OF_RANGE:
         n_actions = tensors[names.avail].shape[-1]
         return ValueError(
-            f"{names.actions}[{_at(row)}] = {_item(tensors[names.actions], row)} is out of range [0, {n_actions})"
+            f"{names.actions}[{_at(row)}]{_equals(tensors[names.actions], row)} is out of range [0, {n_actions})"
         )
     if code == StatusCode.ACTION_UNAVAILABLE:
-        action = _item(tensors[names.actions], row)
+        actions = tensors[names.actions]
+        if isinstance(actions, ShapeOnly):
+            return ValueError(f"{names.actions}[{_at(row)}] is not available (its entry of {names.avail} is False)")
+        action = _item(actions, row)
         return ValueError(
             f"{names.actions}[{_at(row)}] = {action} is not available ({names.avail}[{_at(row)}, {action}] is False)"
         )
@@ -268,10 +294,10 @@ def decode_status(status: int, names: RowNames, tensors: dict[str, Optional[Tens
         }[code]
         return ValueError(f"{name}[{_at(row)}] has a non-finite value at an available action")
     if code == StatusCode.UPDATED_LOG_PROB_INVALID:
-        value = _item(tensors["updated_log_probs"], row)
-        return ValueError(f"updated_log_probs[{_at(row)}] = {value} is not a log-probability (finite and <= 0)")
+        value = _equals(tensors["updated_log_probs"], row)
+        return ValueError(f"updated_log_probs[{_at(row)}]{value} is not a log-probability (finite and <= 0)")
     if code == StatusCode.LOG_RHO_INVALID:
-        return ValueError(f"log_rho[{_at(row)}] = {_item(tensors['log_rho'], row)} must be finite or -inf")
+        return ValueError(f"log_rho[{_at(row)}]{_equals(tensors['log_rho'], row)} must be finite or -inf")
     if code == StatusCode.NO_POSITIVE_WEIGHT:
         log_rho = tensors["log_rho"]
         column = _unravel(index - log_rho.numel(), tuple(log_rho.shape[:-2]) + (n,))
@@ -281,7 +307,7 @@ def decode_status(status: int, names: RowNames, tensors: dict[str, Optional[Tens
     if code == StatusCode.UNIFORM_INVALID:
         uniforms = tensors["uniforms"]
         draw = row[:-2] + (row[-2] if uniforms.shape[-2] > 1 else 0, row[-1])
-        return ValueError(f"uniforms[{_at(draw)}] = {_item(uniforms, draw)} must be in [0, 1)")
+        return ValueError(f"uniforms[{_at(draw)}]{_equals(uniforms, draw)} must be in [0, 1)")
     return ValueError(f"invalid input (kernel status {status}: code {code}, index {index})")
 
 

@@ -15,8 +15,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from . import _backend, reference
 from . import _validation as v
-from . import reference
 from ._spec import Arg, Benchmark, OpSpec, Output
 from .reference import RATIO_MODES, PolicyLoss
 from .teammate_log_ratios import check_predecessor_inputs
@@ -84,8 +84,11 @@ def _backward(ctx, grad_loss, *_unused):
             "sequential_policy_loss: backward without a saved gradient (the op ran with "
             "compute_grad=False; logits must require grad when the loss is computed)"
         )
-    grad_logits = grad * (grad_loss / norm).unsqueeze(-2).unsqueeze(-1)  # [(S,) 1, N, 1]
-    return (grad_logits,) + (None,) * 14
+    scale = (grad_loss / norm).unsqueeze(-2).unsqueeze(-1)  # [(S,) 1, N, 1]
+    if torch.compiler.is_compiling():  # inductor fuses the multiply into its own buffers
+        return (grad * scale,) + (None,) * 14
+    grad_logits = _backend.prepare_output(torch.empty_like(grad))  # no per-page first-touch faults
+    return (torch.mul(grad, scale, out=grad_logits),) + (None,) * 14
 
 
 SPEC.op.register_autograd(_backward, setup_context=_setup_context)

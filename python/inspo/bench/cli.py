@@ -152,7 +152,15 @@ def run(args: argparse.Namespace) -> int:
         policy = TimingPolicy()
         bandwidth_bytes = max(1 << 30, 2 * last_level_cache_bytes())
         iteration_shapes = [iteration_shape(name) for name in _ints_or_names(args.iteration_shapes)]
-        iteration_variants = ("eager", "ours", "ours/S5", "ours+compile", "ours+compile/S5")
+        iteration_variants = (
+            "eager",
+            "ours",
+            "ours/S5",
+            "ours+compile",
+            "ours+compile/S5",
+            "ours/bf16",
+            "ours+compile/bf16",
+        )
         batch_points, thread_size = None, Size(65536, 8, 16)
     policy = TimingPolicy(
         warmup=policy.warmup if args.warmup is None else args.warmup,

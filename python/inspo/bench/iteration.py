@@ -10,6 +10,9 @@ variants (the `impl` column) are what a user could run:
                      default); time per seed (the batched time / 5)
     ours+compile     the same iteration as one torch.compile(fullgraph=True) graph, one seed
     ours+compile/S5  the compiled iteration with 5 seeds batched; time per seed (the batched time / 5)
+    ours/bf16, ours+compile/bf16
+                     the eager and the compiled one-seed iteration with config.precision = "bf16": the
+                     networks' matmuls in bfloat16 under torch.autocast, everything else float32
 
 On a CUDA device the compiled variants are replayed as CUDA graphs (`inspo.loop.replays_cuda_graphs`);
 `COMPILED_WITHOUT_GRAPH` is the compiled one-seed iteration without them, to show what the graph adds.
@@ -33,7 +36,7 @@ from inspo.bench.ops import HYPER, ReferenceOps
 from inspo.config import TrainConfig
 from inspo.data import TransitionStore
 from inspo.loop import Dims, get_learner, stack_batches
-from inspo.nets import masked_log_softmax
+from inspo.nets import AUTOCAST_DTYPES, masked_log_softmax, set_precision
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Variant:
     compiled: bool
     seeds: int
     cuda_graphs: bool = True  # on a CUDA device, the compiled step replayed as a CUDA graph
+    precision: str = "fp32"  # config.precision
 
 
 VARIANTS = (
@@ -72,6 +76,8 @@ VARIANTS = (
     Variant("ours/S5", False, False, 5),
     Variant("ours+compile", False, True, 1),
     Variant("ours+compile/S5", False, True, 5),
+    Variant("ours/bf16", False, False, 1, precision="bf16"),
+    Variant("ours+compile/bf16", False, True, 1, precision="bf16"),
 )
 
 COMPILED_WITHOUT_GRAPH = Variant("ours+compile/nograph", False, True, 1, cuda_graphs=False)
@@ -150,6 +156,7 @@ def make_case(
     device: torch.device,
     seed: int = 0,
     cuda_graphs: bool = True,
+    precision: str = "fp32",
 ) -> IterationCase:
     hidden = OMIGA_HIDDEN if algo == "omiga" else shape.hidden
     config = TrainConfig(
@@ -165,8 +172,10 @@ def make_case(
         device=str(device),
         seed=seed,
         compile=compiled,
+        precision=precision,
     ).validate()
     learner = get_learner(algo)(config, seeds, Dims(shape.agents, shape.obs_dim, shape.state_dim, shape.actions))
+    set_precision(learner, precision)
     learner.cuda_graphs = learner.cuda_graphs and cuda_graphs
     for s in range(seeds):
         torch.manual_seed(seed + s)  # network initialization
@@ -194,10 +203,12 @@ def matmul_flops(case: IterationCase) -> int:
     return counter.get_total_flops()
 
 
-def gemm_rate(shape: Shape, width: int, device: torch.device, repeats: int = 20) -> float:
-    """FLOP/s of this machine on the iteration's typical matmul: [B*N, H] x [H, H] at hidden width H."""
-    x = torch.randn(shape.batch * shape.agents, width, device=device)
-    w = torch.randn(width, width, device=device)
+def gemm_rate(shape: Shape, width: int, device: torch.device, repeats: int = 20, precision: str = "fp32") -> float:
+    """FLOP/s of this machine on the iteration's typical matmul: [B*N, H] x [H, H] at hidden width H, in the
+    dtype of `precision` (config.precision: the bf16 rate is the floor of a bf16 iteration)."""
+    dtype = AUTOCAST_DTYPES[precision] or torch.float32
+    x = torch.randn(shape.batch * shape.agents, width, device=device, dtype=dtype)
+    w = torch.randn(width, width, device=device, dtype=dtype)
     for _ in range(3):
         x @ w
     start = time.perf_counter()

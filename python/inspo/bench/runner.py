@@ -215,7 +215,9 @@ class Bench:
         from inspo.bench.report import iteration_header, iteration_line
 
         threads = self.settings.threads
-        self.say("\n## training iteration: what a user runs (plain PyTorch, our ops, compiled, 5 seeds batched)\n")
+        self.say(
+            "\n## training iteration: what a user runs (plain PyTorch, our ops, compiled, 5 seeds batched, bf16)\n"
+        )
         self.say(iteration_header())
         for shape in shapes:
             size = Size(shape.batch, shape.agents, shape.actions)
@@ -225,17 +227,29 @@ class Bench:
                 for variant in variants:
                     row = self._blank("iteration", op, variant.name, "full", size, threads)
                     case = iteration.make_case(
-                        algo, mode, shape, variant.seeds, variant.compiled, self.settings.device, self.settings.seed
+                        algo,
+                        mode,
+                        shape,
+                        variant.seeds,
+                        variant.compiled,
+                        self.settings.device,
+                        self.settings.seed,
+                        precision=variant.precision,
                     )
                     with iteration.ops_backend(variant.reference_ops):
                         self._time(row, case.prepare, case.region, threads)
-                        if row.ok and variant.name == "ours":
+                        if row.ok and variant.name in ("ours", "ours/bf16"):  # the floor of each precision
                             previous = torch.get_num_threads()
                             torch.set_num_threads(threads)
-                            rate = iteration.gemm_rate(shape, case.learner.config.hidden[0], self.settings.device)
+                            rate = iteration.gemm_rate(
+                                shape, case.learner.config.hidden[0], self.settings.device, precision=variant.precision
+                            )
                             floor_ms = iteration.matmul_flops(case) / rate * 1e3
-                            self.floors[(op, shape.name)] = floor_ms
-                            row.note = f"matmul floor {floor_ms:.2f} ms at {rate / 1e9:.0f} GFLOP/s"
+                            if variant.precision == "fp32":
+                                self.floors[(op, shape.name)] = floor_ms
+                            row.note = (
+                                f"matmul floor {floor_ms:.2f} ms at {rate / 1e9:.0f} GFLOP/s ({variant.precision})"
+                            )
                             if algo == "inspo":
                                 row.note += f"; our ops {100 * iteration.ops_share(case):.0f}% of the iteration"
                             torch.set_num_threads(previous)
