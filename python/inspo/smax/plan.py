@@ -222,7 +222,7 @@ def fit_campaign(rows: list[dict], mappo: dict, scale, maps, methods, budget: in
             raise ValueError(f"no budget fits {limit_hours} CPU-hours: the curves alone cost {hours:.1f}")
         current = replace_fields(current, budget_cap=cap)
         cuts["budget_cap"] = cap
-        cut(f"budget capped at {cap:,} steps (the curves flattened at {budget:,})")
+        cut(f"budget capped at {cap:,} steps (priced at {budget:,})")
     return dict(maps=maps, methods=methods, cuts=cuts, steps=steps, hours=hours, budget=budget)
 
 
@@ -245,6 +245,11 @@ def format_hours(seconds: float) -> str:
 
 
 def markdown(plan: dict) -> str:
+    return measured_table(plan) + "\n" + grid_table(plan)
+
+
+def measured_table(plan: dict) -> str:
+    """What one iteration of each method costs at each map's shape, and the final evaluation and MAPPO update."""
     lines = [
         f"Measured {plan['date']} by `{plan['command']}` ({plan['machine']}; load average "
         f"{plan['load_average'][0]:.1f} at the end; one thread, compile off; CPU seconds of the process).",
@@ -260,8 +265,12 @@ def markdown(plan: dict) -> str:
             f"| {row['map']} | " + " | ".join(cells) + f" | {row['final_eval_warm_seconds']:.1f} | "
             f"{plan['mappo'][row['map']]:.2f} |"
         )
-    lines += [
-        "",
+    return "\n".join(lines) + "\n"
+
+
+def grid_table(plan: dict) -> str:
+    """The full protocol's price per map and phase, and its wall time on N cores."""
+    lines = [
         f"The full grid at budget {plan['budget']:,} steps (curves to {plan['max_steps']:,}), in CPU-hours:",
         "",
         "| map | datasets | curves | tune | report | total | wall of this map alone on 16 / 64 cores |",
@@ -404,7 +413,8 @@ def price_campaign(args, plan: dict, settings: dict) -> int:
     methods = list(dict.fromkeys(settings["methods"] + settings.get("optional_methods", [])))
     fit = fit_campaign(plan["maps"], plan["mappo"], scale, maps, methods, budget, args.limit_hours)
     plan["campaign"] = dict(settings, datasets=None)
-    print(f"budget {budget:,} steps ({why})")
+    print(measured_table(plan))
+    print(f"budget {budget:,} steps ({why})\n")
     print(campaign_markdown(plan, fit, args.limit_hours))
     if args.write:
         written = json.loads(args.campaign.read_text())
