@@ -54,7 +54,7 @@ def test_info_prints_the_summary_and_writes_the_histogram(tmp_path, capsys, form
     assert len(pairs) < len(store)  # episode 1 repeats episode 0
     assert summary["joint_saco"] == pytest.approx(len(pairs) / len(store))
     assert png.read_bytes()[:4] == b"\x89PNG" and summary["histogram"] == str(png)
-    assert main(["data", "info", str(path), "--no-histogram"]) == 0
+    assert main(["data", "info", str(path)]) == 0
     printed = capsys.readouterr().out
     assert "joint SACo" in printed and "transitions   " in printed and "episode ends" in printed
 
@@ -65,12 +65,12 @@ def test_info_reports_the_win_rate_the_per_agent_actions_and_the_end_rule(tmp_pa
     arrays["actions"][:, :, 2] %= 2
     np.put_along_axis(arrays["avail_actions"], arrays["actions"], 1, axis=-1)  # the taken action stays available
     path = write_npy(tmp_path / "npy", arrays, {"win_rate": 0.25})
-    assert main(["data", "info", str(path), "--no-histogram", "--episode-limit", "7"]) == 0
+    assert main(["data", "info", str(path), "--episode-limit", "7"]) == 0
     printed = capsys.readouterr().out
     assert "win rate      0.250" in printed
     assert "available per agent: 4, 4, 2" in printed
     assert "episode_limit = 7" in printed
-    assert main(["data", "info", str(path), "--no-histogram"]) == 0
+    assert main(["data", "info", str(path)]) == 0
     assert "PyMARL convention" in capsys.readouterr().out
 
 
@@ -79,9 +79,9 @@ def test_info_hints_at_the_episode_limit_of_the_metadata(tmp_path, capsys):
     arrays = small_episodes()
     arrays["terminated"][arrays["terminated"][..., 0].sum(axis=1) == 0, 6] = 1
     path = write_npy(tmp_path / "npy", arrays, {"episode_limit": 7})
-    assert main(["data", "info", str(path), "--no-histogram"]) == 0
+    assert main(["data", "info", str(path)]) == 0
     assert "6 episode(s) end flagged terminated at the metadata's episode_limit = 7" in capsys.readouterr().out
-    assert main(["data", "info", str(path), "--no-histogram", "--episode-limit", "7"]) == 0
+    assert main(["data", "info", str(path), "--episode-limit", "7"]) == 0
     printed = capsys.readouterr().out
     assert "metadata's episode_limit" not in printed and "terminal 6, truncated 6" in printed
 
