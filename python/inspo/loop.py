@@ -374,9 +374,15 @@ def _train_seeds(configs, out_dirs, files, resume, allow_dataset_change, progres
         batch = stack_batches(
             [minibatch(store, seed_rows, learner.batch_fields) for store, seed_rows in zip(stores, rows)]
         )
-        with compile_timer:
-            metrics = learner.update(batch, learner.draw(generators, step), step)
         done = step + 1
+        try:
+            with compile_timer:
+                metrics = learner.update(batch, learner.draw(generators, step), step)
+        except ValueError as error:  # an op refused a non-finite value of the networks (the data were checked)
+            watch.check(seeds)  # a loss that turned non-finite before says more
+            raise NonFiniteLoss(
+                f"training stopped at step {done}: {error} (the networks' values overflowed)"
+            ) from error
         watch.update(metrics, done)
         if done % log_every == 0 or done == steps:
             watch.check(seeds)

@@ -263,7 +263,7 @@ def check_flags(name: str, flags: np.ndarray, first_episode: int = 0) -> None:
     if bad.any():
         e, t = np.argwhere(bad)[0]
         raise DatasetError(
-            f"{name} holds {flags[e, t]!r} at episode {e + first_episode}, step {t}; a flag must be 0 or 1", name
+            f"{name} holds {flags[e, t].item()!r} at episode {e + first_episode}, step {t}; a flag must be 0 or 1", name
         )
 
 

@@ -342,7 +342,7 @@ def read(path: Path, *, mmap: bool) -> Dataset:
             def legal_mask(rows: np.ndarray) -> np.ndarray:
                 bad = (rows != 0) & (rows != 1)
                 if bad.any():
-                    raise fail("infos.legals", f"holds {rows[bad][0]!r}; legal-action flags must be 0 or 1")
+                    raise fail("infos.legals", f"holds {rows[bad][0].item()!r}; legal-action flags must be 0 or 1")
                 return rows != 0
 
             arrays["avail_actions"] = VaultArray(
