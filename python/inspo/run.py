@@ -398,7 +398,7 @@ def lock_run_folder(folder: Path) -> int:
         os.close(descriptor)
         if error.errno not in (errno.EAGAIN, errno.EACCES):
             raise RunFolderError(f"cannot lock run folder {folder}: {error.strerror or error}") from error
-        raise RunFolderError(_in_use(folder)) from None
+        raise RunFolderError(in_use_message(folder)) from None
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
     return descriptor
@@ -430,7 +430,8 @@ def _holder(path: Path) -> str:
     return f"process {pid}" + (" (this process)" if int(pid) == os.getpid() else "")
 
 
-def _in_use(folder: Path) -> str:
+def in_use_message(folder: Path) -> str:
+    """The error of a run folder a live run holds, naming the process."""
     return (
         f"run folder {folder} is in use: {_holder(folder / LOCK)} is training there; "
         "wait for it to end, stop it, or choose another --out"
@@ -448,7 +449,7 @@ def claim_run_folder(path: str | os.PathLike, *, overwrite: bool, locked: bool =
     if not folder.is_dir():
         return
     if not locked and run_folder_holder(folder) is not None:
-        raise RunFolderError(_in_use(folder))
+        raise RunFolderError(in_use_message(folder))
     if not any(entry.name != LOCK for entry in folder.iterdir()):
         return
     if not overwrite:

@@ -29,7 +29,7 @@ from inspo import batched_ops as ops
 from inspo.bc import fit_behaviour
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
-from inspo.loop import Dims, Learner, train_seeds
+from inspo.loop import Dims, Learner, task_name, train_seeds
 from inspo.nets import (
     AgentMLP,
     CentralCritic,
@@ -96,7 +96,7 @@ class InspoLearner(Learner):
 
     @property
     def label(self) -> str:
-        return f"{self.config.env}/{self.config.dataset_path or self.config.dataset} {self.config.mode}"
+        return f"{task_name(self.config)} {self.config.mode}"
 
     def initialize_seed(self, seed: int) -> None:
         for module in (self.actor, self.mu, self.local_critic, self.critic, self.critic_target):

@@ -68,8 +68,10 @@ def read(path: Path, *, mmap: bool) -> Dataset:
         try:
             meta = json.loads(file.attrs[META_ATTR])
         except (TypeError, ValueError) as error:  # (json's errors are ValueErrors; bytes of another encoding too)
+            file.close()
             raise DatasetError(f"{path} (h5): attribute {META_ATTR!r} is not a JSON object: {error}") from error
         if not isinstance(meta, dict):
+            file.close()
             raise DatasetError(
                 f"{path} (h5): attribute {META_ATTR!r} must hold a JSON object, got {type(meta).__name__}"
             )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -92,6 +93,7 @@ def tensorstore_reason(error: BaseException) -> str:
     text = str(error).splitlines()[0] if str(error).strip() else type(error).__name__
     for cut in (" [tensorstore_spec=", " [source locations="):
         text = text.split(cut)[0]
+    text = re.sub(r' in OCDBT database at local file "[^"]*"', "", text)  # the vault the error names already
     code, colon, rest = text.partition(": ")
     return rest if colon and code.replace("_", "").isalpha() and code.isupper() else text
 
