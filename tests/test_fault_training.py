@@ -149,7 +149,7 @@ def metric_steps(out):
     "argv",
     [
         ["train", "--env", "xor", "--steps", "20"],  # a second fresh run into the folder
-        ["train", "--resume"],  # --resume of the run that is still going
+        ["train", "--resume", "--steps", "100"],  # --resume of the run that is still going
         ["train", "--env", "xor", "--steps", "20", "--overwrite"],  # --overwrite of it
     ],
     ids=["fresh", "resume", "overwrite"],
