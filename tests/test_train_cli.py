@@ -157,6 +157,7 @@ def test_an_interrupted_main_job_resumes_as_the_advice_says(tmp_path, capsys, mo
         assert json.loads((tmp_path / "runs/default" / task / "results.json").read_text())["steps"] == 4
     assert main(["train", "--out", "runs/default", "--resume", "--quiet"]) == 0  # finished: its table again
     assert capsys.readouterr().out.count("inspo ") == 3
+    assert main([*argv, "--overwrite"]) == 0  # and started over
 
 
 def test_resume_without_out_and_without_a_main_job_says_what_it_needs(tmp_path, capsys, monkeypatch):

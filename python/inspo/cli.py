@@ -488,12 +488,14 @@ def train_task(
     for indices, resume in ((resumable, True), (start, False)):
         if not indices:
             continue
+        # a fresh job's folders as --overwrite says; a continued job's unstarted runs start over cleanly
+        overwrite = args.overwrite if fresh else not resume
         if args.seeds is None:  # one run, by its trainer (an algorithm registered in inspo.algos too)
             results = get_trainer(config.algo)(
                 config,
                 out_dir=out,
                 resume=resume,
-                overwrite=not fresh and not resume,
+                overwrite=overwrite,
                 allow_dataset_change=args.allow_dataset_change,
                 progress=not args.quiet,
             )
@@ -504,7 +506,7 @@ def train_task(
                 [folders[i] for i in indices],
                 args,
                 resume=resume,
-                overwrite=not fresh and not resume,
+                overwrite=overwrite,
             )
         for i, row in zip(indices, trained):
             rows[i] = row
