@@ -124,10 +124,9 @@ def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
         files = sorted([*root.glob("*.npy"), root / "meta.json"])
     else:
         files = sorted(path for path in root.rglob("*") if path.is_file())
+    files = [path for path in files if path.is_file()]
     total = 0
     for path in files:
-        if not path.is_file():
-            continue
         size = path.stat().st_size
         digest.update(f"{path.relative_to(root).as_posix() if path != root else path.name} {size}:".encode())
         with open(path, "rb") as handle:
