@@ -1,8 +1,21 @@
 """Shared by the command-line tests."""
 
+from pathlib import Path
+
 import pytest
 
 from inspo.cli import main
+
+
+def training_state(folder):
+    """The sha256 of a run folder's checkpoint without its wall time ("seconds", which a resumed run's
+    interruption changes): every tensor, the optimizers, the RNG states, the step, config and dataset."""
+    import torch
+
+    from inspo.run import payload_digest
+
+    payload = torch.load(Path(folder) / "checkpoint.pt", weights_only=False)
+    return payload_digest({key: value for key, value in payload.items() if key not in ("checksum", "seconds")})
 
 
 def main_interrupted(argv):

@@ -95,6 +95,17 @@ def vault_rows(arrays: dict[str, np.ndarray]) -> dict:
     }
 
 
+def og_marl_experience(arrays: dict[str, np.ndarray]) -> dict:
+    """`vault_rows` with the dtypes OG-MARL's SMAC environment (og_marl/environments/smacv1.py) records:
+    infos.legals as float32 0 / 1 (np.array(get_avail_agent_actions(i), "float32")), infos.state float32,
+    rewards float32, int32 actions, terminals and truncations as bools."""
+    rows = vault_rows(arrays)
+    rows["infos"]["legals"] = rows["infos"]["legals"].astype(np.float32)
+    rows["infos"]["state"] = rows["infos"]["state"].astype(np.float32)
+    rows["rewards"] = rows["rewards"].astype(np.float32)
+    return rows
+
+
 def write_vault(
     rel_dir: Path, experience: dict, name: str = "data", uid: str = "run0", rows: int | None = None
 ) -> Path:

@@ -18,8 +18,13 @@ from inspo_ext import reference
 CPU = torch.device("cpu")
 
 
-def test_quick_run_writes_every_row(tmp_path):
+def test_quick_run_writes_every_row(tmp_path, capfd):
     assert main(["--quick", "--threads", "1", "--out-dir", str(tmp_path)]) == 0
+    printed = capfd.readouterr()
+    # a smoke run judges no target, and the profiler's own lines stay off stderr
+    assert "targets not judged: --quick is a smoke run" in printed.out
+    assert "MISSED" not in printed.out and "MET" not in printed.out
+    assert "STAGE:" not in printed.err and "profiler" not in printed.err.lower(), printed.err
     rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
     measured = {(r["section"], r["op"], r["impl"], r["mode"]) for r in rows if r["median_ms"]}
     for name, spec in bench_ops.OPS.items():

@@ -240,8 +240,10 @@ def test_training_into_a_log_writes_lines_and_the_table_starts_its_own(tmp_path,
     assert main(argv) == 0
     captured = capfd.readouterr()
     assert "\r" not in captured.err and "\r" not in captured.out
-    progress = [line for line in captured.err.splitlines() if line.startswith("xor/c fused: ")]
+    cloning = [line for line in captured.err.splitlines() if line.startswith("xor/c fused: behaviour cloning: ")]
+    progress = [line for line in captured.err.splitlines() if line.startswith("xor/c fused: ") and line not in cloning]
     assert len(progress) == 20 and progress[-1].startswith("xor/c fused: 40/40 (100%)")
+    assert cloning and cloning[-1].startswith("xor/c fused: behaviour cloning: 5/5 (100%)")  # the phase before
     assert captured.out.startswith("task ")
 
 

@@ -97,7 +97,9 @@ def write_old_run(folder, config):
     flat = old_flat(config)
     (folder / CONFIG).write_text(json.dumps(flat))
     payload = load_checkpoint(folder / CHECKPOINT)
-    RunFiles(folder).save_checkpoint({**payload, "config": flat})
+    files = RunFiles(folder, resume=True)  # (the folder holds its run: not a fresh one)
+    files.save_checkpoint({**payload, "config": flat})
+    files.close()
 
 
 def test_an_old_run_folder_evaluates_and_resumes(tmp_path, capsys):

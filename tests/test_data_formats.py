@@ -237,3 +237,68 @@ def test_vault_batch_rows_are_separate_episode_streams(tmp_path):
     store, single = build_store(dataset), TransitionStore.from_episode_buffer(small_episodes(seed=0))
     assert dataset.arrays["filled"].shape[0] == 24 and len(store) == 2 * len(single)
     assert torch.equal(store.next_obs, torch.cat([single.next_obs, single.next_obs]))
+
+
+# ---- errors that name the thing at fault -------------------------------------------------------------------
+def test_a_shorter_time_axis_names_the_array_that_has_it(tmp_path):
+    arrays = small_episodes()
+    arrays["obs"] = arrays["obs"][:, :-1]
+    with pytest.raises(DatasetError) as error:
+        read_dataset(write_npy(tmp_path / "npy", arrays))
+    assert error.value.field == "obs"
+    assert (
+        "array 'obs' has T+1 = 7 but 'state', 'actions', 'reward', 'terminated', 'filled', 'avail_actions' have T+1 = 8"
+        in str(error.value)
+    )
+
+
+def test_a_file_of_random_bytes_is_not_a_npy_file(tmp_path):
+    path = write_npy(tmp_path / "npy", small_episodes())
+    (path / "reward.npy").write_bytes(np.random.default_rng(0).bytes(512))
+    with pytest.raises(DatasetError) as error:
+        read_dataset(path)
+    assert str(error.value).endswith(
+        f"array 'reward' ({path / 'reward.npy'}) is not a .npy file: it does not start with the .npy signature "
+        "(another format, or damaged bytes)"
+    )
+    assert "pickle" not in str(error.value)
+
+
+def test_a_vault_without_its_manifest_is_named_without_tensorstore_text(tmp_path):
+    needs_flashbax()
+    vault = write_vault(tmp_path / "vaults", vault_rows(small_episodes()))
+    (vault / "manifest.ocdbt").unlink()
+    with pytest.raises(DatasetError) as error:
+        read_dataset(vault)
+    assert str(error.value) == (
+        f"{vault} (vault): manifest.ocdbt is missing (the index of the vault's data files under d/): an "
+        "incomplete copy or write of the vault"
+    )
+
+
+def test_tensorstore_text_is_cut_to_its_reason():
+    from inspo.data.formats.vault import tensorstore_reason
+
+    raw = (
+        'NOT_FOUND: Error opening "zarr" driver: Metadata at "actions./.zarray" in OCDBT database at local file '
+        "\"/v/\" does not exist [source locations='tensorstore/x.cc:1'] [tensorstore_spec='{\"context\": {}}']"
+    )
+    assert (
+        tensorstore_reason(ValueError(raw))
+        == 'Error opening "zarr" driver: Metadata at "actions./.zarray" does not exist'
+    )
+
+
+def test_a_bad_inspo_meta_attribute_names_the_file_and_the_attribute(tmp_path):
+    import h5py
+
+    path = write_h5(tmp_path / "data.h5", small_episodes())
+    with h5py.File(path, "a") as file:
+        file.attrs["inspo_meta"] = "{not json"
+    with pytest.raises(DatasetError) as error:
+        read_dataset(path)
+    assert str(error.value).startswith(f"{path} (h5): attribute 'inspo_meta' is not a JSON object: ")
+    with h5py.File(path, "a") as file:
+        file.attrs["inspo_meta"] = "[1, 2]"
+    with pytest.raises(DatasetError, match="attribute 'inspo_meta' must hold a JSON object, got list"):
+        read_dataset(path)

@@ -54,7 +54,7 @@ def test_info_prints_the_summary_and_writes_the_histogram(tmp_path, capsys, form
     assert len(pairs) < len(store)  # episode 1 repeats episode 0
     assert summary["joint_saco"] == pytest.approx(len(pairs) / len(store))
     assert png.read_bytes()[:4] == b"\x89PNG" and summary["histogram"] == str(png)
-    assert main(["data", "info", str(path), "--no-histogram"]) == 0
+    assert main(["data", "info", str(path)]) == 0
     printed = capsys.readouterr().out
     assert "joint SACo" in printed and "transitions   " in printed and "episode ends" in printed
 
@@ -65,12 +65,12 @@ def test_info_reports_the_win_rate_the_per_agent_actions_and_the_end_rule(tmp_pa
     arrays["actions"][:, :, 2] %= 2
     np.put_along_axis(arrays["avail_actions"], arrays["actions"], 1, axis=-1)  # the taken action stays available
     path = write_npy(tmp_path / "npy", arrays, {"win_rate": 0.25})
-    assert main(["data", "info", str(path), "--no-histogram", "--episode-limit", "7"]) == 0
+    assert main(["data", "info", str(path), "--episode-limit", "7"]) == 0
     printed = capsys.readouterr().out
     assert "win rate      0.250" in printed
     assert "available per agent: 4, 4, 2" in printed
     assert "episode_limit = 7" in printed
-    assert main(["data", "info", str(path), "--no-histogram"]) == 0
+    assert main(["data", "info", str(path)]) == 0
     assert "PyMARL convention" in capsys.readouterr().out
 
 
@@ -79,9 +79,9 @@ def test_info_hints_at_the_episode_limit_of_the_metadata(tmp_path, capsys):
     arrays = small_episodes()
     arrays["terminated"][arrays["terminated"][..., 0].sum(axis=1) == 0, 6] = 1
     path = write_npy(tmp_path / "npy", arrays, {"episode_limit": 7})
-    assert main(["data", "info", str(path), "--no-histogram"]) == 0
+    assert main(["data", "info", str(path)]) == 0
     assert "6 episode(s) end flagged terminated at the metadata's episode_limit = 7" in capsys.readouterr().out
-    assert main(["data", "info", str(path), "--no-histogram", "--episode-limit", "7"]) == 0
+    assert main(["data", "info", str(path), "--episode-limit", "7"]) == 0
     printed = capsys.readouterr().out
     assert "metadata's episode_limit" not in printed and "terminal 6, truncated 6" in printed
 
@@ -90,7 +90,51 @@ def test_info_without_matplotlib_says_how_to_get_it(tmp_path, capsys, monkeypatc
     path = write_npy(tmp_path / "npy", small_episodes())
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
     assert main(["data", "info", str(path), "--histogram", str(tmp_path / "h.png")]) == 2
-    assert "needs matplotlib" in capsys.readouterr().err
+    assert "--histogram needs matplotlib: pip install 'inspo[plots]'" in capsys.readouterr().err
+
+
+def test_info_needs_no_matplotlib_and_writes_no_file_unasked(tmp_path, capsys, monkeypatch):
+    path = write_npy(tmp_path / "npy", small_episodes())
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["data", "info", str(path)]) == 0
+    assert "joint SACo" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no histogram in the current folder
+
+
+def nan_reward(tmp_path):
+    arrays = small_episodes()
+    arrays["reward"][2, 1, 0] = np.nan
+    return write_npy(tmp_path / "npy", arrays)
+
+
+def truncated_vault_chunk(tmp_path):
+    pytest.importorskip("flashbax")
+    vault = write_vault(tmp_path / "vaults", vault_rows(small_episodes()))
+    biggest = max((vault / "d").iterdir(), key=lambda file: file.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[:100])
+    return vault
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (nan_reward, "reward has non-finite values (episode 2, step 1)"),
+        (truncated_vault_chunk, "the vault's data cannot be read (a truncated or missing file under d/?)"),
+    ],
+    ids=["nan reward", "truncated vault chunk"],
+)
+def test_info_refuses_what_training_refuses(tmp_path, capsys, make, message):
+    path = make(tmp_path)
+    capsys.readouterr()
+    assert main(["data", "info", str(path)]) == 2
+    info_error = capsys.readouterr().err.strip()
+    assert main(["train", "--dataset-path", str(path), "--steps", "2", "--out", str(tmp_path / "run")]) == 2
+    train_error = capsys.readouterr().err.strip()
+    for error in (info_error, train_error):
+        assert len(error.splitlines()) == 1 and message in error, error
+        assert "tensorstore_spec" not in error and len(error) < 400
 
 
 def test_npy_to_h5_to_npy_is_byte_exact(tmp_path, capsys):

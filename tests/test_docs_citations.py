@@ -106,3 +106,10 @@ def test_no_citation_of_the_old_numbered_spec():
 def test_the_specs_switches_are_config_fields(field):
     # each (choice) of the spec names the TrainConfig field that switches it
     assert field in TrainConfig.__dataclass_fields__, f"docs/ALGORITHM.md names TrainConfig.{field}, which is no field"
+
+
+def test_the_readme_says_what_a_batched_seed_shares_and_what_resample_takes():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "each seed exactly its single run" not in readme  # not so in float32
+    assert "draws exactly what its single run draws and, in float64, reaches the same numbers; in float32" in readme
+    assert "float64 uniforms in [0, 1)" in readme  # resample refuses float32 uniforms

@@ -1,9 +1,11 @@
 """Seeded random cases for every op, run in child processes (a crash is a failure that names its seed).
 
 Valid cases (random shapes, masks, scales, hyperparameters, float64 and float32, a third of them with a
-leading problem dimension S) are compared with `inspo_ext.reference` in float64, gradients of the policy
-loss included, and a batched call with the calls on its slices (bit for bit); invalid cases (one corrupted
-entry or argument) must raise the named exception whose message names the argument and the index.
+leading problem dimension S, one in six with extreme finite values: critic values and rewards up to 1e30,
+1e100 in float64) are compared with `inspo_ext.reference` in float64, gradients of the policy loss
+included, and a batched call with the calls on its slices (bit for bit); invalid cases (one corrupted
+entry or argument) must raise the named exception whose message names the argument and the index. An
+extra leading dimension on an op's first tensor alone is named as that tensor's.
 
 INSPO_FUZZ_CASES (default 200) cases per op; INSPO_FUZZ_SEED (default 0) picks another set. Reproduce one
 case: `python tests/test_fuzz_ops.py OP CASE_SEED 1` (prints its failure, if any).
@@ -58,6 +60,57 @@ def test_fuzz(op):
     for start in range(0, CASES, CHUNK):
         failures += _run_child(op, first + start, min(CHUNK, CASES - start))
     assert not failures, f"{len(failures)} failing case(s):\n" + "\n\n".join(failures[:10])
+
+
+def _first_tensor_calls():
+    """(op, its first tensor's name, a call of the op on a valid unbatched batch whose first tensor
+    gets `first` instead)."""
+    import torch
+
+    import inspo_ext
+    from ops_testing import joint_batch, next_step
+
+    d = joint_batch(6, 3, 4, dtype=torch.float64, seed=5)
+    n = next_step(6, 3, 4, dtype=torch.float64, seed=5)
+    temps = dict(alpha=0.1, beta=0.1)
+    uniforms = torch.rand(6, 3, dtype=torch.float64)
+    return {
+        "in_sample_weights": (
+            "q_local",
+            d["q_local"],
+            lambda first: inspo_ext.in_sample_weights(first, d["log_mu"], d["avail"], d["actions"], **temps),
+        ),
+        "teammate_log_ratios": (
+            "logits",
+            d["logits"],
+            lambda first: inspo_ext.teammate_log_ratios(
+                first, d["log_mu"], d["avail"], d["actions"], d["order"], **temps
+            ),
+        ),
+        "soft_bellman_target": (
+            "reward",
+            n["reward"],
+            lambda first: inspo_ext.soft_bellman_target(**{**n, "reward": first}, gamma=0.99, **temps),
+        ),
+        "resample": ("log_rho", d["log_mu"][..., 0], lambda first: inspo_ext.resample(first, uniforms=uniforms)),
+        "sequential_policy_loss": (
+            "logits",
+            d["logits"],
+            lambda first: inspo_ext.sequential_policy_loss(
+                first, d["log_mu"], d["avail"], d["actions"], d["q_local"], d["order"], **temps
+            ),
+        ),
+    }
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_an_extra_leading_dimension_on_the_first_tensor_is_named_as_its(op):
+    name, first, call = _first_tensor_calls()[op]
+    extra = first.unsqueeze(0).expand(2, *first.shape).contiguous()
+    with pytest.raises(ValueError) as error:
+        call(extra)
+    assert str(error.value).startswith(f"{name} "), str(error.value)  # the tensor with the extra dimension
+    assert f"[2, {', '.join(map(str, first.shape))}]" in str(error.value)
 
 
 # ---- the child: cases -------------------------------------------------------------------------------------
@@ -115,6 +168,9 @@ def _batch(g, seed: int, problems: int = 0) -> tuple[dict, dict]:
     dtype = _choice(g, [torch.float64, torch.float64, torch.float32])
     scale = _choice(g, [1.0, 3.0]) if dtype == torch.float32 else _choice(g, [1.0, 3.0, 30.0, 300.0])
     mask = _choice(g, ["random", "padding", "single", "full"])
+    logit_scale = scale
+    if _randint(g, 0, 5) == 0:  # extreme finite critic values (the logits stay ordinary)
+        scale, logit_scale = _choice(g, [1e15, 1e30] + ([1e100] if dtype == torch.float64 else [])), 1.0
 
     def make(s):
         return joint_batch(
@@ -122,7 +178,7 @@ def _batch(g, seed: int, problems: int = 0) -> tuple[dict, dict]:
             dtype=dtype,
             seed=seed + 7919 * s,
             mask=mask,
-            logit_scale=scale,
+            logit_scale=logit_scale,
             q_scale=scale,
         )
 
@@ -341,6 +397,10 @@ def check_soft_bellman_target(g, seed: int):
     )
     h = _hyper(g)
     gamma = _choice(g, [0.0, 0.99, 1.0])
+    if _randint(g, 0, 5) == 0:  # extreme finite rewards and next-step values
+        extreme = _choice(g, [1e15, 1e30] + ([1e100] if dtype == torch.float64 else []))
+        n["reward"], n["q_next"] = n["reward"] * extreme, n["q_next"] * extreme
+        info["scale"] = extreme
 
     def call(x):
         return inspo_ext.soft_bellman_target(

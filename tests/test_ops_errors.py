@@ -596,7 +596,9 @@ def test_problem_dimension_errors_name_the_problem():
         bellman_pair(n)
     d = problem_batches()
     with pytest.raises(
-        ValueError, match=r"^log_mu must have shape \[S, B, N, A\] = \[3, 37, 4, 5\], got \[37, 4, 5\]$"
+        ValueError,
+        match=r"^q_local has shape \[3, 37, 4, 5\], one dimension more than log_mu \(\[37, 4, 5\]\): a leading "
+        r"problem dimension S = 3 must be on every tensor of the call or on none$",
     ):
         weights_pair(dict(d, log_mu=d["log_mu"][0]))
     with pytest.raises(ValueError, match=r"^order must have shape \[S, N\] = \[3, 4\], got \[2, 4\]$"):

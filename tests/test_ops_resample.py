@@ -155,7 +155,12 @@ def test_uniforms_are_validated():
         inspo_ext.resample(log_rho, uniforms=good.float())
     with pytest.raises(ValueError, match=r"^uniforms must have shape \[1, N\] = \[1, 3\], got \[6, 3\]$"):
         inspo_ext.resample(log_rho, method="systematic", uniforms=good)
-    with pytest.raises(ValueError, match=r"^uniforms must have shape \[S, B, N\] = \[2, 6, 3\], got \[6, 3\]$"):
+    # S on log_rho and not on the uniforms: both named (which one is wrong, the shapes cannot tell)
+    with pytest.raises(
+        ValueError,
+        match=r"^log_rho has shape \[2, 6, 3\], one dimension more than uniforms \(\[6, 3\]\): a leading problem "
+        r"dimension S = 2 must be on every tensor of the call or on none$",
+    ):
         inspo_ext.resample(torch.stack([log_rho, log_rho]), uniforms=good)
     with pytest.raises(ValueError, match="generator or uniforms, not both"):
         inspo_ext.resample(log_rho, uniforms=good, generator=torch.Generator())

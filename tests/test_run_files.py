@@ -293,3 +293,50 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays(tmp_path, fin
     assert lines[0].endswith("; the previous checkpoint is intact")
     assert (out / "checkpoint.pt").read_bytes() == before
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+# ---- the folder's owner -----------------------------------------------------------------------------------
+def test_the_python_api_refuses_a_folder_that_holds_a_run_as_the_cli_does(tmp_path):
+    out = tmp_path / "run"
+    train(tiny(steps=3), out_dir=out, progress=False)
+    rows = log_steps(out / "metrics.jsonl")
+    with pytest.raises(RunFolderError, match=f"run folder {out} is not empty: --resume continues the run there"):
+        train(tiny(steps=3), out_dir=out, progress=False)
+    assert log_steps(out / "metrics.jsonl") == rows  # no second run appended to the logs
+    train(tiny(steps=3), out_dir=out, progress=False, overwrite=True)
+    assert log_steps(out / "metrics.jsonl") == rows  # started over: the same rows once
+    train(tiny(steps=5), out_dir=out, progress=False, resume=True)
+    assert log_steps(out / "metrics.jsonl") == [1, 2, 3, 4, 5]
+
+
+def test_a_folder_open_for_writing_is_refused_to_a_second_writer_of_this_process(tmp_path):
+    held = RunFiles(tmp_path / "run")
+    with pytest.raises(RunFolderError) as refused:
+        RunFiles(tmp_path / "run", resume=True)
+    assert str(refused.value) == (
+        f"run folder {tmp_path / 'run'} is in use: process {os.getpid()} (this process) is training there; "
+        "wait for it to end, stop it, or choose another --out"
+    )
+    held.close()
+    RunFiles(tmp_path / "run", resume=True).close()  # closed: free again
+
+
+def test_a_failed_run_gives_its_folder_up(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError):
+        train(tiny(steps=4, dataset_path=str(tmp_path / "missing")), out_dir=out, progress=False)
+    train(tiny(steps=2), out_dir=out, progress=False)  # no lock left behind by the failure
+
+
+def test_a_sweep_never_deletes_the_folder_of_a_live_run(tmp_path):
+    from inspo.sweep.execute import resumable
+
+    out = tmp_path / "run"
+    held = RunFiles(out)
+    (out / "metrics.jsonl").write_text("")
+    try:
+        with pytest.raises(RunFolderError, match="is in use: process"):
+            resumable(tiny(steps=2), out)
+        assert (out / "metrics.jsonl").exists()
+    finally:
+        held.close()

@@ -199,3 +199,18 @@ def test_seeds_per_process_below_one_is_a_one_line_usage_error(command, capsys):
         .splitlines()[-1]
         .endswith("error: argument --seeds-per-process: must be >= 1, got 0")
     )
+
+
+def test_a_sweep_out_folder_inside_a_file_names_the_file(tmp_path, capsys, monkeypatch):
+    from inspo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nout: afile/sub\nseeds: 1\nset: {steps: 2}\nruns:\n  - {name: a, env: xor, dataset: c}\n")
+    assert main(["sweep", str(spec)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("inspo sweep: error: cannot use afile/sub") and error.endswith(
+        "afile is a file, not a folder"
+    ), error
+    assert "Errno" not in error

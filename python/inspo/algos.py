@@ -1,6 +1,7 @@
 """Trainer registry: `inspo train --algo NAME` runs TRAINERS[NAME].
 
-A trainer is `train(config, *, out_dir=None, resume=False, progress=True, on_step=None) -> results`,
+A trainer is `train(config, *, out_dir=None, resume=False, progress=True, on_step=None,
+overwrite=False, allow_dataset_change=False) -> results` (the keywords of inspo.loop.train_seeds),
 results holding at least "scores" (the environment's evaluation). Entries are "module:function"
 strings imported on first use, so optional baselines cost nothing until asked for. An algorithm with
 settings of its own names its option dataclass in `ALGO_OPTIONS` ("module:Class", inspo.options); the

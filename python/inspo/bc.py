@@ -15,6 +15,7 @@ from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.loop import Dims, Learner, minibatch, stack_batches, train_seeds
 from inspo.nets import AgentMLP, StackedAdam, make_policy_net, masked_log_softmax, network_families, policy_fn
+from inspo.progress import progress_bar
 
 __all__ = [
     "fit_behaviour",
@@ -65,14 +66,23 @@ def cache_behaviour(mu: AgentMLP, stores: Sequence[Any]) -> None:
 
 
 def fit_behaviour(
-    mu: AgentMLP, stores: Sequence[Any], config: TrainConfig, generators: Sequence[torch.Generator]
+    mu: AgentMLP,
+    stores: Sequence[Any],
+    config: TrainConfig,
+    generators: Sequence[torch.Generator],
+    progress: bool = False,
+    label: str = "",
 ) -> Tensor:
     """Fit every seed's mu on its store (minibatches from its generator); cache log mu in the stores.
+    With `progress`, a progress display of its own (`label`: behaviour cloning), before training's.
 
     Returns the final mean negative log-likelihood per agent over each whole dataset [S].
     """
     optimizer = StackedAdam(network_families(mu), lr=config.bc_lr)
     batch_size = bc_batch_size(config, stores)
+    bar = progress_bar(
+        config.bc_steps, desc=f"{label}: behaviour cloning" if label else "behaviour cloning", enabled=progress
+    )
     for step in range(config.bc_steps):
         rows = [
             torch.randint(len(store), (batch_size,), generator=generator, device=store.reward.device)
@@ -85,6 +95,8 @@ def fit_behaviour(
             bc_lr(config, step),
             config.grad_clip,
         )
+        bar.update(1)
+    bar.close()
     cache_behaviour(mu, stores)
     return torch.tensor([behaviour_nll(store) for store in stores], dtype=torch.float64)
 
@@ -125,8 +137,8 @@ class BCLearner(Learner):
 
 
 def train_bc(
-    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None
+    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None, **folder_options
 ) -> dict[str, Any]:
     """The BC baseline (one seed; `inspo.loop.train_seeds` batches several)."""
     config = config if config.algo == "bc" else TrainConfig.from_dict({**config.to_dict(), "algo": "bc"})
-    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]
+    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step, **folder_options)[0]

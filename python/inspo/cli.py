@@ -16,14 +16,24 @@ inspo bench | reproduce          provided by optional modules (benchmarks, resul
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from inspo.config import REGIMES, TrainConfig, load_config_file, make_config, options_help, parse_overrides
+from inspo.config import (
+    REGIMES,
+    TrainConfig,
+    fields_help,
+    load_config_file,
+    make_config,
+    options_help,
+    parse_overrides,
+)
 from inspo.extras import require
 
 # subcommands implemented elsewhere: name -> (module exposing add_arguments(parser) and run(args), help)
@@ -37,6 +47,8 @@ LAZY_COMMANDS = {
 # fused runs find the optimal path in most seeds but not all, and which seeds fail moves with float rounding
 # (docs/PERFORMANCE.md#less-work-per-iteration-item-5); the exact mode finds it in each
 DEFAULT_JOB = (("xor", "c", "fused"), ("mne", "imbalanced", "fused"), ("bridge", "optimal", "exact"))
+DEFAULT_JOB_OUT = "runs/default"
+MAIN_JOB = "job.json"  # in the main job's folder: its overrides and seeds, what `--resume` continues it with
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -55,12 +67,28 @@ def run_reporting_errors(command: str, body, args: Optional[argparse.Namespace] 
     as one line saying how to continue (exit 130; cmd_train keeps args.run_folder current)."""
     try:
         return int(body() or 0)
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): nothing more to say to anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the exit's flush would fail again)
+        return 141  # 128 + SIGPIPE, what a tool killed by the signal reports
     except (ValueError, OSError) as error:  # bad input (ValueError), unusable paths (OSError names them)
-        print(f"inspo {command}: error: {error}", file=sys.stderr)
+        print(f"inspo {command}: error: {describe_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"inspo {command}: interrupted{resume_advice(getattr(args, 'run_folder', None))}", file=sys.stderr)
         return 130
+
+
+def describe_error(error: Exception) -> str:
+    """The error's message; an OSError's as PATH: what is wrong there (not "[Errno 20] ..."), a path
+    through a file naming that file."""
+    if not isinstance(error, OSError) or error.filename is None:
+        return str(error)
+    path = Path(os.fsdecode(error.filename))
+    if error.errno == errno.ENOTDIR:
+        blocker = next((part for part in path.parents if part.is_file()), None)
+        if blocker is not None:
+            return f"cannot use {path}: {blocker} is a file, not a folder"
+    return f"{path}: {error.strerror or error}"
 
 
 def resume_advice(out: Optional[Path]) -> str:
@@ -69,7 +97,7 @@ def resume_advice(out: Optional[Path]) -> str:
 
     if out is None:
         return ""
-    if (out / CHECKPOINT).is_file() or (out / CONFIG).is_file():
+    if any((out / name).is_file() for name in (CHECKPOINT, CONFIG, MAIN_JOB)) or any(out.glob(f"seed*/{CONFIG}")):
         return f"; continue with: inspo train --out {shlex.quote(str(out))} --resume"
     return f"; nothing was written to {out} yet"
 
@@ -98,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train (no arguments: the main job and its table)",
         description="Train one run, or with no --env the main job "
         "(XOR c, M-NE imbalanced, Bridge optimal) and its table.",
-        epilog=options_help(),
+        epilog=fields_help() + "\n\n" + options_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument(
@@ -136,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="train these seeds batched in one process, e.g. 0-4 or 0,3,7: one run folder OUT/seedK each",
     )
-    train.add_argument("--steps", type=int, help="training iterations (default: the env preset's)")
+    train.add_argument(
+        "--steps",
+        type=int,
+        help="training iterations (default: the env preset's; a preset's critic warm-up scales with them); "
+        "--algo bc: its behaviour-cloning steps (bc_steps)",
+    )
     train.add_argument(
         "--config",
         metavar="FILE",
@@ -155,7 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out with its own config (--steps N: extend it to N steps)",
+        help="continue the run in --out (default: the main job in runs/default) with its own config "
+        "(--steps N: extend it to N steps)",
+    )
+    train.add_argument(
+        "--allow-dataset-change",
+        action="store_true",
+        help="with --resume: continue even though the dataset's files changed since the checkpoint",
     )
     train.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start over")
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars")
@@ -186,6 +225,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         return resume_run(args)
+    if args.allow_dataset_change:
+        raise ValueError("--allow-dataset-change goes with --resume (a fresh run records the dataset it trains on)")
     # lowest to highest precedence: the env preset (make_config), --config FILE, --set, the flags
     values = load_config_file(args.config) if args.config else {}
     values.update(parse_overrides(args.overrides))
@@ -203,6 +244,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     ):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
+    if values.get("algo") == "bc" and args.steps is not None:  # BC's iterations are its behaviour-cloning steps
+        values["bc_steps"] = values.pop("steps")  # (the flag wins over --set bc_steps, as flags do)
     if args.tensorboard:
         values["tensorboard"] = True
     if values.get("tensorboard"):
@@ -216,6 +259,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         configs = [make_config(env, **{**values, "seed": seed}) for seed in args.seeds]
         out = Path(args.out or default_out_dir(configs[0]).rsplit("-s", 1)[0])
+        args.run_folder = out
         print_table(train_seed_folders(configs, [out / f"seed{seed}" for seed in args.seeds], args))
         print(f"run folders: {out}/seed{{{','.join(map(str, args.seeds))}}}")
         return 0
@@ -223,7 +267,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = args.out or default_out_dir(config)
     claim_run_folder(out, overwrite=args.overwrite)
     args.run_folder = Path(out)
-    results = get_trainer(config.algo)(config, out_dir=out, progress=not args.quiet)
+    results = get_trainer(config.algo)(config, out_dir=out, overwrite=args.overwrite, progress=not args.quiet)
     print_table([(config.algo, config, results)])
     print(f"run folder: {out}")
     return 0
@@ -244,28 +288,40 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def train_seed_folders(
-    configs: list[TrainConfig], folders: list[Path], args: argparse.Namespace, *, resume: bool = False
+    configs: list[TrainConfig],
+    folders: list[Path],
+    args: argparse.Namespace,
+    *,
+    resume: bool = False,
+    overwrite: Optional[bool] = None,
 ) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
-    """Runs that differ only in their seed, batched (inspo.loop.train_seeds): the table rows."""
+    """Runs that differ only in their seed, batched (inspo.loop.train_seeds): the table rows. A fresh
+    run's folder must be empty unless `overwrite` (default: --overwrite)."""
     from inspo.loop import train_seeds
     from inspo.run import claim_run_folder
 
+    overwrite = args.overwrite if overwrite is None else overwrite
     if not resume:
         for folder in folders:
-            claim_run_folder(folder, overwrite=args.overwrite)
-    args.run_folder = folders[0].parent
-    results = train_seeds(configs, folders, resume=resume, progress=not args.quiet)
+            claim_run_folder(folder, overwrite=overwrite)
+    results = train_seeds(
+        configs,
+        folders,
+        resume=resume,
+        overwrite=overwrite and not resume,
+        allow_dataset_change=args.allow_dataset_change,
+        progress=not args.quiet,
+    )
     return [(config.algo, config, result) for config, result in zip(configs, results)]
 
 
 def resume_run(args: argparse.Namespace) -> int:
     """--resume: continue the run in --out from its checkpoint with the checkpoint's config (--steps
-    may extend it); a run killed before its first checkpoint starts over from its config.json."""
+    may extend it); a run killed before its first checkpoint starts over from its config.json. The
+    main job's folder (runs/default, or --out holding job.json) continues every task of the main job."""
     from inspo.algos import get_trainer
-    from inspo.run import CHECKPOINT, CONFIG, clear_run_files, load_checkpoint, read_run_config
+    from inspo.run import CHECKPOINT, CONFIG, load_checkpoint, read_run_config
 
-    if not args.out:
-        raise ValueError("--resume needs --out, the folder of the run to continue")
     changed = [
         flag
         for flag, value in (
@@ -278,6 +334,7 @@ def resume_run(args: argparse.Namespace) -> int:
             ("--mode", args.mode),
             ("--regime", args.regime),
             ("--seed", args.seed),
+            ("--seeds", args.seeds),
             ("--config", args.config),
             ("--set", args.overrides),
             ("--tensorboard", args.tensorboard),
@@ -289,7 +346,14 @@ def resume_run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--resume continues the run with its own config; only --steps can change it (got {', '.join(changed)})"
         )
-    out = Path(args.out)
+    out = Path(args.out or DEFAULT_JOB_OUT)
+    if (out / MAIN_JOB).is_file():
+        return resume_default_job(args, out)
+    if not args.out:
+        raise ValueError(
+            f"--resume needs --out, the folder of the run to continue (there is no main job in {DEFAULT_JOB_OUT} "
+            "to continue)"
+        )
     checkpoint_path = out / CHECKPOINT
     seed_folders = sorted(path.parent for path in out.glob("seed*/" + CHECKPOINT))
     if not checkpoint_path.exists() and not (out / CONFIG).is_file() and seed_folders:
@@ -297,6 +361,7 @@ def resume_run(args: argparse.Namespace) -> int:
         configs = [TrainConfig.from_dict(load_checkpoint(folder / CHECKPOINT)["config"]) for folder in seed_folders]
         if args.steps is not None:
             configs = [TrainConfig.from_dict({**config.to_dict(), "steps": args.steps}) for config in configs]
+        args.run_folder = out
         print_table(train_seed_folders(configs, seed_folders, args, resume=True))
         return 0
     if checkpoint_path.exists():
@@ -315,24 +380,25 @@ def resume_run(args: argparse.Namespace) -> int:
             )
     elif (out / CONFIG).is_file():  # killed before its first checkpoint: nothing to keep but the config
         config, resume = read_run_config(out), False
-        clear_run_files(out)
     else:
         raise FileNotFoundError(f"no checkpoint (or config.json) to resume from in {out}")
     if args.steps is not None:
         config = TrainConfig.from_dict({**config.to_dict(), "steps": args.steps})
     args.run_folder = out
-    results = get_trainer(config.algo)(config, out_dir=out, resume=resume, progress=not args.quiet)
+    results = get_trainer(config.algo)(
+        config,
+        out_dir=out,
+        resume=resume,
+        overwrite=not resume,  # a config.json alone: the run starts over
+        allow_dataset_change=args.allow_dataset_change,
+        progress=not args.quiet,
+    )
     print_table([(config.algo, config, results)])
     return 0
 
 
-def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    from inspo.algos import get_trainer
-    from inspo.run import claim_run_folder
-
-    if "dataset" in overrides:
-        raise ValueError("--dataset needs --env (the main job trains on its own datasets)")
-    out_root = Path(args.out or "runs/default")
+def default_jobs(overrides: dict[str, Any], out_root: Path) -> list[tuple[TrainConfig, Path]]:
+    """The main job's runs: (config, run folder) of each task of DEFAULT_JOB under `overrides`."""
     algo = overrides.get("algo", "inspo")
     sections = {env for env, _, _ in DEFAULT_JOB} | {algo}
     stray = sorted(name for name in overrides if "." in name and name.split(".")[0] not in sections)
@@ -344,24 +410,107 @@ def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             name: value for name, value in overrides.items() if name.split(".")[0] in (env, algo) or "." not in name
         }
 
-    jobs = [
+    return [
         (make_config(env, dataset=dataset, **{"mode": mode, **job_overrides(env)}), out_root / f"{env}-{dataset}")
         for env, dataset, mode in DEFAULT_JOB
     ]
+
+
+def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from inspo.atomic import atomic_write_text
+    from inspo.run import claim_run_folder
+
+    if "dataset" in overrides:
+        raise ValueError("--dataset needs --env (the main job trains on its own datasets)")
+    out_root = Path(args.out or DEFAULT_JOB_OUT)
+    jobs = default_jobs(overrides, out_root)
+    if (out_root / MAIN_JOB).is_file() and not args.overwrite:
+        raise ValueError(
+            f"the main job in {out_root} has run there before: inspo train{'' if args.out is None else ' --out ' + shlex.quote(str(out_root))}"
+            " --resume continues it, --overwrite starts it over, or choose another --out"
+        )
     for _, out in jobs:  # every folder before the first run trains
         claim_run_folder(out, overwrite=args.overwrite)
+    out_root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_root / MAIN_JOB, json.dumps({"overrides": overrides, "seeds": args.seeds}, indent=2) + "\n")
+    args.run_folder = out_root
     rows = []
     for config, out in jobs:
-        if args.seeds is not None:  # the seeds of each task batched: OUT/TASK/seedK
-            configs = [TrainConfig.from_dict({**config.to_dict(), "seed": seed}) for seed in args.seeds]
-            rows += train_seed_folders(configs, [out / f"seed{seed}" for seed in args.seeds], args)
-            continue
-        args.run_folder = out
-        results = get_trainer(config.algo)(config, out_dir=out, progress=not args.quiet)
-        rows.append((config.algo, config, results))
+        rows += train_task(config, out, args, fresh=True)
     print_table(rows)
     print(f"run folders under {out_root}/")
     return 0
+
+
+def resume_default_job(args: argparse.Namespace, out_root: Path) -> int:
+    """Continue the main job in `out_root`: its finished tasks are reported, the interrupted one resumes
+    from its checkpoint, the ones not started yet train (with the job's overrides and seeds)."""
+    try:
+        job = json.loads((out_root / MAIN_JOB).read_text())
+        overrides, seeds = dict(job["overrides"]), job["seeds"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{out_root / MAIN_JOB} cannot be read: {error}") from error
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    args.seeds, args.run_folder = seeds, out_root
+    rows = []
+    for config, out in default_jobs(overrides, out_root):
+        rows += train_task(config, out, args, fresh=False)
+    print_table(rows)
+    print(f"run folders under {out_root}/")
+    return 0
+
+
+def train_task(
+    config: TrainConfig, out: Path, args: argparse.Namespace, *, fresh: bool
+) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
+    """A task of the main job in `out` (with --seeds: its seeds batched, OUT/seedK): trained from the
+    start when `fresh`; else each run continues where it stopped (finished: its results.json)."""
+    from inspo.algos import get_trainer
+    from inspo.run import CHECKPOINT, RESULTS, load_checkpoint
+
+    if args.seeds is not None:
+        configs = [TrainConfig.from_dict({**config.to_dict(), "seed": seed}) for seed in args.seeds]
+        folders = [out / f"seed{seed}" for seed in args.seeds]
+    else:
+        configs, folders = [config], [out]
+    rows: list[Any] = [None] * len(configs)
+    resumable, start = [], []
+    for index, folder in enumerate(folders):
+        checkpoint = None if fresh or not (folder / CHECKPOINT).is_file() else load_checkpoint(folder / CHECKPOINT)
+        results = json.loads((folder / RESULTS).read_text()) if checkpoint and (folder / RESULTS).is_file() else {}
+        if checkpoint is None:
+            start.append(index)
+        elif results.get("steps") == checkpoint["step"] and (args.steps is None or checkpoint["step"] >= args.steps):
+            rows[index] = (checkpoint["algo"], TrainConfig.from_dict(checkpoint["config"]), results)
+        else:
+            resumable.append(index)
+    for indices, resume in ((resumable, True), (start, False)):
+        if not indices:
+            continue
+        # a fresh job's folders as --overwrite says; a continued job's unstarted runs start over cleanly
+        overwrite = args.overwrite if fresh else not resume
+        if args.seeds is None:  # one run, by its trainer (an algorithm registered in inspo.algos too)
+            results = get_trainer(config.algo)(
+                config,
+                out_dir=out,
+                resume=resume,
+                overwrite=overwrite,
+                allow_dataset_change=args.allow_dataset_change,
+                progress=not args.quiet,
+            )
+            trained = [(config.algo, config, results)]
+        else:
+            trained = train_seed_folders(
+                [configs[i] for i in indices],
+                [folders[i] for i in indices],
+                args,
+                resume=resume,
+                overwrite=overwrite,
+            )
+        for i, row in zip(indices, trained):
+            rows[i] = row
+    return rows
 
 
 def default_out_dir(config: TrainConfig) -> str:
@@ -371,14 +520,16 @@ def default_out_dir(config: TrainConfig) -> str:
 
 
 def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
-    """One line per run: task, algorithm and mode, seed, time, then the env's summary scores."""
+    """One line per run: task, algorithm and mode, seed, time (results["seconds"]; None: not a training,
+    shown as -), then the env's summary scores."""
     from inspo.envs import make_env
+    from inspo.loop import task_name
 
     header = f"{'task':<26} {'algo':<30} {'seed':>4} {'time':>7}  scores"
     lines = [header, "-" * (len(header) + 50)]
     for algo, config, results in rows:
         env = make_env(config) if config.env is not None else None
-        task = f"{config.env or 'dataset'}/{Path(config.dataset_path).name if config.dataset_path else config.dataset}"
+        task = task_name(config)
         if config.env == "xor":
             task += f" ({config.env_options.variant})"
         method = f"{algo} {config.mode}" if algo == "inspo" else algo
@@ -389,7 +540,8 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
         shown = " | ".join(f"{title} {scores[key]:.3f}" for key, title in columns if key in scores)
         if env is None:
             shown = "evaluation skipped: no environment (--env NAME or --env module:factory)"
-        lines.append(f"{task:<26} {method:<30} {config.seed:>4} {results['seconds']:>6.1f}s  {shown}")
+        seconds = "-" if results["seconds"] is None else f"{results['seconds']:.1f}s"
+        lines.append(f"{task:<26} {method:<30} {config.seed:>4} {seconds:>7}  {shown}")
     print("\n".join(lines))
 
 
@@ -424,12 +576,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{env.n_actions}, obs dim {env.obs_dim}): {str(error).splitlines()[0]}"
         ) from error
     episodes = args.episodes or config.eval_episodes
-    config.seed = args.seed
-    scores = env.evaluate(policy_fn(actor), episodes=episodes, generator=eval_generator(config, payload["step"]))
+    rollouts = eval_generator(TrainConfig.from_dict({**config.to_dict(), "seed": args.seed}), payload["step"])
+    scores = env.evaluate(policy_fn(actor), episodes=episodes, generator=rollouts)
     if args.json:
         print(json.dumps(scores, indent=2))
-    else:
-        print_table([(payload.get("algo", "?"), config, {"scores": scores, "seconds": 0.0})])
+    else:  # the table's seed and time are the run's; the evaluation's seed is its own
+        print_table([(payload.get("algo", "?"), config, {"scores": scores, "seconds": None})])
+        print(f"  evaluated at step {payload['step']}: {episodes} episodes, evaluation seed {args.seed}")
         print("\n".join(f"  {key}: {value:.4f}" for key, value in scores.items()))
     return 0
 

@@ -215,7 +215,8 @@ class TrainConfig:
         positive("lr", "critic_lr", "bc_lr", "grad_clip", "rho_max")
         if not 0 <= self.critic_warmup_steps < self.steps:
             raise ValueError(
-                f"config.critic_warmup_steps must be in [0, steps = {self.steps}), got {self.critic_warmup_steps}"
+                f"config.critic_warmup_steps must be in [0, steps = {self.steps}), got {self.critic_warmup_steps} "
+                "(--set critic_warmup_steps=N sets it)"
             )
         for name in ("hidden", "critic_hidden"):
             if not getattr(self, name) or any(size < 1 for size in getattr(self, name)):
@@ -335,6 +336,16 @@ def field_hint(name: str) -> tuple[str, Any]:
         known = ", ".join(f"{section}.{option}" for option in hints) or "none"
         raise ValueError(f"unknown option {name!r}; the options of {section} are: {known}")
     return f"config.{name}", hints[field]
+
+
+def fields_help() -> str:
+    """The TrainConfig fields with their dataclass defaults (part of the epilog of `inspo train --help`;
+    the env preset changes some of them, docs/ALGORITHM.md#default-hyperparameters)."""
+    lines = ["config fields (--set FIELD=VALUE, or FIELD: VALUE in a --config file; an env preset changes some):"]
+    for item in dataclasses.fields(TrainConfig):
+        if item.name not in OPTION_FIELDS:
+            lines.append(f"  {item.name} (default {item.default!r})")
+    return "\n".join(lines)
 
 
 def options_help() -> str:
@@ -527,15 +538,19 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"config file {path} cannot be read: {error}") from error
     if suffix == ".json":
         try:
-            values = json.loads(text)
+            values = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as error:
             raise ValueError(f"config file {path} is not valid JSON: {error}") from error
+        except DuplicateKey as error:
+            raise ValueError(f"config file {path}: {error.key!r} {_json_duplicate_line(text, error.key)}") from None
     else:
         require("yaml", f"config file {path.name}", "pyyaml")
         import yaml
 
         try:
-            values = yaml.safe_load(text)
+            values = yaml.load(text, Loader=_unique_key_loader())
+        except DuplicateKey as error:
+            raise ValueError(f"config file {path}: {error.key!r} is given twice (again on line {error.line})") from None
         except yaml.YAMLError as error:
             raise ValueError(f"config file {path} is not valid YAML: {' '.join(str(error).split())}") from error
     if values is None:  # an empty file
@@ -557,6 +572,51 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     except ValueError as error:
         raise ValueError(f"config file {path}: {error}") from error
     return fields
+
+
+class DuplicateKey(Exception):
+    """A key given twice in one mapping of a config file (the parsers would keep the last silently)."""
+
+    def __init__(self, key: Any, line: Optional[int] = None):
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: the object, or DuplicateKey for its first repeated key."""
+    values: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in values:
+            raise DuplicateKey(key)
+        values[key] = value
+    return values
+
+
+def _json_duplicate_line(text: str, key: str) -> str:
+    """Where a JSON text gives `key` the second time (json reports no position to its hook)."""
+    import re
+
+    starts = [match.start() for match in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
+    if len(starts) < 2:
+        return "is given twice"
+    return f"is given twice (again on line {text.count(chr(10), 0, starts[1]) + 1})"
+
+
+def _unique_key_loader() -> type:
+    """yaml.SafeLoader that raises DuplicateKey (with the line) for a key repeated in one mapping."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise DuplicateKey(key, key_node.start_mark.line + 1)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def _read_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -604,5 +664,18 @@ def make_config(env: Optional[str] = "xor", regime: str = "one-step", **override
     }
     values.update(REGIMES[regime])
     values.update(env=env, regime=regime)
-    values.update(_as_dotted({"env": env, **overrides}, *sections))
+    given = _as_dotted({"env": env, **overrides}, *sections)
+    if "steps" in given and "critic_warmup_steps" not in given and values.get("critic_warmup_steps"):
+        values["critic_warmup_steps"] = scaled_warmup(
+            values["critic_warmup_steps"], values.get("steps", DEFAULTS["steps"]), given["steps"]
+        )
+    values.update(given)
     return _build(values)
+
+
+def scaled_warmup(warmup: int, preset_steps: int, steps: Any) -> Any:
+    """A preset's (or regime's) critic warm-up for a run of `steps` instead of `preset_steps`: the same
+    share of the run, fewer steps than the run (a run of 1 step has none)."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        return warmup  # validate() names the bad steps
+    return min(steps - 1, warmup * steps // preset_steps)

@@ -21,6 +21,7 @@ import importlib
 import sys
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import torch
@@ -31,7 +32,15 @@ from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
 from inspo.nets import AgentMLP, policy_fn, set_precision
 from inspo.progress import progress_bar
-from inspo.run import RunFiles, eval_generator, prepare_run, resume_config, rng_state, set_rng_state
+from inspo.run import (
+    RunFiles,
+    check_dataset_unchanged,
+    eval_generator,
+    prepare_run,
+    resume_config,
+    rng_state,
+    set_rng_state,
+)
 
 # torch.compile's backend for config.compile (tests of the graph itself may use "aot_eager": same capture)
 COMPILE_BACKEND = "inductor"
@@ -75,14 +84,17 @@ class Learner(nn.Module):
 
     @property
     def label(self) -> str:
-        return f"{self.config.env}/{self.config.dataset_path or self.config.dataset} {self.algo}"
+        return f"{task_name(self.config)} {self.algo}"
 
     def initialize_seed(self, seed: int) -> None:
         """Draw seed `seed`'s networks from the global torch RNG, as a single run builds them."""
         raise NotImplementedError
 
-    def prepare(self, stores: Sequence[Any], generators: Sequence[torch.Generator], resumed: bool) -> None:
-        """Work before the first iteration (InSPO: fit and cache the behaviour policy)."""
+    def prepare(
+        self, stores: Sequence[Any], generators: Sequence[torch.Generator], resumed: bool, progress: bool = False
+    ) -> None:
+        """Work before the first iteration (InSPO: fit and cache the behaviour policy, with a progress
+        display of its own when `progress`)."""
 
     def draw(self, generators: Sequence[torch.Generator], step: int) -> dict[str, Tensor]:
         """The iteration's randomness beyond the minibatch, stacked over seeds."""
@@ -133,6 +145,45 @@ class Learner(nn.Module):
 
     def load_seed_states(self, states: Sequence[dict[str, Tensor]]) -> None:
         self.load_state_dict({key: torch.cat([state[key] for state in states]) for key in states[0]})
+
+
+def task_name(config: TrainConfig) -> str:
+    """ENV/DATASET of a run, as tables and progress displays name it (a dataset path by its name)."""
+    data = Path(config.dataset_path).name if config.dataset_path else config.dataset
+    return f"{config.env or 'dataset'}/{data}"
+
+
+class NonFiniteLoss(ValueError):
+    """A training metric (a loss) that turned infinite or NaN: the run stops rather than train on it."""
+
+
+class FiniteWatch:
+    """Where each metric of each seed first turned non-finite, tracked on the device without a host sync
+    per step; `check` (at log rows, evaluations and checkpoints) raises NonFiniteLoss naming the first."""
+
+    def __init__(self) -> None:
+        self.first_bad: Optional[Tensor] = None  # [K, S] step (1-based) of the first non-finite value, 0: none
+        self.names: list[str] = []
+
+    def update(self, metrics: dict[str, Tensor], done: int) -> None:
+        values = torch.stack([value.detach().reshape(-1).float() for value in metrics.values()])
+        if self.first_bad is None:
+            self.names = list(metrics)
+            self.first_bad = torch.zeros(values.shape, dtype=torch.int64, device=values.device)
+        bad = ~torch.isfinite(values)
+        self.first_bad = torch.where(bad & (self.first_bad == 0), done, self.first_bad)
+
+    def check(self, seeds: Sequence[int]) -> None:
+        if self.first_bad is None or not bool((self.first_bad > 0).any()):
+            return
+        steps = torch.where(self.first_bad > 0, self.first_bad, torch.iinfo(torch.int64).max)
+        index = int(torch.argmin(steps))
+        metric, seed = divmod(index, steps.shape[1])
+        raise NonFiniteLoss(
+            f"training stopped: {self.names[metric]} of seed {seeds[seed]} is not finite at step "
+            f"{int(steps.reshape(-1)[index])} (the data's scale or the learning rates make the losses "
+            "overflow); the checkpoint before that step is kept"
+        )
 
 
 def replays_cuda_graphs(device: str | torch.device) -> bool:
@@ -193,24 +244,43 @@ def train_seeds(
     out_dirs: Optional[Sequence[Any]] = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
+    allow_dataset_change: bool = False,
     progress: bool = True,
     on_step: Optional[Callable[[int], None]] = None,
 ) -> list[dict[str, Any]]:
     """Train runs that differ only in their seed, batched in one process; returns each run's results
     ({"scores": final evaluation, ...}) and writes each run folder of `out_dirs` (None: no files).
 
-    Seed s reaches what `train_seeds([configs[s]], ...)` reaches (float64: to rounding). resume=True
-    continues every folder from its checkpoint (all at the same step) bit-identically on the CPU.
-    `on_step(step)` is called after every iteration (a hook for progress displays and tests).
+    Seed s draws what `train_seeds([configs[s]], ...)` draws, in the same order; in float64 it reaches
+    the same numbers, in float32 the batched kernels round differently (their reductions are ordered
+    otherwise), and a run that is sensitive to rounding can end elsewhere (docs/ALGORITHM.md#seeds-batched-in-one-process).
+
+    Each run folder is locked while the runs train (inspo.run.RunFiles): a folder another live run
+    writes is refused. A fresh run needs an empty folder; `overwrite` deletes the run there first.
+    resume=True continues every folder from its checkpoint (all at the same step) bit-identically on the
+    CPU, on the dataset the checkpoint was trained on (its fingerprint; `allow_dataset_change`: on
+    whatever the dataset path holds now). `on_step(step)` is called after every iteration (a hook for
+    progress displays and tests).
     """
-    start_time = time.perf_counter()
     configs = list(configs)
     out_dirs = [None] * len(configs) if out_dirs is None else list(out_dirs)
     if not configs or len(out_dirs) != len(configs):
         raise ValueError(
             f"train_seeds needs one out_dir per config, got {len(configs)} configs and {len(out_dirs)} out_dirs"
         )
-    files = [RunFiles(out_dir, config.tensorboard) for config, out_dir in zip(configs, out_dirs)]
+    files: list[RunFiles] = []
+    try:
+        for config, out_dir in zip(configs, out_dirs):
+            files.append(RunFiles(out_dir, config.tensorboard, resume=resume, overwrite=overwrite))
+        return _train_seeds(configs, out_dirs, files, resume, allow_dataset_change, progress, on_step)
+    finally:
+        for run_files in files:
+            run_files.close()
+
+
+def _train_seeds(configs, out_dirs, files, resume, allow_dataset_change, progress, on_step) -> list[dict[str, Any]]:
+    start_time = time.perf_counter()
     checkpoints = None
     if resume:
         checkpoints = [run_files.load_checkpoint() for run_files in files]
@@ -233,6 +303,8 @@ def train_seeds(
     try:
         for seed, config in enumerate(configs):
             run = prepare_run(config)  # seeds the global RNG: seed s's networks are drawn right after its data
+            if checkpoints is not None and not allow_dataset_change:
+                check_dataset_unchanged(checkpoints[seed], run.dataset_fingerprint, out_dirs[seed])
             files[seed].write_config(config)
             store = run.store
             dims = Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
@@ -255,9 +327,10 @@ def train_seeds(
         for generator, checkpoint in zip(generators, checkpoints):
             set_rng_state(generator, checkpoint["rng"])
         first_step = checkpoints[0]["step"]
+        start_time -= checkpoints[0].get("seconds", 0.0)  # the time trained before the interruption counts
         for run_files in files:
             run_files.truncate_logs(first_step)
-    learner.prepare(stores, generators, resumed=checkpoints is not None)
+    learner.prepare(stores, generators, resumed=checkpoints is not None, progress=progress)
     batch_size = learner.batch_size(stores)
 
     def evaluate(step: int) -> list[dict[str, float]]:
@@ -285,6 +358,8 @@ def train_seeds(
                     actor=seed_slice(actor_state, seed),
                     learner=learner.seed_state(seed),
                     rng=rng_state(generator),
+                    dataset=runs[seed].dataset_fingerprint,
+                    seconds=round(time.perf_counter() - start_time, 3),
                 )
             )
 
@@ -292,6 +367,7 @@ def train_seeds(
     eval_every, checkpoint_every = configs[0].eval_every, configs[0].checkpoint_every
     bar = progress_bar(steps, initial=first_step, desc=learner.label, enabled=progress)
     compile_timer = CompileTimer(learner.label, enabled=configs[0].compile, announce=progress)
+    watch, seeds = FiniteWatch(), [config.seed for config in configs]
     for step in range(first_step, steps):
         rows = [
             torch.randint(len(store), (batch_size,), generator=generator, device=generator.device)
@@ -300,16 +376,24 @@ def train_seeds(
         batch = stack_batches(
             [minibatch(store, seed_rows, learner.batch_fields) for store, seed_rows in zip(stores, rows)]
         )
+        done = step + 1
         # The ops' input errors wait in their status flags (no synchronization inside the step, none
         # inside a CUDA graph) and are raised here before anything reads, evaluates or saves the step.
         with compile_timer, inspo_ext.deferred_status():
             metrics = learner.update(batch, learner.draw(generators, step), step)
-        done = step + 1
+        watch.update(metrics, done)
         logs = done % log_every == 0 or done == steps
         evaluates = eval_every and done % eval_every == 0 and done != steps
         saves = checkpoint_every and done % checkpoint_every == 0 and done != steps
         if logs or evaluates or saves:
-            inspo_ext.check_status()
+            try:
+                inspo_ext.check_status()
+            except ValueError as error:  # an op refused a non-finite value of the networks (the data were checked)
+                watch.check(seeds)  # a loss that turned non-finite before says more
+                raise NonFiniteLoss(
+                    f"training stopped by step {done}: {error} (the networks' values overflowed)"
+                ) from error
+            watch.check(seeds)
         if logs:
             values = {key: value.tolist() for key, value in metrics.items()}
             extras, seconds = learner.row_extras(step), round(time.perf_counter() - start_time, 3)
@@ -327,6 +411,7 @@ def train_seeds(
         if on_step is not None:
             on_step(done)
     bar.close()
+    watch.check(seeds)
     final_scores = evaluate(steps)
     save(steps)
     seconds = time.perf_counter() - start_time
@@ -343,7 +428,6 @@ def train_seeds(
             **learner.results_extras(seed, store),
         )
         files[seed].write_results(result)
-        files[seed].close()
         results.append(result)
     return results
 
@@ -390,8 +474,18 @@ def train(
     *,
     out_dir=None,
     resume: bool = False,
+    overwrite: bool = False,
+    allow_dataset_change: bool = False,
     progress: bool = True,
     on_step: Optional[Callable[[int], None]] = None,
 ) -> dict[str, Any]:
     """One run (any algorithm of `LEARNERS`): train_seeds([config], [out_dir])[0]."""
-    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]
+    return train_seeds(
+        [config],
+        [out_dir],
+        resume=resume,
+        overwrite=overwrite,
+        allow_dataset_change=allow_dataset_change,
+        progress=progress,
+        on_step=on_step,
+    )[0]

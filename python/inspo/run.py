@@ -5,13 +5,18 @@ dataset of any format, inspo.data.formats; in tensors or memory-mapped, config.d
 dataset-only run, config.env None, has no environment); `RunFiles` writes
 the config, metrics (CSV + JSONL, optional TensorBoard) and atomic, checksummed checkpoints, and on
 resume cuts the logs back to the checkpoint's step so they read as one run. Every checkpoint is read
-through `load_checkpoint`, which refuses a damaged one naming the file; `claim_run_folder` keeps a
-fresh run out of a folder that holds another.
+through `load_checkpoint`, which refuses a damaged one naming the file. A live run owns its folder:
+it holds an OS lock on the folder's run.lock for as long as it runs (the kernel drops it when the
+process ends, killed or not), and a second writer is refused naming the process; a fresh run is kept
+out of a folder that holds another (`claim_run_folder`). `dataset_fingerprint` records what a run
+trains on, so that a resume on changed data is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -37,6 +42,9 @@ from inspo.extras import require
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 RESULTS = "results.json"
+# the file a live run holds an exclusive flock on (and writes its PID into); never deleted, since a
+# new file would be a new lock beside the one a live run holds
+LOCK = "run.lock"
 LOG_KINDS = ("metrics", "eval")
 # everything a run writes into its folder (what --overwrite deletes)
 RUN_ENTRIES = (
@@ -57,6 +65,7 @@ class RunContext:
     store: TransitionStore | MappedTransitions  # the same fields, batches and numbers
     dataset_meta: dict[str, Any]
     generator: torch.Generator  # minibatches, permutations, resampling: the only training randomness
+    dataset_fingerprint: dict[str, Any]  # what the run trains on (`dataset_fingerprint`), kept in its checkpoints
 
 
 def prepare_run(config: TrainConfig) -> RunContext:
@@ -91,7 +100,57 @@ def prepare_run(config: TrainConfig) -> RunContext:
             f"dataset has (agents, actions, obs dim, state dim) = {found}, but {config.env} expects {expected}"
         )
     generator = torch.Generator(device=config.device).manual_seed(config.seed)
-    return RunContext(config, env, store, meta, generator)
+    return RunContext(config, env, store, meta, generator, dataset_fingerprint(dataset))
+
+
+FINGERPRINT_CHUNK = 1 << 20  # bytes hashed at a time: a dataset larger than RAM is streamed
+
+
+def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
+    """The sha256 of what a run trains on: the files a dataset path's reader reads (an npy folder's .npy
+    files and meta.json; an HDF5 file; every file of a vault), each by its relative name, size and
+    contents, streamed; of a generated dataset, its arrays. {"sha256", "files", "bytes"} (a few seconds
+    per GB: hashing runs at disk or memory speed)."""
+    digest = hashlib.sha256()
+    if dataset.format == "generated":
+        for name in sorted(dataset.arrays):
+            _feed_digest(digest, name)
+            _feed_digest(digest, np.asarray(dataset.arrays[name]))
+        return {"sha256": digest.hexdigest(), "files": 0, "bytes": 0}
+    root = Path(dataset.path)
+    if root.is_file():
+        files = [root]
+    elif dataset.format == "npy":
+        files = sorted([*root.glob("*.npy"), root / "meta.json"])
+    else:
+        files = sorted(path for path in root.rglob("*") if path.is_file())
+    files = [path for path in files if path.is_file()]
+    total = 0
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(root).as_posix() if path != root else path.name} {size}:".encode())
+        with open(path, "rb") as handle:
+            while chunk := handle.read(FINGERPRINT_CHUNK):
+                digest.update(chunk)
+        total += size
+    return {"sha256": digest.hexdigest(), "files": len(files), "bytes": total}
+
+
+def check_dataset_unchanged(checkpoint: dict[str, Any], now: dict[str, Any], out_dir: Any) -> None:
+    """Refuse to resume the run of `checkpoint` (in `out_dir`) on a dataset whose fingerprint changed."""
+    before = checkpoint.get("dataset")
+    if before is None or before["sha256"] == now["sha256"]:  # (checkpoints from before fingerprints: none)
+        return
+
+    def described(fingerprint: dict[str, Any]) -> str:
+        files = f", {fingerprint['files']} files, {fingerprint['bytes']:,} bytes" if fingerprint["files"] else ""
+        return f"sha256 {fingerprint['sha256'][:12]}{files}"
+
+    data = checkpoint["config"].get("dataset_path") or "the generated dataset"
+    raise ValueError(
+        f"the dataset changed since the checkpoint in {out_dir} was written ({data}: {described(before)} then, "
+        f"{described(now)} now); --allow-dataset-change resumes on it anyway, --overwrite starts over"
+    )
 
 
 def eval_generator(config: TrainConfig, step: int) -> torch.Generator:
@@ -127,31 +186,51 @@ class RunFiles:
     """The output folder of a run: config.json, metrics.{csv,jsonl}, eval.{csv,jsonl}, checkpoint.pt,
     results.json. Every file but the appended logs is written atomically (`inspo.atomic`); a write
     that fails (full disk, read-only folder) raises RunFolderError naming the file, and the file it
-    would have replaced stays as it was. Temporary files a killed run left behind are removed."""
+    would have replaced stays as it was. Temporary files a killed run left behind are removed.
 
-    def __init__(self, out_dir: Optional[str | os.PathLike], tensorboard: bool = False):
+    Opening the folder takes its lock (`LOCK`) until `close`: a folder another process (or another
+    RunFiles of this one) writes is refused, naming the process. A fresh run (not `resume`) then needs
+    an empty folder, or `overwrite`, which deletes the run files there (`claim_run_folder`'s rule)."""
+
+    def __init__(
+        self,
+        out_dir: Optional[str | os.PathLike],
+        tensorboard: bool = False,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+    ):
         self.dir = Path(out_dir) if out_dir is not None else None
         self.writer = None
-        if self.dir is not None:
-            if self.dir.exists() and not self.dir.is_dir():
-                raise RunFolderError(f"run folder {self.dir} is a file, not a folder")
-            self.created = not self.dir.exists()  # by this run: a failed set-up takes it away again
-            with _writing("run folder", self.dir):
-                self.dir.mkdir(parents=True, exist_ok=True)
-                for orphan in orphan_temporaries(self.dir):
-                    orphan.unlink(missing_ok=True)
+        self._lock: Optional[int] = None  # the file descriptor holding the folder's flock
+        if self.dir is None:
+            return
+        if self.dir.exists() and not self.dir.is_dir():
+            raise RunFolderError(f"run folder {self.dir} is a file, not a folder")
+        self.created = not self.dir.exists()  # by this run: a failed set-up takes it away again
+        with _writing("run folder", self.dir):
+            self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_run_folder(self.dir)
+        try:
+            if not resume:
+                claim_run_folder(self.dir, overwrite=overwrite, locked=True)
+            for orphan in orphan_temporaries(self.dir):
+                orphan.unlink(missing_ok=True)
             if tensorboard:
                 require("tensorboard", "tensorboard=True", "'inspo[tensorboard]'")
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(str(self.dir / "tensorboard"))
+        except BaseException:
+            self.close()
+            raise
 
     def discard_if_created(self) -> None:
         """Remove the folder again when this run created it and nothing but its config.json went in: a
         run whose set-up failed (a bad dataset, say) leaves no folder that a retry would find in its way."""
         if self.dir is None or not self.created or not self.dir.is_dir():
             return
-        if {entry.name for entry in self.dir.iterdir()} <= {"config.json"}:
+        if {entry.name for entry in self.dir.iterdir()} <= {CONFIG, LOCK}:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def write_config(self, config: TrainConfig) -> None:
@@ -234,8 +313,13 @@ class RunFiles:
                 atomic_write_text(self.dir / RESULTS, json.dumps(results, indent=2) + "\n")
 
     def close(self) -> None:
+        """Close the TensorBoard writer and give up the folder's lock (again: nothing)."""
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops its flock
+            self._lock = None
 
 
 def policy_state(payload: dict[str, Any]) -> dict[str, Any]:
@@ -300,13 +384,72 @@ def payload_digest(payload: Any) -> str:
     return digest.hexdigest()
 
 
-def claim_run_folder(path: str | os.PathLike, *, overwrite: bool) -> None:
-    """Make sure a fresh run may write into `path`: refuse a non-empty folder unless `overwrite`, which
-    deletes the run files there (and refuses when the folder holds anything that is not a run's)."""
+def lock_run_folder(folder: Path) -> int:
+    """Take the exclusive lock of run folder `folder` (its `LOCK` file) and write this process's PID
+    into it; returns the descriptor that holds it (os.close gives it up; so does the end of the process,
+    however it ends). A lock held elsewhere is refused with RunFolderError naming the process."""
+    path = folder / LOCK
+    with _writing("lock", path):
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(descriptor)
+        if error.errno not in (errno.EAGAIN, errno.EACCES):
+            raise RunFolderError(f"cannot lock run folder {folder}: {error.strerror or error}") from error
+        raise RunFolderError(in_use_message(folder)) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    return descriptor
+
+
+def run_folder_holder(folder: str | os.PathLike) -> Optional[str]:
+    """Who holds the lock of run folder `folder` ("process PID"), or None when no live run does."""
+    path = Path(folder) / LOCK
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file: no run has written there since runs lock their folders
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return _holder(path)
+    finally:
+        os.close(descriptor)
+    return None
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        pid = ""
+    if not pid.isdigit():
+        return "another process"
+    return f"process {pid}" + (" (this process)" if int(pid) == os.getpid() else "")
+
+
+def in_use_message(folder: Path) -> str:
+    """The error of a run folder a live run holds, naming the process."""
+    return (
+        f"run folder {folder} is in use: {_holder(folder / LOCK)} is training there; "
+        "wait for it to end, stop it, or choose another --out"
+    )
+
+
+def claim_run_folder(path: str | os.PathLike, *, overwrite: bool, locked: bool = False) -> None:
+    """Make sure a fresh run may write into `path`: refuse a folder a live run holds (unless `locked`:
+    the caller holds its lock), and a non-empty folder unless `overwrite`, which then deletes the run
+    files there when `locked` (an unlocked call only checks) and refuses when the folder holds anything
+    that is not a run's."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise RunFolderError(f"run folder {folder} is a file, not a folder")
-    if not folder.is_dir() or not any(folder.iterdir()):
+    if not folder.is_dir():
+        return
+    if not locked and run_folder_holder(folder) is not None:
+        raise RunFolderError(in_use_message(folder))
+    if not any(entry.name != LOCK for entry in folder.iterdir()):
         return
     if not overwrite:
         raise RunFolderError(
@@ -314,14 +457,15 @@ def claim_run_folder(path: str | os.PathLike, *, overwrite: bool) -> None:
             "--overwrite starts it over, or choose another --out"
         )
     foreign = sorted(
-        p.name for p in folder.iterdir() if p.name not in RUN_ENTRIES and p not in orphan_temporaries(folder)
+        p.name for p in folder.iterdir() if p.name not in (*RUN_ENTRIES, LOCK) and p not in orphan_temporaries(folder)
     )
     if foreign:
         raise RunFolderError(
             f"run folder {folder} holds files that are not a run's ({', '.join(foreign[:5])}); "
             "--overwrite does not delete them: choose another --out"
         )
-    clear_run_files(folder)
+    if locked:
+        clear_run_files(folder)
 
 
 def clear_run_files(folder: str | os.PathLike) -> None:

@@ -29,7 +29,7 @@ from inspo import batched_ops as ops
 from inspo.bc import fit_behaviour
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
-from inspo.loop import Dims, Learner, train_seeds
+from inspo.loop import Dims, Learner, task_name, train_seeds
 from inspo.nets import (
     AgentMLP,
     CentralCritic,
@@ -96,7 +96,7 @@ class InspoLearner(Learner):
 
     @property
     def label(self) -> str:
-        return f"{self.config.env}/{self.config.dataset_path or self.config.dataset} {self.config.mode}"
+        return f"{task_name(self.config)} {self.config.mode}"
 
     def initialize_seed(self, seed: int) -> None:
         for module in (self.actor, self.mu, self.local_critic, self.critic, self.critic_target):
@@ -105,7 +105,9 @@ class InspoLearner(Learner):
             for target, online in zip(self.critic_target.parameters(), self.critic.parameters()):
                 target[seed] = online[seed]
 
-    def prepare(self, stores: Sequence[Any], generators: Sequence[torch.Generator], resumed: bool) -> None:
+    def prepare(
+        self, stores: Sequence[Any], generators: Sequence[torch.Generator], resumed: bool, progress: bool = False
+    ) -> None:
         if resumed:
             for seed, store in enumerate(stores):
                 with torch.no_grad():
@@ -113,7 +115,7 @@ class InspoLearner(Learner):
                         lambda obs, avail, s=seed: masked_log_softmax(self.mu.forward_seed(s, obs), avail)
                     )
         else:
-            self.bc_nll.copy_(fit_behaviour(self.mu, stores, self.config, generators))
+            self.bc_nll.copy_(fit_behaviour(self.mu, stores, self.config, generators, progress, self.label))
             if self.config.pi_init_from_mu:
                 self.actor.load_state_dict(self.mu.state_dict())
         self.mu.requires_grad_(False)
@@ -461,8 +463,8 @@ def effective_sample_size(log_rho: Tensor) -> Tensor:
 
 
 def train(
-    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None
+    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None, **folder_options
 ) -> dict[str, Any]:
     """Run InSPO (one seed; `inspo.loop.train_seeds` batches several): returns {"scores": ..., ...}."""
     config = config if config.algo == "inspo" else TrainConfig.from_dict({**config.to_dict(), "algo": "inspo"})
-    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]
+    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step, **folder_options)[0]

@@ -113,6 +113,12 @@ class TensorChecker:
             what = f"the dtype of {self.first_name} ({dtype})" if same_dtype else f"dtype {dtype}"
             raise TypeError(f"{name} must have {what}, got {t.dtype}")
         if batched and self.lead:
+            if tuple(t.shape) == tuple(shape):  # the first tensor's leading dimension is the odd one out
+                raise ValueError(
+                    f"{self.first_name} has shape {_shape_str(self.lead + self.inner)}, one dimension more than "
+                    f"{name} ({_shape_str(t.shape)}): a leading problem dimension S = {self.lead[0]} must be on "
+                    "every tensor of the call or on none"
+                )
             shape, dims = self.lead + tuple(shape), _batched(dims)
         if tuple(t.shape) != tuple(shape):
             raise ValueError(f"{name} must have shape {dims} = {_shape_str(shape)}, got {_shape_str(t.shape)}")

@@ -170,11 +170,13 @@ class CfcqlLearner(Learner):
                 for p_target, p_online in zip(target.parameters(), online.parameters()):
                     p_target[seed] = p_online[seed]
 
-    def prepare(self, stores: Sequence[Any], generators: Sequence[torch.Generator], resumed: bool) -> None:
+    def prepare(
+        self, stores: Sequence[Any], generators: Sequence[torch.Generator], resumed: bool, progress: bool = False
+    ) -> None:
         # mu is part of the checkpoint: a resumed run keeps it (and its generators are past the BC draws)
         if self.config.algo_options.weighting != "uniform" and not resumed:
             self.mu.requires_grad_(True)
-            fit_behaviour(self.mu, stores, self.config, generators)
+            fit_behaviour(self.mu, stores, self.config, generators, progress, self.label)
             self.mu.requires_grad_(False)
 
     def iteration(self, batch: TransitionBatch, draws: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -231,8 +233,8 @@ def cfcql_losses(
 
 
 def train(
-    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None
+    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None, **folder_options
 ) -> dict[str, Any]:
     """Train CFCQL (one seed; `inspo.loop.train_seeds` batches several): returns {"scores": ..., ...}."""
     config = config if config.algo == "cfcql" else TrainConfig.from_dict({**config.to_dict(), "algo": "cfcql"})
-    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]
+    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step, **folder_options)[0]

@@ -174,8 +174,8 @@ def omiga_losses(nets: OmigaLearner, batch: TransitionBatch, *, alpha: float, ga
 
 
 def train(
-    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None
+    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None, **folder_options
 ) -> dict[str, Any]:
     """Train OMIGA (one seed; `inspo.loop.train_seeds` batches several): returns {"scores": ..., ...}."""
     config = config if config.algo == "omiga" else TrainConfig.from_dict({**config.to_dict(), "algo": "omiga"})
-    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step)[0]
+    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step, **folder_options)[0]

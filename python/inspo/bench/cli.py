@@ -243,9 +243,12 @@ def run(args: argparse.Namespace) -> int:
 
         bench.iterations(iteration_shapes, tuple(v for v in VARIANTS if v.name in iteration_variants))
 
-    targets = evaluate_targets(bench.rows, bench.floors)
+    if quick:  # tiny shapes under a smoke run's repeats: a verdict on them would mean nothing
+        verdicts = ["targets not judged: --quick is a smoke run, not a measurement"]
+    else:
+        verdicts = format_targets(evaluate_targets(bench.rows, bench.floors))
     print("\n## targets (CPU, this run)\n")
-    for line in format_targets(targets):
+    for line in verdicts:
         print("  " + line)
     header["load average (1 min) at end"] = f"{os.getloadavg()[0]:.2f}"
     header["finished"] = timestamp()
@@ -256,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     plotted = report.plot_speedup(
         bench.rows, plot_path, title=f"inspo_ext speed-up, {header['cpu']}, {threads} threads ({device.type})"
     )
-    (out_dir / "bench.md").write_text(report.markdown_report(header, bench.rows, format_targets(targets)))
+    (out_dir / "bench.md").write_text(report.markdown_report(header, bench.rows, verdicts))
     print(f"\nwrote {out_dir / 'bench.csv'}, {out_dir / 'bench.md'}" + (f", {plotted}" if plotted else ""))
     return 0
 

@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from inspo import batched_ops
 from inspo.bench.ops import HYPER, ReferenceOps
+from inspo.bench.timing import quiet_profiler
 from inspo.config import TrainConfig
 from inspo.data import TransitionStore
 from inspo.loop import Dims, get_learner, stack_batches
@@ -222,7 +223,7 @@ def gemm_rate(shape: Shape, width: int, device: torch.device, repeats: int = 20,
 def ops_share(case: IterationCase, iterations: int = 5) -> float:
     """Fraction of the eager iteration's wall time spent inside the inspo_ext custom ops (profiler)."""
     prepared = [case.prepare() for _ in range(iterations)]
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+    with quiet_profiler(torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])) as profile:
         start = time.perf_counter()
         for item in prepared:
             case.region(item)

@@ -109,7 +109,7 @@ def peak_memory_bytes(region: Region, prepare: Prepare, device: torch.device) ->
         region(state)
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated(device) - before
-    with _quiet_profiler(profile(activities=[ProfilerActivity.CPU], profile_memory=True)) as prof:
+    with quiet_profiler(profile(activities=[ProfilerActivity.CPU], profile_memory=True)) as prof:
         state = prepare()
         with record_function(_REGION_MARKER):
             region(state)
@@ -134,7 +134,7 @@ _REGION_MARKER = "inspo_bench_region"
 
 
 @contextlib.contextmanager
-def _quiet_profiler(prof: profile):
+def quiet_profiler(prof: profile):
     """Enter and exit the profiler with stderr silenced: kineto prints a line on each start and stop."""
     with _stderr_to_devnull():
         prof.__enter__()

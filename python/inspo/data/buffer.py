@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -47,6 +48,7 @@ OPTIONAL_SPECS: dict[str, tuple[np.dtype, str, tuple[str, ...]]] = {
     "truncated": (np.dtype(np.uint8), "iub", ("E", "T+1", "1")),
 }
 META_FILE = "meta.json"
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every .npy file
 
 
 class DatasetError(ValueError):
@@ -68,7 +70,6 @@ def validate_episode_arrays(arrays: dict[str, np.ndarray], *, exact_dtypes: bool
     missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
     if missing:
         raise DatasetError(f"episode buffer is missing array(s) {missing}; found {sorted(arrays)}", missing[0])
-    sizes: dict[str, int] = {}
     specs = {**ARRAY_SPECS, **{name: spec for name, spec in OPTIONAL_SPECS.items() if name in arrays}}
     for name, (dtype, kinds, dims) in specs.items():
         array = arrays[name]
@@ -85,15 +86,27 @@ def validate_episode_arrays(arrays: dict[str, np.ndarray], *, exact_dtypes: bool
                 f"array {name!r} must have shape [{', '.join(dims)}] (rank {len(dims)}), got {shape}", name
             )
         for dim, size in zip(dims, shape):
-            if dim == "1":
-                if size != 1:
-                    raise DatasetError(f"array {name!r} must have shape [{', '.join(dims)}], got {shape}", name)
-            elif sizes.setdefault(dim, size) != size:
-                raise DatasetError(
-                    f"array {name!r} has {dim} = {size} but earlier arrays have {dim} = {sizes[dim]} "
-                    f"(shape {shape}, expected [{', '.join(dims)}])",
-                    name,
-                )
+            if dim == "1" and size != 1:
+                raise DatasetError(f"array {name!r} must have shape [{', '.join(dims)}], got {shape}", name)
+    # a size the arrays disagree on: the array that differs from the others is named (the most common
+    # size wins; on a tie, the first array's)
+    sizes: dict[str, int] = {}
+    for dim in ("E", "T+1", "N", "O", "S", "A"):
+        found = [
+            (name, tuple(arrays[name].shape)[dims.index(dim)]) for name, (_, _, dims) in specs.items() if dim in dims
+        ]
+        counts = Counter(size for _, size in found)
+        sizes[dim] = max(counts, key=lambda size: (counts[size], -[s for _, s in found].index(size)))
+        odd = next(((name, size) for name, size in found if size != sizes[dim]), None)
+        if odd is not None:
+            name, size = odd
+            others = [other for other, other_size in found if other_size == sizes[dim]]
+            raise DatasetError(
+                f"array {name!r} has {dim} = {size} but {', '.join(map(repr, others))} "
+                f"{'have' if len(others) > 1 else 'has'} {dim} = {sizes[dim]} "
+                f"(shape {tuple(arrays[name].shape)}, expected [{', '.join(specs[name][2])}])",
+                name,
+            )
     if sizes["E"] == 0 or sizes["T+1"] < 2:
         raise DatasetError(f"episode buffer is empty: E = {sizes['E']} episodes of T+1 = {sizes['T+1']} steps")
     return sizes
@@ -167,6 +180,19 @@ def _read_array(file: Path, mmap_mode: Optional[str]) -> np.ndarray:
     one), which memory-mapping cannot convert without reading the whole array."""
     if file.is_dir():
         raise DatasetError(f"array {file.stem!r}: {file} is a folder, not a .npy file")
+    try:
+        with open(file, "rb") as handle:
+            magic = handle.read(len(NPY_MAGIC))
+    except OSError as error:
+        raise DatasetError(f"array {file.stem!r} ({file}) cannot be read: {error.strerror or error}") from error
+    if not magic:
+        raise DatasetError(f"array {file.stem!r} ({file}) cannot be read: the file is empty", file.stem)
+    if magic != NPY_MAGIC:
+        raise DatasetError(
+            f"array {file.stem!r} ({file}) is not a .npy file: it does not start with the .npy signature "
+            "(another format, or damaged bytes)",
+            file.stem,
+        )
     try:
         array = np.load(file, mmap_mode=mmap_mode, allow_pickle=False)
     except (ValueError, EOFError, OSError) as error:

@@ -1,6 +1,7 @@
 """``inspo data``: look at, convert and make datasets.
 
-    inspo data info PATH                          # any format: sizes, ends, returns, Joint SACo, histogram PNG
+    inspo data info PATH                          # any format: checked as training checks it; sizes, ends,
+                                                  # returns, Joint SACo (--histogram PNG: the returns)
     inspo data info PATH --episode-limit 50       # ... with time-limit ends decided by the limit
     inspo data convert SRC DST --to h5            # npy | h5 | vault, lossless
     inspo data make --env smax:3m --tier expert   # SMAX datasets (inspo.smax.cli: make, behaviour, summary, check)
@@ -46,9 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info.add_argument("path", type=Path)
     source(info)
     info.add_argument(
-        "--histogram", type=Path, default=None, help="PNG of the episode returns (default ./<dataset name>-returns.png)"
+        "--histogram", type=Path, default=None, metavar="PNG", help="write a histogram of the episode returns here"
     )
-    info.add_argument("--no-histogram", action="store_true", help="write no histogram")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     convert = commands.add_parser("convert", help="convert a dataset to another format, losslessly")
@@ -78,14 +78,16 @@ def _check_limit(limit) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from inspo.data.formats import read_dataset
+    from inspo.data.formats import build_store, read_dataset
     from inspo.data.summary import summarize, write_histogram
 
     _check_limit(args.episode_limit)
-    summary = summarize(read_dataset(args.path, args.dataset_format), args.episode_limit)
-    histogram = None
-    if not args.no_histogram:
-        histogram = write_histogram(summary, args.histogram or Path(f"{args.path.resolve().name}-returns.png"))
+    dataset = read_dataset(args.path, args.dataset_format)
+    # the checks training makes (flags, actions under the masks, finite values, the reward bound), in one
+    # pass over the files that keeps only the actions and rewards in memory
+    build_store(dataset, mapped=True, episode_limit=args.episode_limit)
+    summary = summarize(dataset, args.episode_limit)
+    histogram = None if args.histogram is None else write_histogram(summary, args.histogram)
     if args.json:
         print(json.dumps({**summary.to_dict(), "histogram": None if histogram is None else str(histogram)}, indent=2))
     else:

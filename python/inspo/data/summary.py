@@ -192,7 +192,7 @@ def write_histogram(summary: DatasetSummary, path: str | Path, bins: int = 30) -
         import matplotlib.pyplot as plt
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(
-            "the return histogram needs matplotlib: pip install 'inspo[plots]' (or pass --no-histogram)"
+            "--histogram needs matplotlib: pip install 'inspo[plots]' (the summary itself does not)"
         ) from error
     path = Path(path)
     figure, axes = plt.subplots(figsize=(6, 3.5))

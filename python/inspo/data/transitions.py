@@ -177,7 +177,10 @@ def resolve_ends(
     first_episode: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(filled, terminal, cut) bool [E, T+1] under the dataset's end rule (`end_rule`): a step is
-    terminal or cut (a time-limit end), never both."""
+    terminal or cut (a time-limit end), never both. Flags other than 0 and 1 are refused (`check_flags`)."""
+    for name, flags in (("filled", filled), ("terminated", terminated), ("truncated", truncated)):
+        if flags is not None:
+            check_flags(name, flags, first_episode)
     filled, terminal = np.asarray(filled) != 0, np.asarray(terminated) != 0
     if truncated is not None:
         return filled, terminal, (np.asarray(truncated) != 0) & ~terminal  # both flags: terminal
@@ -223,13 +226,44 @@ def select_transitions(
     return episode + first_episode, step, done, ~done & ~kept_next[episode, step]
 
 
+# The largest reward magnitude a dataset may hold: a return of 1e15 / (1 - gamma) <= 1e18 (gamma <= 0.999)
+# squared in the critic's TD loss stays inside float32 (3.4e38); larger rewards overflow the losses.
+REWARD_LIMIT = 1e15
+
+
 def check_finite(name: str, value: np.ndarray, episode: np.ndarray, step: np.ndarray) -> None:
-    """DatasetError naming the first transition whose `name` values (rows of `value`) are not all finite."""
-    bad = ~np.isfinite(value).reshape(value.shape[0], int(np.prod(value.shape[1:]))).all(axis=1)
+    """DatasetError naming the first transition whose `name` values (rows of `value`) are not all finite,
+    or, for rewards, beyond +-REWARD_LIMIT."""
+    rows = np.asarray(value).reshape(value.shape[0], int(np.prod(value.shape[1:])))
+    bad = ~np.isfinite(rows).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))
         raise DatasetError(
             f"{name} has non-finite values (episode {episode[i]}, step {step[i]})", name.removeprefix("next_")
+        )
+    if name == "reward":
+        huge = (np.abs(rows) > REWARD_LIMIT).any(axis=1)
+        if huge.any():
+            i = int(np.argmax(huge))
+            raise DatasetError(
+                f"reward {rows[i][np.argmax(np.abs(rows[i]))]:.3g} is beyond "
+                f"+-{REWARD_LIMIT:.0e} (episode {episode[i]}, step {step[i]}): the critic's losses would overflow "
+                "float32; rescale the rewards",
+                "reward",
+            )
+
+
+def check_flags(name: str, flags: np.ndarray, first_episode: int = 0) -> None:
+    """DatasetError naming the first entry of a flag array [E, T+1] (filled, terminated, truncated) that is
+    neither 0 nor 1: a 7 would otherwise read as true."""
+    flags = np.asarray(flags)
+    if flags.dtype == np.bool_:
+        return
+    bad = (flags != 0) & (flags != 1)
+    if bad.any():
+        e, t = np.argwhere(bad)[0]
+        raise DatasetError(
+            f"{name} holds {flags[e, t].item()!r} at episode {e + first_episode}, step {t}; a flag must be 0 or 1", name
         )
 
 

@@ -65,7 +65,16 @@ def read(path: Path, *, mmap: bool) -> Dataset:
         raise DatasetError(f"{path} (h5): cannot be read as HDF5: {error}") from error
     arrays = {name: H5Array(item) for name, item in file.items() if isinstance(item, h5py.Dataset)}
     if META_ATTR in file.attrs:
-        meta = json.loads(file.attrs[META_ATTR])
+        try:
+            meta = json.loads(file.attrs[META_ATTR])
+        except (TypeError, ValueError) as error:  # (json's errors are ValueErrors; bytes of another encoding too)
+            file.close()
+            raise DatasetError(f"{path} (h5): attribute {META_ATTR!r} is not a JSON object: {error}") from error
+        if not isinstance(meta, dict):
+            file.close()
+            raise DatasetError(
+                f"{path} (h5): attribute {META_ATTR!r} must hold a JSON object, got {type(meta).__name__}"
+            )
     else:
         meta = {key: value.item() if isinstance(value, np.generic) else value for key, value in file.attrs.items()}
         meta = {key: value for key, value in meta.items() if isinstance(value, (int, float, str, bool))}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -86,6 +87,29 @@ def find_vault(path: Path, required: bool = True) -> Optional[Path]:
     raise DatasetError(f"{path} (vault): no {METADATA_FILE} here or one folder below")
 
 
+def tensorstore_reason(error: BaseException) -> str:
+    """tensorstore's message without the spec JSON and source locations it appends (hundreds of
+    characters that say nothing to the user) and without its status code."""
+    text = str(error).splitlines()[0] if str(error).strip() else type(error).__name__
+    for cut in (" [tensorstore_spec=", " [source locations="):
+        text = text.split(cut)[0]
+    text = re.sub(r' in OCDBT database at local file "[^"]*"', "", text)  # the vault the error names already
+    code, colon, rest = text.partition(": ")
+    return rest if colon and code.replace("_", "").isalpha() and code.isupper() else text
+
+
+def read_block(store, index, where: str) -> np.ndarray:
+    """store[index] read; a truncated or missing data file of the vault as one DatasetError saying
+    `where` ("field 'observations'", with the vault's label where no caller adds it)."""
+    try:
+        return store[index].read().result()
+    except (ValueError, RuntimeError) as error:
+        raise DatasetError(
+            f"{where}: the vault's data cannot be read (a truncated or missing file under d/?): "
+            f"{tensorstore_reason(error)}"
+        ) from error
+
+
 def _spec(base: Path, name: str) -> dict:
     return {"driver": "zarr", "kvstore": {"driver": "ocdbt", "base": f"file://{base}", "path": name}}
 
@@ -126,8 +150,9 @@ class VaultArray:
         dtype: np.dtype,
         trailing: tuple[int, ...],
         transform: Callable[[np.ndarray], np.ndarray] = lambda rows: rows,
+        leaf: str = "?",  # the vault's field, for errors
     ):
-        self.store, self.episodes, self.transform = store, episodes, transform
+        self.store, self.episodes, self.transform, self.leaf = store, episodes, transform, leaf
         self.dtype = np.dtype(dtype)
         self.shape = (len(episodes.start), episodes.length, *trailing)
         self.ndim = len(self.shape)
@@ -138,10 +163,10 @@ class VaultArray:
             pick = batch == b
             low, high = int(row[pick].min()), int(row[pick].max()) + 1
             if high - low <= 4 * pick.sum():  # dense: one read of the span
-                span = self.store[int(b), low:high].read().result()
+                span = read_block(self.store, (int(b), slice(low, high)), f"field {self.leaf!r}")
                 out[pick] = self.transform(span[row[pick] - low])
             else:
-                out[pick] = self.transform(self.store[int(b), row[pick]].read().result())
+                out[pick] = self.transform(read_block(self.store, (int(b), row[pick]), f"field {self.leaf!r}"))
         return out
 
     def __getitem__(self, key):
@@ -219,19 +244,26 @@ def read(path: Path, *, mmap: bool) -> Dataset:
     ):
         if leaf in dtypes and dtypes[leaf].kind not in kinds:
             raise fail(leaf, f"has dtype {dtypes[leaf]}; expected a number type")
+    if (base / "d").is_dir() and not (base / "manifest.ocdbt").is_file():
+        raise DatasetError(
+            f"{label}: manifest.ocdbt is missing (the index of the vault's data files under d/): "
+            "an incomplete copy or write of the vault"
+        )
     try:
         context = ts.Context({"cache_pool": {"total_bytes_limit": CACHE_BYTES}})
         stores = {leaf: ts.open(_spec(base, leaf + "."), context=context).result() for leaf in shapes}
         count = int(ts.open(_spec(base, "vault_index")).result().read().result()[0])
     except (ValueError, RuntimeError) as error:
-        raise DatasetError(f"{label}: cannot open the vault's arrays ({error})") from error
+        raise DatasetError(f"{label}: cannot open the vault's arrays ({tensorstore_reason(error)})") from error
     if count < 1:
         raise DatasetError(f"{label}: the vault is empty (vault_index = {count})")
 
     def whole(leaf: str) -> np.ndarray:
         return np.concatenate(
             [
-                stores[leaf][:, start : min(start + READ_ROWS, count)].read().result()
+                read_block(
+                    stores[leaf], (slice(None), slice(start, min(start + READ_ROWS, count))), f"{label}, field {leaf!r}"
+                )
                 for start in range(0, count, READ_ROWS)
             ],
             axis=1,
@@ -297,12 +329,31 @@ def read(path: Path, *, mmap: bool) -> Dataset:
         truncated=truncated,
         actions=episode_array(actions[..., None], actions.dtype),
         reward=episode_array(rewards[..., None], rewards.dtype),
-        obs=VaultArray(stores["observations"], episodes, dtypes["observations"], shapes["observations"][2:]),
+        obs=VaultArray(
+            stores["observations"],
+            episodes,
+            dtypes["observations"],
+            shapes["observations"][2:],
+            leaf="observations",
+        ),
     )
     if "infos.legals" in shapes:
-        arrays["avail_actions"] = VaultArray(
-            stores["infos.legals"], episodes, dtypes["infos.legals"], shapes["infos.legals"][2:]
-        )
+        legals = dtypes["infos.legals"]
+        if legals.kind == "f":  # OG-MARL's SMAC environments store the legal-action mask as float32 0 / 1
+
+            def legal_mask(rows: np.ndarray) -> np.ndarray:
+                bad = (rows != 0) & (rows != 1)
+                if bad.any():
+                    raise fail("infos.legals", f"holds {rows[bad][0].item()!r}; legal-action flags must be 0 or 1")
+                return rows != 0
+
+            arrays["avail_actions"] = VaultArray(
+                stores["infos.legals"], episodes, np.uint8, shapes["infos.legals"][2:], legal_mask, "infos.legals"
+            )
+        else:
+            arrays["avail_actions"] = VaultArray(
+                stores["infos.legals"], episodes, legals, shapes["infos.legals"][2:], leaf="infos.legals"
+            )
     else:
         n_actions = int(metadata.get("n_actions", actions.max() + 1))
         arrays["avail_actions"] = np.broadcast_to(np.ones(1, np.uint8), (E, T1, n_agents, n_actions))
@@ -311,7 +362,9 @@ def read(path: Path, *, mmap: bool) -> Dataset:
             f"({'metadata n_actions' if 'n_actions' in metadata else 'the largest action + 1'})"
         )
     if "infos.state" in shapes:
-        arrays["state"] = VaultArray(stores["infos.state"], episodes, dtypes["infos.state"], shapes["infos.state"][2:])
+        arrays["state"] = VaultArray(
+            stores["infos.state"], episodes, dtypes["infos.state"], shapes["infos.state"][2:], leaf="infos.state"
+        )
     else:
         obs_shape = shapes["observations"][2:]
         arrays["state"] = VaultArray(
@@ -320,12 +373,13 @@ def read(path: Path, *, mmap: bool) -> Dataset:
             dtypes["observations"],
             (int(np.prod(obs_shape)),),
             lambda rows: rows.reshape(len(rows), -1),
+            "observations",
         )
         notes.append("no infos.state: the state is the agents' observations concatenated")
     for leaf in shapes:  # any other infos.* leaf rides along as an extra episode array
         name = leaf.removeprefix("infos.")
         if leaf.startswith("infos.") and leaf not in LEAVES.values() and leaf != BOOTSTRAP and name not in arrays:
-            arrays[name] = VaultArray(stores[leaf], episodes, dtypes[leaf], shapes[leaf][2:])
+            arrays[name] = VaultArray(stores[leaf], episodes, dtypes[leaf], shapes[leaf][2:], leaf=leaf)
     meta = {
         key: value
         for key, value in metadata.items()
