@@ -388,11 +388,9 @@ def _train_seeds(configs, out_dirs, files, resume, allow_dataset_change, progres
         if logs or evaluates or saves:
             try:
                 inspo_ext.check_status()
-            except ValueError as error:  # an op refused a non-finite value of the networks (the data were checked)
-                watch.check(seeds)  # a loss that turned non-finite before says more
-                raise NonFiniteLoss(
-                    f"training stopped by step {done}: {error} (the networks' values overflowed)"
-                ) from error
+            except ValueError:  # an op refused a value since the last check
+                watch.check(seeds)  # a loss that turned non-finite first says more (the data were checked)
+                raise
             watch.check(seeds)
         if logs:
             values = {key: value.tolist() for key, value in metrics.items()}
