@@ -28,10 +28,10 @@ LAYERS = (
     ("inspo.config",),
     # 4: networks and the run's shared pieces (environment, dataset, run folder)
     ("inspo.nets", "inspo.run"),
-    # 5: the learners and the training loop
-    ("inspo.loop", "inspo.bc", "inspo.trainer", "inspo.baselines"),
+    # 5: the learners, the training loop, a trained policy's loader
+    ("inspo.loop", "inspo.bc", "inspo.trainer", "inspo.baselines", "inspo.policy"),
     # 6: what runs training: results, sweeps, benchmarks, SMAX (tasks, data, its results grid); the
-    # package itself (inspo/__init__ exports train_seeds)
+    # package itself (inspo/__init__ exports train_seeds and load_policy)
     ("inspo.results", "inspo.sweep", "inspo.bench", "inspo.smax", "inspo"),
     # 7: command lines
     (

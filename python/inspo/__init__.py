@@ -8,10 +8,15 @@ __version__ = "0.2.0"
 
 
 def __getattr__(name: str):
+    # imported on first use, so that `import inspo` stays free of torch:
     # `inspo.train_seeds(configs, out_dirs)`: runs that differ only in their seed, batched in one process
-    # (imported on first use, so that `import inspo` stays free of torch)
     if name == "train_seeds":
         from inspo.loop import train_seeds
 
         return train_seeds
+    # `inspo.load_policy(run_dir)`: a run folder's trained policy, policy(obs, avail) -> logits
+    if name == "load_policy":
+        from inspo.policy import load_policy
+
+        return load_policy
     raise AttributeError(f"module 'inspo' has no attribute {name!r}")

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from inspo import __version__
 from inspo.config import (
     REGIMES,
     TrainConfig,
@@ -119,6 +120,7 @@ def run_lazy_command(name: str, argv: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inspo", description="In-Sample Sequential Policy Optimization")
+    parser.add_argument("--version", action="version", version=f"inspo {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser(
