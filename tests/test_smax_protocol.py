@@ -354,3 +354,12 @@ def test_a_campaign_can_stop_after_its_curves(fake_protocol):
     decisions = protocol.run_protocol(setup, log=lambda line: None, commit="c0ffee", stop_after="curves")
     assert len(fake.asked) == 1 and decisions["maps"]["3m"]["selected"] is None
     assert "tuning" in (setup.out / "protocol.md").read_text()
+
+
+def test_a_campaign_in_progress_reports_what_is_summarized(fake_protocol):
+    setup, _ = fake_protocol
+    protocol.run_protocol(setup, log=lambda line: None, commit="c0ffee", stop_after="curves")
+    next(setup.store_root.rglob("seed101.json")).unlink()  # one curve run still training
+    decisions = protocol.write_outputs(setup)
+    assert decisions["maps"]["3m"]["budget"] is None and decisions["maps"]["3m"]["curve_runs"] == 15
+    assert "| 3m | – | curves running: 15 of 16 runs summarized |" in (setup.out / "protocol.md").read_text()

@@ -416,7 +416,13 @@ def decisions_from(protocol: Protocol, summaries: Summaries) -> dict:
         tiers = present_tiers(protocol, summaries, map_name)
         if not tiers:
             continue
-        decided = dict(tiers=tiers, **decide_budget(protocol, collect_curves(protocol, summaries, map_name, tiers)))
+        try:
+            curves = collect_curves(protocol, summaries, map_name, tiers)
+        except ValueError:  # the curves phase is still running: no budget yet
+            runs = sum(1 for name, _ in summaries if name.split("/")[:2] == ["curves", map_name])
+            decisions["maps"][map_name] = dict(tiers=tiers, budget=None, curve_runs=runs, selected=None)
+            continue
+        decided = dict(tiers=tiers, **decide_budget(protocol, curves))
         try:
             decided["selected"] = select_values(protocol, summaries, map_name, tiers)
         except ValueError:  # the tune phase has not finished: the report has not started
@@ -559,8 +565,9 @@ def write_outputs(protocol: Protocol) -> dict:
     decisions.update(consistency)
     protocol.out.mkdir(parents=True, exist_ok=True)
     for name, decided in decisions["maps"].items():
-        curves = collect_curves(protocol, summaries, name, decided["tiers"])
-        plot_curves(protocol, name, curves, decided["budget"], protocol.out / f"curves_{name}.png")
+        if decided["budget"] is not None:
+            curves = collect_curves(protocol, summaries, name, decided["tiers"])
+            plot_curves(protocol, name, curves, decided["budget"], protocol.out / f"curves_{name}.png")
     (protocol.out / "protocol.json").write_text(json.dumps(decisions, indent=1, sort_keys=True) + "\n")
     (protocol.out / "marl_eval.json").write_text(json.dumps(marl_eval_report(protocol, summaries, decisions)) + "\n")
     (protocol.out / "protocol.md").write_text(markdown(protocol, summaries, decisions))
@@ -713,6 +720,15 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
         "|---|---|---|---|" + "---|" * len(protocol.methods),
     ]
     for map_name, decided in decisions["maps"].items():
+        if decided["budget"] is None:
+            curve_tiers = [t for t in decided["tiers"] if t in protocol.scale.curve_tier_list]
+            planned = len(curve_tiers) * len(protocol.methods) * len(protocol.scale.tuning_seeds)
+            lines.append(
+                f"| {map_name} | – | curves running: {decided['curve_runs']} of {planned} runs summarized | – | "
+                + " | ".join("–" for _ in protocol.methods)
+                + " |"
+            )
+            continue
         cells = []
         for method in protocol.methods:
             curve_tiers = [t for t in decided["tiers"] if f"{t}/{method}" in decided["per_curve"]]
@@ -736,8 +752,9 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
         "(per method: the step its curve flattened from on each curve tier, and the selected temperature)",
         "",
     ]
-    for map_name in decisions["maps"]:
-        lines.append(f"![SMAX learning curves {map_name}](results/smax_protocol_{scale.name}_{map_name}.png)")
+    for map_name, decided in decisions["maps"].items():
+        if decided["budget"] is not None:
+            lines.append(f"![SMAX learning curves {map_name}](results/smax_protocol_{scale.name}_{map_name}.png)")
     seeds = len(scale.report_seeds)
     for metric, title, card_key in METRICS:
         lines += [
@@ -817,7 +834,9 @@ def write_results_md(protocol: Protocol, results_md: Path, figures: Path) -> Non
 
     decisions = json.loads((protocol.out / "protocol.json").read_text())
     figures.mkdir(parents=True, exist_ok=True)
-    for map_name in decisions["maps"]:
+    for map_name, decided in decisions["maps"].items():
+        if decided["budget"] is None:
+            continue
         shutil.copyfile(
             protocol.out / f"curves_{map_name}.png", figures / f"smax_protocol_{protocol.scale.name}_{map_name}.png"
         )
