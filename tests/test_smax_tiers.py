@@ -150,6 +150,11 @@ def test_a_missing_or_unfinished_behaviour_source_is_named(made, tmp_path):
     export_behaviour(config.behaviour_dir, export)
     final = read_progress(config.behaviour_dir)[-1]["checkpoint"]
     (export / final).unlink()
+    listed = json.loads((export / "files.json").read_text())
+    with pytest.raises(ValueError, match=f"{final} is missing or differs from files.json"):
+        make_tiers(dataclasses.replace(config, root=tmp_path / "r", behaviour_source=export), tiers=("expert",))
+    del listed[final]  # a folder without the checkpoint in its list either
+    (export / "files.json").write_text(json.dumps(listed))
     with pytest.raises(ValueError, match=f"checkpoint {final} is missing"):
         make_tiers(dataclasses.replace(config, root=tmp_path / "r", behaviour_source=export), tiers=("expert",))
 
@@ -249,7 +254,7 @@ def test_recipe_sizes_are_the_defaults_of_data_make():
     assert config.episodes == RECIPE_EPISODES == 5000 and config.replay_episodes is None
     args = parser.parse_args(["make", "--env", "smax:5m_vs_6m", "--tier", "expert", "--episodes", "12"])
     assert cli._data_config(args, "expert").episodes == 12
-    assert cli._data_config(args, "expert").behaviour.total_env_steps == 10_000_000
+    assert cli._data_config(args, "expert").behaviour.total_env_steps == 20_000_000
     args = parser.parse_args(["make", "--env", "smax:5m_vs_6m", "--tier", "expert", "--behaviour-steps", "81920"])
     assert cli._data_config(args, "expert").behaviour.total_env_steps == 81920
     assert behaviour_config("3m", 0).total_env_steps == 2_000_000
