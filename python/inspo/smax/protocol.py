@@ -756,6 +756,10 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
         if decided["budget"] is not None:
             lines.append(f"![SMAX learning curves {map_name}](results/smax_protocol_{scale.name}_{map_name}.png)")
     seeds = len(scale.report_seeds)
+    if not any(name.startswith("report/") for name, _ in summaries):
+        lines += ["", "No report run has finished yet: the final tables follow the report phase."]
+        lines += ["", "Runs summarized and their measured cost:", ""] + _progress_lines(protocol, summaries)
+        return "\n".join(lines) + "\n"
     for metric, title, card_key in METRICS:
         lines += [
             "",
