@@ -1,4 +1,4 @@
-"""The CPU kernels at every vector width they can run (the kernel work of issue 5), against the reference.
+"""The CPU kernels at every vector width they can run, against the reference.
 
 The row drivers pick SSE2 (16 bytes), AVX2 (32) or AVX-512 (64) at run time and read a row's last
 partial vector past the row's end (masked): each width is forced with INSPO_CPU_VECTOR_BYTES (read once

@@ -1,5 +1,4 @@
-"""Bad datasets, bad command lines, missing extras, Ctrl-C and the progress display (issue 11, items
-12-14): each a one-line `inspo CMD: error: ...` (exit 2) or the documented behaviour, never a traceback."""
+"""Bad datasets, bad command lines, missing extras, Ctrl-C and the progress display: each a one-line `inspo CMD: error: ...` (exit 2) or the documented behaviour, never a traceback."""
 
 import importlib.util
 import io
@@ -32,7 +31,7 @@ def train_on(path, capsys):
     return code, capsys.readouterr().err
 
 
-# ---- item 12: datasets ----
+# ---- datasets ----
 
 
 @pytest.mark.parametrize(
@@ -84,7 +83,7 @@ def test_a_dataset_path_that_is_a_file_says_so(dataset, capsys):
     assert code == 2 and "is a file, not an episode-buffer directory" in err
 
 
-# ---- item 13: the command line ----
+# ---- the command line ----
 
 
 @pytest.mark.parametrize(
@@ -199,7 +198,7 @@ def test_ctrl_c_before_the_run_starts_offers_no_resume(monkeypatch, tmp_path, ca
     assert capsys.readouterr().err == f"inspo train: interrupted; nothing was written to {tmp_path / 'run'} yet\n"
 
 
-# ---- item 14: progress outside a terminal ----
+# ---- progress outside a terminal ----
 
 
 class Terminal(io.StringIO):

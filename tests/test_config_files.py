@@ -1,4 +1,4 @@
-"""Config files and run records (issue 12, item 4): --config FILE under --set, config.json before the
+"""Config files and run records: --config FILE under --set, config.json before the
 first step, --resume --steps N extends a run, and a run folder is never silently mixed."""
 
 import json

@@ -300,9 +300,9 @@ def test_fallback_raises_the_same_errors(monkeypatch):
             assert str(error.value) == message
 
 
-# ---- issue 11: hyperparameters as any real scalar, no silent overflow, unread arguments checked -------------
+# ---- hyperparameters as any real scalar, no silent overflow, unread arguments checked -------------
 def test_hyperparameters_accept_numpy_scalars_and_0d_tensors(d):
-    """issue 11 item 4: np.float32(0.1) was rejected with 'must be a finite number >= 0'."""
+    """np.float32(0.1) and 0-d tensors are numbers like 0.1 (not 'must be a finite number >= 0')."""
     np = pytest.importorskip("numpy")
     expected = _loss(d)
     for kind in (np.float32, np.float64, lambda x: torch.tensor(x, dtype=torch.float64)):
@@ -323,8 +323,8 @@ def test_hyperparameters_accept_numpy_scalars_and_0d_tensors(d):
 
 
 def test_overflowing_temperature_and_minus_infinite_clips_are_rejected(d):
-    """issue 11 item 3: alpha = beta = 1e308 (tau = inf) gave NaN; log_rho_max = -inf / log_w_max = -inf gave
-    every weight 0 (loss 0 or NaN)."""
+    """alpha = beta = 1e308 (tau = inf) would give NaN; log_rho_max = -inf / log_w_max = -inf would give every
+    weight 0 (loss 0 or NaN)."""
     with pytest.raises(ValueError, match=r"^alpha \+ beta must be finite"):
         _weights_h(d, alpha=1e308, beta=1e308)
     with pytest.raises(ValueError, match=r"^alpha \+ beta must be finite"):
@@ -339,8 +339,8 @@ def test_overflowing_temperature_and_minus_infinite_clips_are_rejected(d):
 
 
 def test_arguments_a_mode_does_not_read_are_still_checked(d):
-    """issue 11 item 5: q_local of shape [3, 3, 3, 3] with predecessors="policy", or an int32 updated_log_probs
-    with ratio="none", passed silently."""
+    """q_local of shape [3, 3, 3, 3] with predecessors="policy", or an int32 updated_log_probs with
+    ratio="none", is refused although that mode does not read it."""
     with pytest.raises(ValueError, match=r"^q_local must have shape \[B, N, A\] = \[6, 3, 5\], got \[3, 3, 3, 3\]$"):
         _ratios(
             d,
@@ -357,7 +357,7 @@ def test_arguments_a_mode_does_not_read_are_still_checked(d):
 
 
 def test_positive_updated_log_probs_are_not_log_probabilities(d):
-    """issue 11 item 5: updated_log_probs > 0 passed as if it were a log-probability."""
+    """updated_log_probs > 0 is not a log-probability."""
     d["updated_log_probs"][2, 1] = 0.5
     message = r"^updated_log_probs\[2, 1\] = 0.5 is not a log-probability \(finite and <= 0\)$"
     with pytest.raises(ValueError, match=message):

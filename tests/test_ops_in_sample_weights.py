@@ -78,8 +78,8 @@ def test_in_sample_weights_ties_and_extremes():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_in_sample_log_weight_is_exact_for_huge_q(dtype):
-    """issue 11 item 2: log w = (Q(a) - V) / tau cancelled catastrophically at |Q| / tau ~ 1e16 (kernel -1.136,
-    reference +1.136 where the exact value is 0). One available action: log w = -log mu(a) exactly."""
+    """log w = (Q(a) - V) / tau must not cancel catastrophically at |Q| / tau ~ 1e16 (a naive kernel gives -1.136,
+    a naive reference +1.136 where the exact value is 0). One available action: log w = -log mu(a) exactly."""
     q = torch.tensor([[[1e15, 7.0, 3e14], [-1e15, 0.0, 0.0]]], dtype=dtype)
     log_mu = torch.tensor([[[0.0, -1.0, -2.0], [-0.25, -1.0, -1.0]]], dtype=dtype)
     avail = torch.tensor([[[True, False, False], [True, False, False]]])

@@ -336,7 +336,7 @@ def test_policy_loss_module():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_self_normalized_when_every_ratio_of_an_agent_underflows(dtype):
-    """issue 11 item 1: agent 1's only teammate has log pi = -200 (exp underflows in float32, and the sum
+    """Agent 1's only teammate has log pi = -200 (exp underflows in float32, and the sum
     of rho is then 0 / 0): the shift by max log rho gives its weighted mean, 200, and a finite gradient."""
     d = dict(
         logits=torch.tensor([[[0.0, 0.0], [-200.0, 0.0]]], dtype=dtype),
@@ -363,8 +363,7 @@ def test_self_normalized_when_every_ratio_of_an_agent_underflows(dtype):
 
 
 def test_double_backward_raises():
-    """issue 11 item 6: create_graph=True used to return a gradient without grad_fn (silently wrong second
-    derivatives)."""
+    """create_graph=True raises: a gradient without grad_fn would give silently wrong second derivatives."""
     d = joint_batch(8, 3, 4, seed=26)
     logits = d["logits"].clone().requires_grad_()
     out = inspo_ext.sequential_policy_loss(

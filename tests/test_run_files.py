@@ -1,5 +1,5 @@
 """The run folder under faults: torn log lines, damaged checkpoints, orphan temporaries, file modes,
-failed writes (issue 11, items 7-11). Each fault is met with one line naming the file, never a
+failed writes. Each fault is met with one line naming the file, never a
 traceback or a silently wrong run."""
 
 import errno
@@ -45,7 +45,7 @@ def log_steps(path):
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
-# ---- item 7: a torn last log line ----
+# ---- a torn last log line ----
 
 
 def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path):
@@ -74,7 +74,7 @@ def test_a_damaged_log_line_before_the_end_is_named(tmp_path):
         train(config, out_dir=tmp_path, resume=True, progress=False)
 
 
-# ---- item 8: damaged checkpoints ----
+# ---- damaged checkpoints ----
 
 
 def _flip_middle(data: bytes) -> bytes:
@@ -159,7 +159,7 @@ def test_a_checkpoint_round_trips_through_its_checksum(finished_run):
     assert torch.load(finished_run / "checkpoint.pt", weights_only=False)["checksum"]
 
 
-# ---- item 9: orphan temporaries ----
+# ---- orphan temporaries ----
 
 
 def test_orphan_temporaries_of_a_killed_write_are_removed(tmp_path):
@@ -172,7 +172,7 @@ def test_orphan_temporaries_of_a_killed_write_are_removed(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-# ---- item 10: file modes ----
+# ---- file modes ----
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ def test_run_and_dataset_files_get_the_umask_mode(tmp_path, umask, mask):
     assert modes == {path.name: oct(0o666 & ~mask) for path in files}
 
 
-# ---- item 11: writes that fail ----
+# ---- writes that fail ----
 
 
 def test_out_pointing_at_a_file_is_one_line(tmp_path, capsys):

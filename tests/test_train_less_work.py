@@ -1,4 +1,4 @@
-"""The InSPO iteration without repeated work (issue 10, item 5) against the computation it replaced.
+"""The InSPO iteration without repeated work against the computation it replaced.
 
 The learner's values on a resampled batch are gathers of one pass of each network over B, the first local
 critic and policy steps reuse the pass the ratios read, and the exact mode recomputes after an agent's step

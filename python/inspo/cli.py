@@ -46,7 +46,7 @@ LAZY_COMMANDS = {
 }
 # the main job: (env, dataset, mode) with the env presets. Bridge trains in the exact mode (Algorithm 1): its
 # fused runs find the optimal path in most seeds but not all, and which seeds fail moves with float rounding
-# (docs/PERFORMANCE.md#less-work-per-iteration-item-5); the exact mode finds it in each
+# (docs/PERFORMANCE.md#less-work-per-iteration); the exact mode finds it in each
 DEFAULT_JOB = (("xor", "c", "fused"), ("mne", "imbalanced", "fused"), ("bridge", "optimal", "exact"))
 DEFAULT_JOB_OUT = "runs/default"
 MAIN_JOB = "job.json"  # in the main job's folder: its overrides and seeds, what `--resume` continues it with

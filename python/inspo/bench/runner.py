@@ -362,7 +362,7 @@ def evaluate_targets(rows: list[Row], floors: Optional[dict[tuple[str, str], flo
 
 
 def iteration_targets(rows: list[Row], floors: dict[tuple[str, str], float]) -> list[Target]:
-    """Issue 10's targets on the iteration rows (2s3z: N = 5; the large batch: N = 8)."""
+    """The iteration rows' speed targets (2s3z: N = 5; the large batch: N = 8)."""
     found = {(r.op, r.agents, r.impl): r for r in rows if r.section == "iteration" and r.ok}
     targets = []
 
