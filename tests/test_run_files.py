@@ -340,3 +340,18 @@ def test_a_sweep_never_deletes_the_folder_of_a_live_run(tmp_path):
         assert (out / "metrics.jsonl").exists()
     finally:
         held.close()
+
+
+def test_the_path_and_folder_writes_leave_the_target_or_nothing(tmp_path):
+    from inspo.atomic import atomic_folder, atomic_path
+
+    with atomic_path(tmp_path / "file.h5") as tmp:
+        tmp.write_bytes(b"complete")
+    with atomic_folder(tmp_path / "dataset") as tmp:
+        (tmp / "obs.npy").write_bytes(b"complete")
+    assert (tmp_path / "file.h5").read_bytes() == (tmp_path / "dataset" / "obs.npy").read_bytes() == b"complete"
+    for write in (atomic_path(tmp_path / "cut.h5"), atomic_folder(tmp_path / "cut")):
+        with pytest.raises(RuntimeError), write as tmp:
+            (tmp / "obs.npy" if tmp.is_dir() else tmp).write_bytes(b"half")
+            raise RuntimeError("the writer died")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "file.h5"]  # no target, no temporary

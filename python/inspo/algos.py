@@ -32,11 +32,6 @@ ALGO_OPTIONS: dict[str, str | type] = {
 }
 
 
-def register(name: str, trainer: str | Trainer, options: str | type = NoOptions) -> None:
-    TRAINERS[name] = trainer
-    ALGO_OPTIONS[name] = options
-
-
 def get_trainer(name: str) -> Trainer:
     if name not in TRAINERS:
         raise ValueError(f"unknown algorithm {name!r}; known: {sorted(TRAINERS)}")

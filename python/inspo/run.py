@@ -35,7 +35,6 @@ from inspo.atomic import atomic_write, atomic_write_text, orphan_temporaries
 from inspo.config import TrainConfig
 from inspo.data import MappedTransitions, TransitionStore
 from inspo.data.formats import Dataset, build_store, detect_format, read_dataset
-from inspo.data.transitions import end_rule
 from inspo.envs import Env, make_env
 from inspo.extras import require
 
@@ -63,7 +62,6 @@ class RunContext:
     config: TrainConfig
     env: Optional[Env]  # None: a dataset-only run, evaluation skipped
     store: TransitionStore | MappedTransitions  # the same fields, batches and numbers
-    dataset_meta: dict[str, Any]
     generator: torch.Generator  # minibatches, permutations, resampling: the only training randomness
     dataset_fingerprint: dict[str, Any]  # what the run trains on (`dataset_fingerprint`), kept in its checkpoints
 
@@ -92,7 +90,6 @@ def prepare_run(config: TrainConfig) -> RunContext:
             Path(f"{config.env}/{config.dataset}"), "generated", *env.generate_dataset(config.dataset, seed), fields={}
         )
     store = build_store(dataset, mapped=mapped, device=config.device, episode_limit=config.episode_limit)
-    meta = {**dataset.meta, "end_rule": end_rule("truncated" in dataset.arrays, config.episode_limit)}
     found = (store.n_agents, store.n_actions, store.obs_dim, store.state_dim)
     if env is not None and (env.n_agents, env.n_actions, env.obs_dim, env.state_dim) != found:
         expected = (env.n_agents, env.n_actions, env.obs_dim, env.state_dim)
@@ -100,7 +97,7 @@ def prepare_run(config: TrainConfig) -> RunContext:
             f"dataset has (agents, actions, obs dim, state dim) = {found}, but {config.env} expects {expected}"
         )
     generator = torch.Generator(device=config.device).manual_seed(config.seed)
-    return RunContext(config, env, store, meta, generator, dataset_fingerprint(dataset))
+    return RunContext(config, env, store, generator, dataset_fingerprint(dataset))
 
 
 FINGERPRINT_CHUNK = 1 << 20  # bytes hashed at a time: a dataset larger than RAM is streamed

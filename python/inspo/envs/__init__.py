@@ -45,11 +45,6 @@ class EnvChoice(Protocol):
     env_options: Any
 
 
-def register_env(name: str, factory: EnvFactory, options: type = NoOptions) -> None:
-    ENVS[name] = factory
-    ENV_OPTIONS[name] = options
-
-
 def env_family(name: str) -> str:
     """The registry family of an environment name: "smax:3m" -> "smax", "xor" -> "xor"."""
     return name.partition(":")[0]
@@ -129,7 +124,6 @@ __all__ = [
     "PolicyFn",
     "ENVS",
     "ENV_OPTIONS",
-    "register_env",
     "make_env",
     "env_options_type",
     "is_user_env",

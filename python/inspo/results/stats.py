@@ -26,10 +26,6 @@ ENV_NAMES = {"xor": "XOR", "mne": "M-NE", "bridge": "Bridge"}
 RESOLUTION = {"xor": 0.03, "mne": 0.1, "bridge": 0.02}
 
 
-def main_scores(env: str, scores: dict[str, float]) -> dict[str, float]:
-    return {key: scores[key] for key, _ in SCORES[env] if key in scores}
-
-
 @dataclass
 class Stats:
     values: list[float]

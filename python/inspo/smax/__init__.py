@@ -9,8 +9,10 @@ which every submodule needs set before JAX creates its CPU backend); the submodu
 * ``inspo.smax.ippo``: IPPO/MAPPO behaviour policies trained online, with checkpoints.
 * ``inspo.smax.tiers``: the CFCQL-style quality tiers (expert, medium, medium-replay, mixed) and
   a scripted tier, written in the episode-buffer format with a dataset card.
-* ``inspo.smax.evaluate``: the evaluation protocol for torch policies (greedy and stochastic).
-* ``inspo.smax.cli``: the ``inspo data`` subcommand.
+* ``inspo.smax.task``: ``smax:<map>`` for the trainer: sizes, datasets by tier name, and the evaluation of
+  torch policies (greedy and stochastic on the same battles).
+* ``inspo.smax.cli``: the ``inspo data`` subcommand; ``inspo.smax.results``, ``protocol`` and ``plan``: the
+  results grid, the evaluation protocol and its compute plan.
 
 SMAX returns lie in [0, ~2] (enemy health removed plus 1 for a win), not SMAC's ~20: numbers
 obtained here are not comparable with SMAC papers.

@@ -6,13 +6,15 @@ closed over) so that one compiled rollout serves every checkpoint.
 """
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from inspo.atomic import atomic_path, atomic_write_text
 
 from ._runtime import import_smax
 from .env import Observation, Pytree, SmaxCore, SmaxSpec
@@ -166,9 +168,8 @@ def save_params(path: Path, params) -> None:
         for i, layer in enumerate(layers):
             for key, value in layer.items():
                 flat[f"{name}/{i}/{key}"] = np.asarray(value)
-    tmp = Path(path).with_suffix(".tmp.npz")
-    np.savez(tmp, **flat)
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file handle: savez adds no ".npz" suffix
+        np.savez(handle, **flat)
 
 
 def load_params(path: Path) -> Pytree:
@@ -184,10 +185,4 @@ def load_params(path: Path) -> Pytree:
 
 
 def save_json(path: Path, payload) -> None:
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
-def network_config_dict(net: NetworkConfig) -> dict:
-    return asdict(net)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")

@@ -47,7 +47,6 @@ from inspo.smax.results import (
     run_config,
 )
 
-PHASES = ("curves", "tune", "report")
 METHODS = ("inspo-fused", "inspo-exact", "cfcql", "omiga", "bc")
 # The main temperature of each method and the three values every method is tuned over. The middle value
 # is the SMAX preset's (inspo.config.PRESETS["smax"]) and the one the curves are drawn at. InSPO's alpha

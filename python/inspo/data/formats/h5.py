@@ -11,13 +11,12 @@ Mapped runs gather far faster from .npy files (`inspo data convert FILE DIR --to
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
+from inspo.atomic import atomic_path
 from inspo.data.buffer import DatasetError
 from inspo.data.formats import Dataset
 
@@ -91,20 +90,11 @@ def write(
 ) -> None:
     h5py = _h5py()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as file:
-            for name, array in arrays.items():
-                out = file.create_dataset(
-                    name, shape=tuple(array.shape), dtype=array.dtype, chunks=True, maxshape=(None, *array.shape[1:])
-                )
-                for start in range(0, array.shape[0], CHUNK):
-                    out[start : start + CHUNK] = np.asarray(array[start : start + CHUNK])
-            meta = dict(meta)
-            file.attrs[META_ATTR] = json.dumps(meta)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as file:
+        for name, array in arrays.items():
+            out = file.create_dataset(
+                name, shape=tuple(array.shape), dtype=array.dtype, chunks=True, maxshape=(None, *array.shape[1:])
+            )
+            for start in range(0, array.shape[0], CHUNK):
+                out[start : start + CHUNK] = np.asarray(array[start : start + CHUNK])
+        file.attrs[META_ATTR] = json.dumps(dict(meta))

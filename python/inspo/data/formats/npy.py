@@ -4,13 +4,12 @@ episodes at a time with each array's own dtype (a conversion changes no value an
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
+from inspo.atomic import atomic_folder
 from inspo.data.buffer import META_FILE, DatasetError, load_episode_buffer
 from inspo.data.formats import Dataset
 
@@ -35,8 +34,7 @@ def write(
 ) -> None:
     """All arrays into a temporary folder next to `path`, then one rename: never a half-written dataset."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
+    with atomic_folder(path) as tmp:
         for name, array in arrays.items():
             out = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=array.dtype, shape=tuple(array.shape))
             for start in range(0, array.shape[0], CHUNK):
@@ -47,7 +45,3 @@ def write(
         episodes = int(arrays["filled"].shape[0])
         meta.update(buffer_index=0, episodes_in_buffer=episodes, buffer_size=episodes)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -28,13 +28,12 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
+from inspo.atomic import atomic_folder
 from inspo.data.buffer import DatasetError
 from inspo.data.formats import Dataset
 from inspo.data.transitions import EPISODE_FIELDS, resolve_ends, select_transitions
@@ -437,8 +436,7 @@ def write(
         dtypes[f"infos.{name}"] = arrays[name].dtype
     leaves = {leaf: tuple(int(size) for size in shape) for leaf, shape in leaves.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")).resolve()
-    try:
+    with atomic_folder(path) as tmp:
         stores = {
             leaf: ts.open(
                 {**_spec(tmp, leaf + "."), "metadata": {"compressor": COMPRESSION}},
@@ -495,10 +493,6 @@ def write(
             "inspo_meta": meta,
         }
         (tmp / METADATA_FILE).write_text(json.dumps(metadata))
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _episode_rows(block: dict[str, np.ndarray], episode_limit: Optional[int]) -> dict[str, np.ndarray]:
