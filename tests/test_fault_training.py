@@ -22,6 +22,8 @@ import torch
 from cli_testing import tiny_args, training_state
 from inspo.cli import main
 
+pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
+
 STEPS, CHECKPOINT_EVERY = 12, 4
 ARGV = ["--env", "xor", "--steps", str(STEPS)] + tiny_args(
     checkpoint_every=CHECKPOINT_EVERY, log_every=1, eval_every=4, beta=0.5, beta_end=0.0

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
+
 OPS = ("in_sample_weights", "teammate_log_ratios", "soft_bellman_target", "resample", "sequential_policy_loss")
 CASES = int(os.environ.get("INSPO_FUZZ_CASES", "200"))
 BASE_SEED = int(os.environ.get("INSPO_FUZZ_SEED", "0"))

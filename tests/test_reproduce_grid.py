@@ -13,6 +13,8 @@ from inspo.results.grid import build_grid, cell_config, grid_runs, train_command
 from inspo.results.report import REGIONS, fill_regions, skeleton
 from inspo.results.stats import Stats, compare
 
+pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
+
 TINY = [
     "--steps",
     "20",

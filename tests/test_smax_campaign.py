@@ -13,6 +13,8 @@ pytest.importorskip("jaxmarl")
 from inspo.smax.protocol import SCALES, load_campaign  # noqa: E402
 from inspo.sweep.execute import machine  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
+
 CAMPAIGN = Path(__file__).resolve().parents[1] / "experiments" / "smax-campaign"
 CHECKS = json.loads((CAMPAIGN / "rollout_checks.json").read_text())
 

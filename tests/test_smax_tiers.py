@@ -25,6 +25,8 @@ from inspo.smax.tiers import (
     replay_windows,
 )
 
+pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
+
 EPISODES = 8  # = eval_episodes below: the evaluations and the datasets share one compiled rollout
 LIMIT = 5  # time limit of the tiny battles: PPO's 16-step rollouts cross episode ends and rollout ends
 

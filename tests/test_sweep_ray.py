@@ -18,6 +18,8 @@ ray = pytest.importorskip("ray")
 from inspo.sweep.runner import run_sweep  # noqa: E402
 from inspo.sweep.spec import parse_spec  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
+
 PORT = 6391  # the head's port; every other port of both nodes is fixed too (two nodes share one machine)
 NODE_PORTS = [
     [

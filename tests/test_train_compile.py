@@ -15,6 +15,8 @@ from inspo.trainer import InspoLearner
 from ops_testing import cuda_ready
 from train_testing import assert_same_run, tiny
 
+pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
+
 
 @pytest.fixture
 def graph_capture(monkeypatch):

@@ -10,6 +10,8 @@ from inspo.cli import main
 from inspo.loop import train_seeds
 from train_testing import assert_same_run, final_state, rows, tiny
 
+pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
+
 
 @pytest.mark.parametrize(
     "algo, overrides",
