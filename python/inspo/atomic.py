@@ -23,19 +23,10 @@ def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], None]) 
 
     Any error (or an interrupt) removes the temporary file and leaves `target` as it was.
     """
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
