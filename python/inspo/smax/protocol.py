@@ -485,13 +485,14 @@ def check_datasets(protocol: Protocol, tiers: dict, log) -> None:
         for tier in found:
             directory = dataset_dir(protocol.grid, map_name, tier)
             load_dataset(directory, hashes=True)
+            found = dataset_sha256(directory)
             expected = (protocol.datasets or {}).get(map_name, {}).get(tier, {}).get("sha256")
-            if expected is not None and dataset_sha256(directory) != expected:
+            if expected is not None and found != expected:
                 raise ValueError(
-                    f"{directory}: dataset {dataset_sha256(directory)[:16]} is not the campaign's {map_name}/{tier} "
+                    f"{directory}: dataset {found[:16]} is not the campaign's {map_name}/{tier} "
                     f"({expected[:16]}); make it from the committed behaviour run (docs/SMAX.md, 'The campaign')"
                 )
-            log(f"dataset {map_name}/{tier}: {dataset_sha256(directory)[:16]} checked")
+            log(f"dataset {map_name}/{tier}: {found[:16]} checked")
 
 
 def make_store(protocol: Protocol, commit: str):
