@@ -9,7 +9,7 @@ batched (per seed), at the SMAX 2s3z shape and at B = 4k, N = 8, A = 16.
 
 import sys
 
-from inspo.bench.cli import main
+from inspo.cli.bench import main
 
 if __name__ == "__main__":
     sys.exit(main(["--sections", "iteration", "--out-dir", "runs/bench/iteration", *sys.argv[1:]]))

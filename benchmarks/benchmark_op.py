@@ -14,8 +14,8 @@ follow, e.g.
 
 import sys
 
-from inspo.bench.cli import main
 from inspo.bench.ops import OPS
+from inspo.cli.bench import main
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in OPS:

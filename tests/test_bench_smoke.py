@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from inspo.bench import ops as bench_ops
-from inspo.bench.cli import main
 from inspo.bench.timing import TimingPolicy, measure, peak_memory_bytes
+from inspo.cli.bench import main
 from inspo_ext import reference
 
 CPU = torch.device("cpu")

@@ -143,9 +143,10 @@ def test_a_missing_tensorboard_is_named_before_training(without, tmp_path, capsy
 
 
 def test_a_missing_matplotlib_stops_reproduce_before_any_run(without, tmp_path, capsys):
+    from experiments.results.__main__ import main as reproduce
+
     without("matplotlib")
     argv = [
-        "reproduce",
         "--quick",
         "--only",
         "main-xor-penalty-c-bc",
@@ -158,7 +159,7 @@ def test_a_missing_matplotlib_stops_reproduce_before_any_run(without, tmp_path, 
         "--out",
         str(tmp_path / "runs"),
     ]
-    assert main(argv) == 2
+    assert reproduce(argv) == 2
     assert "needs the matplotlib package, which is not installed: pip install 'inspo[plots]'" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 

@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("jaxmarl")
 import smax_testing  # noqa: F401  (fast compiles)
+from inspo.cli import main
 from inspo.data.buffer import DatasetError
 from inspo.data.card import load_dataset, verify_card
-from inspo.smax.cli import main as data_cli
 from inspo.smax.tiers import DataConfig, make_dataset
 
 
@@ -41,7 +41,7 @@ def test_card_matches_the_data(scripted, capsys):
     assert 0.0 <= card["win_rate"] <= 1.0 and card["tier"] == "scripted" and card["seed"] == 0
     assert card["behaviour"] == dict(kind="jaxmarl-heuristic", eps=0.2, attack_mode="closest")
     assert card["generator"].startswith("inspo.smax") and card["versions"]["jaxmarl"] == "0.2.0"
-    assert data_cli(["check", str(scripted), "--hashes"]) == 0
+    assert main(["data", "check", str(scripted), "--hashes"]) == 0
     assert json.loads(capsys.readouterr().out)["episodes"] == 12
 
 
@@ -51,7 +51,7 @@ def test_truncated_file_is_an_error(copy):
     path.write_bytes(data[: len(data) - 4096])
     with pytest.raises(DatasetError, match="obs"):
         load_dataset(copy)
-    assert data_cli(["check", str(copy)]) == 1
+    assert main(["data", "check", str(copy)]) == 1
 
 
 def test_fewer_episodes_than_the_card_is_an_error(copy):

@@ -216,5 +216,5 @@ def test_convert_with_an_episode_limit_stores_the_truncations(tmp_path):
 
 def test_the_smax_subcommands_stay_under_inspo_data(tmp_path, capsys):
     path = write_npy(tmp_path / "npy", small_episodes())
-    assert main(["data", "check", str(path)]) == 1  # delegated to inspo.smax.cli: no SMAX dataset card here
+    assert main(["data", "check", str(path)]) == 1  # the SMAX check: no SMAX dataset card here
     assert "dataset card" in capsys.readouterr().err

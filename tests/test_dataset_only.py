@@ -181,9 +181,9 @@ def test_an_environment_of_other_sizes_or_an_unknown_module_is_refused(tmp_path,
 
 
 def test_train_without_env_or_dataset_is_still_the_main_job(monkeypatch):
-    import inspo.cli
+    import inspo.cli.train
 
-    monkeypatch.setattr(inspo.cli, "run_default_job", lambda args, overrides: 7)
+    monkeypatch.setattr(inspo.cli.train, "run_default_job", lambda args, overrides: 7)
     assert main(["train"]) == 7
 
 

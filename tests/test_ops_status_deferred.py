@@ -1,4 +1,4 @@
-"""The deferred status check (python/inspo_ext/_status.py): inside deferred_status() (and while a CUDA graph
+"""The deferred status check (inspo_ext/_status.py): inside deferred_status() (and while a CUDA graph
 is captured) the ops do not read their status back, and check_status() raises later the error the call
 would have raised, naming the same argument and index (without the value). The deferred path is the same on
 both devices, so it runs here on the CPU; tests/test_ops_cuda_capture.py replays it from a CUDA graph."""

@@ -1,17 +1,18 @@
-"""`inspo reproduce`: the grid, the generated regions of RESULTS.md, and a tiny end-to-end run on local Ray
+"""`python -m experiments.results`: the grid, the generated regions of RESULTS.md, and a tiny end-to-end run on local Ray
 (tables, verdicts, figures, marl-eval JSON, reuse, a failing run)."""
 
+import argparse
 import json
 import re
 
 import pytest
 
-from inspo.cli import main
+from experiments.results.__main__ import main as reproduce
+from experiments.results.claims import DISCUSSION_REGIONS
+from experiments.results.grid import build_grid, cell_config, grid_runs, train_command
+from experiments.results.report import REGIONS, fill_regions, skeleton
+from experiments.results.scores import Stats, compare
 from inspo.config import make_config
-from inspo.results.claims import DISCUSSION_REGIONS
-from inspo.results.grid import build_grid, cell_config, grid_runs, train_command
-from inspo.results.report import REGIONS, fill_regions, skeleton
-from inspo.results.stats import Stats, compare
 
 pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
 
@@ -56,12 +57,14 @@ def test_grid_covers_the_issue_and_its_commands_rebuild_the_configs():
     assert all(cell_config(c, 0, False, None, {}).policy_steps > 1 for c in full)
     assert {c.key for c in cells if c.quick} < set(keys)
     # the printed `inspo train` command of a cell gives back its config
-    from inspo.cli import build_parser
+    from inspo.cli import train as train_command_line
     from inspo.config import parse_overrides
 
     for cell in cells[::7]:
         config = cell_config(cell, 3, False, None, {})
-        args = build_parser().parse_args(train_command(cell, config).split()[1:])
+        parser = argparse.ArgumentParser()
+        train_command_line.add_arguments(parser)
+        args = parser.parse_args(train_command(cell, config).split()[2:])
         overrides = parse_overrides(args.overrides)
         for name in ("mode", "regime", "seed", "steps"):
             if getattr(args, name) is not None:
@@ -96,7 +99,7 @@ def test_regions_are_rewritten_between_their_markers_and_the_prose_stays():
 def test_the_committed_results_md_has_every_region_with_prose_outside_them():
     from pathlib import Path
 
-    from inspo.results.report import MARKER
+    from experiments.results.report import MARKER
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md").read_text()
     assert [match["name"] for match in MARKER.finditer(text)] == list(REGIONS)
@@ -107,7 +110,7 @@ def test_the_committed_results_md_has_every_region_with_prose_outside_them():
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """Ray on this machine for the module (each `inspo reproduce` below joins it instead of starting its own)."""
+    """Ray on this machine for the module (each `python -m experiments.results` below joins it instead of starting its own)."""
     ray = pytest.importorskip("ray")
     pytest.importorskip("rliable")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -119,10 +122,10 @@ def local_ray():
 
 def test_tiny_reproduce_writes_results_with_a_row_per_cell_and_reuses_runs(local_ray, tmp_path, capsys):
     out = tmp_path / "runs"
-    args = ["reproduce", "--quick", "--seeds", "1", "--out", str(out), "--docs", str(tmp_path / "docs"), *TINY]
+    args = ["--quick", "--seeds", "1", "--out", str(out), "--docs", str(tmp_path / "docs"), *TINY]
     for text in ONLY:
         args += ["--only", text]
-    assert main(args) == 0
+    assert reproduce(args) == 0
     captured = capsys.readouterr()
     assert "SMAX rows skipped" in captured.out
     assert "sweep: 9/9 done (0 reused), 0 running, 0 failed, 0 left" in captured.err
@@ -135,7 +138,7 @@ def test_tiny_reproduce_writes_results_with_a_row_per_cell_and_reuses_runs(local
         assert len(matching) == 1, cell.key
         assert re.search(r" \| (-?\d+\.\d{3}) \[\1, \1\] \| 1 \| ", matching[0]), matching[0]  # IQM of one seed
         assert f"`{cell.key}` (seeds 0)" in text
-    assert "inspo reproduce --quick --seeds 1" in text and "Machine:" in text
+    assert "python -m experiments.results --quick --seeds 1" in text and "Machine:" in text
     assert "| claim | evidence | verdict |" in text and "| xor | 1 | InSPO fused |" in text  # claims, aggregates
     assert "the behaviour policy is a fixed point of every mode" in text  # the prose of docs/RESULTS.md
     configs = json.loads((tmp_path / "docs" / "results" / "configs.json").read_text())
@@ -152,7 +155,7 @@ def test_tiny_reproduce_writes_results_with_a_row_per_cell_and_reuses_runs(local
 
     # a second invocation trains nothing: every run is reused, and the hand edits outside the regions stay
     (tmp_path / "docs" / "RESULTS.md").write_text(text.replace("## The grid", "## The grid\n\nA hand edit."))
-    assert main(args) == 0
+    assert reproduce(args) == 0
     assert "sweep: 9/9 done (9 reused)" in capsys.readouterr().err
     assert "A hand edit." in (tmp_path / "docs" / "RESULTS.md").read_text()
 
@@ -191,7 +194,7 @@ def test_grid_runs_group_the_seeds_of_a_cell():
 
 
 def test_the_seeds_of_one_batch_share_its_training_time():
-    from inspo.results.stats import batch_sizes
+    from experiments.results.scores import batch_sizes
 
     # seeds 0 and 1 trained batched (their folders record the process's 10 s), seed 2 alone in 4 s
     runs = [{"seconds": 10.0}, {"seconds": 10.0}, {"seconds": 4.0}]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("jaxmarl")
-from inspo.smax.protocol import SCALES, load_campaign  # noqa: E402
+from experiments.smax.protocol import SCALES, load_campaign  # noqa: E402
 from inspo.sweep.execute import machine  # noqa: E402
 
 pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it

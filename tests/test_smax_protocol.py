@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("jaxmarl")
 pytest.importorskip("rliable")
-from inspo.smax import protocol  # noqa: E402
-from inspo.smax.results import GridConfig  # noqa: E402
+from experiments.smax import protocol  # noqa: E402
+from experiments.smax.results import GridConfig  # noqa: E402
 from inspo.sweep.store import checksum, read_store  # noqa: E402
 
 
@@ -98,7 +98,7 @@ class FakeRunner:
                 "eval.jsonl": "".join(json.dumps(row) + "\n" for row in rows),
             }
             if run.finish is not None:
-                assert run.finish[0] == "inspo.smax.results:write_final_eval"
+                assert run.finish[0] == "experiments.smax.results:write_final_eval"
                 files["final_eval.json"] = json.dumps(fake_final(run, dict(run.finish[1])["episodes"]))
             store.record(run, "fake-version", files, dict(cpu_seconds=36.0, wall_seconds=40.0))
         return SweepOutcome()
@@ -114,8 +114,8 @@ def fake_dataset(directory, digest: str) -> None:
 def fake_protocol(tmp_path, monkeypatch):
     import contextlib
 
+    import inspo.stats as stats
     import inspo.sweep.runner as runner
-    import inspo.sweep.stats as stats
 
     monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 50)  # the intervals' values are not what is tested here
     fake = FakeRunner()
@@ -282,7 +282,7 @@ def test_report_reads_the_final_policy_never_the_best_checkpoint(fake_protocol):
 
 
 def test_compute_plan_prices_every_run_of_the_full_grid():
-    from inspo.smax import plan
+    from experiments.smax import plan
 
     measured = dict(
         map="3m",
@@ -321,7 +321,7 @@ def campaign_rows(per_iteration: float) -> list[dict]:
 
 
 def test_a_campaign_is_cut_in_order_until_it_fits():
-    from inspo.smax import plan
+    from experiments.smax import plan
 
     scale = protocol.SCALES["campaign"]
     mappo = {"3m": 1.0, "2s3z": 1.0, "5m_vs_6m": 1.0}

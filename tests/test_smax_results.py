@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("jaxmarl")
 import smax_testing  # noqa: F401  (fast compiles)
-from inspo.smax import results
+from experiments.smax import results
 from inspo.sweep.execute import KEY_FILE
 from inspo.sweep.runner import SweepOutcome
 
@@ -121,7 +121,7 @@ def test_grid_runs_are_one_sweep_run_per_cell_and_seed_with_the_final_evaluation
         ("3m/expert/bc", 1),
     ]
     assert runs[1].out_dir == grid.out / "3m/expert/inspo-fused/seed1" and runs[1].config.dataset == "expert"
-    assert runs[0].finish == ("inspo.smax.results:write_final_eval", (("episodes", 256), ("seed_offset", 10_000)))
+    assert runs[0].finish == ("experiments.smax.results:write_final_eval", (("episodes", 256), ("seed_offset", 10_000)))
     assert runs[0].group == runs[1].group != runs[2].group  # the seeds of a cell share one task
     assert messages == [
         f"skip 3m/medium: no dataset at {tmp_path / 'no-data/3m/seed0/medium'} "

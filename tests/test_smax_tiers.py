@@ -247,7 +247,7 @@ def test_recipe_sizes_are_the_defaults_of_data_make():
     maps' behaviour budget is a preset that --behaviour-steps overrides."""
     import argparse
 
-    from inspo.smax import cli
+    from inspo.cli import data as cli
     from inspo.smax.tiers import RECIPE_EPISODES, behaviour_config
 
     parser = argparse.ArgumentParser()

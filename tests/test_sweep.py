@@ -147,7 +147,7 @@ def test_iqm_and_intervals_come_from_rliable():
     pytest.importorskip("rliable")
     from scipy.stats import trim_mean
 
-    from inspo.sweep.stats import iqm_interval, probability_of_improvement
+    from inspo.stats import iqm_interval, probability_of_improvement
 
     values = np.array([0.1, 0.5, 0.2, 0.9, 0.4, 0.3, 0.8, 0.7])
     point, low, high = iqm_interval(values)
@@ -182,16 +182,22 @@ def test_without_ray_the_commands_say_which_extra_to_install(tmp_path, monkeypat
     assert capsys.readouterr().err.strip() == (
         "inspo sweep: error: sweeps run on Ray, which is not installed: pip install 'inspo[sweep]'"
     )
-    assert main(["reproduce", "--quick", "--only", "main-xor-penalty-c-bc", "--out", str(tmp_path / "r")]) == 2
-    assert "inspo reproduce: error: sweeps run on Ray" in capsys.readouterr().err
+    from experiments.results.__main__ import main as reproduce
+
+    assert reproduce(["--quick", "--only", "main-xor-penalty-c-bc", "--out", str(tmp_path / "r")]) == 2
+    assert "python -m experiments.results: error: sweeps run on Ray" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["sweep", "spec.json"], ["reproduce", "--quick"]])
 def test_seeds_per_process_below_one_is_a_one_line_usage_error(command, capsys):
+    from experiments.results.__main__ import main as reproduce
     from inspo.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main([*command, "--seeds-per-process", "0"])
+        if command[0] == "reproduce":
+            reproduce([*command[1:], "--seeds-per-process", "0"])
+        else:
+            main([*command, "--seeds-per-process", "0"])
     assert exit_info.value.code == 2
     assert (
         capsys.readouterr()

@@ -459,7 +459,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # <tier> reads those whatever the run's seed. docs/ALGORITHM.md#default-hyperparameters asks for alpha in [1, 10] at
     # SMAC's reward scale of ~20 per episode; SMAX pays ~2, so the temperatures (InSPO's alpha, OMIGA's) are
     # 10x smaller. 1500 iterations: what 2 shared CPU cores afford for the results grid
-    # (inspo.smax.results), not a converged budget. CFCQL: the values of the official README's SMAC
+    # (experiments.smax.results), not a converged budget. CFCQL: the values of the official README's SMAC
     # command (global_cql_alpha=0.1, softmax_temp=0.5), not tuned here. A preset's SECTION.FIELD
     # options apply to the runs of that algorithm only.
     "smax": dict(

@@ -1,1 +1,1 @@
-"""Benchmarks of the fused ops and of a training iteration: `inspo bench` or `python -m inspo.bench`."""
+"""Benchmarks of the fused ops and of a training iteration: `inspo bench` or `inspo bench`."""

@@ -11,8 +11,9 @@ which every submodule needs set before JAX creates its CPU backend); the submodu
   a scripted tier, written in the episode-buffer format with a dataset card.
 * ``inspo.smax.task``: ``smax:<map>`` for the trainer: sizes, datasets by tier name, and the evaluation of
   torch policies (greedy and stochastic on the same battles).
-* ``inspo.smax.cli``: the ``inspo data`` subcommand; ``inspo.smax.results``, ``protocol`` and ``plan``: the
-  results grid, the evaluation protocol and its compute plan.
+
+Its command line is ``inspo data`` (``inspo.cli.data``); the results grid, the evaluation protocol and the
+campaign's plan are experiments (``experiments/smax``), outside the package.
 
 SMAX returns lie in [0, ~2] (enemy health removed plus 1 for a win), not SMAC's ~20: numbers
 obtained here are not comparable with SMAC papers.

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from inspo.config import TrainConfig
-from inspo.sweep.stats import format_interval, iqm_interval
+from inspo.stats import format_interval, iqm_interval
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The SMAX results grid: algorithms x maps x tiers x seeds, under one evaluation protocol.
 
-    python -m inspo.smax.results --maps 3m 2s3z 5m_vs_6m --seeds 0 1 2 3 4 --out runs/smax
-    python -m inspo.smax.results --protocol --scale full --maps 3m 2s3z 3s_vs_5z 5m_vs_6m --address auto
+    python -m experiments.smax --maps 3m 2s3z 5m_vs_6m --seeds 0 1 2 3 4 --out runs/smax
+    python -m experiments.smax --protocol --scale full --maps 3m 2s3z 3s_vs_5z 5m_vs_6m --address auto
 
-`--protocol` runs inspo.smax.protocol instead (learning curves -> a step budget per map, a temperature
+`--protocol` runs experiments.smax.protocol instead (learning curves -> a step budget per map, a temperature
 sweep on tuning seeds, the report on fresh seeds; its docstring and docs/SMAX.md have the rules).
 
 Protocol: every run trains on a dataset made by ``inspo data make`` (data seed 0 unless
@@ -164,7 +164,7 @@ def grid_runs(grid: GridConfig, log) -> list:
                             run_config(grid, map_name, tier, algorithm, seed),
                             grid.out / map_name / tier / algorithm / f"seed{seed}",
                             finish=(
-                                "inspo.smax.results:write_final_eval",
+                                "experiments.smax.results:write_final_eval",
                                 (("episodes", grid.final_episodes), ("seed_offset", FINAL_SEED_OFFSET)),
                             ),
                         )
@@ -336,7 +336,7 @@ GRID_TIME_FILE = "grid_time.json"  # one entry per invocation of run_grid that t
 def compute_lines(grid: GridConfig, algorithms: list) -> list:
     """What the grid cost: training seconds per seed (a cell's seeds train batched in one process, whose
     time is divided among them) per map and algorithm, and the wall time of the invocations that trained."""
-    from inspo.results.stats import process_seconds, seconds_per_seed
+    from experiments.results.scores import process_seconds, seconds_per_seed
 
     lines = [
         "",
@@ -410,7 +410,7 @@ def run_grid(grid: GridConfig, log=print, **sweep_options) -> Path:
     return grid.out / "smax_results.md"
 
 
-# The grids of `inspo reproduce --smax` (--quick: the 3m expert cells of seed 0, a few minutes). Both
+# The grids of `python -m experiments.results --smax` (--quick: the 3m expert cells of seed 0, a few minutes). Both
 # use run_config, so the quick cells are cells of the full grid and reuse its finished runs. The
 # full grid is 3 maps x 4 tiers x 5 algorithms x 5 seeds = 300 runs, 60 seed groups (a sweep: Ray runs a
 # seed group per CPU, or per --cpus-per-run CPUs on a cluster); its cost is in the section it writes.
@@ -425,9 +425,3 @@ def reproduce_rows(out_dir, quick: bool, **sweep_options) -> str:
     grid = GridConfig(out=Path(out_dir), **(QUICK_GRID if quick else FULL_GRID))
     path = run_grid(grid, log=lambda message: print(f"smax: {message}", file=sys.stderr, flush=True), **sweep_options)
     return path.read_text()
-
-
-if __name__ == "__main__":  # the command line lives in the CLI layer (inspo.smax.results_cli)
-    from inspo.smax.results_cli import main
-
-    sys.exit(main())

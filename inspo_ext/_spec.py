@@ -10,9 +10,9 @@ Adding an op OP touches:
   * its kernels: csrc/cpu/OP.cpp and csrc/cuda/OP.cu (each ending in INSPO_INSTANTIATE_CPU / _CUDA(OP)), its
     argument struct as a field table OPArgs_FIELDS in csrc/common/args.h (its _C binding is generated from it)
     and its line in the INSPO_OPS table (csrc/common/backends.h);
-  * its reference: a function in python/inspo_ext/reference.py;
-  * its spec entry: python/inspo_ext/OP.py (the OpSpec, its reference status and the public wrapper), exported
-    from python/inspo_ext/__init__.py; `inspo bench` makes its benchmark from the OpSpec (`Benchmark`);
+  * its reference: a function in inspo_ext/reference.py;
+  * its spec entry: inspo_ext/OP.py (the OpSpec, its reference status and the public wrapper), exported
+    from inspo_ext/__init__.py; `inspo bench` makes its benchmark from the OpSpec (`Benchmark`);
   * its tests: tests/test_ops_OP.py on the `backend` fixture of tests/ops_testing.py (cpu, cuda, reference).
 tests/test_ops_registry.py checks that each op is in every one of these places.
 """

@@ -1,5 +1,5 @@
-"""`python -m inspo.smax.results`: the SMAX grid (train what is not finished, rebuild its table) and, with
-`--protocol`, the three-phase protocol of inspo.smax.protocol. The command line sits above both modules (they
+"""`python -m experiments.smax`: the SMAX grid (train what is not finished, rebuild its table) and, with
+`--protocol`, the three-phase protocol of experiments.smax.protocol. The command line sits above both modules (they
 never import it), so the grid and the protocol stay importable without it."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import json
 import sys
 from pathlib import Path
 
-from inspo.smax.results import ALGORITHMS, DEFAULT_ROOT, GridConfig, markdown, marl_eval_json, run_grid
+from experiments.smax.results import ALGORITHMS, DEFAULT_ROOT, GridConfig, markdown, marl_eval_json, run_grid
 
 
 def main(argv=None) -> int:
-    from inspo.sweep.cli import add_ray_arguments
+    from inspo.cli.sweep import add_ray_arguments
 
-    parser = argparse.ArgumentParser(prog="python -m inspo.smax.results", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.smax", description=__doc__.split("\n")[0])
     defaults = GridConfig()
     parser.add_argument("--maps", nargs="+", default=list(defaults.maps))
     parser.add_argument("--tiers", nargs="+", default=list(defaults.tiers))
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
         help="TrainConfig override on top of the SMAX settings (repeatable)",
     )
     parser.add_argument("--table-only", action="store_true", help="only rebuild the JSON and table")
-    protocol = parser.add_argument_group("protocol (inspo.smax.protocol: curves -> budget, tune, report)")
+    protocol = parser.add_argument_group("protocol (experiments.smax.protocol: curves -> budget, tune, report)")
     protocol.add_argument("--protocol", action="store_true", help="run the three-phase protocol instead of the grid")
     protocol.add_argument(
         "--scale", choices=("tiny", "campaign", "full"), default="full", help="protocol sizes (default full)"
@@ -71,8 +71,8 @@ def main(argv=None) -> int:
     )
     add_ray_arguments(parser)
     args = parser.parse_args(argv)
+    from inspo.cli.sweep import sweep_options
     from inspo.config import parse_overrides
-    from inspo.sweep.cli import sweep_options
 
     grid = GridConfig(
         maps=tuple(args.maps),
@@ -98,8 +98,8 @@ def main(argv=None) -> int:
 
 
 def _main_protocol(args, grid: GridConfig) -> int:
-    from inspo.smax import protocol as protocol_module
-    from inspo.sweep.cli import sweep_options
+    from experiments.smax import protocol as protocol_module
+    from inspo.cli.sweep import sweep_options
 
     if args.methods is None:
         args.methods = list(protocol_module.METHODS)
@@ -125,7 +125,7 @@ def _main_protocol(args, grid: GridConfig) -> int:
                 **sweep_options(args),
             )
     except (ValueError, RuntimeError) as error:
-        print(f"python -m inspo.smax.results: error: {error}", file=sys.stderr)
+        print(f"python -m experiments.smax: error: {error}", file=sys.stderr)
         return 2
     if args.results_md is not None:
         protocol_module.write_results_md(protocol, args.results_md, args.results_md.parent / "results")

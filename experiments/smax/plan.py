@@ -1,7 +1,7 @@
 """The compute plan of the SMAX protocol: measure what one run costs at each map's shape, then price the
-full grid (inspo.smax.protocol, scale "full") in CPU-hours and in wall time on N cores.
+full grid (experiments.smax.protocol, scale "full") in CPU-hours and in wall time on N cores.
 
-    python -m inspo.smax.plan --maps 3m 2s3z 3s_vs_5z 5m_vs_6m 6h_vs_8z --iterations 200 --out plan.json
+    python -m experiments.smax.plan --maps 3m 2s3z 3s_vs_5z 5m_vs_6m 6h_vs_8z --iterations 200 --out plan.json
 
 Measured per map, on one thread (torch and XLA), torch.compile off (the trainers' default), in CPU seconds of
 this process (a shared machine's wall time measures its other jobs):
@@ -9,10 +9,10 @@ this process (a shared machine's wall time measures its other jobs):
   an upper bound as batching only gets cheaper per seed), from
   the trainer's own metrics rows (seconds between two log rows, after a warm-up: no compile, no mu fit);
   the shape, not the data, sets the cost, so the data are a small scripted dataset made here;
-* the final evaluation: the final policy on 256 battles, greedy and stochastic (inspo.smax.results);
+* the final evaluation: the final policy on 256 battles, greedy and stochastic (experiments.smax.results);
 * MAPPO's behaviour training per update (8,192 environment steps) and the rollout of scripted battles
   per episode (the dataset tiers' generation, priced with them).
-Then the grid: curves, tune and report runs of inspo.smax.protocol at the full scale, its budget taken as
+Then the grid: curves, tune and report runs of experiments.smax.protocol at the full scale, its budget taken as
 `--budget` (the curves decide it; default the full max_steps, an upper bound), datasets at CFCQL's recipe.
 """
 
@@ -55,9 +55,9 @@ def cpu_and_wall(function, *args, **kwargs) -> tuple[float, float]:
 
 
 def measure_map(map_name: str, iterations: int, root: Path, log) -> dict:
+    from experiments.smax.protocol import METHODS, SCALES, _steps_fields
+    from experiments.smax.results import GridConfig, run_config, write_final_eval
     from inspo.loop import train_seeds
-    from inspo.smax.protocol import METHODS, SCALES, _steps_fields
-    from inspo.smax.results import GridConfig, run_config, write_final_eval
     from inspo.smax.tiers import DataConfig, build_dataset, make_dataset
 
     result: dict = dict(map=map_name)
@@ -118,7 +118,7 @@ def measure_mappo(map_name: str, log) -> float:
 def protocol_cost(measured: dict, budget: int, mappo: dict, scale=None, methods=None) -> dict:
     """CPU-seconds of the protocol at `scale` (default full) with `methods` (default all) on one map, per
     phase, and the longest seed group; its datasets apart."""
-    from inspo.smax.protocol import METHODS, SCALES, TEMPERATURES
+    from experiments.smax.protocol import METHODS, SCALES, TEMPERATURES
     from inspo.smax.tiers import BEHAVIOUR_PRESETS, RECIPE_EPISODES
 
     scale = scale or SCALES["full"]
@@ -290,7 +290,7 @@ def grid_table(plan: dict) -> str:
 
 def campaign_markdown(plan: dict, fit: dict, limit_hours: float) -> str:
     """The campaign's price per map and phase at the fitted settings, and the cuts that made it fit."""
-    from inspo.smax.protocol import SCALES
+    from experiments.smax.protocol import SCALES
 
     scale = SCALES[plan["campaign"]["scale"]]
     from dataclasses import replace as replace_fields
@@ -321,8 +321,8 @@ def campaign_markdown(plan: dict, fit: dict, limit_hours: float) -> str:
 def campaign_budget(path: Path, budget) -> tuple[int, str]:
     """The budget to price a campaign at: `budget` when given, else the curves' budget when the campaign's
     curves are all summarized, else the curves' max_steps (an upper bound)."""
-    from inspo.smax.protocol import campaign_protocol, collect_curves, decide_budget
-    from inspo.smax.results import GridConfig
+    from experiments.smax.protocol import campaign_protocol, collect_curves, decide_budget
+    from experiments.smax.results import GridConfig
     from inspo.sweep.store import read_store
 
     protocol = campaign_protocol(path, GridConfig(), Path("."))
@@ -340,14 +340,16 @@ def campaign_budget(path: Path, budget) -> tuple[int, str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inspo.smax.plan", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.smax.plan", description=__doc__.split("\n")[0])
     parser.add_argument("--maps", nargs="+", default=["3m", "2s3z", "3s_vs_5z", "5m_vs_6m"])
     parser.add_argument("--iterations", type=int, default=200, help="training iterations timed per method")
     parser.add_argument("--budget", type=int, default=None, help="the grid's budget (default: the full max_steps)")
     parser.add_argument("--out", type=Path, default=Path("smax_plan.json"))
     parser.add_argument("--mappo-maps", nargs="*", default=None, help="maps whose MAPPO update is timed (default all)")
     parser.add_argument("--table-only", action="store_true", help="reprint the tables of an existing --out")
-    campaign = parser.add_argument_group("campaign (inspo.smax.protocol: a protocol sized to the CPU-hours at hand)")
+    campaign = parser.add_argument_group(
+        "campaign (experiments.smax.protocol: a protocol sized to the CPU-hours at hand)"
+    )
     campaign.add_argument(
         "--campaign", type=Path, default=None, help="price this campaign file (its maps, methods and scale)"
     )
@@ -355,12 +357,12 @@ def main(argv=None) -> int:
     campaign.add_argument("--write", action="store_true", help="write the cuts that fit into the campaign file")
     args = parser.parse_args(argv)
     if args.campaign is not None:
-        from inspo.smax.protocol import load_campaign
+        from experiments.smax.protocol import load_campaign
 
         try:
             settings = load_campaign(args.campaign)
         except ValueError as error:
-            print(f"python -m inspo.smax.plan: error: {error}", file=sys.stderr)
+            print(f"python -m experiments.smax.plan: error: {error}", file=sys.stderr)
             return 2
         args.maps = list(dict.fromkeys(settings["maps"] + settings.get("optional_maps", [])))
     if args.table_only:
@@ -376,8 +378,8 @@ def main(argv=None) -> int:
 
 def measure(args, argv) -> dict:
     torch.set_num_threads(1)
-    from inspo.results.report import machine_description
-    from inspo.smax.protocol import METHODS, SCALES
+    from experiments.results.report import machine_description
+    from experiments.smax.protocol import METHODS, SCALES
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -392,7 +394,7 @@ def measure(args, argv) -> dict:
         row["cost"] = protocol_cost(row, budget, mappo)
     return dict(
         date=time.strftime("%Y-%m-%d"),
-        command="python -m inspo.smax.plan " + " ".join(argv if argv is not None else sys.argv[1:]),
+        command="python -m experiments.smax.plan " + " ".join(argv if argv is not None else sys.argv[1:]),
         machine=machine_description(),
         load_average=os.getloadavg(),  # > the cores: the machine was shared, and the times are upper bounds
         methods=list(METHODS),
@@ -405,7 +407,7 @@ def measure(args, argv) -> dict:
 
 def price_campaign(args, plan: dict, settings: dict) -> int:
     """Fit the campaign to --limit-hours at its budget; print the price and the cuts; --write records them."""
-    from inspo.smax.protocol import SCALES
+    from experiments.smax.protocol import SCALES
 
     budget, why = campaign_budget(args.campaign, args.budget)
     scale = SCALES[settings["scale"]]

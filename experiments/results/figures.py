@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from inspo.results.stats import SCORES, CellResult
+from experiments.results.scores import SCORES, CellResult
 
 
 def read_curve(run_dir: Path, key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ def positive_int(text: str) -> int:
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of every command that runs a sweep (inspo sweep, inspo reproduce)."""
+    """The options of every command that runs a sweep (inspo sweep, python -m experiments.results)."""
     parser.add_argument("--address", help="a Ray cluster to join: auto or HOST:PORT (default: start Ray here)")
     parser.add_argument(
         "--cpus-per-run", type=float, default=1.0, help="CPUs of each run (its torch threads; default 1)"

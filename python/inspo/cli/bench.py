@@ -1,4 +1,4 @@
-"""`inspo bench` / `python -m inspo.bench`: throughput of the fused ops against eager PyTorch and
+"""`inspo bench`: throughput of the fused ops against eager PyTorch and
 torch.compile, against the measured memory bandwidth.
 
 Sections (all by default): `ops` (every op over the B x N x A sweep, forward / backward / both),
@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inspo.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="inspo bench", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -1,31 +1,22 @@
-"""The `inspo` command line.
+"""`inspo train`: one run, seeds batched in one process, the main job, or `--resume` of any of them.
 
-inspo train                      the main job: XOR (c), M-NE imbalanced, Bridge optimal (fused mode),
-                                 then a table of scores
+inspo train                      the main job: XOR (c), M-NE imbalanced, Bridge optimal, then a table of scores
 inspo train --env xor --dataset d --mode exact --seed 3 --set eta=0.5 --out runs/x
 inspo train --env xor --dataset c --mode simultaneous --regime full-update
 inspo train --config run.yaml --set lr=1e-3      a YAML / JSON file of config fields, --set on top
 inspo train --out runs/x --resume [--steps N]    continue (or extend to N steps) the run in runs/x
 inspo train --dataset-path DATA  a dataset-only run (any format and shapes; no evaluation)
 inspo train --dataset-path DATA --env my_envs:make_env   ... evaluated in a user environment
-inspo eval runs/x                evaluate a checkpoint (a run folder or a checkpoint.pt)
-inspo data info | convert PATH   any dataset: what it holds, another format (and SMAX make / check)
-inspo bench | reproduce          provided by optional modules (benchmarks, results)
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
-import importlib
 import json
-import os
 import shlex
-import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
-from inspo import __version__
 from inspo.config import (
     REGIMES,
     TrainConfig,
@@ -37,13 +28,6 @@ from inspo.config import (
 )
 from inspo.extras import require
 
-# subcommands implemented elsewhere: name -> (module exposing add_arguments(parser) and run(args), help)
-LAZY_COMMANDS = {
-    "bench": ("inspo.bench.cli", "benchmark the fused ops against the reference"),
-    "reproduce": ("inspo.results.cli", "rerun the results of the docs (seeds, spread, figures)"),
-    "data": ("inspo.data.cli", "look at, convert and make datasets (info, convert, SMAX make/check)"),
-    "sweep": ("inspo.sweep.cli", "run a sweep spec (configs x seeds) on Ray, here or on a cluster"),
-}
 # the main job: (env, dataset, mode) with the env presets. Bridge trains in the exact mode (Algorithm 1): its
 # fused runs find the optimal path in most seeds but not all, and which seeds fail moves with float rounding
 # (docs/PERFORMANCE.md#less-work-per-iteration); the exact mode finds it in each
@@ -52,132 +36,59 @@ DEFAULT_JOB_OUT = "runs/default"
 MAIN_JOB = "job.json"  # in the main job's folder: its overrides and seeds, what `--resume` continues it with
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LAZY_COMMANDS:
-        return run_lazy_command(argv[0], argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.command is None:
-        build_parser().print_help()
-        return 0
-    return run_reporting_errors(args.command, lambda: args.handler(args), args)
-
-
-def run_reporting_errors(command: str, body, args: Optional[argparse.Namespace] = None) -> int:
-    """body() with user mistakes and faults as one line `inspo COMMAND: error: ...` (exit 2) and Ctrl-C
-    as one line saying how to continue (exit 130; cmd_train keeps args.run_folder current)."""
-    try:
-        return int(body() or 0)
-    except BrokenPipeError:  # the reader of stdout went away (`| head`): nothing more to say to anyone
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the exit's flush would fail again)
-        return 141  # 128 + SIGPIPE, what a tool killed by the signal reports
-    except (ValueError, OSError) as error:  # bad input (ValueError), unusable paths (OSError names them)
-        print(f"inspo {command}: error: {describe_error(error)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"inspo {command}: interrupted{resume_advice(getattr(args, 'run_folder', None))}", file=sys.stderr)
-        return 130
-
-
-def describe_error(error: Exception) -> str:
-    """The error's message; an OSError's as PATH: what is wrong there (not "[Errno 20] ..."), a path
-    through a file naming that file."""
-    if not isinstance(error, OSError) or error.filename is None:
-        return str(error)
-    path = Path(os.fsdecode(error.filename))
-    if error.errno == errno.ENOTDIR:
-        blocker = next((part for part in path.parents if part.is_file()), None)
-        if blocker is not None:
-            return f"cannot use {path}: {blocker} is a file, not a folder"
-    return f"{path}: {error.strerror or error}"
-
-
-def resume_advice(out: Optional[Path]) -> str:
-    """How to continue the run interrupted in folder `out` (none: not a training run)."""
-    from inspo.run import CHECKPOINT, CONFIG
-
-    if out is None:
-        return ""
-    if any((out / name).is_file() for name in (CHECKPOINT, CONFIG, MAIN_JOB)) or any(out.glob(f"seed*/{CONFIG}")):
-        return f"; continue with: inspo train --out {shlex.quote(str(out))} --resume"
-    return f"; nothing was written to {out} yet"
-
-
-def run_lazy_command(name: str, argv: list[str]) -> int:
-    module_name, help_text = LAZY_COMMANDS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name and module_name.startswith(error.name):
-            print(f"inspo {name}: this feature is not installed (no module {module_name})", file=sys.stderr)
-            return 2
-        raise
-    parser = argparse.ArgumentParser(prog=f"inspo {name}", description=help_text)
-    module.add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_reporting_errors(name, lambda: module.run(args))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inspo", description="In-Sample Sequential Policy Optimization")
-    parser.add_argument("--version", action="version", version=f"inspo {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    train = commands.add_parser(
-        "train",
-        help="train (no arguments: the main job and its table)",
-        description="Train one run, or with no --env the main job "
-        "(XOR c, M-NE imbalanced, Bridge optimal) and its table.",
-        epilog=fields_help() + "\n\n" + options_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Train one run, or with no --env the main job (XOR c, M-NE imbalanced, Bridge optimal) and its table."
     )
-    train.add_argument(
+    parser.epilog = fields_help() + "\n\n" + options_help()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument(
         "--env",
         help="xor, mne, bridge (smax:<map> when installed), or a user environment "
         "module:factory; omit for the main job, or with --dataset-path for a "
         "dataset-only run (no evaluation)",
     )
-    train.add_argument("--dataset", help="dataset name of the env (default: the env preset's)")
-    train.add_argument(
+    parser.add_argument("--dataset", help="dataset name of the env (default: the env preset's)")
+    parser.add_argument(
         "--dataset-path",
         help="train on this dataset instead: a PyMARL .npy folder, an HDF5 file "
         "or an OG-MARL vault (see inspo data info)",
     )
-    train.add_argument(
+    parser.add_argument(
         "--dataset-format", choices=("auto", "npy", "h5", "vault"), help="format of --dataset-path (default: detected)"
     )
-    train.add_argument(
+    parser.add_argument(
         "--episode-limit",
         type=int,
         help="time limit of the dataset's episodes, for data that flags time-limit ends as "
         "terminal: an episode that ran this many steps was cut (bootstrapped)",
     )
-    train.add_argument("--algo", help="trainer from inspo.algos (inspo, bc, ...; default inspo)")
-    train.add_argument("--mode", choices=("fused", "exact", "simultaneous"), help="InSPO update mode")
-    train.add_argument(
+    parser.add_argument("--algo", help="trainer from inspo.algos (inspo, bc, ...; default inspo)")
+    parser.add_argument("--mode", choices=("fused", "exact", "simultaneous"), help="InSPO update mode")
+    parser.add_argument(
         "--regime",
         choices=tuple(REGIMES),
         help="update regime (default one-step; see inspo.config.REGIMES and docs/ALGORITHM.md#update-regimes)",
     )
-    train.add_argument("--seed", type=int, help="seed of data, initialization and sampling (default 0)")
-    train.add_argument(
+    parser.add_argument("--seed", type=int, help="seed of data, initialization and sampling (default 0)")
+    parser.add_argument(
         "--seeds",
         type=parse_seeds,
         metavar="LIST",
         help="train these seeds batched in one process, e.g. 0-4 or 0,3,7: one run folder OUT/seedK each",
     )
-    train.add_argument(
+    parser.add_argument(
         "--steps",
         type=int,
         help="training iterations (default: the env preset's; a preset's critic warm-up scales with them); "
         "--algo bc: its behaviour-cloning steps (bc_steps)",
     )
-    train.add_argument(
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="a YAML or JSON file of TrainConfig fields (the same fields as --set, which wins)",
     )
-    train.add_argument(
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -186,42 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="override any TrainConfig field, e.g. --set eta=0.5, or an option of the env or algorithm "
         "as SECTION.FIELD, e.g. --set xor.variant=plain (repeatable; the options are listed below)",
     )
-    train.add_argument("--out", help="output folder (metrics, checkpoints, results); default under runs/")
-    train.add_argument(
+    parser.add_argument("--out", help="output folder (metrics, checkpoints, results); default under runs/")
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out (default: the main job in runs/default) with its own config "
         "(--steps N: extend it to N steps)",
     )
-    train.add_argument(
+    parser.add_argument(
         "--allow-dataset-change",
         action="store_true",
         help="with --resume: continue even though the dataset's files changed since the checkpoint",
     )
-    train.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start over")
-    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(handler=cmd_train)
-
-    evaluate = commands.add_parser("eval", help="evaluate a checkpoint")
-    evaluate.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
-    evaluate.add_argument("--episodes", type=int, help="evaluation episodes (default: the run's)")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation rollouts")
-    evaluate.add_argument("--device", help="device of the policy network (default: the run's)")
-    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
-    evaluate.add_argument(
-        "--env",
-        help="evaluate in this environment instead of the run's (a dataset-only run "
-        "has none): a built-in name or module:factory with the dataset's sizes",
-    )
-    evaluate.set_defaults(handler=cmd_eval)
-
-    for name, (_, help_text) in LAZY_COMMANDS.items():
-        commands.add_parser(name, help=help_text, add_help=False)
-    return parser
+    parser.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start over")
+    parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from inspo.algos import get_trainer
     from inspo.run import claim_run_folder
 
@@ -545,49 +438,3 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
         seconds = "-" if results["seconds"] is None else f"{results['seconds']:.1f}s"
         lines.append(f"{task:<26} {method:<30} {config.seed:>4} {seconds:>7}  {shown}")
     print("\n".join(lines))
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from inspo.bc import make_policy_net, policy_fn
-    from inspo.envs import make_env
-    from inspo.nets import set_precision
-    from inspo.run import eval_generator, load_checkpoint, policy_state
-
-    if args.episodes is not None and args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
-    payload = load_checkpoint(args.checkpoint)
-    config = TrainConfig.from_dict(
-        {
-            **payload["config"],
-            **({"device": args.device} if args.device else {}),
-            **({"env": args.env} if args.env else {}),
-        }
-    )
-    if config.env is None:
-        raise ValueError(
-            f"{args.checkpoint} is a dataset-only run (no environment); give --env NAME or --env module:factory"
-        )
-    env = make_env(config)
-    actor = make_policy_net(config, env.n_agents, env.obs_dim, env.n_actions)
-    set_precision(actor, config.precision)
-    try:
-        actor.load_state_dict(policy_state(payload))
-    except RuntimeError as error:
-        raise ValueError(
-            f"the policy in {args.checkpoint} does not fit {config.env} (agents {env.n_agents}, actions "
-            f"{env.n_actions}, obs dim {env.obs_dim}): {str(error).splitlines()[0]}"
-        ) from error
-    episodes = args.episodes or config.eval_episodes
-    rollouts = eval_generator(TrainConfig.from_dict({**config.to_dict(), "seed": args.seed}), payload["step"])
-    scores = env.evaluate(policy_fn(actor), episodes=episodes, generator=rollouts)
-    if args.json:
-        print(json.dumps(scores, indent=2))
-    else:  # the table's seed and time are the run's; the evaluation's seed is its own
-        print_table([(payload.get("algo", "?"), config, {"scores": scores, "seconds": None})])
-        print(f"  evaluated at step {payload['step']}: {episodes} episodes, evaluation seed {args.seed}")
-        print("\n".join(f"  {key}: {value:.4f}" for key, value in scores.items()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

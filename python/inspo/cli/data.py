@@ -1,4 +1,11 @@
-"""``inspo data``: make and check SMAX datasets.
+"""`inspo data`: look at, convert and make datasets.
+
+    inspo data info PATH                          # any format: checked as training checks it; sizes, ends,
+                                                  # returns, Joint SACo (--histogram PNG: the returns)
+    inspo data info PATH --episode-limit 50       # ... with time-limit ends decided by the limit
+    inspo data convert SRC DST --to h5            # npy | h5 | vault, lossless
+
+SMAX datasets (the `smax` extra; no JAX is imported before one of these runs):
 
     inspo data make --env smax:3m --tier expert            # trains the behaviour policy first if needed
     inspo data make --env smax:3m --tier all               # expert, medium, medium-replay, mixed (one training)
@@ -8,25 +15,55 @@
     inspo data make --env smax:2s3z --tier all --behaviour DIR   # the tiers from an exported run: no training
     inspo data check ~/.cache/inspo/smax/3m/seed0/expert  # verify a dataset against its card
     inspo data summary                                     # a table of every dataset card under the root
-
-The registering CLI calls ``add_arguments(parser)`` on its ``data`` subparser and ``run(args)``.
-This module imports no JAX until ``run``.
 """
+
+from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
-COMMANDS = ("make", "behaviour", "summary", "check")
+from inspo.data.buffer import DatasetError
+from inspo.data.formats import FORMATS
+
+FORMAT_CHOICES = ("auto", *FORMATS)
+SMAX_COMMANDS = ("make", "behaviour", "summary", "check")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_commands(parser.add_subparsers(dest="data_command", metavar="{make,behaviour,summary,check}", required=True))
+    commands = parser.add_subparsers(
+        dest="data_command", required=True, metavar="{info,convert," + ",".join(SMAX_COMMANDS) + "}"
+    )
 
+    def source(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--dataset-format", choices=FORMAT_CHOICES, default="auto", help="format of the dataset (default: detected)"
+        )
+        sub.add_argument(
+            "--episode-limit",
+            type=int,
+            default=None,
+            help="time limit of the episodes: an episode that ran this many steps was cut there "
+            "(truncated, bootstrapped) even if flagged terminated; for data that does not "
+            "store truncations apart",
+        )
 
-def add_commands(commands) -> None:
-    """The SMAX subcommands on `commands` (an argparse subparsers action; `inspo data` adds its own too)."""
+    info = commands.add_parser("info", help="what a dataset holds (any format)")
+    info.add_argument("path", type=Path)
+    source(info)
+    info.add_argument(
+        "--histogram", type=Path, default=None, metavar="PNG", help="write a histogram of the episode returns here"
+    )
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    convert = commands.add_parser("convert", help="convert a dataset to another format, losslessly")
+    convert.add_argument("source", type=Path)
+    convert.add_argument("destination", type=Path)
+    convert.add_argument("--to", choices=FORMATS, required=True, help="format written")
+    source(convert)
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing destination")
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--env", required=True, help="smax:<map>, e.g. smax:3m, smax:2s3z, smax:5m_vs_6m")
@@ -96,6 +133,69 @@ def add_commands(commands) -> None:
     check.add_argument("--hashes", action="store_true", help="also compare the sha256 of every array file")
 
 
+def run(args: argparse.Namespace) -> int:
+    if args.data_command not in ("info", "convert"):
+        return run_smax(args)
+    try:
+        return _info(args) if args.data_command == "info" else _convert(args)
+    except (DatasetError, ValueError, FileExistsError, ModuleNotFoundError) as error:
+        print(f"inspo data {args.data_command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _check_limit(limit) -> None:
+    if limit is not None and limit < 1:
+        raise ValueError(f"--episode-limit must be >= 1, got {limit}")
+
+
+def _info(args: argparse.Namespace) -> int:
+    from inspo.data.formats import build_store, read_dataset
+    from inspo.data.summary import summarize, write_histogram
+
+    _check_limit(args.episode_limit)
+    dataset = read_dataset(args.path, args.dataset_format)
+    # the checks training makes (flags, actions under the masks, finite values, the reward bound), in one
+    # pass over the files that keeps only the actions and rewards in memory
+    build_store(dataset, mapped=True, episode_limit=args.episode_limit)
+    summary = summarize(dataset, args.episode_limit)
+    histogram = None if args.histogram is None else write_histogram(summary, args.histogram)
+    if args.json:
+        print(json.dumps({**summary.to_dict(), "histogram": None if histogram is None else str(histogram)}, indent=2))
+    else:
+        print("\n".join(summary.lines()))
+        if histogram is not None:
+            print(f"histogram     {histogram}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from inspo.data.formats import read_dataset, write_dataset
+
+    _check_limit(args.episode_limit)
+    destination = args.destination
+    if destination.exists():
+        if not args.overwrite:
+            raise FileExistsError(f"{destination} exists; pass --overwrite to replace it")
+    dataset = read_dataset(args.source, args.dataset_format)
+    if destination.resolve() == Path(dataset.path).resolve():
+        raise ValueError("the destination is the source")
+    if destination.exists():
+        shutil.rmtree(destination) if destination.is_dir() else destination.unlink()
+    try:
+        write_dataset(
+            destination,
+            dataset.arrays,
+            dataset.meta,
+            args.to,
+            episode_limit=args.episode_limit,
+            log=lambda message: print(message, file=sys.stderr),
+        )
+    except DatasetError as error:
+        raise dataset.error(error) from error
+    print(f"{args.source} ({dataset.format}) -> {destination} ({args.to})")
+    return 0
+
+
 def _data_config(args, tier: str):
     from inspo.smax import map_from_env_name
     from inspo.smax.tiers import DEFAULT_ROOT, DataConfig, behaviour_config
@@ -136,7 +236,7 @@ def _data_config(args, tier: str):
     ).validate()
 
 
-def run(args: argparse.Namespace) -> int:
+def run_smax(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except ModuleNotFoundError as error:  # no jaxmarl: say how to install it, no traceback
@@ -191,14 +291,3 @@ def _run(args: argparse.Namespace) -> int:
     for tier in tiers:
         print(make_dataset(_data_config(args, tier), log))
     return 0
-
-
-def main(argv=None) -> int:
-    """Stand-alone entry point (``python -m inspo.smax.cli``), same as ``inspo data``."""
-    parser = argparse.ArgumentParser(prog="inspo data", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

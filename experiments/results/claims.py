@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from inspo.results.grid import OMIGA_ALPHA
-from inspo.results.stats import ENV_NAMES, RESOLUTION, Stats, Table, compare, greedy_joint, out_of_data
+from experiments.results.grid import OMIGA_ALPHA
+from experiments.results.scores import ENV_NAMES, RESOLUTION, Stats, Table, compare, greedy_joint, out_of_data
 
 DISCUSSION_REGIONS = ("claims", "baselines", "sequence", "entropy", "xor-b", "choices")
 

@@ -1,6 +1,6 @@
 """Training throughput of InSPO's fused and exact modes on a SMAX dataset read from memory-mapped files.
 
-    python -m inspo.smax.bench --dataset ~/.cache/inspo/smax/2s3z/seed0/expert-1m --batch 256 1024
+    python benchmarks/benchmark_smax_mapped.py --dataset ~/.cache/inspo/smax/2s3z/seed0/expert-1m --batch 256 1024
 
 One timed iteration = draw a minibatch of rows, gather them from the mapped episode arrays
 (``inspo.data.MappedTransitions.index``) and run the InSPO learner's iteration (critic step + the
@@ -147,7 +147,9 @@ def markdown(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inspo.smax.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/benchmark_smax_mapped.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--dataset", type=Path, required=True, help="a SMAX dataset directory (with its card)")
     parser.add_argument("--modes", nargs="+", default=["fused", "exact"])
     parser.add_argument("--batch", nargs="+", type=int, default=[256, 1024])

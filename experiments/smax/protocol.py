@@ -1,7 +1,7 @@
 """The SMAX evaluation protocol (OG-MARL's "Dispelling the Mirage", Formanek et al., 2024, as the anchor):
 one resumable command, three phases, every run a sweep run (inspo.sweep) reused once finished.
 
-    python -m inspo.smax.results --protocol --maps 3m 2s3z 3s_vs_5z 5m_vs_6m --scale full --address auto
+    python -m experiments.smax --protocol --maps 3m 2s3z 3s_vs_5z 5m_vs_6m --scale full --address auto
 
 1. **curves**: every method (InSPO fused, InSPO exact, CFCQL, OMIGA, BC) at the middle value of its
    temperature sweep, on the tuning seeds, `max_steps` gradient steps, evaluated every `eval_every`
@@ -18,7 +18,7 @@ one resumable command, three phases, every run a sweep run (inspo.sweep) reused 
 3. **report**: the selected value of every method, map and tier on the fresh report seeds at the budget,
    the final policy (never the best checkpoint) on `final_episodes` battles, greedy and stochastic on
    the same battles: win rate and return as IQM [95% stratified-bootstrap CI] (rliable,
-   inspo.sweep.stats) beside mean ± std, per tier and aggregated over a map's tiers.
+   inspo.stats) beside mean ± std, per tier and aggregated over a map's tiers.
 
 Run folders: <out>/<phase>/<map>/<tier>/<method>[/<field>=<value>]/seed<k>. Written beside them:
 protocol.json (budgets, per-method budgets, selections with their scores), marl_eval.json (the report
@@ -37,7 +37,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from inspo.smax.results import (
+from experiments.smax.results import (
     ALGORITHM_TITLES,
     ALGORITHMS,
     FINAL_SEED_OFFSET,
@@ -109,7 +109,7 @@ SCALES = {
         mu_steps=1_500,
     ),
     # sized to ~16 CPU-hours on the 2-core machines here (docs/SMAX.md, "The campaign"): curves to 10,000
-    # steps on the two tiers where offline methods should differ most; the cuts (python -m inspo.smax.plan
+    # steps on the two tiers where offline methods should differ most; the cuts (python -m experiments.smax.plan
     # --campaign) come from the campaign file (experiments/smax-campaign/campaign.json)
     "campaign": Scale(
         "campaign",
@@ -164,8 +164,8 @@ class Protocol:
 
 
 def iqm(values: Sequence[float]) -> float:
-    """The interquartile mean of seeds (rliable's, through inspo.sweep.stats)."""
-    from inspo.sweep.stats import iqm_point
+    """The interquartile mean of seeds (rliable's, through inspo.stats)."""
+    from inspo.stats import iqm_point
 
     return iqm_point(values)
 
@@ -239,7 +239,7 @@ def _run(protocol: Protocol, phase, map_name, tier, method, seed, extra, value=N
     name = run_name(phase, map_name, tier, method, value)
     finish = (
         (
-            "inspo.smax.results:write_final_eval",
+            "experiments.smax.results:write_final_eval",
             (("episodes", protocol.scale.final_episodes), ("seed_offset", FINAL_SEED_OFFSET)),
         )
         if final
@@ -611,8 +611,8 @@ def seed_means(finals: list[dict], metric: str) -> list[float]:
 
 def score_cell(values: Sequence[float]) -> str:
     """ "IQM [low, high] · mean ± std" of the seeds (one seed: its value)."""
+    from inspo.stats import format_interval, iqm_interval
     from inspo.sweep.report import mean_std
-    from inspo.sweep.stats import format_interval, iqm_interval
 
     if not len(values):
         return "–"
@@ -639,7 +639,7 @@ def _rules(protocol: Protocol) -> str:
         )
     cap = f", capped at {scale.budget_cap:,} steps" if scale.budget_cap else ""
     return (
-        f"Protocol (`--scale {scale.name}`; inspo.smax.protocol): learning curves of every method on {curve_tiers}, "
+        f"Protocol (`--scale {scale.name}`; experiments.smax.protocol): learning curves of every method on {curve_tiers}, "
         f"tuning seeds {', '.join(map(str, scale.tuning_seeds))}, up to {scale.max_steps:,} gradient steps "
         f"(evaluated every {scale.eval_every:,} on {scale.curve_episodes} battles); the budget of a map is the "
         f"smallest step after which every method's tuning-seed IQM curve (stochastic return) stays within "
@@ -668,7 +668,7 @@ def _progress_lines(protocol: Protocol, summaries: Summaries) -> list[str]:
 
 def _improvement_lines(protocol: Protocol, summaries: Summaries, decisions: dict) -> list[str]:
     """P(InSPO fused > baseline) per map over its tiers (rliable's probability of improvement, 95% CI)."""
-    from inspo.sweep.stats import format_interval, probability_of_improvement
+    from inspo.stats import format_interval, probability_of_improvement
 
     ours = "inspo-fused"
     others = [m for m in protocol.methods if m != ours]
@@ -795,7 +795,7 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
 
 
 def _aggregate(per_tier: list[list[float]]) -> str:
-    from inspo.sweep.stats import format_interval, iqm_interval
+    from inspo.stats import format_interval, iqm_interval
 
     if not per_tier or any(len(v) != len(per_tier[0]) or not v for v in per_tier):
         return "–"
@@ -834,7 +834,7 @@ def write_results_md(protocol: Protocol, results_md: Path, figures: Path) -> Non
     write_outputs)."""
     import shutil
 
-    from inspo.results.report import fill_regions
+    from experiments.results.report import fill_regions
 
     decisions = json.loads((protocol.out / "protocol.json").read_text())
     figures.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ by hand. A region is
     ...
     <!-- end generated: NAME -->
 
-and `inspo reproduce` rewrites what lies between the two markers, nothing else. A RESULTS.md without
+and `python -m experiments.results` rewrites what lies between the two markers, nothing else. A RESULTS.md without
 the markers of a region it writes is an error (add them where the region belongs).
 """
 
@@ -21,14 +21,14 @@ from typing import Optional
 
 import numpy as np
 
+from experiments.results.claims import DISCUSSION_REGIONS, discussion
+from experiments.results.grid import OMIGA_ALPHA, STEPS, train_command
+from experiments.results.scores import SCORES, CellResult, Table
 from inspo.config import REGIMES, TrainConfig
-from inspo.results.claims import DISCUSSION_REGIONS, discussion
-from inspo.results.grid import OMIGA_ALPHA, STEPS, train_command
-from inspo.results.stats import SCORES, CellResult, Table
-from inspo.sweep.stats import format_interval, iqm_interval, probability_of_improvement
+from inspo.stats import format_interval, iqm_interval, probability_of_improvement
 
-# every region of RESULTS.md, in the order of one made from nothing (skeleton): `inspo reproduce` writes them
-# all but smax-protocol, which `python -m inspo.smax.results --protocol --results-md` writes
+# every region of RESULTS.md, in the order of one made from nothing (skeleton): `python -m experiments.results` writes them
+# all but smax-protocol, which `python -m experiments.smax --protocol --results-md` writes
 REGIONS = (
     "provenance",
     "grid",
@@ -289,7 +289,7 @@ def write_results_md(
     if smax_markdown is not None:
         regions["smax"] = [smax_markdown.strip()]
     elif not path.is_file():  # a new RESULTS.md: not the template's SMAX numbers
-        regions["smax"] = ["Not part of this invocation (`inspo reproduce --smax` adds the SMAX grid)."]
+        regions["smax"] = ["Not part of this invocation (`python -m experiments.results --smax` adds the SMAX grid)."]
     text = fill_regions(
         template_text(path), {name: "\n".join(lines) for name, lines in regions.items()}, where=str(path)
     )

@@ -4,7 +4,7 @@ Every op has a pure-PyTorch twin in `inspo_ext.reference` that defines its math;
 (float64 to rounding), check their inputs (exceptions name the argument and the index), and fall back to
 the reference with a warning when the compiled module lacks the tensors' device. Inside
 `deferred_status()` and while a CUDA graph is captured, the ops do not read their error status back;
-`check_status()` raises the first error later (python/inspo_ext/_status.py).
+`check_status()` raises the first error later (inspo_ext/_status.py).
 """
 
 from __future__ import annotations

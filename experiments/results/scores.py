@@ -8,8 +8,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from inspo.results.grid import Cell
-from inspo.sweep.stats import iqm_interval
+from experiments.results.grid import Cell
+from inspo.stats import iqm_interval
 
 # the score of a run: (key, header) per env, the first one is the headline
 SCORES = {

@@ -1,9 +1,9 @@
-"""`inspo reproduce`: every algorithm x environment x dataset x seed of docs/RESULTS.md, by one command.
+"""`python -m experiments.results`: every algorithm x environment x dataset x seed of docs/RESULTS.md, by one command.
 
-    inspo reproduce                    the full grid, 5 seeds (about an hour on 2 CPU cores)
-    inspo reproduce --quick            a CI-sized grid (fewer cells, steps and seeds; a few minutes)
-    inspo reproduce --only xor-c --seeds 2 --steps 100 --out runs/try --docs runs/try
-    inspo reproduce --address auto     the same on the Ray cluster this machine belongs to
+    python -m experiments.results                    the full grid, 5 seeds (about an hour on 2 CPU cores)
+    python -m experiments.results --quick            a CI-sized grid (fewer cells, steps and seeds; a few minutes)
+    python -m experiments.results --only xor-c --seeds 2 --steps 100 --out runs/try --docs runs/try
+    python -m experiments.results --address auto     the same on the Ray cluster this machine belongs to
 
 The grid is a sweep (inspo.sweep) on Ray: each cell's seeds are one task, finished runs are reused (keyed by
 their full config and the code version) and a lost or failed task is retried, so an interrupted reproduce
@@ -22,11 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from inspo.results.figures import make_figures
-from inspo.results.grid import QUICK_SEEDS, SEEDS, build_grid, cell_config, grid_runs, train_command
-from inspo.results.report import write_results_md
-from inspo.results.stats import CellResult
-from inspo.sweep.cli import add_ray_arguments, sweep_options
+from experiments.results.figures import make_figures
+from experiments.results.grid import QUICK_SEEDS, SEEDS, build_grid, cell_config, grid_runs, train_command
+from experiments.results.report import write_results_md
+from experiments.results.scores import CellResult
+from inspo.cli.sweep import add_ray_arguments, sweep_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--smax",
         action="store_true",
-        help="add the SMAX grid (inspo.smax.results.reproduce_rows; needs the smax extra)",
+        help="add the SMAX grid (experiments.smax.results.reproduce_rows; needs the smax extra)",
     )
     parser.add_argument("--list", action="store_true", help="print the cells and their commands, run nothing")
     parser.add_argument(
@@ -65,8 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The `inspo reproduce ...` invocation that reproduces `args` (where the runs ran is no part of it)."""
-    words = ["inspo", "reproduce"]
+    """The `python -m experiments.results ...` invocation that reproduces `args` (where the runs ran is no part of it)."""
+    words = ["python", "-m", "experiments.results"]
     if args.quick:
         words.append("--quick")
     for name in ("seeds", "steps", "out", "docs"):
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return reproduce(args)
     except (ValueError, FileNotFoundError) as error:
-        print(f"inspo reproduce: error: {error}", file=sys.stderr)
+        print(f"python -m experiments.results: error: {error}", file=sys.stderr)
         return 2
 
 
@@ -98,7 +98,7 @@ def reproduce(args: argparse.Namespace) -> int:
     from inspo.sweep.runner import ray_session, run_sweep
 
     if not args.list:  # before any run trains: the figures come last
-        require("matplotlib", "inspo reproduce (its figures)", "'inspo[plots]'")
+        require("matplotlib", "python -m experiments.results (its figures)", "'inspo[plots]'")
     start = time.perf_counter()
     extra = parse_overrides(args.overrides)
     seeds = list(range(args.seeds if args.seeds is not None else QUICK_SEEDS if args.quick else SEEDS))
@@ -118,7 +118,7 @@ def reproduce(args: argparse.Namespace) -> int:
         print(f"{len(cells)} cells x {len(seeds)} seeds = {len(runs)} runs")
         return 0
     print(
-        f"inspo reproduce: {len(cells)} cells x {len(seeds)} seeds = {len(runs)} runs, run folders under {out_root}/",
+        f"python -m experiments.results: {len(cells)} cells x {len(seeds)} seeds = {len(runs)} runs, run folders under {out_root}/",
         flush=True,
     )
 
@@ -138,7 +138,7 @@ def reproduce(args: argparse.Namespace) -> int:
             if args.smax:
                 smax_markdown = smax_rows(out_root / "smax", args)
     if not args.smax:
-        print("inspo reproduce: SMAX rows skipped (pass --smax to add them)")
+        print("python -m experiments.results: SMAX rows skipped (pass --smax to add them)")
     results = [
         CellResult(c, {seed: finished[(c.key, seed)] for seed in seeds if (c.key, seed) in finished}) for c in cells
     ]
@@ -194,15 +194,28 @@ def reproduce(args: argparse.Namespace) -> int:
     )
     print(f"wrote {docs / 'RESULTS.md'}, {out_root / 'marl_eval.json'} and {len(figures)} figures under {figure_dir}/")
     if failures:
-        print(f"inspo reproduce: {len(failures)} seed groups failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+        print(
+            f"python -m experiments.results: {len(failures)} seed groups failed:\n  " + "\n  ".join(failures),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 def smax_rows(out: Path, args: argparse.Namespace):
     try:
-        from inspo.smax.results import reproduce_rows
+        from experiments.smax.results import reproduce_rows
     except ImportError as error:
-        print(f"inspo reproduce: SMAX rows skipped, inspo.smax.results is unavailable ({error})")
+        print(f"python -m experiments.results: SMAX rows skipped, experiments.smax.results is unavailable ({error})")
         return None
     return reproduce_rows(out, quick=args.quick, **sweep_options(args))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.results", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

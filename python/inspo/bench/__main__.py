@@ -1,5 +1,0 @@
-import sys
-
-from inspo.bench.cli import main
-
-sys.exit(main())
