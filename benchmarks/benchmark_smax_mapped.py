@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from inspo.trainer import InspoLearner
+    from inspo.learners.inspo import InspoLearner
 
 
 def _learner(config, store, mu_state=None) -> "InspoLearner":
-    from inspo.loop import Dims
-    from inspo.trainer import InspoLearner
+    from inspo.learners.inspo import InspoLearner
+    from inspo.learners.learner import Dims
 
     torch.manual_seed(0)  # every case starts from the same networks and fresh optimizers
     learner = InspoLearner(config, 1, Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions))
@@ -40,11 +40,10 @@ def _learner(config, store, mu_state=None) -> "InspoLearner":
 
 def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: int, overrides: dict, log) -> dict:
     import inspo_ext
-    from inspo.bc import fit_behaviour
     from inspo.config import make_config
-    from inspo.data import MappedTransitions
+    from inspo.data import MappedTransitions, stack_batches
     from inspo.data.card import load_dataset
-    from inspo.loop import stack_batches
+    from inspo.learners.bc import fit_behaviour
 
     started = time.perf_counter()
     arrays, meta = load_dataset(dataset)  # memory-mapped, checked against its card

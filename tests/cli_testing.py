@@ -12,7 +12,7 @@ def training_state(folder):
     interruption changes): every tensor, the optimizers, the RNG states, the step, config and dataset."""
     import torch
 
-    from inspo.run import payload_digest
+    from inspo.runfolder import payload_digest
 
     payload = torch.load(Path(folder) / "checkpoint.pt", weights_only=False)
     return payload_digest({key: value for key, value in payload.items() if key not in ("checksum", "seconds")})
@@ -28,7 +28,7 @@ def main_interrupted(argv):
 
 def interrupt_at_step(monkeypatch, step):
     """Ctrl-C right after a run logs its metrics row of `step` (RunFiles.log patched for the test)."""
-    from inspo.run import RunFiles
+    from inspo.runfolder import RunFiles
 
     log = RunFiles.log
 

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 import train_testing
-from inspo.baselines.cfcql import KL_SMOOTHING, CfcqlLearner, cfcql_losses, train
 from inspo.config import make_config
 from inspo.data import TransitionBatch
-from inspo.loop import Dims, train_seeds
+from inspo.learners.cfcql import KL_SMOOTHING, CfcqlLearner, cfcql_losses
+from inspo.learners.learner import Dims
+from inspo.loop import train, train_seeds
 from inspo.nets import AgentMLP, masked_log_softmax
-from inspo.run import prepare_run
+from inspo.task import prepare_task
 from train_testing import assert_same_run, final_state, mlp_by_hand, rows, tiny
 
 N, O, S, A, B = 3, 4, 5, 4, 12
@@ -154,7 +155,7 @@ def test_cfcql_finds_the_best_equilibrium_of_balanced_mne(tmp_path):
         critic_warmup_steps=0,
     )
     assert train(config, out_dir=tmp_path, progress=False)["scores"]["greedy_payoff"] == 10.0
-    store = prepare_run(config).store
+    store = prepare_task(config).store
     q_net = AgentMLP(1, 2, store.obs_dim, 3, (32, 32))
     q_net.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False)["actor"])
     with torch.no_grad():

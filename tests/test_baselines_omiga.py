@@ -7,11 +7,12 @@ import pytest
 import torch
 
 import train_testing
-from inspo.baselines.omiga import M_FLOOR, Z_CLAMP, OmigaLearner, omiga_losses, train
 from inspo.cli import main
 from inspo.config import make_config
 from inspo.data import TransitionBatch
-from inspo.loop import Dims
+from inspo.learners.learner import Dims
+from inspo.learners.omiga import M_FLOOR, Z_CLAMP, OmigaLearner, omiga_losses
+from inspo.loop import train
 from train_testing import mlp_by_hand
 
 N, O, S, A, B = 3, 4, 5, 4, 32

@@ -189,7 +189,7 @@ def test_ctrl_c_is_one_line_saying_how_to_continue(monkeypatch, tmp_path, capsys
 
 
 def test_ctrl_c_before_the_run_starts_offers_no_resume(monkeypatch, tmp_path, capsys):
-    from inspo.run import RunFiles
+    from inspo.runfolder import RunFiles
 
     def interrupted(self, config):
         raise KeyboardInterrupt

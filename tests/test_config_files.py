@@ -9,7 +9,7 @@ import torch
 from cli_testing import interrupt_at_step, main_interrupted, training_state
 from inspo.cli import main
 from inspo.config import load_config_file, make_config
-from inspo.trainer import train
+from inspo.loop import train
 
 TINY = ["--set", "bc_steps=5", "--set", "batch_size=32", "--set", "eval_episodes=3", "--quiet"]
 YAML = """\

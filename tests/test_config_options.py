@@ -9,7 +9,7 @@ import torch
 
 from inspo.cli import main
 from inspo.config import LEGACY_FIELDS, TrainConfig, make_config
-from inspo.run import CHECKPOINT, CONFIG, RunFiles, load_checkpoint
+from inspo.runfolder import CHECKPOINT, CONFIG, RunFiles, load_checkpoint
 from train_testing import tiny
 
 # what an older version's TrainConfig held besides today's fields: every env's and algorithm's
@@ -77,7 +77,7 @@ def test_the_legacy_names_are_every_option_with_its_old_default():
     ],
 )
 def test_the_old_flat_names_train_bit_identically_to_the_new(algo, env, old, new, tmp_path):
-    from inspo.algos import get_trainer
+    from inspo.loop import train
 
     base = tiny(algo, 1, env=env, dataset="imbalanced" if env == "mne" else "d", steps=20, log_every=5)
     overrides = {name: value for name, value in base.to_overrides().items() if name != "env"}
@@ -86,7 +86,7 @@ def test_the_old_flat_names_train_bit_identically_to_the_new(algo, env, old, new
     assert with_old == with_new != base  # the old names took effect
     runs = {}
     for name, config in (("old", with_old), ("new", with_new), ("base", base)):
-        get_trainer(algo)(config, out_dir=tmp_path / name, progress=False)
+        train(config, out_dir=tmp_path / name, progress=False)
         runs[name] = load_checkpoint(tmp_path / name / CHECKPOINT)["actor"]
     assert all(torch.equal(runs["old"][key], runs["new"][key]) for key in runs["new"])
     assert not all(torch.equal(runs["base"][key], runs["new"][key]) for key in runs["new"])
@@ -123,7 +123,7 @@ def test_an_old_run_folder_evaluates_and_resumes(tmp_path, capsys):
 
 
 def test_the_main_job_gives_each_option_to_its_own_env(monkeypatch, capsys, tmp_path):
-    import inspo.algos
+    import inspo.loop
 
     trained = []
 
@@ -131,7 +131,7 @@ def test_the_main_job_gives_each_option_to_its_own_env(monkeypatch, capsys, tmp_
         trained.append(config)
         return {"scores": {}, "seconds": 0.0}
 
-    monkeypatch.setattr(inspo.algos, "get_trainer", lambda name: fake_trainer)
+    monkeypatch.setattr(inspo.loop, "train", fake_trainer)
     out = str(tmp_path / "job")
     assert main(["train", "--out", out, "--set", "xor.variant=plain", "--set", "mne.sampling=iid", "--quiet"]) == 0
     assert [config.env for config in trained] == ["xor", "mne", "bridge"]

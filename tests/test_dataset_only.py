@@ -66,8 +66,8 @@ def test_a_vault_trains_memory_mapped_with_padded_actions(tmp_path, capsys):
         )
         == 0
     )
-    from inspo.bc import make_policy_net, masked_log_softmax
-    from inspo.run import policy_state
+    from inspo.nets import make_policy_net, masked_log_softmax
+    from inspo.runfolder import policy_state
 
     payload = torch.load(out / "checkpoint.pt", weights_only=False)
     config = TrainConfig.from_dict(payload["config"])

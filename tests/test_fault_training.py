@@ -34,7 +34,7 @@ CASES = int(os.environ.get("INSPO_FAULT_CASES", "1"))
 CHILD = textwrap.dedent("""
     import io, json, os, signal, sys
     import torch
-    from inspo.run import RunFiles
+    from inspo.runfolder import RunFiles
 
     kind, at, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 
@@ -314,7 +314,7 @@ def test_rewards_within_the_bound_train_to_finite_losses(tmp_path, capsys):
 
 
 def test_a_loss_that_turns_non_finite_stops_the_run_naming_step_and_loss(tmp_path, capsys, monkeypatch):
-    from inspo.trainer import InspoLearner
+    from inspo.learners.inspo import InspoLearner
 
     update = InspoLearner.update
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import inspo_ext
-from inspo.loop import Learner, train
+from inspo.learners.learner import Learner
+from inspo.loop import train
 from inspo_ext import _backend, _status
 from ops_testing import joint_batch, next_step, run_loss, run_ratios, run_soft_bellman, run_weights
 from train_testing import tiny

@@ -7,17 +7,16 @@ import pytest
 import torch
 
 import inspo
-from inspo.algos import get_trainer
 from inspo.envs import make_env
-from inspo.loop import train_seeds
+from inspo.loop import train, train_seeds
 from inspo.nets import make_policy_net, policy_fn
-from inspo.run import RunFolderError, load_checkpoint, policy_state
+from inspo.runfolder import RunFolderError, load_checkpoint, policy_state
 from train_testing import tiny
 
 
 def trained(tmp_path, name, **overrides):
     config = tiny("bc", 0, env="bridge", steps=20, **overrides)
-    get_trainer(config.algo)(config, out_dir=tmp_path / name, progress=False)
+    train(config, out_dir=tmp_path / name, progress=False)
     return config, tmp_path / name
 
 

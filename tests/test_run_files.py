@@ -18,8 +18,8 @@ from inspo.cli import main
 from inspo.config import make_config
 from inspo.data import save_episode_buffer
 from inspo.envs.matrix import XorGame
-from inspo.run import CheckpointError, RunFiles, RunFolderError, load_checkpoint
-from inspo.trainer import train
+from inspo.loop import train
+from inspo.runfolder import CheckpointError, RunFiles, RunFolderError, load_checkpoint
 
 TINY = dict(bc_steps=5, batch_size=32, hidden=(8, 8), critic_hidden=(8, 8), log_every=1)
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from inspo.config import make_config
+from inspo.loop import train
 from inspo.sweep import execute
 from inspo.sweep.runner import Progress
 from inspo.sweep.spec import load_spec, parse_spec, seed_groups
-from inspo.trainer import train
 
 TINY = dict(
     steps=20, checkpoint_every=10, log_every=5, hidden=(8, 8), critic_hidden=(8, 8), bc_steps=10, eval_episodes=2

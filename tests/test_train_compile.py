@@ -9,9 +9,10 @@ import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
 
-import inspo.loop
-from inspo.loop import replays_cuda_graphs, train_seeds
-from inspo.trainer import InspoLearner
+import inspo.learners.learner
+from inspo.learners.inspo import InspoLearner
+from inspo.learners.learner import replays_cuda_graphs
+from inspo.loop import train_seeds
 from ops_testing import cuda_ready
 from train_testing import assert_same_run, tiny
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not sl
 def graph_capture(monkeypatch):
     """Dynamo's capture without inductor's code generation (graph breaks and recompiles are decided
     before the backend; the backend's numbers are torch's): a fresh dynamo state and counters."""
-    monkeypatch.setattr(inspo.loop, "COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(inspo.learners.learner, "COMPILE_BACKEND", "aot_eager")
     torch._dynamo.reset()
     counters.clear()
     with torch._dynamo.config.patch(error_on_recompile=False):  # the test turns it on after the warm-up
@@ -75,7 +76,7 @@ def test_compile_refuses_a_beta_schedule():
 def test_the_compiled_step_is_replayed_as_a_cuda_graph_on_cuda_only():
     assert replays_cuda_graphs("cuda") and replays_cuda_graphs(torch.device("cuda", 1))
     assert not replays_cuda_graphs("cpu") and not replays_cuda_graphs(torch.device("cpu"))
-    learner = InspoLearner(tiny("inspo", 0, compile=True), 1, inspo.loop.Dims(2, 3, 4, 5))
+    learner = InspoLearner(tiny("inspo", 0, compile=True), 1, inspo.learners.learner.Dims(2, 3, 4, 5))
     assert learner.cuda_graphs is False  # on the CPU: the plain compiled graph
 
 

@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from inspo.baselines.cfcql import CfcqlOptions
-from inspo.bc import fit_behaviour
+from inspo.algorithms import CfcqlOptions
 from inspo.config import REGIMES, TrainConfig, make_config, parse_overrides
+from inspo.data import stack_batches
 from inspo.envs.matrix import MneOptions, XorOptions
-from inspo.loop import Dims, stack_batches
+from inspo.learners.bc import fit_behaviour
+from inspo.learners.inspo import InspoLearner
+from inspo.learners.learner import Dims
+from inspo.loop import train
 from inspo.nets import AgentMLP, make_policy_net
 from inspo.options import NoOptions
-from inspo.run import prepare_run
-from inspo.trainer import InspoLearner, train
+from inspo.task import prepare_task
 from train_testing import train_until
 
 
@@ -172,7 +174,7 @@ def test_beta_schedule_is_linear_then_constant():
 @pytest.mark.parametrize("env, dataset", [("xor", "c"), ("mne", "imbalanced"), ("xor", "b")])
 def test_bc_recovers_the_dataset_action_frequencies(env, dataset):
     config = make_config(env, dataset=dataset, bc_steps=400, seed=2)
-    run = prepare_run(config)
+    run = prepare_task(config)
     mu = make_policy_net(config, run.env.n_agents, run.env.obs_dim, run.env.n_actions)
     mu.reset_seed(0)
     fit_behaviour(mu, [run.store], config, [run.generator])
@@ -189,7 +191,7 @@ def prepared_learner(config, n_seeds=1):
     """An InSPO learner of seeds config.seed, config.seed + 1, ... after BC, and its runs."""
     runs, learner = [], None
     for s in range(n_seeds):
-        run = prepare_run(TrainConfig.from_dict({**config.to_dict(), "seed": config.seed + s}))
+        run = prepare_task(TrainConfig.from_dict({**config.to_dict(), "seed": config.seed + s}))
         store = run.store
         learner = learner or InspoLearner(
             config, n_seeds, Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from inspo import batched_ops as ops
-from inspo.loop import Dims
+from inspo.learners import ops
+from inspo.learners.inspo import InspoLearner, effective_sample_size, seed_index, weighted_mean
+from inspo.learners.learner import Dims
 from inspo.nets import masked_log_softmax
-from inspo.trainer import InspoLearner, effective_sample_size, seed_index, weighted_mean
 from train_testing import random_batch, tiny
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from inspo.algos import get_trainer
 from inspo.cli import main
 from inspo.config import make_config
 from inspo.data import DatasetError, MappedTransitions, TransitionStore, load_episode_buffer, save_episode_buffer
 from inspo.envs.bridge import Bridge
-from inspo.run import prepare_run
+from inspo.loop import train
+from inspo.task import prepare_task
 from train_testing import train_until
 
 TINY = dict(
@@ -71,10 +71,10 @@ def assert_same_run(first, second):
 
 
 def test_mapped_storage_reads_the_files_in_place(bridge_dir):
-    run = prepare_run(make_config("bridge", dataset_path=str(bridge_dir), dataset_storage="mapped"))
+    run = prepare_task(make_config("bridge", dataset_path=str(bridge_dir), dataset_storage="mapped"))
     assert isinstance(run.store, MappedTransitions)
     assert all(isinstance(array, np.memmap) for array in run.store.arrays.values())
-    in_memory = prepare_run(make_config("bridge", dataset_path=str(bridge_dir)))
+    in_memory = prepare_task(make_config("bridge", dataset_path=str(bridge_dir)))
     assert isinstance(in_memory.store, TransitionStore) and len(in_memory.store) == len(run.store)
 
 
@@ -90,14 +90,14 @@ def test_mapped_storage_trains_bit_identically(bridge_dir, tmp_path, algo, mode)
             **TINY,
             **tiny_options(algo),
         )
-        get_trainer(algo)(config, out_dir=tmp_path / storage, progress=False)
+        train(config, out_dir=tmp_path / storage, progress=False)
     assert_same_run(tmp_path / "memory", tmp_path / "mapped")
 
 
 def test_generated_datasets_train_the_same_in_either_storage(tmp_path):
     for storage in ("memory", "mapped"):
         config = make_config("xor", dataset="d", dataset_storage=storage, **TINY)
-        get_trainer("inspo")(config, out_dir=tmp_path / storage, progress=False)
+        train(config, out_dir=tmp_path / storage, progress=False)
     assert_same_run(tmp_path / "memory", tmp_path / "mapped")
 
 
@@ -108,11 +108,11 @@ def test_a_mapped_run_resumes_into_the_uninterrupted_in_memory_run(bridge_dir, t
             "bridge", dataset_path=str(bridge_dir), dataset_storage=storage, algo=algo, **TINY, **tiny_options(algo)
         )
 
-    get_trainer(algo)(config("memory"), out_dir=tmp_path / "whole", progress=False)
+    train(config("memory"), out_dir=tmp_path / "whole", progress=False)
 
-    train_until(get_trainer(algo), config("mapped"), tmp_path / "cut", 6)
+    train_until(train, config("mapped"), tmp_path / "cut", 6)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["step"] == 4
-    get_trainer(algo)(config("mapped"), out_dir=tmp_path / "cut", resume=True, progress=False)
+    train(config("mapped"), out_dir=tmp_path / "cut", resume=True, progress=False)
     assert_same_run(tmp_path / "whole", tmp_path / "cut")
 
 
@@ -205,7 +205,7 @@ def test_a_truncated_file_of_a_carded_dataset_is_an_error(scripted, tmp_path, st
     (copy / "obs.npy").write_bytes(data[: len(data) // 2])
     config = make_config("smax:3m", dataset_path=str(copy), dataset_storage=storage)
     with pytest.raises(DatasetError, match="obs.npy"):
-        prepare_run(config)
+        prepare_task(config)
 
 
 @pytest.mark.parametrize("storage", ["memory", "mapped"])
@@ -222,7 +222,7 @@ def test_a_dataset_cut_short_is_an_error_not_a_smaller_dataset(scripted, tmp_pat
     assert load_episode_buffer(cut)[0]["obs"].shape[0] == 10  # loads, without the card
     config = make_config("smax:3m", dataset_path=str(cut), dataset_storage=storage)
     with pytest.raises(DatasetError, match=r"\.npy has \d+ bytes, the dataset card says"):
-        prepare_run(config)
+        prepare_task(config)
     argv = [
         "train",
         "--env",

@@ -143,10 +143,10 @@ def test_in_float32_a_batched_seed_draws_what_its_single_run_draws(tmp_path, mon
     rounding only, since the batched kernels order their reductions otherwise (a gradient's sum over the
     batch meets another memory layout), and a run that is sensitive to rounding can end elsewhere."""
     import inspo.loop
-    from inspo.trainer import InspoLearner
+    from inspo.learners.inspo import InspoLearner
 
     drawn = []
-    minibatch, draw = inspo.loop.minibatch, InspoLearner.draw
+    minibatch, draw = inspo.data.minibatch, InspoLearner.draw
 
     def recording_minibatch(store, rows, names=None):
         drawn.append(("rows", rows.clone()))

@@ -7,7 +7,7 @@ import torch
 
 import inspo.loop
 from inspo.config import make_config
-from inspo.run import prepare_run
+from inspo.task import prepare_task
 
 FLOATS = ("state", "obs", "reward", "next_state", "next_obs", "done")
 
@@ -17,12 +17,12 @@ def float64(monkeypatch):
     """Networks and datasets in float64, so that runs that should agree do so to rounding."""
 
     def prepare_in_float64(config):
-        run = prepare_run(config)
+        run = prepare_task(config)
         for name in FLOATS:
             setattr(run.store, name, getattr(run.store, name).double())
         return run
 
-    monkeypatch.setattr(inspo.loop, "prepare_run", prepare_in_float64)
+    monkeypatch.setattr(inspo.loop, "prepare_task", prepare_in_float64)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     yield
@@ -73,8 +73,7 @@ def random_batch(generator: torch.Generator, dims, batch: int, p_avail: float, s
     """One seed's random float64 transitions ([1, B, ...]) for hand-checked losses: dims = (N, O, S, A); every
     dataset action available, the other actions with probability p_avail; optionally agent 1 of row 0 with a
     single available action."""
-    from inspo.data import TransitionBatch
-    from inspo.loop import stack_batches
+    from inspo.data import TransitionBatch, stack_batches
 
     n, o, s, a = dims
 

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 def reproduce(args: argparse.Namespace) -> int:
     from inspo.config import parse_overrides
-    from inspo.extras import require
+    from inspo.dependencies import require
     from inspo.sweep.execute import code_version, finished_result, run_key
     from inspo.sweep.report import Entry, marl_eval_json
     from inspo.sweep.runner import ray_session, run_sweep

@@ -41,7 +41,7 @@ class Cell:
     env: str
     dataset: str
     method: str  # label in the tables
-    algo: str  # trainer in inspo.algos
+    algo: str  # trainer in inspo.algorithms
     # TrainConfig fields and SECTION.FIELD options beyond the env preset and the grid settings
     overrides: tuple[tuple[str, Any], ...] = ()
     quick: bool = False  # also part of the --quick grid

@@ -67,9 +67,9 @@ def seeds_of(grid: GridConfig, map_name: str, tier: str) -> tuple:
 
 def final_policy(run_dir: Path):
     """The policy network of a run's final checkpoint, as the trainer's PolicyFn, and its config."""
-    from inspo.bc import make_policy_net, policy_fn
     from inspo.config import TrainConfig
-    from inspo.run import load_checkpoint, policy_state
+    from inspo.nets import make_policy_net, policy_fn
+    from inspo.runfolder import load_checkpoint, policy_state
     from inspo.smax import map_from_env_name
     from inspo.smax.env import smax_spec
 
@@ -138,7 +138,7 @@ def write_final_eval(run_dir: Path, episodes: int, seed_offset: int) -> None:
 def grid_runs(grid: GridConfig, log) -> list:
     """The sweep of the grid: a Run per map, tier, algorithm and seed whose dataset exists (the others are
     logged: the grid does not make datasets)."""
-    from inspo.algos import get_trainer
+    from inspo.algorithms import algorithm as registered
     from inspo.sweep.spec import Run
 
     runs = []
@@ -153,7 +153,7 @@ def grid_runs(grid: GridConfig, log) -> list:
                 continue
             for algorithm in grid.algorithms:
                 try:
-                    get_trainer(ALGORITHMS[algorithm][0])
+                    registered(ALGORITHMS[algorithm][0])
                 except ValueError as error:
                     log(f"skip {algorithm}: {error}")
                     continue

@@ -7,7 +7,7 @@ overrides any field last.
 
 Settings that only one environment family or one algorithm reads are that component's options, a
 small dataclass beside its code (inspo.options): `env_options` (inspo.envs.ENV_OPTIONS: `xor.variant`,
-`mne.diagonal`, `mne.sampling`) and `algo_options` (inspo.algos.ALGO_OPTIONS: `omiga.*`, `cfcql.*`).
+`mne.diagonal`, `mne.sampling`) and `algo_options` (inspo.algorithms: `omiga.*`, `cfcql.*`).
 They are named SECTION.FIELD in `--set`, config files and `make_config(**{"xor.variant": "plain"})`;
 the flat names they had before (`xor_variant`, `cfcql_alpha`, ...: `LEGACY_FIELDS`) are still read, with
 their old meaning (a name for another environment or algorithm than the run's is ignored), so an
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from inspo.algos import TRAINERS, algo_options_type
+from inspo.algorithms import ALGORITHMS, algorithm
 from inspo.data.formats import FORMATS
+from inspo.dependencies import require
 from inspo.envs import ENV_OPTIONS, ENVS, LAZY_ENVS, env_family, env_options_type, is_user_env
-from inspo.extras import require
 from inspo.options import build_options, check_options, check_type, field_hints, is_tuple_type, parse_text
 
 MODES = ("fused", "exact", "simultaneous")
@@ -64,7 +64,7 @@ class TrainConfig:
     dataset_storage: str = "memory"
 
     # ---- algorithm ----
-    algo: str = "inspo"  # trainer in the `inspo.algos` registry: inspo, bc, omiga or cfcql
+    algo: str = "inspo"  # an algorithm of `inspo.algorithms.ALGORITHMS`: inspo, bc, omiga or cfcql
     mode: str = "fused"  # exact (Algorithm 1), fused (one pass, lookahead eta) or simultaneous (ablation)
     seed: int = 0
     steps: int = 2000  # training iterations K
@@ -99,8 +99,8 @@ class TrainConfig:
     # (docs/ALGORITHM.md#in-sample-weighted-policy-loss, a choice); the learned in-sample V-network alternative is not
     # implemented.
 
-    # the options of the algorithm (`omiga.*`: inspo.baselines.omiga.OmigaOptions, `cfcql.*`:
-    # inspo.baselines.cfcql.CfcqlOptions; inspo.algos.ALGO_OPTIONS); the fields above apply to every
+    # the options of the algorithm (`omiga.*`: inspo.algorithms.OmigaOptions, `cfcql.*`:
+    # inspo.algorithms.CfcqlOptions); the fields above apply to every
     # algorithm where they mean the same. None = the algorithm's defaults
     algo_options: Any = None
 
@@ -136,8 +136,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.env_options is None:
             self.env_options = env_options_type(self.env)()
-        if self.algo_options is None and self.algo in TRAINERS:  # an unknown algo: validate() says so
-            self.algo_options = algo_options_type(self.algo)()
+        if self.algo_options is None and self.algo in ALGORITHMS:  # an unknown algo: validate() says so
+            self.algo_options = algorithm(self.algo).options()
 
     @property
     def tau(self) -> float:
@@ -172,8 +172,8 @@ class TrainConfig:
                 if not getattr(self, name) > 0:
                     raise ValueError(f"config.{name} must be > 0, got {getattr(self, name)}")
 
-        if self.algo not in TRAINERS:
-            raise ValueError(f"config.algo: unknown algorithm {self.algo!r}; known: {sorted(TRAINERS)}")
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"config.algo: unknown algorithm {self.algo!r}; known: {sorted(ALGORITHMS)}")
         if self.env is None:
             if self.dataset_path is None:
                 raise ValueError("config.env: a run without an environment needs dataset_path (a dataset-only run)")
@@ -190,7 +190,7 @@ class TrainConfig:
         env_section, algo_section = option_sections(self.env, self.algo)
         for field, section, expected in (
             ("env_options", env_section, env_options_type(self.env)),
-            ("algo_options", algo_section, algo_options_type(self.algo)),
+            ("algo_options", algo_section, algorithm(self.algo).options),
         ):
             options = getattr(self, field)
             if type(options) is not expected:
@@ -311,9 +311,9 @@ def section_options_type(section: str) -> type:
     """The option dataclass that SECTION.FIELD names refer to: an env family's or an algorithm's."""
     if section in {**ENVS, **LAZY_ENVS, **ENV_OPTIONS}:
         return env_options_type(section)
-    if section in TRAINERS:
-        return algo_options_type(section)
-    known = sorted({**ENVS, **LAZY_ENVS, **TRAINERS})
+    if section in ALGORITHMS:
+        return algorithm(section).options
+    known = sorted({**ENVS, **LAZY_ENVS, **ALGORITHMS})
     raise ValueError(
         f"unknown option section {section!r}: neither an environment nor an algorithm ({', '.join(known)})"
     )
@@ -353,7 +353,7 @@ def options_help() -> str:
     epilog of `inspo train --help`)."""
     lines = ["options of an environment or algorithm (--set SECTION.FIELD=VALUE; in a config file also"]
     lines.append("SECTION: {FIELD: VALUE}); each applies to the runs of its env / algo only:")
-    for section in sorted(ENV_OPTIONS) + sorted(name for name in TRAINERS if name not in ENV_OPTIONS):
+    for section in sorted(ENV_OPTIONS) + sorted(name for name in ALGORITHMS if name not in ENV_OPTIONS):
         options = section_options_type(section)()
         for field in dataclasses.fields(options):
             lines.append(f"  {section}.{field.name} (default {getattr(options, field.name)!r})")
@@ -409,8 +409,8 @@ def _build(values: Mapping[str, Any]) -> TrainConfig:
     if isinstance(env, str):  # (the options of an unknown env would be reported first otherwise)
         check_env_name(env)
     env_section, algo_section = option_sections(env, algo)
-    if algo not in TRAINERS:
-        raise ValueError(f"config.algo: unknown algorithm {algo!r}; known: {sorted(TRAINERS)}")
+    if algo not in ALGORITHMS:
+        raise ValueError(f"config.algo: unknown algorithm {algo!r}; known: {sorted(ALGORITHMS)}")
     for section, options in sections.items():
         if section not in (env_section, algo_section):
             names = ", ".join(f"{section}.{field}" for field in options)
@@ -420,8 +420,14 @@ def _build(values: Mapping[str, Any]) -> TrainConfig:
     fields["env_options"] = build_options(
         env_options_type(env), sections.get(env_section, {}) if env_section else {}, f"config.{env_section}"
     )
-    fields["algo_options"] = build_options(algo_options_type(algo), sections.get(algo_section, {}), f"config.{algo}")
+    fields["algo_options"] = build_options(algorithm(algo).options, sections.get(algo_section, {}), f"config.{algo}")
     return TrainConfig(**fields).validate()
+
+
+def task_name(config: TrainConfig) -> str:
+    """ENV/DATASET of a run, as tables and progress displays name it (a dataset path by its name)."""
+    data = Path(config.dataset_path).name if config.dataset_path else config.dataset
+    return f"{config.env or 'dataset'}/{data}"
 
 
 # Per-environment defaults (ours, docs/ALGORITHM.md#default-hyperparameters: the temperature small against the reward

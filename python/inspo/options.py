@@ -2,7 +2,7 @@
 and the option sets of the environments and algorithms share.
 
 An environment family or an algorithm with settings of its own declares them as a small frozen
-dataclass beside its code (`inspo.envs.matrix.XorOptions`, `inspo.baselines.cfcql.CfcqlOptions`, ...),
+dataclass beside its code (`inspo.envs.matrix.XorOptions`, `inspo.learners.cfcql.CfcqlOptions`, ...),
 with a `validate(name)` method for the checks beyond the field types. A run's config holds one
 instance for its environment and one for its algorithm; on the command line and in config files
 their fields are `SECTION.FIELD` (`xor.variant`, `cfcql.alpha`). This module knows none of them.

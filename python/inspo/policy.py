@@ -10,7 +10,7 @@ from torch import Tensor
 
 from inspo.envs.base import PolicyFn
 from inspo.nets import AgentMLP, policy_fn
-from inspo.run import CHECKPOINT, CONFIG, RunFolderError, load_checkpoint, policy_state, read_run_config
+from inspo.runfolder import CHECKPOINT, CONFIG, RunFolderError, load_checkpoint, policy_state, read_run_config
 
 
 def load_policy(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> PolicyFn:
@@ -18,7 +18,7 @@ def load_policy(run_dir: str | os.PathLike, device: str | torch.device = "cpu") 
     `policy(obs [B, N, O], avail [B, N, A]) -> logits [B, N, A]`, the policy `inspo eval` evaluates.
 
     Reads the folder's config.json (the network's hidden sizes, whether the agents share one network) and
-    its checkpoint.pt (the weights, checked by `inspo.run.load_checkpoint`); the numbers of agents, actions
+    its checkpoint.pt (the weights, checked by `inspo.runfolder.load_checkpoint`); the numbers of agents, actions
     and observation features are those of the checkpointed network. The logits are not masked: take
     `inspo.nets.masked_log_softmax(logits, avail)` for log-probabilities. Runs on `device` (default the CPU,
     whatever device trained the run). A folder without a run's config.json and checkpoint.pt is refused with

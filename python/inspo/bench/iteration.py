@@ -14,7 +14,7 @@ variants (the `impl` column) are what a user could run:
                      the eager and the compiled one-seed iteration with config.precision = "bf16": the
                      networks' matmuls in bfloat16 under torch.autocast, everything else float32
 
-On a CUDA device the compiled variants are replayed as CUDA graphs (`inspo.loop.replays_cuda_graphs`);
+On a CUDA device the compiled variants are replayed as CUDA graphs (`inspo.learners.learner.replays_cuda_graphs`);
 `COMPILED_WITHOUT_GRAPH` is the compiled one-seed iteration without them, to show what the graph adds.
 
 OMIGA calls no InSPO op: its eager and ours rows are the same code. The minibatch gather and the
@@ -31,12 +31,13 @@ from typing import Any, Iterator
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from inspo import batched_ops
+from inspo.algorithms import learner_class
 from inspo.bench.ops import HYPER, ReferenceOps
 from inspo.bench.timing import quiet_profiler
 from inspo.config import TrainConfig
-from inspo.data import TransitionStore
-from inspo.loop import Dims, get_learner, stack_batches
+from inspo.data import TransitionStore, stack_batches
+from inspo.learners import ops as learner_ops
+from inspo.learners.learner import Dims
 from inspo.nets import AUTOCAST_DTYPES, masked_log_softmax, set_precision
 
 
@@ -89,12 +90,12 @@ REFERENCE_BACKEND = ReferenceOps()
 @contextlib.contextmanager
 def ops_backend(use_reference: bool) -> Iterator[None]:
     """Run the learners on the reference ops (plain PyTorch) or on ours: the one switch between them."""
-    saved = batched_ops.backend
-    batched_ops.backend = REFERENCE_BACKEND if use_reference else batched_ops.OURS
+    saved = learner_ops.backend
+    learner_ops.backend = REFERENCE_BACKEND if use_reference else learner_ops.OURS
     try:
         yield
     finally:
-        batched_ops.backend = saved
+        learner_ops.backend = saved
 
 
 def synthetic_store(
@@ -175,7 +176,7 @@ def make_case(
         compile=compiled,
         precision=precision,
     ).validate()
-    learner = get_learner(algo)(config, seeds, Dims(shape.agents, shape.obs_dim, shape.state_dim, shape.actions))
+    learner = learner_class(algo)(config, seeds, Dims(shape.agents, shape.obs_dim, shape.state_dim, shape.actions))
     set_precision(learner, precision)
     learner.cuda_graphs = learner.cuda_graphs and cuda_graphs
     for s in range(seeds):

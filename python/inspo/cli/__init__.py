@@ -84,7 +84,7 @@ def describe_error(error: Exception) -> str:
 def resume_advice(out: Optional[Path]) -> str:
     """How to continue the run interrupted in folder `out` (none: not a training run)."""
     from inspo.cli.train import MAIN_JOB
-    from inspo.run import CHECKPOINT, CONFIG
+    from inspo.runfolder import CHECKPOINT, CONFIG
 
     if out is None:
         return ""

@@ -23,10 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspo.bc import make_policy_net, policy_fn
     from inspo.envs import make_env
-    from inspo.nets import set_precision
-    from inspo.run import eval_generator, load_checkpoint, policy_state
+    from inspo.nets import make_policy_net, policy_fn, set_precision
+    from inspo.runfolder import load_checkpoint, policy_state
+    from inspo.task import eval_generator
 
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")

@@ -25,8 +25,9 @@ from inspo.config import (
     make_config,
     options_help,
     parse_overrides,
+    task_name,
 )
-from inspo.extras import require
+from inspo.dependencies import require
 
 # the main job: (env, dataset, mode) with the env presets. Bridge trains in the exact mode (Algorithm 1): its
 # fused runs find the optimal path in most seeds but not all, and which seeds fail moves with float rounding
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time limit of the dataset's episodes, for data that flags time-limit ends as "
         "terminal: an episode that ran this many steps was cut (bootstrapped)",
     )
-    parser.add_argument("--algo", help="trainer from inspo.algos (inspo, bc, ...; default inspo)")
+    parser.add_argument("--algo", help="trainer from inspo.algorithms (inspo, bc, ...; default inspo)")
     parser.add_argument("--mode", choices=("fused", "exact", "simultaneous"), help="InSPO update mode")
     parser.add_argument(
         "--regime",
@@ -115,8 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspo.algos import get_trainer
-    from inspo.run import claim_run_folder
+    from inspo.loop import train
+    from inspo.runfolder import claim_run_folder
 
     if args.resume:
         return resume_run(args)
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_out_dir(config)
     claim_run_folder(out, overwrite=args.overwrite)
     args.run_folder = Path(out)
-    results = get_trainer(config.algo)(config, out_dir=out, overwrite=args.overwrite, progress=not args.quiet)
+    results = train(config, out_dir=out, overwrite=args.overwrite, progress=not args.quiet)
     print_table([(config.algo, config, results)])
     print(f"run folder: {out}")
     return 0
@@ -193,7 +194,7 @@ def train_seed_folders(
     """Runs that differ only in their seed, batched (inspo.loop.train_seeds): the table rows. A fresh
     run's folder must be empty unless `overwrite` (default: --overwrite)."""
     from inspo.loop import train_seeds
-    from inspo.run import claim_run_folder
+    from inspo.runfolder import claim_run_folder
 
     overwrite = args.overwrite if overwrite is None else overwrite
     if not resume:
@@ -214,8 +215,8 @@ def resume_run(args: argparse.Namespace) -> int:
     """--resume: continue the run in --out from its checkpoint with the checkpoint's config (--steps
     may extend it); a run killed before its first checkpoint starts over from its config.json. The
     main job's folder (runs/default, or --out holding job.json) continues every task of the main job."""
-    from inspo.algos import get_trainer
-    from inspo.run import CHECKPOINT, CONFIG, load_checkpoint, read_run_config
+    from inspo.loop import train
+    from inspo.runfolder import CHECKPOINT, CONFIG, load_checkpoint, read_run_config
 
     changed = [
         flag
@@ -280,7 +281,7 @@ def resume_run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         config = TrainConfig.from_dict({**config.to_dict(), "steps": args.steps})
     args.run_folder = out
-    results = get_trainer(config.algo)(
+    results = train(
         config,
         out_dir=out,
         resume=resume,
@@ -313,7 +314,7 @@ def default_jobs(overrides: dict[str, Any], out_root: Path) -> list[tuple[TrainC
 
 def run_default_job(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from inspo.atomic import atomic_write_text
-    from inspo.run import claim_run_folder
+    from inspo.runfolder import claim_run_folder
 
     if "dataset" in overrides:
         raise ValueError("--dataset needs --env (the main job trains on its own datasets)")
@@ -361,8 +362,8 @@ def train_task(
 ) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
     """A task of the main job in `out` (with --seeds: its seeds batched, OUT/seedK): trained from the
     start when `fresh`; else each run continues where it stopped (finished: its results.json)."""
-    from inspo.algos import get_trainer
-    from inspo.run import CHECKPOINT, RESULTS, load_checkpoint
+    from inspo.loop import train
+    from inspo.runfolder import CHECKPOINT, RESULTS, load_checkpoint
 
     if args.seeds is not None:
         configs = [TrainConfig.from_dict({**config.to_dict(), "seed": seed}) for seed in args.seeds]
@@ -385,8 +386,8 @@ def train_task(
             continue
         # a fresh job's folders as --overwrite says; a continued job's unstarted runs start over cleanly
         overwrite = args.overwrite if fresh else not resume
-        if args.seeds is None:  # one run, by its trainer (an algorithm registered in inspo.algos too)
-            results = get_trainer(config.algo)(
+        if args.seeds is None:  # one run, by its trainer (an algorithm registered in inspo.algorithms too)
+            results = train(
                 config,
                 out_dir=out,
                 resume=resume,
@@ -418,7 +419,6 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
     """One line per run: task, algorithm and mode, seed, time (results["seconds"]; None: not a training,
     shown as -), then the env's summary scores."""
     from inspo.envs import make_env
-    from inspo.loop import task_name
 
     header = f"{'task':<26} {'algo':<30} {'seed':>4} {'time':>7}  scores"
     lines = [header, "-" * (len(header) + 50)]

@@ -3,7 +3,7 @@ and its memory-mapped twin."""
 
 from inspo.data.buffer import DatasetError, load_episode_buffer, save_episode_buffer
 from inspo.data.mapped import MappedTransitions
-from inspo.data.transitions import TransitionBatch, TransitionStore
+from inspo.data.transitions import TransitionBatch, TransitionStore, minibatch, stack_batches
 
 __all__ = [
     "DatasetError",
@@ -12,4 +12,6 @@ __all__ = [
     "MappedTransitions",
     "TransitionBatch",
     "TransitionStore",
+    "minibatch",
+    "stack_batches",
 ]

@@ -20,7 +20,7 @@ views) are read once, a block at a time, never whole.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -290,3 +290,24 @@ def _check_actions(what: str, actions: np.ndarray, avail: np.ndarray, episode: n
             f"(episode {episode[e]}, step {step[e]})",
             "avail_actions",
         )
+
+
+def stack_batches(batches: Sequence[TransitionBatch]) -> TransitionBatch:
+    """The seeds' minibatches as one [S, ...] batch (of one seed: views, no copy)."""
+
+    def stacked(values: list[Optional[Tensor]]) -> Optional[Tensor]:
+        if values[0] is None:
+            return None
+        return values[0].unsqueeze(0) if len(values) == 1 else torch.stack(values)
+
+    return TransitionBatch(**{f.name: stacked([getattr(b, f.name) for b in batches]) for f in fields(TransitionBatch)})
+
+
+def minibatch(store: Any, rows: Tensor, names: Optional[tuple[str, ...]] = None) -> TransitionBatch:
+    """Transitions `rows` of a store (in memory or mapped): every field, or only the fields `names` (the others None)."""
+    if names is None:
+        return store.index(rows)
+    here = rows.to(store.reward.device)
+    return TransitionBatch(
+        **{f.name: getattr(store, f.name)[here] if f.name in names else None for f in fields(TransitionBatch)}
+    )

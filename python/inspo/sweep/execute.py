@@ -125,7 +125,7 @@ def finished_result(out_dir: Path, key: dict[str, Any]) -> Optional[dict[str, An
 def resumable(config: TrainConfig, out_dir: Path) -> bool:
     """Whether out_dir holds an unfinished checkpoint of this very config; a stale, foreign or half-written
     run folder is removed (a fresh run starts clean: the logs append)."""
-    from inspo.run import CheckpointError, RunFolderError, in_use_message, load_checkpoint, run_folder_holder
+    from inspo.runfolder import CheckpointError, RunFolderError, in_use_message, load_checkpoint, run_folder_holder
 
     if out_dir.is_dir() and run_folder_holder(out_dir) is not None:  # never delete a live run's folder
         raise RunFolderError(in_use_message(out_dir))

@@ -10,7 +10,7 @@
         Polyak-update Q_target
 
 Every tensor carries the seeds as its leading dimension S (batch [S, B, ...], order [S, N]); the
-per-sample math runs in the `inspo_ext` ops through `inspo.batched_ops`; this file moves batches
+per-sample math runs in the `inspo_ext` ops through `inspo.learners.ops`; this file moves batches
 between them and steps the optimizers. The randomness of an iteration (sigma, the resampling uniforms)
 is drawn by `draw` from each seed's generator in a single run's order, before the update. With
 weighting="resample" each agent trains on its own resampled rows of B; with "importance" /
@@ -25,11 +25,11 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from inspo import batched_ops as ops
-from inspo.bc import fit_behaviour
-from inspo.config import TrainConfig
+from inspo.config import TrainConfig, task_name
 from inspo.data import TransitionBatch
-from inspo.loop import Dims, Learner, task_name, train_seeds
+from inspo.learners import ops
+from inspo.learners.bc import fit_behaviour
+from inspo.learners.learner import Dims, Learner
 from inspo.nets import (
     AgentMLP,
     CentralCritic,
@@ -460,11 +460,3 @@ def effective_sample_size(log_rho: Tensor) -> Tensor:
     """(sum rho)^2 / sum rho^2 over the samples (dim 1), in log space."""
     shifted = log_rho - log_rho.max(1, keepdim=True).values
     return torch.exp(2 * torch.logsumexp(shifted, 1) - torch.logsumexp(2 * shifted, 1))
-
-
-def train(
-    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None, **folder_options
-) -> dict[str, Any]:
-    """Run InSPO (one seed; `inspo.loop.train_seeds` batches several): returns {"scores": ..., ...}."""
-    config = config if config.algo == "inspo" else TrainConfig.from_dict({**config.to_dict(), "algo": "inspo"})
-    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step, **folder_options)[0]

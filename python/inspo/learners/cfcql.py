@@ -22,17 +22,17 @@ penalty. The evaluated policy is greedy (or Boltzmann) on the Q_i.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from inspo.baselines.omiga import taken
-from inspo.bc import fit_behaviour
+from inspo.algorithms import CfcqlOptions
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
-from inspo.loop import Dims, Learner, train_seeds
+from inspo.learners.bc import fit_behaviour
+from inspo.learners.learner import Dims, Learner
+from inspo.learners.omiga import taken
 from inspo.nets import (
     AgentMLP,
     StackedAdam,
@@ -42,35 +42,8 @@ from inspo.nets import (
     network_families,
     polyak_update,
 )
-from inspo.options import one_of
 
 KL_SMOOTHING = 1e-5  # added to both distributions of KL_i (the official kl_div(log(beta + 1e-5), mu + 1e-5))
-WEIGHTINGS = ("kl_softmax", "kl_argmax", "uniform")
-
-
-@dataclass(frozen=True)
-class CfcqlOptions:
-    """`cfcql.*` options of a run (inspo.options; docs/BASELINES.md). The Q networks and the mixer train
-    with the shared critic_lr, their targets with polyak."""
-
-    alpha: float = 50.0  # weight of the counterfactual conservative penalty (official global_cql_alpha)
-    # agent weights lambda_i of the per-agent penalties: "kl_softmax" softmax_i(temperature * KL_i) with
-    # KL_i = KL(softmax_j Q_tot(s, j, a_-i) || mu_i) (the paper's), "kl_argmax" one-hot at the largest
-    # KL_i (the official temperature=100 case), "uniform" 1/N (no behaviour policy fitted)
-    weighting: str = "kl_softmax"
-    temperature: float = 5.0  # the softmax temperature of "kl_softmax" (official softmax_temp)
-    mixer_embed: int = 32  # QMIX mixer's embedding width (official mixing_embed_dim)
-    hypernet_hidden: int = 64  # hidden width of the mixer's weight hypernetworks (official hypernet_embed)
-
-    def validate(self, name: str) -> None:
-        if self.alpha < 0:
-            raise ValueError(f"{name}.alpha must be >= 0, got {self.alpha}")
-        one_of(f"{name}.weighting", self.weighting, WEIGHTINGS)
-        if not self.temperature > 0:
-            raise ValueError(f"{name}.temperature must be > 0, got {self.temperature}")
-        for field in ("mixer_embed", "hypernet_hidden"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{name}.{field} must be >= 1, got {getattr(self, field)}")
 
 
 class QmixMixer(nn.Module):
@@ -230,11 +203,3 @@ def cfcql_losses(
     pushed_down = (weights * torch.logsumexp(cf_q_tot, dim=-1)).sum(-1)  # [S, B]
     penalty = alpha * (pushed_down - q_tot).mean(1)
     return dict(td_loss=td_loss, penalty=penalty, loss=td_loss + penalty, agent_weights=weights, q_tot=q_tot.detach())
-
-
-def train(
-    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None, **folder_options
-) -> dict[str, Any]:
-    """Train CFCQL (one seed; `inspo.loop.train_seeds` batches several): returns {"scores": ..., ...}."""
-    config = config if config.algo == "cfcql" else TrainConfig.from_dict({**config.to_dict(), "algo": "cfcql"})
-    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step, **folder_options)[0]

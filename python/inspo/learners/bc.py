@@ -12,21 +12,10 @@ import torch
 from torch import Tensor
 
 from inspo.config import TrainConfig
-from inspo.data import TransitionBatch
-from inspo.loop import Dims, Learner, minibatch, stack_batches, train_seeds
-from inspo.nets import AgentMLP, StackedAdam, make_policy_net, masked_log_softmax, network_families, policy_fn
+from inspo.data import TransitionBatch, minibatch, stack_batches
+from inspo.learners.learner import Dims, Learner
+from inspo.nets import AgentMLP, StackedAdam, make_policy_net, masked_log_softmax, network_families
 from inspo.progress import progress_bar
-
-__all__ = [
-    "fit_behaviour",
-    "behaviour_nll",
-    "BCLearner",
-    "train_bc",
-    "make_policy_net",
-    "policy_fn",
-    "masked_log_softmax",
-]
-
 
 BC_FIELDS = ("obs", "actions", "avail")  # what `bc_step` reads of a minibatch
 
@@ -134,11 +123,3 @@ class BCLearner(Learner):
         with torch.no_grad():
             store.cache_behaviour(lambda obs, avail: masked_log_softmax(self.actor.forward_seed(seed, obs), avail))
         return {"bc_nll": behaviour_nll(store)}
-
-
-def train_bc(
-    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None, **folder_options
-) -> dict[str, Any]:
-    """The BC baseline (one seed; `inspo.loop.train_seeds` batches several)."""
-    config = config if config.algo == "bc" else TrainConfig.from_dict({**config.to_dict(), "algo": "bc"})
-    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step, **folder_options)[0]

@@ -21,15 +21,13 @@ what fails on XOR-like payoffs: the decomposition cannot represent them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
+from inspo.algorithms import OmigaOptions
 from inspo.config import TrainConfig
 from inspo.data import TransitionBatch
-from inspo.loop import Dims, Learner, train_seeds
+from inspo.learners.learner import Dims, Learner
 from inspo.nets import (
     AgentMLP,
     StackedAdam,
@@ -39,22 +37,6 @@ from inspo.nets import (
     network_families,
     polyak_update,
 )
-
-
-@dataclass(frozen=True)
-class OmigaOptions:
-    """`omiga.*` options of a run (inspo.options); the shared TrainConfig fields apply where they mean
-    the same (networks, learning rates, Polyak, gamma)."""
-
-    alpha: float = 10.0  # temperature of OMIGA's in-sample value loss (reward scale matters)
-    mixer_hidden: int = 64  # hidden size of OMIGA's state-conditioned mixer weights w(s)
-
-    def validate(self, name: str) -> None:
-        if not self.alpha > 0:
-            raise ValueError(f"{name}.alpha must be > 0, got {self.alpha}")
-        if self.mixer_hidden < 1:
-            raise ValueError(f"{name}.mixer_hidden must be >= 1, got {self.mixer_hidden}")
-
 
 Z_CLAMP = 10.0  # |z| bound of the in-sample weight exponent (OMIGA's value)
 M_FLOOR = -1.0  # the max-shift m never goes below this (OMIGA's value)
@@ -171,11 +153,3 @@ def omiga_losses(nets: OmigaLearner, batch: TransitionBatch, *, alpha: float, ga
     return dict(
         q_loss=q_loss, v_loss=v_loss, policy_loss=policy_loss, weight=weight, w=w.detach(), log_pi=log_pi.detach()
     )
-
-
-def train(
-    config: TrainConfig, *, out_dir=None, resume: bool = False, progress: bool = True, on_step=None, **folder_options
-) -> dict[str, Any]:
-    """Train OMIGA (one seed; `inspo.loop.train_seeds` batches several): returns {"scores": ..., ...}."""
-    config = config if config.algo == "omiga" else TrainConfig.from_dict({**config.to_dict(), "algo": "omiga"})
-    return train_seeds([config], [out_dir], resume=resume, progress=progress, on_step=on_step, **folder_options)[0]

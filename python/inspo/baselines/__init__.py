@@ -1,1 +1,0 @@
-"""Baselines InSPO is compared with (docs/ALGORITHM.md#baselines). BC lives in `inspo.bc`."""
