@@ -72,12 +72,12 @@ def run(dataset: Path, modes, batches, iterations: int, repeats: int, bc_steps: 
     for batch_size in batches:
         for mode in modes:
             mode_config = make_config(
-                card["env"], dataset_path=str(dataset), **{**overrides, "mode": mode, "batch_size": batch_size}
+                card["env"], dataset_path=str(dataset), **{**overrides, "inspo.mode": mode, "batch_size": batch_size}
             )
             learner = _learner(mode_config, store, mu_state)
             learner.mu.requires_grad_(False)
             generators = [torch.Generator().manual_seed(1)]
-            first = mode_config.critic_warmup_steps
+            first = mode_config.inspo.critic_warmup_steps
             draw = torch.Generator().manual_seed(2)
             gather_times, step_times = [], []
             for repeat in range(repeats + 1):  # the first repeat warms up

@@ -152,7 +152,6 @@ def test_cfcql_finds_the_best_equilibrium_of_balanced_mne(tmp_path):
         log_every=100,
         checkpoint_every=0,
         seed=1,
-        critic_warmup_steps=0,
     )
     assert train(config, out_dir=tmp_path, progress=False)["scores"]["greedy_payoff"] == 10.0
     store = prepare_task(config).store

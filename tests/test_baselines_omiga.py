@@ -152,7 +152,6 @@ def test_omiga_learns_the_best_equilibrium_of_balanced_mne():
         log_every=100,
         checkpoint_every=0,
         seed=1,
-        critic_warmup_steps=0,
     )
     scores = train(config, progress=False)["scores"]
     assert scores["expected_payoff"] > 3.0

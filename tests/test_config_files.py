@@ -18,7 +18,8 @@ steps: 3
 hidden: [8, 8]
 critic_hidden: [8, 8]
 lr: 1e-3          # YAML 1.1 reads this as a string; it is parsed like --set lr=1e-3
-beta_end: null
+inspo:
+  beta_end: null
 share_parameters: yes
 """
 
@@ -47,7 +48,12 @@ def test_a_yaml_config_file_sets_fields_and_set_and_flags_win(tmp_path, capsys):
     assert main(argv) == 0
     config = checkpoint_config(out)
     assert (config["env"], config["dataset"], config["steps"], config["seed"]) == ("bridge", "optimal", 4, 2)
-    assert (config["hidden"], config["lr"], config["beta_end"], config["share_parameters"]) == (
+    assert (
+        config["hidden"],
+        config["lr"],
+        config["algo_options"]["inspo"]["beta_end"],
+        config["share_parameters"],
+    ) == (
         (8, 8),
         1e-3,
         None,
@@ -66,7 +72,7 @@ def test_a_json_config_file_reads_like_the_yaml_one(tmp_path):
                 hidden=[8, 8],
                 critic_hidden=[8, 8],
                 lr="1e-3",
-                beta_end=None,
+                inspo={"beta_end": None},
                 share_parameters=True,
             )
         )
@@ -80,7 +86,8 @@ def test_a_json_config_file_reads_like_the_yaml_one(tmp_path):
     [
         ("a.yaml", "etta: 1\n", "unknown config field 'etta'"),
         ("a.yaml", "steps: many\n", "config field 'steps' expects"),
-        ("a.yaml", "alpha: [1, 2]\n", "config.alpha must be a finite float"),
+        ("a.yaml", "inspo: {alpha: [1, 2]}\n", "config.inspo.alpha must be a finite float"),
+        ("a.yaml", "alpha: 1\n", "config field 'alpha' is now the option 'inspo.alpha'"),
         ("a.yaml", "- steps\n", "must hold a mapping of config fields, got a list"),
         ("a.yaml", "steps: [1\n", "is not valid YAML"),
         ("a.json", "{steps: 1}", "is not valid JSON"),
@@ -200,6 +207,8 @@ def test_overwrite_never_deletes_files_that_are_not_a_run(tmp_path, capsys):
 def test_the_main_job_checks_every_folder_before_training(tmp_path, capsys):
     (tmp_path / "bridge-optimal").mkdir()
     (tmp_path / "bridge-optimal" / "metrics.jsonl").write_text("")
-    assert main(["train", "--steps", "2", "--set", "critic_warmup_steps=0", "--out", str(tmp_path), "--quiet"]) == 2
+    assert (
+        main(["train", "--steps", "2", "--set", "inspo.critic_warmup_steps=0", "--out", str(tmp_path), "--quiet"]) == 2
+    )
     assert f"run folder {tmp_path / 'bridge-optimal'} is not empty" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bridge-optimal"]

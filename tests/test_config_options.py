@@ -1,125 +1,70 @@
-"""Options on the command line (SECTION.FIELD), and the flat config of older versions (`xor_variant`,
-`omiga_alpha`, `cfcql_*` as TrainConfig fields), which still loads: an old run folder evaluates and
-resumes, and the old names train what the new ones do."""
+"""Options on the command line and in Python (SECTION.FIELD, or a section's mapping), and the fields that
+became options (`mode`, `eta`, `xor_variant`, `cfcql_alpha`, ...): refused wherever they are given, naming the
+option that replaced them, a run folder written with them included."""
 
 import json
 
 import pytest
-import torch
 
 from inspo.cli import main
-from inspo.config import LEGACY_FIELDS, TrainConfig, make_config
+from inspo.config import RENAMED_FIELDS, TrainConfig, load_config_file, make_config
 from inspo.runfolder import CHECKPOINT, CONFIG, RunFiles, load_checkpoint
-from train_testing import tiny
-
-# what an older version's TrainConfig held besides today's fields: every env's and algorithm's
-# settings, whatever the run's env and algorithm (their defaults then, which are today's)
-OLD_DEFAULTS = {
-    "xor_variant": "penalty",
-    "mne_diagonal": [10.0, 5.0, 8.0],
-    "mne_sampling": "stratified",
-    "omiga_alpha": 10.0,
-    "mixer_hidden": 64,
-    "cfcql_alpha": 50.0,
-    "cfcql_weighting": "kl_softmax",
-    "cfcql_temperature": 5.0,
-    "cfcql_mixer_embed": 32,
-    "cfcql_hypernet_hidden": 64,
-}
 
 
-def old_flat(config: TrainConfig) -> dict:
-    """config.to_dict() as an older version wrote it into config.json and the checkpoint."""
-    values = {name: value for name, value in config.to_dict().items() if name not in ("env_options", "algo_options")}
-    values.update(OLD_DEFAULTS)
-    for name, option in LEGACY_FIELDS.items():
-        if option in config.to_overrides():
-            value = config.to_overrides()[option]
-            values[name] = list(value) if isinstance(value, tuple) else value
-    return values
+def test_a_sections_mapping_is_its_dotted_options():
+    dotted = make_config("xor", **{"inspo.mode": "exact", "inspo.eta": 0.5, "xor.variant": "plain"})
+    assert make_config("xor", inspo={"mode": "exact", "eta": 0.5}, xor={"variant": "plain"}) == dotted
+    assert dotted.inspo.mode == "exact" and dotted.to_overrides()["inspo.eta"] == 0.5
+    with pytest.raises(
+        ValueError, match="config.inspo.eta: options of 'inspo', but this run's env is 'xor' and its algo 'bc'"
+    ):
+        make_config("xor", algo="bc", inspo={"eta": 0.5})
 
 
-def test_the_legacy_names_are_every_option_with_its_old_default():
-    assert set(OLD_DEFAULTS) == set(LEGACY_FIELDS)
-    for name, option in LEGACY_FIELDS.items():
-        section = option.split(".")[0]
-        config = make_config("mne", algo=section) if section in ("omiga", "cfcql") else make_config(section)
-        value = OLD_DEFAULTS[name]
-        assert config.to_overrides()[option] == (tuple(value) if isinstance(value, list) else value), name
+def test_the_inspo_section_goes_to_inspo_runs_only():
+    """A preset's or a regime's inspo.* options are InSPO's: another algorithm's run has none."""
+    assert make_config("mne").inspo.beta_end == 0.0
+    assert make_config("mne", algo="omiga").to_dict()["algo_options"] == {"omiga": {"alpha": 10.0, "mixer_hidden": 64}}
+    with pytest.raises(ValueError, match="a run of 'omiga' has no InSPO options"):
+        assert make_config("mne", algo="omiga").inspo
+    inspo_json = make_config("xor").to_dict()
+    assert TrainConfig.from_dict({**inspo_json, "algo": "bc"}).to_dict()["algo_options"] == {}
 
 
-@pytest.mark.parametrize(
-    "algo,env,old,new",
-    [
-        ("inspo", "xor", {"xor_variant": "plain"}, {"xor.variant": "plain"}),
-        (
-            "omiga",
-            "mne",
-            {"omiga_alpha": 1.0, "mixer_hidden": 6, "mne_sampling": "iid"},
-            {"omiga.alpha": 1.0, "omiga.mixer_hidden": 6, "mne.sampling": "iid"},
-        ),
-        (
-            "cfcql",
-            "mne",
-            {
-                "cfcql_alpha": 1.0,
-                "cfcql_weighting": "kl_argmax",
-                "cfcql_mixer_embed": 5,
-                "mne_diagonal": [9.0, 5.0, 8.0],
-            },
-            {
-                "cfcql.alpha": 1.0,
-                "cfcql.weighting": "kl_argmax",
-                "cfcql.mixer_embed": 5,
-                "mne.diagonal": (9.0, 5.0, 8.0),
-            },
-        ),
-    ],
-)
-def test_the_old_flat_names_train_bit_identically_to_the_new(algo, env, old, new, tmp_path):
-    from inspo.loop import train
-
-    base = tiny(algo, 1, env=env, dataset="imbalanced" if env == "mne" else "d", steps=20, log_every=5)
-    overrides = {name: value for name, value in base.to_overrides().items() if name != "env"}
-    with_new = make_config(env, **{**overrides, **new})
-    with_old = TrainConfig.from_dict({**old_flat(base), **old})
-    assert with_old == with_new != base  # the old names took effect
-    runs = {}
-    for name, config in (("old", with_old), ("new", with_new), ("base", base)):
-        train(config, out_dir=tmp_path / name, progress=False)
-        runs[name] = load_checkpoint(tmp_path / name / CHECKPOINT)["actor"]
-    assert all(torch.equal(runs["old"][key], runs["new"][key]) for key in runs["new"])
-    assert not all(torch.equal(runs["base"][key], runs["new"][key]) for key in runs["new"])
+@pytest.mark.parametrize("name", sorted(RENAMED_FIELDS))
+def test_every_renamed_field_is_refused_on_the_command_line(name, capsys):
+    assert main(["train", "--env", "xor", "--set", f"{name}=1", "--quiet"]) == 2
+    assert f"config field {name!r} is now the option {RENAMED_FIELDS[name]!r}" in capsys.readouterr().err
 
 
-def write_old_run(folder, config):
-    """Rewrite a run folder's config.json and checkpoint into an older version's flat config."""
-    flat = old_flat(config)
-    (folder / CONFIG).write_text(json.dumps(flat))
-    payload = load_checkpoint(folder / CHECKPOINT)
-    files = RunFiles(folder, resume=True)  # (the folder holds its run: not a fresh one)
+def test_a_renamed_field_in_a_config_file_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("env: xor\neta: 0.5\n")
+    with pytest.raises(ValueError, match=r"run.yaml: config field 'eta' is now the option 'inspo.eta'"):
+        load_config_file(path)
+    path.write_text("env: xor\ninspo: {eta: 0.5}\n")
+    assert make_config(**load_config_file(path)).inspo.eta == 0.5
+
+
+def test_a_run_folder_written_with_the_flat_fields_is_refused_by_name(tmp_path, capsys):
+    """An older version's config.json (InSPO's knobs and the options as flat fields) neither evaluates nor resumes
+    silently with other values: both name the field and its option."""
+    out = tmp_path / "old"
+    args = ["train", "--env", "xor", "--dataset", "d", "--steps", "4", "--out", str(out), "--quiet"]
+    args += ["--set", "bc_steps=4", "--set", "hidden=8,8", "--set", "checkpoint_every=2"]
+    assert main(args) == 0
+    values = json.loads((out / CONFIG).read_text())
+    flat = {**{k: v for k, v in values.items() if k != "algo_options"}, **values["algo_options"]["inspo"]}
+    (out / CONFIG).write_text(json.dumps(flat))
+    payload = load_checkpoint(out / CHECKPOINT)
+    files = RunFiles(out, resume=True)
     files.save_checkpoint({**payload, "config": flat})
     files.close()
-
-
-def test_an_old_run_folder_evaluates_and_resumes(tmp_path, capsys):
-    out = tmp_path / "old"
-    args = ["train", "--env", "xor", "--dataset", "d", "--algo", "cfcql", "--steps", "10", "--out", str(out)]
-    args += ["--set", "xor.variant=plain", "--set", "cfcql.alpha=2", "--set", "bc_steps=10", "--set", "hidden=8,8"]
-    args += ["--set", "checkpoint_every=10", "--quiet"]
-    assert main(args) == 0
-    config = TrainConfig.from_dict(json.loads((out / CONFIG).read_text()))
-    write_old_run(out, config)
-    assert "xor_variant" in json.loads((out / CONFIG).read_text())
     capsys.readouterr()
-    assert main(["eval", str(out), "--json"]) == 0
-    assert "expected_payoff" in json.loads(capsys.readouterr().out)
-    assert main(["train", "--out", str(out), "--resume", "--steps", "15", "--quiet"]) == 0
-    resumed = load_checkpoint(out / CHECKPOINT)
-    assert resumed["step"] == 15
-    assert TrainConfig.from_dict(resumed["config"]) == TrainConfig.from_dict({**config.to_dict(), "steps": 15})
-    assert resumed["config"]["algo_options"] == {"cfcql": {**resumed["config"]["algo_options"]["cfcql"], "alpha": 2.0}}
-    assert resumed["config"]["env_options"] == {"xor": {"variant": "plain"}}
+    assert main(["eval", str(out)]) == 2
+    assert "config field 'mode' is now the option 'inspo.mode'" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--steps", "6", "--quiet"]) == 2
+    assert "config field 'mode' is now the option 'inspo.mode'" in capsys.readouterr().err
 
 
 def test_the_main_job_gives_each_option_to_its_own_env(monkeypatch, capsys, tmp_path):

@@ -15,7 +15,7 @@ from inspo.config import TrainConfig, make_config
 from inspo.data import TransitionStore
 from inspo.envs.bridge import Bridge
 
-TINY = tiny_args(critic_warmup_steps=0, log_every=5)
+TINY = tiny_args(log_every=5)
 
 
 def shaped_dataset(agents=3, actions=4, obs_dim=6, state_dim=9):

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not sl
 
 STEPS, CHECKPOINT_EVERY = 12, 4
 ARGV = ["--env", "xor", "--steps", str(STEPS)] + tiny_args(
-    checkpoint_every=CHECKPOINT_EVERY, log_every=1, eval_every=4, beta=0.5, beta_end=0.0
+    checkpoint_every=CHECKPOINT_EVERY, log_every=1, eval_every=4, **{"inspo.beta": 0.5, "inspo.beta_end": 0.0}
 )
 SEED = int(os.environ.get("INSPO_FAULT_SEED", "0"))
 CASES = int(os.environ.get("INSPO_FAULT_CASES", "1"))

@@ -54,7 +54,7 @@ def test_grid_covers_the_issue_and_its_commands_rebuild_the_configs():
     assert {c.method for c in full if c.group == "full-update"} == {
         f"InSPO {m} (full-update)" for m in ("fused", "exact", "simultaneous")
     }
-    assert all(cell_config(c, 0, False, None, {}).policy_steps > 1 for c in full)
+    assert all(cell_config(c, 0, False, None, {}).inspo.policy_steps > 1 for c in full)
     assert {c.key for c in cells if c.quick} < set(keys)
     # the printed `inspo train` command of a cell gives back its config
     from inspo.cli import train as train_command_line

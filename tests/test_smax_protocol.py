@@ -163,7 +163,13 @@ def test_protocol_phases_budget_selection_and_report(fake_protocol):
     curves = [run for run in fake.asked[0]]
     assert {run.seed for run in curves} == {100, 101} and len(curves) == 2 * 4 * 2
     fused = next(run.config for run in curves if "inspo-fused" in run.name)
-    assert (fused.steps, fused.eval_every, fused.eval_episodes, fused.alpha, fused.bc_steps) == (500, 100, 4, 0.1, 10)
+    assert (fused.steps, fused.eval_every, fused.eval_episodes, fused.inspo.alpha, fused.bc_steps) == (
+        500,
+        100,
+        4,
+        0.1,
+        10,
+    )
     bc = next(run.config for run in curves if run.name.endswith("/bc"))
     assert (bc.algo, bc.bc_steps) == ("bc", 500)
     # budget: the latest flattening (300, the RL methods) and per curve

@@ -25,13 +25,15 @@ def test_spec_files_expand_runs_by_seed_and_group_the_seeds(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(
         "out: OUT\nseeds: [3, 5]\nset: {steps: 7}\nruns:\n"
-        "  - {name: f, env: xor, dataset: d, set: {mode: exact, eta: 0.5}}\n"
-        "  - {env: mne, algo: bc, set: {critic_warmup_steps: 2}}\n".replace("OUT", str(tmp_path / "runs"))
+        "  - {name: f, env: xor, dataset: d, set: {inspo.mode: exact, inspo.eta: 0.5}}\n"
+        "  - {env: mne, algo: bc, set: {bc_steps: 2}}\n".replace("OUT", str(tmp_path / "runs"))
     )
     name, out, runs = load_spec(path)
     assert name == "s" and out == tmp_path / "runs" and len(runs) == 4
     first = runs[0]
-    assert first.config == make_config("xor", dataset="d", mode="exact", eta=0.5, steps=7, seed=3, algo="inspo")
+    assert first.config == make_config(
+        "xor", dataset="d", steps=7, seed=3, algo="inspo", **{"inspo.mode": "exact", "inspo.eta": 0.5}
+    )
     assert first.out_dir == tmp_path / "runs" / "f" / "seed3"
     assert runs[2].name == "mne-default-bc" and runs[2].config.algo == "bc"
     groups = seed_groups(runs)

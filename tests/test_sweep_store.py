@@ -41,7 +41,7 @@ def test_a_recorded_summary_is_reused_under_its_key_only(tmp_path):
     assert found["cost"]["cpu_seconds"] == 12.5 and found["key"]["commit"] == "abc"
     assert "config" not in found["results"]  # the key holds it
     # another config, code version, commit or dataset: not this run's result
-    assert store.finished(make_run(tmp_path, eta=0.7), "v1") is None
+    assert store.finished(make_run(tmp_path, **{"inspo.eta": 0.7}), "v1") is None
     assert store.finished(run, "v2") is None
     assert make_store(tmp_path, commit="def").finished(run, "v1") is None
     assert make_store(tmp_path, dataset="d2").finished(run, "v1") is None

@@ -8,7 +8,7 @@ import torch
 from cli_testing import tiny_args, training_state
 from inspo.cli import main
 
-TINY = tiny_args(eval_episodes=3, critic_warmup_steps=0)
+TINY = tiny_args(eval_episodes=3, **{"inspo.critic_warmup_steps": 0})
 
 
 def test_train_writes_a_run_folder_and_eval_reproduces_its_scores(tmp_path, capsys):
@@ -43,15 +43,16 @@ def test_regime_and_overrides_reach_the_config(tmp_path, capsys):
         "--steps",
         "3",
         "--set",
-        "policy_steps=2",
+        "inspo.policy_steps=2",
         "--out",
         str(out),
         *TINY,
     ]
     assert main(argv) == 0
     config = torch.load(out / "checkpoint.pt", weights_only=False)["config"]
-    assert (config["regime"], config["mode"], config["dataset"], config["steps"]) == ("full-update", "exact", "d", 3)
-    assert config["policy_steps"] == 2  # --set wins over the regime
+    options = config["algo_options"]["inspo"]
+    assert (config["regime"], options["mode"], config["dataset"], config["steps"]) == ("full-update", "exact", "d", 3)
+    assert options["policy_steps"] == 2  # --set wins over the regime
     assert "inspo exact (full-update)" in capsys.readouterr().out
 
 
@@ -87,12 +88,12 @@ def test_resume_steps_extends_a_finished_run_to_the_run_it_would_have_been(tmp_p
         (["train", "--env", "xor", "--dataset", "z"], "not 'z'"),
         (["train", "--env", "xor", "--set", "etta=1"], "unknown config field 'etta'"),
         (["train", "--env", "xor", "--set", "lr=-1"], "config.lr must be > 0"),
-        (["train", "--env", "xor", "--set", "alpha=nan"], "config.alpha must be a finite float"),
+        (["train", "--env", "xor", "--set", "inspo.alpha=nan"], "config.inspo.alpha must be a finite float"),
         (["train", "--env", "xor", "--set", "steps=many"], "config field 'steps' expects"),
         (["train", "--env", "xor", "--set", "steps"], "--set expects key=value"),
         (
-            ["train", "--env", "mne", "--steps", "100", "--set", "critic_warmup_steps=300"],
-            "critic_warmup_steps must be in [0, steps = 100), got 300 (--set critic_warmup_steps=N sets it)",
+            ["train", "--env", "mne", "--steps", "100", "--set", "inspo.critic_warmup_steps=300"],
+            "inspo.critic_warmup_steps must be in [0, steps = 100), got 300 (--set inspo.critic_warmup_steps=N sets it)",
         ),
         (["train", "--env", "xor", "--algo", "nosuch"], "unknown algorithm 'nosuch'"),
         (["train", "--env", "xor", "--dataset-path", "/nonexistent/ds"], "'/nonexistent/ds' does not exist"),
@@ -120,17 +121,21 @@ def test_a_short_run_of_a_preset_with_a_critic_warm_up_trains(tmp_path, capsys, 
     assert main(["train", "--env", "mne", "--algo", algo, "--steps", "100", "--out", str(out), *tiny_args()]) == 0
     config = json.loads((out / "config.json").read_text())
     if algo != "bc":  # (BC's --steps are its behaviour-cloning steps)
-        assert config["steps"] == 100 and config["critic_warmup_steps"] == 10  # the preset's 300 of 3000
+        assert config["steps"] == 100  # the preset's warm-up, 300 of 3000, scaled with the steps (InSPO's option)
+        warmup = config["algo_options"].get("inspo", {}).get("critic_warmup_steps")
+        assert warmup == (10 if algo == "inspo" else None)
 
 
 def test_a_preset_or_regime_warm_up_keeps_its_share_of_the_run():
     from inspo.config import make_config
 
-    assert make_config("mne").critic_warmup_steps == 300
-    assert make_config("mne", steps=100).critic_warmup_steps == 10
-    assert make_config("mne", steps=1).critic_warmup_steps == 0
-    assert make_config("xor", regime="full-update", steps=20).critic_warmup_steps == 10  # 50 of 100
-    assert make_config("mne", steps=100, critic_warmup_steps=40).critic_warmup_steps == 40  # the user's own
+    assert make_config("mne").inspo.critic_warmup_steps == 300
+    assert make_config("mne", steps=100).inspo.critic_warmup_steps == 10
+    assert make_config("mne", steps=1).inspo.critic_warmup_steps == 0
+    assert make_config("xor", regime="full-update", steps=20).inspo.critic_warmup_steps == 10  # 50 of 100
+    assert (
+        make_config("mne", steps=100, **{"inspo.critic_warmup_steps": 40}).inspo.critic_warmup_steps == 40
+    )  # the user's own
 
 
 # ---- the main job, interrupted, continues as its advice says -----------------------------------------------
@@ -138,7 +143,7 @@ def test_an_interrupted_main_job_resumes_as_the_advice_says(tmp_path, capsys, mo
     from cli_testing import interrupt_at_step, main_interrupted
 
     monkeypatch.chdir(tmp_path)
-    argv = ["train", "--steps", "4", *tiny_args(log_every=1, eval_episodes=3, critic_warmup_steps=0)]
+    argv = ["train", "--steps", "4", *tiny_args(log_every=1, eval_episodes=3, **{"inspo.critic_warmup_steps": 0})]
     with monkeypatch.context() as patch:
         interrupt_at_step(patch, 2)  # in the first task, xor
         assert main_interrupted(argv) == 130
@@ -222,7 +227,7 @@ def test_train_help_lists_the_config_fields(capsys):
         main(["train", "--help"])
     printed = capsys.readouterr().out
     assert "config fields (--set FIELD=VALUE" in printed
-    for field in ("critic_warmup_steps (default 0)", "bc_steps (default 1000)", "lr (default 0.0005)"):
+    for field in ("inspo.critic_warmup_steps (default 0)", "bc_steps (default 1000)", "lr (default 0.0005)"):
         assert field in printed
 
 

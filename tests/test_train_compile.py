@@ -35,9 +35,9 @@ def graph_capture(monkeypatch):
 @pytest.mark.parametrize(
     "algo, overrides, graphs",
     [
-        ("inspo", dict(mode="fused", critic_warmup_steps=3), 2),
-        ("inspo", dict(mode="exact", weighting="importance"), 1),
-        ("inspo", dict(mode="exact", share_parameters=True), 1),
+        ("inspo", {"inspo.mode": "fused", "inspo.critic_warmup_steps": 3}, 2),
+        ("inspo", {"inspo.mode": "exact", "inspo.weighting": "importance"}, 1),
+        ("inspo", {"inspo.mode": "exact", "share_parameters": True}, 1),
         ("bc", dict(bc_steps=12), 1),
         ("omiga", {}, 1),
     ],
@@ -50,7 +50,7 @@ def test_the_compiled_iteration_is_one_graph_and_trains_as_the_eager_one(
     compiled = tiny(algo, 1, steps=12, bc_steps=config.bc_steps, log_every=3, compile=True, **overrides)
 
     def no_recompile_after_warm_up(step):
-        if step == config.critic_warmup_steps + 1:
+        if step == config.inspo.critic_warmup_steps + 1:
             torch._dynamo.config.error_on_recompile = True
 
     # seed 1 batched with seed 2, compiled, against seed 1 alone, eager
@@ -70,7 +70,7 @@ def test_the_compiled_iteration_is_one_graph_and_trains_as_the_eager_one(
 
 def test_compile_refuses_a_beta_schedule():
     with pytest.raises(ValueError, match="config.compile needs a constant beta"):
-        tiny("inspo", 0, compile=True, beta_end=0.0)
+        tiny("inspo", 0, compile=True, **{"inspo.beta_end": 0.0})
 
 
 def test_the_compiled_step_is_replayed_as_a_cuda_graph_on_cuda_only():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from inspo.algorithms import CfcqlOptions
-from inspo.config import REGIMES, TrainConfig, make_config, parse_overrides
+from inspo.algorithms import CfcqlOptions, InspoOptions
+from inspo.config import REGIMES, RENAMED_FIELDS, TrainConfig, make_config, parse_overrides
 from inspo.data import stack_batches
 from inspo.envs.matrix import MneOptions, XorOptions
 from inspo.learners.bc import fit_behaviour
@@ -42,23 +42,37 @@ def small(env="xor", **overrides):
 
 def test_overrides_are_typed():
     parsed = parse_overrides(
-        ["eta=0.5", "policy_steps=3", "hidden=32,32", "beta_end=none", "share_parameters=true", "mode=exact"]
+        [
+            "inspo.eta=0.5",
+            "inspo.policy_steps=3",
+            "hidden=32,32",
+            "inspo.beta_end=none",
+            "share_parameters=true",
+            "inspo.mode=exact",
+        ]
     )
-    assert parsed == dict(eta=0.5, policy_steps=3, hidden=(32, 32), beta_end=None, share_parameters=True, mode="exact")
+    assert parsed == {
+        "inspo.eta": 0.5,
+        "inspo.policy_steps": 3,
+        "hidden": (32, 32),
+        "inspo.beta_end": None,
+        "share_parameters": True,
+        "inspo.mode": "exact",
+    }
     with pytest.raises(ValueError, match="unknown config field 'etta'"):
         parse_overrides(["etta=1"])
     with pytest.raises(ValueError, match="policy_steps"):
-        parse_overrides(["policy_steps=many"])
+        parse_overrides(["inspo.policy_steps=many"])
 
 
 def test_presets_and_validation():
     config = make_config("mne")
-    assert config.dataset == "imbalanced" and config.beta_end == 0.0
-    assert make_config("mne", beta_end=None).beta_end is None
+    assert config.dataset == "imbalanced" and config.inspo.beta_end == 0.0
+    assert make_config("mne", **{"inspo.beta_end": None}).inspo.beta_end is None
     with pytest.raises(ValueError, match="mode"):
-        make_config("xor", mode="sequential")
+        make_config("xor", **{"inspo.mode": "sequential"})
     with pytest.raises(ValueError, match="eta"):
-        make_config("xor", eta=1.5)
+        make_config("xor", **{"inspo.eta": 1.5})
     with pytest.raises(ValueError, match="unknown config fields"):
         TrainConfig.from_dict({"learning_rate": 1.0})
 
@@ -67,8 +81,6 @@ def test_presets_and_validation():
     "field, value, message",
     [
         ("env", "nosuch", "config.env: unknown environment 'nosuch'"),
-        ("alpha", float("nan"), "config.alpha must be a finite float"),
-        ("beta", -0.1, "config.beta must be >= 0"),
         ("steps", "10", "config.steps must be int"),
         ("steps", 0, "config.steps must be >= 1"),
         ("bc_steps", 0, "config.bc_steps must be >= 1"),
@@ -78,9 +90,6 @@ def test_presets_and_validation():
         ("hidden", (64, 0), "config.hidden must hold layer sizes >= 1"),
         ("share_parameters", 1, "config.share_parameters must be bool"),
         ("seed", -1, "config.seed must be >= 0"),
-        ("local_critic_steps", 0, "config.local_critic_steps must be >= 1"),
-        ("critic_warmup_steps", 1500, "config.critic_warmup_steps must be in [0, steps = 1500)"),
-        ("weighting", "weighted", "config.weighting must be one of"),
         ("regime", "half-update", "config.regime must be one of"),
     ],
 )
@@ -88,6 +97,36 @@ def test_bad_values_name_the_field(field, value, message):
     good = make_config("xor")
     with pytest.raises(ValueError, match=re.escape(message)):
         TrainConfig.from_dict({**good.to_dict(), field: value})
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("alpha", float("nan"), "config.inspo.alpha must be a finite float"),
+        ("beta", -0.1, "config.inspo.beta must be >= 0"),
+        ("local_critic_steps", 0, "config.inspo.local_critic_steps must be >= 1"),
+        ("critic_warmup_steps", 1500, "config.inspo.critic_warmup_steps must be in [0, steps = 1500)"),
+        ("weighting", "weighted", "config.inspo.weighting must be one of"),
+        ("mode", "sequential", "config.inspo.mode must be one of ('fused', 'exact', 'simultaneous')"),
+    ],
+)
+def test_bad_inspo_options_name_the_option(option, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_config("xor", **{f"inspo.{option}": value})
+    good = make_config("xor").to_dict()
+    with pytest.raises(ValueError, match=re.escape(message)):  # as a stored config.json holds it
+        TrainConfig.from_dict({**good, "algo_options": {"inspo": {**good["algo_options"]["inspo"], option: value}}})
+
+
+@pytest.mark.parametrize("name", ["mode", "eta", "alpha", "critic_warmup_steps", "cfcql_alpha", "xor_variant"])
+def test_a_field_that_became_an_option_is_refused_with_its_new_name(name, tmp_path):
+    new = RENAMED_FIELDS[name]
+    with pytest.raises(ValueError, match=re.escape(f"config field {name!r} is now the option {new!r}")):
+        make_config("xor", **{name: 1})
+    with pytest.raises(ValueError, match=re.escape(f"is now the option {new!r}")):
+        TrainConfig.from_dict({**make_config("xor").to_dict(), name: 1})
+    with pytest.raises(ValueError, match=re.escape(f"is now the option {new!r}")):
+        parse_overrides([f"{name}=1"])
 
 
 @pytest.mark.parametrize(
@@ -130,7 +169,7 @@ def test_options_belong_to_their_env_and_algorithm():
     --set, config.json and make_config all name them SECTION.FIELD."""
     config = make_config("mne", algo="cfcql", **{"mne.sampling": "iid", "cfcql.alpha": 2.0})
     assert config.env_options == MneOptions(sampling="iid") and config.algo_options == CfcqlOptions(alpha=2.0)
-    assert make_config("bridge").env_options == NoOptions() and make_config("xor").algo_options == NoOptions()
+    assert make_config("bridge").env_options == NoOptions() and make_config("xor").algo_options == InspoOptions()
     stored = json.loads(json.dumps(config.to_dict()))  # as config.json holds it
     assert stored["env_options"] == {"mne": {"diagonal": [10.0, 5.0, 8.0], "sampling": "iid"}}
     assert stored["algo_options"] == {"cfcql": dataclasses.asdict(CfcqlOptions(alpha=2.0))}
@@ -148,24 +187,32 @@ def test_options_belong_to_their_env_and_algorithm():
     # the SMAX preset's OMIGA and CFCQL temperatures apply to those algorithms' runs only
     assert make_config("smax:3m", algo="omiga").algo_options.alpha == 1.0
     assert make_config("smax:3m", algo="cfcql").algo_options == CfcqlOptions(alpha=0.1, temperature=0.5)
-    assert make_config("smax:3m").algo_options == NoOptions()
+    assert make_config("smax:3m").algo_options == InspoOptions(alpha=0.1, beta=0.01)
+    assert make_config("smax:3m", algo="bc").algo_options == NoOptions()
 
 
 def test_regimes_apply_between_the_env_preset_and_the_overrides():
     assert REGIMES["one-step"] == {} and make_config("xor").regime == "one-step"
     full = make_config("xor", regime="full-update")
-    assert full.regime == "full-update" and full.policy_steps == REGIMES["full-update"]["policy_steps"] > 1
+    assert full.regime == "full-update" and full.inspo.policy_steps == REGIMES["full-update"]["inspo.policy_steps"] > 1
     assert full.dataset == "c" and full.bc_steps == 300  # the xor preset still applies
-    assert {k: getattr(full, k) for k in REGIMES["full-update"]} == REGIMES["full-update"]
-    assert make_config("xor", regime="full-update", policy_steps=3).policy_steps == 3  # an override wins
+    assert {
+        k: getattr(full.inspo, k.split(".")[1]) if "." in k else getattr(full, k) for k in REGIMES["full-update"]
+    } == REGIMES["full-update"]
+    assert make_config("xor", algo="bc", regime="full-update").lr == REGIMES["full-update"]["lr"]  # no inspo.* for BC
+    assert (
+        make_config("xor", regime="full-update", **{"inspo.policy_steps": 3}).inspo.policy_steps == 3
+    )  # an override wins
     with pytest.raises(ValueError, match="unknown regime 'half'"):
         make_config("xor", regime="half")
 
 
 def test_beta_schedule_is_linear_then_constant():
-    config = make_config("xor", steps=100, beta=10.0, beta_end=0.0, beta_anneal_fraction=0.5)
-    assert [config.beta_at(s) for s in (0, 25, 50, 99)] == [10.0, 5.0, 0.0, 0.0]
-    assert make_config("xor", beta=0.3).beta_at(70) == 0.3
+    config = make_config(
+        "xor", steps=100, **{"inspo.beta": 10.0, "inspo.beta_end": 0.0, "inspo.beta_anneal_fraction": 0.5}
+    )
+    assert [config.inspo.beta_at(s, config.steps) for s in (0, 25, 50, 99)] == [10.0, 5.0, 0.0, 0.0]
+    assert make_config("xor", **{"inspo.beta": 0.3}).inspo.beta_at(70, 100) == 0.3
 
 
 # ---- behaviour cloning ----
@@ -213,7 +260,7 @@ def agent_slices(module: AgentMLP, seed: int, agent: int):
 
 
 def test_an_agent_step_leaves_every_other_agent_of_every_seed_untouched():
-    config = small(mode="fused")
+    config = small(**{"inspo.mode": "fused"})
     learner, runs = prepared_learner(config, n_seeds=2)
     for k in range(5):  # Adam moments of every agent become non-zero
         iterate(learner, runs, k, torch.arange(64) + 64 * k)
@@ -234,7 +281,7 @@ def test_an_agent_step_leaves_every_other_agent_of_every_seed_untouched():
 
 
 def test_exact_iteration_updates_each_agent_once_in_sigma_order():
-    config = small(mode="exact")
+    config = small(**{"inspo.mode": "exact"})
     learner, runs = prepared_learner(config, n_seeds=2)
     seen = []
     original = learner.step_actor
@@ -248,7 +295,7 @@ def test_exact_iteration_updates_each_agent_once_in_sigma_order():
 
 @pytest.mark.parametrize("mode, per_iteration", [("exact", 2 * 3), ("fused", 3), ("simultaneous", 3)])
 def test_policy_steps_per_iteration_and_none_in_the_critic_warm_up(mode, per_iteration):
-    config = small(mode=mode, policy_steps=3, critic_warmup_steps=2)
+    config = small(**{"inspo.mode": mode, "inspo.policy_steps": 3, "inspo.critic_warmup_steps": 2})
     learner, runs = prepared_learner(config)
     actor_steps = []
     local_before = [p.detach().clone() for p in learner.local_critic.parameters()]
@@ -286,7 +333,7 @@ def test_agent_mlp_is_one_batched_module_equal_to_per_agent_networks(share):
 @pytest.mark.parametrize("mode", ["fused", "exact", "simultaneous"])
 @pytest.mark.parametrize("weighting", ["resample", "importance", "self_normalized"])
 def test_modes_and_weightings_train(mode, weighting, tmp_path):
-    config = small(mode=mode, weighting=weighting, steps=20, policy_steps=2)
+    config = small(steps=20, **{"inspo.mode": mode, "inspo.weighting": weighting, "inspo.policy_steps": 2})
     results = train(config, out_dir=tmp_path, progress=False)
     assert np.isfinite(results["scores"]["expected_payoff"])
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -296,7 +343,9 @@ def test_modes_and_weightings_train(mode, weighting, tmp_path):
 
 
 def test_bridge_and_systematic_resampling_and_sharing_train():
-    config = small("bridge", steps=10, eval_episodes=3, resample_method="systematic", share_parameters=True)
+    config = small(
+        "bridge", steps=10, eval_episodes=3, share_parameters=True, **{"inspo.resample_method": "systematic"}
+    )
     scores = train(config, progress=False)["scores"]
     assert {"greedy_return", "stochastic_optimal", "greedy_success"} <= set(scores)
 
@@ -305,16 +354,22 @@ def test_bridge_and_systematic_resampling_and_sharing_train():
 
 
 def test_same_seed_same_result_and_another_seed_differs():
-    config = small(steps=30, beta=1.0, beta_end=0.0)
+    config = small(steps=30, **{"inspo.beta": 1.0, "inspo.beta_end": 0.0})
     first, second = train(config, progress=False), train(config, progress=False)
     assert first["scores"] == second["scores"]
-    other = train(small(steps=30, beta=1.0, beta_end=0.0, seed=1), progress=False)
+    other = train(small(steps=30, seed=1, **{"inspo.beta": 1.0, "inspo.beta_end": 0.0}), progress=False)
     assert other["scores"] != first["scores"]
 
 
 def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path):
     config = small(
-        "bridge", steps=30, checkpoint_every=10, eval_every=10, log_every=5, eval_episodes=3, beta=0.5, beta_end=0.0
+        "bridge",
+        steps=30,
+        checkpoint_every=10,
+        eval_every=10,
+        log_every=5,
+        eval_episodes=3,
+        **{"inspo.beta": 0.5, "inspo.beta_end": 0.0},
     )
     whole = train(config, out_dir=tmp_path / "whole", progress=False)
 

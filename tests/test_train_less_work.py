@@ -33,9 +33,8 @@ class GatheredRows:
 class GatheredRowsLearner(InspoLearner):
     """The reference: InspoLearner's agent passes as they were, forwards over gathered rows."""
 
-    def joint_pass(self, batch, order, uniforms, beta, policy_steps):
-        cfg, n = self.config, self.dims.n_agents
-        eta = cfg.eta if cfg.mode == "fused" else 0.0
+    def joint_pass(self, batch, order, uniforms, beta, policy_steps, *, eta):
+        cfg, n = self.options, self.dims.n_agents
         state = batch.state.unsqueeze(2).expand(-1, -1, n, -1)
         with torch.no_grad():
             log_rho = ops.teammate_log_ratios(
@@ -85,7 +84,7 @@ class GatheredRowsLearner(InspoLearner):
         )
 
     def exact_pass(self, batch, order, uniforms, beta, policy_steps):
-        cfg = self.config
+        cfg = self.options
         n_seeds, n = order.shape
         batch_size = batch.reward.shape[1]
         parts = {}
@@ -225,7 +224,7 @@ class GatheredRowsLearner(InspoLearner):
             per_agent = (
                 sq_error.mean(1)
                 if weight_log_rho is None
-                else weighted_mean(sq_error, weight_log_rho, self.config.weighting)
+                else weighted_mean(sq_error, weight_log_rho, self.options.weighting)
             )
             self.local_opt.minimize(per_agent.sum(), self.config.grad_clip, None if mask is None else [mask])
         return per_agent.detach()
@@ -253,17 +252,22 @@ def seed_batch(generator, n_seeds, batch_size, mu_logits):
 @pytest.mark.parametrize(
     "overrides",
     [
-        dict(mode="fused"),
-        dict(mode="fused", weighting="importance", local_critic_steps=2, policy_steps=2),
-        dict(mode="simultaneous", share_parameters=True, policy_steps=2),
-        dict(mode="exact"),
-        dict(mode="exact", share_parameters=True, local_critic_steps=2),
-        dict(mode="exact", weighting="self_normalized", policy_steps=2),
-        dict(mode="exact", weighting="importance", share_parameters=True),
+        {"inspo.mode": "fused"},
+        {
+            "inspo.mode": "fused",
+            "inspo.weighting": "importance",
+            "inspo.local_critic_steps": 2,
+            "inspo.policy_steps": 2,
+        },
+        {"inspo.mode": "simultaneous", "share_parameters": True, "inspo.policy_steps": 2},
+        {"inspo.mode": "exact"},
+        {"inspo.mode": "exact", "share_parameters": True, "inspo.local_critic_steps": 2},
+        {"inspo.mode": "exact", "inspo.weighting": "self_normalized", "inspo.policy_steps": 2},
+        {"inspo.mode": "exact", "inspo.weighting": "importance", "share_parameters": True},
     ],
 )
 def test_one_pass_over_the_batch_trains_what_the_gathered_rows_trained(overrides, float64):
-    config = tiny("inspo", 0, batch_size=24, alpha=0.7, beta=0.4, eta=0.5, **overrides)
+    config = tiny("inspo", 0, batch_size=24, **overrides, **{"inspo.alpha": 0.7, "inspo.beta": 0.4, "inspo.eta": 0.5})
     n_seeds = 2
     learners = [kind(config, n_seeds, DIMS) for kind in (InspoLearner, GatheredRowsLearner)]
     for s in range(n_seeds):

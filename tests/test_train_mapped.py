@@ -86,9 +86,9 @@ def test_mapped_storage_trains_bit_identically(bridge_dir, tmp_path, algo, mode)
             dataset_path=str(bridge_dir),
             dataset_storage=storage,
             algo=algo,
-            mode=mode,
             **TINY,
             **tiny_options(algo),
+            **({"inspo.mode": mode} if algo == "inspo" else {}),
         )
         train(config, out_dir=tmp_path / storage, progress=False)
     assert_same_run(tmp_path / "memory", tmp_path / "mapped")
@@ -126,8 +126,8 @@ def test_the_smax_preset():
     assert (config.dataset, config.dataset_seed) == ("expert", 0)  # `inspo data make` uses data seed 0
     assert (
         config.steps,
-        config.alpha,
-        config.beta,
+        config.inspo.alpha,
+        config.inspo.beta,
         make_config("smax:3m", algo="omiga").algo_options.alpha,
         config.share_parameters,
     ) == (

@@ -58,8 +58,7 @@ def test_resuming_a_batched_run_is_bit_identical_to_the_uninterrupted_run(tmp_pa
             checkpoint_every=10,
             eval_every=10,
             log_every=5,
-            beta=0.5,
-            beta_end=0.0,
+            **{"inspo.beta": 0.5, "inspo.beta_end": 0.0},
         )
         for seed in (0, 1)
     ]

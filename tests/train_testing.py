@@ -41,8 +41,9 @@ def tiny(algo, seed, **overrides):
         log_every=50,
         checkpoint_every=0,
         eval_episodes=3,
-        critic_warmup_steps=0,
     )
+    if algo == "inspo":
+        values["inspo.critic_warmup_steps"] = 0
     if algo == "omiga":
         values["omiga.mixer_hidden"] = 8
     values.update(overrides)

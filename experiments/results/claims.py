@@ -262,7 +262,7 @@ def discussion(table: Table) -> dict[str, list[str]]:
             )
     for regime in ("one-step", "full-update"):
         eta_sweep = sorted(
-            (next(iter(r.runs.values()))["config"]["eta"], r.headline)
+            (next(iter(r.runs.values()))["config"]["algo_options"]["inspo"]["eta"], r.headline)
             for r in table.results
             if r.runs
             and r.cell.env == "xor"
@@ -270,7 +270,7 @@ def discussion(table: Table) -> dict[str, list[str]]:
             and r.cell.variant == "penalty"
             and r.cell.regime == regime
             and r.cell.method.startswith("InSPO fused")
-            and set(dict(r.cell.overrides)) <= {"mode", "xor.variant", "eta"}
+            and set(dict(r.cell.overrides)) <= {"inspo.mode", "xor.variant", "inspo.eta"}
         )
         if len(eta_sweep) > 1:
             said(

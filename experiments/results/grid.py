@@ -86,7 +86,7 @@ def inspo_cell(
     **overrides: Any,
 ) -> Cell:
     method = f"InSPO {mode}" + (f" {label}" if label else "") + (f" ({regime})" if regime != "one-step" else "")
-    overrides = {"mode": mode, **overrides}
+    overrides = {"inspo.mode": mode, **overrides}
     return Cell(group, env, dataset, method, "inspo", tuple(sorted(overrides.items())), quick, regime)
 
 
@@ -127,12 +127,29 @@ def build_grid() -> list[Cell]:
             cells.append(inspo_cell("main", "mne", dataset, mode, quick=dataset == "imbalanced" and mode == "fused"))
         cells.append(
             inspo_cell(
-                "entropy", "mne", dataset, "fused", "β=0", quick=dataset == "imbalanced", beta=0.0, beta_end=None
+                "entropy",
+                "mne",
+                dataset,
+                "fused",
+                "β=0",
+                quick=dataset == "imbalanced",
+                **{"inspo.beta": 0.0, "inspo.beta_end": None},
             )
         )
     for beta in (0.1, 1.0, 3.0):
-        cells.append(inspo_cell("entropy", "mne", "imbalanced", "fused", f"β={beta:g} const", beta=beta, beta_end=None))
-    cells.append(inspo_cell("entropy", "mne", "imbalanced", "fused", "β 3→0", beta=3.0, beta_end=0.0))
+        cells.append(
+            inspo_cell(
+                "entropy",
+                "mne",
+                "imbalanced",
+                "fused",
+                f"β={beta:g} const",
+                **{"inspo.beta": beta, "inspo.beta_end": None},
+            )
+        )
+    cells.append(
+        inspo_cell("entropy", "mne", "imbalanced", "fused", "β 3→0", **{"inspo.beta": 3.0, "inspo.beta_end": 0.0})
+    )
     # (the preset, annealed 10 -> 0 over 70% of training, is the main "InSPO fused" cell)
     # Bridge: the baselines and modes on both datasets
     for dataset in ("optimal", "mixed"):
@@ -141,17 +158,19 @@ def build_grid() -> list[Cell]:
             cells.append(inspo_cell("main", "bridge", dataset, mode, quick=dataset == "optimal" and mode == "fused"))
     # ablations of reconstructed choices, on the tasks where they can matter
     for env, dataset in (("xor", "c"), ("xor", "d"), ("mne", "imbalanced"), ("bridge", "mixed")):
-        cells.append(inspo_cell("ablations", env, dataset, "fused", "self-normalized", weighting="self_normalized"))
-    cells.append(inspo_cell("ablations", "xor", "d", "fused", "β=0", beta=0.0))
-    cells.append(inspo_cell("ablations", "bridge", "mixed", "fused", "β=0", beta=0.0))
+        cells.append(
+            inspo_cell("ablations", env, dataset, "fused", "self-normalized", **{"inspo.weighting": "self_normalized"})
+        )
+    cells.append(inspo_cell("ablations", "xor", "d", "fused", "β=0", **{"inspo.beta": 0.0}))
+    cells.append(inspo_cell("ablations", "bridge", "mixed", "fused", "β=0", **{"inspo.beta": 0.0}))
     for eta in (0.1, 0.5, 1.0):  # the one-step default is 0.3
-        cells.append(inspo_cell("ablations", "xor", "c", "fused", f"η={eta:g}", eta=eta))
+        cells.append(inspo_cell("ablations", "xor", "c", "fused", f"η={eta:g}", **{"inspo.eta": eta}))
     # Bridge optimal: the lookahead toward pi* ~ mu is what keeps fused mode's coordination modes mixed
     # (docs/ALGORITHM.md#measured-departures); eta = 0 takes the predecessors at their current policies
     for eta in (0.0, 0.1):
-        cells.append(inspo_cell("ablations", "bridge", "optimal", "fused", f"η={eta:g}", eta=eta))
+        cells.append(inspo_cell("ablations", "bridge", "optimal", "fused", f"η={eta:g}", **{"inspo.eta": eta}))
     # the full-update regime takes a predecessor as fully updated (eta = 1); the one-step default beside it
-    cells.append(inspo_cell("ablations", "xor", "c", "fused", "η=0.3", regime="full-update", eta=0.3))
+    cells.append(inspo_cell("ablations", "xor", "c", "fused", "η=0.3", regime="full-update", **{"inspo.eta": 0.3}))
     for env, dataset, alphas in (("xor", "c", (1.0, 10.0)), ("mne", "imbalanced", (0.1, 10.0))):
         for alpha in alphas:
             cells.append(Cell("ablations", env, dataset, f"OMIGA α={alpha:g}", "omiga", (("omiga.alpha", alpha),)))
@@ -175,11 +194,12 @@ def cell_config(cell: Cell, seed: int, quick: bool, steps: Optional[int], extra:
         seed=seed,
         algo=cell.algo,
         dataset=cell.dataset,
-        critic_warmup_steps=base.critic_warmup_steps * steps // base.steps,
         eval_every=max(1, steps // 10),
         log_every=max(1, steps // 10),
         checkpoint_every=max(1, steps // 2),
     )
+    if cell.algo == "inspo":  # the preset's critic warm-up, the same share of the run
+        values["inspo.critic_warmup_steps"] = base.inspo.critic_warmup_steps * steps // base.steps
     values.update(dict(cell.overrides))
     values.update(extra)
     return make_config(cell.env, regime=cell.regime, **values)
@@ -190,12 +210,12 @@ def train_command(cell: Cell, config: TrainConfig) -> str:
     preset = make_config(cell.env, regime=config.regime, dataset=cell.dataset, algo=cell.algo).to_overrides()
     words = ["inspo", "train", "--env", cell.env, "--dataset", cell.dataset, "--algo", cell.algo]
     if cell.algo == "inspo":
-        words += ["--mode", config.mode]
+        words += ["--mode", config.inspo.mode]
     if config.regime != "one-step":
         words += ["--regime", config.regime]
     words += ["--seed", str(config.seed), "--steps", str(config.steps)]
     for name, value in config.to_overrides().items():
-        if name in ("env", "dataset", "algo", "mode", "regime", "seed", "steps") or value == preset[name]:
+        if name in ("env", "dataset", "algo", "inspo.mode", "regime", "seed", "steps") or value == preset[name]:
             continue
         text = ",".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
         words += ["--set", f"{name}={text}"]

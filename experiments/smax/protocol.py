@@ -53,8 +53,8 @@ METHODS = ("inspo-fused", "inspo-exact", "cfcql", "omiga", "bc")
 # and OMIGA's alpha weight exp(advantage / alpha): a factor 3 either side. CFCQL's alpha weights a
 # penalty whose official SMAC values span 0.1-50 (its README's table): a factor 10.
 TEMPERATURES: dict[str, Optional[tuple[str, tuple[float, float, float]]]] = {
-    "inspo-fused": ("alpha", (0.03, 0.1, 0.3)),
-    "inspo-exact": ("alpha", (0.03, 0.1, 0.3)),
+    "inspo-fused": ("inspo.alpha", (0.03, 0.1, 0.3)),
+    "inspo-exact": ("inspo.alpha", (0.03, 0.1, 0.3)),
     "cfcql": ("cfcql.alpha", (0.01, 0.1, 1.0)),
     "omiga": ("omiga.alpha", (0.3, 1.0, 3.0)),
     "bc": None,  # no temperature: BC runs once per tier
@@ -220,9 +220,10 @@ def tuning_score(final: dict) -> float:
 
 
 def run_name(phase: str, map_name: str, tier: str, method: str, value: Optional[float] = None) -> str:
-    """A run's name, the same for its seeds: its folder under --out and its summaries' folder in the store."""
+    """A run's name, the same for its seeds: its folder under --out and its summaries' folder in the store. InSPO's
+    temperature is named `alpha=VALUE` (the campaign's summaries are stored under these names)."""
     return f"{phase}/{map_name}/{tier}/{method}" + (
-        f"/{TEMPERATURES[method][0]}={value:g}" if value is not None else ""
+        f"/{TEMPERATURES[method][0].removeprefix('inspo.')}={value:g}" if value is not None else ""
     )
 
 

@@ -122,7 +122,7 @@ def run_config(grid: GridConfig, map_name: str, tier: str, algorithm: str, seed:
         "algo": trainer_name,
     }
     if mode is not None:
-        overrides["mode"] = mode
+        overrides["inspo.mode"] = mode
     return make_config(f"smax:{map_name}", **overrides)
 
 
@@ -272,7 +272,8 @@ def markdown(grid: GridConfig) -> str:
         "battles, greedy and stochastic on the same battles; win rate mean ± std over the seeds of the row "
         "(fewer where marked; no ± from one seed), mean return in brackets. Training: "
         f"{settings['steps']} iterations (InSPO, OMIGA, CFCQL) or {settings['bc_steps']} BC steps, batch "
-        f"{settings['batch_size']}, alpha {settings['alpha']}, beta {settings['beta']}, OMIGA alpha "
+        f"{settings['batch_size']}, alpha {settings['algo_options']['inspo']['alpha']}, beta "
+        f"{settings['algo_options']['inspo']['beta']}, OMIGA alpha "
         f"{run_config(grid, grid.maps[0], grid.tiers[0], 'omiga', 0).algo_options.alpha}, CFCQL alpha "
         f"{run_config(grid, grid.maps[0], grid.tiers[0], 'cfcql', 0).algo_options.alpha}, shared networks "
         f"{settings['hidden']}: a budget that 2 shared CPU cores "

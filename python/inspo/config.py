@@ -1,24 +1,21 @@
 """The one typed configuration of a training run (spec: docs/ALGORITHM.md).
 
-Every hyperparameter and every reconstructed choice of the spec (marked "(choice)" there) is a named
-field here, so that a later reading of the paper can switch it without a rewrite. Per-environment
-defaults live in `PRESETS` and are applied by `make_config`; `--set key=value` on the command line
-overrides any field last.
+`TrainConfig` holds what every algorithm shares (task, networks, optimisation, evaluation, files). Settings
+that only one environment family or one algorithm reads are that component's options, a small frozen
+dataclass (inspo.options): `env_options` (inspo.envs.ENV_OPTIONS: `xor.variant`, `mne.diagonal`, ...) and
+`algo_options` (inspo.algorithms: `inspo.*`, InSPO's update and every reconstructed choice of the spec;
+`omiga.*`, `cfcql.*`). They are named SECTION.FIELD in `--set`, config files and `make_config`
+(`make_config("xor", **{"inspo.eta": 0.5})`, or `make_config("xor", inspo={"eta": 0.5})`).
 
-Settings that only one environment family or one algorithm reads are that component's options, a
-small dataclass beside its code (inspo.options): `env_options` (inspo.envs.ENV_OPTIONS: `xor.variant`,
-`mne.diagonal`, `mne.sampling`) and `algo_options` (inspo.algorithms: `omiga.*`, `cfcql.*`).
-They are named SECTION.FIELD in `--set`, config files and `make_config(**{"xor.variant": "plain"})`;
-the flat names they had before (`xor_variant`, `cfcql_alpha`, ...: `LEGACY_FIELDS`) are still read, with
-their old meaning (a name for another environment or algorithm than the run's is ignored), so an
-old run folder's config.json loads.
+Per-environment defaults live in `PRESETS` and are applied by `make_config`, then the update regime
+(`REGIMES`); `--set key=value` on the command line overrides any field last. A field that became an option
+(`mode`, `eta`, `cfcql_alpha`, ...: `RENAMED_FIELDS`) is refused with its new name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import typing
 from dataclasses import dataclass
@@ -31,10 +28,7 @@ from inspo.dependencies import require
 from inspo.envs import ENV_OPTIONS, ENVS, LAZY_ENVS, env_family, env_options_type, is_user_env
 from inspo.options import build_options, check_options, check_type, field_hints, is_tuple_type, parse_text
 
-MODES = ("fused", "exact", "simultaneous")
 PRECISIONS = ("fp32", "bf16")  # config.precision (inspo.nets.set_precision)
-WEIGHTINGS = ("resample", "importance", "self_normalized")
-RESAMPLE_METHODS = ("multinomial", "systematic")
 DATASET_STORAGES = ("memory", "mapped")
 
 
@@ -65,43 +59,17 @@ class TrainConfig:
 
     # ---- algorithm ----
     algo: str = "inspo"  # an algorithm of `inspo.algorithms.ALGORITHMS`: inspo, bc, omiga or cfcql
-    mode: str = "fused"  # exact (Algorithm 1), fused (one pass, lookahead eta) or simultaneous (ablation)
     seed: int = 0
     steps: int = 2000  # training iterations K
     batch_size: int = 256
     gamma: float = 0.99
-    alpha: float = 0.1  # reverse-KL weight toward mu
-    beta: float = 0.1  # entropy weight (beta_0 when a schedule is set)
-    # (choice) beta schedule: linear from `beta` to `beta_end` over the first `beta_anneal_fraction`
-    # of training, constant afterwards; None keeps beta constant.
-    beta_end: Optional[float] = None
-    beta_anneal_fraction: float = 0.7
-    # (choice) how the teammate ratio rho and the critic's next-step ratio rho' enter the losses:
-    # "resample" (the paper's choice) draws each agent's batch with probability rho / sum rho;
-    # "importance" weights the loss by rho / B; "self_normalized" by rho / sum rho.
-    weighting: str = "resample"
-    resample_method: str = "multinomial"  # (choice) multinomial with replacement, or systematic
-    rho_max: float = 100.0  # (choice) clip of the teammate / next-step ratios
-    log_w_max: float = 10.0  # (choice) clip of the in-sample weight, log w <= log_w_max (w_max = e^10)
-    eta: float = 0.3  # (choice) fused mode: step of a predecessor toward its closed-form target
-    # (choice) update regime: gradient steps per agent per iteration on the agent's (resampled) batch;
-    # 1 is the usual deep-RL regime, a large value fits each agent to its target ("full update").
-    policy_steps: int = 1
     # the named update regime (`REGIMES`) that `make_config` applied; a label for results tables,
     # its fields stay overridable one by one
     regime: str = "one-step"
-    local_critic_steps: Optional[int] = None  # local-critic steps per iteration; None = policy_steps
-    pi_init_from_mu: bool = True  # (choice) start pi as a copy of the behaviour policy mu
-    # warm-up iterations at the start of the K iterations in which the centralized and local critics
-    # train and the policy does not (so that the policy starts moving on fitted critics); 0 = none.
-    critic_warmup_steps: int = 0
-    # The agent value V is the exact log-sum-exp over the available actions
-    # (docs/ALGORITHM.md#in-sample-weighted-policy-loss, a choice); the learned in-sample V-network alternative is not
-    # implemented.
 
-    # the options of the algorithm (`omiga.*`: inspo.algorithms.OmigaOptions, `cfcql.*`:
-    # inspo.algorithms.CfcqlOptions); the fields above apply to every
-    # algorithm where they mean the same. None = the algorithm's defaults
+    # the options of the algorithm (`inspo.*`: inspo.algorithms.InspoOptions, `omiga.*`: OmigaOptions, `cfcql.*`:
+    # CfcqlOptions); the other fields apply to every algorithm where they mean the same. None = the algorithm's
+    # defaults
     algo_options: Any = None
 
     # ---- networks and optimisation ----
@@ -140,16 +108,11 @@ class TrainConfig:
             self.algo_options = algorithm(self.algo).options()
 
     @property
-    def tau(self) -> float:
-        return self.alpha + self.beta
-
-    def beta_at(self, step: int) -> float:
-        """beta of iteration `step` (0-based) under the optional linear schedule."""
-        if self.beta_end is None:
-            return self.beta
-        horizon = max(1, round(self.beta_anneal_fraction * self.steps))
-        progress = min(1.0, step / horizon)
-        return self.beta + (self.beta_end - self.beta) * progress
+    def inspo(self) -> Any:
+        """The InSPO options of an InSPO run (config.algo_options); an error for another algorithm's run."""
+        if self.algo != "inspo":
+            raise ValueError(f"config.inspo: a run of {self.algo!r} has no InSPO options")
+        return self.algo_options
 
     def validate(self) -> "TrainConfig":
         """Check every field's type and range; raises ValueError naming the field."""
@@ -181,11 +144,8 @@ class TrainConfig:
             check_env_name(self.env)
         one_of("dataset_format", ("auto", *FORMATS))
         at_least(1, "episode_limit")
-        one_of("mode", MODES)
         one_of("precision", PRECISIONS)
         one_of("dataset_storage", DATASET_STORAGES)
-        one_of("weighting", WEIGHTINGS)
-        one_of("resample_method", RESAMPLE_METHODS)
         one_of("regime", tuple(REGIMES))
         env_section, algo_section = option_sections(self.env, self.algo)
         for field, section, expected in (
@@ -203,8 +163,6 @@ class TrainConfig:
             1,
             "steps",
             "batch_size",
-            "policy_steps",
-            "local_critic_steps",
             "bc_steps",
             "bc_batch_size",
             "eval_episodes",
@@ -212,39 +170,26 @@ class TrainConfig:
             "threads",
         )
         at_least(0, "seed", "dataset_seed", "eval_every", "checkpoint_every")
-        positive("lr", "critic_lr", "bc_lr", "grad_clip", "rho_max")
-        if not 0 <= self.critic_warmup_steps < self.steps:
+        positive("lr", "critic_lr", "bc_lr", "grad_clip")
+        if self.algo == "inspo" and not self.algo_options.critic_warmup_steps < self.steps:
             raise ValueError(
-                f"config.critic_warmup_steps must be in [0, steps = {self.steps}), got {self.critic_warmup_steps} "
-                "(--set critic_warmup_steps=N sets it)"
+                f"config.inspo.critic_warmup_steps must be in [0, steps = {self.steps}), got "
+                f"{self.algo_options.critic_warmup_steps} (--set inspo.critic_warmup_steps=N sets it)"
             )
         for name in ("hidden", "critic_hidden"):
             if not getattr(self, name) or any(size < 1 for size in getattr(self, name)):
                 raise ValueError(f"config.{name} must hold layer sizes >= 1 (one or more), got {getattr(self, name)}")
         check_device(self.device)
-        for name in ("alpha", "beta", "beta_end"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise ValueError(f"config.{name} must be >= 0, got {getattr(self, name)}")
-        if self.alpha + min(self.beta, self.beta if self.beta_end is None else self.beta_end) <= 0:
-            raise ValueError("the temperature tau = alpha + beta must stay > 0 (alpha > 0 or beta > 0 throughout)")
-        if self.compile and self.beta_end is not None:
+        if self.compile and self.algo == "inspo" and self.algo_options.beta_end is not None:
             raise ValueError(
-                "config.compile needs a constant beta (beta_end = None): the ops take beta as a "
+                "config.compile needs a constant beta (inspo.beta_end = None): the ops take beta as a "
                 "number, so a schedule would recompile the step at every iteration"
             )
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"config.gamma must be in [0, 1], got {self.gamma}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"config.eta must be in [0, 1], got {self.eta}")
-        if not 0.0 < self.beta_anneal_fraction <= 1.0:
-            raise ValueError(f"config.beta_anneal_fraction must be in (0, 1], got {self.beta_anneal_fraction}")
         if not 0.0 < self.polyak <= 1.0:
             raise ValueError(f"config.polyak must be in (0, 1], got {self.polyak}")
         return self
-
-    @property
-    def log_rho_max(self) -> float:
-        return math.log(self.rho_max)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field (config.json); env_options and algo_options as {SECTION: {FIELD: value}}, e.g.
@@ -267,18 +212,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        """A config from the fields of `to_dict` (config.json, a checkpoint's config), also in the older
-        flat form (LEGACY_FIELDS) and with SECTION.FIELD options. The stored options of another env or
-        algorithm than `values` names are left out: `{**config.to_dict(), "algo": "bc"}` is a BC run
-        with BC's options."""
+        """A config from the fields of `to_dict` (config.json, a checkpoint's config), also with SECTION.FIELD
+        options. The stored options of another env or algorithm than `values` names are left out:
+        `{**config.to_dict(), "algo": "bc"}` is a BC run with BC's options."""
         env, algo = values.get("env", DEFAULTS["env"]), values.get("algo", DEFAULTS["algo"])
         return _build(_as_dotted(values, *option_sections(env, algo)))
 
 
 OPTION_FIELDS = ("env_options", "algo_options")  # in the order of option_sections
 DEFAULTS = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
-# the flat TrainConfig fields that became options: old name -> SECTION.FIELD
-LEGACY_FIELDS = {
+# the flat TrainConfig fields that became options: old name -> SECTION.FIELD (refused, naming the new one)
+RENAMED_FIELDS = {
     "xor_variant": "xor.variant",
     "mne_diagonal": "mne.diagonal",
     "mne_sampling": "mne.sampling",
@@ -289,7 +233,35 @@ LEGACY_FIELDS = {
     "cfcql_temperature": "cfcql.temperature",
     "cfcql_mixer_embed": "cfcql.mixer_embed",
     "cfcql_hypernet_hidden": "cfcql.hypernet_hidden",
+    **{
+        name: f"inspo.{name}"
+        for name in (
+            "mode",
+            "alpha",
+            "beta",
+            "beta_end",
+            "beta_anneal_fraction",
+            "weighting",
+            "resample_method",
+            "rho_max",
+            "log_w_max",
+            "eta",
+            "policy_steps",
+            "local_critic_steps",
+            "pi_init_from_mu",
+            "critic_warmup_steps",
+        )
+    },
 }
+
+
+def check_not_renamed(name: str) -> None:
+    if name in RENAMED_FIELDS:
+        raise ValueError(
+            f"config field {name!r} is now the option {RENAMED_FIELDS[name]!r} "
+            f"(--set {RENAMED_FIELDS[name]}=VALUE; in a config file {RENAMED_FIELDS[name].split('.')[0]}: "
+            f"{{{RENAMED_FIELDS[name].split('.')[1]}: VALUE}})"
+        )
 
 
 def check_env_name(name: str) -> None:
@@ -320,8 +292,8 @@ def section_options_type(section: str) -> type:
 
 
 def field_hint(name: str) -> tuple[str, Any]:
-    """(the name errors use, the annotation) of a field, SECTION.FIELD option or legacy name."""
-    name = LEGACY_FIELDS.get(name, name)
+    """(the name errors use, the annotation) of a field or SECTION.FIELD option."""
+    check_not_renamed(name)
     section, dot, field = name.partition(".")
     if not dot:
         hints = typing.get_type_hints(TrainConfig)
@@ -361,11 +333,10 @@ def options_help() -> str:
 
 
 def _as_dotted(values: Mapping[str, Any], env_section: Optional[str], algo_section: str) -> dict[str, Any]:
-    """`values` with env_options / algo_options and legacy names spelled as SECTION.FIELD, in their
-    order. env_options / algo_options: an option instance (the run's section), or to_dict's
-    {SECTION: {FIELD: value}}, whose sections other than the run's are left out (options stored for
-    another env or algorithm); legacy names of another env or algorithm are left out too (the old flat
-    config held every one of them, read only by its own env or algorithm)."""
+    """`values` with env_options / algo_options and SECTION={FIELD: value} mappings spelled as SECTION.FIELD, in
+    their order. env_options / algo_options: an option instance (the run's section), or to_dict's
+    {SECTION: {FIELD: value}}, whose sections other than the run's are left out (options stored for another
+    env or algorithm: `{**config.to_dict(), "algo": "bc"}` is a BC run). A renamed field is refused."""
     dotted: dict[str, Any] = {}
     for name, value in values.items():
         if name in OPTION_FIELDS:
@@ -381,9 +352,10 @@ def _as_dotted(values: Mapping[str, Any], env_section: Optional[str], algo_secti
             for stored_section, options in value.items():
                 if stored_section == section:
                     dotted.update({f"{section}.{field}": item for field, item in options.items()})
-        elif name in LEGACY_FIELDS:
-            if LEGACY_FIELDS[name].split(".")[0] in (env_section, algo_section):
-                dotted[LEGACY_FIELDS[name]] = value
+        elif name in RENAMED_FIELDS:
+            check_not_renamed(name)
+        elif isinstance(value, Mapping) and "." not in name and name not in DEFAULTS:  # inspo={"eta": 0.5}
+            dotted.update({f"{name}.{field}": item for field, item in value.items()})
         else:
             dotted[name] = value
     return dotted
@@ -443,16 +415,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=1e-3,
         critic_lr=1e-3,
         bc_steps=300,
-        beta=10.0,
-        beta_end=0.0,
         grad_clip=10.0,
-        critic_warmup_steps=300,
+        **{"inspo.beta": 10.0, "inspo.beta_end": 0.0, "inspo.critic_warmup_steps": 300},
     ),
     "bridge": dict(
         dataset="optimal",
         steps=3000,
-        alpha=0.1,
-        beta=0.01,
         gamma=0.99,
         batch_size=256,
         hidden=(128, 128),
@@ -460,6 +428,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         bc_steps=1500,
         lr=1e-3,
         critic_lr=1e-3,
+        **{"inspo.alpha": 0.1, "inspo.beta": 0.01},
     ),
     # Every SMAX map (docs/SMAX.md). `inspo data make` makes datasets with data seed 0, so --dataset
     # <tier> reads those whatever the run's seed. docs/ALGORITHM.md#default-hyperparameters asks for alpha in [1, 10] at
@@ -473,9 +442,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         dataset_seed=0,
         steps=1500,
         batch_size=256,
-        alpha=0.1,
-        beta=0.01,
-        **{"omiga.alpha": 1.0, "cfcql.alpha": 0.1, "cfcql.temperature": 0.5},
+        **{"inspo.alpha": 0.1, "inspo.beta": 0.01, "omiga.alpha": 1.0, "cfcql.alpha": 0.1, "cfcql.temperature": 0.5},
         hidden=(128, 128),
         critic_hidden=(256, 256),
         bc_steps=1500,
@@ -485,7 +452,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # The update regimes (docs/ALGORITHM.md#update-regimes, a choice): fields applied by make_config(regime=...) on top of
-# the env preset, before any override. "one-step" is the usual deep-RL regime: one small gradient
+# the env preset, before any override (its inspo.* options to InSPO's runs only). "one-step" is the usual deep-RL regime: one small gradient
 # step per agent per iteration (the env presets as they are). "full-update" fits each agent to its
 # resampled closed-form target within the iteration, as the tabular check of docs/ALGORITHM.md#update-regimes does:
 # * 100 local-critic and 100 policy steps per agent per iteration, at step sizes (3e-2) large enough
@@ -500,7 +467,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 REGIMES: dict[str, dict[str, Any]] = {
     "one-step": {},
     "full-update": dict(
-        policy_steps=100, lr=3e-2, critic_lr=3e-2, polyak=0.1, steps=100, critic_warmup_steps=50, eta=1.0
+        lr=3e-2,
+        critic_lr=3e-2,
+        polyak=0.1,
+        steps=100,
+        **{"inspo.policy_steps": 100, "inspo.critic_warmup_steps": 50, "inspo.eta": 1.0},
     ),
 }
 
@@ -658,23 +629,23 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 def make_config(env: Optional[str] = "xor", regime: str = "one-step", **overrides: Any) -> TrainConfig:
     """TrainConfig for `env`: the dataclass defaults, then the env preset, then the update regime
     `REGIMES[regime]`, then `overrides` (any TrainConfig field, and options as SECTION.FIELD:
-    `make_config("xor", **{"xor.variant": "plain"})`, or `env_options=XorOptions("plain")`). The
-    preset's options of other algorithms than the run's are left out."""
+    `make_config("xor", **{"xor.variant": "plain"})`, as a section's mapping: `inspo={"mode": "exact"}`, or
+    `env_options=XorOptions("plain")`). The preset's and the regime's options of other algorithms than the
+    run's are left out."""
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; known: {sorted(REGIMES)}")
     preset = PRESETS.get(env_family(env), {}) if env is not None else {}
     algo = overrides.get("algo", preset.get("algo", DEFAULTS["algo"]))
     sections = option_sections(env, algo)
-    values: dict[str, Any] = {
-        name: value for name, value in preset.items() if name.partition(".")[0] in sections or "." not in name
-    }
-    values.update(REGIMES[regime])
-    values.update(env=env, regime=regime)
+
+    def own(values: Mapping[str, Any]) -> dict[str, Any]:  # the fields, and the options of this run's sections
+        return {name: value for name, value in values.items() if "." not in name or name.split(".")[0] in sections}
+
+    values: dict[str, Any] = {**own(preset), **own(REGIMES[regime]), "env": env, "regime": regime}
     given = _as_dotted({"env": env, **overrides}, *sections)
-    if "steps" in given and "critic_warmup_steps" not in given and values.get("critic_warmup_steps"):
-        values["critic_warmup_steps"] = scaled_warmup(
-            values["critic_warmup_steps"], values.get("steps", DEFAULTS["steps"]), given["steps"]
-        )
+    warmup = "inspo.critic_warmup_steps"
+    if "steps" in given and warmup not in given and values.get(warmup):
+        values[warmup] = scaled_warmup(values[warmup], values.get("steps", DEFAULTS["steps"]), given["steps"])
     values.update(given)
     return _build(values)
 

@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from inspo.algorithms import learner_class
+from inspo.algorithms import InspoOptions, learner_class
 from inspo.bench.ops import HYPER, ReferenceOps
 from inspo.bench.timing import quiet_profiler
 from inspo.config import TrainConfig
@@ -163,11 +163,10 @@ def make_case(
     hidden = OMIGA_HIDDEN if algo == "omiga" else shape.hidden
     config = TrainConfig(
         algo=algo,
-        mode=mode,
+        algo_options=InspoOptions(mode=mode, alpha=HYPER["alpha"], beta=HYPER["beta"], eta=HYPER["eta"])
+        if algo == "inspo"
+        else None,
         batch_size=shape.batch,
-        alpha=HYPER["alpha"],
-        beta=HYPER["beta"],
-        eta=HYPER["eta"],
         hidden=hidden,
         critic_hidden=shape.critic_hidden,
         share_parameters=shape.share_parameters,
@@ -194,7 +193,8 @@ def make_case(
             learner.actor.load_state_dict(learner.mu.state_dict())  # pi starts as mu, as in training
         learner.mu.requires_grad_(False)
     generators = [torch.Generator(device=device).manual_seed(seed + s) for s in range(seeds)]
-    return IterationCase(learner, stores, generators, shape.batch, config.critic_warmup_steps)
+    warmup = config.inspo.critic_warmup_steps if algo == "inspo" else 0
+    return IterationCase(learner, stores, generators, shape.batch, warmup)
 
 
 def matmul_flops(case: IterationCase) -> int:

@@ -1,7 +1,7 @@
 """`inspo train`: one run, seeds batched in one process, the main job, or `--resume` of any of them.
 
 inspo train                      the main job: XOR (c), M-NE imbalanced, Bridge optimal, then a table of scores
-inspo train --env xor --dataset d --mode exact --seed 3 --set eta=0.5 --out runs/x
+inspo train --env xor --dataset d --mode exact --seed 3 --set inspo.eta=0.5 --out runs/x
 inspo train --env xor --dataset c --mode simultaneous --regime full-update
 inspo train --config run.yaml --set lr=1e-3      a YAML / JSON file of config fields, --set on top
 inspo train --out runs/x --resume [--steps N]    continue (or extend to N steps) the run in runs/x
@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any TrainConfig field, e.g. --set eta=0.5, or an option of the env or algorithm "
+        help="override any TrainConfig field, e.g. --set lr=1e-3, or an option of the env or algorithm "
         "as SECTION.FIELD, e.g. --set xor.variant=plain (repeatable; the options are listed below)",
     )
     parser.add_argument("--out", help="output folder (metrics, checkpoints, results); default under runs/")
@@ -133,13 +133,14 @@ def run(args: argparse.Namespace) -> int:
         "dataset_path",
         "dataset_format",
         "episode_limit",
-        "mode",
         "regime",
         "seed",
         "steps",
     ):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
+    if args.mode is not None:  # InSPO's update mode, an InSPO option (another algorithm's run refuses it)
+        values["inspo.mode"] = args.mode
     if values.get("algo") == "bc" and args.steps is not None:  # BC's iterations are its behaviour-cloning steps
         values["bc_steps"] = values.pop("steps")  # (the flag wins over --set bc_steps, as flags do)
     if args.tensorboard:
@@ -306,8 +307,11 @@ def default_jobs(overrides: dict[str, Any], out_root: Path) -> list[tuple[TrainC
             name: value for name, value in overrides.items() if name.split(".")[0] in (env, algo) or "." not in name
         }
 
+    def job_mode(mode: str) -> dict[str, Any]:  # InSPO's mode of the task (another algorithm has none)
+        return {"inspo.mode": mode} if algo == "inspo" else {}
+
     return [
-        (make_config(env, dataset=dataset, **{"mode": mode, **job_overrides(env)}), out_root / f"{env}-{dataset}")
+        (make_config(env, dataset=dataset, **{**job_mode(mode), **job_overrides(env)}), out_root / f"{env}-{dataset}")
         for env, dataset, mode in DEFAULT_JOB
     ]
 
@@ -412,7 +416,8 @@ def train_task(
 def default_out_dir(config: TrainConfig) -> str:
     data = Path(config.dataset_path).name if config.dataset_path else config.dataset
     env = "dataset" if config.env is None else config.env.replace(":", "-")
-    return f"runs/{env}-{data}-{config.algo}-{config.mode}-s{config.seed}"
+    method = f"{config.algo}-{config.inspo.mode}" if config.algo == "inspo" else config.algo
+    return f"runs/{env}-{data}-{method}-s{config.seed}"
 
 
 def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
@@ -427,7 +432,7 @@ def print_table(rows: list[tuple[str, TrainConfig, dict[str, Any]]]) -> None:
         task = task_name(config)
         if config.env == "xor":
             task += f" ({config.env_options.variant})"
-        method = f"{algo} {config.mode}" if algo == "inspo" else algo
+        method = f"{algo} {config.inspo.mode}" if algo == "inspo" else algo
         if config.regime != "one-step":
             method += f" ({config.regime})"
         scores = results["scores"]

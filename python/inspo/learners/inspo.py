@@ -19,12 +19,14 @@ weighting="resample" each agent trains on its own resampled rows of B; with "imp
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from inspo.algorithms import InspoOptions
 from inspo.config import TrainConfig, task_name
 from inspo.data import TransitionBatch
 from inspo.learners import ops
@@ -66,6 +68,35 @@ def seed_index(n_seeds: int, dims: int, device: torch.device) -> Tensor:
     return torch.arange(n_seeds, device=device).view(n_seeds, *([1] * (dims - 1)))
 
 
+@dataclass
+class ExactAgent:
+    """The agent each seed updates at one position of the exact pass, and what selects it."""
+
+    agents: Tensor  # [S]: the agent of each seed
+    actor_mask: Tensor  # the networks of the actor / local critic that move (its own, or the shared one)
+    local_mask: Tensor
+    is_own: Tensor  # [S, 1, N, 1]: its column
+    obs: Tensor  # [S, B, O]: its observations
+
+    @staticmethod
+    def at(position: int, order: Tensor, obs: Tensor, learner: "InspoLearner") -> "ExactAgent":
+        n_seeds, n = order.shape
+        agents = order[:, position]
+        seeds = torch.arange(n_seeds, device=order.device)
+        return ExactAgent(
+            agents=agents,
+            actor_mask=learner.actor.network_mask(agents),
+            local_mask=learner.local_critic.network_mask(agents),
+            is_own=nn.functional.one_hot(agents, n).bool().view(n_seeds, 1, n, 1),
+            obs=obs[seeds, :, agents],
+        )
+
+
+def own_column(values: Tensor, column: Tensor) -> Tensor:
+    """values[s, column[s]] of [S, N'] values."""
+    return values.gather(1, column.unsqueeze(1))[:, 0]
+
+
 class InspoLearner(Learner):
     """Networks and optimizers of S InSPO runs, and one iteration in the configured mode."""
 
@@ -92,11 +123,12 @@ class InspoLearner(Learner):
         self.local_opt = StackedAdam(network_families(self.local_critic), lr=config.critic_lr)
         self.critic_opt = StackedAdam(network_families(self.critic), lr=config.critic_lr)
         self.register_buffer("bc_nll", torch.zeros(n_seeds, dtype=torch.float64))
-        self.local_steps = config.local_critic_steps or config.policy_steps
+        self.options: InspoOptions = config.algo_options
+        self.local_steps = self.options.local_critic_steps or self.options.policy_steps
 
     @property
     def label(self) -> str:
-        return f"{task_name(self.config)} {self.config.mode}"
+        return f"{task_name(self.config)} {self.options.mode}"
 
     def initialize_seed(self, seed: int) -> None:
         for module in (self.actor, self.mu, self.local_critic, self.critic, self.critic_target):
@@ -116,12 +148,12 @@ class InspoLearner(Learner):
                     )
         else:
             self.bc_nll.copy_(fit_behaviour(self.mu, stores, self.config, generators, progress, self.label))
-            if self.config.pi_init_from_mu:
+            if self.options.pi_init_from_mu:
                 self.actor.load_state_dict(self.mu.state_dict())
         self.mu.requires_grad_(False)
 
     def row_extras(self, step: int) -> dict[str, Any]:
-        return {"beta": self.config.beta_at(step)}
+        return {"beta": self.options.beta_at(step, self.config.steps)}
 
     def results_extras(self, seed: int, store: Any) -> dict[str, Any]:
         return {"bc_nll": float(self.bc_nll[seed])}
@@ -129,15 +161,15 @@ class InspoLearner(Learner):
     def draw(self, generators: Sequence[torch.Generator], step: int) -> dict[str, Tensor]:
         """Per seed, in a single run's order: the critic's resampling uniforms, sigma, the agents' uniforms
         (exact: one agent at a time, column m for the m-th agent of sigma)."""
-        cfg, n = self.config, self.dims.n_agents
-        resample, method, batch = cfg.weighting == "resample", cfg.resample_method, cfg.batch_size
+        options, n = self.options, self.dims.n_agents
+        resample, method, batch = options.weighting == "resample", options.resample_method, self.config.batch_size
         per_seed = []
         for generator in generators:
             draws = {}
             if resample:
                 draws["critic_uniforms"] = ops.resample_uniforms(generator, batch, 1, method)
             draws["order"] = torch.randperm(n, generator=generator, device=generator.device)
-            if resample and cfg.mode == "exact":
+            if resample and options.mode == "exact":
                 draws["agent_uniforms"] = torch.cat(
                     [ops.resample_uniforms(generator, batch, 1, method) for _ in range(n)], dim=1
                 )
@@ -149,26 +181,27 @@ class InspoLearner(Learner):
     def step_scalars(self, step: int) -> dict[str, Any]:
         # during the critic warm-up the local critics train too; the policy loss is only measured
         return dict(
-            beta=self.config.beta_at(step),
-            policy_steps=self.config.policy_steps if step >= self.config.critic_warmup_steps else 0,
+            beta=self.options.beta_at(step, self.config.steps),
+            policy_steps=self.options.policy_steps if step >= self.options.critic_warmup_steps else 0,
         )
 
     def iteration(
         self, batch: TransitionBatch, draws: dict[str, Tensor], *, beta: float, policy_steps: int
     ) -> dict[str, Tensor]:
-        cfg = self.config
         metrics = self.critic_step(batch, draws.get("critic_uniforms"), beta)
-        pass_fn = self.exact_pass if cfg.mode == "exact" else self.joint_pass
-        metrics.update(pass_fn(batch, draws["order"], draws.get("agent_uniforms"), beta, policy_steps))
-        polyak_update(self.critic_target, self.critic, cfg.polyak)
+        agents_pass = {"fused": self.fused_pass, "simultaneous": self.simultaneous_pass, "exact": self.exact_pass}
+        metrics.update(
+            agents_pass[self.options.mode](batch, draws["order"], draws.get("agent_uniforms"), beta, policy_steps)
+        )
+        polyak_update(self.critic_target, self.critic, self.config.polyak)
         return metrics
 
     def temperatures(self, beta: float) -> dict[str, float]:
-        return dict(alpha=self.config.alpha, beta=beta, log_rho_max=self.config.log_rho_max)
+        return dict(alpha=self.options.alpha, beta=beta, log_rho_max=self.options.log_rho_max)
 
     # ---- global critic: soft in-sample evaluation on B resampled (or weighted) by rho' ----
     def critic_step(self, batch: TransitionBatch, uniforms: Optional[Tensor], beta: float) -> dict[str, Tensor]:
-        cfg = self.config
+        cfg, weighting = self.config, self.options.weighting
         with torch.no_grad():
             target = ops.soft_bellman_target(
                 batch.reward,
@@ -181,27 +214,46 @@ class InspoLearner(Learner):
                 gamma=cfg.gamma,
                 **self.temperatures(beta),
             )
-        if cfg.weighting == "resample":
-            rows = ops.resample(target.log_ratio.unsqueeze(-1), uniforms=uniforms, method=cfg.resample_method).indices[
-                ..., 0
-            ]  # [S, B]
+        if weighting == "resample":
+            rows = ops.resample(
+                target.log_ratio.unsqueeze(-1), uniforms=uniforms, method=self.options.resample_method
+            ).indices[..., 0]  # [S, B]
             seeds = seed_index(len(rows), 2, rows.device)
             q = self.critic(batch.state[seeds, rows], batch.actions[seeds, rows])
             loss = (q - target.target.gather(1, rows)).pow(2).mean(1)
         else:
             sq_error = (self.critic(batch.state, batch.actions) - target.target).pow(2)
-            loss = weighted_mean(sq_error, target.log_ratio, cfg.weighting)
+            loss = weighted_mean(sq_error, target.log_ratio, weighting)
         self.critic_opt.minimize(loss.sum(), cfg.grad_clip)  # seeds share no parameter: each its own gradient
         return dict(
             critic_loss=loss.detach(), next_kl=target.kl.sum(-1).mean(-1), next_entropy=target.entropy.sum(-1).mean(-1)
         )
 
-    # ---- fused / simultaneous: all agents in one pass ----
-    def joint_pass(
+    # ---- fused and simultaneous: all agents in one pass ----
+    def fused_pass(
         self, batch: TransitionBatch, order: Tensor, uniforms: Optional[Tensor], beta: float, policy_steps: int
     ) -> dict[str, Tensor]:
-        cfg, n = self.config, self.dims.n_agents
-        eta = cfg.eta if cfg.mode == "fused" else 0.0  # simultaneous: teammates at their current policy
+        """Every agent steps at once; its predecessors in `order` enter at their eta-lookahead toward their
+        closed-form targets."""
+        return self.joint_pass(batch, order, uniforms, beta, policy_steps, eta=self.options.eta)
+
+    def simultaneous_pass(
+        self, batch: TransitionBatch, order: Tensor, uniforms: Optional[Tensor], beta: float, policy_steps: int
+    ) -> dict[str, Tensor]:
+        """The ablation: every agent steps at once against its teammates' current policies."""
+        return self.joint_pass(batch, order, uniforms, beta, policy_steps, eta=0.0)
+
+    def joint_pass(
+        self,
+        batch: TransitionBatch,
+        order: Tensor,
+        uniforms: Optional[Tensor],
+        beta: float,
+        policy_steps: int,
+        *,
+        eta: float,
+    ) -> dict[str, Tensor]:
+        options, n = self.options, self.dims.n_agents
         state = batch.state.unsqueeze(2).expand(-1, -1, n, -1)
         # one pass of each network over B with its gradient: the ratios read it detached, the first local
         # critic step and the first policy step read its rows (the networks have not moved in between)
@@ -218,11 +270,11 @@ class InspoLearner(Learner):
                 eta=eta,
                 **self.temperatures(beta),
             )
-        if cfg.weighting == "resample":
-            indices, ess = ops.resample(log_rho, uniforms=uniforms, method=cfg.resample_method)
+        if options.weighting == "resample":
+            indices, ess = ops.resample(log_rho, uniforms=uniforms, method=options.resample_method)
             rows, ratio, weight_log_rho = self.gather_rows(batch, indices), "none", None
         else:  # the whole joint batch with the ratio as a weight: the one fused op call
-            rows, ratio, weight_log_rho = self.joint_rows(batch), cfg.weighting, log_rho
+            rows, ratio, weight_log_rho = self.joint_rows(batch), options.weighting, log_rho
             ess = effective_sample_size(log_rho)
         local_loss = self.fit_local_critics(rows, weight_log_rho, lambda: self.local_critic(state), q_local)
         with torch.no_grad():
@@ -237,7 +289,7 @@ class InspoLearner(Learner):
                 order,
                 predecessors="target",
                 eta=eta,
-                log_w_max=cfg.log_w_max,
+                log_w_max=options.log_w_max,
                 ratio=ratio,
                 **self.temperatures(beta),
             )
@@ -253,14 +305,13 @@ class InspoLearner(Learner):
             kl=policy.kl.mean(-1),
         )
 
-    # ---- exact: N dependent agent steps ----
+    # ---- exact (Algorithm 1): N dependent agent steps ----
     def exact_pass(
         self, batch: TransitionBatch, order: Tensor, uniforms: Optional[Tensor], beta: float, policy_steps: int
     ) -> dict[str, Tensor]:
-        cfg = self.config
-        n_seeds, n = order.shape
-        batch_size = batch.reward.shape[1]
-        seeds = torch.arange(n_seeds, device=order.device)
+        """The agents step one after another in `order`; each against its teammates at their current networks
+        (its predecessors already updated)."""
+        n = order.shape[1]
         # every agent's logits over B at its current network, and the log-probs of the taken actions; after an
         # agent's steps only its own column is recomputed (all columns with one shared network)
         with torch.no_grad():
@@ -269,10 +320,7 @@ class InspoLearner(Learner):
         q_all: Optional[Tensor] = None  # the importance options: every local critic over B, kept the same way
         parts: dict[str, list[Tensor]] = {}
         for position in range(n):
-            agents = order[:, position]  # [S]: the agent each seed updates now
-            actor_mask, local_mask = self.actor.network_mask(agents), self.local_critic.network_mask(agents)
-            is_own = nn.functional.one_hot(agents, n).bool().view(n_seeds, 1, n, 1)
-            own_obs = batch.obs[seeds, :, agents]
+            agent = ExactAgent.at(position, order, batch.obs, self)
             with torch.no_grad():  # every teammate at its current network (predecessors updated)
                 log_rho = ops.teammate_log_ratios(
                     logits,
@@ -285,89 +333,27 @@ class InspoLearner(Learner):
                     eta=0.0,
                     **self.temperatures(beta),
                 )
-            own_log_rho = log_rho.gather(2, agents.view(n_seeds, 1, 1).expand(-1, batch_size, 1))  # [S, B, 1]
-
-            def own_local_q(agents: Tensor = agents) -> Tensor:
-                return self.local_critic.forward_agent(agents, batch.state).unsqueeze(2)  # [S, B, 1, A] over B
-
-            if cfg.weighting == "resample":
-                indices, ess = ops.resample(
-                    own_log_rho, uniforms=uniforms[..., position : position + 1], method=cfg.resample_method
+            own_log_rho = log_rho.gather(2, agent.agents.view(-1, 1, 1).expand(-1, log_rho.shape[1], 1))  # [S, B, 1]
+            if self.options.weighting == "resample":
+                own_uniforms = uniforms[..., position : position + 1]
+                policy, local_loss, ess = self.exact_resampled_step(
+                    batch, agent, own_log_rho, own_uniforms, beta, policy_steps
                 )
-                rows = self.gather_rows(batch, indices, agents.unsqueeze(1))
-                local_loss = self.fit_local_critics(rows, None, own_local_q, mask=local_mask)
-                with torch.no_grad():
-                    q_rows = rows.take(own_local_q())
-                only_agent = torch.zeros(n_seeds, 1, dtype=torch.int64, device=order.device)
-                for _ in range(max(1, policy_steps)):
-                    policy = ops.sequential_policy_loss(
-                        rows.take(self.actor.forward_agent(agents, own_obs).unsqueeze(2)),
-                        rows.log_mu,
-                        rows.avail,
-                        rows.actions,
-                        q_rows,
-                        only_agent,
-                        predecessors="target",
-                        eta=0.0,
-                        log_w_max=cfg.log_w_max,
-                        ratio="none",
-                        **self.temperatures(beta),
-                    )
-                    if policy_steps:
-                        self.step_actor(policy.loss.sum(), actor_mask)
-                column = torch.zeros_like(agents)
+                column = torch.zeros_like(agent.agents)  # the op saw the agent's column only
             else:
-                rows = self.joint_rows(batch, agents.unsqueeze(1))
-                ess = effective_sample_size(own_log_rho)
-                local_loss = self.fit_local_critics(rows, own_log_rho, own_local_q, mask=local_mask)
-                with torch.no_grad():
-                    if q_all is None or self.local_critic.share_parameters:
-                        q_all = self.local_critic(batch.state.unsqueeze(2).expand(-1, -1, n, -1))
-                    else:
-                        q_all = torch.where(is_own, own_local_q(), q_all)
-                for _ in range(max(1, policy_steps)):
-                    # the agent's column with gradient, the teammates' columns fixed: the op's loss[agent]
-                    own = self.actor.forward_agent(agents, own_obs).unsqueeze(2)
-                    policy = ops.sequential_policy_loss(
-                        torch.where(is_own, own, logits),
-                        batch.log_mu,
-                        batch.avail,
-                        batch.actions,
-                        q_all,
-                        order,
-                        predecessors="policy",
-                        updated_log_probs=log_pi_taken,
-                        eta=0.0,
-                        log_w_max=cfg.log_w_max,
-                        ratio=cfg.weighting,
-                        **self.temperatures(beta),
-                    )
-                    if policy_steps:
-                        self.step_actor(policy.loss.gather(1, agents.unsqueeze(1)).sum(), actor_mask)
-                column = agents
+                policy, local_loss, ess, q_all = self.exact_weighted_step(
+                    batch, agent, own_log_rho, order, logits, log_pi_taken, q_all, beta, policy_steps
+                )
+                column = agent.agents
             if policy_steps and position < n - 1:  # refresh what the agent's step changed, for its successors
-                with torch.no_grad():
-                    if self.actor.share_parameters:
-                        logits = self.actor(batch.obs)
-                        log_pi_taken = taken_log_probs(logits, batch.avail, batch.actions)
-                    else:
-                        own_logits = self.actor.forward_agent(agents, own_obs).unsqueeze(2)
-                        own_taken = taken_log_probs(
-                            own_logits, rows_of_agent(batch.avail, agents), rows_of_agent(batch.actions, agents)
-                        )
-                        logits = torch.where(is_own, own_logits, logits)
-                        log_pi_taken = torch.where(is_own[..., 0], own_taken, log_pi_taken)
-
-            def own_column(values: Tensor, column: Tensor = column) -> Tensor:
-                return values.gather(1, column.unsqueeze(1))[:, 0]
-
+                logits, log_pi_taken = self.refreshed_logits(batch, agent, logits, log_pi_taken)
             for key, value in (
-                ("policy_loss", own_column(policy.loss)),
+                ("policy_loss", own_column(policy.loss, column)),
                 ("local_loss", local_loss.sum(-1)),
                 ("ess", ess[:, 0]),
-                ("mean_weight", own_column(policy.mean_weight)),
-                ("entropy", own_column(policy.entropy)),
-                ("kl", own_column(policy.kl)),
+                ("mean_weight", own_column(policy.mean_weight, column)),
+                ("entropy", own_column(policy.entropy, column)),
+                ("kl", own_column(policy.kl, column)),
             ):
                 parts.setdefault(key, []).append(value.detach())
         metrics = {key: torch.stack(values, dim=1) for key, values in parts.items()}  # [S, N]
@@ -380,6 +366,107 @@ class InspoLearner(Learner):
             entropy=metrics["entropy"].mean(1),
             kl=metrics["kl"].mean(1),
         )
+
+    def exact_resampled_step(
+        self,
+        batch: TransitionBatch,
+        agent: "ExactAgent",
+        own_log_rho: Tensor,
+        uniforms: Tensor,
+        beta: float,
+        policy_steps: int,
+    ) -> tuple[Any, Tensor, Tensor]:
+        """The agent's local-critic and policy steps on its own rows of B, resampled by its teammate ratio."""
+        indices, ess = ops.resample(own_log_rho, uniforms=uniforms, method=self.options.resample_method)
+        rows = self.gather_rows(batch, indices, agent.agents.unsqueeze(1))
+        own_q = functools.partial(self.own_local_q, agent.agents, batch.state)
+        local_loss = self.fit_local_critics(rows, None, own_q, mask=agent.local_mask)
+        with torch.no_grad():
+            q_rows = rows.take(own_q())
+        only_agent = torch.zeros(agent.agents.shape[0], 1, dtype=torch.int64, device=agent.agents.device)
+        for _ in range(max(1, policy_steps)):
+            policy = ops.sequential_policy_loss(
+                rows.take(self.actor.forward_agent(agent.agents, agent.obs).unsqueeze(2)),
+                rows.log_mu,
+                rows.avail,
+                rows.actions,
+                q_rows,
+                only_agent,
+                predecessors="target",
+                eta=0.0,
+                log_w_max=self.options.log_w_max,
+                ratio="none",
+                **self.temperatures(beta),
+            )
+            if policy_steps:
+                self.step_actor(policy.loss.sum(), agent.actor_mask)
+        return policy, local_loss, ess
+
+    def exact_weighted_step(
+        self,
+        batch: TransitionBatch,
+        agent: "ExactAgent",
+        own_log_rho: Tensor,
+        order: Tensor,
+        logits: Tensor,
+        log_pi_taken: Tensor,
+        q_all: Optional[Tensor],
+        beta: float,
+        policy_steps: int,
+    ) -> tuple[Any, Tensor, Tensor, Tensor]:
+        """The agent's steps on B itself with its teammate ratio as a weight (the importance options); also
+        returns every local critic over B with the agent's column refreshed."""
+        n = logits.shape[2]
+        rows = self.joint_rows(batch, agent.agents.unsqueeze(1))
+        ess = effective_sample_size(own_log_rho)
+        own_q = functools.partial(self.own_local_q, agent.agents, batch.state)
+        local_loss = self.fit_local_critics(rows, own_log_rho, own_q, mask=agent.local_mask)
+        with torch.no_grad():
+            if q_all is None or self.local_critic.share_parameters:
+                q_all = self.local_critic(batch.state.unsqueeze(2).expand(-1, -1, n, -1))
+            else:
+                q_all = torch.where(agent.is_own, own_q(), q_all)
+        for _ in range(max(1, policy_steps)):
+            # the agent's column with gradient, the teammates' columns fixed: the op's loss[agent]
+            own = self.actor.forward_agent(agent.agents, agent.obs).unsqueeze(2)
+            policy = ops.sequential_policy_loss(
+                torch.where(agent.is_own, own, logits),
+                batch.log_mu,
+                batch.avail,
+                batch.actions,
+                q_all,
+                order,
+                predecessors="policy",
+                updated_log_probs=log_pi_taken,
+                eta=0.0,
+                log_w_max=self.options.log_w_max,
+                ratio=self.options.weighting,
+                **self.temperatures(beta),
+            )
+            if policy_steps:
+                self.step_actor(policy.loss.gather(1, agent.agents.unsqueeze(1)).sum(), agent.actor_mask)
+        return policy, local_loss, ess, q_all
+
+    def own_local_q(self, agents: Tensor, state: Tensor) -> Tensor:
+        """Agent agents[s]'s local critic over B, [S, B, 1, A]."""
+        return self.local_critic.forward_agent(agents, state).unsqueeze(2)
+
+    def refreshed_logits(
+        self, batch: TransitionBatch, agent: "ExactAgent", logits: Tensor, log_pi_taken: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The logits over B and the taken actions' log-probs after the agent's steps (its column recomputed;
+        every column with one shared network)."""
+        with torch.no_grad():
+            if self.actor.share_parameters:
+                logits = self.actor(batch.obs)
+                return logits, taken_log_probs(logits, batch.avail, batch.actions)
+            own_logits = self.actor.forward_agent(agent.agents, agent.obs).unsqueeze(2)
+            own_taken = taken_log_probs(
+                own_logits, rows_of_agent(batch.avail, agent.agents), rows_of_agent(batch.actions, agent.agents)
+            )
+            return torch.where(agent.is_own, own_logits, logits), torch.where(
+                agent.is_own[..., 0], own_taken, log_pi_taken
+            )
 
     # ---- shared pieces ----
     def gather_rows(self, batch: TransitionBatch, indices: Tensor, agents: Optional[Tensor] = None) -> AgentRows:
@@ -428,7 +515,7 @@ class InspoLearner(Learner):
             if weight_log_rho is None:
                 per_agent = sq_error.mean(1)
             else:
-                per_agent = weighted_mean(sq_error, weight_log_rho, self.config.weighting)
+                per_agent = weighted_mean(sq_error, weight_log_rho, self.options.weighting)
             self.local_opt.minimize(per_agent.sum(), self.config.grad_clip, None if mask is None else [mask])
         return per_agent.detach()
 

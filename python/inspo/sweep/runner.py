@@ -270,6 +270,7 @@ def _reason(error: Exception) -> str:
 def _cost(run: Run) -> float:
     """A rough relative run time (iterations, and BC's steps), to start the long groups first."""
     per_step = {"bridge": 2.5}.get(run.config.env, 1.0)
-    per_step *= 1.8 if run.config.algo == "inspo" and run.config.mode == "exact" else 1.0
-    per_step *= 1 + 0.15 * (run.config.policy_steps - 1)
+    if run.config.algo == "inspo":
+        per_step *= 1.8 if run.config.inspo.mode == "exact" else 1.0
+        per_step *= 1 + 0.15 * (run.config.inspo.policy_steps - 1)
     return (0 if run.config.algo == "bc" else run.config.steps * per_step) + run.config.bc_steps * 2.0

@@ -5,7 +5,7 @@
     seeds: 3                     # 0..2, or a list [0, 4, 7]
     set: {steps: 300}            # TrainConfig fields of every run
     runs:
-      - {name: fused-eta0.1, env: xor, dataset: c, set: {mode: fused, eta: 0.1}}
+      - {name: fused-eta0.1, env: xor, dataset: c, set: {inspo.mode: fused, inspo.eta: 0.1}}
       - {name: bc, env: xor, dataset: c, algo: bc}
 
 A run entry takes env (required), dataset, algo (default inspo), regime (default one-step) and set
