@@ -8,10 +8,10 @@ import re
 import pytest
 
 from experiments.results.__main__ import main as reproduce
-from experiments.results.claims import DISCUSSION_REGIONS
+from experiments.results.comparisons import DISCUSSION_REGIONS, discussion
 from experiments.results.grid import build_grid, cell_config, grid_runs, train_command
 from experiments.results.report import REGIONS, fill_regions, skeleton
-from experiments.results.scores import Stats, compare
+from experiments.results.scores import CellResult, Stats, Table, compare
 from inspo.config import make_config
 
 pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
@@ -81,6 +81,46 @@ def test_compare_needs_both_resolution_and_two_standard_errors():
     assert compare(Stats([]), Stats([1.0]), "xor") == 0
 
 
+def test_the_discussion_tables_are_computed_from_the_runs():
+    """On made-up runs: each table row carries the runs' mean ± std and the rule's comparison, and the claims
+    table counts the seeds (greedy joint actions from the per-action probabilities)."""
+    cells = {c.key: c for c in build_grid()}
+
+    def result(key, payoffs, greedy=None):
+        scores = [{"expected_payoff": value} for value in payoffs]
+        for score in scores:  # greedy joint action (agent 1, agent 2), as the matrix games report it
+            first, second = greedy or (0, 0)
+            score.update({f"p1_{a}": float(i == first) for i, a in enumerate("AB")})
+            score.update({f"p2_{a}": float(i == second) for i, a in enumerate("AB")})
+        return CellResult(cells[key], {seed: {"scores": score} for seed, score in enumerate(scores)})
+
+    table = Table(
+        [
+            result("main-xor-penalty-c-inspo_fused", [0.97, 0.98, 0.99]),
+            result("main-xor-penalty-c-inspo_exact", [0.98, 0.98, 0.98]),
+            result("main-xor-penalty-c-inspo_simultaneous", [0.97, 0.97, 0.98]),
+            result("main-xor-penalty-c-omiga", [-2.0, -2.0, -2.0], greedy=(1, 1)),
+            result("main-xor-penalty-c-bc", [0.2, 0.22, 0.24]),
+            result("main-xor-penalty-c-cfcql", [0.96, 0.99, 0.99]),
+        ]
+    )
+    regions = discussion(table)
+    assert set(regions) == set(DISCUSSION_REGIONS)
+    baselines = [line for line in regions["baselines"] if line.startswith("| XOR c (penalty) |")]
+    assert baselines == [
+        "| XOR c (penalty) | 0.980 ± 0.010 | 0.980 ± 0.000 | -2.000 ± 0.000 | 0.980 ± 0.017 | 0.220 ± 0.020 "
+        "| above | level | above |"
+    ]
+    assert "| c | 0/3 | 3/3 | 0/3 | 0/3 | 0/3 | 0/3 |" in regions["baselines"]
+    assert "| InSPO beats OMIGA and BC | fused above both on 1 of 1 tasks |" in regions["claims"]
+    claim = "Sequential in-sample updates avoid out-of-data joint actions (XOR c)"
+    assert any(line.startswith(f"| {claim} |") and "OMIGA 3/3 seeds" in line for line in regions["claims"])
+    assert (
+        "| one-step | XOR c (penalty) | 0.980 ± 0.000 | 0.980 ± 0.010 | 0.973 ± 0.006 | level |" in regions["sequence"]
+    )
+    assert regions["entropy"] == []  # no M-NE cell ran: no table
+
+
 def test_regions_are_rewritten_between_their_markers_and_the_prose_stays():
     text = (
         "# Results\n\nHand-written intro.\n\n<!-- generated: headline -->\nold table\n"
@@ -139,7 +179,7 @@ def test_tiny_reproduce_writes_results_with_a_row_per_cell_and_reuses_runs(local
         assert re.search(r" \| (-?\d+\.\d{3}) \[\1, \1\] \| 1 \| ", matching[0]), matching[0]  # IQM of one seed
         assert f"`{cell.key}` (seeds 0)" in text
     assert "python -m experiments.results --quick --seeds 1" in text and "Machine:" in text
-    assert "| claim | evidence | verdict |" in text and "| xor | 1 | InSPO fused |" in text  # claims, aggregates
+    assert "| claim | measured |" in text and "| xor | 1 | InSPO fused |" in text  # claims, aggregates
     assert "the behaviour policy is a fixed point of every mode" in text  # the prose of docs/RESULTS.md
     configs = json.loads((tmp_path / "docs" / "results" / "configs.json").read_text())
     assert set(configs) == {f"{c.key}/seed0" for c in cells}

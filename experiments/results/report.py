@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from experiments.results.claims import DISCUSSION_REGIONS, discussion
+from experiments.results.comparisons import DISCUSSION_REGIONS, discussion
 from experiments.results.grid import OMIGA_ALPHA, STEPS, train_command
 from experiments.results.scores import SCORES, CellResult, Table
 from inspo.config import REGIMES, TrainConfig
