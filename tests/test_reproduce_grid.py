@@ -66,9 +66,11 @@ def test_grid_covers_the_issue_and_its_commands_rebuild_the_configs():
         train_command_line.add_arguments(parser)
         args = parser.parse_args(train_command(cell, config).split()[2:])
         overrides = parse_overrides(args.overrides)
-        for name in ("mode", "regime", "seed", "steps"):
+        for name in ("regime", "seed", "steps"):
             if getattr(args, name) is not None:
                 overrides[name] = getattr(args, name)
+        if args.mode is not None:
+            overrides["inspo.mode"] = args.mode
         rebuilt = make_config(args.env, dataset=args.dataset, algo=args.algo, **overrides)
         assert rebuilt == config, cell.key
 

@@ -175,8 +175,8 @@ def spec(out):
             "seeds": 2,
             "set": TINY,
             "runs": [
-                {"name": "fused", "env": "xor", "dataset": "c", "set": {"mode": "fused"}},
-                {"name": "exact", "env": "xor", "dataset": "d", "set": {"mode": "exact"}},
+                {"name": "fused", "env": "xor", "dataset": "c", "set": {"inspo.mode": "fused"}},
+                {"name": "exact", "env": "xor", "dataset": "d", "set": {"inspo.mode": "exact"}},
             ],
         }
     )[2]

@@ -16,18 +16,26 @@ pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not sl
 @pytest.mark.parametrize(
     "algo, overrides",
     [
-        ("inspo", dict(mode="fused")),
-        ("inspo", dict(mode="exact")),
-        ("inspo", dict(mode="exact", weighting="self_normalized", share_parameters=True, policy_steps=2)),
+        ("inspo", {"inspo.mode": "fused"}),
+        ("inspo", {"inspo.mode": "exact"}),
         (
             "inspo",
-            dict(
-                mode="simultaneous",
-                weighting="importance",
-                resample_method="systematic",
-                env="mne",
-                dataset="imbalanced",
-            ),
+            {
+                "inspo.mode": "exact",
+                "inspo.weighting": "self_normalized",
+                "share_parameters": True,
+                "inspo.policy_steps": 2,
+            },
+        ),
+        (
+            "inspo",
+            {
+                "inspo.mode": "simultaneous",
+                "inspo.weighting": "importance",
+                "inspo.resample_method": "systematic",
+                "env": "mne",
+                "dataset": "imbalanced",
+            },
         ),
         ("bc", dict(bc_steps=200)),
         ("omiga", {"omiga.alpha": 1.0}),
