@@ -15,7 +15,6 @@ GEMM rate of each precision among the variants (fp32; bf16 for the */bf16 varian
 import argparse
 import statistics
 import sys
-import time
 
 import torch
 import torch._inductor.config
@@ -30,6 +29,7 @@ from inspo.bench.iteration import (
     matmul_flops,
     ops_backend,
 )
+from inspo.bench.timing import Clock
 
 
 def main(argv=None) -> int:
@@ -59,15 +59,11 @@ def main(argv=None) -> int:
     shape = SHAPES[args.shape]
     algo, mode = ("omiga", "fused") if args.case == "omiga" else ("inspo", args.case)
 
+    clock = Clock(device)
+
     def timed(variant, case, prepared) -> float:
         with ops_backend(variant.reference_ops):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            case.region(prepared)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            return time.perf_counter() - start
+            return clock.time(case.region, prepared)
 
     cases = {}
     for variant in variants:

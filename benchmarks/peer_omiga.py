@@ -35,13 +35,13 @@ import importlib.util
 import statistics
 import sys
 import textwrap
-import time
 import types
 from pathlib import Path
 
 import torch
 
 from inspo.bench.iteration import OMIGA_HIDDEN, SHAPES, Shape, make_case
+from inspo.bench.timing import Clock
 
 OFFICIAL_LR = 5e-4  # run_omiga_sc2.py --offline_lr
 OFFICIAL_ALPHA = 10.0  # Trainer.__init__
@@ -205,15 +205,10 @@ def main(argv=None) -> int:
         print(f"peer_omiga: error: {error}", file=sys.stderr)
         return 2
 
+    clock = Clock(device)
+
     def timed(case) -> float:
-        prepared = case.prepare()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        case.region(prepared)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return clock.time(case.region, case.prepare())
 
     for name, (case, _) in cases.items():
         warm = timed(case) + timed(case)  # compiles (and records the CUDA graph of) the compiled variants
