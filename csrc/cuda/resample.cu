@@ -36,6 +36,15 @@ constexpr int64_t kTile = kScanThreads * kScanItems;  // samples per tile
 
 inline int64_t tiles_for(int64_t B) { return (B + kTile - 1) / kTile; }
 
+using SumReduce = cub::BlockReduce<double, kScanThreads>;
+using Scan = cub::BlockScan<double, kScanThreads>;
+// The shared memory of a kernel that scans doubles and sums them over its block, one after the other (a
+// __syncthreads between the two uses).
+union ScanSumStorage {
+  typename SumReduce::TempStorage sum;
+  typename Scan::TempStorage scan;
+};
+
 // Workspace layout; built on a null base it gives the byte count. C = S * N columns of T tiles each.
 template <typename T>
 struct ResampleWorkspace {
@@ -135,12 +144,7 @@ template <typename T>
 __global__ void __launch_bounds__(kScanThreads)
     resample_tile_scan_kernel(const ResampleArgs<T> a, int64_t tiles, const T* column_max, double* scanned_all,
                               double* tile_sum, double* tile_squares) {
-  using SumReduce = cub::BlockReduce<double, kScanThreads>;
-  using Scan = cub::BlockScan<double, kScanThreads>;
-  __shared__ union {
-    typename SumReduce::TempStorage sum;
-    typename Scan::TempStorage scan;
-  } temp;
+  __shared__ ScanSumStorage temp;
   const int64_t B = a.B, N = a.N;
   const TileBlock t(B, N, tiles);
   const T max = column_max[t.column];
@@ -173,12 +177,7 @@ template <typename T>
 __global__ void __launch_bounds__(kScanThreads)
     resample_totals_kernel(const ResampleArgs<T> a, int64_t tiles, const T* column_max, const double* tile_sum,
                            const double* tile_squares, double* tile_prefix, double* total) {
-  using SumReduce = cub::BlockReduce<double, kScanThreads>;
-  using Scan = cub::BlockScan<double, kScanThreads>;
-  __shared__ union {
-    typename SumReduce::TempStorage sum;
-    typename Scan::TempStorage scan;
-  } temp;
+  __shared__ ScanSumStorage temp;
   const int64_t column = blockIdx.x;
   if (column_max[column] == neg_inf<T>()) {  // block-uniform exit
     if (threadIdx.x == 0) {
