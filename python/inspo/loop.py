@@ -33,7 +33,7 @@ from inspo.learners.learner import Dims, seed_slice
 from inspo.nets import policy_fn, set_precision
 from inspo.progress import progress_bar
 from inspo.runfolder import RunFiles, resume_config
-from inspo.task import check_dataset_unchanged, eval_generator, prepare_task, rng_state, set_rng_state
+from inspo.task import Task, check_dataset_unchanged, eval_generator, prepare_task, rng_state, set_rng_state
 
 
 def train(
@@ -104,42 +104,10 @@ def _train_seeds(configs, out_dirs, files, resume, allow_dataset_change, progres
     start_time = time.perf_counter()
     checkpoints = None
     if resume:
-        checkpoints = [run_files.load_checkpoint() for run_files in files]
-        for checkpoint, out_dir, config in zip(checkpoints, out_dirs, configs):
-            if checkpoint.get("algo") != config.algo:
-                raise ValueError(
-                    f"checkpoint in {out_dir} is from algo {checkpoint.get('algo')!r}, not {config.algo!r}"
-                )
+        checkpoints = read_checkpoints(files, out_dirs, configs)
         configs = [resume_config(checkpoint, config) for checkpoint, config in zip(checkpoints, configs)]
-        at = sorted({checkpoint["step"] for checkpoint in checkpoints})
-        if len(at) > 1:
-            raise ValueError(
-                f"the checkpoints are at different steps {at} (a batched run interrupted while "
-                f"saving): resume each run folder on its own"
-            )
     check_seed_batch(configs)
-    learner_type = learner_class(configs[0].algo)
-
-    tasks, learner = [], None
-    try:
-        for seed, config in enumerate(configs):
-            task = prepare_task(config)  # seeds the global RNG: seed s's networks are drawn right after its data
-            if checkpoints is not None and not allow_dataset_change:
-                check_dataset_unchanged(checkpoints[seed], task.dataset_fingerprint, out_dirs[seed])
-            files[seed].write_config(config)
-            store = task.store
-            dims = Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
-            if learner is None:
-                learner = learner_type(config, len(configs), dims)
-                set_precision(learner, config.precision)
-            elif dims != learner.dims:
-                raise ValueError(f"seed {config.seed}'s dataset has {dims}, seed {configs[0].seed}'s {learner.dims}")
-            learner.initialize_seed(seed)
-            tasks.append(task)
-    except BaseException:
-        for run_files in files:
-            run_files.discard_if_created()
-        raise
+    learner, tasks = build_seeds(configs, files, checkpoints if not allow_dataset_change else None, out_dirs)
     stores = [task.store for task in tasks]
     generators = [task.generator for task in tasks]
     first_step = 0
@@ -249,6 +217,54 @@ def _train_seeds(configs, out_dirs, files, resume, allow_dataset_change, progres
         files[seed].write_results(result)
         results.append(result)
     return results
+
+
+def read_checkpoints(files: Sequence[RunFiles], out_dirs: Sequence[Any], configs: Sequence[TrainConfig]) -> list[dict]:
+    """Every run folder's checkpoint, all of the runs' algorithm and at one step."""
+    checkpoints = [run_files.load_checkpoint() for run_files in files]
+    for checkpoint, out_dir, config in zip(checkpoints, out_dirs, configs):
+        if checkpoint.get("algo") != config.algo:
+            raise ValueError(f"checkpoint in {out_dir} is from algo {checkpoint.get('algo')!r}, not {config.algo!r}")
+    at = sorted({checkpoint["step"] for checkpoint in checkpoints})
+    if len(at) > 1:
+        raise ValueError(
+            f"the checkpoints are at different steps {at} (a batched run interrupted while saving): resume each run "
+            "folder on its own"
+        )
+    return checkpoints
+
+
+def build_seeds(
+    configs: Sequence[TrainConfig],
+    files: Sequence[RunFiles],
+    checkpoints: Optional[Sequence[dict]],
+    out_dirs: Sequence[Any],
+) -> tuple[Any, list[Task]]:
+    """The learner of every seed and each seed's task, in a single run's order: seed s's networks are drawn
+    right after its dataset. With `checkpoints`, a dataset that changed since its checkpoint is refused. A
+    failure removes the run folders this call created."""
+    learner_type = learner_class(configs[0].algo)
+    tasks, learner = [], None
+    try:
+        for seed, config in enumerate(configs):
+            task = prepare_task(config)  # seeds the global RNG
+            if checkpoints is not None:
+                check_dataset_unchanged(checkpoints[seed], task.dataset_fingerprint, out_dirs[seed])
+            files[seed].write_config(config)
+            store = task.store
+            dims = Dims(store.n_agents, store.obs_dim, store.state_dim, store.n_actions)
+            if learner is None:
+                learner = learner_type(config, len(configs), dims)
+                set_precision(learner, config.precision)
+            elif dims != learner.dims:
+                raise ValueError(f"seed {config.seed}'s dataset has {dims}, seed {configs[0].seed}'s {learner.dims}")
+            learner.initialize_seed(seed)
+            tasks.append(task)
+    except BaseException:
+        for run_files in files:
+            run_files.discard_if_created()
+        raise
+    return learner, tasks
 
 
 def check_seed_batch(configs: Sequence[TrainConfig]) -> None:
