@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import functools
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
 
 from . import _status
+from ._checkout import refuse_a_shadowed_install
 from ._validation import STATUS_OK, RowNames, raise_for_status
+
+refuse_a_shadowed_install(__package__, Path(__file__).parent)
 
 try:  # torch first (done above), then the extension: both then share one libgomp
     from . import _C

@@ -15,12 +15,16 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from cli_testing import tiny_args, training_state
 from inspo.cli import main
+
+# a child runs outside the repository root, whose source folder inspo_ext/ would hide the installed package
+CHILD_FOLDER = Path(__file__).resolve().parent
 
 pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
 
@@ -104,6 +108,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, uninterrupted, kind, at
     out = tmp_path / "run"
     child = subprocess.run(
         [sys.executable, "-c", CHILD, kind, str(at), "train", *ARGV, "--out", str(out)],
+        cwd=CHILD_FOLDER,
         capture_output=True,
         text=True,
         timeout=120,
@@ -131,6 +136,7 @@ def start_training(out, *extra):
     """A child process training a long run into `out`; returns it once it holds the folder and trains."""
     child = subprocess.Popen(
         [sys.executable, "-m", "inspo", *LONG, "--out", str(out), *extra],
+        cwd=CHILD_FOLDER,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -182,7 +188,9 @@ def test_two_runs_started_together_into_one_folder_one_is_refused(tmp_path):
     out = tmp_path / "c"
     argv = ["-m", "inspo", "train", "--env", "xor", "--steps", "300", "--out", str(out)] + tiny_args(log_every=1)
     children = [
-        subprocess.Popen([sys.executable, *argv, "--seed", str(seed)], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, *argv, "--seed", str(seed)], cwd=CHILD_FOLDER, stderr=subprocess.PIPE, text=True
+        )
         for seed in (1, 2)
     ]
     results = [(child.wait(timeout=300), child.stderr.read()) for child in children]

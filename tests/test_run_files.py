@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,9 @@ from inspo.data import save_episode_buffer
 from inspo.envs.matrix import XorGame
 from inspo.loop import train
 from inspo.runfolder import CheckpointError, RunFiles, RunFolderError, load_checkpoint
+
+# a child runs outside the repository root, whose source folder inspo_ext/ would hide the installed package
+CHILD_FOLDER = Path(__file__).resolve().parent
 
 TINY = dict(bc_steps=5, batch_size=32, hidden=(8, 8), critic_hidden=(8, 8), log_every=1)
 
@@ -282,6 +286,7 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays(tmp_path, fin
     # room for the logs and the config, not for another checkpoint
     child = subprocess.run(
         [sys.executable, "-c", FULL_DISK_CHILD, str(out), str(len(before) // 2)],
+        cwd=CHILD_FOLDER,
         capture_output=True,
         text=True,
         timeout=120,

@@ -13,6 +13,9 @@ pytest.importorskip("jaxmarl")
 from experiments.smax.protocol import SCALES, load_campaign  # noqa: E402
 from inspo.sweep.execute import machine  # noqa: E402
 
+# a child runs outside the repository root, whose source folder inspo_ext/ would hide the installed package
+CHILD_FOLDER = Path(__file__).resolve().parent
+
 pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
 
 CAMPAIGN = Path(__file__).resolve().parents[1] / "experiments" / "smax-campaign"
@@ -27,6 +30,7 @@ def test_an_exported_behaviour_run_rolls_out_as_recorded(map_name):
     code = "import sys; from inspo.smax.tiers import rollout_check; print(rollout_check(sys.argv[1]))"
     done = subprocess.run(
         [sys.executable, "-c", code, str(CAMPAIGN / "behaviour" / map_name)],
+        cwd=CHILD_FOLDER,
         capture_output=True,
         text=True,
         timeout=600,

@@ -6,6 +6,7 @@ rollouts in test_smax_tiers.py (one compile fewer)."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,9 @@ import torch
 
 import smax_testing  # noqa: F401  (fast compiles)
 from inspo.smax.env import SmaxVecEnv, smax_spec, to_torch
+
+# a child runs outside the repository root, whose source folder inspo_ext/ would hide the installed package
+CHILD_FOLDER = Path(__file__).resolve().parent
 
 MOVE_ACTIONS, STOP = 5, 4  # actions 0-3 move, 4 stops, 5.. attack enemy (action - 5)
 
@@ -170,6 +174,8 @@ print(seen[0])
 def test_xla_flags_are_set_before_jax_creates_its_backend():
     """`inspo.smax` itself sets the one-thread XLA flags, so no submodule has to before importing jax."""
     environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "INSPO_JAX_THREADS")}
-    probe = subprocess.run([sys.executable, "-c", XLA_FLAGS_PROBE], env=environ, capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", XLA_FLAGS_PROBE], cwd=CHILD_FOLDER, env=environ, capture_output=True, text=True
+    )
     assert probe.returncode == 0, probe.stderr
     assert "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" in probe.stdout.splitlines()[-1]

@@ -18,6 +18,9 @@ ray = pytest.importorskip("ray")
 from inspo.sweep.runner import run_sweep  # noqa: E402
 from inspo.sweep.spec import parse_spec  # noqa: E402
 
+# a child runs outside the repository root, whose source folder inspo_ext/ would hide the installed package
+CHILD_FOLDER = Path(__file__).resolve().parent
+
 pytestmark = pytest.mark.slow  # over a few seconds a module: `pytest -m "not slow"` skips it
 
 PORT = 6391  # the head's port; every other port of both nodes is fixed too (two nodes share one machine)
@@ -231,6 +234,7 @@ def test_inspo_sweep_joins_a_cluster_by_address(cluster, tmp_path):
     )
     done = subprocess.run(
         [sys.executable, "-m", "inspo", "sweep", str(spec_file), "--address", cluster["address"]],
+        cwd=CHILD_FOLDER,
         env=RAY_ENV,
         capture_output=True,
         text=True,

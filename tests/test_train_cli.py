@@ -1,6 +1,7 @@
 """The `inspo` command line, run in-process: train on a tiny step count, eval its checkpoint, errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,8 @@ from cli_testing import tiny_args, training_state
 from inspo.cli import main
 
 TINY = tiny_args(eval_episodes=3, **{"inspo.critic_warmup_steps": 0})
+# a child runs outside the repository root, whose source folder inspo_ext/ would hide the installed package
+CHILD_FOLDER = Path(__file__).resolve().parent
 
 
 def test_train_writes_a_run_folder_and_eval_reproduces_its_scores(tmp_path, capsys):
@@ -240,6 +243,6 @@ def test_a_closed_stdout_ends_quietly(tmp_path):
     data = write_npy(tmp_path / "data", small_episodes())
     # `true` reads nothing and exits at once: every write of the summary meets a closed pipe
     command = f"set -o pipefail; {sys.executable} -m inspo data info --json {data} | true"
-    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    done = subprocess.run(["bash", "-c", command], cwd=CHILD_FOLDER, capture_output=True, text=True)
     assert done.stderr == ""
     assert done.returncode == 141  # as any tool the pipe's end stops (128 + SIGPIPE)
