@@ -241,3 +241,29 @@ def test_the_seeds_of_one_batch_share_its_training_time():
     # seeds 0 and 1 trained batched (their folders record the process's 10 s), seed 2 alone in 4 s
     runs = [{"seconds": 10.0}, {"seconds": 10.0}, {"seconds": 4.0}]
     assert [(run["seconds"], size) for run, size in batch_sizes(runs)] == [(10.0, 2), (10.0, 2), (4.0, 1)]
+
+
+def test_the_precision_comparison_reads_both_grids_run_folders(tmp_path, capsys):
+    from experiments.results.precision import main as compare_precision
+
+    def write(root, key, payoffs):
+        for seed, payoff in enumerate(payoffs):
+            folder = root / key / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "results.json").write_text(json.dumps({"scores": {"expected_payoff": payoff}}))
+
+    write(tmp_path / "fp32", "main-xor-penalty-c-inspo_fused", [0.97, 0.98, 0.99])
+    write(tmp_path / "bf16", "main-xor-penalty-c-inspo_fused", [0.975, 0.98, 0.985])
+    write(tmp_path / "fp32", "main-xor-penalty-d-inspo_fused", [0.99, 0.99, 0.99])
+    write(tmp_path / "bf16", "main-xor-penalty-d-inspo_fused", [0.5, 0.5, 0.5])
+    write(tmp_path / "fp32", "main-xor-penalty-a-bc", [1.0])  # in one grid only: not compared
+    out = tmp_path / "precision.md"
+    argv = ["--fp32", str(tmp_path / "fp32"), "--bf16", str(tmp_path / "bf16"), "--out", str(out)]
+    assert compare_precision(argv) == 0
+    text = out.read_text()
+    assert "| main-xor-penalty-c-inspo_fused | 0.980 ± 0.010 | 0.980 ± 0.005 | level | yes |" in text
+    assert "| main-xor-penalty-d-inspo_fused | 0.990 ± 0.000 | 0.500 ± 0.000 | below | no |" in text
+    assert "1 of 2 cells level" in text and "penalty-a-bc" not in text
+    (tmp_path / "empty").mkdir()
+    assert compare_precision(["--fp32", str(tmp_path / "fp32"), "--bf16", str(tmp_path / "empty")]) == 2
+    assert "no cell has finished runs in both grids" in capsys.readouterr().err
