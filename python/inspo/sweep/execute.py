@@ -14,9 +14,10 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from inspo.atomic import atomic_write_text
 from inspo.config import TrainConfig
@@ -167,9 +168,14 @@ def call_finish(finish: list, out_dir: Path) -> None:
     getattr(importlib.import_module(module_name), function)(out_dir, **finish[1])
 
 
-def sweep_task(runs: list[dict[str, Any]], version: str, threads: int) -> list[dict[str, Any]]:
-    """Run one seed group. `runs`: [{"config": dict, "out_dir": str, "finish": [fn, kwargs] | None}].
+def sweep_task(
+    runs: list[dict[str, Any]], version: str, threads: int, folders_last: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Run one seed group. `runs`: [{"config": dict, "out_dir": str, "finish": [fn, kwargs] | None}];
+    `folders_last`: sys.path entries to move behind the installed packages before anything imports them.
     Returns per run {"results", "reused", "files": {name: text}}."""
+    last = {os.path.realpath(folder) for folder in folders_last}
+    sys.path[:] = sorted(sys.path, key=lambda entry: os.path.realpath(entry or os.curdir) in last)  # (stable)
     import torch
 
     torch.set_num_threads(max(1, threads))

@@ -9,6 +9,7 @@ end; with one (`auto` or HOST:PORT) the sweep joins that cluster.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import deque
@@ -223,7 +224,7 @@ def _run_groups(
             while order and len(in_flight) < slots:
                 g = order.popleft()
                 attempts[g] += 1
-                in_flight[task.remote(payloads[g], version, threads)] = g
+                in_flight[task.remote(payloads[g], version, threads, folders_ray_puts_first())] = g
             draw()
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in ready:
@@ -265,6 +266,13 @@ def _reason(error: Exception) -> str:
         return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def folders_ray_puts_first() -> list[str]:
+    """The folders Ray puts at the front of every worker's sys.path: the driver's current folder and its
+    script's. A repository root among them would hide the installed inspo_ext behind the root's source folder
+    (inspo_ext/_checkout.py), so each task moves them to the end (`sweep_task`)."""
+    return [os.path.abspath(os.curdir), os.path.dirname(os.path.realpath(sys.argv[0]))]
 
 
 def _cost(run: Run) -> float:
