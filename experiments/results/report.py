@@ -86,7 +86,7 @@ def skeleton() -> str:
 def template_text(path: Path) -> str:
     """The RESULTS.md to fill: the one at `path`, else the repository's docs/RESULTS.md (its prose), else
     the skeleton."""
-    for candidate in (path, Path("docs/RESULTS.md"), Path(__file__).resolve().parents[3] / "docs" / "RESULTS.md"):
+    for candidate in (path, Path("docs/RESULTS.md"), Path(__file__).resolve().parents[2] / "docs" / "RESULTS.md"):
         if candidate.is_file():
             return candidate.read_text()
     return skeleton()
