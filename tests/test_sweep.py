@@ -113,12 +113,12 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_matches_a_straight_r
 
 
 def test_the_code_version_follows_the_training_sources_only(tmp_path):
-    (tmp_path / "results").mkdir()
+    (tmp_path / "sweep").mkdir()
     (tmp_path / "trainer.py").write_text("STEP = 1\n")
-    (tmp_path / "results" / "report.py").write_text("TITLE = 'a'\n")
+    (tmp_path / "sweep" / "report.py").write_text("TITLE = 'a'\n")
     packages = [("inspo", tmp_path, execute.NOT_TRAINING_CODE)]
     before = execute.source_hash(packages)
-    (tmp_path / "results" / "report.py").write_text("TITLE = 'b'\n")  # a report module: same version
+    (tmp_path / "sweep" / "report.py").write_text("TITLE = 'b'\n")  # a report module: same version
     assert execute.source_hash(packages) == before
     (tmp_path / "trainer.py").write_text('"""Steps."""\n\n# one step\nSTEP = (\n    1\n)\n')  # layout only
     assert execute.source_hash(packages) == before

@@ -35,18 +35,7 @@ COLLECTED_FILES = (
     KEY_FILE,
 )
 # modules that write reports or drive runs: editing them changes no result, so the code version skips them
-NOT_TRAINING_CODE = (
-    "results/",
-    "sweep/",
-    "bench/",
-    "cli.py",
-    "__main__.py",
-    "smax/results.py",
-    "smax/protocol.py",
-    "smax/plan.py",
-    "smax/cli.py",
-    "smax/bench.py",
-)
+NOT_TRAINING_CODE = ("sweep/", "bench/", "cli/", "__main__.py")
 
 
 def code_version() -> str:
