@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time limit of the dataset's episodes, for data that flags time-limit ends as "
         "terminal: an episode that ran this many steps was cut (bootstrapped)",
     )
-    parser.add_argument("--algo", help="trainer from inspo.algorithms (inspo, bc, ...; default inspo)")
+    parser.add_argument("--algo", help="an algorithm of inspo.algorithms: inspo, bc, omiga, cfcql (default inspo)")
     parser.add_argument("--mode", choices=("fused", "exact", "simultaneous"), help="InSPO update mode")
     parser.add_argument(
         "--regime",
@@ -390,7 +390,7 @@ def train_task(
             continue
         # a fresh job's folders as --overwrite says; a continued job's unstarted runs start over cleanly
         overwrite = args.overwrite if fresh else not resume
-        if args.seeds is None:  # one run, by its trainer (an algorithm registered in inspo.algorithms too)
+        if args.seeds is None:  # one run
             results = train(
                 config,
                 out_dir=out,

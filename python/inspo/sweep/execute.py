@@ -134,7 +134,7 @@ def resumable(config: TrainConfig, out_dir: Path) -> bool:
 
 def run_seed_group(configs: list[TrainConfig], out_dirs: list[Path]) -> list[dict[str, Any]]:
     """Train runs whose configs differ only in seed, batched in one process (`inspo.train_seeds`): the one
-    place a sweep calls the trainers. The fresh runs train together; a run with a checkpoint to continue
+    place a sweep calls the training loop. The fresh runs train together; a run with a checkpoint to continue
     resumes on its own (its step differs from the others')."""
     from inspo.loop import train_seeds
 
