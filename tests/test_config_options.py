@@ -84,3 +84,22 @@ def test_the_main_job_gives_each_option_to_its_own_env(monkeypatch, capsys, tmp_
     assert "xor/c (plain)" in capsys.readouterr().out
     assert main(["train", "--out", out + "2", "--set", "cfcql.alpha=1"]) == 2
     assert "inspo train: error: cfcql.alpha: the main job trains xor, mne, bridge with inspo" in capsys.readouterr().err
+
+
+def test_building_a_config_imports_no_learner():
+    """The options live in inspo.algorithms, below the learners: a config of any algorithm is built and
+    checked without importing a learner module (they import the networks, the ops and torch)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; from inspo.config import make_config\n"
+        "for algo in ('inspo', 'bc', 'omiga', 'cfcql'): make_config('xor', algo=algo).validate()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('inspo.learners')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
