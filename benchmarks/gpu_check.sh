@@ -128,7 +128,7 @@ section "tests marked cuda" "${GPU_CHECK_MARKED_S:-50}" \
 
 # 7. the CUDA op benchmark subset.
 section "op benchmarks (cuda)" "${GPU_CHECK_OPS_S:-45}" \
-  "$PY" -m inspo.bench --device cuda --sections ops --batch 262144 --agents 8 --actions 16 \
+  "$PY" -m inspo bench --device cuda --sections ops --batch 262144 --agents 8 --actions 16 \
   --impls ours,eager,compiled --modes fwd,full --no-memory --out-dir "$OUT/ops"
 [ -f "$OUT/ops/bench.md" ] && { log ""; log "---- op benchmark table (bench.md)"; tee -a "$REPORT" < "$OUT/ops/bench.md"; }
 
