@@ -2,6 +2,7 @@
 and the seed groups, the progress line and the statistics."""
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -78,6 +79,21 @@ def test_a_spec_file_that_does_not_parse_names_the_file(tmp_path):
         load_spec(path)
     with pytest.raises(FileNotFoundError, match="no sweep spec at"):
         load_spec(tmp_path / "missing.json")
+
+
+def test_a_task_moves_the_folders_ray_puts_first_behind_the_installed_packages(tmp_path, monkeypatch):
+    """Ray puts the driver's current and script folders first on a worker's sys.path; a repository root there
+    would hide the installed inspo_ext behind its source folder, so the task moves them to the end first."""
+    from inspo.sweep.runner import folders_ray_puts_first
+
+    monkeypatch.chdir(tmp_path)
+    assert folders_ray_puts_first()[0] == str(tmp_path)
+    root = tmp_path / "checkout"
+    root.mkdir()
+    monkeypatch.setattr(sys, "path", [str(root), *sys.path])
+    config = make_config("xor", dataset="c", algo="bc", **TINY)
+    execute.sweep_task([payload(config, tmp_path / "run")], "v1", threads=1, folders_last=[str(root)])
+    assert sys.path[-1] == str(root) and str(root) not in sys.path[:-1]
 
 
 def test_a_finished_run_is_reused_only_under_the_same_config_and_code(tmp_path):
