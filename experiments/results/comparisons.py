@@ -191,6 +191,7 @@ def discussion(table: Table) -> dict[str, list[str]]:
     choices += markdown_table(("task", "resampling", "self-normalized weights", "resampling vs self-normalized"), rows)
     rows = []
     for regime in ("one-step", "full-update"):
+        default_eta = make_config("xor", regime=regime).inspo.eta  # a cell without its own inspo.eta
         for r in table.results:
             if (
                 r.runs
@@ -198,7 +199,7 @@ def discussion(table: Table) -> dict[str, list[str]]:
                 and r.cell.method.startswith("InSPO fused")
                 and set(dict(r.cell.overrides)) <= {"inspo.mode", "xor.variant", "inspo.eta"}
             ):
-                eta = dict(r.cell.overrides).get("inspo.eta", make_config("xor", regime=regime).inspo.eta)
+                eta = dict(r.cell.overrides).get("inspo.eta", default_eta)
                 rows.append((regime, f"{eta:g}", r.headline))
     choices += markdown_table(("regime (XOR c, penalty)", "fused lookahead η", "E[payoff]"), sorted(rows, key=str))
     rows = []

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from inspo.algorithms import ALGORITHMS, algorithm
+from inspo.algorithms import ALGORITHMS, InspoOptions, algorithm
 from inspo.data.formats import FORMATS
 from inspo.dependencies import require
 from inspo.envs import ENV_OPTIONS, ENVS, LAZY_ENVS, env_family, env_options_type, is_user_env
@@ -233,25 +233,8 @@ RENAMED_FIELDS = {
     "cfcql_temperature": "cfcql.temperature",
     "cfcql_mixer_embed": "cfcql.mixer_embed",
     "cfcql_hypernet_hidden": "cfcql.hypernet_hidden",
-    **{
-        name: f"inspo.{name}"
-        for name in (
-            "mode",
-            "alpha",
-            "beta",
-            "beta_end",
-            "beta_anneal_fraction",
-            "weighting",
-            "resample_method",
-            "rho_max",
-            "log_w_max",
-            "eta",
-            "policy_steps",
-            "local_critic_steps",
-            "pi_init_from_mu",
-            "critic_warmup_steps",
-        )
-    },
+    # InSPO's knobs were TrainConfig fields of the same names
+    **{item.name: f"inspo.{item.name}" for item in dataclasses.fields(InspoOptions)},
 }
 
 

@@ -203,6 +203,7 @@ def _run_groups(
     task = ray.remote(sweep_task).options(
         num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0, retry_exceptions=False, name="inspo_sweep_group"
     )
+    folders_last = folders_ray_puts_first()
     payloads = [
         [dict(config=run.config.to_dict(), out_dir=str(run.out_dir.resolve()), finish=run.finish_spec) for run in group]
         for group in groups
@@ -224,7 +225,7 @@ def _run_groups(
             while order and len(in_flight) < slots:
                 g = order.popleft()
                 attempts[g] += 1
-                in_flight[task.remote(payloads[g], version, threads, folders_ray_puts_first())] = g
+                in_flight[task.remote(payloads[g], version, threads, folders_last)] = g
             draw()
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in ready:
