@@ -1,6 +1,6 @@
 """The CPU kernels at every vector width they can run, against the reference.
 
-The row drivers pick SSE2 (16 bytes), AVX2 (32) or AVX-512 (64) at run time and read a row's last
+The row drivers (and rows across lanes, up to A = 24) pick SSE2 (16 bytes), AVX2 (32) or AVX-512 (64) at run time and read a row's last
 partial vector past the row's end (masked): each width is forced with INSPO_CPU_VECTOR_BYTES (read once
 per process, hence one subprocess per width) on row lengths around every vector width, with poisoned
 unavailable entries (NaN / inf: a lane read without its mask would show) and the last rows of the
@@ -23,7 +23,7 @@ from ops_testing import (assert_policy_loss_close, bellman_pair, close, joint_ba
 
 torch.set_num_threads(1)
 for dtype in (torch.float64, torch.float32):
-    for actions in (1, 3, 5, 8, 9, 16, 17, 37):
+    for actions in (1, 3, 5, 8, 9, 16, 17, 24, 25, 37):
         for mask in ("random", "padding"):
             data = joint_batch(5, 3, actions, dtype=dtype, seed=actions, mask=mask)
             ours, ref = weights_pair(data)

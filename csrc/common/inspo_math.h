@@ -225,25 +225,33 @@ INSPO_HD inline T add_sums(RowSums<T>& s, const RowMax<T>& m, bool avail, T logi
 
 // ---- finalizers: from merged maxima and sums to the per-row results -----------------------------------
 //
-// Each finalizer that takes a log of a sum has two forms: one taking the log precomputed (a backend may
-// take the logs of many rows at once: the CPU backend takes those of all agents of a sample as vectors)
-// and one taking it here. The formula is written once, in the first.
+// Each formula is written once, on values (V: T, or on the CPU a vector of T lanes, one row per lane),
+// taking the logs of the sums precomputed (a backend may take the logs of many rows at once, as vectors).
+// The RowMax / RowSums forms below each formula only pick its arguments, and take the log here when asked.
 
 // log pi(a) = (l_a - max_l) - log S: shifting first keeps float32 exact for logits of +-1e4
 // (l_a - (max_l + log S) would round max_l + log S to float32's 1e-3 spacing at 1e4).
+template <typename V>
+INSPO_HD inline V taken_log_prob(V logit_taken, V max_logits, V log_exp_logits) {
+  return (logit_taken - max_logits) - log_exp_logits;
+}
 template <typename T>
 INSPO_HD inline T taken_log_prob(T logit_taken, const RowMax<T>& m, T log_exp_logits) {
-  return (logit_taken - m.logits) - log_exp_logits;
+  return taken_log_prob(logit_taken, m.logits, log_exp_logits);
 }
 template <typename T>
 INSPO_HD inline T taken_log_prob(T logit_taken, const RowMax<T>& m, const RowSums<T>& s) {
-  return taken_log_prob(logit_taken, m, log_(s.exp_logits));
+  return taken_log_prob(logit_taken, m.logits, log_(s.exp_logits));
 }
 
 // H(pi) = -sum p log p = log S - S_l / S  (p = exp(l - max_l) / S; stable for logits of +-1e4).
+template <typename V>
+INSPO_HD inline V entropy_from_sums(V exp_logits, V exp_logits_shift, V log_exp_logits) {
+  return log_exp_logits - exp_logits_shift / exp_logits;
+}
 template <typename T>
 INSPO_HD inline T entropy_from_sums(const RowSums<T>& s, T log_exp_logits) {
-  return log_exp_logits - s.exp_logits_shift / s.exp_logits;
+  return entropy_from_sums(s.exp_logits, s.exp_logits_shift, log_exp_logits);
 }
 template <typename T>
 INSPO_HD inline T entropy_from_sums(const RowSums<T>& s) {
@@ -251,9 +259,13 @@ INSPO_HD inline T entropy_from_sums(const RowSums<T>& s) {
 }
 
 // KL(pi || mu) = sum p (log p - log mu) = S_l / S - log S - S_m / S.
+template <typename V>
+INSPO_HD inline V kl_from_sums(V exp_logits, V exp_logits_shift, V exp_logits_log_mu, V log_exp_logits) {
+  return (exp_logits_shift - exp_logits_log_mu) / exp_logits - log_exp_logits;
+}
 template <typename T>
 INSPO_HD inline T kl_from_sums(const RowSums<T>& s, T log_exp_logits) {
-  return (s.exp_logits_shift - s.exp_logits_log_mu) / s.exp_logits - log_exp_logits;
+  return kl_from_sums(s.exp_logits, s.exp_logits_shift, s.exp_logits_log_mu, log_exp_logits);
 }
 template <typename T>
 INSPO_HD inline T kl_from_sums(const RowSums<T>& s) {
@@ -271,10 +283,15 @@ INSPO_HD inline T soft_value(const RowMax<T>& m, const RowSums<T>& s, const Temp
 }
 
 // log pi_hat(a) of the eta-lookahead, shifted the same way.
+template <typename V, typename T>
+INSPO_HD inline V taken_lookahead_log_prob(V logit_taken, V log_mu_taken, V q_taken, V max_lookahead,
+                                           V log_exp_lookahead, const Temperatures<T>& t) {
+  return (lookahead_logit(logit_taken, log_mu_taken, q_taken, t) - max_lookahead) - log_exp_lookahead;
+}
 template <typename T>
 INSPO_HD inline T taken_lookahead_log_prob(T logit_taken, T log_mu_taken, T q_taken, const RowMax<T>& m,
                                            T log_exp_lookahead, const Temperatures<T>& t) {
-  return (lookahead_logit(logit_taken, log_mu_taken, q_taken, t) - m.lookahead) - log_exp_lookahead;
+  return taken_lookahead_log_prob(logit_taken, log_mu_taken, q_taken, m.lookahead, log_exp_lookahead, t);
 }
 template <typename T>
 INSPO_HD inline T taken_lookahead_log_prob(T logit_taken, T log_mu_taken, T q_taken, const RowMax<T>& m,
@@ -287,10 +304,15 @@ INSPO_HD inline T taken_lookahead_log_prob(T logit_taken, T log_mu_taken, T q_ta
 // closed_form_logit; beta / tau + kappa = 1): a difference of logits and their log-sum-exp, never of q(a) and V, which
 // are both ~q / tau and cancel catastrophically once |q| / tau >~ 1e13 (float64). One available action gives
 // z(a) = max z, sum = 1: log w = -log mu(a) exactly.
+template <typename V, typename T>
+INSPO_HD inline V in_sample_log_weight(V log_mu_taken, V q_taken, V max_target, V log_exp_target,
+                                       const Temperatures<T>& t) {
+  return ((closed_form_logit(log_mu_taken, q_taken, t) - max_target) - log_exp_target) - log_mu_taken;
+}
 template <typename T>
 INSPO_HD inline T in_sample_log_weight(T log_mu_taken, T q_taken, const RowMax<T>& m, T log_exp_target,
                                        const Temperatures<T>& t) {
-  return ((closed_form_logit(log_mu_taken, q_taken, t) - m.target) - log_exp_target) - log_mu_taken;
+  return in_sample_log_weight(log_mu_taken, q_taken, m.target, log_exp_target, t);
 }
 template <typename T>
 INSPO_HD inline T in_sample_log_weight(T log_mu_taken, T q_taken, const RowMax<T>& m, const RowSums<T>& s,

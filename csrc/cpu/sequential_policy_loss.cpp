@@ -1,6 +1,8 @@
 // CPU backend of sequential_policy_loss (reference.sequential_policy_loss; contract in common/args.h).
 //
-// One pass over [B, N, A]: parallel over fixed chunks of samples; per sample, each agent's row gives
+// One pass over [B, N, A]: parallel over fixed chunks of samples. Rows of up to kMaxRowLanesA actions run
+// across lanes (common/cpu_row_lanes.h: W rows at once, one per lane; run_chunk_row_lanes); longer rows run
+// one at a time, their entries across lanes (run_chunk below). There, per sample, each agent's row gives
 // log pi(a), H, KL, the clipped weight w and d_cur / d_upd (two sweeps over A: maxima, then sums of
 // exp, which also store the unnormalized softmax in the gradient buffer; the logs of the sums, and the
 // exps of w, of all agents of the sample are then taken together, as vectors); then the ordered
@@ -15,6 +17,7 @@
 
 #include "common/backends.h"
 #include "common/cpu_parallel.h"
+#include "common/cpu_row_lanes.h"
 #include "common/cpu_simd.h"
 #include "common/inspo_math.h"
 
@@ -152,6 +155,117 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
   return status;
 }
 
+// The same chunk as run_chunk, its rows W at a time, one per lane (A <= kMaxRowLanesA). Each row's
+// results go to per-row arrays of the chunk; the teammate ratios then run per sample, and the per-agent
+// sums in sample order, as in run_chunk.
+template <typename T, typename Needs, int Bytes>
+int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t end, const int64_t* order,
+                            AgentSums* sums, T* row_log_rho) {
+  using L = simd::Lanes<T, Bytes>;
+  using V = typename L::V;
+  using I = typename L::I;
+  constexpr int W = L::W;
+  const int64_t N = a.N, A = a.A;
+  const bool use_ratio = a.ratio != kRatioNone;
+  constexpr bool target_mode = Needs::lookahead;
+  const bool read_updated = use_ratio && !target_mode;
+  const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, a.eta);
+  const V log_w_max = simd::splat<V>(T(a.log_w_max));
+  const int64_t first_row = begin * N, n = (end - begin) * N;  // the chunk's rows, whole samples
+  // Per-row arrays with room for whole vectors: every block stores all W lanes (lanes past n are never read).
+  const int64_t n_padded = (n + W - 1) / W * W;
+  std::vector<T> log_pi_taken(n_padded), inv_sum_exp(n_padded), weight(n_padded), entropy(n_padded), kl(n_padded);
+  std::vector<T> d_cur(n_padded), d_upd(n_padded);
+  std::vector<T> log_rho(n_padded, T(0)), rho(n_padded, T(1));  // c = 1 without ratios
+  std::vector<double> ess_shifted(n), ess_exp(n);
+  std::vector<typename L::IntT> valid(n_padded);  // masks: -1 valid, 0 not
+  int64_t status = kStatusOk;
+  const auto store = [](auto* out, const auto& v) { std::memcpy(out, &v, sizeof v); };
+
+  for (int64_t r0 = 0; r0 < n; r0 += W) {  // the two passes and each row's results, W rows at a time
+    const int64_t row = first_row + r0, rows = std::min<int64_t>(W, n - r0);
+    T* softmax = a.compute_grad ? a.grad + row * A : nullptr;
+    const simd::RowLanes<T, Bytes> r =
+        simd::row_lanes<T, Bytes, Needs>(a.logits + row * A, a.log_mu + row * A, a.q_local + row * A, a.avail + row * A,
+                                         a.actions + row, rows, A, temps, softmax);
+    V updated{};
+    if (read_updated) std::memcpy(&updated, a.updated_log_probs + row, size_t(rows) * sizeof(T));
+    I ok = r.valid();
+    if (read_updated) ok &= simd::finite_mask(updated) & (updated <= T(0));
+    store(valid.data() + r0, ok);
+    if (simd::any_lanes(~ok & simd::first_lanes<T, Bytes>(rows))) {  // rare: the failing check, in row_error's order
+      for (int64_t k = 0; k < rows; ++k) {
+        if (ok[k] != 0) continue;
+        int64_t code = row_error(r.row_max(int(k)), a.actions[row + k], A, a.avail + (row + k) * A);
+        if (code == 0) code = kUpdatedLogProbInvalid;
+        status = std::min(status, pack_status(row + k, code));
+      }
+    }
+    const V log_exp_logits = simd::log<T, Bytes>(r.exp_logits);
+    const V log_pi = taken_log_prob(r.logit_taken, r.max_logits, log_exp_logits);
+    const V log_w =
+        in_sample_log_weight(r.log_mu_taken, r.q_taken, r.max_target, simd::log<T, Bytes>(r.exp_target), temps);
+    const V zero{};
+    // invalid rows: log pi = 0 and w = 0, so they add nothing (the call fails anyway)
+    store(log_pi_taken.data() + r0, ok ? log_pi : zero);
+    store(inv_sum_exp.data() + r0, ok ? T(1) / r.exp_logits : zero);
+    store(weight.data() + r0, ok ? simd::exp<T, Bytes>(min_(log_w, log_w_max)) : zero);
+    store(entropy.data() + r0, ok ? entropy_from_sums(r.exp_logits, r.exp_logits_shift, log_exp_logits) : zero);
+    store(kl.data() + r0,
+          ok ? kl_from_sums(r.exp_logits, r.exp_logits_shift, r.exp_logits_log_mu, log_exp_logits) : zero);
+    if (use_ratio) {
+      V log_hat = updated;
+      if constexpr (target_mode)
+        log_hat = taken_lookahead_log_prob(r.logit_taken, r.log_mu_taken, r.q_taken, r.max_lookahead,
+                                           simd::log<T, Bytes>(r.exp_lookahead), temps);
+      store(d_cur.data() + r0, ok ? log_pi - r.log_mu_taken : zero);
+      store(d_upd.data() + r0, ok ? log_hat - r.log_mu_taken : zero);
+    }
+  }
+  if (use_ratio) {
+    for (int64_t b = 0; b < end - begin; ++b)
+      ordered_log_ratios(d_cur.data() + b * N, d_upd.data() + b * N, order, N, T(a.log_rho_max),
+                         log_rho.data() + b * N);
+    simd::exp_array<T, Bytes>(log_rho.data(), rho.data(), n);
+  }
+  // The ESS accumulators' exps, taken together: each row's log rho minus its agent's running max, the max
+  // that raise_max reaches below, row by row, before each add_exp (-inf: exp 0 adds nothing). i = r % N.
+  std::vector<double> running_max(N);
+  for (int64_t i = 0; i < N; ++i) running_max[i] = sums[i].ess.max;
+  for (int64_t r = 0, i = 0; r < n; ++r, i = i + 1 == N ? 0 : i + 1) {
+    const double x = double(log_rho[r]);
+    double& max = running_max[i];
+    if (x > max) max = x;
+    ess_shifted[r] = x > -std::numeric_limits<double>::infinity() ? x - max : x;
+  }
+  simd::exp_array<double, Bytes>(ess_shifted.data(), ess_exp.data(), n);
+  // The per-agent sums, in sample order; each gradient row finished in place. i = r % N.
+  for (int64_t r = 0, i = 0; r < n; ++r, i = i + 1 == N ? 0 : i + 1) {
+    const int64_t row = first_row + r;
+    const T cw = rho[r] * weight[r];  // c w (c = rho, or 1 without ratios)
+    AgentSums& s = sums[i];
+    s.loss += double(cw * log_pi_taken[r]);
+    s.weight += double(weight[r]);
+    s.rho += double(rho[r]);
+    if (valid[r] != 0) {
+      s.entropy += double(entropy[r]);
+      s.kl += double(kl[r]);
+    }
+    if (double(log_rho[r]) > -std::numeric_limits<double>::infinity()) s.ess.raise_max(double(log_rho[r]));
+    s.ess.add_exp(ess_exp[r], double(weight[r]) * double(log_pi_taken[r]));
+    if (a.compute_grad) {  // grad = c w (softmax - onehot(a)); 0 at unavailable entries
+      T* grad = a.grad + row * A;
+      const T c_w = row_log_rho != nullptr ? weight[r] : cw;  // self-normalized: c applied by run
+      const T scale = c_w * inv_sum_exp[r];
+      for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
+      const int64_t action = a.actions[row];
+      if (action >= 0 && action < A) grad[action] -= c_w;
+      if (row_log_rho != nullptr) row_log_rho[row] = log_rho[r];
+    }
+  }
+  return status;
+}
+
 template <typename T, typename Needs>
 int64_t run(const SequentialPolicyLossArgs<T>& a) {
   const int64_t S = a.S, B = a.B, N = a.N;
@@ -165,9 +279,15 @@ int64_t run(const SequentialPolicyLossArgs<T>& a) {
   const auto chunk = [&](int64_t c, int64_t, int64_t) {
     const int64_t s = c / n_chunks, begin = s * B + (c % n_chunks) * kSamplesPerChunk;
     const int64_t end = std::min(begin + kSamplesPerChunk, (s + 1) * B);
+    const int64_t* order = a.order + s * a.order_stride;
+    AgentSums* sums = partials.data() + c * N;
+    if (a.A <= kMaxRowLanesA) {
+      return with_widest_vector([&](auto width) {
+        return run_chunk_row_lanes<T, Needs, decltype(width)::value>(a, begin, end, order, sums, row_log_rho_data);
+      });
+    }
     return with_vector_width<T>(a.A, [&](auto width) {
-      return run_chunk<T, Needs, decltype(width)::value>(a, begin, end, a.order + s * a.order_stride,
-                                                         partials.data() + c * N, row_log_rho_data);
+      return run_chunk<T, Needs, decltype(width)::value>(a, begin, end, order, sums, row_log_rho_data);
     });
   };
   const int64_t status = parallel_chunks(S * n_chunks, 1, a.num_threads, chunk);

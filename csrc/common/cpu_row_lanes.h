@@ -1,0 +1,178 @@
+// Rows across lanes: the two passes of inspo_math.h over W rows at once, one row per lane, for short rows
+// (small A). The row drivers of cpu_simd.h put a row's entries across the lanes; at A <= 16 that leaves
+// lanes idle and costs every row about ten horizontal reductions (maxima and sums), which dominated the
+// policy loss at small A (docs/PERFORMANCE.md). Here W consecutive rows (of the contiguous [B, N, A]
+// inputs) are transposed into a [A][W] block in L1, so that entry j of every row is one vector: no
+// horizontal reduction, every exp and log on full vectors, and each row's per-row results (log pi(a),
+// the weight, entropy, KL) come out as lanes of one vector.
+// Determinism: each lane sums its row's entries in entry order, whatever the thread count.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/cpu_simd.h"
+#include "common/inspo_math.h"
+
+namespace inspo {
+
+// Rows of up to this many entries run across lanes; longer rows use the row drivers (lanes across entries), whose
+// horizontal reductions are paid once per row and amortized over its entries (measured, docs/PERFORMANCE.md: faster
+// across lanes up to A = 24, slower at A = 32, where the entry-by-entry transposes cost more than the reductions).
+constexpr int64_t kMaxRowLanesA = 24;
+
+namespace simd {
+
+// The two passes' results for the W rows of a block: lane k is the block's row k (lanes past its rows:
+// no available entry).
+template <typename T, int Bytes>
+struct RowLanes {
+  using L = Lanes<T, Bytes>;
+  using V = typename L::V;
+  using I = typename L::I;
+  I n_avail{};                                 // available entries
+  I bad_logits{}, bad_log_mu{}, bad_q{};       // a non-finite input at an available entry (masks)
+  I taken_available{};                         // the taken action is in range and available (mask)
+  V logit_taken{}, log_mu_taken{}, q_taken{};  // the inputs at the taken action
+  V max_logits, max_target, max_lookahead;     // pass 1 (RowMax)
+  V exp_logits{}, exp_logits_shift{}, exp_logits_log_mu{}, exp_target{}, exp_lookahead{};  // pass 2 (RowSums)
+
+  // All checks of row_error passed (mask).
+  I valid() const { return (n_avail > 0) & taken_available & ~(bad_logits | bad_log_mu | bad_q); }
+
+  // Lane k's pass-1 result, for row_error on the rare invalid row.
+  RowMax<T> row_max(int k) const {
+    return RowMax<T>{int64_t(n_avail[k]), bad_logits[k] != 0, bad_log_mu[k] != 0, bad_q[k] != 0,
+                     max_logits[k],       max_target[k],      max_lookahead[k]};
+  }
+};
+
+// The transposed block of row_lanes, entry by entry. (Measured: W x W transposes in registers, two-input shuffles
+// in log2(W) stages, were no faster at A = 8 to 16 and slower below: the passes' exps dominate, not the copies.)
+template <typename T, int Bytes, typename Needs>
+inline void transpose_rows(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t n_rows, int64_t A,
+                           T* tr_logits, T* tr_log_mu, T* tr_q, typename Lanes<T, Bytes>::IntT* tr_avail) {
+  using IntT = typename Lanes<T, Bytes>::IntT;
+  constexpr int W = Lanes<T, Bytes>::W;
+  if (n_rows < W) {
+    for (int64_t j = 0; j < A; ++j) {
+      for (int64_t k = n_rows; k < W; ++k) {
+        tr_logits[j * W + k] = tr_log_mu[j * W + k] = tr_q[j * W + k] = T(0);
+        tr_avail[j * W + k] = IntT(0);
+      }
+    }
+  }
+  for (int64_t k = 0; k < n_rows; ++k) {
+    for (int64_t j = 0; j < A; ++j) {
+      if (Needs::logits) tr_logits[j * W + k] = logits[k * A + j];
+      tr_log_mu[j * W + k] = log_mu[k * A + j];
+      if (Needs::q) tr_q[j * W + k] = q[k * A + j];
+      tr_avail[j * W + k] = avail[k * A + j] ? IntT(-1) : IntT(0);
+    }
+  }
+}
+
+// Both passes over the n_rows <= W consecutive rows that start at `logits` / `log_mu` / `q` / `avail` (row k
+// at offset k * A, A <= kMaxRowLanesA) with taken actions `actions`. When `softmax_out` is not null, its
+// n_rows rows receive exp(l - max_l) (0 at the unavailable entries): the unnormalized softmax.
+template <typename T, int Bytes, typename Needs>
+inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q, const bool* avail,
+                                    const int64_t* actions, int64_t n_rows, int64_t A, const Temperatures<T>& t,
+                                    T* softmax_out) {
+  using L = Lanes<T, Bytes>;
+  using V = typename L::V;
+  using I = typename L::I;
+  using IntT = typename L::IntT;
+  constexpr int W = L::W;
+  // The transposed block: entry j of row k at [j * W + k]; lanes past n_rows hold unavailable zeros.
+  alignas(64) T tr_logits[kMaxRowLanesA * W], tr_log_mu[kMaxRowLanesA * W], tr_q[kMaxRowLanesA * W];
+  alignas(64) IntT tr_avail[kMaxRowLanesA * W];
+  transpose_rows<T, Bytes, Needs>(logits, log_mu, q, avail, n_rows, A, tr_logits, tr_log_mu, tr_q, tr_avail);
+  alignas(64) IntT action_lanes[W];
+  for (int64_t k = 0; k < W; ++k) {  // out of range: -1, which matches no entry
+    const int64_t x = k < n_rows ? actions[k] : -1;
+    action_lanes[k] = IntT(x >= 0 && x < A ? x : -1);
+  }
+  const I action = load<I>(action_lanes);
+
+  RowLanes<T, Bytes> r;
+  const V ninf = splat<V>(neg_inf<T>()), zero{};
+  r.max_logits = r.max_target = r.max_lookahead = ninf;
+  // j in every lane, counted up as a vector: a splat of the loop counter is built lane by lane by GCC
+  I j_lanes{};
+  const I one = j_lanes + 1;
+  for (int64_t j = 0; j < A; ++j, j_lanes += one) {  // pass 1: maxima, checks, the taken entries
+    const V l = Needs::logits ? load<V>(tr_logits + j * W) : zero;
+    const V m = load<V>(tr_log_mu + j * W);
+    const V qq = Needs::q ? load<V>(tr_q + j * W) : zero;
+    const I av = load<I>(tr_avail + j * W);
+    r.n_avail -= av;  // mask lanes are -1
+    r.bad_log_mu |= av & ~finite_mask(m);
+    const I taken = action == j_lanes;
+    r.taken_available |= taken & av;
+    r.log_mu_taken = taken ? m : r.log_mu_taken;
+    if (Needs::logits) {
+      r.bad_logits |= av & ~finite_mask(l);
+      r.max_logits = (av & (l > r.max_logits)) ? l : r.max_logits;
+      r.logit_taken = taken ? l : r.logit_taken;
+    }
+    if (Needs::q) {
+      r.bad_q |= av & ~finite_mask(qq);
+      r.q_taken = taken ? qq : r.q_taken;
+    }
+    if (Needs::target) {
+      const V z = closed_form_logit(m, qq, t);
+      r.max_target = (av & (z > r.max_target)) ? z : r.max_target;
+    }
+    if (Needs::lookahead) {
+      const V h = lookahead_logit(l, m, qq, t);
+      r.max_lookahead = (av & (h > r.max_lookahead)) ? h : r.max_lookahead;
+    }
+  }
+  alignas(64) T tr_softmax[kMaxRowLanesA * W];
+  for (int64_t j = 0; j < A; ++j) {  // pass 2: sums of exp shifted by the maxima
+    const V m = load<V>(tr_log_mu + j * W);
+    const V qq = Needs::q ? load<V>(tr_q + j * W) : zero;
+    const I av = load<I>(tr_avail + j * W);
+    if (Needs::logits) {
+      const V l = load<V>(tr_logits + j * W);
+      const V shifted = av ? l - r.max_logits : ninf;
+      const V e = exp<T, Bytes>(shifted);  // exactly 0 at unavailable entries
+      std::memcpy(tr_softmax + j * W, &e, sizeof e);
+      r.exp_logits += e;
+      r.exp_logits_shift += av ? e * shifted : zero;
+      if (Needs::kl) r.exp_logits_log_mu += av ? e * m : zero;
+    }
+    if (Needs::target) r.exp_target += exp<T, Bytes>(av ? closed_form_logit(m, qq, t) - r.max_target : ninf);
+    if (Needs::lookahead)
+      r.exp_lookahead +=
+          exp<T, Bytes>(av ? lookahead_logit(load<V>(tr_logits + j * W), m, qq, t) - r.max_lookahead : ninf);
+  }
+  if (Needs::logits && softmax_out != nullptr) {
+    for (int64_t k = 0; k < n_rows; ++k) {
+      for (int64_t j = 0; j < A; ++j) softmax_out[k * A + j] = tr_softmax[j * W + k];
+    }
+  }
+  return r;
+}
+
+}  // namespace simd
+
+// body(std::integral_constant<int, Bytes>) compiled for the widest instruction set of this CPU, with its
+// widest vectors (rows across lanes fill every lane whatever A is).
+template <typename Body>
+inline int64_t with_widest_vector(const Body& body) {
+#if defined(INSPO_CPU_DISPATCH)
+  switch (cpu_vector_bytes()) {
+    case 64:
+      return simd::run_avx512<64>(body);
+    case 32:
+      return simd::run_avx2<32>(body);
+    default:
+      break;
+  }
+#endif
+  return body(std::integral_constant<int, 16>{});
+}
+
+}  // namespace inspo
