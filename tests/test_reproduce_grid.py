@@ -261,6 +261,7 @@ def test_the_precision_comparison_reads_both_grids_run_folders(tmp_path, capsys)
     argv = ["--fp32", str(tmp_path / "fp32"), "--bf16", str(tmp_path / "bf16"), "--out", str(out)]
     assert compare_precision(argv) == 0
     text = out.read_text()
+    assert text.startswith("# bf16 against fp32 on the results grid\n")  # the page's header, then the table
     assert "| main-xor-penalty-c-inspo_fused | 0.980 ± 0.010 | 0.980 ± 0.005 | level | yes |" in text
     assert "| main-xor-penalty-d-inspo_fused | 0.990 ± 0.000 | 0.500 ± 0.000 | below | no |" in text
     assert "1 of 2 cells level" in text and "penalty-a-bc" not in text

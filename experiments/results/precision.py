@@ -22,6 +22,25 @@ from experiments.results.comparisons import markdown_table, relation
 from experiments.results.grid import build_grid
 from experiments.results.scores import SCORES, Stats
 
+# The page --out writes (docs/results/precision_bf16.md): what was compared, and how to regenerate it.
+PAGE_HEADER = """# bf16 against fp32 on the results grid
+
+Every `main-` cell of the results grid (matrix games and Bridge, 5 seeds each) trained twice from the same commit,
+as published (fp32) and with `--set precision=bf16` (the networks' matmuls under `torch.autocast`; the ops, the
+targets, the parameters and the optimizer state float32). Regenerate (about an hour on 2 cores each):
+
+```bash
+python -m experiments.results --out runs/reproduce --docs runs/reproduce
+python -m experiments.results --set precision=bf16 --only main- --out runs/grid-bf16 --docs runs/grid-bf16
+python -m experiments.results.precision --fp32 runs/reproduce --bf16 runs/grid-bf16 --out docs/results/precision_bf16.md
+```
+
+"bf16 vs fp32" is the grid's rule (a difference beyond both twice its standard error and the environment's
+resolution); the last column asks the stricter question whether the bf16 mean lies within the fp32 seeds' range.
+Scores: mean ± standard error over the seeds of the cell's headline score.
+
+"""
+
 
 def cell_scores(out: Path, key: str, env: str) -> Optional[list[float]]:
     """The headline score of every finished seed of cell `key` under `out`, by seed; None without one."""
@@ -66,7 +85,7 @@ def main(argv=None) -> int:
     text = "\n".join([*table, f"{level} of {compared} cells level (the grid's rule)."])
     print(text)
     if args.out is not None:
-        args.out.write_text(text + "\n")
+        args.out.write_text(PAGE_HEADER + text + "\n")
     return 0
 
 
