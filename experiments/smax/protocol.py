@@ -631,12 +631,17 @@ METRICS = (
 def _rules(protocol: Protocol) -> str:
     scale = protocol.scale
     curve_tiers = "every tier" if scale.curve_tiers is None else " and ".join(scale.curve_tier_list)
+    seeds = scale.tune_seed_list
+    on_seeds = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+    wins = "(the highest IQM of the mean of greedy and stochastic final return wins)"
     if scale.tune_tiers is None:
-        tuning = "each method's main temperature is tuned over three values per tier"
+        tuning = (
+            f"each method's main temperature is tuned over three values per tier on {on_seeds} at the budget {wins}"
+        )
     else:
         tuning = (
             f"each method's main temperature is tuned over three values on {' and '.join(scale.tune_tiers)} "
-            "(their runs pooled) and the choice is reported on every tier of the map"
+            f"(their runs pooled) on {on_seeds} at the budget {wins}, and the choice is used on every tier of the map"
         )
     cap = f", capped at {scale.budget_cap:,} steps" if scale.budget_cap else ""
     return (
@@ -644,8 +649,7 @@ def _rules(protocol: Protocol) -> str:
         f"tuning seeds {', '.join(map(str, scale.tuning_seeds))}, up to {scale.max_steps:,} gradient steps "
         f"(evaluated every {scale.eval_every:,} on {scale.curve_episodes} battles); the budget of a map is the "
         f"smallest step after which every method's tuning-seed IQM curve (stochastic return) stays within "
-        f"{scale.tolerance} of its final value{cap}; {tuning} on seeds {', '.join(map(str, scale.tune_seed_list))} "
-        "at the budget (the highest IQM of the mean of greedy and stochastic final return wins); the selected "
+        f"{scale.tolerance} of its final value{cap}; {tuning}; the selected "
         f"values are reported on fresh seeds {', '.join(map(str, scale.report_seeds))}: the final policy (never "
         f"the best checkpoint) on {scale.final_episodes} battles, greedy and stochastic on the same battles. "
         "Cells: IQM [95% stratified-bootstrap CI] · mean ± std over the seeds of the seed's mean. Raw per-episode "
