@@ -26,6 +26,22 @@ namespace {
 
 constexpr int64_t kSamplesPerChunk = 256;  // fixes the summation grouping (thread-count independent)
 
+// Turns row `row` of the gradient buffer, holding the row's unnormalized softmax, into c w (softmax - onehot(a))
+// (0 at unavailable entries; c w = `cw`). Self-normalized (row_log_rho given): w only, and the row's log rho is
+// kept for run, which applies c once the column's max is known.
+template <typename T>
+inline void finish_gradient_row(const SequentialPolicyLossArgs<T>& a, int64_t row, T weight, T cw, T inv_sum_exp,
+                                T log_rho, T* row_log_rho) {
+  const int64_t A = a.A;
+  T* grad = a.grad + row * A;
+  const T c_w = row_log_rho != nullptr ? weight : cw;
+  const T scale = c_w * inv_sum_exp;
+  for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
+  const int64_t action = a.actions[row];
+  if (action >= 0 && action < A) grad[action] -= c_w;
+  if (row_log_rho != nullptr) row_log_rho[row] = log_rho;
+}
+
 // One chunk of samples [begin, end): per-agent sums into `sums` (N slots), the gradient rows in place.
 // Needs::lookahead: ratios with predecessors="target" (the eta-lookahead of each row is needed).
 // Self-normalized ratios: the rows' c = exp(log rho - max_b log rho) needs the column's max, known only
@@ -138,16 +154,7 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
       } else {
         ess_shifted[i] = -std::numeric_limits<double>::infinity();
       }
-      if (a.compute_grad) {  // grad = c w (softmax - onehot(a)); 0 at unavailable entries
-        const int64_t row = b * N + i;
-        T* grad = a.grad + row * A;
-        const T c_w = row_log_rho != nullptr ? weight[i] : cw;  // self-normalized: c applied by run
-        const T scale = c_w * inv_sum_exp[i];
-        for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
-        const int64_t action = a.actions[row];
-        if (action >= 0 && action < A) grad[action] -= c_w;
-        if (row_log_rho != nullptr) row_log_rho[row] = log_rho[i];
-      }
+      if (a.compute_grad) finish_gradient_row(a, b * N + i, weight[i], cw, inv_sum_exp[i], log_rho[i], row_log_rho);
     }
     simd::exp_array<double, Bytes>(ess_shifted.data(), ess_exp.data(), N_padded_double);
     for (int64_t i = 0; i < N; ++i) sums[i].ess.add_exp(ess_exp[i], double(weight[i]) * double(log_pi_taken[i]));
@@ -253,15 +260,7 @@ int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin,
     }
     if (double(log_rho[r]) > -std::numeric_limits<double>::infinity()) s.ess.raise_max(double(log_rho[r]));
     s.ess.add_exp(ess_exp[r], double(weight[r]) * double(log_pi_taken[r]));
-    if (a.compute_grad) {  // grad = c w (softmax - onehot(a)); 0 at unavailable entries
-      T* grad = a.grad + row * A;
-      const T c_w = row_log_rho != nullptr ? weight[r] : cw;  // self-normalized: c applied by run
-      const T scale = c_w * inv_sum_exp[r];
-      for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
-      const int64_t action = a.actions[row];
-      if (action >= 0 && action < A) grad[action] -= c_w;
-      if (row_log_rho != nullptr) row_log_rho[row] = log_rho[r];
-    }
+    if (a.compute_grad) finish_gradient_row(a, row, weight[r], cw, inv_sum_exp[r], log_rho[r], row_log_rho);
   }
   return status;
 }
