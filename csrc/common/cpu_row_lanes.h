@@ -47,6 +47,16 @@ struct RowLanes {
   }
 };
 
+// out[0, n) = the first n lanes of v (n <= W): one vector store when n = W.
+template <typename T, typename V>
+inline void store_lanes(T* out, const V& v, int64_t n) {
+  if (n == int64_t(sizeof(V) / sizeof(T))) {
+    std::memcpy(out, &v, sizeof v);
+  } else {
+    for (int64_t k = 0; k < n; ++k) out[k] = v[k];
+  }
+}
+
 // The transposed block of row_lanes, entry by entry. (Measured: W x W transposes in registers, two-input shuffles
 // in log2(W) stages, were no faster at A = 8 to 16 and slower below: the passes' exps dominate, not the copies.)
 template <typename T, int Bytes, typename Needs>

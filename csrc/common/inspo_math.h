@@ -273,9 +273,13 @@ INSPO_HD inline T kl_from_sums(const RowSums<T>& s) {
 }
 
 // Soft value V = tau * logsumexp_avail(kappa log mu + q / tau) (reference.in_sample_weights).
+template <typename V, typename T>
+INSPO_HD inline V soft_value(V max_target, V log_exp_target, const Temperatures<T>& t) {
+  return t.tau * (max_target + log_exp_target);
+}
 template <typename T>
 INSPO_HD inline T soft_value(const RowMax<T>& m, T log_exp_target, const Temperatures<T>& t) {
-  return t.tau * (m.target + log_exp_target);
+  return soft_value(m.target, log_exp_target, t);
 }
 template <typename T>
 INSPO_HD inline T soft_value(const RowMax<T>& m, const RowSums<T>& s, const Temperatures<T>& t) {

@@ -1,9 +1,11 @@
 // CPU backend of in_sample_weights (reference.in_sample_weights; contract in common/args.h).
-// Every row (b, i) is independent: parallel over the B * N rows.
+// Every row (b, i) is independent: parallel over the B * N rows. Rows of up to kMaxRowLanesA actions run W at a
+// time, one per lane (common/cpu_row_lanes.h); longer ones one at a time, their entries across lanes.
 #include <algorithm>
 
 #include "common/backends.h"
 #include "common/cpu_parallel.h"
+#include "common/cpu_row_lanes.h"
 #include "common/cpu_simd.h"
 #include "common/inspo_math.h"
 
@@ -13,15 +15,53 @@ namespace inspo {
 // together, as vectors (a multiple of every vector width, so without a scalar tail).
 constexpr int64_t kGroup = 64;
 
+using WeightNeeds = StaticNeeds</*logits=*/false, /*kl=*/false, /*target=*/true, /*lookahead=*/false, /*q=*/true>;
+
+// Rows [begin, end) W at a time, one per lane (A <= kMaxRowLanesA, common/cpu_row_lanes.h).
+template <typename T, int Bytes>
+int64_t row_lanes_chunk(const InSampleWeightsArgs<T>& a, int64_t begin, int64_t end, const Temperatures<T>& temps) {
+  using L = simd::Lanes<T, Bytes>;
+  using V = typename L::V;
+  using I = typename L::I;
+  constexpr int W = L::W;
+  const int64_t A = a.A;
+  const V log_w_max = simd::splat<V>(T(a.log_w_max)), zero{};
+  int64_t status = kStatusOk;
+  for (int64_t row = begin; row < end; row += W) {
+    const int64_t rows = std::min<int64_t>(W, end - row);
+    const simd::RowLanes<T, Bytes> r = simd::row_lanes<T, Bytes, WeightNeeds>(
+        nullptr, a.log_mu + row * A, a.q_local + row * A, a.avail + row * A, a.actions + row, rows, A, temps, nullptr);
+    const I ok = r.valid();
+    if (simd::any_lanes(~ok & simd::first_lanes<T, Bytes>(rows))) {  // rare: the failing check of row_error
+      for (int64_t k = 0; k < rows; ++k) {
+        if (ok[k] == 0)
+          status = std::min(status, pack_status(row + k, row_error(r.row_max(int(k)), a.actions[row + k], A,
+                                                                   a.avail + (row + k) * A)));
+      }
+    }
+    const V log_exp_target = simd::log<T, Bytes>(r.exp_target);
+    const V log_weight = in_sample_log_weight(r.log_mu_taken, r.q_taken, r.max_target, log_exp_target, temps);
+    // invalid rows: 0 everywhere (the call fails anyway)
+    simd::store_lanes(a.value + row, ok ? soft_value(r.max_target, log_exp_target, temps) : zero, rows);
+    simd::store_lanes(a.log_weight + row, ok ? log_weight : zero, rows);
+    simd::store_lanes(a.weight + row, ok ? simd::exp<T, Bytes>(min_(log_weight, log_w_max)) : zero, rows);
+  }
+  return status;
+}
+
 template <typename T>
 int64_t in_sample_weights_cpu(const InSampleWeightsArgs<T>& a) {
   const int64_t A = a.A;
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, 0.0);
-  using Needs = StaticNeeds</*logits=*/false, /*kl=*/false, /*target=*/true, /*lookahead=*/false, /*q=*/true>;
+  using Needs = WeightNeeds;
   const T log_w_max = T(a.log_w_max);
 
   const int64_t rows = a.B * a.N;
   return parallel_chunks(rows, chunk_items(A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
+    if (A <= kMaxRowLanesA) {
+      return with_widest_vector(
+          [&](auto width) { return row_lanes_chunk<T, decltype(width)::value>(a, begin, end, temps); });
+    }
     return with_vector_width<T>(A, [&](auto width) {
       constexpr int Bytes = decltype(width)::value;
       int64_t status = kStatusOk;
