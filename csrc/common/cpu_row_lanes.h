@@ -8,6 +8,7 @@
 // Determinism: each lane sums its row's entries in entry order, whatever the thread count.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -46,6 +47,23 @@ struct RowLanes {
                      max_logits[k],       max_target[k],      max_lookahead[k]};
   }
 };
+
+// The packed status (args.h) of a block of n_rows rows from `first_row` whose lanes `ok` marks valid: kStatusOk,
+// or the smallest among the invalid rows, each by row_error's checks in order; a row that passes them all failed
+// the op's own check, `own_code` (0: the op has none). Rare, so row by row.
+template <typename T, int Bytes>
+inline int64_t block_status(const RowLanes<T, Bytes>& r, typename Lanes<T, Bytes>::I ok, int64_t first_row,
+                            int64_t n_rows, const int64_t* actions, const bool* avail, int64_t A, int64_t own_code) {
+  int64_t status = kStatusOk;
+  if (!any_lanes(~ok & first_lanes<T, Bytes>(n_rows))) return status;
+  for (int64_t k = 0; k < n_rows; ++k) {
+    if (ok[k] != 0) continue;
+    const int64_t row = first_row + k;
+    const int64_t code = row_error(r.row_max(int(k)), actions[row], A, avail + row * A);
+    if (code != 0 || own_code != 0) status = std::min(status, pack_status(row, code != 0 ? code : own_code));
+  }
+  return status;
+}
 
 // out[0, n) = the first n lanes of v (n <= W): one vector store when n = W.
 template <typename T, typename V>

@@ -32,13 +32,7 @@ int64_t row_lanes_chunk(const InSampleWeightsArgs<T>& a, int64_t begin, int64_t 
     const simd::RowLanes<T, Bytes> r = simd::row_lanes<T, Bytes, WeightNeeds>(
         nullptr, a.log_mu + row * A, a.q_local + row * A, a.avail + row * A, a.actions + row, rows, A, temps, nullptr);
     const I ok = r.valid();
-    if (simd::any_lanes(~ok & simd::first_lanes<T, Bytes>(rows))) {  // rare: the failing check of row_error
-      for (int64_t k = 0; k < rows; ++k) {
-        if (ok[k] == 0)
-          status = std::min(status, pack_status(row + k, row_error(r.row_max(int(k)), a.actions[row + k], A,
-                                                                   a.avail + (row + k) * A)));
-      }
-    }
+    status = std::min(status, simd::block_status(r, ok, row, rows, a.actions, a.avail, A, 0));
     const V log_exp_target = simd::log<T, Bytes>(r.exp_target);
     const V log_weight = in_sample_log_weight(r.log_mu_taken, r.q_taken, r.max_target, log_exp_target, temps);
     // invalid rows: 0 everywhere (the call fails anyway)

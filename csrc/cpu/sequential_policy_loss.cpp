@@ -200,14 +200,7 @@ int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin,
     I ok = r.valid();
     if (read_updated) ok &= simd::finite_mask(updated) & (updated <= T(0));
     store(valid.data() + r0, ok);
-    if (simd::any_lanes(~ok & simd::first_lanes<T, Bytes>(rows))) {  // rare: the failing check, in row_error's order
-      for (int64_t k = 0; k < rows; ++k) {
-        if (ok[k] != 0) continue;
-        int64_t code = row_error(r.row_max(int(k)), a.actions[row + k], A, a.avail + (row + k) * A);
-        if (code == 0) code = kUpdatedLogProbInvalid;
-        status = std::min(status, pack_status(row + k, code));
-      }
-    }
+    status = std::min(status, simd::block_status(r, ok, row, rows, a.actions, a.avail, A, kUpdatedLogProbInvalid));
     const V log_exp_logits = simd::log<T, Bytes>(r.exp_logits);
     const V log_pi = taken_log_prob(r.logit_taken, r.max_logits, log_exp_logits);
     const V log_w =

@@ -1,16 +1,63 @@
 // CPU backend of teammate_log_ratios (reference.teammate_log_ratios; contract in common/args.h).
 // Parallel over the samples of every problem (S * B): each sample computes d_cur / d_upd for its N agents (the logs of
-// their sums taken together, as vectors), then the ordered sums.
+// their sums taken together, as vectors), then the ordered sums. Rows of up to kMaxRowLanesA actions run W at a time,
+// one per lane (common/cpu_row_lanes.h).
 #include <algorithm>
+#include <cstring>
 #include <memory>
+#include <vector>
 
 #include "common/backends.h"
 #include "common/cpu_parallel.h"
+#include "common/cpu_row_lanes.h"
 #include "common/cpu_simd.h"
 #include "common/inspo_math.h"
 
 namespace inspo {
 namespace {
+
+// Samples [begin, end) with their rows W at a time, one per lane (A <= kMaxRowLanesA, common/cpu_row_lanes.h):
+// d_cur / d_upd of every row of the chunk, then the ordered sums per sample.
+template <typename T, typename Needs, int Bytes>
+int64_t row_lanes_chunk(const TeammateLogRatiosArgs<T>& a, int64_t begin, int64_t end, const Temperatures<T>& temps) {
+  using L = simd::Lanes<T, Bytes>;
+  using V = typename L::V;
+  using I = typename L::I;
+  constexpr int W = L::W;
+  constexpr bool target_mode = Needs::lookahead;
+  const int64_t N = a.N, A = a.A;
+  const int64_t first_row = begin * N, n = (end - begin) * N;
+  const int64_t n_padded = (n + W - 1) / W * W;  // whole vectors: every block stores all W lanes
+  std::vector<T> d_cur(n_padded), d_upd(n_padded);
+  const V zero{};
+  int64_t status = kStatusOk;
+  for (int64_t r0 = 0; r0 < n; r0 += W) {
+    const int64_t row = first_row + r0, rows = std::min<int64_t>(W, n - r0);
+    const T* q = target_mode ? a.q_local + row * A : nullptr;
+    const simd::RowLanes<T, Bytes> r = simd::row_lanes<T, Bytes, Needs>(
+        a.logits + row * A, a.log_mu + row * A, q, a.avail + row * A, a.actions + row, rows, A, temps, nullptr);
+    I ok = r.valid();
+    V log_hat{};
+    if constexpr (target_mode) {
+      log_hat = taken_lookahead_log_prob(r.logit_taken, r.log_mu_taken, r.q_taken, r.max_lookahead,
+                                         simd::log<T, Bytes>(r.exp_lookahead), temps);
+    } else {
+      std::memcpy(&log_hat, a.updated_log_probs + row, size_t(rows) * sizeof(T));
+      ok &= simd::finite_mask(log_hat) & (log_hat <= T(0));
+    }
+    status = std::min(status, simd::block_status(r, ok, row, rows, a.actions, a.avail, A, kUpdatedLogProbInvalid));
+    const V log_pi = taken_log_prob(r.logit_taken, r.max_logits, simd::log<T, Bytes>(r.exp_logits));
+    const V d_cur_lanes = ok ? log_pi - r.log_mu_taken : zero, d_upd_lanes = ok ? log_hat - r.log_mu_taken : zero;
+    std::memcpy(d_cur.data() + r0, &d_cur_lanes, sizeof(V));  // invalid rows: 0 (the call fails anyway)
+    std::memcpy(d_upd.data() + r0, &d_upd_lanes, sizeof(V));
+  }
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t* order = a.order + (b / a.B) * a.order_stride;  // this sample's problem's order
+    const int64_t r = (b - begin) * N;
+    ordered_log_ratios(d_cur.data() + r, d_upd.data() + r, order, N, T(a.log_rho_max), a.log_rho + b * N);
+  }
+  return status;
+}
 
 // Needs::lookahead: predecessors="target" (the eta-lookahead, reads q_local); else "policy".
 template <typename T, typename Needs>
@@ -22,6 +69,10 @@ int64_t run(const TeammateLogRatiosArgs<T>& a) {
 
   const int64_t samples = a.S * a.B, rows = samples * N;
   return parallel_chunks(samples, chunk_items(N * A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
+    if (A <= kMaxRowLanesA) {
+      return with_widest_vector(
+          [&](auto width) { return row_lanes_chunk<T, Needs, decltype(width)::value>(a, begin, end, temps); });
+    }
     return with_vector_width<T>(A, [&](auto width) {
       constexpr int Bytes = decltype(width)::value;
       int64_t status = kStatusOk;
