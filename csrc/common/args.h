@@ -152,7 +152,7 @@ const char* invalid_args(const Args&) {
 //   kl[b, i], entropy[b, i] = KL(pi^i || mu^i), H(pi^i) of softmax(next_logits[b, i]) over next_avail
 //   target[b] = reward[b] + gamma (1 - done[b]) [q_next[b] - alpha sum_i kl + beta sum_i entropy]
 //   log_ratio[b] = min(sum_i log pi^i(a'^i) - log mu^i(a'^i), log_rho_max)
-// Terminal samples (done[b] == 1) read none of the next-step inputs (q_next, next_*), write
+// Terminal samples (done[b] == 1) use none of the next-step inputs (q_next, next_*: any values, NaN included), write
 // kl = entropy = 0, log_ratio = 0, target = reward. Validated: done in {0, 1}, reward finite; for live
 // samples q_next finite and every row (kNoAvailableAction .. kLogMuNonFinite).
 // B: every sample of every problem (S * B); the math is per sample.

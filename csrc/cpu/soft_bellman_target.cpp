@@ -1,24 +1,96 @@
 // CPU backend of soft_bellman_target (reference.soft_bellman_target; contract in common/args.h).
 // Parallel over samples; each sample walks its N agents' rows twice (maxima, then sums of exp), then
-// takes the logs of the N sums together, as vectors.
+// takes the logs of the N sums together, as vectors. Rows of up to kMaxRowLanesA actions run W at a time, one per
+// lane (common/cpu_row_lanes.h).
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "common/backends.h"
 #include "common/cpu_parallel.h"
+#include "common/cpu_row_lanes.h"
 #include "common/cpu_simd.h"
 #include "common/inspo_math.h"
 
 namespace inspo {
 
+using BellmanNeeds = StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/false, /*lookahead=*/false, /*q=*/false>;
+
+// Samples [begin, end) with their next-step rows W at a time, one per lane (A <= kMaxRowLanesA,
+// common/cpu_row_lanes.h): each row's KL, entropy and log-ratio term, then each sample's sums. The rows of a
+// terminal (or invalid) sample are read with the others' but neither checked nor used.
+template <typename T, int Bytes>
+int64_t row_lanes_chunk(const SoftBellmanTargetArgs<T>& a, int64_t begin, int64_t end, const Temperatures<T>& temps) {
+  using L = simd::Lanes<T, Bytes>;
+  using V = typename L::V;
+  using I = typename L::I;
+  constexpr int W = L::W;
+  const int64_t N = a.N, A = a.A;
+  const int64_t first_row = begin * N, n = (end - begin) * N;
+  std::vector<typename L::IntT> live((n + W - 1) / W * W);  // masks: -1 a row of a live, valid sample
+  std::vector<T> log_ratio_terms(live.size());
+  int64_t status = kStatusOk;
+  for (int64_t b = begin; b < end; ++b) {
+    const T done = a.done[b];
+    const int64_t code = bellman_sample_code(done, a.reward[b], a.q_next + b);
+    if (code != 0) status = std::min(status, pack_status(b * N, code));
+    std::fill(live.begin() + (b - begin) * N, live.begin() + (b - begin + 1) * N, code == 0 && done == T(0) ? -1 : 0);
+  }
+  const V zero{};
+  for (int64_t r0 = 0; r0 < n; r0 += W) {
+    const int64_t row = first_row + r0, rows = std::min<int64_t>(W, n - r0);
+    const simd::RowLanes<T, Bytes> r =
+        simd::row_lanes<T, Bytes, BellmanNeeds>(a.next_logits + row * A, a.next_log_mu + row * A, nullptr,
+                                                a.next_avail + row * A, a.next_actions + row, rows, A, temps, nullptr);
+    const I is_live = simd::load<I>(live.data() + r0);
+    const I ok = r.valid() & is_live;
+    status =
+        std::min(status, simd::block_status(r, ok | ~is_live, row, rows, a.next_actions, a.next_avail, A, int64_t(0)));
+    const V log_exp_logits = simd::log<T, Bytes>(r.exp_logits);
+    // not live or invalid: 0 (a terminal sample's rows are 0 by the contract)
+    simd::store_lanes(a.kl + row,
+                      ok ? kl_from_sums(r.exp_logits, r.exp_logits_shift, r.exp_logits_log_mu, log_exp_logits) : zero,
+                      rows);
+    simd::store_lanes(a.entropy + row, ok ? entropy_from_sums(r.exp_logits, r.exp_logits_shift, log_exp_logits) : zero,
+                      rows);
+    const V term = taken_log_prob(r.logit_taken, r.max_logits, log_exp_logits) - r.log_mu_taken;
+    const V term_or_zero = ok ? term : zero;
+    std::memcpy(log_ratio_terms.data() + r0, &term_or_zero, sizeof(V));
+  }
+  const T gamma = T(a.gamma), alpha = T(a.alpha), beta = T(a.beta), log_rho_max = T(a.log_rho_max);
+  for (int64_t b = begin; b < end; ++b) {  // each sample's sums over its agents, in agent order
+    const T done = a.done[b], reward = a.reward[b];
+    if (live[(b - begin) * N] == 0) {  // terminal or invalid: none of the next-step inputs is used
+      a.target[b] = reward;
+      a.log_ratio[b] = T(0);
+      continue;
+    }
+    T sum_kl = T(0), sum_entropy = T(0), log_ratio = T(0);
+    for (int64_t i = 0; i < N; ++i) {
+      sum_kl += a.kl[b * N + i];
+      sum_entropy += a.entropy[b * N + i];
+      log_ratio += log_ratio_terms[(b - begin) * N + i];
+    }
+    const T soft_value = a.q_next[b] - alpha * sum_kl + beta * sum_entropy;
+    a.target[b] = reward + gamma * (T(1) - done) * soft_value;
+    a.log_ratio[b] = std::min(log_ratio, log_rho_max);
+  }
+  return status;
+}
+
 template <typename T>
 int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
   const int64_t N = a.N, A = a.A;
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, 0.0);
-  using Needs = StaticNeeds</*logits=*/true, /*kl=*/true, /*target=*/false, /*lookahead=*/false, /*q=*/false>;
+  using Needs = BellmanNeeds;
   const T gamma = T(a.gamma), alpha = T(a.alpha), beta = T(a.beta), log_rho_max = T(a.log_rho_max);
 
   const int64_t rows = a.B * N;
   return parallel_chunks(a.B, chunk_items(N * A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
+    if (A <= kMaxRowLanesA) {
+      return with_widest_vector(
+          [&](auto width) { return row_lanes_chunk<T, decltype(width)::value>(a, begin, end, temps); });
+    }
     return with_vector_width<T>(A, [&](auto width) {
       constexpr int Bytes = decltype(width)::value;
       int64_t status = kStatusOk;
