@@ -19,6 +19,7 @@ keeps state between the passes, as ours does, moves more than this minimum).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass
@@ -57,6 +58,14 @@ def _short(n: int) -> str:
 # Hyperparameters of every benchmark call (the defaults of docs/ALGORITHM.md#default-hyperparameters; values do not
 # change the cost).
 HYPER = dict(alpha=0.1, beta=0.1, eta=0.3, gamma=0.99, log_rho_max=math.log(100.0), log_w_max=10.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _hyper_of(name: str) -> dict[str, float]:
+    """The hyperparameters (HYPER) that op `name` takes. Looked up once per op: a signature per call would be timed
+    with every call (about 30 us each, six per call)."""
+    parameters = inspect.signature(getattr(inspo_ext, name)).parameters
+    return {k: v for k, v in HYPER.items() if k in parameters}
 
 
 class ReferenceOps:
@@ -203,9 +212,7 @@ class BenchOp:
     def call(self, ops, x: dict[str, Tensor]):
         """The op through `ops` (an object with inspo_ext's public op functions): the inputs by name, the
         Benchmark's keywords and the hyperparameters the function takes (HYPER)."""
-        fn = getattr(ops, self.name)
-        hyper = {k: v for k, v in HYPER.items() if k in inspect.signature(getattr(inspo_ext, self.name)).parameters}
-        return fn(**x, **self.spec.benchmark.keywords, **hyper)
+        return getattr(ops, self.name)(**x, **self.spec.benchmark.keywords, **_hyper_of(self.name))
 
     def output(self, out, name: str) -> Tensor:
         """Output `name` of a result (a named tuple of the public function, or one tensor)."""
