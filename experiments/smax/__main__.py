@@ -69,6 +69,12 @@ def main(argv=None) -> int:
         default=None,
         help="also write the smax-protocol region of this RESULTS.md (figures into its results/ folder)",
     )
+    protocol.add_argument(
+        "--smax-md",
+        type=Path,
+        default=None,
+        help="also write the smax-campaign-cost region of this SMAX.md (a campaign's cost, planned and measured)",
+    )
     add_ray_arguments(parser)
     args = parser.parse_args(argv)
     from inspo.cli.sweep import sweep_options
@@ -127,8 +133,14 @@ def _main_protocol(args, grid: GridConfig) -> int:
     except (ValueError, RuntimeError) as error:
         print(f"python -m experiments.smax: error: {error}", file=sys.stderr)
         return 2
-    if args.results_md is not None:
-        protocol_module.write_results_md(protocol, args.results_md, args.results_md.parent / "results")
+    try:
+        if args.results_md is not None:
+            protocol_module.write_results_md(protocol, args.results_md, args.results_md.parent / "results")
+        if args.smax_md is not None:
+            protocol_module.write_smax_md(protocol, args.smax_md)
+    except ValueError as error:
+        print(f"python -m experiments.smax: error: {error}", file=sys.stderr)
+        return 2
     print((protocol.out / "protocol.md").read_text())
     return 0
 
