@@ -469,4 +469,21 @@ INSPO_HD inline int64_t bellman_sample_code(T done, T reward, const T* q_next) {
   return 0;
 }
 
+// soft_bellman_target's outputs of live sample b (args.h: target and log_ratio) from its rows' kl and entropy
+// (written) and their log-ratio terms log pi(a') - log mu(a') (`log_ratio_terms`, the sample's N), summed in agent
+// order (both backends).
+template <typename T>
+INSPO_HD inline void bellman_sample_outputs(const SoftBellmanTargetArgs<T>& a, int64_t b, const T* log_ratio_terms) {
+  const int64_t N = a.N;
+  T sum_kl = T(0), sum_entropy = T(0), log_ratio = T(0);
+  for (int64_t i = 0; i < N; ++i) {
+    sum_kl += a.kl[b * N + i];
+    sum_entropy += a.entropy[b * N + i];
+    log_ratio += log_ratio_terms[i];
+  }
+  const T soft_value = a.q_next[b] - T(a.alpha) * sum_kl + T(a.beta) * sum_entropy;
+  a.target[b] = a.reward[b] + T(a.gamma) * (T(1) - a.done[b]) * soft_value;
+  a.log_ratio[b] = min_(log_ratio, T(a.log_rho_max));
+}
+
 }  // namespace inspo

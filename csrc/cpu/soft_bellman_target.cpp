@@ -57,23 +57,13 @@ int64_t row_lanes_chunk(const SoftBellmanTargetArgs<T>& a, int64_t begin, int64_
     const V term_or_zero = ok ? term : zero;
     std::memcpy(log_ratio_terms.data() + r0, &term_or_zero, sizeof(V));
   }
-  const T gamma = T(a.gamma), alpha = T(a.alpha), beta = T(a.beta), log_rho_max = T(a.log_rho_max);
-  for (int64_t b = begin; b < end; ++b) {  // each sample's sums over its agents, in agent order
-    const T done = a.done[b], reward = a.reward[b];
-    if (live[(b - begin) * N] == 0) {  // terminal or invalid: none of the next-step inputs is used
-      a.target[b] = reward;
+  for (int64_t b = begin; b < end; ++b) {  // each sample's sums over its agents
+    if (live[(b - begin) * N] != 0) {
+      bellman_sample_outputs(a, b, log_ratio_terms.data() + (b - begin) * N);
+    } else {  // terminal or invalid: none of the next-step inputs is used
+      a.target[b] = a.reward[b];
       a.log_ratio[b] = T(0);
-      continue;
     }
-    T sum_kl = T(0), sum_entropy = T(0), log_ratio = T(0);
-    for (int64_t i = 0; i < N; ++i) {
-      sum_kl += a.kl[b * N + i];
-      sum_entropy += a.entropy[b * N + i];
-      log_ratio += log_ratio_terms[(b - begin) * N + i];
-    }
-    const T soft_value = a.q_next[b] - alpha * sum_kl + beta * sum_entropy;
-    a.target[b] = reward + gamma * (T(1) - done) * soft_value;
-    a.log_ratio[b] = std::min(log_ratio, log_rho_max);
   }
   return status;
 }
@@ -83,8 +73,6 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
   const int64_t N = a.N, A = a.A;
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, 0.0);
   using Needs = BellmanNeeds;
-  const T gamma = T(a.gamma), alpha = T(a.alpha), beta = T(a.beta), log_rho_max = T(a.log_rho_max);
-
   const int64_t rows = a.B * N;
   return parallel_chunks(a.B, chunk_items(N * A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
     if (A <= kMaxRowLanesA) {
@@ -100,6 +88,7 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
       AgentScratch<RowMax<T>> maxima(N);
       AgentScratch<RowSums<T>> row_sums_of(N);
       AgentScratch<int64_t> row_code(N);  // 0: a valid row, else its StatusCode
+      AgentScratch<T> log_ratio_terms(N);
       constexpr int64_t W = simd::Lanes<T, Bytes>::W;
       const int64_t n_logs = (N + W - 1) / W * W;
       AgentScratch<T, 64 + 16> sums_to_log(n_logs), logs(n_logs);
@@ -135,22 +124,17 @@ int64_t soft_bellman_target_cpu(const SoftBellmanTargetArgs<T>& a) {
           sums_to_log[i] = row_sums_of[i].exp_logits;
         }
         simd::log_array<T, Bytes>(sums_to_log.data(), logs.data(), n_logs);
-        T sum_kl = T(0), sum_entropy = T(0), log_ratio = T(0);
-        for (int64_t i = 0; i < N; ++i) {  // each row's KL, entropy and log-ratio from its sums and log S
+        for (int64_t i = 0; i < N; ++i) {  // each row's KL, entropy and log-ratio term from its sums and log S
           if (row_code[i] != 0) {
-            kl_out[i] = entropy_out[i] = T(0);
+            kl_out[i] = entropy_out[i] = log_ratio_terms[i] = T(0);
             continue;
           }
           const int64_t row = b * N + i, taken = row * A + a.next_actions[row];
           kl_out[i] = kl_from_sums(row_sums_of[i], logs[i]);
           entropy_out[i] = entropy_from_sums(row_sums_of[i], logs[i]);
-          sum_kl += kl_out[i];
-          sum_entropy += entropy_out[i];
-          log_ratio += taken_log_prob(a.next_logits[taken], maxima[i], logs[i]) - a.next_log_mu[taken];
+          log_ratio_terms[i] = taken_log_prob(a.next_logits[taken], maxima[i], logs[i]) - a.next_log_mu[taken];
         }
-        const T soft_value = a.q_next[b] - alpha * sum_kl + beta * sum_entropy;
-        a.target[b] = reward + gamma * (T(1) - done) * soft_value;
-        a.log_ratio[b] = std::min(log_ratio, log_rho_max);
+        bellman_sample_outputs(a, b, log_ratio_terms.data());
       }
       return status;
     });

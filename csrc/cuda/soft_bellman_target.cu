@@ -76,15 +76,7 @@ __global__ void __launch_bounds__(kBlock)
     a.log_ratio[b] = T(0);
     return;
   }
-  T sum_kl = T(0), sum_entropy = T(0), log_ratio = T(0);
-  for (int64_t i = 0; i < N; ++i) {
-    sum_kl += a.kl[b * N + i];
-    sum_entropy += a.entropy[b * N + i];
-    log_ratio += log_ratio_rows[b * N + i];
-  }
-  const T soft_value = a.q_next[b] - T(a.alpha) * sum_kl + T(a.beta) * sum_entropy;
-  a.target[b] = reward + T(a.gamma) * (T(1) - done) * soft_value;
-  a.log_ratio[b] = min_(log_ratio, T(a.log_rho_max));
+  bellman_sample_outputs(a, b, log_ratio_rows + b * N);
 }
 
 }  // namespace
