@@ -378,31 +378,29 @@ def test_a_campaigns_cost_stands_beside_its_plans_price_in_smax_md(fake_protocol
 
     setup, _ = fake_protocol
     protocol.run_protocol(setup, log=lambda line: None, commit="c0ffee")
-    with pytest.raises(ValueError, match="no campaign cost table"):  # a protocol without a plan has none
-        protocol.write_smax_md(setup, tmp_path / "SMAX.md")
+    smax_md = tmp_path / "SMAX.md"
+    smax_md.write_text("# SMAX\n")
+    with pytest.raises(ValueError, match="no campaign plan"):  # a protocol without a plan.json has no price
+        plan.write_smax_md(setup, smax_md)
     row = dict(campaign_rows(0.01)[0], map="3m")  # 10 ms an iteration for every method
     plan_json = dict(maps=[row], mappo={"3m": 1.0})
     (setup.store_root.parent / "plan.json").write_text(json.dumps(plan_json))
     decisions = protocol.write_outputs(setup)
-    cost = (setup.out / "cost.md").read_text()
-    assert cost.startswith("| map | phase | runs planned | runs summarized | CPU-hours planned | CPU-hours measured |")
+    text = (setup.out / "protocol.md").read_text()
+    assert "[The campaign's cost](SMAX.md#the-campaigns-cost)" in text and "| runs summarized |" not in text
+    with pytest.raises(ValueError, match="has no generated region 'smax-campaign-cost'"):
+        plan.write_smax_md(setup, smax_md)
+    smax_md.write_text("# SMAX\n\n<!-- generated: smax-campaign-cost -->\n<!-- end generated: smax-campaign-cost -->\n")
+    plan.write_smax_md(setup, smax_md)
+    cost = smax_md.read_text()
+    assert "| map | phase | runs planned | runs summarized | CPU-hours planned | CPU-hours measured |" in cost
     # planned: every tier of the scale (mixed has no dataset here, so none of its runs was summarized);
     # measured: 36 CPU-seconds a run (FakeRunner)
-    curves = 3 * 4 * 2
-    assert f"| 3m | curves | {curves} | 16 | " in cost and f"| {16 * 36 / 3600:.2f} |" in cost
+    assert f"| 3m | curves | {3 * 4 * 2} | 16 | " in cost and f"| {16 * 36 / 3600:.2f} |" in cost
     budget = decisions["maps"]["3m"]["budget"]
     price = plan.protocol_cost(row, budget, plan_json["mappo"], setup.scale, list(setup.methods))["phases"]
     assert f"| {price['report'] / 3600:.2f} |" in cost
-    text = (setup.out / "protocol.md").read_text()
-    assert "[The campaign's cost](SMAX.md#the-campaigns-cost)" in text and "| runs planned |" not in text
-    smax_md = tmp_path / "SMAX.md"
-    smax_md.write_text("# SMAX\n")
-    with pytest.raises(ValueError, match="has no generated region 'smax-campaign-cost'"):
-        protocol.write_smax_md(setup, smax_md)
-    smax_md.write_text("# SMAX\n\n<!-- generated: smax-campaign-cost -->\n<!-- end generated: smax-campaign-cost -->\n")
-    protocol.write_smax_md(setup, smax_md)
     first = smax_md.read_bytes()
-    assert cost.strip() in smax_md.read_text()
     protocol.write_outputs(setup)  # regenerated from the same summaries and plan: the same bytes
-    protocol.write_smax_md(setup, smax_md)
+    plan.write_smax_md(setup, smax_md)
     assert smax_md.read_bytes() == first

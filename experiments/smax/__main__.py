@@ -137,7 +137,9 @@ def _main_protocol(args, grid: GridConfig) -> int:
         if args.results_md is not None:
             protocol_module.write_results_md(protocol, args.results_md, args.results_md.parent / "results")
         if args.smax_md is not None:
-            protocol_module.write_smax_md(protocol, args.smax_md)
+            from experiments.smax.plan import write_smax_md
+
+            write_smax_md(protocol, args.smax_md)
     except ValueError as error:
         print(f"python -m experiments.smax: error: {error}", file=sys.stderr)
         return 2

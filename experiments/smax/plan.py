@@ -318,6 +318,61 @@ def campaign_markdown(plan: dict, fit: dict, limit_hours: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cost_lines(protocol, summaries: dict, decisions: dict, plan: dict) -> list[str]:
+    """A campaign's runs and CPU-hours per map and phase: what `plan` (its plan.json) priced, at the map's budget
+    (the capped maximum until the curves decide it), beside what the run summaries measured (CPU time of each
+    run's share of its seed group's process; wall time per run, summed)."""
+    from experiments.smax.protocol import curve_runs, tune_runs
+
+    scale, tiers = protocol.scale, list(protocol.scale.tiers)
+    rows = {row["map"]: row for row in plan["maps"]}
+    lines = [
+        "| map | phase | runs planned | runs summarized | CPU-hours planned | CPU-hours measured | wall hours (per run, "
+        "summed) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    totals = [0.0] * 4
+    for map_name in protocol.maps:
+        budget = decisions["maps"].get(map_name, {}).get("budget") or min(
+            scale.max_steps, scale.budget_cap or scale.max_steps
+        )
+        price = protocol_cost(rows[map_name], budget, plan["mappo"], scale, list(protocol.methods))["phases"]
+        planned = dict(
+            curves=len(curve_runs(protocol, map_name, tiers)),
+            tune=len(tune_runs(protocol, map_name, tiers, budget)),
+            report=len(tiers) * len(protocol.methods) * len(scale.report_seeds),
+        )
+        for phase in ("curves", "tune", "report"):
+            runs = [s for (name, _), s in summaries.items() if name.split("/")[:2] == [phase, map_name]]
+            cpu = sum(s["cost"].get("cpu_seconds") or 0.0 for s in runs) / 3600
+            wall = sum(s["cost"].get("wall_seconds") or 0.0 for s in runs) / 3600
+            for k, value in enumerate((planned[phase], len(runs), price[phase] / 3600, cpu)):
+                totals[k] += value
+            lines.append(
+                f"| {map_name} | {phase} | {planned[phase]} | {len(runs)} | {price[phase] / 3600:.2f} | {cpu:.2f} | "
+                f"{wall:.2f} |"
+            )
+    lines.append(f"| all | all | {totals[0]:.0f} | {totals[1]:.0f} | {totals[2]:.2f} | {totals[3]:.2f} | |")
+    return lines
+
+
+def write_smax_md(protocol, smax_md: Path) -> None:
+    """The `smax-campaign-cost` region of SMAX.md (cost_lines) from the campaign's summaries, its plan.json and the
+    decisions of protocol.out/protocol.json (written by experiments.smax.protocol.write_outputs)."""
+    from experiments.results.report import fill_regions
+    from experiments.smax.protocol import campaign_plan
+    from inspo.sweep.store import read_store
+
+    plan = campaign_plan(protocol)
+    if plan is None:
+        raise ValueError(
+            f"--smax-md: no campaign plan at {protocol.store_root.parent / 'plan.json'} (it needs --campaign)"
+        )
+    decisions = json.loads((protocol.out / "protocol.json").read_text())
+    table = "\n".join(cost_lines(protocol, read_store(protocol.store_root), decisions, plan)) + "\n"
+    smax_md.write_text(fill_regions(smax_md.read_text(), {"smax-campaign-cost": table}, where=str(smax_md)))
+
+
 def campaign_budget(path: Path, budget) -> tuple[int, str]:
     """The budget to price a campaign at: `budget` when given, else the curves' budget when the campaign's
     curves are all summarized, else the curves' max_steps (an upper bound)."""

@@ -572,8 +572,6 @@ def write_outputs(protocol: Protocol) -> dict:
     (protocol.out / "protocol.json").write_text(json.dumps(decisions, indent=1, sort_keys=True) + "\n")
     (protocol.out / "marl_eval.json").write_text(json.dumps(marl_eval_report(protocol, summaries, decisions)) + "\n")
     (protocol.out / "protocol.md").write_text(markdown(protocol, summaries, decisions))
-    if campaign_plan(protocol) is not None:
-        (protocol.out / "cost.md").write_text("\n".join(_progress_lines(protocol, summaries, decisions)) + "\n")
     return decisions
 
 
@@ -666,68 +664,30 @@ def campaign_plan(protocol: Protocol) -> Optional[dict]:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _progress_lines(protocol: Protocol, summaries: Summaries, decisions: dict) -> list[str]:
-    """Runs summarized per phase and their measured cost (CPU-hours: the share of each seed group's process); for a
-    campaign, beside the runs and CPU-hours its plan priced (at the map's budget, the capped maximum until the
-    curves decide it)."""
-    from experiments.smax.plan import protocol_cost
-
-    plan = campaign_plan(protocol)
-    phases = ("curves", "tune", "report")
-
-    def measured(map_name: str, phase: str) -> tuple[int, float, float]:
-        runs = [s for (name, _), s in summaries.items() if name.split("/")[:2] == [phase, map_name]]
-        cpu = sum(s["cost"].get("cpu_seconds") or 0.0 for s in runs) / 3600
-        return len(runs), cpu, sum(s["cost"].get("wall_seconds") or 0.0 for s in runs) / 3600
-
-    if plan is None:
-        lines = [
-            "| map | phase | runs summarized | CPU-hours | wall hours (per run, summed) |",
-            "|---|---|---|---|---|",
-        ]
-        for map_name in protocol.maps:
-            for phase in phases:
-                runs, cpu, wall = measured(map_name, phase)
-                if runs:
-                    lines.append(f"| {map_name} | {phase} | {runs} | {cpu:.2f} | {wall:.2f} |")
-        return lines
-    scale, tiers = protocol.scale, list(protocol.scale.tiers)
-    rows = {row["map"]: row for row in plan["maps"]}
-    lines = [
-        "| map | phase | runs planned | runs summarized | CPU-hours planned | CPU-hours measured | wall hours (per run, "
-        "summed) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    totals = np.zeros(4)
+def _progress_lines(protocol: Protocol, summaries: Summaries) -> list[str]:
+    """Runs summarized per phase and their measured cost (CPU-hours; the share of each seed group's process)."""
+    lines = ["| map | phase | runs summarized | CPU-hours | wall hours (per run, summed) |", "|---|---|---|---|---|"]
     for map_name in protocol.maps:
-        decided = decisions["maps"].get(map_name, {})
-        budget = decided.get("budget") or min(scale.max_steps, scale.budget_cap or scale.max_steps)
-        price = protocol_cost(rows[map_name], budget, plan["mappo"], scale, list(protocol.methods))["phases"]
-        planned = dict(
-            curves=len(curve_runs(protocol, map_name, tiers)),
-            tune=len(tune_runs(protocol, map_name, tiers, budget)),
-            report=len(tiers) * len(protocol.methods) * len(scale.report_seeds),
-        )
-        for phase in phases:
-            runs, cpu, wall = measured(map_name, phase)
-            totals += (planned[phase], runs, price[phase] / 3600, cpu)
-            lines.append(
-                f"| {map_name} | {phase} | {planned[phase]} | {runs} | {price[phase] / 3600:.2f} | {cpu:.2f} | {wall:.2f} |"
-            )
-    lines.append(f"| all | all | {totals[0]:.0f} | {totals[1]:.0f} | {totals[2]:.2f} | {totals[3]:.2f} | |")
+        for phase in ("curves", "tune", "report"):
+            runs = [s for (name, _), s in summaries.items() if name.split("/")[:2] == [phase, map_name]]
+            if not runs:
+                continue
+            cpu = sum(s["cost"].get("cpu_seconds") or 0.0 for s in runs) / 3600
+            wall = sum(s["cost"].get("wall_seconds") or 0.0 for s in runs) / 3600
+            lines.append(f"| {map_name} | {phase} | {len(runs)} | {cpu:.2f} | {wall:.2f} |")
     return lines
 
 
-def _cost_pointer(protocol: Protocol, summaries: Summaries, decisions: dict) -> list[str]:
-    """The end of protocol.md: a campaign's cost table lives in SMAX.md (write_smax_md), beside its plan; any other
-    protocol's runs and their measured cost are listed here."""
+def _cost_pointer(protocol: Protocol, summaries: Summaries) -> list[str]:
+    """The end of protocol.md: a campaign's cost table lives in SMAX.md (experiments.smax.plan.write_smax_md),
+    beside its plan's price; any other protocol's runs and their measured cost are listed here."""
     if campaign_plan(protocol) is not None:
         return [
             "",
             "Runs summarized and their measured cost, beside the campaign plan's price: docs/SMAX.md, "
             "[The campaign's cost](SMAX.md#the-campaigns-cost).",
         ]
-    return ["", "Runs summarized and their measured cost:", ""] + _progress_lines(protocol, summaries, decisions)
+    return ["", "Runs summarized and their measured cost:", ""] + _progress_lines(protocol, summaries)
 
 
 def _improvement_lines(protocol: Protocol, summaries: Summaries, decisions: dict) -> list[str]:
@@ -822,7 +782,7 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
     seeds = len(scale.report_seeds)
     if not any(name.startswith("report/") for name, _ in summaries):
         lines += ["", "No report run has finished yet: the final tables follow the report phase."]
-        lines += _cost_pointer(protocol, summaries, decisions)
+        lines += _cost_pointer(protocol, summaries)
         return "\n".join(lines) + "\n"
     for metric, title, card_key in METRICS:
         lines += [
@@ -854,7 +814,7 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
     if improvement:
         lines += ["", "Probability that InSPO (fused) improves on each baseline, over a map's tiers:", ""]
         lines += improvement
-    lines += _cost_pointer(protocol, summaries, decisions)
+    lines += _cost_pointer(protocol, summaries)
     return "\n".join(lines) + "\n"
 
 
@@ -911,17 +871,6 @@ def write_results_md(protocol: Protocol, results_md: Path, figures: Path) -> Non
     text = results_md.read_text()
     region = (protocol.out / "protocol.md").read_text()
     results_md.write_text(fill_regions(text, {"smax-protocol": region}, where=str(results_md)))
-
-
-def write_smax_md(protocol: Protocol, smax_md: Path) -> None:
-    """The `smax-campaign-cost` region of SMAX.md: a campaign's runs and CPU-hours, planned beside measured, from
-    protocol.out/cost.md (written by write_outputs)."""
-    from experiments.results.report import fill_regions
-
-    cost = protocol.out / "cost.md"
-    if not cost.is_file():
-        raise ValueError(f"--smax-md: no campaign cost table at {cost} (it needs --campaign and its plan.json)")
-    smax_md.write_text(fill_regions(smax_md.read_text(), {"smax-campaign-cost": cost.read_text()}, where=str(smax_md)))
 
 
 def protocol_from_args(args, grid: GridConfig) -> Protocol:
