@@ -50,7 +50,7 @@ def curve_value(method: str, step: int) -> float:
     return 1.0 if step >= flat else step / 1000
 
 
-BEST = {"inspo-fused": 0.3, "omiga": 0.3, "cfcql": 0.01}  # the value each method's fake tuning favours
+BEST = {"inspo-fused": 0.3, "omiga": 0.3, "cfcql": 5.0}  # the value each method's fake tuning favours
 
 
 def fake_final(run, episodes: int) -> dict:
@@ -183,7 +183,7 @@ def test_protocol_phases_budget_selection_and_report(fake_protocol):
     assert all(run.config.eval_every == 0 and run.seed in (100, 101) for run in tune)
     # selection: each method's favoured value (BC has none)
     selected = decided["selected"]
-    assert selected["expert/inspo-fused"]["value"] == 0.3 and selected["medium/cfcql"]["value"] == 0.01
+    assert selected["expert/inspo-fused"]["value"] == 0.3 and selected["medium/cfcql"]["value"] == 5.0
     assert selected["expert/omiga"]["value"] == 0.3 and selected["expert/bc"]["value"] is None
     # report phase: the selected values on the fresh seeds, at the budget, final evaluation of 8 battles
     report = fake.asked[2]
@@ -404,3 +404,95 @@ def test_a_campaigns_cost_stands_beside_its_plans_price_in_smax_md(fake_protocol
     protocol.write_outputs(setup)  # regenerated from the same summaries and plan: the same bytes
     plan.write_smax_md(setup, smax_md)
     assert smax_md.read_bytes() == first
+
+
+def test_an_amendment_redoes_a_methods_tune_and_report_from_its_own_store(fake_protocol, tmp_path, monkeypatch):
+    import shutil
+
+    setup, _ = fake_protocol
+    monkeypatch.setitem(protocol.SCALES, "test", setup.scale)
+    folder = tmp_path / "campaign"
+    parent = dataclasses.replace(setup, store=folder / "summaries")
+    # the campaign, run with CFCQL's first grid; its tune and report runs of CFCQL are superseded
+    with monkeypatch.context() as first_grid:
+        first_grid.setitem(protocol.TEMPERATURES, "cfcql", ("cfcql.alpha", (0.01, 0.1, 1.0)))
+        first = protocol.run_protocol(parent, log=lambda line: None, commit="c0ffee")
+    budget = first["maps"]["3m"]["budget"]
+    # the amendment: CFCQL's tune and report over the current grid, from another commit, in its own store
+    amending = dataclasses.replace(setup, methods=("cfcql",), store=folder / "cfcql" / "summaries")
+    protocol.run_protocol(amending, log=lambda line: None, commit="a3e7")
+    shutil.rmtree(amending.store_root / "curves")  # the amendment runs no curves: it takes the campaign's budget
+    settings = dict(tag="t1", maps=["3m"], scale="test", cuts={}, overrides={})
+    grid = [float(v) for v in protocol.TEMPERATURES["cfcql"][1]]
+    amendment = dict(settings, tag="t1-cfcql", methods=["cfcql"], amends="../campaign.json", budgets={"3m": budget})
+    (folder / "cfcql" / "campaign.json").write_text(json.dumps(dict(amendment, temperatures={"cfcql": grid})))
+    campaign = folder / "campaign.json"
+    campaign.write_text(
+        json.dumps(dict(settings, methods=["inspo-fused", "omiga", "bc"], amended_by="cfcql/campaign.json"))
+    )
+
+    merged = protocol.campaign_protocol(campaign, GridConfig(data_root=tmp_path / "data"), tmp_path / "out")
+    assert merged.methods == ("inspo-fused", "cfcql", "omiga", "bc") and merged.amendment.tag == "t1-cfcql"
+    decisions = protocol.write_outputs(merged)
+    summaries = protocol.read_summaries(merged)
+    cfcql = {name: s["key"]["commit"] for (name, _), s in summaries.items() if name.split("/")[3] == "cfcql"}
+    assert {c for n, c in cfcql.items() if not n.startswith("curves/")} == {"a3e7"}  # tune and report: amended
+    assert {c for n, c in cfcql.items() if n.startswith("curves/")} == {"c0ffee"}  # curves: the campaign's
+    assert decisions["commits"] == ["a3e7", "c0ffee"]
+    assert decisions["maps"]["3m"]["selected"]["expert/cfcql"]["value"] == 5.0  # the amendment's grid, selected
+    assert set(decisions["amendment"]["first_grid"]["3m"]["cfcql"]) == {"0.01", "0.1", "1"}
+    text = (merged.out / "protocol.md").read_text()
+    assert "tag `t1-cfcql`" in text and "| 3m | CFCQL | 0.01: " in text and "6 runs: " in text  # 2 tiers x 3 seeds
+    assert len(protocol.superseded_summaries(merged)) == 2 * 3 * 2 + 2 * 3  # first grid's tune + report runs
+    first_text = text
+    protocol.write_outputs(merged)
+    assert (merged.out / "protocol.md").read_text() == first_text  # byte-identical when regenerated
+    # the cost table: the amendment's runs in rows of their own, priced as the plan priced CFCQL
+    from experiments.smax import plan
+
+    (folder / "plan.json").write_text(json.dumps(dict(maps=[dict(campaign_rows(0.01)[0], map="3m")], mappo={"3m": 1})))
+    smax_md = tmp_path / "SMAX.md"
+    smax_md.write_text("<!-- generated: smax-campaign-cost -->\n<!-- end generated: smax-campaign-cost -->\n")
+    plan.write_smax_md(merged, smax_md)
+    cost = smax_md.read_text()
+    # planned: every tier of the scale (mixed has no dataset); 36 CPU-seconds a run
+    assert f"| 3m | tune, amendment (CFCQL) | {3 * 3 * 2} | 12 | " in cost and f"| {12 * 36 / 3600:.2f} |" in cost
+    assert f"| 3m | report, amendment (CFCQL) | {3 * 3} | 6 | " in cost
+
+    # while the amendment still tunes, the other methods' selections stand and CFCQL's reads "tuning"
+    tuning = next((amending.store_root / "tune").rglob("seed100.json"))
+    kept = tuning.read_bytes()
+    tuning.unlink()
+    decisions = protocol.write_outputs(merged)
+    assert "expert/cfcql" not in decisions["maps"]["3m"]["selected"]
+    assert "; tuning |" in (merged.out / "protocol.md").read_text() and "omiga.alpha 0.3" in text
+    tuning.write_bytes(kept)
+
+    def refused(match):
+        with pytest.raises(ValueError, match=match):
+            protocol.write_outputs(protocol.campaign_protocol(campaign, GridConfig(), tmp_path / "out"))
+
+    # a run the amendment does not redo, found in its store, is refused by name
+    foreign = amending.store_root / "report" / "3m" / "expert" / "omiga"
+    shutil.copytree(parent.store_root / "report" / "3m" / "expert" / "omiga", foreign)
+    refused("report/3m/expert/omiga is not a tune or report run of cfcql")
+    shutil.rmtree(foreign)
+    # its runs must train at the campaign's budget
+    (folder / "cfcql" / "campaign.json").write_text(
+        json.dumps(dict(amendment, temperatures={"cfcql": grid}, budgets={"3m": budget + 100}))
+    )
+    refused(f"budgets: 3m {budget + 100}, but the curves decided {budget}")
+    # its grid must be the one this code tunes over
+    (folder / "cfcql" / "campaign.json").write_text(json.dumps(dict(amendment, temperatures={"cfcql": [1, 2, 3]})))
+    refused(r"temperatures of cfcql: \[1, 2, 3\], but experiments.smax.protocol.TEMPERATURES")
+    # it must amend this campaign and may not redo a method the campaign runs itself
+    (folder / "cfcql" / "campaign.json").write_text(
+        json.dumps(dict(amendment, temperatures={"cfcql": grid}, methods=["omiga"]))
+    )
+    refused("field 'methods' must list methods the amended campaign does not run itself")
+    (folder / "cfcql" / "campaign.json").write_text(json.dumps(dict(amendment, amends="other.json")))
+    refused("field 'amends' must name")
+    # the amendment is reported through the campaign it amends, never alone
+    (folder / "cfcql" / "campaign.json").write_text(json.dumps(dict(amendment, temperatures={"cfcql": grid})))
+    with pytest.raises(ValueError, match="it amends ../campaign.json: report that campaign"):
+        protocol.campaign_protocol(folder / "cfcql" / "campaign.json", GridConfig(), tmp_path / "out")

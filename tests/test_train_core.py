@@ -186,7 +186,7 @@ def test_options_belong_to_their_env_and_algorithm():
         dataclasses.replace(config, env_options=XorOptions()).validate()
     # the SMAX preset's OMIGA and CFCQL temperatures apply to those algorithms' runs only
     assert make_config("smax:3m", algo="omiga").algo_options.alpha == 1.0
-    assert make_config("smax:3m", algo="cfcql").algo_options == CfcqlOptions(alpha=0.1, temperature=0.5)
+    assert make_config("smax:3m", algo="cfcql").algo_options == CfcqlOptions(alpha=15.0, temperature=0.5)
     assert make_config("smax:3m").algo_options == InspoOptions(alpha=0.1, beta=0.01)
     assert make_config("smax:3m", algo="bc").algo_options == NoOptions()
 

@@ -323,6 +323,8 @@ def cost_lines(protocol, summaries: dict, decisions: dict, plan: dict) -> list[s
     (the capped maximum until the curves decide it), beside what the run summaries measured (CPU time of each
     run's share of its seed group's process; wall time per run, summed)."""
     from experiments.smax.protocol import curve_runs, tune_runs
+    from experiments.smax.results import ALGORITHM_TITLES
+    from inspo.sweep.store import read_store
 
     scale, tiers = protocol.scale, list(protocol.scale.tiers)
     rows = {row["map"]: row for row in plan["maps"]}
@@ -352,7 +354,35 @@ def cost_lines(protocol, summaries: dict, decisions: dict, plan: dict) -> list[s
                 f"| {map_name} | {phase} | {planned[phase]} | {len(runs)} | {price[phase] / 3600:.2f} | {cpu:.2f} | "
                 f"{wall:.2f} |"
             )
+    amendment = protocol.amendment
+    if amendment is not None:  # its runs priced as the plan priced these methods, measured from its store
+        amended = replace(protocol, methods=amendment.methods)
+        redone = read_store(amendment.store) if amendment.store.is_dir() else {}
+        titles = " and ".join(ALGORITHM_TITLES[m] for m in amendment.methods)
+        for map_name in protocol.maps:
+            budget = amendment.budgets[map_name]
+            price = protocol_cost(rows[map_name], budget, plan["mappo"], scale, list(amendment.methods))["phases"]
+            planned = dict(
+                tune=len(tune_runs(amended, map_name, tiers, budget)),
+                report=len(tiers) * len(amendment.methods) * len(scale.report_seeds),
+            )
+            for phase in ("tune", "report"):
+                runs = [s for (name, _), s in redone.items() if name.split("/")[:2] == [phase, map_name]]
+                cpu = sum(s["cost"].get("cpu_seconds") or 0.0 for s in runs) / 3600
+                wall = sum(s["cost"].get("wall_seconds") or 0.0 for s in runs) / 3600
+                for k, value in enumerate((planned[phase], len(runs), price[phase] / 3600, cpu)):
+                    totals[k] += value
+                lines.append(
+                    f"| {map_name} | {phase}, amendment ({titles}) | {planned[phase]} | {len(runs)} | "
+                    f"{price[phase] / 3600:.2f} | {cpu:.2f} | {wall:.2f} |"
+                )
     lines.append(f"| all | all | {totals[0]:.0f} | {totals[1]:.0f} | {totals[2]:.2f} | {totals[3]:.2f} | |")
+    if amendment is not None:
+        lines += [
+            "",
+            f"The campaign's own rows count {titles}'s runs at its first grid (curves, tune, and the report runs made "
+            "before the amendment re-tuned it: fewer than planned); the amendment's rows, its re-tuning and report.",
+        ]
     return lines
 
 

@@ -51,11 +51,13 @@ METHODS = ("inspo-fused", "inspo-exact", "cfcql", "omiga", "bc")
 # The main temperature of each method and the three values every method is tuned over. The middle value
 # is the SMAX preset's (inspo.config.PRESETS["smax"]) and the one the curves are drawn at. InSPO's alpha
 # and OMIGA's alpha weight exp(advantage / alpha): a factor 3 either side. CFCQL's alpha weights a
-# penalty whose official SMAC values span 0.1-50 (its README's table): a factor 10.
+# penalty whose official SMAC values span 0.1-50 (its README's command: 0.1; its configs' default: 50); on SMAX
+# our CFCQL learned nothing at 0.01-1 (its Q_tot diverged: the campaign's amendment, docs/RESULTS.md), so it is
+# tuned from 5 to 50, a factor ~3 apart.
 TEMPERATURES: dict[str, Optional[tuple[str, tuple[float, float, float]]]] = {
     "inspo-fused": ("inspo.alpha", (0.03, 0.1, 0.3)),
     "inspo-exact": ("inspo.alpha", (0.03, 0.1, 0.3)),
-    "cfcql": ("cfcql.alpha", (0.01, 0.1, 1.0)),
+    "cfcql": ("cfcql.alpha", (5.0, 15.0, 50.0)),
     "omiga": ("omiga.alpha", (0.3, 1.0, 3.0)),
     "bc": None,  # no temperature: BC runs once per tier
 }
@@ -139,6 +141,18 @@ SCALES = {
 TINY_LABEL = "**TINY, NOT CONVERGED**: a proof of the pipeline (`--scale tiny`), not a result."
 
 
+@dataclass(frozen=True)
+class Amendment:
+    """Methods whose tune and report runs a second campaign redid from its own tag, at the amended campaign's
+    budgets and on its datasets (its campaign.json: `amends`, `budgets`, `temperatures`). The amended campaign's
+    own tune and report runs of those methods are superseded: kept in its store and reported as such."""
+
+    methods: tuple[str, ...]
+    tag: str
+    store: Path  # the amendment's summaries
+    budgets: dict  # map -> the budget its runs trained at (the amended campaign's)
+
+
 @dataclass
 class Protocol:
     maps: tuple[str, ...] = ("3m",)
@@ -149,6 +163,7 @@ class Protocol:
     store: Optional[Path] = None  # the run summaries (inspo.sweep.store); default <out>/summaries
     # the datasets the runs must train on: map -> tier -> dataset sha256 (dataset_sha256); None: any
     datasets: Optional[dict] = None
+    amendment: Optional[Amendment] = None
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in TEMPERATURES]
@@ -366,7 +381,9 @@ def select_values(protocol: Protocol, summaries: Summaries, map_name: str, tiers
     for method in protocol.methods:
         for group in groups:
             reported_on = group if scale.tune_tiers is None else tiers
-            if TEMPERATURES[method] is None:
+            if TEMPERATURES[method] is None:  # nothing to select, once its tune runs are in
+                for tier in group:
+                    _summaries_of(summaries, run_name("tune", map_name, tier, method), scale.tune_seed_list)
                 for tier in reported_on:
                     selected[f"{tier}/{method}"] = dict(field=None, value=None, scores={}, tuned_on=group)
                 continue
@@ -402,6 +419,36 @@ def decide_budget(protocol: Protocol, curves: dict) -> dict:
     )
 
 
+def _amended(protocol: Protocol, name: str) -> bool:
+    phase, method = name.split("/")[0], name.split("/")[3]
+    return protocol.amendment is not None and phase in ("tune", "report") and method in protocol.amendment.methods
+
+
+def read_summaries(protocol: Protocol) -> Summaries:
+    """The protocol's summaries: its store's, the tune and report runs of an amendment's methods taken from the
+    amendment's store instead (anything else there is refused by name)."""
+    from inspo.sweep.store import read_store
+
+    summaries = {key: s for key, s in read_store(protocol.store_root).items() if not _amended(protocol, key[0])}
+    amendment = protocol.amendment
+    if amendment is not None and amendment.store.is_dir():  # none of its runs has finished yet without it
+        for (name, seed), summary in read_store(amendment.store).items():
+            if not _amended(protocol, name):
+                raise ValueError(
+                    f"{amendment.store}: {name} is not a tune or report run of {', '.join(amendment.methods)}: the "
+                    "amendment redoes only those"
+                )
+            summaries[(name, seed)] = summary
+    return summaries
+
+
+def superseded_summaries(protocol: Protocol) -> Summaries:
+    """The amended campaign's own tune and report runs of the amendment's methods."""
+    from inspo.sweep.store import read_store
+
+    return {key: s for key, s in read_store(protocol.store_root).items() if _amended(protocol, key[0])}
+
+
 def present_tiers(protocol: Protocol, summaries: Summaries, map_name: str) -> list[str]:
     """The scale's tiers of a map that have runs in the store (the phases skip a tier without a dataset)."""
     return [
@@ -423,10 +470,13 @@ def decisions_from(protocol: Protocol, summaries: Summaries) -> dict:
             decisions["maps"][map_name] = dict(tiers=tiers, budget=None, curve_runs=runs, selected=None)
             continue
         decided = dict(tiers=tiers, **decide_budget(protocol, curves))
-        try:
-            decided["selected"] = select_values(protocol, summaries, map_name, tiers)
-        except ValueError:  # the tune phase has not finished: the report has not started
-            decided["selected"] = None
+        selected = {}
+        for method in protocol.methods:  # a method still tuning has no selection yet (None: none has one)
+            try:
+                selected.update(select_values(replace(protocol, methods=(method,)), summaries, map_name, tiers))
+            except ValueError:
+                continue
+        decided["selected"] = selected or None
         decisions["maps"][map_name] = decided
     return decisions
 
@@ -558,12 +608,12 @@ def run_protocol(
 def write_outputs(protocol: Protocol) -> dict:
     """protocol.json, marl_eval.json, protocol.md and curves_<map>.png under protocol.out, from the summaries
     alone (`--table-only`: no training, no run folder, no dataset; the same summaries give the same bytes)."""
-    from inspo.sweep.store import read_store
-
-    summaries = read_store(protocol.store_root)
+    summaries = read_summaries(protocol)
     consistency = check_consistency(protocol, summaries)
     decisions = decisions_from(protocol, summaries)
     decisions.update(consistency)
+    if protocol.amendment is not None:
+        decisions["amendment"] = check_amendment(protocol, decisions)
     protocol.out.mkdir(parents=True, exist_ok=True)
     for name, decided in decisions["maps"].items():
         if decided["budget"] is not None:
@@ -573,6 +623,77 @@ def write_outputs(protocol: Protocol) -> dict:
     (protocol.out / "marl_eval.json").write_text(json.dumps(marl_eval_report(protocol, summaries, decisions)) + "\n")
     (protocol.out / "protocol.md").write_text(markdown(protocol, summaries, decisions))
     return decisions
+
+
+def check_amendment(protocol: Protocol, decisions: dict) -> dict:
+    """An amendment's budgets against the decided ones (its runs must train as long as the others); returns
+    protocol.json's record of it, with the first grid's tuning scores of the runs it superseded."""
+    amendment = protocol.amendment
+    for map_name, decided in decisions["maps"].items():
+        if decided["budget"] is not None and amendment.budgets.get(map_name) != decided["budget"]:
+            raise ValueError(
+                f"{amendment.store.parent / 'campaign.json'}: budgets: {map_name} "
+                f"{amendment.budgets.get(map_name)}, but the curves decided {decided['budget']}: its runs must train "
+                "at the amended campaign's budget"
+            )
+    return dict(
+        methods=list(amendment.methods),
+        tag=amendment.tag,
+        first_grid=first_grid_scores(protocol, superseded_summaries(protocol)),
+    )
+
+
+def first_grid_scores(protocol: Protocol, superseded: Summaries) -> dict:
+    """map -> method -> value -> the IQM tuning score of the superseded tune runs at that value (the tuned tiers
+    pooled, as select_values pools them)."""
+    scores: dict = {}
+    for (name, _), summary in sorted(superseded.items()):
+        phase, map_name, _, method = name.split("/")[:4]
+        if phase == "tune":
+            value = name.rsplit("=", 1)[1]
+            scores.setdefault(map_name, {}).setdefault(method, {}).setdefault(value, []).append(
+                tuning_score(summary["final"])
+            )
+    return {
+        m: {method: {v: round(iqm(seeds), 4) for v, seeds in values.items()} for method, values in methods.items()}
+        for m, methods in scores.items()
+    }
+
+
+def _amendment_lines(protocol: Protocol, decisions: dict) -> list[str]:
+    """What the amendment redid and why, with the superseded runs' scores (protocol.md)."""
+    amendment = protocol.amendment
+    superseded = superseded_summaries(protocol)
+    titles = " and ".join(ALGORITHM_TITLES[m] for m in amendment.methods)
+    lines = [
+        "",
+        f"{titles}: tuned and reported by the campaign's amendment (tag `{amendment.tag}`; "
+        f"{amendment.store.parent.name}/campaign.json beside this campaign's), over "
+        + "; ".join(
+            f"{TEMPERATURES[m][0]} " + ", ".join(f"{v:g}" for v in TEMPERATURES[m][1]) for m in amendment.methods
+        )
+        + ", at the same budgets and on the same datasets. Its curves above are this campaign's, drawn at its first "
+        "grid's middle value. The superseded runs of its first grid (kept in the store), their tuning score "
+        "(mean of greedy and stochastic final return, IQM over the tuned tiers) per value and their report runs:",
+        "",
+        "| map | method | first grid's tuning scores | report runs at its selection (greedy, stochastic win rate) |",
+        "|---|---|---|---|",
+    ]
+    for map_name, methods in decisions["amendment"]["first_grid"].items():
+        for method, values in methods.items():
+            reported = [
+                s["final"]
+                for (name, _), s in sorted(superseded.items())
+                if name.split("/")[:2] == ["report", map_name] and name.split("/")[3] == method
+            ]
+            runs = "none"
+            if reported:
+                greedy = np.mean(seed_means(reported, "greedy_win_rate"))
+                stochastic = np.mean(seed_means(reported, "stochastic_win_rate"))
+                runs = f"{len(reported)} runs: {greedy:.2f}, {stochastic:.2f} (mean)"
+            scores = ", ".join(f"{v}: {score:.2f}" for v, score in sorted(values.items(), key=lambda i: float(i[0])))
+            lines.append(f"| {map_name} | {ALGORITHM_TITLES[method]} | {scores} | {runs} |")
+    return lines
 
 
 def _sweep(label: str, runs: list, log, options: dict) -> None:
@@ -737,6 +858,10 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
             for m, tiers in sorted(decisions["datasets"].items())
         )
         + ".",
+    ]
+    if protocol.amendment is not None:
+        lines += _amendment_lines(protocol, decisions)
+    lines += [
         "",
         "| map | budget (steps) | curves flat from | capped | "
         + " | ".join(ALGORITHM_TITLES[m] for m in protocol.methods)
@@ -758,7 +883,7 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
             curve_tiers = [t for t in decided["tiers"] if f"{t}/{method}" in decided["per_curve"]]
             flat = "flat from " + ", ".join(f"{decided['per_curve'][f'{t}/{method}']:,}" for t in curve_tiers)
             field_name = TEMPERATURES[method][0] if TEMPERATURES[method] else None
-            if decided["selected"] is None:
+            if f"{decided['tiers'][0]}/{method}" not in (decided["selected"] or {}):
                 chosen = "tuning"
             elif field_name:
                 values = [decided["selected"][f"{t}/{method}"]["value"] for t in decided["tiers"]]
@@ -917,9 +1042,52 @@ def load_campaign(path: Path) -> dict:
     unknown = sorted(set(campaign["cuts"]) - set(CAMPAIGN_CUTS))
     if unknown:
         raise ValueError(f"--campaign {path}: cuts {unknown} are not among {', '.join(CAMPAIGN_CUTS)}")
+    if "amends" in campaign:
+        raise ValueError(
+            f"--campaign {path}: it amends {campaign['amends']}: report that campaign (its file names this one)"
+        )
     datasets = path.parent / "datasets.json"
     campaign["datasets"] = json.loads(datasets.read_text()) if datasets.is_file() else {}
     return campaign
+
+
+def load_amendment(path: Path, campaign: dict) -> Optional[Amendment]:
+    """The amendment the campaign at `path` names in `amended_by`, checked against it; errors name the file and
+    the field."""
+    if "amended_by" not in campaign:
+        return None
+    where = Path(path).parent / str(campaign["amended_by"])
+    try:
+        amending = json.loads(where.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--campaign {path}: amended_by: no campaign file at {where}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not JSON ({error.msg} at line {error.lineno})") from None
+    if (where.parent / str(amending.get("amends", ""))).resolve() != Path(path).resolve():
+        raise ValueError(f"{where}: field 'amends' must name {path}, the campaign it amends")
+    for key in ("maps", "scale", "cuts"):
+        if amending.get(key) != campaign[key]:
+            raise ValueError(f"{where}: field {key!r} must be the amended campaign's ({campaign[key]})")
+    methods = amending.get("methods")
+    if (
+        not isinstance(methods, list)
+        or not methods
+        or any(m not in METHODS or m in campaign["methods"] for m in methods)
+    ):
+        raise ValueError(f"{where}: field 'methods' must list methods the amended campaign does not run itself")
+    for method in methods:
+        grid = amending.get("temperatures", {}).get(method)
+        if TEMPERATURES[method] is not None and grid != list(TEMPERATURES[method][1]):
+            raise ValueError(
+                f"{where}: temperatures of {method}: {grid}, but experiments.smax.protocol.TEMPERATURES tunes it over "
+                f"{list(TEMPERATURES[method][1])}"
+            )
+    budgets = amending.get("budgets")
+    if not isinstance(budgets, dict) or sorted(budgets) != sorted(campaign["maps"]):
+        raise ValueError(f"{where}: field 'budgets' must give each map of the amended campaign its budget")
+    return Amendment(
+        methods=tuple(methods), tag=str(amending.get("tag")), store=where.parent / "summaries", budgets=budgets
+    )
 
 
 def campaign_scale(campaign: dict) -> Scale:
@@ -930,15 +1098,18 @@ def campaign_scale(campaign: dict) -> Scale:
 def campaign_protocol(path: Path, grid: GridConfig, out: Path) -> Protocol:
     """The protocol of a campaign folder: its settings from campaign.json, its summaries in summaries/ beside it."""
     campaign = load_campaign(path)
+    amendment = load_amendment(path, campaign)
     overrides = {**grid.overrides, **campaign.get("overrides", {})}  # TrainConfig fields of every run
+    methods = set(campaign["methods"]) | set(amendment.methods if amendment else ())
     return Protocol(
         maps=tuple(campaign["maps"]),
-        methods=tuple(campaign["methods"]),
+        methods=tuple(m for m in METHODS if m in methods),
         scale=campaign_scale(campaign),
         out=out,
         grid=replace(grid, overrides=overrides),
         store=Path(path).parent / "summaries",
         datasets=campaign["datasets"],
+        amendment=amendment,
     )
 
 
