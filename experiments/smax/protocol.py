@@ -963,7 +963,10 @@ def plot_curves(protocol: Protocol, map_name: str, curves: dict, budget: int, pa
     for axis, tier in zip(axes[0], tiers):
         for method in protocol.methods:
             steps, scores = curves[f"{tier}/{method}"]
-            axis.plot(steps, [iqm(scores[:, k]) for k in range(len(steps))], label=ALGORITHM_TITLES[method])
+            label = ALGORITHM_TITLES[method]
+            if protocol.amendment is not None and method in protocol.amendment.methods:
+                label += " (first grid)"  # the campaign's curves, drawn before the amendment re-tuned it
+            axis.plot(steps, [iqm(scores[:, k]) for k in range(len(steps))], label=label)
         axis.axvline(budget, color="k", linestyle="--", linewidth=1)
         axis.set_title(f"{map_name} {tier}")
         axis.set_xlabel("gradient steps")
