@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("jaxmarl")
-from experiments.smax.protocol import SCALES, load_campaign  # noqa: E402
+from experiments.smax.protocol import SCALES, campaign_protocol, load_campaign  # noqa: E402
+from experiments.smax.results import GridConfig  # noqa: E402
 from inspo.sweep.execute import machine  # noqa: E402
 
 # a child runs outside the repository root, whose source folder inspo_ext/ would hide the installed package
@@ -47,7 +48,10 @@ def test_an_exported_behaviour_run_rolls_out_as_recorded(map_name):
 def test_the_campaign_file_and_its_datasets_are_consistent():
     campaign = load_campaign(CAMPAIGN / "campaign.json")
     assert {"2s3z", "5m_vs_6m"} <= set(campaign["maps"])
-    assert {"inspo-fused", "cfcql", "omiga", "bc"} <= set(campaign["methods"])
+    # CFCQL's tune and report come from the amendment (cfcql/): the protocol reports all four
+    protocol = campaign_protocol(CAMPAIGN / "campaign.json", GridConfig(), Path("unused"))
+    assert {"inspo-fused", "cfcql", "omiga", "bc"} <= set(protocol.methods)
+    assert protocol.amendment.methods == ("cfcql",) and protocol.amendment.tag == "smax-campaign-1-cfcql"
     assert set(SCALES[campaign["scale"]].report_seeds) == {0, 1, 2, 3, 4}
     for map_name, tiers in campaign["datasets"].items():
         assert set(tiers) <= set(SCALES[campaign["scale"]].tiers), map_name
