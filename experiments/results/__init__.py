@@ -1,1 +1,1 @@
-"""The results grid behind docs/RESULTS.md (XOR, M-NE, Bridge; SMAX rows): `python -m experiments.results`."""
+"""The results grid behind docs/RESULTS.md (XOR, M-NE, Bridge): `python -m experiments.results`."""

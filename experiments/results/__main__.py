@@ -8,9 +8,10 @@
 The grid is a sweep (inspo.sweep) on Ray: each cell's seeds are one task, finished runs are reused (keyed by
 their full config and the code version) and a lost or failed task is retried, so an interrupted reproduce
 continues where it stopped. At the end the generated regions of RESULTS.md (tables, verdicts, plots; the
-prose around them is hand-written) and results/*.png are rewritten under --docs (docs/ for the full grid;
-the run folder for --quick, so that a CI-sized run never overwrites the committed results), and
-<out>/marl_eval.json holds every run in marl-eval's layout.
+prose around them is hand-written; the SMAX protocol's region is `python -m experiments.smax`'s) and
+results/*.png are rewritten under --docs (docs/ for the full grid; the run folder for --quick, so that a
+CI-sized run never overwrites the committed results), and <out>/marl_eval.json holds every run in marl-eval's
+layout.
 """
 
 from __future__ import annotations
@@ -50,11 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", help="run folders (default runs/reproduce, quick runs/reproduce-quick)")
     parser.add_argument("--docs", help="where RESULTS.md and results/*.png go (default docs/; quick: --out)")
-    parser.add_argument(
-        "--smax",
-        action="store_true",
-        help="add the SMAX grid (experiments.smax.results.reproduce_rows; needs the smax extra)",
-    )
     parser.add_argument("--list", action="store_true", help="print the cells and their commands, run nothing")
     parser.add_argument(
         "--report-only",
@@ -77,8 +73,6 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--only", text]
     for pair in args.overrides:
         words += ["--set", pair]
-    if args.smax:
-        words.append("--smax")
     return shlex.join(words)
 
 
@@ -123,7 +117,6 @@ def reproduce(args: argparse.Namespace) -> int:
     )
 
     failures: list[str] = []
-    smax_markdown = None
     if args.report_only:
         version = code_version()
         finished = {
@@ -135,10 +128,6 @@ def reproduce(args: argparse.Namespace) -> int:
         with ray_session(args.address, args.num_cpus):
             outcome = run_sweep(runs, **sweep_options(args))
             finished, failures = outcome.results, outcome.failures
-            if args.smax:
-                smax_markdown = smax_rows(out_root / "smax", args)
-    if not args.smax:
-        print("python -m experiments.results: SMAX rows skipped (pass --smax to add them)")
     results = [
         CellResult(c, {seed: finished[(c.key, seed)] for seed in seeds if (c.key, seed) in finished}) for c in cells
     ]
@@ -189,7 +178,6 @@ def reproduce(args: argparse.Namespace) -> int:
         quick=args.quick,
         seeds=seeds,
         figures=figures,
-        smax_markdown=smax_markdown,
         notes=notes,
     )
     print(f"wrote {docs / 'RESULTS.md'}, {out_root / 'marl_eval.json'} and {len(figures)} figures under {figure_dir}/")
@@ -200,15 +188,6 @@ def reproduce(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
-
-
-def smax_rows(out: Path, args: argparse.Namespace):
-    try:
-        from experiments.smax.results import reproduce_rows
-    except ImportError as error:
-        print(f"python -m experiments.results: SMAX rows skipped, experiments.smax.results is unavailable ({error})")
-        return None
-    return reproduce_rows(out, quick=args.quick, **sweep_options(args))
 
 
 def main(argv=None) -> int:

@@ -28,7 +28,7 @@ from inspo.config import REGIMES, TrainConfig
 from inspo.stats import format_interval, iqm_interval, probability_of_improvement
 
 # every region of RESULTS.md, in the order of one made from nothing (skeleton): `python -m experiments.results` writes them
-# all but smax-protocol, which `python -m experiments.smax --protocol --results-md` writes
+# all but smax-protocol, which `python -m experiments.smax --results-md` writes
 REGIONS = (
     "provenance",
     "grid",
@@ -38,7 +38,6 @@ REGIONS = (
     "cells",
     "figures",
     "smax-protocol",
-    "smax",
     "runs",
 )
 HEADLINE_METHODS = ["BC", "OMIGA", "CFCQL", "InSPO fused", "InSPO exact", "InSPO simultaneous"]
@@ -252,7 +251,6 @@ def write_results_md(
     quick: bool,
     seeds: list[int],
     figures: list[str],
-    smax_markdown: Optional[str],
     notes: list[str],
 ) -> None:
     """Fill the generated regions of `path` (made from the template when it does not exist yet)."""
@@ -286,10 +284,6 @@ def write_results_md(
         "figures": [f"![{Path(f).stem}]({f})" for f in figures],
         "runs": runs_region(results),
     }
-    if smax_markdown is not None:
-        regions["smax"] = [smax_markdown.strip()]
-    elif not path.is_file():  # a new RESULTS.md: not the template's SMAX numbers
-        regions["smax"] = ["Not part of this invocation (`python -m experiments.results --smax` adds the SMAX grid)."]
     text = fill_regions(
         template_text(path), {name: "\n".join(lines) for name, lines in regions.items()}, where=str(path)
     )

@@ -1,30 +1,33 @@
-"""`python -m experiments.smax`: the SMAX grid (train what is not finished, rebuild its table) and, with
-`--protocol`, the three-phase protocol of experiments.smax.protocol. The command line sits above both modules (they
-never import it), so the grid and the protocol stay importable without it."""
+"""`python -m experiments.smax`: the SMAX evaluation protocol (experiments.smax.protocol), or a campaign of it.
+
+Three phases, each a resumable sweep: learning curves -> a step budget per map, a temperature sweep on tuning
+seeds, the report on fresh seeds; `--campaign` takes the settings from a campaign file and `--table-only` rebuilds
+the report from the run summaries alone. The command line sits above the protocol's modules (they never import
+it), so they stay importable without it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from experiments.smax.results import ALGORITHMS, DEFAULT_ROOT, GridConfig, markdown, marl_eval_json, run_grid
+from experiments.smax.results import ALGORITHMS, DEFAULT_ROOT, GridConfig
 
 
 def main(argv=None) -> int:
     from inspo.cli.sweep import add_ray_arguments
 
     parser = argparse.ArgumentParser(prog="python -m experiments.smax", description=__doc__.split("\n")[0])
-    defaults = GridConfig()
-    parser.add_argument("--maps", nargs="+", default=list(defaults.maps))
-    parser.add_argument("--tiers", nargs="+", default=list(defaults.tiers))
-    parser.add_argument("--algorithms", nargs="+", default=list(defaults.algorithms), choices=list(ALGORITHMS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
+    parser.add_argument("--maps", nargs="+", default=["3m", "2s3z"], help="maps of the protocol (default 3m 2s3z)")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument("--out", type=Path, default=defaults.out)
-    parser.add_argument("--final-episodes", type=int, default=defaults.final_episodes)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run folders and outputs (default runs/smax-protocol-<scale or campaign>)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -33,43 +36,41 @@ def main(argv=None) -> int:
         metavar="KEY=VALUE",
         help="TrainConfig override on top of the SMAX settings (repeatable)",
     )
-    parser.add_argument("--table-only", action="store_true", help="only rebuild the JSON and table")
-    protocol = parser.add_argument_group("protocol (experiments.smax.protocol: curves -> budget, tune, report)")
-    protocol.add_argument("--protocol", action="store_true", help="run the three-phase protocol instead of the grid")
-    protocol.add_argument(
+    parser.add_argument(
+        "--table-only", action="store_true", help="train nothing: rebuild the outputs from the run summaries"
+    )
+    parser.add_argument(
         "--scale", choices=("tiny", "campaign", "full"), default="full", help="protocol sizes (default full)"
     )
-    protocol.add_argument(
+    parser.add_argument(
         "--campaign",
         type=Path,
         default=None,
         help="a campaign file (campaign.json): maps, methods, scale and cuts from it, summaries in summaries/ beside it; "
         "training only from a checkout of its tag",
     )
-    protocol.add_argument(
-        "--store", type=Path, default=None, help="the run summaries' folder (default <out>/summaries)"
-    )
-    protocol.add_argument(
+    parser.add_argument("--store", type=Path, default=None, help="the run summaries' folder (default <out>/summaries)")
+    parser.add_argument(
         "--stop-after", choices=("curves", "tune"), default=None, help="end the protocol after this phase"
     )
-    protocol.add_argument(
+    parser.add_argument(
         "--record-datasets",
         action="store_true",
         help="with --campaign: add the campaign's datasets found under --data-root to datasets.json (hash, sizes, "
         "statistics); a recorded one must hash the same",
     )
-    protocol.add_argument("--methods", nargs="+", default=None, choices=list(ALGORITHMS), help="default: all five")
-    protocol.add_argument("--max-steps", type=int, default=None, help="steps of the curve runs (default: the scale's)")
-    protocol.add_argument(
+    parser.add_argument("--methods", nargs="+", default=None, choices=list(ALGORITHMS), help="default: all five")
+    parser.add_argument("--max-steps", type=int, default=None, help="steps of the curve runs (default: the scale's)")
+    parser.add_argument(
         "--protocol-tiers", nargs="+", default=None, help="tiers of the protocol (default: the scale's)"
     )
-    protocol.add_argument(
+    parser.add_argument(
         "--results-md",
         type=Path,
         default=None,
         help="also write the smax-protocol region of this RESULTS.md (figures into its results/ folder)",
     )
-    protocol.add_argument(
+    parser.add_argument(
         "--smax-md",
         type=Path,
         default=None,
@@ -77,39 +78,14 @@ def main(argv=None) -> int:
     )
     add_ray_arguments(parser)
     args = parser.parse_args(argv)
+    from experiments.smax import protocol as protocol_module
     from inspo.cli.sweep import sweep_options
     from inspo.config import parse_overrides
 
-    grid = GridConfig(
-        maps=tuple(args.maps),
-        tiers=tuple(args.tiers),
-        algorithms=tuple(args.algorithms),
-        seeds=tuple(args.seeds),
-        data_seed=args.data_seed,
-        data_root=args.data_root,
-        out=args.out,
-        final_episodes=args.final_episodes,
-        overrides=parse_overrides(args.overrides),
-    )
-    if args.protocol:
-        return _main_protocol(args, grid)
-    if args.table_only:
-        grid.out.mkdir(parents=True, exist_ok=True)
-        (grid.out / "marl_eval.json").write_text(json.dumps(marl_eval_json(grid)))
-        (grid.out / "smax_results.md").write_text(markdown(grid))
-    else:
-        run_grid(grid, log=lambda message: print(message, file=sys.stderr, flush=True), **sweep_options(args))
-    print((grid.out / "smax_results.md").read_text())
-    return 0
-
-
-def _main_protocol(args, grid: GridConfig) -> int:
-    from experiments.smax import protocol as protocol_module
-    from inspo.cli.sweep import sweep_options
-
+    grid = GridConfig(data_seed=args.data_seed, data_root=args.data_root, overrides=parse_overrides(args.overrides))
     if args.methods is None:
         args.methods = list(protocol_module.METHODS)
-    if args.out == GridConfig().out:
+    if args.out is None:
         args.out = Path(f"runs/smax-protocol-{args.scale if args.campaign is None else 'campaign'}")
     try:
         protocol = protocol_module.protocol_from_args(args, grid)

@@ -1,7 +1,7 @@
 """The SMAX evaluation protocol (OG-MARL's "Dispelling the Mirage", Formanek et al., 2024, as the anchor):
 one resumable command, three phases, every run a sweep run (inspo.sweep) reused once finished.
 
-    python -m experiments.smax --protocol --maps 3m 2s3z 3s_vs_5z 5m_vs_6m --scale full --address auto
+    python -m experiments.smax --maps 3m 2s3z 3s_vs_5z 5m_vs_6m --scale full --address auto
 
 1. **curves**: every method (InSPO fused, InSPO exact, CFCQL, OMIGA, BC) at the middle value of its
    temperature sweep, on the tuning seeds, `max_steps` gradient steps, evaluated every `eval_every`

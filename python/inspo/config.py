@@ -416,10 +416,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Every SMAX map (docs/SMAX.md). `inspo data make` makes datasets with data seed 0, so --dataset
     # <tier> reads those whatever the run's seed. docs/ALGORITHM.md#default-hyperparameters asks for alpha in [1, 10] at
     # SMAC's reward scale of ~20 per episode; SMAX pays ~2, so the temperatures (InSPO's alpha, OMIGA's) are
-    # 10x smaller. 1500 iterations: what 2 shared CPU cores afford for the results grid
-    # (experiments.smax.results), not a converged budget. CFCQL: alpha 15, the middle of the SMAX campaign's
-    # grid (the official README's SMAC value, 0.1, learned nothing here: docs/SMAX.md, "The campaign"), and
-    # the README's softmax_temp=0.5. A preset's SECTION.FIELD options apply to the runs of that algorithm only.
+    # 10x smaller. 1500 iterations: a single run's default (minutes on a CPU core), not a converged budget;
+    # the SMAX protocol (experiments.smax.protocol) sets its own step budget per map. CFCQL: alpha 15, the
+    # middle of the SMAX campaign's grid (the official README's SMAC value, 0.1, learned nothing here:
+    # docs/SMAX.md, "The campaign"), and the README's softmax_temp=0.5. A preset's SECTION.FIELD options apply
+    # to the runs of that algorithm only.
     "smax": dict(
         dataset="expert",
         dataset_seed=0,

@@ -12,7 +12,7 @@ which every submodule needs set before JAX creates its CPU backend); the submodu
 * ``inspo.smax.task``: ``smax:<map>`` for the trainer: sizes, datasets by tier name, and the evaluation of
   torch policies (greedy and stochastic on the same battles).
 
-Its command line is ``inspo data`` (``inspo.cli.data``); the results grid, the evaluation protocol and the
+Its command line is ``inspo data`` (``inspo.cli.data``); the evaluation protocol, its campaign and the
 campaign's plan are experiments (``experiments/smax``), outside the package.
 
 SMAX returns lie in [0, ~2] (enemy health removed plus 1 for a win), not SMAC's ~20: numbers
