@@ -334,6 +334,16 @@ def cost_lines(protocol, summaries: dict, decisions: dict, plan: dict) -> list[s
         "|---|---|---|---|---|---|---|",
     ]
     totals = [0.0] * 4
+
+    def row(map_name: str, phase: str, label: str, planned: int, price: float, summaries: dict) -> str:
+        """One map and phase: its runs and CPU-hours planned and measured (added to the totals)."""
+        runs = [s for (name, _), s in summaries.items() if name.split("/")[:2] == [phase, map_name]]
+        cpu = sum(s["cost"].get("cpu_seconds") or 0.0 for s in runs) / 3600
+        wall = sum(s["cost"].get("wall_seconds") or 0.0 for s in runs) / 3600
+        for k, value in enumerate((planned, len(runs), price / 3600, cpu)):
+            totals[k] += value
+        return f"| {map_name} | {label} | {planned} | {len(runs)} | {price / 3600:.2f} | {cpu:.2f} | {wall:.2f} |"
+
     for map_name in protocol.maps:
         budget = decisions["maps"].get(map_name, {}).get("budget") or min(
             scale.max_steps, scale.budget_cap or scale.max_steps
@@ -345,15 +355,7 @@ def cost_lines(protocol, summaries: dict, decisions: dict, plan: dict) -> list[s
             report=len(tiers) * len(protocol.methods) * len(scale.report_seeds),
         )
         for phase in ("curves", "tune", "report"):
-            runs = [s for (name, _), s in summaries.items() if name.split("/")[:2] == [phase, map_name]]
-            cpu = sum(s["cost"].get("cpu_seconds") or 0.0 for s in runs) / 3600
-            wall = sum(s["cost"].get("wall_seconds") or 0.0 for s in runs) / 3600
-            for k, value in enumerate((planned[phase], len(runs), price[phase] / 3600, cpu)):
-                totals[k] += value
-            lines.append(
-                f"| {map_name} | {phase} | {planned[phase]} | {len(runs)} | {price[phase] / 3600:.2f} | {cpu:.2f} | "
-                f"{wall:.2f} |"
-            )
+            lines.append(row(map_name, phase, phase, planned[phase], price[phase], summaries))
     amendment = protocol.amendment
     if amendment is not None:  # its runs priced as the plan priced these methods, measured from its store
         amended = replace(protocol, methods=amendment.methods)
@@ -367,15 +369,8 @@ def cost_lines(protocol, summaries: dict, decisions: dict, plan: dict) -> list[s
                 report=len(tiers) * len(amendment.methods) * len(scale.report_seeds),
             )
             for phase in ("tune", "report"):
-                runs = [s for (name, _), s in redone.items() if name.split("/")[:2] == [phase, map_name]]
-                cpu = sum(s["cost"].get("cpu_seconds") or 0.0 for s in runs) / 3600
-                wall = sum(s["cost"].get("wall_seconds") or 0.0 for s in runs) / 3600
-                for k, value in enumerate((planned[phase], len(runs), price[phase] / 3600, cpu)):
-                    totals[k] += value
-                lines.append(
-                    f"| {map_name} | {phase}, amendment ({titles}) | {planned[phase]} | {len(runs)} | "
-                    f"{price[phase] / 3600:.2f} | {cpu:.2f} | {wall:.2f} |"
-                )
+                label = f"{phase}, amendment ({titles})"
+                lines.append(row(map_name, phase, label, planned[phase], price[phase], redone))
     lines.append(f"| all | all | {totals[0]:.0f} | {totals[1]:.0f} | {totals[2]:.2f} | {totals[3]:.2f} | |")
     if amendment is not None:
         lines += [

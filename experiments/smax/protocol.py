@@ -1019,16 +1019,21 @@ def protocol_from_args(args, grid: GridConfig) -> Protocol:
 CAMPAIGN_CUTS = ("tune_tiers", "tune_seeds", "budget_cap")  # the Scale fields a campaign file may set
 
 
+def _campaign_file(path: Path, named: str) -> dict:
+    """A campaign file's JSON; `named`: how errors name it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{named}: no such file") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{named}: not JSON ({error.msg} at line {error.lineno})") from None
+
+
 def load_campaign(path: Path) -> dict:
     """campaign.json (maps, methods, scale, cuts, the pinned tag) and datasets.json beside it (the committed
     dataset versions), checked; errors name the file and the field."""
     path = Path(path)
-    try:
-        campaign = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"--campaign {path}: no such file") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--campaign {path}: not JSON ({error.msg} at line {error.lineno})") from None
+    campaign = _campaign_file(path, f"--campaign {path}")
     campaign.setdefault("overrides", {})
     for key, kind in (
         ("tag", str),
@@ -1060,12 +1065,7 @@ def load_amendment(path: Path, campaign: dict) -> Optional[Amendment]:
     if "amended_by" not in campaign:
         return None
     where = Path(path).parent / str(campaign["amended_by"])
-    try:
-        amending = json.loads(where.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"--campaign {path}: amended_by: no campaign file at {where}") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not JSON ({error.msg} at line {error.lineno})") from None
+    amending = _campaign_file(where, f"--campaign {path}: amended_by {where}")
     if (where.parent / str(amending.get("amends", ""))).resolve() != Path(path).resolve():
         raise ValueError(f"{where}: field 'amends' must name {path}, the campaign it amends")
     for key in ("maps", "scale", "cuts"):
