@@ -209,6 +209,13 @@ def test_protocol_phases_budget_selection_and_report(fake_protocol):
     assert "2.01 ± 0.01" in row.split("|")[-2] and row.split("|")[3].strip() == "1.50"  # the dataset's return
     assert "| 3m | all tiers |" in greedy_return
     assert "P(InSPO > OMIGA)" in text
+    # the scores behind each selection, per tuned tier (BC has none)
+    tuning_rows = [line for line in text.splitlines() if line.startswith("| 3m | OMIGA | ")]
+    assert [row.split(" | ")[2] for row in tuning_rows] == ["expert", "medium"]
+    assert tuning_rows[0].startswith("| 3m | OMIGA | expert | omiga.alpha | 0.3: ") and tuning_rows[0].endswith(
+        "| 0.3 |"
+    )
+    assert not any(line.startswith("| 3m | BC | ") for line in text.splitlines())
     assert "| 3m | report | 24 | 0.24 | 0.27 |" in text  # 4 methods x 2 tiers x 3 seeds at 36 CPU-s each
     # resumable: a second invocation trains nothing
     trained = len(fake.trained)
@@ -256,6 +263,9 @@ def test_tuning_on_two_tiers_reuses_each_choice_on_the_others(fake_protocol):
         "medium"
     ]
     assert {run.config.steps for run in fake.asked[2] if run.config.algo != "bc"} == {200}
+    # one tuning row per method: the choice made on medium stands for every tier
+    text = (setup.out / "protocol.md").read_text()
+    assert [line.split(" | ")[2] for line in text.splitlines() if line.startswith("| 3m | CFCQL | ")] == ["medium"]
 
 
 def test_a_run_on_another_dataset_than_the_campaigns_is_refused(fake_protocol):

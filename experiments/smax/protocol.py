@@ -901,6 +901,9 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
         "(per method: the step its curve flattened from on each curve tier, and the selected temperature)",
         "",
     ]
+    tuning = _tuning_lines(protocol, decisions)
+    if tuning:
+        lines += tuning + [""]
     for map_name, decided in decisions["maps"].items():
         if decided["budget"] is not None:
             lines.append(f"![SMAX learning curves {map_name}](results/smax_protocol_{scale.name}_{map_name}.png)")
@@ -941,6 +944,39 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
         lines += improvement
     lines += _cost_pointer(protocol, summaries)
     return "\n".join(lines) + "\n"
+
+
+def _tuning_lines(protocol: Protocol, decisions: dict) -> list[str]:
+    """The tuning scores behind each selection: per map, method and group of tuned tiers, the score (IQM over
+    the tuning seeds and the group's tiers) of every value of the method's grid."""
+    rows = []
+    for map_name, decided in decisions["maps"].items():
+        for method in protocol.methods:
+            groups = {}  # tuned tiers -> their selection (one per group; every reported tier repeats it)
+            for tier in decided["tiers"]:
+                choice = (decided["selected"] or {}).get(f"{tier}/{method}")
+                if choice is not None and choice["scores"]:
+                    groups.setdefault(", ".join(choice["tuned_on"]), choice)
+            for tuned_on, choice in groups.items():
+                scores = ", ".join(
+                    f"{value}: {score:.2f}"
+                    for value, score in sorted(choice["scores"].items(), key=lambda x: float(x[0]))
+                )
+                rows.append(
+                    f"| {map_name} | {ALGORITHM_TITLES[method]} | {tuned_on} | {choice['field']} | {scores} | "
+                    f"{choice['value']:g} |"
+                )
+    if not rows:
+        return []
+    seeds = ", ".join(str(seed) for seed in protocol.scale.tune_seed_list)
+    return [
+        f"Tuning scores (the mean of the final greedy and stochastic return; IQM over tuning seed{'s' if ',' in seeds else ''}"
+        f" {seeds} and the tuned tiers' runs):",
+        "",
+        "| map | method | tuned on | temperature | score per value | selected |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def _aggregate(per_tier: list[list[float]]) -> str:
