@@ -202,7 +202,8 @@ def test_protocol_phases_budget_selection_and_report(fake_protocol):
     assert len(marl["smax"]["3m-expert"]["omiga"]["run_0"]["absolute_metrics"]["greedy_win_rate"]) == 8
     text = (setup.out / "protocol.md").read_text()
     assert protocol.TINY_LABEL not in text and "`c0ffee`" in text
-    assert (setup.out / "curves_3m.png").is_file()
+    assert (setup.out / "curves_3m.png").is_file() and (setup.out / "report_3m.png").is_file()
+    assert "![SMAX report 3m](results/smax_protocol_test_3m_report.png)" in text
     greedy_return = text[text.index("Final greedy return") : text.index("Final stochastic return")]
     row = next(line for line in greedy_return.splitlines() if line.startswith("| 3m | expert"))
     # BC's greedy return per seed: 2.0, 2.01, 2.02 -> IQM of three = their middle-weighted mean, std 0.01
@@ -240,7 +241,7 @@ def test_the_report_regenerates_byte_for_byte_from_the_summaries_alone(fake_prot
     # another machine: only the committed summaries, no run folder, no dataset
     store = tmp_path / "committed"
     shutil.copytree(setup.store_root, store)
-    outputs = ("protocol.md", "protocol.json", "marl_eval.json", "curves_3m.png")
+    outputs = ("protocol.md", "protocol.json", "marl_eval.json", "curves_3m.png", "report_3m.png")
     first = {name: (setup.out / name).read_bytes() for name in outputs}
     again = dataclasses.replace(
         setup, out=tmp_path / "again", store=store, grid=GridConfig(data_root=tmp_path / "none")

@@ -619,6 +619,11 @@ def write_outputs(protocol: Protocol) -> dict:
         if decided["budget"] is not None:
             curves = collect_curves(protocol, summaries, name, decided["tiers"])
             plot_curves(protocol, name, curves, decided["budget"], protocol.out / f"curves_{name}.png")
+        report = protocol.out / f"report_{name}.png"
+        if any(n.startswith(f"report/{name}/") for n, _ in summaries):
+            plot_report(protocol, summaries, name, decided["tiers"], report)
+        elif report.exists():
+            report.unlink()  # from an earlier store: the figure shows these summaries only
     (protocol.out / "protocol.json").write_text(json.dumps(decisions, indent=1, sort_keys=True) + "\n")
     (protocol.out / "marl_eval.json").write_text(json.dumps(marl_eval_report(protocol, summaries, decisions)) + "\n")
     (protocol.out / "protocol.md").write_text(markdown(protocol, summaries, decisions))
@@ -938,6 +943,9 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
                     + " | ".join(_aggregate(matrix[method]) for method in protocol.methods)
                     + " |"
                 )
+    for map_name in decisions["maps"]:
+        if any(name.startswith(f"report/{map_name}/") for name, _ in summaries):
+            lines += ["", f"![SMAX report {map_name}](results/smax_protocol_{scale.name}_{map_name}_report.png)"]
     improvement = _improvement_lines(protocol, summaries, decisions)
     if improvement:
         lines += ["", "Probability that InSPO (fused) improves on each baseline, over a map's tiers:", ""]
@@ -1017,6 +1025,50 @@ def plot_curves(protocol: Protocol, map_name: str, curves: dict, budget: int, pa
     return path
 
 
+def plot_report(protocol: Protocol, summaries: Summaries, map_name: str, tiers: list[str], path: Path) -> Path:
+    """The report at a glance: per tier, each method's IQM with its 95% interval over the report seeds, greedy
+    and stochastic return side by side, beside the dataset's own return (a grey bar)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from inspo.stats import iqm_interval
+
+    card = (protocol.datasets or {}).get(map_name, {})
+    metrics = [(metric, title) for metric, title, card_key in METRICS if card_key == "return_mean"]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.4), squeeze=False)
+    width = 0.8 / len(protocol.methods)
+    for axis, (metric, title) in zip(axes[0], metrics):
+        for k, tier in enumerate(tiers):
+            if "return_mean" in card.get(tier, {}):
+                axis.bar(k, card[tier]["return_mean"], width=0.9, color="0.88", zorder=0)
+        for m, method in enumerate(protocol.methods):
+            xs, points, low, high = [], [], [], []
+            for k, tier in enumerate(tiers):
+                values = seed_means(report_finals(protocol, summaries, map_name, tier, method), metric)
+                if values:
+                    point, lower, upper = iqm_interval(values)
+                    xs.append(k - 0.4 + (m + 0.5) * width)
+                    points.append(point)
+                    low.append(point - lower)
+                    high.append(upper - point)
+            axis.errorbar(
+                xs, points, yerr=[low, high], fmt="o", markersize=4, capsize=2, label=ALGORITHM_TITLES[method]
+            )
+        axis.set_xticks(range(len(tiers)), tiers)
+        axis.set_title(f"{map_name}: final {title}")
+        axis.set_ylabel("IQM [95% CI] over the report seeds")
+    axes[0][-1].legend(fontsize=7, title="grey: the dataset", title_fontsize=7)
+    if not protocol.scale.converged:
+        figure.suptitle("TINY, NOT CONVERGED", fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
 def write_results_md(protocol: Protocol, results_md: Path, figures: Path) -> None:
     """The `smax-protocol` region of RESULTS.md, and the curve figures it links, from protocol.out (written by
     write_outputs)."""
@@ -1032,6 +1084,9 @@ def write_results_md(protocol: Protocol, results_md: Path, figures: Path) -> Non
         shutil.copyfile(
             protocol.out / f"curves_{map_name}.png", figures / f"smax_protocol_{protocol.scale.name}_{map_name}.png"
         )
+        report = protocol.out / f"report_{map_name}.png"
+        if report.is_file():
+            shutil.copyfile(report, figures / f"smax_protocol_{protocol.scale.name}_{map_name}_report.png")
     text = results_md.read_text()
     region = (protocol.out / "protocol.md").read_text()
     results_md.write_text(fill_regions(text, {"smax-protocol": region}, where=str(results_md)))
