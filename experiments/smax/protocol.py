@@ -345,6 +345,11 @@ def report_runs(protocol: Protocol, map_name: str, tiers: list[str], budget: int
 Summaries = dict  # (run name, seed) -> summary, as inspo.sweep.store.read_store returns them
 
 
+def has_report_runs(summaries: Summaries, map_name: str) -> bool:
+    """Whether any report run of the map is summarized (its tables and figure are drawn from then on)."""
+    return any(name.startswith(f"report/{map_name}/") for name, _ in summaries)
+
+
 def _summaries_of(summaries: Summaries, name: str, seeds: Sequence[int]) -> list[dict]:
     missing = [s for s in seeds if (name, s) not in summaries]
     if missing:
@@ -620,7 +625,7 @@ def write_outputs(protocol: Protocol) -> dict:
             curves = collect_curves(protocol, summaries, name, decided["tiers"])
             plot_curves(protocol, name, curves, decided["budget"], protocol.out / f"curves_{name}.png")
         report = protocol.out / f"report_{name}.png"
-        if any(n.startswith(f"report/{name}/") for n, _ in summaries):
+        if has_report_runs(summaries, name):
             plot_report(protocol, summaries, name, decided["tiers"], report)
         elif report.exists():
             report.unlink()  # from an earlier store: the figure shows these summaries only
@@ -944,7 +949,7 @@ def markdown(protocol: Protocol, summaries: Summaries, decisions: dict) -> str:
                     + " |"
                 )
     for map_name in decisions["maps"]:
-        if any(name.startswith(f"report/{map_name}/") for name, _ in summaries):
+        if has_report_runs(summaries, map_name):
             lines += ["", f"![SMAX report {map_name}](results/smax_protocol_{scale.name}_{map_name}_report.png)"]
     improvement = _improvement_lines(protocol, summaries, decisions)
     if improvement:
@@ -976,10 +981,10 @@ def _tuning_lines(protocol: Protocol, decisions: dict) -> list[str]:
                 )
     if not rows:
         return []
-    seeds = ", ".join(str(seed) for seed in protocol.scale.tune_seed_list)
+    seeds = protocol.scale.tune_seed_list
     return [
-        f"Tuning scores (the mean of the final greedy and stochastic return; IQM over tuning seed{'s' if ',' in seeds else ''}"
-        f" {seeds} and the tuned tiers' runs):",
+        f"Tuning scores (the mean of the final greedy and stochastic return; IQM over tuning seed"
+        f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} and the tuned tiers' runs):",
         "",
         "| map | method | tuned on | temperature | score per value | selected |",
         "|---|---|---|---|---|---|",
@@ -1070,8 +1075,8 @@ def plot_report(protocol: Protocol, summaries: Summaries, map_name: str, tiers: 
 
 
 def write_results_md(protocol: Protocol, results_md: Path, figures: Path) -> None:
-    """The `smax-protocol` region of RESULTS.md, and the curve figures it links, from protocol.out (written by
-    write_outputs)."""
+    """The `smax-protocol` region of RESULTS.md, and the curve and report figures it links, from protocol.out
+    (written by write_outputs)."""
     import shutil
 
     from experiments.results.report import fill_regions
