@@ -4,12 +4,13 @@
 // and held in L2 (B = 1k). docs/PERFORMANCE.md (Kernel work 10) quotes it. Build and run (x86-64; seconds):
 //   g++ -std=c++17 -O3 -fno-math-errno -ffp-contract=off -fopenmp -Icsrc benchmarks/kernel_policy_loss.cpp \
 //       csrc/cpu/sequential_policy_loss.cpp csrc/cpu/cpu_features.cpp -o /tmp/kernel_policy_loss
-//   /tmp/kernel_policy_loss [A ...]   (default: 5 10 16 24 32)
+//   /tmp/kernel_policy_loss [--ratio importance|self_normalized|none] [A ...]   (default: importance; 5 10 16 24 32)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -21,7 +22,7 @@ using inspo::SequentialPolicyLossArgs;
 
 // Milliseconds of one call, median of `reps`, on random inputs of B samples, N = 8 agents, A actions (every action
 // available; log mu a log-softmax; the taken action uniform).
-double median_ms(int64_t B, int64_t A, int reps) {
+double median_ms(int64_t B, int64_t A, int reps, int64_t ratio) {
   const int64_t N = 8, rows = B * N;
   std::mt19937 generator(0);
   std::normal_distribution<float> normal;
@@ -40,7 +41,7 @@ double median_ms(int64_t B, int64_t A, int reps) {
     actions[r] = int64_t(generator() % uint32_t(A));
   }
   for (int64_t i = 0; i < N; ++i) order[i] = i;
-  std::vector<float> loss(N), mean_weight(N), ess(N), entropy(N), kl(N), norm(N);
+  std::vector<float> loss(N), mean_weight(N), ess(N), entropy(N), kl(N);
   SequentialPolicyLossArgs<float> a{};
   a.logits = logits.data();
   a.log_mu = log_mu.data();
@@ -53,14 +54,13 @@ double median_ms(int64_t B, int64_t A, int reps) {
   a.ess = ess.data();
   a.entropy = entropy.data();
   a.kl = kl.data();
-  a.norm = norm.data();
   a.grad = grad.data();
   a.S = 1;
   a.B = B;
   a.N = N;
   a.A = A;
   a.predecessors = inspo::kPredecessorsTarget;
-  a.ratio = inspo::kRatioImportance;
+  a.ratio = ratio;
   a.compute_grad = true;
   a.alpha = 0.1;
   a.beta = 0.05;
@@ -87,16 +87,36 @@ double median_ms(int64_t B, int64_t A, int reps) {
 
 int main(int argc, char** argv) {
   std::vector<int64_t> actions;
-  for (int k = 1; k < argc; ++k) actions.push_back(std::atoll(argv[k]));
+  int64_t ratio = inspo::kRatioImportance;
+  const char* ratio_name = "importance";
+  for (int k = 1; k < argc; ++k) {
+    if (std::strcmp(argv[k], "--ratio") == 0 && k + 1 < argc) {
+      ratio_name = argv[++k];
+      const char* names[] = {"importance", "self_normalized", "none"};  // kRatioImportance, ...SelfNormalized, None
+      const auto* found = std::find_if(std::begin(names), std::end(names),
+                                       [&](const char* name) { return std::strcmp(name, ratio_name) == 0; });
+      if (found == std::end(names)) {
+        std::fprintf(stderr, "kernel_policy_loss: --ratio must be importance, self_normalized or none, got %s\n",
+                     ratio_name);
+        return 2;
+      }
+      ratio = found - std::begin(names);
+      continue;
+    }
+    actions.push_back(std::atoll(argv[k]));
+  }
   if (actions.empty()) actions = {5, 10, 16, 24, 32};
-  std::printf("sequential_policy_loss CPU kernel, fwd with gradient, N = 8, float32, 1 thread, median of repeats\n");
+  std::printf(
+      "sequential_policy_loss CPU kernel, fwd with gradient, N = 8, float32, ratio %s, 1 thread, median of "
+      "repeats\n",
+      ratio_name);
   std::printf("| A | B = 64k ms | ns / row | B = 1k (in L2) ms | ns / row |\n|---|---|---|---|---|\n");
   for (const int64_t A : actions) {
     if (A < 1) {
       std::fprintf(stderr, "kernel_policy_loss: A must be >= 1, got %lld\n", static_cast<long long>(A));
       return 2;
     }
-    const double streamed = median_ms(65536, A, 20), cached = median_ms(1024, A, 2000);
+    const double streamed = median_ms(65536, A, 20, ratio), cached = median_ms(1024, A, 2000, ratio);
     std::printf("| %lld | %.2f | %.1f | %.3f | %.1f |\n", static_cast<long long>(A), streamed,
                 streamed * 1e6 / (65536.0 * 8), cached, cached * 1e6 / (1024.0 * 8));
   }

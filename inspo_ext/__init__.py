@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch  # noqa: F401  (import torch before the extension: both then share one libgomp)
 
 from . import _backend
+from ._compile_cache import tag_compile_caches
 from ._status import check_status, deferred_status
 from .in_sample_weights import in_sample_weights
 from .reference import InSampleWeights, PolicyLoss, Resampled, SoftBellmanTarget
@@ -19,6 +20,8 @@ from .resample import resample
 from .sequential_policy_loss import InSPOPolicyLoss, sequential_policy_loss
 from .soft_bellman_target import soft_bellman_target
 from .teammate_log_ratios import teammate_log_ratios
+
+tag_compile_caches(_backend.SOURCE_HASH)  # a changed inspo_ext never reuses another's compiled graphs
 
 try:
     from importlib.metadata import PackageNotFoundError

@@ -1,10 +1,11 @@
 """sequential_policy_loss: every agent's InSPO policy loss over a joint batch in one fused pass
 (docs/ALGORITHM.md#sequence-modes), and InSPOPolicyLoss, its nn.Module.
 
-The forward kernel also writes, when logits require grad, the UNNORMALIZED logit gradient
-G[b, i, :] = c w (softmax - onehot(a)) (0 at unavailable actions) and the per-agent normalizer; the
-backward is one multiply, d logits = G * (d loss_i / norm_i). The loss is differentiable w.r.t. logits
-only (rho, w, norm carry no gradient, as in the reference); double backward (create_graph=True) raises.
+The forward kernel also writes, when logits require grad, the logit gradient of each agent's loss
+G[b, i, :] = d loss_i / d logits[b, i, :] = c w (softmax - onehot(a)) / norm_i (0 at unavailable actions); the
+backward is G itself when every d loss_i is 1 (loss.sum(), on the CPU: no pass over [B, N, A]), else one
+multiply, d logits = G * d loss_i. The loss is differentiable w.r.t. logits only (rho, w, norm carry no
+gradient, as in the reference); double backward (create_graph=True) raises.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ SPEC = OpSpec(
         Arg("order", "[N]", torch.int64),
         Arg("updated_log_probs", "[B, N]", optional=True),
     ),
-    # loss, mean_weight, ess, entropy, kl, norm [(S,) N] and the unnormalized logit gradient G [(S,) B, N, A]
+    # loss, mean_weight, ess, entropy, kl [(S,) N] and the logit gradient G [(S,) B, N, A] of each agent's loss
     # ([0] when not compute_grad)
     outputs=(
         Output("loss", "[N]"),
@@ -41,7 +42,6 @@ SPEC = OpSpec(
         Output("ess", "[N]"),
         Output("entropy", "[N]"),
         Output("kl", "[N]"),
-        Output("norm", "[N]"),
         Output("grad", "[B, N, A]", when="compute_grad"),
     ),
     scalars=(
@@ -61,9 +61,8 @@ sequential_policy_loss_op = SPEC.op
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    grad, norm = output[6], output[5]
-    ctx.save_for_backward(grad, norm)
-    ctx.mark_non_differentiable(*output[1:])  # diagnostics, norm and G: constants, as in the reference
+    ctx.save_for_backward(output[5])
+    ctx.mark_non_differentiable(*output[1:])  # diagnostics and G: constants, as in the reference
     # The outputs without a gradient reach the backward as None, not as zeros: the default would fill a
     # [B, N, A] tensor of zeros for G at every backward (measured: a third of the backward's time).
     ctx.set_materialize_grads(False)
@@ -78,15 +77,20 @@ def _backward(ctx, grad_loss, *_unused):
         )
     if grad_loss is None:  # nothing flows into the loss (the other outputs carry no gradient)
         return (None,) * 15
-    grad, norm = ctx.saved_tensors
+    (grad,) = ctx.saved_tensors
     if grad.dim() < 3:
         raise RuntimeError(
             "sequential_policy_loss: backward without a saved gradient (the op ran with "
             "compute_grad=False; logits must require grad when the loss is computed)"
         )
-    scale = (grad_loss / norm).unsqueeze(-2).unsqueeze(-1)  # [(S,) 1, N, 1]
+    scale = grad_loss.unsqueeze(-2).unsqueeze(-1)  # [(S,) 1, N, 1]
     if torch.compiler.is_compiling():  # inductor fuses the multiply into its own buffers
         return (grad * scale,) + (None,) * 14
+    # (plain CPU tensors only: on CUDA the test would sync the host; a traced tensor has no value to test)
+    if type(grad_loss) is torch.Tensor and grad.device.type == "cpu" and bool((grad_loss == 1).all()):
+        # loss.sum(): G is the gradient. Autograd copies it before any in-place accumulation while the graph still
+        # holds it (retain_graph=True; tests/test_ops_sequential_policy_loss.py), so G itself is safe to return.
+        return (grad,) + (None,) * 14
     grad_logits = _backend.prepare_output(torch.empty_like(grad))  # no per-page first-touch faults
     return (torch.mul(grad, scale, out=grad_logits),) + (None,) * 14
 

@@ -61,8 +61,11 @@ def test_policy_loss_shapes(shape, backend):
         close(grad, ref_grad)
 
 
-def test_policy_loss_float32():
-    d32 = {k: v.float() if v.is_floating_point() else v for k, v in joint_batch(256, 4, 7, seed=22).items()}
+@pytest.mark.parametrize("shape", [(256, 4, 7), (37, 3, 1), (37, 3, 5), (37, 3, 16), (21, 5, 17), (37, 3, 24)])
+def test_policy_loss_float32(shape):
+    """float32, the kernels' own precision (rows across lanes gather W rows at a time: A <= 24, a last block of
+    fewer rows than lanes, unavailable actions)."""
+    d32 = {k: v.float() if v.is_floating_point() else v for k, v in joint_batch(*shape, seed=22).items()}
     d64 = {k: v.double() if v.is_floating_point() else v for k, v in d32.items()}
     for ratio in RATIOS:
         ours, grad, _, _ = loss_pair(d32, ratio)
@@ -306,6 +309,44 @@ def test_backward_twice_and_a_loss_used_twice():
         (loss @ weights + (loss**2).sum()).backward()  # the two paths' gradients add up
         grads.append(logits.grad)
     close(*grads)
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_the_summed_loss_takes_the_forwards_gradient_itself(ratio):
+    """loss.sum() (every d loss_i = 1): on the CPU the backward hands autograd the forward's gradient buffer, no
+    copy; it stays right when the graph is kept and backpropagated again, and when logits have a second use."""
+    d = joint_batch(40, 3, 5, seed=34, mask="random")
+    inputs = [d[k] for k in ("log_mu", "avail", "actions", "q_local", "order")]
+    saved = []  # where the saved [B, N, A] tensors live (a reference here would make autograd copy)
+
+    def note_address(t):
+        if t.shape == d["logits"].shape:
+            saved.append(t.data_ptr())
+        return t
+
+    logits = d["logits"].clone().requires_grad_()
+    with torch.autograd.graph.saved_tensors_hooks(note_address, lambda t: t):
+        loss = inspo_ext.sequential_policy_loss(logits, *inputs, ratio=ratio, **HYPER).loss.sum()
+    loss.backward()
+    assert saved == [logits.grad.data_ptr()]  # the forward's buffer itself
+    expected = torch.autograd.grad(reference_loss(logits, *inputs, ratio=ratio, **HYPER).loss.sum(), logits)[0]
+    close(logits.grad, expected)
+
+    logits = d["logits"].clone().requires_grad_()
+    loss = inspo_ext.sequential_policy_loss(logits, *inputs, ratio=ratio, **HYPER).loss.sum()
+    for k in range(1, 4):  # accumulated into .grad three times: the buffer is never accumulated into in place
+        loss.backward(retain_graph=True)
+        close(logits.grad, k * expected)
+    logits.grad.mul_(0.5)  # the user's in-place change of .grad leaves the graph's buffer alone
+    loss.backward()
+    close(logits.grad, 2.5 * expected)
+
+    shared = d["logits"].clone().requires_grad_()
+    twice = shared * 1.0  # a non-leaf with two uses: autograd adds the two gradients
+    total = inspo_ext.sequential_policy_loss(twice, *inputs, ratio=ratio, **HYPER).loss.sum() + twice.sum()
+    total.backward(retain_graph=True)
+    total.backward()
+    close(shared.grad, 2 * (expected + 1))
 
 
 def reference_loss(logits, log_mu, avail, actions, q_local, order, *, ratio, alpha, beta, eta, log_rho_max, log_w_max):

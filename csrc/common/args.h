@@ -277,9 +277,9 @@ const char* invalid_args(const ResampleArgs<T>& a) {
 // norm[i] = sum_b c, so that a column whose every rho underflows still gives its weighted mean, not 0 / 0.
 //   mean_weight[i] = sum_b w / B;  entropy[i] = sum_b H / B;  kl[i] = sum_b KL / B
 //   ess[i]         = (sum_b rho)^2 / sum_b rho^2 (B for kRatioNone)
-// grad (only when compute_grad): the UNNORMALIZED gradient of loss[i] * norm[i] w.r.t. logits:
-//   grad[b, i, j] = c w (softmax_j - [j == a])  at available j,  0 at unavailable j.
-// The backward is then d logits = grad * (d loss[i] / norm[i]) (one multiply, in Python).
+// grad (only when compute_grad): the gradient of loss[i] w.r.t. logits:
+//   grad[b, i, j] = c w (softmax_j - [j == a]) / norm[i]  at available j,  0 at unavailable j.
+// The backward is then d logits = grad * d loss[i] (grad itself when every d loss[i] is 1; in Python).
 // Validated: order; every row (kNoAvailableAction .. kQNonFinite); updated_log_probs when read.
 // Per-agent sums over b are accumulated in double.
 // S problems of B samples each (every [B, ...] array is [S, B, ...]).
@@ -297,7 +297,6 @@ const char* invalid_args(const ResampleArgs<T>& a) {
   X(out, T, ess, (N))                                                                               \
   X(out, T, entropy, (N))                                                                           \
   X(out, T, kl, (N))                                                                                \
-  X(out, T, norm, (N))           /* saved for the backward */                                       \
   X(out_opt, T, grad, (B, N, A)) /* when compute_grad, else null */                                 \
   X(count, int64_t, S, S)                                                                           \
   X(count, int64_t, B, B)                                                                           \

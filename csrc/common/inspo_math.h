@@ -452,7 +452,6 @@ INSPO_HD inline void write_agent_outputs(const SequentialPolicyLossArgs<T>& a, i
   const double norm = self_normalized ? sums.ess.sum1 : double(a.B);
   const double inv_batch = 1.0 / double(a.B);
   a.loss[column] = T(-(self_normalized ? sums.ess.weighted : sums.loss) / norm);
-  a.norm[column] = T(norm);
   a.mean_weight[column] = T(sums.weight * inv_batch);
   a.entropy[column] = T(sums.entropy * inv_batch);
   a.kl[column] = T(sums.kl * inv_batch);

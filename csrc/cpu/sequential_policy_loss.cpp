@@ -26,15 +26,15 @@ namespace {
 
 constexpr int64_t kSamplesPerChunk = 256;  // fixes the summation grouping (thread-count independent)
 
-// Turns row `row` of the gradient buffer, holding the row's unnormalized softmax, into c w (softmax - onehot(a))
-// (0 at unavailable entries; c w = `cw`). Self-normalized (row_log_rho given): w only, and the row's log rho is
-// kept for run, which applies c once the column's max is known.
+// Turns row `row` of the gradient buffer, holding the row's unnormalized softmax, into c w (softmax - onehot(a)) / B
+// (0 at unavailable entries; c w = `cw`; `inv_batch` = 1 / B). Self-normalized (row_log_rho given): w only, and the
+// row's log rho is kept for run, which applies c / norm once the column's max and sum are known.
 template <typename T>
 inline void finish_gradient_row(const SequentialPolicyLossArgs<T>& a, int64_t row, T weight, T cw, T inv_sum_exp,
-                                T log_rho, T* row_log_rho) {
+                                T log_rho, T* row_log_rho, T inv_batch) {
   const int64_t A = a.A;
   T* grad = a.grad + row * A;
-  const T c_w = row_log_rho != nullptr ? weight : cw;
+  const T c_w = row_log_rho != nullptr ? weight : cw * inv_batch;
   const T scale = c_w * inv_sum_exp;
   for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
   const int64_t action = a.actions[row];
@@ -56,7 +56,7 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
   constexpr bool target_mode = Needs::lookahead;
   const bool read_updated = use_ratio && !target_mode;
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, a.eta);
-  const T log_rho_max = T(a.log_rho_max), log_w_max = T(a.log_w_max);
+  const T log_rho_max = T(a.log_rho_max), log_w_max = T(a.log_w_max), inv_batch = T(1.0 / double(a.B));
   int64_t status = kStatusOk;
   // Per-agent values of the current sample (reused by every sample of the chunk). The arrays that go
   // through exp_array / log_array have room for whole vectors (no scalar tail); their extra entries
@@ -154,7 +154,8 @@ int64_t run_chunk(const SequentialPolicyLossArgs<T>& a, int64_t begin, int64_t e
       } else {
         ess_shifted[i] = -std::numeric_limits<double>::infinity();
       }
-      if (a.compute_grad) finish_gradient_row(a, b * N + i, weight[i], cw, inv_sum_exp[i], log_rho[i], row_log_rho);
+      if (a.compute_grad)
+        finish_gradient_row(a, b * N + i, weight[i], cw, inv_sum_exp[i], log_rho[i], row_log_rho, inv_batch);
     }
     simd::exp_array<double, Bytes>(ess_shifted.data(), ess_exp.data(), N_padded_double);
     for (int64_t i = 0; i < N; ++i) sums[i].ess.add_exp(ess_exp[i], double(weight[i]) * double(log_pi_taken[i]));
@@ -178,6 +179,7 @@ int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin,
   const bool read_updated = use_ratio && !target_mode;
   const Temperatures<T> temps = make_temperatures<T>(a.alpha, a.beta, a.eta);
   const V log_w_max = simd::splat<V>(T(a.log_w_max));
+  const T inv_batch = T(1.0 / double(a.B));
   const int64_t first_row = begin * N, n = (end - begin) * N;  // the chunk's rows, whole samples
   // Per-row arrays with room for whole vectors: every block stores all W lanes (lanes past n are never read).
   const int64_t n_padded = (n + W - 1) / W * W;
@@ -253,7 +255,7 @@ int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin,
     }
     if (double(log_rho[r]) > -std::numeric_limits<double>::infinity()) s.ess.raise_max(double(log_rho[r]));
     s.ess.add_exp(ess_exp[r], double(weight[r]) * double(log_pi_taken[r]));
-    if (a.compute_grad) finish_gradient_row(a, row, weight[r], cw, inv_sum_exp[r], log_rho[r], row_log_rho);
+    if (a.compute_grad) finish_gradient_row(a, row, weight[r], cw, inv_sum_exp[r], log_rho[r], row_log_rho, inv_batch);
   }
   return status;
 }
@@ -285,24 +287,47 @@ int64_t run(const SequentialPolicyLossArgs<T>& a) {
   const int64_t status = parallel_chunks(S * n_chunks, 1, a.num_threads, chunk);
   if (status != kStatusOk) return status;
 
-  std::vector<double> shift(S * N);  // self-normalized: max_b log rho of each (problem, agent)
+  // Self-normalized: each column's shift max_b log rho and 1 / norm; a row's c / norm = exp(log rho - shift) / norm.
+  std::vector<double> shift(S * N), inv_norm(S * N);
   for (int64_t column = 0; column < S * N; ++column) {
     const int64_t s = column / N, i = column % N;
     AgentSums total;
     for (int64_t c = 0; c < n_chunks; ++c) total.merge(partials[(s * n_chunks + c) * N + i]);
     write_agent_outputs(a, column, total);
     shift[column] = total.ess.max;
+    inv_norm[column] = 1.0 / total.ess.sum1;
   }
-  if (row_log_rho_data != nullptr) {  // the rows' c = exp(log rho - max), now that the max is known
+  if (row_log_rho_data != nullptr) {  // the rows' c / norm, now that the column's max and norm are known
     const int64_t A = a.A;
-    parallel_chunks(S * B * N, chunk_items(A), a.num_threads, [&](int64_t, int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        const T c = T(exp_(double(row_log_rho_data[row]) - shift[row / (B * N) * N + row % N]));
-        T* grad = a.grad + row * A;
-        for (int64_t j = 0; j < A; ++j) grad[j] *= c;
-      }
-      return kStatusOk;
-    });
+    constexpr int64_t kRows = 256;  // rows per block: their exps go through the vector exp together
+    parallel_chunks(S * B * N, std::max(kRows, chunk_items(A)), a.num_threads,
+                    [&](int64_t, int64_t begin, int64_t end) {
+                      return with_widest_vector([&](auto width) {
+                        constexpr int Bytes = decltype(width)::value;
+                        double shifted[kRows], c[kRows];
+                        int64_t columns[kRows];
+                        for (int64_t first = begin; first < end; first += kRows) {
+                          const int64_t n = std::min(kRows, end - first);
+                          // row -> column s * N + i, counted up (no division per row)
+                          int64_t s = first / (B * N), b = first % (B * N) / N, i = first % N;
+                          for (int64_t k = 0; k < n; ++k) {
+                            columns[k] = s * N + i;
+                            shifted[k] = double(row_log_rho_data[first + k]) - shift[columns[k]];
+                            if (++i == N) {
+                              i = 0;
+                              if (++b == B) b = 0, ++s;
+                            }
+                          }
+                          simd::exp_array<double, Bytes>(shifted, c, n);
+                          for (int64_t k = 0; k < n; ++k) {
+                            const T scale = T(c[k] * inv_norm[columns[k]]);
+                            T* grad = a.grad + (first + k) * A;
+                            for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
+                          }
+                        }
+                        return kStatusOk;
+                      });
+                    });
   }
   return kStatusOk;
 }

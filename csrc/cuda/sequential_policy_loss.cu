@@ -12,7 +12,7 @@
 //   4. final sums: one warp per agent merges its partials (lane l takes partials l, l + 32, ... in order,
 //      then a fixed xor butterfly) and writes loss, norm, mean weight, entropy, KL, ESS and the agent's
 //      shift of c (self-normalized: max_b log rho; else 0).
-//   5. gradient (compute_grad): a group of G lanes per row writes grad = c w (softmax - onehot(a)), the
+//   5. gradient (compute_grad): a group of G lanes per row writes grad = c w (softmax - onehot(a)) / norm, the
 //      softmax recomputed from the row's max and 1 / sum exp (coalesced [B, N, A] writes).
 #include "common/backends.h"
 #include "cuda/common.cuh"
@@ -42,6 +42,7 @@ struct PolicyLossWorkspace {
   T* max_logit;         // [B, N] max over the available logits
   T* inv_sum_exp;       // [B, N] 1 / sum exp(l - max)
   double* shift;        // [S, N] c = exp(log rho - shift): max_b log rho (self-normalized) or 0
+  double* inv_norm;     // [S, N] 1 / norm (kernel 5 divides the gradient by it)
   AgentSums* partials;  // [n_chunks, N]
   int64_t n_chunks;
   int64_t bytes;
@@ -51,6 +52,7 @@ struct PolicyLossWorkspace {
     T** rows[] = {&log_pi_taken, &weight, &entropy, &kl, &d_cur, &d_upd, &log_rho, &max_logit, &inv_sum_exp};
     for (T** p : rows) *p = carver.take<T>(S * B * N);
     shift = carver.take<double>(S * N);
+    inv_norm = carver.take<double>(S * N);
     n_chunks = (B + chunk_length(B) - 1) / chunk_length(B);
     partials = carver.take<AgentSums>(S * n_chunks * N);
     bytes = carver.bytes();
@@ -159,10 +161,11 @@ __global__ void __launch_bounds__(kBlock)
   for (int offset = 16; offset > 0; offset /= 2) shuffle_merge(sums, offset);
   if (lane != 0) return;
   ws.shift[column] = a.ratio == kRatioSelfNormalized ? sums.ess.max : 0.0;
+  ws.inv_norm[column] = a.ratio == kRatioSelfNormalized ? 1.0 / sums.ess.sum1 : 1.0 / double(a.B);
   write_agent_outputs(a, column, sums);
 }
 
-// grad[b, i, j] = c w (softmax_j - [j == a]) at available j, 0 elsewhere; softmax_j = exp(l_j - max) / S
+// grad[b, i, j] = c w (softmax_j - [j == a]) / norm at available j, 0 elsewhere; softmax_j = exp(l_j - max) / S
 // computed as exp(l_j - max) * (c w / S), as the CPU backend.
 template <int G, typename T>
 __global__ void __launch_bounds__(kBlock)
@@ -171,10 +174,11 @@ __global__ void __launch_bounds__(kBlock)
   if (rl.row >= a.S * a.B * a.N) return;  // no shuffles in this kernel
   const int64_t row = rl.row, A = a.A, action = a.actions[row];
   const int64_t column = row / (a.B * a.N) * a.N + row % a.N;  // (problem, agent)
-  const T c = a.ratio == kRatioNone             ? T(1)
-              : a.ratio == kRatioSelfNormalized ? T(exp_(double(ws.log_rho[row]) - ws.shift[column]))
-                                                : exp_(ws.log_rho[row]);  // the bits the partial sums used
-  const T cw = c * ws.weight[row], max_logit = ws.max_logit[row], scale = cw * ws.inv_sum_exp[row];
+  // c / norm (self-normalized: in double, as the CPU backend); else c as the partial sums used it, then w / B
+  const T cw = a.ratio == kRatioSelfNormalized
+                   ? T(exp_(double(ws.log_rho[row]) - ws.shift[column]) * ws.inv_norm[column]) * ws.weight[row]
+                   : (a.ratio == kRatioNone ? T(1) : exp_(ws.log_rho[row])) * ws.weight[row] * T(ws.inv_norm[column]);
+  const T max_logit = ws.max_logit[row], scale = cw * ws.inv_sum_exp[row];
   const T* logits = a.logits + row * A;
   const bool* avail = a.avail + row * A;
   T* grad = a.grad + row * A;
