@@ -4,8 +4,8 @@ timed interleaved in one process, against the machine's copy bandwidth measured 
 
     python benchmarks/first_touch.py [--batch 65536] [--agents 8] [--actions 16] [--rounds 30]
 
-One thread. Both variants run the same kernels; only the advice on the fresh gradient buffers (the forward's
-unnormalized gradient and the backward's result, each B * N * A floats) differs.
+One thread. Both variants run the same kernels; only the advice on the fresh gradient buffer (the forward's
+logit gradient, B * N * A floats, which the backward of the summed loss hands to autograd as it is) differs.
 """
 
 from __future__ import annotations

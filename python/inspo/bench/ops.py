@@ -14,7 +14,9 @@ size. The backward of a differentiable op (`sequential_policy_loss`) alone is co
 needs at least: the differentiated input (the logits), masks and actions, one saved coefficient per (sample,
 agent), the incoming gradient, and the input's gradient written once. Forward + backward ("full") is counted as one fused op: every input
 read once and the per-agent outputs and the logits' gradient written once (an implementation that
-keeps state between the passes, as ours does, moves more than this minimum).
+keeps state between the passes, as ours does, moves more than this minimum). Ours writes the gradient in
+its forward, and on the CPU the backward of a summed loss hands that buffer over without a pass: its bwd
+row's GB/s and fraction of bandwidth measure no data movement; the full row is the one to read.
 """
 
 from __future__ import annotations
