@@ -9,6 +9,8 @@ import math
 import pytest
 import torch
 
+import inspo_ext
+from inspo_ext import reference
 from ops_testing import (
     MASKS,
     SHAPES,
@@ -127,3 +129,21 @@ def test_in_sample_weights_ties_and_float32(backend):
     compare(run_weights(to(data, backend)), ref_weights(data))
     data32 = to(data, "cpu", torch.float32)
     compare(run_weights(to(data32, backend)), ref_weights(to(data32, "cpu", torch.float64)), torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weights_just_below_overflow_stay_finite(dtype):
+    """log w up to the largest finite exp (float32: 88.0 to 88.7; float64: 709.0 to 709.7): the kernels' exp scaled
+    these by 2^128 (2^1024), which is no float, and gave inf where the reference gives the finite weight."""
+    top = 88.7 if dtype == torch.float32 else 709.7
+    B = 64
+    taken = -torch.linspace(top - 0.7, top, B, dtype=torch.float64)  # log mu(a): log w = -log mu(a) when q(a) dominates
+    log_mu = torch.stack([taken, torch.log1p(-torch.exp(taken))], -1).unsqueeze(1).to(dtype)
+    q = torch.zeros(B, 1, 2, dtype=dtype)
+    q[..., 0] = 1000.0
+    avail = torch.ones(B, 1, 2, dtype=torch.bool)
+    actions = torch.zeros(B, 1, dtype=torch.int64)
+    ours = inspo_ext.in_sample_weights(q, log_mu, avail, actions, alpha=1.0, beta=0.0, log_w_max=math.inf)
+    ref = reference.in_sample_weights(q, log_mu, avail, actions, 1.0, 0.0, math.inf)
+    assert torch.isfinite(ref.weight).all()
+    torch.testing.assert_close(ours.weight, ref.weight, rtol=4 * torch.finfo(dtype).eps, atol=0)
