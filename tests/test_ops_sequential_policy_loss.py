@@ -96,7 +96,7 @@ def test_entropy_of_uniform_rows_is_the_log_of_their_count(dtype):
     # A focused test of the kernels' log: a row of k equal available logits has S = k and S_l = 0
     # exactly, so H = log S is the log and nothing else rounds (B = 1: the mean over samples is H).
     # k = 1..1024: every exponent and 1024 mantissas of the range reduction, each within one ulp. (The
-    # polynomial's sub-ulp accuracy is measured over every float: benchmarks/simd_log_accuracy.cpp.)
+    # polynomial's sub-ulp accuracy is measured over every float: benchmarks/simd_accuracy.cpp.)
     n = 1024
     count = torch.arange(1, n + 1)
     avail = (torch.arange(n) < count.unsqueeze(-1)).unsqueeze(0)  # agent i: its first i + 1 actions

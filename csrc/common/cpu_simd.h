@@ -92,7 +92,7 @@ inline auto finite_mask(V x) {
 
 // exp, lane-wise: Cody-Waite reduction x = k ln2 + r and a Taylor polynomial for e^r (against the correctly rounded
 // exp: <= 1.22 ulp over every float, <= 1.17 ulp over 4e7 doubles, finite up to the largest finite result;
-// benchmarks/simd_exp_accuracy.cpp). Results below ~2^-125 (float) / 2^-1021 (double), -inf and NaN give exactly 0. The
+// benchmarks/simd_accuracy.cpp). Results below ~2^-125 (float) / 2^-1021 (double), -inf and NaN give exactly 0. The
 // flush threshold keeps every intermediate a normal number: a subnormal product costs a microcode assist of ~100 cycles
 // per lane, and masked entries (-inf) would hit it on every call (measured: 3x slower rows when 30% of the actions are
 // masked).
@@ -187,7 +187,7 @@ struct LogConstants<double> {
 // matters (LogConstants::terms). With 2s = f - s f the result is assembled as
 // k ln2_hi + (f - (f^2/2 - s (f^2/2 + R))) + k ln2_lo: the large terms k ln2_hi and f are exact and only
 // small corrections are rounded, so the error stays below one ulp.
-// Measured by benchmarks/simd_log_accuracy.cpp against the correctly rounded log (a long double
+// Measured by benchmarks/simd_accuracy.cpp against the correctly rounded log (a long double
 // reference; every positive float, and 10^8 random positive double bit patterns plus 10^8 doubles in
 // [0.5, 2], at each vector width): float <= 0.86 ulp (glibc's logf: 0.82), double <= 0.86 ulp (glibc's
 // log: 0.52). log(1) = 0, log(+inf) = +inf, log(+-0) = -inf, log(x < 0) = NaN, log(NaN) = NaN,
