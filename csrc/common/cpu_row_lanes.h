@@ -85,9 +85,14 @@ inline void store_lanes(T* out, const V& v, int64_t n) {
 // the scalar loads and stores of the copy took about a third of the policy loss's time at A = 16 (perf, Intel
 // Sapphire Rapids). Only reads the rows' own entries. The target attribute lets the intrinsics inline into the
 // AVX-512 body.
+// Lane k: k * A, the offset of row k's first entry.
+INSPO_TARGET_AVX512 inline __m512i row_starts_avx512(int64_t A) {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(int(A)));
+}
+
 INSPO_TARGET_AVX512 inline void gather_rows_avx512(const float* rows, int64_t n_rows, int64_t A, float* out) {
-  const __m512i first = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(int(A)));
+  const __m512i first = row_starts_avx512(A);
   const __mmask16 lanes = __mmask16((1u << n_rows) - 1u);
   for (int64_t j = 0; j < A; ++j) {
     const __m512i at = _mm512_add_epi32(first, _mm512_set1_epi32(int(j)));
@@ -100,8 +105,7 @@ INSPO_TARGET_AVX512 inline void gather_rows_avx512(const float* rows, int64_t n_
 INSPO_TARGET_AVX512 inline void gather_avail_avx512(const bool* avail, int64_t n_rows, int64_t A, int32_t* out) {
   alignas(64) uint8_t bytes[kMaxRowLanesA * 16 + 4] = {};
   std::memcpy(bytes, avail, size_t(n_rows * A));
-  const __m512i first = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(int(A)));
+  const __m512i first = row_starts_avx512(A);
   const __mmask16 lanes = __mmask16((1u << n_rows) - 1u);
   for (int64_t j = 0; j < A; ++j) {
     const __m512i at = _mm512_add_epi32(first, _mm512_set1_epi32(int(j)));

@@ -443,13 +443,20 @@ struct alignas(64) AgentSums {
   }
 };
 
+// The normalizer of an agent's loss (args.h): sum_b c (self-normalized, shifted by max_b log rho) or B. The loss and
+// its gradient divide by it (both backends).
+template <typename T>
+INSPO_HD inline double loss_norm(const SequentialPolicyLossArgs<T>& a, const AgentSums& sums) {
+  return a.ratio == kRatioSelfNormalized ? sums.ess.sum1 : double(a.B);
+}
+
 // The per-agent outputs of sequential_policy_loss (args.h) at `column` = s * N + i, from the column's sums
 // over its B samples (both backends). Self-normalized: sums of exp(log rho - max), which cannot all
 // underflow (the max term is 1).
 template <typename T>
 INSPO_HD inline void write_agent_outputs(const SequentialPolicyLossArgs<T>& a, int64_t column, const AgentSums& sums) {
   const bool self_normalized = a.ratio == kRatioSelfNormalized;
-  const double norm = self_normalized ? sums.ess.sum1 : double(a.B);
+  const double norm = loss_norm(a, sums);
   const double inv_batch = 1.0 / double(a.B);
   a.loss[column] = T(-(self_normalized ? sums.ess.weighted : sums.loss) / norm);
   a.mean_weight[column] = T(sums.weight * inv_batch);

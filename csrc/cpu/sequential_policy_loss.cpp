@@ -295,7 +295,7 @@ int64_t run(const SequentialPolicyLossArgs<T>& a) {
     for (int64_t c = 0; c < n_chunks; ++c) total.merge(partials[(s * n_chunks + c) * N + i]);
     write_agent_outputs(a, column, total);
     shift[column] = total.ess.max;
-    inv_norm[column] = 1.0 / total.ess.sum1;
+    inv_norm[column] = 1.0 / loss_norm(a, total);
   }
   if (row_log_rho_data != nullptr) {  // the rows' c / norm, now that the column's max and norm are known
     const int64_t A = a.A;

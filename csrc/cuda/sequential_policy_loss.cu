@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kBlock)
   for (int offset = 16; offset > 0; offset /= 2) shuffle_merge(sums, offset);
   if (lane != 0) return;
   ws.shift[column] = a.ratio == kRatioSelfNormalized ? sums.ess.max : 0.0;
-  ws.inv_norm[column] = a.ratio == kRatioSelfNormalized ? 1.0 / sums.ess.sum1 : 1.0 / double(a.B);
+  ws.inv_norm[column] = 1.0 / loss_norm(a, sums);
   write_agent_outputs(a, column, sums);
 }
 
