@@ -96,6 +96,27 @@ def test_in_sample_log_weight_is_exact_for_huge_q(dtype):
     assert torch.equal(ours.log_weight, exact) and torch.equal(ref.log_weight, exact)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("actions", [1, 5, 16, 24, 32, 100])
+def test_one_available_action_gives_minus_log_mu_to_the_bit(actions, dtype):
+    """The same exactness on random rows of every CPU kernel path (rows across lanes up to A = 24, a row's entries
+    across lanes above): the row maximum of the closed-form logits and the taken action's recomputed value must be
+    the same bits, which a fused multiply-add in only one of them breaks (measured: std::fma in the taken action's
+    value gets every A > 24 case here wrong, while the hand-picked rows above stay right)."""
+    generator = torch.Generator().manual_seed(actions)
+    B, N = 2048, 3
+    scale = 10.0 ** torch.randint(-3, 6, (B, N, 1), generator=generator).to(dtype)
+    q = torch.randn(B, N, actions, generator=generator, dtype=dtype) * scale
+    log_mu = torch.randn(B, N, actions, generator=generator, dtype=dtype) * 3
+    taken = torch.randint(0, actions, (B, N), generator=generator)
+    avail = torch.zeros(B, N, actions, dtype=torch.bool).scatter_(2, taken[..., None], True)
+    exact = -log_mu.gather(2, taken[..., None])[..., 0]
+    for alpha, beta in [(0.3, 0.7), (1.0, 0.1), (0.05, 2.0)]:
+        ours = inspo_ext.in_sample_weights(q, log_mu, avail, taken, alpha=alpha, beta=beta, log_w_max=math.inf)
+        wrong = (ours.log_weight != exact).sum().item()
+        assert wrong == 0, f"{wrong} of {B * N} rows off at alpha={alpha}, beta={beta}"
+
+
 @pytest.mark.parametrize("mask", ["random", "single"])
 def test_in_sample_weights_withproblem_batches(mask):
     d = problem_batches(mask=mask)

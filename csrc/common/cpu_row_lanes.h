@@ -187,23 +187,23 @@ inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q
     r.bad_log_mu |= av & ~finite_mask(m);
     const I taken = action == j_lanes;
     r.taken_available |= taken & av;
-    r.log_mu_taken = taken ? m : r.log_mu_taken;
+    r.log_mu_taken = select(taken, m, r.log_mu_taken);
     if (Needs::logits) {
       r.bad_logits |= av & ~finite_mask(l);
-      r.max_logits = (av & (l > r.max_logits)) ? l : r.max_logits;
-      r.logit_taken = taken ? l : r.logit_taken;
+      r.max_logits = select(av & (l > r.max_logits), l, r.max_logits);
+      r.logit_taken = select(taken, l, r.logit_taken);
     }
     if (Needs::q) {
       r.bad_q |= av & ~finite_mask(qq);
-      r.q_taken = taken ? qq : r.q_taken;
+      r.q_taken = select(taken, qq, r.q_taken);
     }
     if (Needs::target) {
       const V z = closed_form_logit(m, qq, t);
-      r.max_target = (av & (z > r.max_target)) ? z : r.max_target;
+      r.max_target = select(av & (z > r.max_target), z, r.max_target);
     }
     if (Needs::lookahead) {
       const V h = lookahead_logit(l, m, qq, t);
-      r.max_lookahead = (av & (h > r.max_lookahead)) ? h : r.max_lookahead;
+      r.max_lookahead = select(av & (h > r.max_lookahead), h, r.max_lookahead);
     }
   }
   alignas(64) T tr_softmax[kMaxRowLanesA * W];
@@ -213,17 +213,17 @@ inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q
     const I av = load<I>(tr_avail + j * W);
     if (Needs::logits) {
       const V l = load<V>(tr_logits + j * W);
-      const V shifted = av ? l - r.max_logits : ninf;
+      const V shifted = select(av, l - r.max_logits, ninf);
       const V e = exp<T, Bytes>(shifted);  // exactly 0 at unavailable entries
       std::memcpy(tr_softmax + j * W, &e, sizeof e);
       r.exp_logits += e;
-      r.exp_logits_shift += av ? e * shifted : zero;
-      if (Needs::kl) r.exp_logits_log_mu += av ? e * m : zero;
+      r.exp_logits_shift += select(av, e * shifted, zero);
+      if (Needs::kl) r.exp_logits_log_mu += select(av, e * m, zero);
     }
-    if (Needs::target) r.exp_target += exp<T, Bytes>(av ? closed_form_logit(m, qq, t) - r.max_target : ninf);
+    if (Needs::target) r.exp_target += exp<T, Bytes>(select(av, closed_form_logit(m, qq, t) - r.max_target, ninf));
     if (Needs::lookahead)
       r.exp_lookahead +=
-          exp<T, Bytes>(av ? lookahead_logit(load<V>(tr_logits + j * W), m, qq, t) - r.max_lookahead : ninf);
+          exp<T, Bytes>(select(av, lookahead_logit(load<V>(tr_logits + j * W), m, qq, t) - r.max_lookahead, ninf));
   }
   if (Needs::logits && softmax_out != nullptr) {
     for (int64_t k = 0; k < n_rows; ++k) {

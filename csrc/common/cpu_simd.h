@@ -21,6 +21,13 @@
 #include <limits>
 #include <type_traits>
 
+// Vectors of 32 and 64 bytes only exist inside the AVX2 / AVX-512 target bodies (with_vector_width), where GCC's x86
+// builtins for them are available.
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#define INSPO_X86_BUILTINS 1
+#include <immintrin.h>  // declares the builtins (GCC declares those of an instruction set with its intrinsics)
+#endif
+
 // Every function here is inline and internal to the module: the vector ABI note does not apply. Off for
 // the rest of the translation unit (no pop): templates instantiated at its end report there, and
 // inspo_math.h's element formulas are instantiated on vectors.
@@ -90,12 +97,50 @@ inline auto finite_mask(V x) {
   return (x - x) == 0;
 }
 
+// mask ? a : b, lane-wise, for a mask of -1 / 0 lanes that is not itself a comparison (loaded, converted or combined
+// from comparisons): one blend instruction at the AVX2 / AVX-512 widths. Measured with GCC 12 (Intel Sapphire Rapids,
+// docs/PERFORMANCE.md, Kernel work 12): once the exp below holds fused multiply-adds, GCC expanded `mask ? a : b` on
+// such a mask lane by lane, a branch per lane, inside the AVX-512 bodies (the policy loss 2x slower at A >= 32), and
+// the same select written as bit operations made it expand the comparisons of the exp that took the result.
+template <typename I, typename V>
+inline V select(I mask, V a, V b) {
+#if defined(INSPO_X86_BUILTINS)
+  using T = std::remove_reference_t<decltype(a[0])>;
+  if constexpr (sizeof(V) == 64 && sizeof(T) == 4)
+    return __builtin_ia32_blendmps_512_mask(b, a, __builtin_ia32_cvtd2mask512(mask));
+  using Word = std::conditional_t<sizeof(T) == 8, long long, int>;  // the builtin's lane type (dependent on T)
+  typedef Word Words __attribute__((vector_size(64)));
+  if constexpr (sizeof(V) == 64 && sizeof(T) == 8)
+    return __builtin_ia32_blendmpd_512_mask(b, a, __builtin_ia32_cvtq2mask512((Words)mask));
+  if constexpr (sizeof(V) == 32 && sizeof(T) == 4) return __builtin_ia32_blendvps256(b, a, (V)mask);
+  if constexpr (sizeof(V) == 32 && sizeof(T) == 8) return __builtin_ia32_blendvpd256(b, a, (V)mask);
+#endif
+  return (V)(((I)a & mask) | ((I)b & ~mask));
+}
+
+// a * b + c, lane-wise, for the polynomials of exp and log: one fused multiply-add (rounded once) at the AVX2 /
+// AVX-512 widths, whose target bodies have FMA; a multiply and an add at 16 bytes (SSE2). Only here: the rest of the
+// backend builds with -ffp-contract=off (CMakeLists.txt), for values that must be the same bits wherever they are
+// computed (inspo_math.h closed_form_logit); a polynomial's value is computed in one place.
+template <typename V, typename S>
+inline V mul_add(V a, V b, S c) {
+  using T = std::remove_reference_t<decltype(a[0])>;
+  const V cv = splat<V>(T(c));
+#if defined(INSPO_X86_BUILTINS)
+  if constexpr (sizeof(V) == 64 && sizeof(T) == 4) return __builtin_ia32_vfmaddps512_mask(a, b, cv, -1, 4);
+  if constexpr (sizeof(V) == 64 && sizeof(T) == 8) return __builtin_ia32_vfmaddpd512_mask(a, b, cv, -1, 4);
+  if constexpr (sizeof(V) == 32 && sizeof(T) == 4) return __builtin_ia32_vfmaddps256(a, b, cv);
+  if constexpr (sizeof(V) == 32 && sizeof(T) == 8) return __builtin_ia32_vfmaddpd256(a, b, cv);
+#endif
+  return a * b + cv;
+}
+
 // exp, lane-wise: Cody-Waite reduction x = k ln2 + r and a Taylor polynomial for e^r (against the correctly rounded
-// exp: <= 1.22 ulp over every float, <= 1.17 ulp over 4e7 doubles, finite up to the largest finite result;
-// benchmarks/simd_accuracy.cpp). Results below ~2^-125 (float) / 2^-1021 (double), -inf and NaN give exactly 0. The
-// flush threshold keeps every intermediate a normal number: a subnormal product costs a microcode assist of ~100 cycles
-// per lane, and masked entries (-inf) would hit it on every call (measured: 3x slower rows when 30% of the actions are
-// masked).
+// exp: <= 0.94 ulp over every float and <= 0.87 ulp over 4e7 doubles with mul_add's fused steps, 1.22 and 1.17 ulp at
+// 16 bytes; finite up to the largest finite result; benchmarks/simd_accuracy.cpp). Results below ~2^-125 (float) /
+// 2^-1021 (double), -inf and NaN give exactly 0. The flush threshold keeps every intermediate a normal number: a
+// subnormal product costs a microcode assist of ~100 cycles per lane, and masked entries (-inf) would hit it on every
+// call (measured: 3x slower rows when 30% of the actions are masked).
 template <typename T, int Bytes>
 inline std::enable_if_t<std::is_same<T, float>::value, typename Lanes<T, Bytes>::V> exp(typename Lanes<T, Bytes>::V x) {
   using L = Lanes<float, Bytes>;
@@ -110,13 +155,13 @@ inline std::enable_if_t<std::is_same<T, float>::value, typename Lanes<T, Bytes>:
   // 2 e^r (every coefficient doubled: the same bits as 2 times the Taylor sum), times 2^(k - 1): k reaches 128
   // (x in [88.03, 88.72]), whose 2^k is no float
   V p = splat<V>(2.0f / 5040.0f);
-  p = p * r + 2.0f / 720.0f;
-  p = p * r + 2.0f / 120.0f;
-  p = p * r + 2.0f / 24.0f;
-  p = p * r + 2.0f / 6.0f;
-  p = p * r + 1.0f;
-  p = p * r + 2.0f;
-  p = p * r + 2.0f;
+  p = mul_add(p, r, 2.0f / 720.0f);
+  p = mul_add(p, r, 2.0f / 120.0f);
+  p = mul_add(p, r, 2.0f / 24.0f);
+  p = mul_add(p, r, 2.0f / 6.0f);
+  p = mul_add(p, r, 1.0f);
+  p = mul_add(p, r, 2.0f);
+  p = mul_add(p, r, 2.0f);
   const V biased = kd + (126.0f + 12582912.0f);
   const I scale_bits = ((I)biased) << 23;
   const V result = p * (V)scale_bits;
@@ -138,19 +183,19 @@ inline std::enable_if_t<std::is_same<T, double>::value, typename Lanes<T, Bytes>
   // 2 e^r (every coefficient doubled: the same bits as 2 times the Taylor sum), times 2^(k - 1): k reaches 1024
   // (x in [709.44, 709.78]), whose 2^k is no double
   V p = splat<V>(2.0 / 6227020800.0);
-  p = p * r + 2.0 / 479001600.0;
-  p = p * r + 2.0 / 39916800.0;
-  p = p * r + 2.0 / 3628800.0;
-  p = p * r + 2.0 / 362880.0;
-  p = p * r + 2.0 / 40320.0;
-  p = p * r + 2.0 / 5040.0;
-  p = p * r + 2.0 / 720.0;
-  p = p * r + 2.0 / 120.0;
-  p = p * r + 2.0 / 24.0;
-  p = p * r + 2.0 / 6.0;
-  p = p * r + 1.0;
-  p = p * r + 2.0;
-  p = p * r + 2.0;
+  p = mul_add(p, r, 2.0 / 479001600.0);
+  p = mul_add(p, r, 2.0 / 39916800.0);
+  p = mul_add(p, r, 2.0 / 3628800.0);
+  p = mul_add(p, r, 2.0 / 362880.0);
+  p = mul_add(p, r, 2.0 / 40320.0);
+  p = mul_add(p, r, 2.0 / 5040.0);
+  p = mul_add(p, r, 2.0 / 720.0);
+  p = mul_add(p, r, 2.0 / 120.0);
+  p = mul_add(p, r, 2.0 / 24.0);
+  p = mul_add(p, r, 2.0 / 6.0);
+  p = mul_add(p, r, 1.0);
+  p = mul_add(p, r, 2.0);
+  p = mul_add(p, r, 2.0);
   const V biased = kd + (1022.0 + 6755399441055744.0);
   const I scale_bits = ((I)biased) << 52;
   const V result = p * (V)scale_bits;
@@ -211,7 +256,7 @@ inline typename Lanes<T, Bytes>::V log(typename Lanes<T, Bytes>::V x) {
   const V s = f / (f + T(2));
   const V z = s * s;
   V p = splat<V>(T(2) / T(2 * C::terms + 1));
-  for (int n = C::terms - 1; n >= 1; --n) p = p * z + T(2) / T(2 * n + 1);
+  for (int n = C::terms - 1; n >= 1; --n) p = mul_add(p, z, T(2) / T(2 * n + 1));
   const V r = z * p;
   const V half_f2 = T(0.5) * f * f;
   const V result = k * C::ln2_hi - ((half_f2 - (s * (half_f2 + r) + k * C::ln2_lo)) - f);
@@ -347,16 +392,16 @@ inline RowMax<T> row_max(const T* logits, const T* log_mu, const T* q, const boo
     bad_log_mu |= blk.avail & ~simd::finite_mask(blk.log_mu);
     if (Needs::logits) {
       bad_logits |= blk.avail & ~simd::finite_mask(blk.logits);
-      const V l = blk.avail ? blk.logits : ninf;
+      const V l = simd::select(blk.avail, blk.logits, ninf);
       max_logits = max_logits > l ? max_logits : l;
     }
     if (Needs::q) bad_q |= blk.avail & ~simd::finite_mask(blk.q);
     if (Needs::target) {
-      const V z = blk.avail ? closed_form_logit(blk.log_mu, blk.q, t) : ninf;
+      const V z = simd::select(blk.avail, closed_form_logit(blk.log_mu, blk.q, t), ninf);
       max_target = max_target > z ? max_target : z;
     }
     if (Needs::lookahead) {
-      const V h = blk.avail ? lookahead_logit(blk.logits, blk.log_mu, blk.q, t) : ninf;
+      const V h = simd::select(blk.avail, lookahead_logit(blk.logits, blk.log_mu, blk.q, t), ninf);
       max_lookahead = max_lookahead > h ? max_lookahead : h;
     }
   }
@@ -385,7 +430,7 @@ inline RowSums<T> row_sums(const T* logits, const T* log_mu, const T* q, const b
   for (int64_t j0 = 0; j0 < A; j0 += W) {
     const simd::Block<T, Bytes, Needs> blk(logits, log_mu, q, avail, j0, A, readable);
     if (Needs::logits) {
-      const V shifted = blk.avail ? blk.logits - m.logits : ninf;
+      const V shifted = simd::select(blk.avail, blk.logits - m.logits, ninf);
       const V e = simd::exp<T, Bytes>(shifted);  // exactly 0 at unavailable entries
       if (softmax_out != nullptr) {
         if (j0 + W <= A) {
@@ -395,14 +440,15 @@ inline RowSums<T> row_sums(const T* logits, const T* log_mu, const T* q, const b
         }
       }
       s += e;
-      s_shift += blk.avail ? e * shifted : zero;
-      if (Needs::kl) s_log_mu += blk.avail ? e * blk.log_mu : zero;
+      s_shift += simd::select(blk.avail, e * shifted, zero);
+      if (Needs::kl) s_log_mu += simd::select(blk.avail, e * blk.log_mu, zero);
     }
     if (Needs::target)
-      s_target += simd::exp<T, Bytes>(blk.avail ? closed_form_logit(blk.log_mu, blk.q, t) - m.target : ninf);
+      s_target +=
+          simd::exp<T, Bytes>(simd::select(blk.avail, closed_form_logit(blk.log_mu, blk.q, t) - m.target, ninf));
     if (Needs::lookahead)
-      s_lookahead +=
-          simd::exp<T, Bytes>(blk.avail ? lookahead_logit(blk.logits, blk.log_mu, blk.q, t) - m.lookahead : ninf);
+      s_lookahead += simd::exp<T, Bytes>(
+          simd::select(blk.avail, lookahead_logit(blk.logits, blk.log_mu, blk.q, t) - m.lookahead, ninf));
   }
   RowSums<T> sums = RowSums<T>::zero();
   if (Needs::logits) {

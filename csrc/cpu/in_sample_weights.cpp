@@ -36,9 +36,9 @@ int64_t row_lanes_chunk(const InSampleWeightsArgs<T>& a, int64_t begin, int64_t 
     const V log_exp_target = simd::log<T, Bytes>(r.exp_target);
     const V log_weight = in_sample_log_weight(r.log_mu_taken, r.q_taken, r.max_target, log_exp_target, temps);
     // invalid rows: 0 everywhere (the call fails anyway)
-    simd::store_lanes(a.value + row, ok ? soft_value(r.max_target, log_exp_target, temps) : zero, rows);
-    simd::store_lanes(a.log_weight + row, ok ? log_weight : zero, rows);
-    simd::store_lanes(a.weight + row, ok ? simd::exp<T, Bytes>(min_(log_weight, log_w_max)) : zero, rows);
+    simd::store_lanes(a.value + row, simd::select(ok, soft_value(r.max_target, log_exp_target, temps), zero), rows);
+    simd::store_lanes(a.log_weight + row, simd::select(ok, log_weight, zero), rows);
+    simd::store_lanes(a.weight + row, simd::select(ok, simd::exp<T, Bytes>(min_(log_weight, log_w_max)), zero), rows);
   }
   return status;
 }

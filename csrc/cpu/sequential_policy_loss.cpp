@@ -209,19 +209,20 @@ int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin,
         in_sample_log_weight(r.log_mu_taken, r.q_taken, r.max_target, simd::log<T, Bytes>(r.exp_target), temps);
     const V zero{};
     // invalid rows: log pi = 0 and w = 0, so they add nothing (the call fails anyway)
-    store(log_pi_taken.data() + r0, ok ? log_pi : zero);
-    store(inv_sum_exp.data() + r0, ok ? T(1) / r.exp_logits : zero);
-    store(weight.data() + r0, ok ? simd::exp<T, Bytes>(min_(log_w, log_w_max)) : zero);
-    store(entropy.data() + r0, ok ? entropy_from_sums(r.exp_logits, r.exp_logits_shift, log_exp_logits) : zero);
+    store(log_pi_taken.data() + r0, simd::select(ok, log_pi, zero));
+    store(inv_sum_exp.data() + r0, simd::select(ok, T(1) / r.exp_logits, zero));
+    store(weight.data() + r0, simd::select(ok, simd::exp<T, Bytes>(min_(log_w, log_w_max)), zero));
+    store(entropy.data() + r0,
+          simd::select(ok, entropy_from_sums(r.exp_logits, r.exp_logits_shift, log_exp_logits), zero));
     store(kl.data() + r0,
-          ok ? kl_from_sums(r.exp_logits, r.exp_logits_shift, r.exp_logits_log_mu, log_exp_logits) : zero);
+          simd::select(ok, kl_from_sums(r.exp_logits, r.exp_logits_shift, r.exp_logits_log_mu, log_exp_logits), zero));
     if (use_ratio) {
       V log_hat = updated;
       if constexpr (target_mode)
         log_hat = taken_lookahead_log_prob(r.logit_taken, r.log_mu_taken, r.q_taken, r.max_lookahead,
                                            simd::log<T, Bytes>(r.exp_lookahead), temps);
-      store(d_cur.data() + r0, ok ? log_pi - r.log_mu_taken : zero);
-      store(d_upd.data() + r0, ok ? log_hat - r.log_mu_taken : zero);
+      store(d_cur.data() + r0, simd::select(ok, log_pi - r.log_mu_taken, zero));
+      store(d_upd.data() + r0, simd::select(ok, log_hat - r.log_mu_taken, zero));
     }
   }
   if (use_ratio) {

@@ -48,13 +48,15 @@ int64_t row_lanes_chunk(const SoftBellmanTargetArgs<T>& a, int64_t begin, int64_
         std::min(status, simd::block_status(r, ok | ~is_live, row, rows, a.next_actions, a.next_avail, A, int64_t(0)));
     const V log_exp_logits = simd::log<T, Bytes>(r.exp_logits);
     // not live or invalid: 0 (a terminal sample's rows are 0 by the contract)
-    simd::store_lanes(a.kl + row,
-                      ok ? kl_from_sums(r.exp_logits, r.exp_logits_shift, r.exp_logits_log_mu, log_exp_logits) : zero,
-                      rows);
-    simd::store_lanes(a.entropy + row, ok ? entropy_from_sums(r.exp_logits, r.exp_logits_shift, log_exp_logits) : zero,
+    simd::store_lanes(
+        a.kl + row,
+        simd::select(ok, kl_from_sums(r.exp_logits, r.exp_logits_shift, r.exp_logits_log_mu, log_exp_logits), zero),
+        rows);
+    simd::store_lanes(a.entropy + row,
+                      simd::select(ok, entropy_from_sums(r.exp_logits, r.exp_logits_shift, log_exp_logits), zero),
                       rows);
     const V term = taken_log_prob(r.logit_taken, r.max_logits, log_exp_logits) - r.log_mu_taken;
-    const V term_or_zero = ok ? term : zero;
+    const V term_or_zero = simd::select(ok, term, zero);
     std::memcpy(log_ratio_terms.data() + r0, &term_or_zero, sizeof(V));
   }
   for (int64_t b = begin; b < end; ++b) {  // each sample's sums over its agents

@@ -47,7 +47,8 @@ int64_t row_lanes_chunk(const TeammateLogRatiosArgs<T>& a, int64_t begin, int64_
     }
     status = std::min(status, simd::block_status(r, ok, row, rows, a.actions, a.avail, A, kUpdatedLogProbInvalid));
     const V log_pi = taken_log_prob(r.logit_taken, r.max_logits, simd::log<T, Bytes>(r.exp_logits));
-    const V d_cur_lanes = ok ? log_pi - r.log_mu_taken : zero, d_upd_lanes = ok ? log_hat - r.log_mu_taken : zero;
+    const V d_cur_lanes = simd::select(ok, log_pi - r.log_mu_taken, zero),
+            d_upd_lanes = simd::select(ok, log_hat - r.log_mu_taken, zero);
     std::memcpy(d_cur.data() + r0, &d_cur_lanes, sizeof(V));  // invalid rows: 0 (the call fails anyway)
     std::memcpy(d_upd.data() + r0, &d_upd_lanes, sizeof(V));
   }
