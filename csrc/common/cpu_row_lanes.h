@@ -115,9 +115,9 @@ INSPO_TARGET_AVX512 inline void gather_avail_avx512(const bool* avail, int64_t n
 }
 #endif
 
-// While a block runs, the block kPrefetchRows rows ahead is fetched into L1: each of the block's gathers touches one
-// cache line per row, and the hardware prefetchers alone left them waiting (measured, docs/PERFORMANCE.md, Kernel
-// work 12: the policy loss 1.01-1.14x faster with its inputs streamed at A = 5 to 24, unchanged in L2).
+// While a block runs, the block kPrefetchRows rows ahead is fetched into L1, for gathers that touch one cache line
+// per row (measured, docs/PERFORMANCE.md, Kernel work 12: the policy loss 1.01-1.14x faster with its inputs streamed
+// at A = 5 to 24, unchanged in L2).
 constexpr int64_t kPrefetchRows = 32;
 
 // Prefetches the n bytes at `offset` bytes past p. Addresses are computed as integers: past the end of an array they
