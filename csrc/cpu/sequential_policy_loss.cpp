@@ -261,6 +261,35 @@ int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin,
   return status;
 }
 
+// Rows per block of the self-normalized scaling pass: their exps go through the vector exp together.
+constexpr int64_t kScaledRowsBlock = 256;
+
+// Self-normalized ratios: multiplies gradient rows [first, first + n) (n <= kScaledRowsBlock) by their c / norm =
+// exp(log rho - shift) / norm, with the column's shift = max_b log rho and its norm known (double, as the sums).
+template <typename T, int Bytes>
+void scale_self_normalized_rows(const SequentialPolicyLossArgs<T>& a, const T* row_log_rho, const double* shift,
+                                const double* inv_norm, int64_t first, int64_t n) {
+  const int64_t A = a.A, B = a.B, N = a.N;
+  double shifted[kScaledRowsBlock], c[kScaledRowsBlock];
+  int64_t columns[kScaledRowsBlock];
+  // row -> column s * N + i, counted up (no division per row)
+  int64_t s = first / (B * N), b = first % (B * N) / N, i = first % N;
+  for (int64_t k = 0; k < n; ++k) {
+    columns[k] = s * N + i;
+    shifted[k] = double(row_log_rho[first + k]) - shift[columns[k]];
+    if (++i == N) {
+      i = 0;
+      if (++b == B) b = 0, ++s;
+    }
+  }
+  simd::exp_array<double, Bytes>(shifted, c, n);
+  for (int64_t k = 0; k < n; ++k) {
+    const T scale = T(c[k] * inv_norm[columns[k]]);
+    T* grad = a.grad + (first + k) * A;
+    for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
+  }
+}
+
 template <typename T, typename Needs>
 int64_t run(const SequentialPolicyLossArgs<T>& a) {
   const int64_t S = a.S, B = a.B, N = a.N;
@@ -299,33 +328,13 @@ int64_t run(const SequentialPolicyLossArgs<T>& a) {
     inv_norm[column] = 1.0 / loss_norm(a, total);
   }
   if (row_log_rho_data != nullptr) {  // the rows' c / norm, now that the column's max and norm are known
-    const int64_t A = a.A;
-    constexpr int64_t kRows = 256;  // rows per block: their exps go through the vector exp together
-    parallel_chunks(S * B * N, std::max(kRows, chunk_items(A)), a.num_threads,
+    parallel_chunks(S * B * N, std::max(kScaledRowsBlock, chunk_items(a.A)), a.num_threads,
                     [&](int64_t, int64_t begin, int64_t end) {
                       return with_widest_vector([&](auto width) {
-                        constexpr int Bytes = decltype(width)::value;
-                        double shifted[kRows], c[kRows];
-                        int64_t columns[kRows];
-                        for (int64_t first = begin; first < end; first += kRows) {
-                          const int64_t n = std::min(kRows, end - first);
-                          // row -> column s * N + i, counted up (no division per row)
-                          int64_t s = first / (B * N), b = first % (B * N) / N, i = first % N;
-                          for (int64_t k = 0; k < n; ++k) {
-                            columns[k] = s * N + i;
-                            shifted[k] = double(row_log_rho_data[first + k]) - shift[columns[k]];
-                            if (++i == N) {
-                              i = 0;
-                              if (++b == B) b = 0, ++s;
-                            }
-                          }
-                          simd::exp_array<double, Bytes>(shifted, c, n);
-                          for (int64_t k = 0; k < n; ++k) {
-                            const T scale = T(c[k] * inv_norm[columns[k]]);
-                            T* grad = a.grad + (first + k) * A;
-                            for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
-                          }
-                        }
+                        for (int64_t first = begin; first < end; first += kScaledRowsBlock)
+                          scale_self_normalized_rows<T, decltype(width)::value>(
+                              a, row_log_rho_data, shift.data(), inv_norm.data(), first,
+                              std::min(kScaledRowsBlock, end - first));
                         return kStatusOk;
                       });
                     });
