@@ -4,7 +4,9 @@ The row drivers (and rows across lanes, up to A = 24) pick SSE2 (16 bytes), AVX2
 partial vector past the row's end (masked): each width is forced with INSPO_CPU_VECTOR_BYTES (read once
 per process, hence one subprocess per width) on row lengths around every vector width, with poisoned
 unavailable entries (NaN / inf: a lane read without its mask would show) and the last rows of the
-arrays (the tail that is copied instead). A cap above what the CPU has runs its widest width.
+arrays (the tail that is copied instead). A cap above what the CPU has runs its widest width. At AVX-512, rows
+across lanes transpose float blocks with gathers or in registers (INSPO_CPU_ROW_TRANSPOSE; each CPU runs one of the
+two by default): both are checked.
 """
 
 import os
@@ -25,7 +27,7 @@ torch.set_num_threads(1)
 for dtype in (torch.float64, torch.float32):
     for actions in (1, 3, 5, 8, 9, 16, 17, 24, 25, 37):
         for mask in ("random", "padding"):
-            data = joint_batch(5, 3, actions, dtype=dtype, seed=actions, mask=mask)
+            data = joint_batch(11, 3, actions, dtype=dtype, seed=actions, mask=mask)
             ours, ref = weights_pair(data)
             for a, b in zip(ours, ref):
                 close(a, b)
@@ -34,7 +36,7 @@ for dtype in (torch.float64, torch.float32):
             ours, ours_grad, ref, ref_grad = loss_pair(data, "self_normalized")
             assert_policy_loss_close(ours, ref)
             close(ours_grad, ref_grad)
-            ours, ref = bellman_pair(next_step(5, 3, actions, dtype=dtype, mask=mask))
+            ours, ref = bellman_pair(next_step(11, 3, actions, dtype=dtype, mask=mask))
             for a, b in zip(ours, ref):
                 close(a, b)
 print("ok")
@@ -42,9 +44,13 @@ print("ok")
 
 
 @pytest.mark.skipif(not inspo_ext.build_info().get("compiled", False), reason="no compiled kernels")
-@pytest.mark.parametrize("vector_bytes", ["16", "32", "64"])
-def test_ops_match_the_reference_at_each_vector_width(vector_bytes):
-    env = dict(os.environ, INSPO_CPU_VECTOR_BYTES=vector_bytes, OMP_NUM_THREADS="1")
+@pytest.mark.parametrize(
+    "vector_bytes, row_transpose", [("16", "registers"), ("32", "registers"), ("64", "registers"), ("64", "gathers")]
+)
+def test_ops_match_the_reference_at_each_vector_width(vector_bytes, row_transpose):
+    env = dict(
+        os.environ, INSPO_CPU_VECTOR_BYTES=vector_bytes, INSPO_CPU_ROW_TRANSPOSE=row_transpose, OMP_NUM_THREADS="1"
+    )
     result = subprocess.run(
         [sys.executable, "-c", CHECKS], cwd=Path(__file__).parent, env=env, capture_output=True, text=True, timeout=300
     )

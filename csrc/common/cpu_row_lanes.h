@@ -81,10 +81,12 @@ inline void store_lanes(T* out, const V& v, int64_t n) {
 }
 
 #if defined(INSPO_CPU_DISPATCH)
-// AVX-512 float blocks: entry j of the n_rows rows is one masked gather (lanes past n_rows: 0), where entry by entry
-// the scalar loads and stores of the copy took about a third of the policy loss's time at A = 16 (perf, Intel
-// Sapphire Rapids). Only reads the rows' own entries. The target attribute lets the intrinsics inline into the
-// AVX-512 body.
+// AVX-512 float blocks are transposed by one of two means, whichever was measured faster on the CPU
+// (cpu_row_gathers(), docs/PERFORMANCE.md: Kernel work 11 and 13). Entry by entry, the scalar loads and stores of the
+// copy took about a third of the policy loss's time at A = 16 (perf, Intel Sapphire Rapids). The target attribute
+// lets the intrinsics inline into the AVX-512 body.
+
+// Gathers: entry j of the n_rows rows is one masked gather (lanes past n_rows: 0). Only reads the rows' own entries.
 // Lane k: k * A, the offset of row k's first entry.
 INSPO_TARGET_AVX512 inline __m512i row_starts_avx512(int64_t A) {
   return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -113,6 +115,79 @@ INSPO_TARGET_AVX512 inline void gather_avail_avx512(const bool* avail, int64_t n
     _mm512_store_si512(out + j * 16, _mm512_movm_epi32(_mm512_test_epi32_mask(word, _mm512_set1_epi32(0xFF))));
   }
 }
+
+// Registers: 16 x 16 tiles transposed in registers, each costing 16 row loads, 64 shuffles and one store per entry.
+
+// r[j] lane k <- r[k] lane j, for the 16 x 16 floats in r.
+INSPO_TARGET_AVX512 inline void transpose_16x16_avx512(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane L: rows i, i + 1 interleaved at entries 4L .. 4L + 3
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // r[i + e], lane L: rows i .. i + 3 at entry 4L + e
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+    const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int e = 0; e < 4; ++e) {  // entry 4L + e: 128-bit lane L of r[e], r[4 + e], r[8 + e], r[12 + e]
+    const __m512 v0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88), v1 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xDD);
+    const __m512 v2 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88);
+    const __m512 v3 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xDD);
+    t[e] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+    t[4 + e] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+    t[8 + e] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+    t[12 + e] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// The first n_rows rows of A floats at `rows` into out[j * 16 + k] = rows[k * A + j] (lanes past n_rows: 0). Only
+// reads the rows' own entries (masked loads).
+INSPO_TARGET_AVX512 inline void transpose_rows_avx512(const float* rows, int64_t n_rows, int64_t A, float* out) {
+  for (int64_t c = 0; c < A; c += 16) {  // the columns [c, c + 16)
+    const int64_t cols = std::min<int64_t>(16, A - c);
+    const __mmask16 in_row = __mmask16((1u << cols) - 1u);
+    __m512 r[16];
+    for (int64_t k = 0; k < 16; ++k)
+      r[k] = k < n_rows ? _mm512_maskz_loadu_ps(in_row, rows + k * A + c) : _mm512_setzero_ps();
+    transpose_16x16_avx512(r);
+    for (int64_t j = 0; j < cols; ++j) _mm512_store_ps(out + (c + j) * 16, r[j]);
+  }
+}
+
+// The same for the rows' availability: -1 / 0 lanes.
+INSPO_TARGET_AVX512 inline void transpose_avail_avx512(const bool* avail, int64_t n_rows, int64_t A, int32_t* out) {
+  for (int64_t c = 0; c < A; c += 16) {
+    const int64_t cols = std::min<int64_t>(16, A - c);
+    const __mmask16 in_row = __mmask16((1u << cols) - 1u);
+    __m512 r[16];
+    for (int64_t k = 0; k < 16; ++k)
+      r[k] = k < n_rows ? _mm512_castsi512_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(in_row, avail + k * A + c)))
+                        : _mm512_setzero_ps();
+    transpose_16x16_avx512(r);
+    for (int64_t j = 0; j < cols; ++j) {
+      const __m512i word = _mm512_castps_si512(r[j]);
+      _mm512_store_si512(out + (c + j) * 16, _mm512_movm_epi32(_mm512_test_epi32_mask(word, word)));
+    }
+  }
+}
+
+// The inverse: block[j * 16 + k] (j < A) into rows[k * A + j] for the first n_rows rows. Only writes the rows' own
+// entries (masked stores).
+INSPO_TARGET_AVX512 inline void untranspose_rows_avx512(const float* block, int64_t n_rows, int64_t A, float* rows) {
+  for (int64_t c = 0; c < A; c += 16) {
+    const int64_t cols = std::min<int64_t>(16, A - c);
+    const __mmask16 in_row = __mmask16((1u << cols) - 1u);
+    __m512 r[16];
+    for (int64_t j = 0; j < 16; ++j) r[j] = j < cols ? _mm512_load_ps(block + (c + j) * 16) : _mm512_setzero_ps();
+    transpose_16x16_avx512(r);
+    for (int64_t k = 0; k < n_rows; ++k) _mm512_mask_storeu_ps(rows + k * A + c, in_row, r[k]);
+  }
+}
 #endif
 
 // While a block runs, the block kPrefetchRows rows ahead is fetched into L1, for gathers that touch one cache line
@@ -127,19 +202,26 @@ inline void prefetch_bytes(const void* p, int64_t offset, int64_t n) {
   for (int64_t k = 0; k < n; k += 64) __builtin_prefetch(reinterpret_cast<const void*>(first + uintptr_t(k)));
 }
 
-// The transposed block of row_lanes, entry by entry (AVX-512 float: gathers, above). (Measured: W x W transposes in
-// registers, two-input shuffles in log2(W) stages, were 5-10% faster at A = 16 only, slower at A = 5, 10 and 24.)
+// The transposed block of row_lanes, entry by entry (AVX-512 float: gathers or registers, above, as `gathers` says).
 template <typename T, int Bytes, typename Needs>
 inline void transpose_rows(const T* logits, const T* log_mu, const T* q, const bool* avail, int64_t n_rows, int64_t A,
-                           T* tr_logits, T* tr_log_mu, T* tr_q, typename Lanes<T, Bytes>::IntT* tr_avail) {
+                           bool gathers, T* tr_logits, T* tr_log_mu, T* tr_q,
+                           typename Lanes<T, Bytes>::IntT* tr_avail) {
   using IntT = typename Lanes<T, Bytes>::IntT;
   constexpr int W = Lanes<T, Bytes>::W;
 #if defined(INSPO_CPU_DISPATCH)
   if constexpr (Bytes == 64 && std::is_same<T, float>::value) {
-    if (Needs::logits) gather_rows_avx512(logits, n_rows, A, tr_logits);
-    gather_rows_avx512(log_mu, n_rows, A, tr_log_mu);
-    if (Needs::q) gather_rows_avx512(q, n_rows, A, tr_q);
-    gather_avail_avx512(avail, n_rows, A, tr_avail);
+    if (gathers) {
+      if (Needs::logits) gather_rows_avx512(logits, n_rows, A, tr_logits);
+      gather_rows_avx512(log_mu, n_rows, A, tr_log_mu);
+      if (Needs::q) gather_rows_avx512(q, n_rows, A, tr_q);
+      gather_avail_avx512(avail, n_rows, A, tr_avail);
+    } else {
+      if (Needs::logits) transpose_rows_avx512(logits, n_rows, A, tr_logits);
+      transpose_rows_avx512(log_mu, n_rows, A, tr_log_mu);
+      if (Needs::q) transpose_rows_avx512(q, n_rows, A, tr_q);
+      transpose_avail_avx512(avail, n_rows, A, tr_avail);
+    }
     return;
   }
 #endif
@@ -181,7 +263,8 @@ inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q
   prefetch_bytes(log_mu, ahead * int64_t(sizeof(T)), block * int64_t(sizeof(T)));
   if (Needs::q) prefetch_bytes(q, ahead * int64_t(sizeof(T)), block * int64_t(sizeof(T)));
   prefetch_bytes(avail, ahead, block);
-  transpose_rows<T, Bytes, Needs>(logits, log_mu, q, avail, n_rows, A, tr_logits, tr_log_mu, tr_q, tr_avail);
+  const bool gathers = cpu_row_gathers();
+  transpose_rows<T, Bytes, Needs>(logits, log_mu, q, avail, n_rows, A, gathers, tr_logits, tr_log_mu, tr_q, tr_avail);
   alignas(64) IntT action_lanes[W];
   for (int64_t k = 0; k < W; ++k) {  // out of range: -1, which matches no entry
     const int64_t x = k < n_rows ? actions[k] : -1;
@@ -243,6 +326,14 @@ inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q
           exp<T, Bytes>(select(av, lookahead_logit(load<V>(tr_logits + j * W), m, qq, t) - r.max_lookahead, ninf));
   }
   if (Needs::logits && softmax_out != nullptr) {
+#if defined(INSPO_CPU_DISPATCH)
+    if constexpr (Bytes == 64 && std::is_same<T, float>::value) {
+      if (!gathers) {  // (gathers' counterpart, scatters, was slower than the scalar stores: Kernel work 11)
+        untranspose_rows_avx512(tr_softmax, n_rows, A, softmax_out);
+        return r;
+      }
+    }
+#endif
     for (int64_t k = 0; k < n_rows; ++k) {
       for (int64_t j = 0; j < A; ++j) softmax_out[k * A + j] = tr_softmax[j * W + k];
     }

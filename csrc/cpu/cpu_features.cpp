@@ -1,4 +1,5 @@
-// Run-time choice of the CPU backend's vector width (common/cpu_simd.h: with_vector_width).
+// Run-time choices of the CPU backend: its vector width (common/cpu_simd.h: with_vector_width) and how the
+// rows-across-lanes blocks transpose (common/cpu_row_lanes.h).
 #include <cstdlib>
 #include <cstring>
 
@@ -24,11 +25,30 @@ int detect_vector_bytes() {
   return bytes;
 }
 
+bool detect_row_gathers() {
+  bool gathers = false;
+#if defined(INSPO_CPU_DISPATCH)
+  __builtin_cpu_init();
+  gathers = __builtin_cpu_is("intel");
+#endif
+  // For testing and comparing the two: INSPO_CPU_ROW_TRANSPOSE=gathers|registers.
+  if (const char* how = std::getenv("INSPO_CPU_ROW_TRANSPOSE")) {
+    if (std::strcmp(how, "gathers") == 0) gathers = true;
+    if (std::strcmp(how, "registers") == 0) gathers = false;
+  }
+  return gathers;
+}
+
 }  // namespace
 
 int cpu_vector_bytes() {
   static const int bytes = detect_vector_bytes();
   return bytes;
+}
+
+bool cpu_row_gathers() {
+  static const bool gathers = detect_row_gathers();
+  return gathers;
 }
 
 }  // namespace inspo
