@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
+from torch.utils.dlpack import to_dlpack
 
 from . import _status
 from ._checkout import refuse_a_shadowed_install
@@ -105,7 +106,10 @@ def launch(
     fn: Callable = getattr(_C, op)
     deferred = _status.deferring(device)
     if device.type == "cpu":
-        status = fn(**tensors, **scalars, num_threads=torch.get_num_threads())
+        # DLPack capsules made here (torch's C++ export): nanobind would call each tensor's Python __dlpack__,
+        # whose checks cost ten times as much, a third of a small call (docs/PERFORMANCE.md)
+        capsules = {name: to_dlpack(t) if isinstance(t, Tensor) else t for name, t in tensors.items()}
+        status = fn(**capsules, **scalars, num_threads=torch.get_num_threads())
         if deferred:
             _status.record(op, device, status, names, tensors)
             return

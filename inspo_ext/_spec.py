@@ -19,6 +19,7 @@ tests/test_ops_registry.py checks that each op is in every one of these places.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -33,6 +34,7 @@ _SYMBOLS = ("B", "N", "A")
 OPS: dict[str, "OpSpec"] = {}  # every op, by name, in the order the op modules define them
 
 
+@functools.lru_cache(maxsize=None)  # a few dims strings, parsed at every call's checks
 def dims_of(dims: str) -> tuple[str, ...]:
     """The names of the dims written as `dims` ("[B, N, A]" -> ("B", "N", "A"))."""
     return tuple(d.strip() for d in dims.strip("[]").split(","))
