@@ -19,7 +19,6 @@ tests/test_ops_registry.py checks that each op is in every one of these places.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -34,7 +33,6 @@ _SYMBOLS = ("B", "N", "A")
 OPS: dict[str, "OpSpec"] = {}  # every op, by name, in the order the op modules define them
 
 
-@functools.lru_cache(maxsize=None)  # a few dims strings, parsed at every call's checks
 def dims_of(dims: str) -> tuple[str, ...]:
     """The names of the dims written as `dims` ("[B, N, A]" -> ("B", "N", "A"))."""
     return tuple(d.strip() for d in dims.strip("[]").split(","))
@@ -58,10 +56,12 @@ class Arg:
     optional: bool = False
     checked: bool = True  # False: the wrapper checks it (its dims depend on a mode)
     values: str = "real"
+    dim_names: tuple[str, ...] = field(init=False, repr=False, compare=False)  # dims parsed once, not at every call
 
     def __post_init__(self) -> None:
         if self.values not in VALUES:
             raise ValueError(f"Arg {self.name}: values must be one of {VALUES}, got {self.values!r}")
+        object.__setattr__(self, "dim_names", dims_of(self.dims))
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,10 @@ class Output:
     dims: str
     dtype: Optional[torch.dtype] = None
     when: Optional[str] = None
+    dim_names: tuple[str, ...] = field(init=False, repr=False, compare=False)  # dims parsed once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dim_names", dims_of(self.dims))
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ class OpSpec:
             t = tensors.get(arg.name)
             if arg is first or not arg.checked or (arg.optional and t is None):
                 continue
-            shape = self.shape(check, arg.dims)
+            shape = self.shape(check, arg.dim_names)
             if arg.dims == "[N]":
                 check.order(t, shape[0])
             elif arg.dtype is None:
@@ -127,10 +131,10 @@ class OpSpec:
                 check.exact(arg.name, t, arg.dtype, shape, arg.dims)
         return check
 
-    def shape(self, check: v.TensorChecker, dims: str) -> tuple[int, ...]:
-        """The shape (without S) that `dims` has in the call `check` checked."""
+    def shape(self, check: v.TensorChecker, dim_names: tuple[str, ...]) -> tuple[int, ...]:
+        """The shape (without S) that dims `dim_names` have in the call `check` checked."""
         sizes = dict(zip(_SYMBOLS, check.inner))
-        return tuple(sizes[d] if d in sizes else int(d) for d in dims_of(dims))
+        return tuple(sizes[d] if d in sizes else int(d) for d in dim_names)
 
     # ---- the custom op -------------------------------------------------------------------------------
     def _schema(self) -> str:
@@ -151,7 +155,7 @@ class OpSpec:
             if out.when is not None and not named[out.when]:
                 shape: tuple[int, ...] = (0,)
             else:
-                shape = lead + tuple(sizes[d] for d in dims_of(out.dims))
+                shape = lead + tuple(sizes[d] for d in out.dim_names)
             outputs.append(first.new_empty(shape, dtype=out.dtype or first.dtype))
         return tuple(outputs)
 

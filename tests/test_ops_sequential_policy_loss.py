@@ -2,6 +2,7 @@
 autograd), gradcheck, the algorithm's consistency identities, torch.compile and the nn.Module."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -270,14 +271,18 @@ def test_opcheck_policy_loss():
 
 def assert_compiled_matches_eager(step, d):
     """step(logits, log_mu, avail, actions, q_local, order) -> (total, diagnostic): eager and
-    torch.compile(fullgraph=True) agree on the total, the diagnostic and the logits' gradient."""
+    torch.compile(fullgraph=True) agree on the total, the diagnostic and the logits' gradient, and no warning is
+    about our code (a user would see each; torch's own deprecation warnings aside)."""
     compiled = torch.compile(step, fullgraph=True)
     inputs = [d[k] for k in ("log_mu", "avail", "actions", "q_local", "order")]
     results = []
     for fn in (step, compiled):
         logits = d["logits"].clone().requires_grad_()
-        total, diagnostic = fn(logits, *inputs)
-        total.backward()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            total, diagnostic = fn(logits, *inputs)
+            total.backward()
+        assert [str(w.message) for w in caught if "inspo" in str(w.message) + w.filename] == []
         results.append((total.detach(), diagnostic, logits.grad))
     for a, b in zip(*results):
         close(a, b)
