@@ -53,6 +53,24 @@ def test_nearly_equal_draws_allows_only_a_move_to_the_neighbouring_positive_samp
         assert_nearly_equal_draws(moved, expected, log_rho, max_fraction=0.5)
 
 
+@pytest.mark.parametrize("batch", [8, 40])
+def test_a_draw_on_a_cumulative_weight_takes_the_next_sample(batch, backend):
+    """Ties: a point equal to a cdf entry draws the next sample of positive weight, as searchsorted(right=True).
+    Weights 1 (cdf 1, 2, ..., B) and uniforms m / 8, so that the points m B / 8 are whole numbers; in the second
+    column some samples have zero weight (flat stretches of the cdf). B = 40: two blocks of searches run together
+    and a remainder one at a time (csrc/cpu/resample.cpp)."""
+    agents = 3
+    log_rho = torch.zeros(batch, agents, dtype=torch.float64)
+    log_rho[3::5, 1] = -math.inf
+    m = torch.arange(batch * agents).reshape(batch, agents) % 8
+    uniforms = m.double() / 8
+    ours = run_resample(log_rho.to(backend), uniforms.to(backend), "multinomial")
+    ref = reference.resample(log_rho, uniforms, "multinomial")
+    assert torch.equal(ours.indices.cpu(), ref.indices)
+    assert torch.equal(ref.indices[:, 0], m[:, 0] * batch // 8)  # point k = cdf[k - 1]: sample k
+    assert not bool(torch.isin(ours.indices[:, 1].cpu(), torch.arange(3, batch, 5)).any())
+
+
 def test_zero_weight_samples_are_never_drawn():
     log_rho = _log_rho(400, 3, seed=42)
     zero = torch.rand(400, 3, generator=torch.Generator().manual_seed(43)) < 0.5
