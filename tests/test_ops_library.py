@@ -116,6 +116,24 @@ def test_outputs_are_written_in_place_without_copies():
         _backend._C.in_sample_weights(*args, torch.empty(2, 4, dtype=torch.float64).T, *out[1:], *hyper)
 
 
+def test_views_with_a_storage_offset_read_their_own_entries():
+    """Contiguous slices of larger tensors (a storage offset, as a minibatch sliced from a batch is) give the results
+    of their copies: the kernels get the views' own data through DLPack, not their storages' first entries."""
+    d = joint_batch(9, 3, 5, dtype=torch.float32, seed=76)
+    views = {k: v if k == "order" else v[2:] for k, v in d.items()}
+    assert views["logits"].storage_offset() > 0 and views["logits"].is_contiguous()
+    copies = {k: v.clone() for k, v in views.items()}
+
+    def outputs(x):
+        loss, grad, _, _ = loss_pair(x, "importance")
+        return [*weights_pair(x)[0], ratios_pair(x, "target")[0], *loss, grad]
+
+    ours, expected = outputs(views), outputs(copies)
+    assert len(ours) == len(expected) == 10
+    for a, b in zip(ours, expected):
+        assert torch.equal(a, b)
+
+
 def test_fallback_to_the_reference(monkeypatch):
     d = joint_batch(16, 3, 4, seed=75)
     n = next_step(16, 3, 4, seed=76)
