@@ -472,8 +472,9 @@ inline RowSums<T> row_sums(const T* logits, const T* log_mu, const T* q, const b
 int cpu_vector_bytes();
 
 // Whether the rows-across-lanes blocks (cpu_row_lanes.h) transpose AVX-512 float rows with gathers (true) or in
-// registers (false): gathers on Intel CPUs, registers elsewhere (each measured faster there, docs/PERFORMANCE.md),
-// unless the environment variable INSPO_CPU_ROW_TRANSPOSE says `gathers` or `registers`. Read once.
+// registers (false): gathers on Intel CPUs with AMX, registers elsewhere (each measured faster there,
+// docs/PERFORMANCE.md), unless the environment variable INSPO_CPU_ROW_TRANSPOSE says `gathers` or `registers`. Read
+// once.
 bool cpu_row_gathers();
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))

@@ -28,8 +28,11 @@ int detect_vector_bytes() {
 bool detect_row_gathers() {
   bool gathers = false;
 #if defined(INSPO_CPU_DISPATCH)
+  // Intel with AMX: Sapphire Rapids and later, where the gathers were measured faster. Older Intel CPUs with AVX-512
+  // (Skylake to Ice Lake) were not measured, and Intel's microcode mitigation of Gather Data Sampling slows their
+  // gathers, so they take the registers, as AMD's do.
   __builtin_cpu_init();
-  gathers = __builtin_cpu_is("intel");
+  gathers = __builtin_cpu_is("intel") && __builtin_cpu_supports("amx-tile");
 #endif
   // For testing and comparing the two: INSPO_CPU_ROW_TRANSPOSE=gathers|registers.
   if (const char* how = std::getenv("INSPO_CPU_ROW_TRANSPOSE")) {
