@@ -57,8 +57,8 @@ def test_nearly_equal_draws_allows_only_a_move_to_the_neighbouring_positive_samp
 def test_a_draw_on_a_cumulative_weight_takes_the_next_sample(batch, backend):
     """Ties: a point equal to a cdf entry draws the next sample of positive weight, as searchsorted(right=True).
     Weights 1 (cdf 1, 2, ..., B) and uniforms m / 8, so that the points m B / 8 are whole numbers; in the second
-    column some samples have zero weight (flat stretches of the cdf). B = 40: two blocks of searches run together
-    and a remainder one at a time (csrc/cpu/resample.cpp)."""
+    column some samples have zero weight (flat stretches of the cdf). Draws are searched 16 at a time
+    (csrc/cpu/resample.cpp): B = 8 is one partial group, B = 40 two full groups and a partial one."""
     agents = 3
     log_rho = torch.zeros(batch, agents, dtype=torch.float64)
     log_rho[3::5, 1] = -math.inf

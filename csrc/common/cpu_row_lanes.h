@@ -190,9 +190,10 @@ INSPO_TARGET_AVX512 inline void untranspose_rows_avx512(const float* block, int6
 }
 #endif
 
-// While a block runs, the block kPrefetchRows rows ahead is fetched into L1, for gathers that touch one cache line
-// per row (measured, docs/PERFORMANCE.md, Kernel work 12: the policy loss 1.01-1.14x faster with its inputs streamed
-// at A = 5 to 24, unchanged in L2).
+// While a block runs, the block kPrefetchRows rows ahead is fetched into L1, for the block's copy, which touches a
+// cache line per row (measured with the gathers, docs/PERFORMANCE.md, Kernel work 12: the policy loss 1.01-1.14x
+// faster with its inputs streamed at A = 5 to 24, unchanged in L2; with the registers, 16 or 64 rows ahead instead
+// of 32 changed nothing on AMD Zen 4).
 constexpr int64_t kPrefetchRows = 32;
 
 // Prefetches the n bytes at `offset` bytes past p. Addresses are computed as integers: past the end of an array they

@@ -13,30 +13,15 @@
 namespace inspo {
 namespace {
 
-// std::upper_bound (the number of entries <= x) of a sorted array, without branches on the data: the
-// next probe is a conditional move, so a draw costs no mispredictions, and both candidates of the next
-// probe are prefetched while this one loads. A B-long cdf of doubles outgrows the caches at large B,
-// where std::upper_bound spent its time on mispredicted branches waiting for cache misses (measured:
-// 0.6x of PyTorch's searchsorted at B = 256k, N = 27).
-inline int64_t upper_bound_branchless(const double* sorted, int64_t n, double x) {
-  const double* base = sorted;
-  while (n > 1) {
-    const int64_t half = n >> 1;
-    __builtin_prefetch(base + (half >> 1));
-    __builtin_prefetch(base + half + (half >> 1));
-    base = base[half] <= x ? base + half : base;
-    n -= half;
-  }
-  return (base - sorted) + (n == 1 && *base <= x);
-}
-
 // Searches of one sorted array run this many at a time, in lockstep.
 constexpr int kLockstepSearches = 16;
 
-// upper_bound_branchless of kLockstepSearches points at once: every search of an n-long array takes the same
-// steps, so they advance level by level together, and each level's kLockstepSearches loads are independent and
-// overlap, where one search waits for each of its loads in turn (a cache miss per level once the array outgrows
-// the caches). Same results as one search at a time.
+// std::upper_bound (the number of entries <= x) of kLockstepSearches points in a sorted array. Without branches on
+// the data: the next probe is a conditional move, so a draw costs no mispredictions (std::upper_bound spent its time
+// on mispredicted branches waiting for cache misses: 0.6x of PyTorch's searchsorted at B = 256k, N = 27). In
+// lockstep: every search of an n-long array takes the same steps, so they advance level by level together, and each
+// level's kLockstepSearches loads are independent and overlap, where one search waits for each of its loads in turn
+// (a cache miss per level once a B-long cdf outgrows the caches).
 inline void upper_bounds_lockstep(const double* sorted, int64_t n, const double* x, int64_t* out) {
   const double* base[kLockstepSearches];
   for (int k = 0; k < kLockstepSearches; ++k) base[k] = sorted;
@@ -101,15 +86,15 @@ int64_t resample_cpu(const ResampleArgs<T>& a) {
                             : a.uniforms[r * N + i] * total;
         };
         // First b with cdf[b] > point (searchsorted right=True): a zero-weight b never qualifies.
-        int64_t r = first;
-        for (; r + kLockstepSearches <= last; r += kLockstepSearches) {
+        for (int64_t r = first; r < last; r += kLockstepSearches) {
+          const int64_t n = std::min<int64_t>(kLockstepSearches, last - r);
           double points[kLockstepSearches];
           int64_t found[kLockstepSearches];
-          for (int k = 0; k < kLockstepSearches; ++k) points[k] = point(r + k);
+          // a last group of n < kLockstepSearches draws repeats its last point in the lanes past it
+          for (int64_t k = 0; k < kLockstepSearches; ++k) points[k] = point(r + std::min(k, n - 1));
           upper_bounds_lockstep(column, B, points, found);
-          for (int k = 0; k < kLockstepSearches; ++k) a.indices[(r + k) * N + i] = std::min(found[k], B - 1);
+          for (int64_t k = 0; k < n; ++k) a.indices[(r + k) * N + i] = std::min(found[k], B - 1);
         }
-        for (; r < last; ++r) a.indices[r * N + i] = std::min(upper_bound_branchless(column, B, point(r)), B - 1);
         first = last;
       }
     }
