@@ -118,31 +118,34 @@ INSPO_TARGET_AVX512 inline void gather_avail_avx512(const bool* avail, int64_t n
 
 // Registers: 16 x 16 tiles transposed in registers, each costing 16 row loads, 64 shuffles and one store per entry.
 
-// r[j] lane k <- r[k] lane j, for the 16 x 16 floats in r.
-INSPO_TARGET_AVX512 inline void transpose_16x16_avx512(__m512 r[16]) {
-  __m512 t[16];
+// The 16 x 16 floats whose row k is load(k), transposed: store(j, v) receives v, whose lane k is lane j of row k.
+// Registers only: every index is a constant once the loops unroll (an array indexed at run time, or copied whole,
+// went through the stack).
+template <typename Load, typename Store>
+INSPO_TARGET_AVX512 inline void transpose_16x16_avx512(const Load& load, const Store& store) {
+  __m512 t[16], u[16];
   for (int i = 0; i < 16; i += 2) {  // per 128-bit lane L: rows i, i + 1 interleaved at entries 4L .. 4L + 3
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    const __m512 a = load(i), b = load(i + 1);
+    t[i] = _mm512_unpacklo_ps(a, b);
+    t[i + 1] = _mm512_unpackhi_ps(a, b);
   }
-  for (int i = 0; i < 16; i += 4) {  // r[i + e], lane L: rows i .. i + 3 at entry 4L + e
+  for (int i = 0; i < 16; i += 4) {  // u[i + e], lane L: rows i .. i + 3 at entry 4L + e
     const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
     const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
-    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    u[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
   }
-  for (int e = 0; e < 4; ++e) {  // entry 4L + e: 128-bit lane L of r[e], r[4 + e], r[8 + e], r[12 + e]
-    const __m512 v0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88), v1 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xDD);
-    const __m512 v2 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88);
-    const __m512 v3 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xDD);
-    t[e] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-    t[4 + e] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-    t[8 + e] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-    t[12 + e] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+  for (int e = 0; e < 4; ++e) {  // entry 4L + e: 128-bit lane L of u[e], u[4 + e], u[8 + e], u[12 + e]
+    const __m512 v0 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88), v1 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xDD);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
+    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xDD);
+    store(e, _mm512_shuffle_f32x4(v0, v2, 0x88));
+    store(4 + e, _mm512_shuffle_f32x4(v1, v3, 0x88));
+    store(8 + e, _mm512_shuffle_f32x4(v0, v2, 0xDD));
+    store(12 + e, _mm512_shuffle_f32x4(v1, v3, 0xDD));
   }
-  for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
 
 // The first n_rows rows of A floats at `rows` into out[j * 16 + k] = rows[k * A + j] (lanes past n_rows: 0). Only
@@ -151,11 +154,13 @@ INSPO_TARGET_AVX512 inline void transpose_rows_avx512(const float* rows, int64_t
   for (int64_t c = 0; c < A; c += 16) {  // the columns [c, c + 16)
     const int64_t cols = std::min<int64_t>(16, A - c);
     const __mmask16 in_row = __mmask16((1u << cols) - 1u);
-    __m512 r[16];
-    for (int64_t k = 0; k < 16; ++k)
-      r[k] = k < n_rows ? _mm512_maskz_loadu_ps(in_row, rows + k * A + c) : _mm512_setzero_ps();
-    transpose_16x16_avx512(r);
-    for (int64_t j = 0; j < cols; ++j) _mm512_store_ps(out + (c + j) * 16, r[j]);
+    transpose_16x16_avx512(
+        [&](int k) INSPO_TARGET_AVX512 {
+          return k < n_rows ? _mm512_maskz_loadu_ps(in_row, rows + k * A + c) : _mm512_setzero_ps();
+        },
+        [&](int j, __m512 v) INSPO_TARGET_AVX512 {
+          if (j < cols) _mm512_store_ps(out + (c + j) * 16, v);
+        });
   }
 }
 
@@ -164,15 +169,15 @@ INSPO_TARGET_AVX512 inline void transpose_avail_avx512(const bool* avail, int64_
   for (int64_t c = 0; c < A; c += 16) {
     const int64_t cols = std::min<int64_t>(16, A - c);
     const __mmask16 in_row = __mmask16((1u << cols) - 1u);
-    __m512 r[16];
-    for (int64_t k = 0; k < 16; ++k)
-      r[k] = k < n_rows ? _mm512_castsi512_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(in_row, avail + k * A + c)))
-                        : _mm512_setzero_ps();
-    transpose_16x16_avx512(r);
-    for (int64_t j = 0; j < cols; ++j) {
-      const __m512i word = _mm512_castps_si512(r[j]);
-      _mm512_store_si512(out + (c + j) * 16, _mm512_movm_epi32(_mm512_test_epi32_mask(word, word)));
-    }
+    transpose_16x16_avx512(
+        [&](int k) INSPO_TARGET_AVX512 {
+          return k < n_rows ? _mm512_castsi512_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(in_row, avail + k * A + c)))
+                            : _mm512_setzero_ps();
+        },
+        [&](int j, __m512 v) INSPO_TARGET_AVX512 {
+          const __m512i word = _mm512_castps_si512(v);
+          if (j < cols) _mm512_store_si512(out + (c + j) * 16, _mm512_movm_epi32(_mm512_test_epi32_mask(word, word)));
+        });
   }
 }
 
@@ -182,10 +187,12 @@ INSPO_TARGET_AVX512 inline void untranspose_rows_avx512(const float* block, int6
   for (int64_t c = 0; c < A; c += 16) {
     const int64_t cols = std::min<int64_t>(16, A - c);
     const __mmask16 in_row = __mmask16((1u << cols) - 1u);
-    __m512 r[16];
-    for (int64_t j = 0; j < 16; ++j) r[j] = j < cols ? _mm512_load_ps(block + (c + j) * 16) : _mm512_setzero_ps();
-    transpose_16x16_avx512(r);
-    for (int64_t k = 0; k < n_rows; ++k) _mm512_mask_storeu_ps(rows + k * A + c, in_row, r[k]);
+    transpose_16x16_avx512(
+        [&](int j)
+            INSPO_TARGET_AVX512 { return j < cols ? _mm512_load_ps(block + (c + j) * 16) : _mm512_setzero_ps(); },
+        [&](int k, __m512 v) INSPO_TARGET_AVX512 {
+          if (k < n_rows) _mm512_mask_storeu_ps(rows + k * A + c, in_row, v);
+        });
   }
 }
 #endif
@@ -245,12 +252,13 @@ inline void transpose_rows(const T* logits, const T* log_mu, const T* q, const b
 }
 
 // Both passes over the n_rows <= W consecutive rows that start at `logits` / `log_mu` / `q` / `avail` (row k
-// at offset k * A, A <= kMaxRowLanesA) with taken actions `actions`. When `softmax_out` is not null, its
-// n_rows rows receive exp(l - max_l) (0 at the unavailable entries): the unnormalized softmax.
+// at offset k * A, A <= kMaxRowLanesA) with taken actions `actions`. When `log_prob_grad_out` is not null, its
+// n_rows rows receive softmax - onehot(a), the gradient of -log pi(a) in the logits (0 at the unavailable entries;
+// the softmax part 0 in rows that fail a check).
 template <typename T, int Bytes, typename Needs>
 inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q, const bool* avail,
                                     const int64_t* actions, int64_t n_rows, int64_t A, const Temperatures<T>& t,
-                                    T* softmax_out) {
+                                    T* log_prob_grad_out) {
   using L = Lanes<T, Bytes>;
   using V = typename L::V;
   using I = typename L::I;
@@ -273,9 +281,11 @@ inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q
   }
   const I action = load<I>(action_lanes);
 
-  RowLanes<T, Bytes> r;
+  // The accumulators are locals, copied into the result after each pass: as members of the returned struct they were
+  // stored to memory at every entry.
   const V ninf = splat<V>(neg_inf<T>()), zero{};
-  r.max_logits = r.max_target = r.max_lookahead = ninf;
+  I n_avail{}, bad_logits{}, bad_log_mu{}, bad_q{}, taken_available{};
+  V logit_taken{}, log_mu_taken{}, q_taken{}, max_logits = ninf, max_target = ninf, max_lookahead = ninf;
   // j in every lane, counted up as a vector: a splat of the loop counter is built lane by lane by GCC
   I j_lanes{};
   const I one = j_lanes + 1;
@@ -284,59 +294,84 @@ inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q
     const V m = load<V>(tr_log_mu + j * W);
     const V qq = Needs::q ? load<V>(tr_q + j * W) : zero;
     const I av = load<I>(tr_avail + j * W);
-    r.n_avail -= av;  // mask lanes are -1
-    r.bad_log_mu |= av & ~finite_mask(m);
+    n_avail -= av;  // mask lanes are -1
+    bad_log_mu |= av & ~finite_mask(m);
     const I taken = action == j_lanes;
-    r.taken_available |= taken & av;
-    r.log_mu_taken = select(taken, m, r.log_mu_taken);
+    taken_available |= taken & av;
+    log_mu_taken = select(taken, m, log_mu_taken);
     if (Needs::logits) {
-      r.bad_logits |= av & ~finite_mask(l);
-      r.max_logits = select(av & (l > r.max_logits), l, r.max_logits);
-      r.logit_taken = select(taken, l, r.logit_taken);
+      bad_logits |= av & ~finite_mask(l);
+      max_logits = select(av & (l > max_logits), l, max_logits);
+      logit_taken = select(taken, l, logit_taken);
     }
     if (Needs::q) {
-      r.bad_q |= av & ~finite_mask(qq);
-      r.q_taken = select(taken, qq, r.q_taken);
+      bad_q |= av & ~finite_mask(qq);
+      q_taken = select(taken, qq, q_taken);
     }
     if (Needs::target) {
       const V z = closed_form_logit(m, qq, t);
-      r.max_target = select(av & (z > r.max_target), z, r.max_target);
+      max_target = select(av & (z > max_target), z, max_target);
     }
     if (Needs::lookahead) {
       const V h = lookahead_logit(l, m, qq, t);
-      r.max_lookahead = select(av & (h > r.max_lookahead), h, r.max_lookahead);
+      max_lookahead = select(av & (h > max_lookahead), h, max_lookahead);
     }
   }
+  RowLanes<T, Bytes> r;
+  r.n_avail = n_avail;
+  r.bad_logits = bad_logits;
+  r.bad_log_mu = bad_log_mu;
+  r.bad_q = bad_q;
+  r.taken_available = taken_available;
+  r.logit_taken = logit_taken;
+  r.log_mu_taken = log_mu_taken;
+  r.q_taken = q_taken;
+  r.max_logits = max_logits;
+  r.max_target = max_target;
+  r.max_lookahead = max_lookahead;
   alignas(64) T tr_softmax[kMaxRowLanesA * W];
+  V exp_logits{}, exp_logits_shift{}, exp_logits_log_mu{}, exp_target{}, exp_lookahead{};
   for (int64_t j = 0; j < A; ++j) {  // pass 2: sums of exp shifted by the maxima
     const V m = load<V>(tr_log_mu + j * W);
     const V qq = Needs::q ? load<V>(tr_q + j * W) : zero;
     const I av = load<I>(tr_avail + j * W);
     if (Needs::logits) {
       const V l = load<V>(tr_logits + j * W);
-      const V shifted = select(av, l - r.max_logits, ninf);
+      const V shifted = select(av, l - max_logits, ninf);
       const V e = exp<T, Bytes>(shifted);  // exactly 0 at unavailable entries
       std::memcpy(tr_softmax + j * W, &e, sizeof e);
-      r.exp_logits += e;
-      r.exp_logits_shift += select(av, e * shifted, zero);
-      if (Needs::kl) r.exp_logits_log_mu += select(av, e * m, zero);
+      exp_logits += e;
+      exp_logits_shift += select(av, e * shifted, zero);
+      if (Needs::kl) exp_logits_log_mu += select(av, e * m, zero);
     }
-    if (Needs::target) r.exp_target += exp<T, Bytes>(select(av, closed_form_logit(m, qq, t) - r.max_target, ninf));
+    if (Needs::target) exp_target += exp<T, Bytes>(select(av, closed_form_logit(m, qq, t) - max_target, ninf));
     if (Needs::lookahead)
-      r.exp_lookahead +=
-          exp<T, Bytes>(select(av, lookahead_logit(load<V>(tr_logits + j * W), m, qq, t) - r.max_lookahead, ninf));
+      exp_lookahead +=
+          exp<T, Bytes>(select(av, lookahead_logit(load<V>(tr_logits + j * W), m, qq, t) - max_lookahead, ninf));
   }
-  if (Needs::logits && softmax_out != nullptr) {
+  r.exp_logits = exp_logits;
+  r.exp_logits_shift = exp_logits_shift;
+  r.exp_logits_log_mu = exp_logits_log_mu;
+  r.exp_target = exp_target;
+  r.exp_lookahead = exp_lookahead;
+  if (Needs::logits && log_prob_grad_out != nullptr) {
+    const V inv_sum = select(r.valid(), splat<V>(T(1)) / exp_logits, zero);
+    j_lanes = I{};
+    for (int64_t j = 0; j < A; ++j, j_lanes += one) {  // the block's softmax - onehot(a), in place
+      const V p = load<V>(tr_softmax + j * W) * inv_sum;
+      const V g = select(action == j_lanes, p - T(1), p);
+      std::memcpy(tr_softmax + j * W, &g, sizeof g);
+    }
 #if defined(INSPO_CPU_DISPATCH)
     if constexpr (Bytes == 64 && std::is_same<T, float>::value) {
       if (!gathers) {  // (gathers' counterpart, scatters, was slower than the scalar stores: Kernel work 11)
-        untranspose_rows_avx512(tr_softmax, n_rows, A, softmax_out);
+        untranspose_rows_avx512(tr_softmax, n_rows, A, log_prob_grad_out);
         return r;
       }
     }
 #endif
     for (int64_t k = 0; k < n_rows; ++k) {
-      for (int64_t j = 0; j < A; ++j) softmax_out[k * A + j] = tr_softmax[j * W + k];
+      for (int64_t j = 0; j < A; ++j) log_prob_grad_out[k * A + j] = tr_softmax[j * W + k];
     }
   }
   return r;

@@ -143,16 +143,17 @@ inline V horner(V x, const T (&c)[n]) {
   return p;
 }
 
-// 2 / m! for m = n, n - 1, ..., 0: the Taylor coefficients of 2 e^r, highest power first (m! is exact in T: 7! in
-// float, 13! in double).
-template <typename T, int n>
-struct TwoTaylor {
+// scale / m! for m = n, n - 1, ..., 0: the Taylor coefficients of scale e^r, highest power first (m! is exact in T:
+// 7! in float, 13! in double; scale is a power of two, so the polynomial's value is exactly scale times that of
+// scale 1, at every step).
+template <typename T, int n, int scale>
+struct ScaledTaylor {
   T c[n + 1]{};
-  constexpr TwoTaylor() {
+  constexpr ScaledTaylor() {
     T factorial = 1;
     for (int m = 0; m <= n; ++m) {
       if (m > 0) factorial *= T(m);
-      c[n - m] = T(2) / factorial;
+      c[n - m] = T(scale) / factorial;
     }
   }
 };
@@ -169,14 +170,27 @@ inline std::enable_if_t<std::is_same<T, float>::value, typename Lanes<T, Bytes>:
   using V = typename L::V;
   using I = typename L::I;
   const V lo = splat<V>(-86.9f), hi = splat<V>(88.72283905f);  // k >= -125
-  const V magic = splat<V>(12582912.0f);                       // 0x1.8p23
+#if defined(INSPO_X86_BUILTINS)
+  if constexpr (Bytes == 64) {
+    // AVX-512: the same steps in fewer instructions, to the same bits: min / max (x86's, whose NaN case is the
+    // selects' below), k by rounding (the magic constant's rounding), 2^k by scalef (exact, so e^r times 2^k in
+    // one step, with no k = 128 overflow to avoid: the polynomial of e^r itself, half the other's at every step)
+    const V xc = __builtin_ia32_maxps512_mask(__builtin_ia32_minps512_mask(x, hi, x, -1, 4), lo, x, -1, 4);
+    const V kd = __builtin_ia32_rndscaleps_mask(xc * 1.44269504088896341f, 0x08, xc, -1, 4);  // nearest, quiet
+    const V r = (xc - kd * 0.693359375f) - kd * -2.12194440e-4f;
+    constexpr ScaledTaylor<float, 7, 1> taylor;
+    const __mmask16 in_range = __builtin_ia32_cmpps512_mask(x, lo, _CMP_GT_OQ, -1, 4);
+    return __builtin_ia32_scalefps512_mask(horner(r, taylor.c), kd, V{}, in_range, 4);
+  }
+#endif
+  const V magic = splat<V>(12582912.0f);  // 0x1.8p23
   V xc = x < hi ? x : hi;
-  xc = xc > lo ? xc : lo;  // NaN -> lo
+  xc = xc > lo ? xc : lo;  // NaN -> hi
   const V kd = (xc * 1.44269504088896341f + magic) - magic;
   const V r = (xc - kd * 0.693359375f) - kd * -2.12194440e-4f;
   // 2 e^r (every coefficient doubled: the same bits as 2 times the Taylor sum), times 2^(k - 1): k reaches 128
   // (x in [88.03, 88.72]), whose 2^k is no float
-  constexpr TwoTaylor<float, 7> two_taylor;
+  constexpr ScaledTaylor<float, 7, 2> two_taylor;
   const V p = horner(r, two_taylor.c);
   const V biased = kd + (126.0f + 12582912.0f);
   const I scale_bits = ((I)biased) << 23;
@@ -198,7 +212,7 @@ inline std::enable_if_t<std::is_same<T, double>::value, typename Lanes<T, Bytes>
   const V r = (xc - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
   // 2 e^r (every coefficient doubled: the same bits as 2 times the Taylor sum), times 2^(k - 1): k reaches 1024
   // (x in [709.44, 709.78]), whose 2^k is no double
-  constexpr TwoTaylor<double, 13> two_taylor;
+  constexpr ScaledTaylor<double, 13, 2> two_taylor;
   const V p = horner(r, two_taylor.c);
   const V biased = kd + (1022.0 + 6755399441055744.0);
   const I scale_bits = ((I)biased) << 52;

@@ -26,20 +26,28 @@ namespace {
 
 constexpr int64_t kSamplesPerChunk = 256;  // fixes the summation grouping (thread-count independent)
 
-// Turns row `row` of the gradient buffer, holding the row's unnormalized softmax, into c w (softmax - onehot(a)) / B
-// (0 at unavailable entries; c w = `cw`; `inv_batch` = 1 / B). Self-normalized (row_log_rho given): w only, and the
-// row's log rho is kept for run, which applies c / norm once the column's max and sum are known.
+// The factor c w / B of row `row`'s gradient c w (softmax - onehot(a)) / B (c w = `cw`; `inv_batch` = 1 / B).
+// Self-normalized (row_log_rho given): w only, and the row's log rho is kept for run, which applies c / norm once the
+// column's max and sum are known.
+template <typename T>
+inline T gradient_factor(int64_t row, T weight, T cw, T log_rho, T* row_log_rho, T inv_batch) {
+  if (row_log_rho == nullptr) return cw * inv_batch;
+  row_log_rho[row] = log_rho;
+  return weight;
+}
+
+// Turns row `row` of the gradient buffer, holding the row's unnormalized softmax, into its gradient (0 at unavailable
+// entries; see gradient_factor).
 template <typename T>
 inline void finish_gradient_row(const SequentialPolicyLossArgs<T>& a, int64_t row, T weight, T cw, T inv_sum_exp,
                                 T log_rho, T* row_log_rho, T inv_batch) {
   const int64_t A = a.A;
   T* grad = a.grad + row * A;
-  const T c_w = row_log_rho != nullptr ? weight : cw * inv_batch;
-  const T scale = c_w * inv_sum_exp;
+  const T factor = gradient_factor(row, weight, cw, log_rho, row_log_rho, inv_batch);
+  const T scale = factor * inv_sum_exp;
   for (int64_t j = 0; j < A; ++j) grad[j] *= scale;
   const int64_t action = a.actions[row];
-  if (action >= 0 && action < A) grad[action] -= c_w;
-  if (row_log_rho != nullptr) row_log_rho[row] = log_rho;
+  if (action >= 0 && action < A) grad[action] -= factor;
 }
 
 // One chunk of samples [begin, end): per-agent sums into `sums` (N slots), the gradient rows in place.
@@ -183,7 +191,7 @@ int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin,
   const int64_t first_row = begin * N, n = (end - begin) * N;  // the chunk's rows, whole samples
   // Per-row arrays with room for whole vectors: every block stores all W lanes (lanes past n are never read).
   const int64_t n_padded = (n + W - 1) / W * W;
-  std::vector<T> log_pi_taken(n_padded), inv_sum_exp(n_padded), weight(n_padded), entropy(n_padded), kl(n_padded);
+  std::vector<T> log_pi_taken(n_padded), weight(n_padded), entropy(n_padded), kl(n_padded);
   std::vector<T> d_cur(n_padded), d_upd(n_padded);
   std::vector<T> log_rho(n_padded, T(0)), rho(n_padded, T(1));  // c = 1 without ratios
   std::vector<double> ess_shifted(n), ess_exp(n);
@@ -193,10 +201,10 @@ int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin,
 
   for (int64_t r0 = 0; r0 < n; r0 += W) {  // the two passes and each row's results, W rows at a time
     const int64_t row = first_row + r0, rows = std::min<int64_t>(W, n - r0);
-    T* softmax = a.compute_grad ? a.grad + row * A : nullptr;
+    T* log_prob_grad = a.compute_grad ? a.grad + row * A : nullptr;  // softmax - onehot(a)
     const simd::RowLanes<T, Bytes> r =
         simd::row_lanes<T, Bytes, Needs>(a.logits + row * A, a.log_mu + row * A, a.q_local + row * A, a.avail + row * A,
-                                         a.actions + row, rows, A, temps, softmax);
+                                         a.actions + row, rows, A, temps, log_prob_grad);
     V updated{};
     if (read_updated) std::memcpy(&updated, a.updated_log_probs + row, size_t(rows) * sizeof(T));
     I ok = r.valid();
@@ -210,7 +218,6 @@ int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin,
     const V zero{};
     // invalid rows: log pi = 0 and w = 0, so they add nothing (the call fails anyway)
     store(log_pi_taken.data() + r0, simd::select(ok, log_pi, zero));
-    store(inv_sum_exp.data() + r0, simd::select(ok, T(1) / r.exp_logits, zero));
     store(weight.data() + r0, simd::select(ok, simd::exp<T, Bytes>(min_(log_w, log_w_max)), zero));
     store(entropy.data() + r0,
           simd::select(ok, entropy_from_sums(r.exp_logits, r.exp_logits_shift, log_exp_logits), zero));
@@ -256,7 +263,11 @@ int64_t run_chunk_row_lanes(const SequentialPolicyLossArgs<T>& a, int64_t begin,
     }
     if (double(log_rho[r]) > -std::numeric_limits<double>::infinity()) s.ess.raise_max(double(log_rho[r]));
     s.ess.add_exp(ess_exp[r], double(weight[r]) * double(log_pi_taken[r]));
-    if (a.compute_grad) finish_gradient_row(a, row, weight[r], cw, inv_sum_exp[r], log_rho[r], row_log_rho, inv_batch);
+    if (a.compute_grad) {  // the row holds softmax - onehot(a)
+      const T factor = gradient_factor(row, weight[r], cw, log_rho[r], row_log_rho, inv_batch);
+      T* grad = a.grad + row * A;
+      for (int64_t j = 0; j < A; ++j) grad[j] *= factor;
+    }
   }
   return status;
 }
