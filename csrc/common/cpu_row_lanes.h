@@ -267,6 +267,8 @@ inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q
   // The transposed block: entry j of row k at [j * W + k]; lanes past n_rows hold unavailable zeros.
   alignas(64) T tr_logits[kMaxRowLanesA * W], tr_log_mu[kMaxRowLanesA * W], tr_q[kMaxRowLanesA * W];
   alignas(64) IntT tr_avail[kMaxRowLanesA * W];
+  // Pass 1's closed-form target and lookahead logits, for pass 2 (kept, not recomputed)
+  alignas(64) T tr_target[kMaxRowLanesA * W], tr_lookahead[kMaxRowLanesA * W];
   const int64_t ahead = kPrefetchRows * A, block = W * A;  // entries
   if (Needs::logits) prefetch_bytes(logits, ahead * int64_t(sizeof(T)), block * int64_t(sizeof(T)));
   prefetch_bytes(log_mu, ahead * int64_t(sizeof(T)), block * int64_t(sizeof(T)));
@@ -310,10 +312,12 @@ inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q
     }
     if (Needs::target) {
       const V z = closed_form_logit(m, qq, t);
+      std::memcpy(tr_target + j * W, &z, sizeof z);
       max_target = select(av & (z > max_target), z, max_target);
     }
     if (Needs::lookahead) {
       const V h = lookahead_logit(l, m, qq, t);
+      std::memcpy(tr_lookahead + j * W, &h, sizeof h);
       max_lookahead = select(av & (h > max_lookahead), h, max_lookahead);
     }
   }
@@ -333,21 +337,18 @@ inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q
   V exp_logits{}, exp_logits_shift{}, exp_logits_log_mu{}, exp_target{}, exp_lookahead{};
   for (int64_t j = 0; j < A; ++j) {  // pass 2: sums of exp shifted by the maxima
     const V m = load<V>(tr_log_mu + j * W);
-    const V qq = Needs::q ? load<V>(tr_q + j * W) : zero;
     const I av = load<I>(tr_avail + j * W);
     if (Needs::logits) {
       const V l = load<V>(tr_logits + j * W);
-      const V shifted = select(av, l - max_logits, ninf);
-      const V e = exp<T, Bytes>(shifted);  // exactly 0 at unavailable entries
+      const V shifted = l - max_logits;              // anything at unavailable entries
+      const V e = exp_where<T, Bytes>(av, shifted);  // exactly 0 at unavailable entries
       std::memcpy(tr_softmax + j * W, &e, sizeof e);
       exp_logits += e;
       exp_logits_shift += select(av, e * shifted, zero);
       if (Needs::kl) exp_logits_log_mu += select(av, e * m, zero);
     }
-    if (Needs::target) exp_target += exp<T, Bytes>(select(av, closed_form_logit(m, qq, t) - max_target, ninf));
-    if (Needs::lookahead)
-      exp_lookahead +=
-          exp<T, Bytes>(select(av, lookahead_logit(load<V>(tr_logits + j * W), m, qq, t) - max_lookahead, ninf));
+    if (Needs::target) exp_target += exp_where<T, Bytes>(av, load<V>(tr_target + j * W) - max_target);
+    if (Needs::lookahead) exp_lookahead += exp_where<T, Bytes>(av, load<V>(tr_lookahead + j * W) - max_lookahead);
   }
   r.exp_logits = exp_logits;
   r.exp_logits_shift = exp_logits_shift;
@@ -359,7 +360,7 @@ inline RowLanes<T, Bytes> row_lanes(const T* logits, const T* log_mu, const T* q
     j_lanes = I{};
     for (int64_t j = 0; j < A; ++j, j_lanes += one) {  // the block's softmax - onehot(a), in place
       const V p = load<V>(tr_softmax + j * W) * inv_sum;
-      const V g = select(action == j_lanes, p - T(1), p);
+      const V g = action == j_lanes ? p - T(1) : p;
       std::memcpy(tr_softmax + j * W, &g, sizeof g);
     }
 #if defined(INSPO_CPU_DISPATCH)

@@ -164,26 +164,33 @@ struct ScaledTaylor {
 // 2^-1021 (double), -inf and NaN give exactly 0. The flush threshold keeps every intermediate a normal number: a
 // subnormal product costs a microcode assist of ~100 cycles per lane, and masked entries (-inf) would hit it on every
 // call (measured: 3x slower rows when 30% of the actions are masked).
+#if defined(INSPO_X86_BUILTINS)
+// The float exp below at AVX-512 width, for the lanes of `lanes` (the others 0): the same steps in fewer instructions,
+// to the same bits: min / max (x86's, whose NaN case is the selects'), k by rounding (the magic constant's rounding),
+// 2^k by scalef (exact, so e^r times 2^k in one step, with no k = 128 overflow to avoid: the polynomial of e^r itself,
+// half the other's at every step).
+typedef float Floats16 __attribute__((vector_size(64)));
+inline Floats16 exp_avx512(Floats16 x, __mmask16 lanes) {
+  const Floats16 lo = splat<Floats16>(-86.9f), hi = splat<Floats16>(88.72283905f);
+  const Floats16 xc = __builtin_ia32_maxps512_mask(__builtin_ia32_minps512_mask(x, hi, x, -1, 4), lo, x, -1, 4);
+  const Floats16 kd = __builtin_ia32_rndscaleps_mask(xc * 1.44269504088896341f, 0x08, xc, -1, 4);  // nearest, quiet
+  const Floats16 r = (xc - kd * 0.693359375f) - kd * -2.12194440e-4f;
+  constexpr ScaledTaylor<float, 7, 1> taylor;
+  const __mmask16 in_range = __builtin_ia32_cmpps512_mask(x, lo, _CMP_GT_OQ, lanes, 4);
+  return __builtin_ia32_scalefps512_mask(horner(r, taylor.c), kd, Floats16{}, in_range, 4);
+}
+#endif
+
 template <typename T, int Bytes>
 inline std::enable_if_t<std::is_same<T, float>::value, typename Lanes<T, Bytes>::V> exp(typename Lanes<T, Bytes>::V x) {
   using L = Lanes<float, Bytes>;
   using V = typename L::V;
   using I = typename L::I;
-  const V lo = splat<V>(-86.9f), hi = splat<V>(88.72283905f);  // k >= -125
 #if defined(INSPO_X86_BUILTINS)
-  if constexpr (Bytes == 64) {
-    // AVX-512: the same steps in fewer instructions, to the same bits: min / max (x86's, whose NaN case is the
-    // selects' below), k by rounding (the magic constant's rounding), 2^k by scalef (exact, so e^r times 2^k in
-    // one step, with no k = 128 overflow to avoid: the polynomial of e^r itself, half the other's at every step)
-    const V xc = __builtin_ia32_maxps512_mask(__builtin_ia32_minps512_mask(x, hi, x, -1, 4), lo, x, -1, 4);
-    const V kd = __builtin_ia32_rndscaleps_mask(xc * 1.44269504088896341f, 0x08, xc, -1, 4);  // nearest, quiet
-    const V r = (xc - kd * 0.693359375f) - kd * -2.12194440e-4f;
-    constexpr ScaledTaylor<float, 7, 1> taylor;
-    const __mmask16 in_range = __builtin_ia32_cmpps512_mask(x, lo, _CMP_GT_OQ, -1, 4);
-    return __builtin_ia32_scalefps512_mask(horner(r, taylor.c), kd, V{}, in_range, 4);
-  }
+  if constexpr (Bytes == 64) return exp_avx512(x, __mmask16(-1));
 #endif
-  const V magic = splat<V>(12582912.0f);  // 0x1.8p23
+  const V lo = splat<V>(-86.9f), hi = splat<V>(88.72283905f);  // k >= -125
+  const V magic = splat<V>(12582912.0f);                       // 0x1.8p23
   V xc = x < hi ? x : hi;
   xc = xc > lo ? xc : lo;  // NaN -> hi
   const V kd = (xc * 1.44269504088896341f + magic) - magic;
@@ -218,6 +225,16 @@ inline std::enable_if_t<std::is_same<T, double>::value, typename Lanes<T, Bytes>
   const I scale_bits = ((I)biased) << 52;
   const V result = p * (V)scale_bits;
   return x > lo ? result : splat<V>(0.0);
+}
+
+// mask ? exp(x) : 0, lane-wise, for a mask of -1 / 0 lanes; x may hold anything (inf, NaN) outside the mask. At
+// AVX-512 float width the mask joins the exp's own (no select).
+template <typename T, int Bytes>
+inline typename Lanes<T, Bytes>::V exp_where(typename Lanes<T, Bytes>::I mask, typename Lanes<T, Bytes>::V x) {
+#if defined(INSPO_X86_BUILTINS)
+  if constexpr (Bytes == 64 && std::is_same<T, float>::value) return exp_avx512(x, __builtin_ia32_cvtd2mask512(mask));
+#endif
+  return exp<T, Bytes>(select(mask, x, splat<typename Lanes<T, Bytes>::V>(neg_inf<T>())));
 }
 
 // Constants of `log` for each lane type.
