@@ -4,7 +4,8 @@
 // the polynomial does all the work); beside glibc's std::log over the same values, and the special values.
 // exp: every float whose exp is finite and at least 2^-125 (below, the kernels flush to 0 by design), and doubles
 // (uniform over the range, and its top [709, 709.79], where 2^k alone would overflow); beside glibc's std::exp, and
-// the count of non-finite results where exp is finite.
+// the count of non-finite results where exp is finite; and whether the AVX-512 float exp gives the 32-byte one's bits
+// at every float.
 // It regenerates the numbers quoted in cpu_simd.h (x86-64 with AVX-512; minutes on one core):
 //   g++ -std=gnu++17 -O3 -fno-math-errno -ffp-contract=off -Icsrc benchmarks/simd_accuracy.cpp -o /tmp/simd_accuracy
 //   /tmp/simd_accuracy [double_millions=200]
@@ -142,6 +143,22 @@ int main(int argc, char** argv) {
     std::printf("log(%a) = %a  (glibc %a)\n", special[i], out[i], std::log(special[i]));
 
   const MapFn<float> float_exps[3] = {map16<kExp, float>, map32<kExp, float>, map64<kExp, float>};
+  if (runs[1] &&
+      runs[2]) {  // the AVX-512 float exp has its own instructions (scalef, ...), meant to give the same bits
+    int64_t differ = 0;
+    std::vector<float> x(chunk), y32(chunk), y64(chunk);
+    for (uint64_t begin = 0; begin < (uint64_t(1) << 32); begin += chunk) {  // every float bit pattern
+      for (int64_t i = 0; i < chunk; ++i) {
+        const uint32_t bits = uint32_t(begin + i);
+        std::memcpy(&x[i], &bits, sizeof bits);
+      }
+      float_exps[1](x.data(), y32.data(), chunk);
+      float_exps[2](x.data(), y64.data(), chunk);
+      for (int64_t i = 0; i < chunk; ++i) differ += std::memcmp(&y32[i], &y64[i], sizeof(float)) != 0;
+    }
+    std::printf("exp float  64-byte vs 32-byte vectors: %lld of 2^32 inputs give different bits\n",
+                static_cast<long long>(differ));
+  }
   const MapFn<double> double_exps[3] = {map16<kExp, double>, map32<kExp, double>, map64<kExp, double>};
   for (int k = 0; k < 3; ++k) {
     if (!runs[k]) continue;

@@ -158,17 +158,11 @@ struct ScaledTaylor {
   }
 };
 
-// exp, lane-wise: Cody-Waite reduction x = k ln2 + r and a Taylor polynomial for e^r (against the correctly rounded
-// exp: <= 0.94 ulp over every float and <= 0.87 ulp over 4e7 doubles with mul_add's fused steps, 1.22 and 1.17 ulp at
-// 16 bytes; finite up to the largest finite result; benchmarks/simd_accuracy.cpp). Results below ~2^-125 (float) /
-// 2^-1021 (double), -inf and NaN give exactly 0. The flush threshold keeps every intermediate a normal number: a
-// subnormal product costs a microcode assist of ~100 cycles per lane, and masked entries (-inf) would hit it on every
-// call (measured: 3x slower rows when 30% of the actions are masked).
 #if defined(INSPO_X86_BUILTINS)
-// The float exp below at AVX-512 width, for the lanes of `lanes` (the others 0): the same steps in fewer instructions,
-// to the same bits: min / max (x86's, whose NaN case is the selects'), k by rounding (the magic constant's rounding),
-// 2^k by scalef (exact, so e^r times 2^k in one step, with no k = 128 overflow to avoid: the polynomial of e^r itself,
-// half the other's at every step).
+// The float exp (below) at AVX-512 width, for the lanes of `lanes` (the others 0): the same steps in fewer
+// instructions, to the same bits (benchmarks/simd_accuracy.cpp compares every float): min / max (x86's, whose NaN case
+// is the selects'), k by rounding (the magic constant's rounding), 2^k by scalef (exact, so e^r times 2^k in one step,
+// with no k = 128 overflow to avoid: the polynomial of e^r itself, half the other's at every step).
 typedef float Floats16 __attribute__((vector_size(64)));
 inline Floats16 exp_avx512(Floats16 x, __mmask16 lanes) {
   const Floats16 lo = splat<Floats16>(-86.9f), hi = splat<Floats16>(88.72283905f);
@@ -181,6 +175,12 @@ inline Floats16 exp_avx512(Floats16 x, __mmask16 lanes) {
 }
 #endif
 
+// exp, lane-wise: Cody-Waite reduction x = k ln2 + r and a Taylor polynomial for e^r (against the correctly rounded
+// exp: <= 0.94 ulp over every float and <= 0.87 ulp over 4e7 doubles with mul_add's fused steps, 1.22 and 1.17 ulp at
+// 16 bytes; finite up to the largest finite result; benchmarks/simd_accuracy.cpp). Results below ~2^-125 (float) /
+// 2^-1021 (double), -inf and NaN give exactly 0. The flush threshold keeps every intermediate a normal number: a
+// subnormal product costs a microcode assist of ~100 cycles per lane, and masked entries (-inf) would hit it on every
+// call (measured: 3x slower rows when 30% of the actions are masked).
 template <typename T, int Bytes>
 inline std::enable_if_t<std::is_same<T, float>::value, typename Lanes<T, Bytes>::V> exp(typename Lanes<T, Bytes>::V x) {
   using L = Lanes<float, Bytes>;
