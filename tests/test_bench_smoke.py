@@ -43,6 +43,16 @@ def test_quick_run_writes_every_row(tmp_path, capfd):
     assert "## Targets" in report and "memory bandwidth" in report
 
 
+def test_ours_alone_over_several_batches_writes_its_table_without_a_plot(tmp_path):
+    # no eager timings, so no speed-up to draw: the run still writes its table (it once failed in the plot)
+    argv = ["--sections", "ops", "--ops", "in_sample_weights", "--impls", "ours", "--modes", "fwd", "--batch", "64,128"]
+    argv += ["--agents", "8", "--actions", "16", "--threads", "1", "--no-memory", "--out-dir", str(tmp_path)]
+    assert main(argv) == 0
+    rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
+    assert {int(r["batch"]) for r in rows if r["op"] == "in_sample_weights" and r["median_ms"]} == {64, 128}
+    assert not list(tmp_path.glob("*.png"))
+
+
 def _inputs(name):
     return bench_ops.OPS[name].setup(bench_ops.Size(64, 3, 5), CPU, torch.Generator().manual_seed(1))
 

@@ -200,6 +200,7 @@ def plot_speedup(rows: Sequence[Row], path: Path, title: str) -> Optional[Path]:
         label: pts
         for label, pts in series.items()
         if len({r.batch for r in pts}) >= 2
+        and any(not math.isnan(r.vs_eager) for r in pts)  # eager timed (--impls without eager: no ratio to draw)
         and ("N=8, A=16" in label)
         and (("full" in label) or ("sequential" not in label and "fwd" in label))
     }
