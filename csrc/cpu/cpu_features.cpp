@@ -17,10 +17,14 @@ int detect_vector_bytes() {
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
     bytes = 64;
 #endif
-  // A cap for testing and comparing the code paths: INSPO_CPU_VECTOR_BYTES=16|32|64.
+  // A cap for testing and comparing the code paths: INSPO_CPU_VECTOR_BYTES=16|32|64 (any other value is ignored;
+  // inspo_ext/_backend.py warns about it).
   if (const char* cap = std::getenv("INSPO_CPU_VECTOR_BYTES")) {
-    const int limit = std::atoi(cap);
-    if (limit == 16 || limit == 32 || limit == 64) bytes = bytes < limit ? bytes : limit;
+    const int limit = std::strcmp(cap, "16") == 0   ? 16
+                      : std::strcmp(cap, "32") == 0 ? 32
+                      : std::strcmp(cap, "64") == 0 ? 64
+                                                    : 0;
+    if (limit != 0) bytes = bytes < limit ? bytes : limit;
   }
   return bytes;
 }
@@ -34,7 +38,8 @@ bool detect_row_gathers() {
   __builtin_cpu_init();
   gathers = __builtin_cpu_is("intel") && __builtin_cpu_supports("amx-tile");
 #endif
-  // For testing and comparing the two: INSPO_CPU_ROW_TRANSPOSE=gathers|registers.
+  // For testing and comparing the two: INSPO_CPU_ROW_TRANSPOSE=gathers|registers (any other value is ignored;
+  // inspo_ext/_backend.py warns about it).
   if (const char* how = std::getenv("INSPO_CPU_ROW_TRANSPOSE")) {
     if (std::strcmp(how, "gathers") == 0) gathers = true;
     if (std::strcmp(how, "registers") == 0) gathers = false;
