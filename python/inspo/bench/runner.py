@@ -66,17 +66,17 @@ def available_cores() -> int:
 
 
 class Bench:
-    def __init__(self, settings: Settings, bandwidth: Bandwidth, out: TextIO = sys.stdout):
+    def __init__(self, settings: Settings, bandwidth: Bandwidth, out: Optional[TextIO] = None):
         self.settings = settings
         self.bandwidth = bandwidth
-        self.out = out
+        self.out = out  # None: sys.stdout as it is when a line is printed (a default bound at import went stale)
         self.impls = op_specs.make_implementations(settings.impls, dynamic=settings.compile_dynamic)
         self.rows: list[Row] = []
         self._measured: dict[tuple, Row] = {}  # (op, impl, mode, size, threads) -> Row, reused across sections
         self.floors: dict[tuple[str, str], float] = {}  # (iteration op, shape) -> matmul-FLOP floor in ms
 
     def say(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
+        print(text, file=self.out if self.out is not None else sys.stdout, flush=True)
 
     # ---- one group: the implementations of one (op, mode, size, threads) ----
     def op_group(
