@@ -61,10 +61,12 @@ def test_ops_match_the_reference_at_each_vector_width(vector_bytes, row_transpos
 def test_a_path_variable_the_kernels_would_ignore_is_warned_at_import(name, value):
     env = dict(os.environ, **{name: value})
     program = "import warnings; warnings.simplefilter('always'); import inspo_ext"
-    result = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120)
+    # from tests/, as the package is installed (a `python -c` in the checkout's root would import its source folder)
+    run = dict(cwd=Path(__file__).parent, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", program], env=env, **run)
     assert result.returncode == 0, result.stderr
     assert f"{name}={value!r} is not one of" in result.stderr and "ignored" in result.stderr, result.stderr
     # a known value is quiet
     env[name] = {"INSPO_CPU_VECTOR_BYTES": "32", "INSPO_CPU_ROW_TRANSPOSE": "gathers"}[name]
-    result = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", program], env=env, **run)
     assert result.returncode == 0 and "is not one of" not in result.stderr, result.stderr
