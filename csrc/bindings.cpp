@@ -399,6 +399,13 @@ NB_MODULE(_C, m) {
   m.def("cuda_workspace_bytes", &cuda_workspace_bytes, "op"_a, "S"_a, "B"_a, "N"_a, "A"_a, "is_double"_a);
   m.def("build_info", &build_info);
   m.def("advise_huge_pages", &advise_huge_pages, "buffer"_a.noconvert());
+  nb::dict cpu_paths;  // name -> the values it accepts (inspo_ext/_backend.py warns about any other)
+  for (const inspo::CpuPathVariable* v : {&inspo::kCpuVectorBytesVariable, &inspo::kCpuRowTransposeVariable}) {
+    nb::list values;
+    for (int k = 0; k < v->n_values; ++k) values.append(v->values[k]);
+    cpu_paths[v->name] = nb::tuple(values);
+  }
+  m.attr("CPU_PATH_VARIABLES") = cpu_paths;
   m.attr("STATUS_OK") = inspo::kStatusOk;
   m.attr("SOURCE_HASH") = INSPO_SOURCE_HASH;  // of csrc/ and CMakeLists.txt (see there); a constant, as WITH_CUDA
 #if defined(INSPO_WITH_CUDA)

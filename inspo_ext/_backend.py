@@ -37,28 +37,25 @@ else:
 
 COMPILED = _C is not None
 
-# Environment variables that force one of the CPU kernels' paths (csrc/cpu/cpu_features.cpp reads them once), for
-# testing each path: their values, and what the kernels do with any other value.
-CPU_PATH_VARIABLES = {
-    "INSPO_CPU_VECTOR_BYTES": (("16", "32", "64"), "the CPU's widest vectors stand"),
-    "INSPO_CPU_ROW_TRANSPOSE": (("gathers", "registers"), "the CPU's own choice stands"),
-}
-
 
 def warn_unknown_cpu_paths(environ) -> None:
-    """Warn about a set CPU_PATH_VARIABLES variable whose value the kernels ignore (a typo would otherwise test the
-    default path unnoticed)."""
-    for name, (values, fallback) in CPU_PATH_VARIABLES.items():
+    """Warn about a variable of _C.CPU_PATH_VARIABLES (each forces one of the CPU kernels' paths, for testing it) set
+    to a value the kernels ignore: a typo would otherwise test the default path unnoticed."""
+    if _C is None:
+        return
+    for name, values in _C.CPU_PATH_VARIABLES.items():
         value = environ.get(name)
         if value is not None and value not in values:
             warnings.warn(
-                f"inspo_ext: {name}={value!r} is not one of {', '.join(values)}: ignored ({fallback}).",
+                f"inspo_ext: {name}={value!r} is not one of {', '.join(values)}: ignored (the CPU's own choice "
+                "stands).",
                 RuntimeWarning,
                 stacklevel=2,
             )
 
 
 warn_unknown_cpu_paths(os.environ)
+
 # The hash of the native sources the compiled module was built from (CMakeLists.txt); None without one.
 SOURCE_HASH: Optional[str] = _C.SOURCE_HASH if _C is not None else None
 

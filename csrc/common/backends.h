@@ -51,6 +51,17 @@ INSPO_OPS(INSPO_DECLARE_CPU)
   template int64_t op##_cpu<float>(const op##_args<float>&); \
   template int64_t op##_cpu<double>(const op##_args<double>&);
 
+// An environment variable that forces one of the CPU backend's run-time paths (csrc/cpu/cpu_features.cpp: the vector
+// width, the row transposes), for testing each, and the values it accepts: any other value is ignored. The bindings
+// export them (_C.CPU_PATH_VARIABLES), and inspo_ext warns about a value that would be ignored.
+struct CpuPathVariable {
+  const char* name;
+  const char* values[3];
+  int n_values;
+};
+extern const CpuPathVariable kCpuVectorBytesVariable;   // INSPO_CPU_VECTOR_BYTES: 16, 32, 64
+extern const CpuPathVariable kCpuRowTransposeVariable;  // INSPO_CPU_ROW_TRANSPOSE: gathers, registers
+
 #if defined(INSPO_WITH_CUDA) || defined(__CUDACC__)
 #define INSPO_DECLARE_CUDA(op, Args)                                                \
   template <typename T>                                                             \

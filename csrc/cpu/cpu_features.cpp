@@ -3,10 +3,25 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/backends.h"
 #include "common/cpu_simd.h"
 
 namespace inspo {
+
+const CpuPathVariable kCpuVectorBytesVariable{"INSPO_CPU_VECTOR_BYTES", {"16", "32", "64"}, 3};
+const CpuPathVariable kCpuRowTransposeVariable{"INSPO_CPU_ROW_TRANSPOSE", {"gathers", "registers"}, 2};
+
 namespace {
+
+// The index in v.values of the variable's value, or -1 when it is unset or not one of them.
+int chosen_value(const CpuPathVariable& v) {
+  const char* value = std::getenv(v.name);
+  if (value == nullptr) return -1;
+  for (int k = 0; k < v.n_values; ++k) {
+    if (std::strcmp(value, v.values[k]) == 0) return k;
+  }
+  return -1;
+}
 
 int detect_vector_bytes() {
   int bytes = 16;  // SSE2: every x86-64 CPU (and the width of the portable code elsewhere)
@@ -17,14 +32,11 @@ int detect_vector_bytes() {
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
     bytes = 64;
 #endif
-  // A cap for testing and comparing the code paths: INSPO_CPU_VECTOR_BYTES=16|32|64 (any other value is ignored;
-  // inspo_ext/_backend.py warns about it).
-  if (const char* cap = std::getenv("INSPO_CPU_VECTOR_BYTES")) {
-    const int limit = std::strcmp(cap, "16") == 0   ? 16
-                      : std::strcmp(cap, "32") == 0 ? 32
-                      : std::strcmp(cap, "64") == 0 ? 64
-                                                    : 0;
-    if (limit != 0) bytes = bytes < limit ? bytes : limit;
+  // A cap for testing and comparing the code paths: INSPO_CPU_VECTOR_BYTES=16|32|64.
+  const int cap = chosen_value(kCpuVectorBytesVariable);
+  if (cap >= 0) {
+    const int limit = std::atoi(kCpuVectorBytesVariable.values[cap]);
+    bytes = bytes < limit ? bytes : limit;
   }
   return bytes;
 }
@@ -38,12 +50,9 @@ bool detect_row_gathers() {
   __builtin_cpu_init();
   gathers = __builtin_cpu_is("intel") && __builtin_cpu_supports("amx-tile");
 #endif
-  // For testing and comparing the two: INSPO_CPU_ROW_TRANSPOSE=gathers|registers (any other value is ignored;
-  // inspo_ext/_backend.py warns about it).
-  if (const char* how = std::getenv("INSPO_CPU_ROW_TRANSPOSE")) {
-    if (std::strcmp(how, "gathers") == 0) gathers = true;
-    if (std::strcmp(how, "registers") == 0) gathers = false;
-  }
+  // For testing and comparing the two: INSPO_CPU_ROW_TRANSPOSE=gathers|registers.
+  const int how = chosen_value(kCpuRowTransposeVariable);
+  if (how >= 0) gathers = std::strcmp(kCpuRowTransposeVariable.values[how], "gathers") == 0;
   return gathers;
 }
 
